@@ -1,0 +1,11 @@
+//! In-process adapters: the embedded mode's implementations of the runtime's
+//! ports, for a shop that runs as one process with nothing else installed.
+//!
+//! They pass the same contract suites (`shop_runtime::ports::*::contract`)
+//! as the Redis, Postgres and JetStream adapters.
+
+#![forbid(unsafe_code)]
+
+mod kv;
+
+pub use kv::MemoryKeyValue;

@@ -1,0 +1,46 @@
+//! The rule components that ship inside the `shop` binary.
+//!
+//! `build.rs` compiles the guest crates under `rules/` for `wasm32-wasip2`
+//! (with a nested cargo and its own target directory, so it never waits on
+//! the outer build's lock) and this crate embeds the resulting components.
+//! The host loads these unless a rules directory overrides them.
+
+/// A component as shipped: a name for humans and its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BundledComponent {
+    pub name: &'static str,
+    pub wasm: &'static [u8],
+}
+
+/// The core order rules (world `order`).
+pub const ORDER: BundledComponent = BundledComponent {
+    name: "order",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_order_rules.wasm")),
+};
+
+/// The core inventory rules (world `inventory`).
+pub const INVENTORY: BundledComponent = BundledComponent {
+    name: "inventory",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_inventory_rules.wasm")),
+};
+
+/// The example policy plugin (world `policy`); not loaded unless asked for.
+pub const PURCHASE_LIMIT: BundledComponent = BundledComponent {
+    name: "purchase-limit",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_purchase_limit.wasm")),
+};
+
+/// The components the host loads by default.
+pub const DEFAULT: [BundledComponent; 2] = [ORDER, INVENTORY];
+
+/// Test fixtures, built only with the `fixtures` feature.
+#[cfg(feature = "fixtures")]
+pub mod fixtures {
+    use super::BundledComponent;
+
+    /// Order rules that loop, hog memory, panic or overflow the stack on demand.
+    pub const ROGUE_ORDER: BundledComponent = BundledComponent {
+        name: "rogue",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_rogue_rules.wasm")),
+    };
+}

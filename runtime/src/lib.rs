@@ -1,0 +1,16 @@
+//! The application layer of the shop: ports, use cases and the rules host.
+//!
+//! It stands between the pure domain (`shop-rules`, run here as WebAssembly
+//! components) and the adapters that implement its ports (`adapters/*`).
+//! Nothing in this crate knows a concrete database, broker or cache: it
+//! speaks to them through the traits in [`ports`], and the `shop` binary
+//! wires real implementations in.
+//!
+//! - [`rules`]: the wasmtime host that loads, sandboxes, hot-swaps and calls
+//!   the rule components, and implements the capabilities they import.
+//! - [`ports`]: what the application needs from the outside world.
+
+#![deny(unsafe_code)]
+
+pub mod ports;
+pub mod rules;

@@ -1,0 +1,268 @@
+//! One loaded component: its identity, its pre-instantiation, and a pool of
+//! ready instances that calls borrow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::{inventory_world, order_world, policy_world};
+use super::error::{FaultKind, LoadError, RuleFault};
+use super::imports::{Capabilities, HostState};
+
+/// Which contract a component fulfils, recognised from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Order,
+    Inventory,
+    Policy,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Order, Role::Inventory, Role::Policy];
+
+    /// The fully qualified interface a component of this role exports.
+    pub fn export(self) -> &'static str {
+        match self {
+            Role::Order => "shop:rules/order-rules@0.1.0",
+            Role::Inventory => "shop:rules/inventory-rules@0.1.0",
+            Role::Policy => "shop:rules/order-policy@0.1.0",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Order => "order",
+            Role::Inventory => "inventory",
+            Role::Policy => "policy",
+        })
+    }
+}
+
+/// Which component decided: stamped on every decision for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleStamp {
+    pub name: Arc<str>,
+    /// Hex SHA-256 of the component's bytes.
+    pub hash: Arc<str>,
+}
+
+impl fmt::Display for RuleStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, &self.hash[..12.min(self.hash.len())])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    pub stamp: RuleStamp,
+    pub role: Role,
+    /// Where it came from: `builtin` or a file path.
+    pub origin: String,
+    /// Whether its compiled code came from the on-disk cache.
+    pub from_cache: bool,
+}
+
+/// The world-specific glue between a component and the generic pool.
+pub(crate) trait World: 'static {
+    type Pre: Send + Sync;
+    type Bindings: Send;
+    const ROLE: Role;
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()>;
+    fn pre(instance: InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
+}
+
+pub(crate) struct OrderWorld;
+pub(crate) struct InventoryWorld;
+pub(crate) struct PolicyWorld;
+
+impl World for OrderWorld {
+    type Pre = order_world::OrderPre<HostState>;
+    type Bindings = order_world::Order;
+    const ROLE: Role = Role::Order;
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        order_world::Order::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+    fn pre(instance: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        order_world::OrderPre::new(instance)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings> {
+        pre.instantiate(store)
+    }
+}
+
+impl World for InventoryWorld {
+    type Pre = inventory_world::InventoryPre<HostState>;
+    type Bindings = inventory_world::Inventory;
+    const ROLE: Role = Role::Inventory;
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        inventory_world::Inventory::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+    fn pre(instance: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        inventory_world::InventoryPre::new(instance)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings> {
+        pre.instantiate(store)
+    }
+}
+
+impl World for PolicyWorld {
+    type Pre = policy_world::PolicyPre<HostState>;
+    type Bindings = policy_world::Policy;
+    const ROLE: Role = Role::Policy;
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        policy_world::Policy::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+    fn pre(instance: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        policy_world::PolicyPre::new(instance)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings> {
+        pre.instantiate(store)
+    }
+}
+
+/// Per-call limits, the same for every component of a host.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallLimits {
+    pub timeout: Duration,
+    /// Epoch ticks the timeout spans (the host's ticker advances the epoch).
+    pub deadline_ticks: u64,
+    pub memory_limit: usize,
+    /// Most idle instances kept per component.
+    pub pool_size: usize,
+}
+
+struct Slot<B> {
+    store: Store<HostState>,
+    bindings: B,
+}
+
+/// A component ready to serve calls.
+pub(crate) struct Loaded<W: World> {
+    pub info: ComponentInfo,
+    engine: Engine,
+    pre: W::Pre,
+    capabilities: Capabilities,
+    config: Arc<BTreeMap<String, String>>,
+    limits: CallLimits,
+    idle: Mutex<Vec<Slot<W::Bindings>>>,
+}
+
+impl<W: World> Loaded<W> {
+    /// Links and pre-instantiates `component`; fails if it does not fit the
+    /// world's contract (missing or mistyped exports).
+    pub fn new(
+        engine: &Engine,
+        component: &Component,
+        info: ComponentInfo,
+        capabilities: Capabilities,
+        config: Arc<BTreeMap<String, String>>,
+        limits: CallLimits,
+    ) -> Result<Self, LoadError> {
+        let mismatch = |reason: wasmtime::Error| LoadError::ContractMismatch {
+            name: info.stamp.name.to_string(),
+            contract: W::ROLE.export(),
+            reason: format!("{reason:#}"),
+        };
+        let mut linker = Linker::new(engine);
+        W::add_to_linker(&mut linker).map_err(mismatch)?;
+        // Std guests import WASI interfaces they never call; rules get none of
+        // them, so any such call traps instead of reaching the host system.
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(mismatch)?;
+        let instance = linker.instantiate_pre(component).map_err(mismatch)?;
+        let pre = W::pre(instance).map_err(mismatch)?;
+        let loaded = Self {
+            info,
+            engine: engine.clone(),
+            pre,
+            capabilities,
+            config,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        };
+        // Instantiate once now: a component that cannot start fails the load,
+        // not the first call.
+        let slot = loaded.fresh().map_err(|fault| LoadError::Start {
+            name: loaded.info.stamp.name.to_string(),
+            reason: fault.kind.to_string(),
+        })?;
+        loaded.park(slot);
+        Ok(loaded)
+    }
+
+    pub fn stamp(&self) -> &RuleStamp {
+        &self.info.stamp
+    }
+
+    /// Runs `call` on an idle instance (or a new one) under the CPU deadline
+    /// and memory cap. An instance that faulted is dropped, never reused.
+    pub fn call<R>(
+        &self,
+        call: impl FnOnce(&W::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, RuleFault> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut slot = match idle {
+            Some(slot) => slot,
+            None => self.fresh()?,
+        };
+        slot.store.set_epoch_deadline(self.limits.deadline_ticks);
+        match call(&slot.bindings, &mut slot.store) {
+            Ok(value) => {
+                self.park(slot);
+                Ok(value)
+            }
+            Err(error) => Err(self.fault(&slot.store, error)),
+        }
+    }
+
+    fn park(&self, slot: Slot<W::Bindings>) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.limits.pool_size
+        {
+            idle.push(slot);
+        }
+    }
+
+    fn fresh(&self) -> Result<Slot<W::Bindings>, RuleFault> {
+        let state = HostState::new(
+            Arc::clone(&self.info.stamp.name),
+            &self.capabilities,
+            Arc::clone(&self.config),
+            self.limits.memory_limit,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(self.limits.deadline_ticks);
+        match W::instantiate(&self.pre, &mut store) {
+            Ok(bindings) => Ok(Slot { store, bindings }),
+            Err(error) => Err(self.fault(&store, error)),
+        }
+    }
+
+    fn fault(&self, store: &Store<HostState>, error: wasmtime::Error) -> RuleFault {
+        let kind = if store.data().memory.hit {
+            FaultKind::MemoryLimit(self.limits.memory_limit)
+        } else {
+            match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => FaultKind::Timeout(self.limits.timeout),
+                Some(Trap::StackOverflow) => FaultKind::StackOverflow,
+                Some(trap) => FaultKind::Trap(trap.to_string()),
+                None => FaultKind::Trap(format!("{error:#}")),
+            }
+        };
+        let fault = RuleFault {
+            component: self.info.stamp.to_string(),
+            kind,
+        };
+        tracing::warn!(target: "shop::rules", %fault, "rule call failed; instance discarded");
+        fault
+    }
+}

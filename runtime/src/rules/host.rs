@@ -1,0 +1,474 @@
+//! [`RuleHost`]: the active rule set, its reloads, and the typed calls.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use shop_rules::inventory::{Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState};
+use shop_rules::mirror::Mirror;
+use shop_rules::order::{Order, OrderCommand, OrderEvent, OrderRejection, PlaceOrder};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use super::bindings::{inventory_types, order_types};
+use super::cache::CodeCache;
+use super::component::{CallLimits, ComponentInfo, InventoryWorld, Loaded, OrderWorld, PolicyWorld, Role, RuleStamp};
+use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
+use super::imports::Capabilities;
+use super::source::{self, RuleSource};
+
+/// How often the epoch advances; call deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone)]
+pub struct RuleSettings {
+    /// Components shipped with the binary; loaded unless the directory overrides them.
+    pub builtin: Vec<RuleSource>,
+    /// A directory of `.wasm` components: an order or inventory component here
+    /// replaces the built-in one, policies here are added.
+    pub dir: Option<PathBuf>,
+    /// Where compiled code is cached between runs; `None` compiles every start.
+    pub cache_dir: Option<PathBuf>,
+    /// CPU budget of one call.
+    pub call_timeout: Duration,
+    /// Linear memory one instance may use.
+    pub memory_limit: usize,
+    /// Idle instances kept per component for reuse.
+    pub pool_size: usize,
+    /// Settings each component reads through its `config` import, by component name.
+    pub component_config: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Default for RuleSettings {
+    fn default() -> Self {
+        Self {
+            builtin: Vec::new(),
+            dir: None,
+            cache_dir: None,
+            call_timeout: Duration::from_millis(100),
+            memory_limit: 64 << 20,
+            pool_size: 16,
+            component_config: BTreeMap::new(),
+        }
+    }
+}
+
+/// An answer from the rules, stamped with the component that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided<T> {
+    pub value: T,
+    pub rule: RuleStamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub active: Vec<ComponentInfo>,
+    /// Components compiled and installed by this reload (new or changed).
+    pub loaded: Vec<RuleStamp>,
+    /// Components that were active before and are not any more.
+    pub retired: Vec<RuleStamp>,
+}
+
+#[derive(Clone)]
+enum AnyLoaded {
+    Order(Arc<Loaded<OrderWorld>>),
+    Inventory(Arc<Loaded<InventoryWorld>>),
+    Policy(Arc<Loaded<PolicyWorld>>),
+}
+
+impl AnyLoaded {
+    fn info(&self) -> &ComponentInfo {
+        match self {
+            Self::Order(c) => &c.info,
+            Self::Inventory(c) => &c.info,
+            Self::Policy(c) => &c.info,
+        }
+    }
+}
+
+struct RuleSet {
+    order: Arc<Loaded<OrderWorld>>,
+    inventory: Arc<Loaded<InventoryWorld>>,
+    policies: Vec<Arc<Loaded<PolicyWorld>>>,
+}
+
+impl RuleSet {
+    fn components(&self) -> Vec<AnyLoaded> {
+        let mut all = vec![
+            AnyLoaded::Order(Arc::clone(&self.order)),
+            AnyLoaded::Inventory(Arc::clone(&self.inventory)),
+        ];
+        all.extend(self.policies.iter().cloned().map(AnyLoaded::Policy));
+        all
+    }
+}
+
+/// Turns sources into loaded components.
+struct Loader {
+    engine: Engine,
+    settings: RuleSettings,
+    capabilities: Capabilities,
+    limits: CallLimits,
+    cache: Option<CodeCache>,
+}
+
+/// Loads rule components and runs calls on them. Share it behind an `Arc`.
+pub struct RuleHost {
+    loader: Loader,
+    current: RwLock<Arc<RuleSet>>,
+    reloading: Mutex<()>,
+    _ticker: mpsc::Sender<()>,
+}
+
+impl std::fmt::Debug for RuleHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleHost")
+            .field("components", &self.components())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleHost {
+    /// Compiles (or loads from the cache) and pre-instantiates every component.
+    pub fn start(settings: RuleSettings, capabilities: Capabilities) -> Result<Self, LoadError> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let ticker = spawn_ticker(engine.clone())?;
+        let timeout_ticks = settings.call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        let limits = CallLimits {
+            timeout: settings.call_timeout,
+            // +1: the tick in progress when the call starts may be nearly over.
+            deadline_ticks: u64::try_from(timeout_ticks).unwrap_or(u64::MAX / 2) + 1,
+            memory_limit: settings.memory_limit,
+            pool_size: settings.pool_size,
+        };
+        let cache = settings.cache_dir.as_deref().map(|dir| CodeCache::new(dir, &engine));
+        let loader = Loader {
+            engine,
+            settings,
+            capabilities,
+            limits,
+            cache,
+        };
+        let (set, _) = loader.load_set(&[])?;
+        Ok(Self {
+            loader,
+            current: RwLock::new(Arc::new(set)),
+            reloading: Mutex::new(()),
+            _ticker: ticker,
+        })
+    }
+
+    fn current(&self) -> Arc<RuleSet> {
+        match self.current.read() {
+            Ok(set) => Arc::clone(&set),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The active components, order and inventory first, then policies by name.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        self.current().components().iter().map(|c| c.info().clone()).collect()
+    }
+
+    /// Re-reads the rules directory and swaps in what changed. Unchanged
+    /// components (same name and hash) keep their compiled code and warm
+    /// instances. If anything fails to load, nothing is swapped.
+    pub fn reload(&self) -> Result<ReloadReport, LoadError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.current().components();
+        let (set, loaded) = self.loader.load_set(&before)?;
+        let set = Arc::new(set);
+        match self.current.write() {
+            Ok(mut current) => *current = Arc::clone(&set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&set),
+        }
+        let after = set.components();
+        let retired = before
+            .iter()
+            .map(|c| c.info().stamp.clone())
+            .filter(|stamp| !after.iter().any(|c| &c.info().stamp == stamp))
+            .collect();
+        let report = ReloadReport {
+            active: after.iter().map(|c| c.info().clone()).collect(),
+            loaded,
+            retired,
+        };
+        tracing::info!(target: "shop::rules", loaded = ?report.loaded, retired = ?report.retired, "rules reloaded");
+        Ok(report)
+    }
+
+    /// Loads `source` as it would be loaded into the rule set, without installing it.
+    pub fn inspect(&self, source: &RuleSource) -> Result<ComponentInfo, LoadError> {
+        self.loader.load(source, &[]).map(|c| c.info().clone())
+    }
+
+    /// Reloads whenever the rules directory changes, until the handle is dropped.
+    pub fn watch(self: &Arc<Self>, every: Duration) -> WatchHandle {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let host: Weak<Self> = Arc::downgrade(self);
+        let dir = self.loader.settings.dir.clone();
+        thread::Builder::new()
+            .name("rules-watch".into())
+            .spawn(move || {
+                let Some(dir) = dir else { return };
+                let mut seen = source::fingerprint(&dir);
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    let Some(host) = host.upgrade() else { return };
+                    let now = source::fingerprint(&dir);
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    if let Err(error) = host.reload() {
+                        tracing::error!(target: "shop::rules", %error, "rules not reloaded; the previous set stays active");
+                    }
+                }
+            })
+            .map_or(WatchHandle { _stop: None }, |_| WatchHandle { _stop: Some(stop) })
+    }
+
+    pub fn decide_order(
+        &self,
+        state: Option<&Order>,
+        command: &OrderCommand,
+    ) -> Result<Decided<Vec<OrderEvent>>, RuleError<OrderRejection>> {
+        let set = self.current();
+        let state: Option<order_types::Order> = state.cloned().mirror();
+        let command: order_types::OrderCommand = command.clone().mirror();
+        let outcome = set.order.call(|rules, store| {
+            rules.shop_rules_order_rules().call_decide(store, state.as_ref(), &command)
+        })?;
+        stamped(outcome, set.order.stamp())
+    }
+
+    pub fn evolve_order(&self, state: Option<Order>, event: &OrderEvent) -> Result<Option<Order>, RuleFault> {
+        let set = self.current();
+        let state: Option<order_types::Order> = state.mirror();
+        let event: order_types::OrderEvent = event.clone().mirror();
+        let next = set.order.call(|rules, store| {
+            rules.shop_rules_order_rules().call_evolve(store, state.as_ref(), &event)
+        })?;
+        Ok(next.mirror())
+    }
+
+    pub fn decide_inventory(
+        &self,
+        state: &InventoryState,
+        command: &InventoryCommand,
+    ) -> Result<Decided<Decision>, RuleError<InventoryRejection>> {
+        let set = self.current();
+        let state: inventory_types::InventoryState = state.clone().mirror();
+        let command: inventory_types::InventoryCommand = command.clone().mirror();
+        let outcome = set.inventory.call(|rules, store| {
+            rules.shop_rules_inventory_rules().call_decide(store, &state, &command)
+        })?;
+        stamped(outcome, set.inventory.stamp())
+    }
+
+    pub fn evolve_inventory(
+        &self,
+        state: InventoryState,
+        event: &InventoryEvent,
+    ) -> Result<InventoryState, RuleFault> {
+        let set = self.current();
+        let state: inventory_types::InventoryState = state.mirror();
+        let event: inventory_types::InventoryEvent = event.clone().mirror();
+        let next = set.inventory.call(|rules, store| {
+            rules.shop_rules_inventory_rules().call_evolve(store, &state, &event)
+        })?;
+        Ok(next.mirror())
+    }
+
+    /// Runs every loaded policy, in name order; the first refusal wins.
+    /// Answers with the stamps of the policies that allowed the order.
+    pub fn check_policies(&self, order: &PlaceOrder) -> Result<Vec<RuleStamp>, RuleError<PolicyViolation>> {
+        let set = self.current();
+        let order: order_types::PlaceOrder = order.clone().mirror();
+        let mut allowed = Vec::with_capacity(set.policies.len());
+        for policy in &set.policies {
+            let verdict = policy.call(|rules, store| {
+                rules.shop_rules_order_policy().call_check(store, &order)
+            })?;
+            if let Err(violation) = verdict {
+                return Err(RuleError::Rejected(PolicyViolation {
+                    policy: policy.stamp().name.to_string(),
+                    code: violation.code,
+                    message: violation.message,
+                }));
+            }
+            allowed.push(policy.stamp().clone());
+        }
+        Ok(allowed)
+    }
+}
+
+impl Loader {
+    /// Builds a full rule set from the built-ins and the directory, reusing
+    /// any of `previous` whose name and content are unchanged.
+    fn load_set(&self, previous: &[AnyLoaded]) -> Result<(RuleSet, Vec<RuleStamp>), LoadError> {
+        let mut sources = self.settings.builtin.clone();
+        if let Some(dir) = &self.settings.dir {
+            for path in source::wasm_files(dir)? {
+                sources.push(RuleSource::from_file(&path)?);
+            }
+        }
+        let mut order: Option<Arc<Loaded<OrderWorld>>> = None;
+        let mut inventory: Option<Arc<Loaded<InventoryWorld>>> = None;
+        let mut policies: Vec<Arc<Loaded<PolicyWorld>>> = Vec::new();
+        let mut loaded = Vec::new();
+        for source in &sources {
+            let component = self.load(source, previous)?;
+            let info = component.info().clone();
+            if !previous.iter().any(|p| p.info().stamp == info.stamp) {
+                loaded.push(info.stamp.clone());
+            }
+            match component {
+                AnyLoaded::Order(c) => choose(&mut order, c, Role::Order)?,
+                AnyLoaded::Inventory(c) => choose(&mut inventory, c, Role::Inventory)?,
+                AnyLoaded::Policy(c) => {
+                    policies.retain(|p| p.info.stamp.name != c.info.stamp.name);
+                    policies.push(c);
+                }
+            }
+        }
+        policies.sort_by(|a, b| a.info.stamp.name.cmp(&b.info.stamp.name));
+        let set = RuleSet {
+            order: order.ok_or(LoadError::Missing(Role::Order))?,
+            inventory: inventory.ok_or(LoadError::Missing(Role::Inventory))?,
+            policies,
+        };
+        Ok((set, loaded))
+    }
+
+    fn load(&self, source: &RuleSource, previous: &[AnyLoaded]) -> Result<AnyLoaded, LoadError> {
+        let hash = hex(&Sha256::digest(&source.wasm));
+        if let Some(same) = previous
+            .iter()
+            .find(|p| *p.info().stamp.name == *source.name && *p.info().stamp.hash == *hash)
+        {
+            return Ok(same.clone());
+        }
+        let cached = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &hash));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, &source.wasm).map_err(|e| LoadError::NotAComponent {
+                    name: source.name.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&hash, &component);
+                }
+                component
+            }
+        };
+        let role = self.role_of(&component, &source.name)?;
+        let info = ComponentInfo {
+            stamp: RuleStamp {
+                name: source.name.as_str().into(),
+                hash: hash.into(),
+            },
+            role,
+            origin: source.origin.clone(),
+            from_cache,
+        };
+        let config = Arc::new(self.settings.component_config.get(&source.name).cloned().unwrap_or_default());
+        let caps = self.capabilities.clone();
+        Ok(match role {
+            Role::Order => AnyLoaded::Order(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?)),
+            Role::Inventory => {
+                AnyLoaded::Inventory(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?))
+            }
+            Role::Policy => AnyLoaded::Policy(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?)),
+        })
+    }
+
+    fn role_of(&self, component: &Component, name: &str) -> Result<Role, LoadError> {
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(export, _)| export.to_owned())
+            .collect();
+        let roles: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|role| exports.iter().any(|e| e == role.export()))
+            .collect();
+        match roles.as_slice() {
+            [role] => Ok(*role),
+            [] => Err(LoadError::UnknownContract {
+                name: name.to_owned(),
+                expected: Role::ALL.map(Role::export).join(", "),
+                found: if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
+            }),
+            several => Err(LoadError::ContractMismatch {
+                name: name.to_owned(),
+                contract: several[0].export(),
+                reason: "a component may fulfil one rule contract only".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Stops the directory watcher when dropped.
+#[derive(Debug)]
+pub struct WatchHandle {
+    _stop: Option<mpsc::Sender<()>>,
+}
+
+fn stamped<T, R, W: Mirror<T>, X: Mirror<R>>(outcome: Result<W, X>, stamp: &RuleStamp) -> Result<Decided<T>, RuleError<R>> {
+    match outcome {
+        Ok(value) => Ok(Decided {
+            value: value.mirror(),
+            rule: stamp.clone(),
+        }),
+        Err(rejection) => Err(RuleError::Rejected(rejection.mirror())),
+    }
+}
+
+fn choose<W: super::component::World>(
+    slot: &mut Option<Arc<Loaded<W>>>,
+    candidate: Arc<Loaded<W>>,
+    role: Role,
+) -> Result<(), LoadError> {
+    match slot {
+        // A directory component overrides the built-in one; two of either kind is a mistake.
+        Some(current) if current.info.origin == "builtin" && candidate.info.origin != "builtin" => {
+            *slot = Some(candidate);
+            Ok(())
+        }
+        Some(current) => Err(LoadError::Ambiguous {
+            role,
+            first: current.info.origin.clone(),
+            second: candidate.info.origin.clone(),
+        }),
+        None => {
+            *slot = Some(candidate);
+            Ok(())
+        }
+    }
+}
+
+/// Advances the engine's epoch every tick until the returned sender is dropped.
+fn spawn_ticker(engine: Engine) -> Result<mpsc::Sender<()>, LoadError> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("rules-epoch".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                engine.increment_epoch();
+            }
+        })
+        .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+    Ok(stop)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -30,15 +30,15 @@ impl CodeCache {
     /// The cached compilation of the component with content hash `hash`.
     pub fn load(&self, engine: &Engine, hash: &str) -> Option<Component> {
         let path = self.path(hash);
-        if !path.exists() {
-            return None;
-        }
+        // Read into memory rather than map the file: a file changed under a
+        // mapping would crash the process, a copy cannot.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file was written by `store` below from
         // `Component::serialize` for an engine with this compatibility hash;
         // wasmtime still checks its header and refuses a mismatched one. The
         // cache directory must be writable by this service only.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
             Ok(component) => Some(component),
             Err(error) => {

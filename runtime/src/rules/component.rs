@@ -36,7 +36,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Role::Order => "order",
             Role::Inventory => "inventory",
             Role::Policy => "policy",

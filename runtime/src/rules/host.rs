@@ -1,6 +1,6 @@
 //! [`RuleHost`]: the active rule set, its reloads, and the typed calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -94,6 +94,8 @@ struct RuleSet {
     order: Arc<Loaded<OrderWorld>>,
     inventory: Arc<Loaded<InventoryWorld>>,
     policies: Vec<Arc<Loaded<PolicyWorld>>>,
+    /// The rules directory as it was when this set was read from it.
+    fingerprint: source::Fingerprint,
 }
 
 impl RuleSet {
@@ -114,6 +116,9 @@ struct Loader {
     capabilities: Capabilities,
     limits: CallLimits,
     cache: Option<CodeCache>,
+    /// Compiled code of every source of the last load, active or overridden,
+    /// by content hash: a reload recompiles only what changed.
+    compiled: Mutex<HashMap<String, Component>>,
 }
 
 /// Loads rule components and runs calls on them. Share it behind an `Arc`.
@@ -154,8 +159,9 @@ impl RuleHost {
             capabilities,
             limits,
             cache,
+            compiled: Mutex::new(HashMap::new()),
         };
-        let (set, _) = loader.load_set(&[])?;
+        let set = loader.load_set(&[])?;
         Ok(Self {
             loader,
             current: RwLock::new(Arc::new(set)),
@@ -182,18 +188,21 @@ impl RuleHost {
     pub fn reload(&self) -> Result<ReloadReport, LoadError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let before = self.current().components();
-        let (set, loaded) = self.loader.load_set(&before)?;
+        let set = self.loader.load_set(&before)?;
         let set = Arc::new(set);
         match self.current.write() {
             Ok(mut current) => *current = Arc::clone(&set),
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&set),
         }
         let after = set.components();
-        let retired = before
-            .iter()
-            .map(|c| c.info().stamp.clone())
-            .filter(|stamp| !after.iter().any(|c| &c.info().stamp == stamp))
-            .collect();
+        let absent = |from: &[AnyLoaded], other: &[AnyLoaded]| -> Vec<RuleStamp> {
+            from.iter()
+                .map(|c| c.info().stamp.clone())
+                .filter(|stamp| !other.iter().any(|c| &c.info().stamp == stamp))
+                .collect()
+        };
+        let loaded = absent(&after, &before);
+        let retired = absent(&before, &after);
         let report = ReloadReport {
             active: after.iter().map(|c| c.info().clone()).collect(),
             loaded,
@@ -213,18 +222,20 @@ impl RuleHost {
         let (stop, stopped) = mpsc::channel::<()>();
         let host: Weak<Self> = Arc::downgrade(self);
         let dir = self.loader.settings.dir.clone();
+        // Compare against what the active set was read from, so a change made
+        // between start and now is not mistaken for the baseline.
+        let mut attempted = self.current().fingerprint.clone();
         thread::Builder::new()
             .name("rules-watch".into())
             .spawn(move || {
                 let Some(dir) = dir else { return };
-                let mut seen = source::fingerprint(&dir);
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     let Some(host) = host.upgrade() else { return };
                     let now = source::fingerprint(&dir);
-                    if now == seen {
+                    if now == attempted {
                         continue;
                     }
-                    seen = now;
+                    attempted = now;
                     if let Err(error) = host.reload() {
                         tracing::error!(target: "shop::rules", %error, "rules not reloaded; the previous set stays active");
                     }
@@ -311,9 +322,11 @@ impl RuleHost {
 impl Loader {
     /// Builds a full rule set from the built-ins and the directory, reusing
     /// any of `previous` whose name and content are unchanged.
-    fn load_set(&self, previous: &[AnyLoaded]) -> Result<(RuleSet, Vec<RuleStamp>), LoadError> {
+    fn load_set(&self, previous: &[AnyLoaded]) -> Result<RuleSet, LoadError> {
         let mut sources = self.settings.builtin.clone();
+        let mut fingerprint = source::Fingerprint::default();
         if let Some(dir) = &self.settings.dir {
+            fingerprint = source::fingerprint(dir);
             for path in source::wasm_files(dir)? {
                 sources.push(RuleSource::from_file(&path)?);
             }
@@ -321,13 +334,10 @@ impl Loader {
         let mut order: Option<Arc<Loaded<OrderWorld>>> = None;
         let mut inventory: Option<Arc<Loaded<InventoryWorld>>> = None;
         let mut policies: Vec<Arc<Loaded<PolicyWorld>>> = Vec::new();
-        let mut loaded = Vec::new();
+        let mut hashes = Vec::with_capacity(sources.len());
         for source in &sources {
             let component = self.load(source, previous)?;
-            let info = component.info().clone();
-            if !previous.iter().any(|p| p.info().stamp == info.stamp) {
-                loaded.push(info.stamp.clone());
-            }
+            hashes.push(component.info().stamp.hash.to_string());
             match component {
                 AnyLoaded::Order(c) => choose(&mut order, c, Role::Order)?,
                 AnyLoaded::Inventory(c) => choose(&mut inventory, c, Role::Inventory)?,
@@ -342,8 +352,12 @@ impl Loader {
             order: order.ok_or(LoadError::Missing(Role::Order))?,
             inventory: inventory.ok_or(LoadError::Missing(Role::Inventory))?,
             policies,
+            fingerprint,
         };
-        Ok((set, loaded))
+        if let Ok(mut compiled) = self.compiled.lock() {
+            compiled.retain(|hash, _| hashes.contains(hash));
+        }
+        Ok(set)
     }
 
     fn load(&self, source: &RuleSource, previous: &[AnyLoaded]) -> Result<AnyLoaded, LoadError> {
@@ -354,21 +368,7 @@ impl Loader {
         {
             return Ok(same.clone());
         }
-        let cached = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &hash));
-        let from_cache = cached.is_some();
-        let component = match cached {
-            Some(component) => component,
-            None => {
-                let component = Component::new(&self.engine, &source.wasm).map_err(|e| LoadError::NotAComponent {
-                    name: source.name.clone(),
-                    reason: format!("{e:#}"),
-                })?;
-                if let Some(cache) = &self.cache {
-                    cache.store(&hash, &component);
-                }
-                component
-            }
-        };
+        let (component, from_cache) = self.compile(source, &hash)?;
         let role = self.role_of(&component, &source.name)?;
         let info = ComponentInfo {
             stamp: RuleStamp {
@@ -388,6 +388,35 @@ impl Loader {
             }
             Role::Policy => AnyLoaded::Policy(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?)),
         })
+    }
+
+    /// Compiled code for `source`: from memory, from the disk cache, or fresh.
+    fn compile(&self, source: &RuleSource, hash: &str) -> Result<(Component, bool), LoadError> {
+        let in_memory = self.compiled.lock().ok().and_then(|c| c.get(hash).cloned());
+        let cached = in_memory.or_else(|| self.cache.as_ref().and_then(|cache| cache.load(&self.engine, hash)));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let not_a_component = |reason: String| LoadError::NotAComponent {
+                    name: source.name.clone(),
+                    reason,
+                };
+                if let Some(reason) = not_component_binary(&source.wasm) {
+                    return Err(not_a_component(reason.to_owned()));
+                }
+                let component =
+                    Component::new(&self.engine, &source.wasm).map_err(|e| not_a_component(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(hash, &component);
+                }
+                component
+            }
+        };
+        if let Ok(mut compiled) = self.compiled.lock() {
+            compiled.insert(hash.to_owned(), component.clone());
+        }
+        Ok((component, from_cache))
     }
 
     fn role_of(&self, component: &Component, name: &str) -> Result<Role, LoadError> {
@@ -467,6 +496,19 @@ fn spawn_ticker(engine: Engine) -> Result<mpsc::Sender<()>, LoadError> {
         })
         .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
     Ok(stop)
+}
+
+/// Why `wasm` is plainly not a component, judged by its 8-byte preamble.
+fn not_component_binary(wasm: &[u8]) -> Option<&'static str> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if !wasm.starts_with(MAGIC) {
+        Some("the file does not start with the WebAssembly magic number")
+    } else if wasm.get(4..8) == Some(&CORE_MODULE) {
+        Some("it is a core module; build rules with `--target wasm32-wasip2` to get a component")
+    } else {
+        None
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -68,9 +68,11 @@ pub(crate) fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
-/// A cheap fingerprint of the directory (names, sizes, modification times)
-/// to notice changes without reading every file.
-pub(crate) fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+/// Names, sizes and modification times of a directory's components.
+pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+
+/// A cheap fingerprint of the directory, to notice changes without reading every file.
+pub(crate) fn fingerprint(dir: &Path) -> Fingerprint {
     wasm_files(dir)
         .unwrap_or_default()
         .into_iter()

@@ -1,0 +1,111 @@
+//! `shop rules ...`: the rules host seen from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use shop_adapter_memory::MemoryKeyValue;
+use shop_rules_bundle::BundledComponent;
+use shop_runtime::ports::SystemClock;
+use shop_runtime::rules::{Capabilities, ComponentInfo, RuleHost, RuleSettings, RuleSource};
+
+use crate::config::{self, RulesConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load the rules (built-in, then SHOP_RULES_DIR) and list what is active.
+    List,
+    /// Check that .wasm files are rule components this host can run.
+    Validate {
+        /// Component files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the built-in components, and the example plugin, into a directory.
+    Export {
+        /// Target directory (created if missing).
+        dir: PathBuf,
+    },
+}
+
+pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RulesCommand::List => {
+            let host = start(RulesConfig::from_env()?)?;
+            print_table(&host.components());
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Validate { files } => {
+            let host = start(RulesConfig::from_env()?)?;
+            let mut failed = false;
+            for file in files {
+                match RuleSource::from_file(&file).and_then(|source| host.inspect(&source)) {
+                    Ok(info) => println!("ok    {}: {} rules, {}", file.display(), info.role, info.stamp),
+                    Err(error) => {
+                        failed = true;
+                        println!("FAIL  {error}");
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        RulesCommand::Export { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            for component in [shop_rules_bundle::ORDER, shop_rules_bundle::INVENTORY, shop_rules_bundle::PURCHASE_LIMIT] {
+                let path = dir.join(format!("{}.wasm", component.name));
+                std::fs::write(&path, component.wasm).with_context(|| format!("write {}", path.display()))?;
+                println!("wrote {} ({} bytes)", path.display(), component.wasm.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Settings for the host from the typed configuration.
+pub fn settings(config: RulesConfig) -> RuleSettings {
+    let mut component_config = config.component_config;
+    component_config
+        .entry("order".to_owned())
+        .or_default()
+        .entry("reservation-ttl-ms".to_owned())
+        .or_insert_with(|| config.reservation_ttl.as_millis().to_string());
+    RuleSettings {
+        builtin: shop_rules_bundle::DEFAULT.into_iter().map(builtin).collect(),
+        dir: config.dir,
+        cache_dir: config.cache_dir,
+        call_timeout: config.call_timeout,
+        memory_limit: config.memory_limit,
+        component_config,
+        ..RuleSettings::default()
+    }
+}
+
+fn builtin(component: BundledComponent) -> RuleSource {
+    RuleSource::builtin(component.name, component.wasm)
+}
+
+fn start(config: RulesConfig) -> anyhow::Result<Arc<RuleHost>> {
+    let capabilities = Capabilities {
+        clock: Arc::new(SystemClock),
+        kv: Arc::new(MemoryKeyValue::new()),
+        namespace: config::namespace(),
+    };
+    let host = RuleHost::start(settings(config), capabilities).context("loading the rules")?;
+    Ok(Arc::new(host))
+}
+
+fn print_table(components: &[ComponentInfo]) {
+    println!("{:<10} {:<16} {:<14} {:<7} origin", "role", "name", "sha256", "cached");
+    for c in components {
+        println!(
+            "{:<10} {:<16} {:<14} {:<7} {}",
+            c.role,
+            c.stamp.name,
+            &c.stamp.hash[..12],
+            if c.from_cache { "yes" } else { "no" },
+            c.origin
+        );
+    }
+}

@@ -8,12 +8,10 @@ use cucumber::gherkin::Step;
 use cucumber::{World, given, then, when};
 use shop_adapter_memory::MemoryKeyValue;
 use shop_rules::inventory::{
-    Adjust, InventoryCommand, InventoryEvent, InventoryState, Movement, MovementKind,
-    OrderLines, ProductStock, RegisterProduct, Release, ReleaseReason, Reservation, Restock, StockLine,
+    Adjust, InventoryCommand, InventoryEvent, InventoryState, Movement, MovementKind, OrderLines, ProductStock,
+    RegisterProduct, Release, ReleaseReason, Reservation, Restock, StockLine,
 };
-use shop_rules::order::{
-    CancelReason, CataloguePrice, LineRequest, Order, OrderCommand, OrderStatus, PlaceOrder,
-};
+use shop_rules::order::{CancelReason, CataloguePrice, LineRequest, Order, OrderCommand, OrderStatus, PlaceOrder};
 use shop_rules::spec::T0;
 use shop_runtime::ports::ManualClock;
 use shop_runtime::rules::{Capabilities, RuleError, RuleHost, RuleSettings, RuleSource};
@@ -268,7 +266,10 @@ fn cancelled_because(world: &mut RulesWorld, reason: String) {
     world.assert_accepted();
     let order = world.current_order();
     assert_eq!(order.status, OrderStatus::Cancelled);
-    assert_eq!(order.cancel_reason.as_ref().map(CancelReason::as_str), Some(reason.as_str()));
+    assert_eq!(
+        order.cancel_reason.as_ref().map(CancelReason::as_str),
+        Some(reason.as_str())
+    );
 }
 
 #[then(expr = "the order total is {int} {word}")]
@@ -298,7 +299,11 @@ fn refused(world: &mut RulesWorld, reason: String) {
 
 #[then("nothing happens")]
 fn nothing_happens(world: &mut RulesWorld) {
-    assert!(matches!(world.outcome, Some(Outcome::Accepted { events: 0 })), "{:?}", world.outcome);
+    assert!(
+        matches!(world.outcome, Some(Outcome::Accepted { events: 0 })),
+        "{:?}",
+        world.outcome
+    );
 }
 
 // ---- Inventory ----
@@ -377,7 +382,13 @@ fn adjusted(world: &mut RulesWorld, product: String, delta: i64, reason: String)
 
 #[when(expr = "{string} is restocked with {int}")]
 fn restocked(world: &mut RulesWorld, product: String, quantity: i64) {
-    world.inventory_command(None, InventoryCommand::Restock(Restock { product_id: product, quantity }));
+    world.inventory_command(
+        None,
+        InventoryCommand::Restock(Restock {
+            product_id: product,
+            quantity,
+        }),
+    );
     world.assert_accepted();
 }
 
@@ -400,7 +411,10 @@ fn short_of(world: &mut RulesWorld, product: String, requested: i64, available: 
         .expect("an InsufficientStock event");
     assert_eq!(shortages.len(), 1, "{shortages:?}");
     let s = &shortages[0];
-    assert_eq!((s.product_id.as_str(), s.requested, s.available), (product.as_str(), requested, available));
+    assert_eq!(
+        (s.product_id.as_str(), s.requested, s.available),
+        (product.as_str(), requested, available)
+    );
 }
 
 fn kind(name: &str) -> MovementKind {
@@ -461,7 +475,12 @@ fn conserved(world: &mut RulesWorld) {
         use MovementKind as M;
         let available = net(&[M::Initial, M::Restock, M::Adjust, M::Restore, M::Expire]) - net(&[M::Reserve]);
         let reserved = net(&[M::Reserve]) - net(&[M::Deduct, M::Restore, M::Expire]);
-        assert_eq!((available, reserved), (p.available, p.reserved), "movements of {}", p.product_id);
+        assert_eq!(
+            (available, reserved),
+            (p.available, p.reserved),
+            "movements of {}",
+            p.product_id
+        );
     }
 }
 

@@ -60,8 +60,7 @@ fn main() {
     for name in crates {
         let file = format!("{}.wasm", name.replace('-', "_"));
         let built = target_dir.join(TARGET).join(PROFILE).join(&file);
-        std::fs::copy(&built, out_dir.join(&file))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+        std::fs::copy(&built, out_dir.join(&file)).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
     }
 }
 

@@ -44,7 +44,9 @@ fn with_policy(pairs: &[(&str, &str)]) -> RuleSettings {
     settings
 }
 
-fn violation_code(outcome: Result<Vec<shop_runtime::rules::RuleStamp>, RuleError<shop_runtime::rules::PolicyViolation>>) -> String {
+fn violation_code(
+    outcome: Result<Vec<shop_runtime::rules::RuleStamp>, RuleError<shop_runtime::rules::PolicyViolation>>,
+) -> String {
     match outcome {
         Err(RuleError::Rejected(violation)) => {
             assert_eq!(violation.policy, "purchase-limit");
@@ -60,16 +62,27 @@ fn the_purchase_limit_counts_units_per_customer_per_day() {
     let allowed = t.host.check_policies(&order("o-1", "alice", 3)).expect("3 of 5");
     assert_eq!(&*allowed[0].name, "purchase-limit");
     t.host.check_policies(&order("o-2", "alice", 2)).expect("5 of 5");
-    assert_eq!(violation_code(t.host.check_policies(&order("o-3", "alice", 1))), "purchase-limit");
-    t.host.check_policies(&order("o-4", "bob", 5)).expect("bob has his own limit");
+    assert_eq!(
+        violation_code(t.host.check_policies(&order("o-3", "alice", 1))),
+        "purchase-limit"
+    );
+    t.host
+        .check_policies(&order("o-4", "bob", 5))
+        .expect("bob has his own limit");
 
     // The refused order gave its unit back: the counter says 5, not 6.
     let day = T0.div_euclid(DAY_MS);
     let key = format!("test:rules:purchase-limit:alice/SKU-1/{day}");
-    assert_eq!(t.kv.get(&key), Ok(Some(b"5".to_vec())), "keys are namespaced per deployment and component");
+    assert_eq!(
+        t.kv.get(&key),
+        Ok(Some(b"5".to_vec())),
+        "keys are namespaced per deployment and component"
+    );
 
     t.clock.advance(DAY_MS);
-    t.host.check_policies(&order("o-5", "alice", 5)).expect("a new day, a new limit");
+    t.host
+        .check_policies(&order("o-5", "alice", 5))
+        .expect("a new day, a new limit");
 }
 
 #[test]
@@ -111,10 +124,15 @@ impl KeyValue for DownStore {
 fn a_store_outage_allows_orders_unless_configured_to_deny() {
     let memory = Arc::new(MemoryKeyValue::new());
     let open = common::start_with_kv(with_policy(&[]), Arc::new(DownStore), memory.clone());
-    open.host.check_policies(&order("o-1", "alice", 1)).expect("intake survives the outage");
+    open.host
+        .check_policies(&order("o-1", "alice", 1))
+        .expect("intake survives the outage");
 
     let closed = common::start_with_kv(with_policy(&[("on-store-error", "deny")]), Arc::new(DownStore), memory);
-    assert_eq!(violation_code(closed.host.check_policies(&order("o-1", "alice", 1))), "policy-unavailable");
+    assert_eq!(
+        violation_code(closed.host.check_policies(&order("o-1", "alice", 1))),
+        "policy-unavailable"
+    );
 }
 
 #[test]
@@ -128,16 +146,31 @@ fn the_reservation_ttl_comes_from_the_order_component_config() {
     let mut settings = common::default_settings();
     settings.component_config = config("order", &[("reservation-ttl-ms", "1000")]);
     let t = common::start(settings);
-    let created = t.host.decide_order(None, &OrderCommand::Place(order("o-1", "alice", 1))).expect("place").value;
+    let created = t
+        .host
+        .decide_order(None, &OrderCommand::Place(order("o-1", "alice", 1)))
+        .expect("place")
+        .value;
     let mut state = t.host.evolve_order(None, &created[0]).expect("evolve");
-    let confirmed = t.host.decide_order(state.as_ref(), &OrderCommand::Confirm).expect("confirm").value;
+    let confirmed = t
+        .host
+        .decide_order(state.as_ref(), &OrderCommand::Confirm)
+        .expect("confirm")
+        .value;
     state = t.host.evolve_order(state, &confirmed[0]).expect("evolve");
 
     let expire = OrderCommand::Cancel(CancelReason::ReservationExpired);
     t.clock.advance(999);
-    assert!(matches!(t.host.decide_order(state.as_ref(), &expire), Err(RuleError::Rejected(_))));
+    assert!(matches!(
+        t.host.decide_order(state.as_ref(), &expire),
+        Err(RuleError::Rejected(_))
+    ));
     t.clock.advance(1);
-    let cancelled = t.host.decide_order(state.as_ref(), &expire).expect("expired after 1 s").value;
+    let cancelled = t
+        .host
+        .decide_order(state.as_ref(), &expire)
+        .expect("expired after 1 s")
+        .value;
     state = t.host.evolve_order(state, &cancelled[0]).expect("evolve");
     assert_eq!(state.map(|o| o.status), Some(OrderStatus::Cancelled));
 }

@@ -56,7 +56,11 @@ fn a_changed_component_is_swapped_in_without_failing_calls_in_flight() {
     let t = common::start(with_dir(dir.path()));
     let v1 = order_hash(&t);
     assert_eq!(
-        t.host.components().iter().find(|c| c.role == Role::Order).map(|c| c.origin.clone()),
+        t.host
+            .components()
+            .iter()
+            .find(|c| c.role == Role::Order)
+            .map(|c| c.origin.clone()),
         Some(file.display().to_string()),
         "the directory's order rules replace the built-in ones"
     );
@@ -84,7 +88,11 @@ fn a_changed_component_is_swapped_in_without_failing_calls_in_flight() {
     let report = t.host.reload().expect("reload");
     let v2 = order_hash(&t);
     assert_ne!(v1, v2);
-    assert_eq!(report.loaded.len(), 1, "only the changed component is compiled: {report:?}");
+    assert_eq!(
+        report.loaded.len(),
+        1,
+        "only the changed component is compiled: {report:?}"
+    );
     assert_eq!(&*report.retired[0].hash, v1);
     thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
@@ -106,7 +114,10 @@ fn a_broken_replacement_is_refused_and_the_old_rules_keep_serving() {
 
     std::fs::write(&file, b"\0asm garbage").expect("write garbage");
     let error = t.host.reload().expect_err("garbage is refused");
-    assert!(error.to_string().starts_with("order: not a WebAssembly component"), "{error}");
+    assert!(
+        error.to_string().starts_with("order: not a WebAssembly component"),
+        "{error}"
+    );
     assert_eq!(t.host.components(), before);
     t.host.decide_order(None, &place()).expect("old rules still serve");
 }
@@ -119,7 +130,11 @@ fn removing_a_directory_component_brings_the_builtin_back() {
     let t = common::start(with_dir(dir.path()));
     std::fs::remove_file(&file).expect("remove");
     let report = t.host.reload().expect("reload");
-    let order = report.active.iter().find(|c| c.role == Role::Order).expect("order rules");
+    let order = report
+        .active
+        .iter()
+        .find(|c| c.role == Role::Order)
+        .expect("order rules");
     assert_eq!(order.origin, "builtin");
 }
 
@@ -140,13 +155,22 @@ fn the_watcher_loads_a_policy_dropped_into_the_directory() {
     let _watch = t.host.watch(Duration::from_millis(20));
     assert!(t.host.components().iter().all(|c| c.role != Role::Policy));
 
-    std::fs::write(dir.path().join("purchase-limit.wasm"), shop_rules_bundle::PURCHASE_LIMIT.wasm).expect("write");
+    std::fs::write(
+        dir.path().join("purchase-limit.wasm"),
+        shop_rules_bundle::PURCHASE_LIMIT.wasm,
+    )
+    .expect("write");
     let deadline = Instant::now() + Duration::from_secs(10);
     while t.host.components().iter().all(|c| c.role != Role::Policy) {
         assert!(Instant::now() < deadline, "the watcher never loaded the policy");
         thread::sleep(Duration::from_millis(20));
     }
-    let policy = t.host.components().into_iter().find(|c| c.role == Role::Policy).expect("policy");
+    let policy = t
+        .host
+        .components()
+        .into_iter()
+        .find(|c| c.role == Role::Policy)
+        .expect("policy");
     assert_eq!(&*policy.stamp.name, "purchase-limit");
 }
 

@@ -29,7 +29,10 @@ fn place(customer: &str) -> OrderCommand {
 /// A host whose order rules are the rogue component.
 fn rogue_host(timeout: Duration, memory_limit: usize) -> common::TestHost {
     common::start(RuleSettings {
-        builtin: vec![common::source(ROGUE_ORDER), common::source(shop_rules_bundle::INVENTORY)],
+        builtin: vec![
+            common::source(ROGUE_ORDER),
+            common::source(shop_rules_bundle::INVENTORY),
+        ],
         call_timeout: timeout,
         memory_limit,
         ..RuleSettings::default()
@@ -39,7 +42,10 @@ fn rogue_host(timeout: Duration, memory_limit: usize) -> common::TestHost {
 fn fault_of(t: &common::TestHost, customer: &str) -> FaultKind {
     match t.host.decide_order(None, &place(customer)) {
         Err(RuleError::Fault(fault)) => {
-            assert!(fault.component.starts_with("rogue@"), "fault names the component: {fault}");
+            assert!(
+                fault.component.starts_with("rogue@"),
+                "fault names the component: {fault}"
+            );
             fault.kind
         }
         other => panic!("{customer}: expected a fault, got {other:?}"),
@@ -47,7 +53,10 @@ fn fault_of(t: &common::TestHost, customer: &str) -> FaultKind {
 }
 
 fn still_serves(t: &common::TestHost) {
-    let decided = t.host.decide_order(None, &place("alice")).expect("a well-behaved call still works");
+    let decided = t
+        .host
+        .decide_order(None, &place("alice"))
+        .expect("a well-behaved call still works");
     assert_eq!(decided.value.len(), 1);
 }
 
@@ -78,7 +87,10 @@ fn a_panic_and_a_stack_overflow_are_faults_not_crashes() {
     still_serves(&t);
     // Rust keeps big frames on a shadow stack in linear memory: overflowing
     // it is an out-of-bounds access rather than a wasm stack overflow.
-    assert!(matches!(fault_of(&t, "recurse"), FaultKind::StackOverflow | FaultKind::Trap(_)));
+    assert!(matches!(
+        fault_of(&t, "recurse"),
+        FaultKind::StackOverflow | FaultKind::Trap(_)
+    ));
     still_serves(&t);
 }
 
@@ -99,7 +111,10 @@ fn inspect(bytes: Vec<u8>) -> LoadError {
 fn garbage_is_not_a_component() {
     let error = inspect(b"definitely not wasm".to_vec());
     assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");
-    assert!(error.to_string().starts_with("candidate: not a WebAssembly component"), "{error}");
+    assert!(
+        error.to_string().starts_with("candidate: not a WebAssembly component"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -140,7 +155,12 @@ fn a_component_with_the_right_name_but_wrong_types_is_refused() {
     .expect("wat");
     let error = inspect(impostor);
     assert!(matches!(error, LoadError::ContractMismatch { .. }), "{error}");
-    assert!(error.to_string().contains("does not fit the shop:rules/order-rules@0.1.0 contract"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("does not fit the shop:rules/order-rules@0.1.0 contract"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -92,7 +92,10 @@ mod tests {
             split_component_key("PURCHASE_LIMIT_MAX_UNITS_PER_DAY"),
             Some(("purchase-limit".into(), "max-units-per-day".into()))
         );
-        assert_eq!(split_component_key("MYPOLICY_LEVEL"), Some(("mypolicy".into(), "level".into())));
+        assert_eq!(
+            split_component_key("MYPOLICY_LEVEL"),
+            Some(("mypolicy".into(), "level".into()))
+        );
         assert_eq!(split_component_key("ORDER_"), None);
         assert_eq!(split_component_key("NOKEY"), None);
     }

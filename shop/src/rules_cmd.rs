@@ -53,7 +53,11 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
         }
         RulesCommand::Export { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            for component in [shop_rules_bundle::ORDER, shop_rules_bundle::INVENTORY, shop_rules_bundle::PURCHASE_LIMIT] {
+            for component in [
+                shop_rules_bundle::ORDER,
+                shop_rules_bundle::INVENTORY,
+                shop_rules_bundle::PURCHASE_LIMIT,
+            ] {
                 let path = dir.join(format!("{}.wasm", component.name));
                 std::fs::write(&path, component.wasm).with_context(|| format!("write {}", path.display()))?;
                 println!("wrote {} ({} bytes)", path.display(), component.wasm.len());

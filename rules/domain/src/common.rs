@@ -60,10 +60,7 @@ pub fn check_id(field: &str, id: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, "must not be empty"));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_ID_LEN} bytes"),
-        ));
+        return Err(FieldError::new(field, format!("must be at most {MAX_ID_LEN} bytes")));
     }
     if !id
         .bytes()

@@ -31,8 +31,7 @@ pub struct ProductStock {
 impl ProductStock {
     /// initial + restocked + adjusted = available + reserved + deducted.
     pub fn is_conserved(&self) -> bool {
-        self.initial + self.restocked + self.adjusted
-            == self.available + self.reserved + self.deducted
+        self.initial + self.restocked + self.adjusted == self.available + self.reserved + self.deducted
     }
 }
 
@@ -267,11 +266,7 @@ impl std::error::Error for InventoryRejection {}
 /// Order commands are idempotent per order: a second reserve, deduct or
 /// release for the same order decides nothing. A release seen before its
 /// reserve voids the reservation, so the late reserve reserves nothing.
-pub fn decide(
-    state: &InventoryState,
-    command: &InventoryCommand,
-    now_ms: i64,
-) -> Result<Decision, InventoryRejection> {
+pub fn decide(state: &InventoryState, command: &InventoryCommand, now_ms: i64) -> Result<Decision, InventoryRejection> {
     let events = match command {
         InventoryCommand::RegisterProduct(c) => register(state, c)?,
         InventoryCommand::Restock(c) => restock(state, c)?,
@@ -281,10 +276,7 @@ pub fn decide(
         InventoryCommand::Deduct(order_id) => deduct(state, order_id)?,
         InventoryCommand::Release(c) => release(state, c),
     };
-    let movements = events
-        .iter()
-        .flat_map(|event| movements(event, now_ms))
-        .collect();
+    let movements = events.iter().flat_map(|event| movements(event, now_ms)).collect();
     Ok(Decision { events, movements })
 }
 
@@ -363,15 +355,13 @@ pub fn evolve(mut state: InventoryState, event: &InventoryEvent) -> InventorySta
 
 /// The audit-trail entries an event stands for, one per product it changes.
 pub fn movements(event: &InventoryEvent, at: i64) -> Vec<Movement> {
-    let entry = |product_id: &str, kind, quantity, order_id: Option<&str>, reason: Option<&str>| {
-        Movement {
-            product_id: product_id.to_owned(),
-            kind,
-            quantity,
-            order_id: order_id.map(str::to_owned),
-            reason: reason.map(str::to_owned),
-            at,
-        }
+    let entry = |product_id: &str, kind, quantity, order_id: Option<&str>, reason: Option<&str>| Movement {
+        product_id: product_id.to_owned(),
+        kind,
+        quantity,
+        order_id: order_id.map(str::to_owned),
+        reason: reason.map(str::to_owned),
+        at,
     };
     let per_line = |e: &OrderLines, kind| {
         e.lines
@@ -419,10 +409,7 @@ fn reservation(order_id: &str, status: ReservationStatus, lines: &[StockLine]) -
     }
 }
 
-fn existing<'a>(
-    state: &'a InventoryState,
-    product_id: &str,
-) -> Result<&'a ProductStock, InventoryRejection> {
+fn existing<'a>(state: &'a InventoryState, product_id: &str) -> Result<&'a ProductStock, InventoryRejection> {
     state
         .product(product_id)
         .ok_or_else(|| InventoryRejection::UnknownProduct(product_id.to_owned()))
@@ -432,10 +419,7 @@ fn invalid(e: FieldError) -> InventoryRejection {
     InventoryRejection::InvalidField(e)
 }
 
-fn register(
-    state: &InventoryState,
-    c: &RegisterProduct,
-) -> Result<Vec<InventoryEvent>, InventoryRejection> {
+fn register(state: &InventoryState, c: &RegisterProduct) -> Result<Vec<InventoryEvent>, InventoryRejection> {
     common::check_id("id", &c.product_id).map_err(invalid)?;
     common::check_text("name", &c.name).map_err(invalid)?;
     common::check_price("unit_price", c.unit_price).map_err(invalid)?;
@@ -485,10 +469,7 @@ fn adjust(state: &InventoryState, c: &Adjust) -> Result<Vec<InventoryEvent>, Inv
     Ok(vec![InventoryEvent::Adjusted(c.clone())])
 }
 
-fn change_price(
-    state: &InventoryState,
-    c: &ChangePrice,
-) -> Result<Vec<InventoryEvent>, InventoryRejection> {
+fn change_price(state: &InventoryState, c: &ChangePrice) -> Result<Vec<InventoryEvent>, InventoryRejection> {
     common::check_price("unit_price", c.unit_price).map_err(invalid)?;
     let product = existing(state, &c.product_id)?;
     if product.unit_price == c.unit_price {
@@ -502,10 +483,7 @@ fn change_price(
     })])
 }
 
-fn reserve(
-    state: &InventoryState,
-    c: &OrderLines,
-) -> Result<Vec<InventoryEvent>, InventoryRejection> {
+fn reserve(state: &InventoryState, c: &OrderLines) -> Result<Vec<InventoryEvent>, InventoryRejection> {
     common::check_id("order_id", &c.order_id).map_err(invalid)?;
     if c.lines.is_empty() {
         return Err(InventoryRejection::NoLines);
@@ -645,9 +623,17 @@ mod tests {
         assert_eq!(decision.movements[0].kind, MovementKind::Initial);
         assert_eq!(decision.movements[0].quantity, 100);
         assert!(matches!(
-            decide(&state, &InventoryCommand::RegisterProduct(RegisterProduct {
-                product_id: "SKU-1".into(), name: "Mug".into(), unit_price: 1, currency: "KRW".into(), initial_stock: 1,
-            }), T0),
+            decide(
+                &state,
+                &InventoryCommand::RegisterProduct(RegisterProduct {
+                    product_id: "SKU-1".into(),
+                    name: "Mug".into(),
+                    unit_price: 1,
+                    currency: "KRW".into(),
+                    initial_stock: 1,
+                }),
+                T0
+            ),
             Err(InventoryRejection::ProductExists(_))
         ));
     }
@@ -655,32 +641,42 @@ mod tests {
     #[test]
     fn a_reservation_is_all_or_nothing_with_the_shortage_per_line() {
         let state = with_products(&[("A", 5), ("B", 1)]);
-        let (after, decision) = run(state.clone(), InventoryCommand::Reserve(lines("o-1", &[("A", 2), ("B", 3)])))
-            .expect("decided");
+        let (after, decision) = run(
+            state.clone(),
+            InventoryCommand::Reserve(lines("o-1", &[("A", 2), ("B", 3)])),
+        )
+        .expect("decided");
         assert_eq!(
             decision.events,
             vec![InventoryEvent::InsufficientStock(InsufficientStock {
                 order_id: "o-1".into(),
-                shortages: vec![Shortage { product_id: "B".into(), requested: 3, available: 1 }],
+                shortages: vec![Shortage {
+                    product_id: "B".into(),
+                    requested: 3,
+                    available: 1
+                }],
             })]
         );
         assert!(decision.movements.is_empty());
         assert_eq!(stock(&after, "A"), (5, 0), "nothing reserved when one line is short");
 
-        let (after, decision) = run(state, InventoryCommand::Reserve(lines("o-2", &[("A", 2), ("B", 1)])))
-            .expect("decided");
+        let (after, decision) =
+            run(state, InventoryCommand::Reserve(lines("o-2", &[("A", 2), ("B", 1)]))).expect("decided");
         assert_eq!(stock(&after, "A"), (3, 2));
         assert_eq!(stock(&after, "B"), (0, 1));
         assert_eq!(decision.movements.len(), 2);
-        assert!(decision.movements.iter().all(|m| m.kind == MovementKind::Reserve
-            && m.order_id.as_deref() == Some("o-2")));
+        assert!(
+            decision
+                .movements
+                .iter()
+                .all(|m| m.kind == MovementKind::Reserve && m.order_id.as_deref() == Some("o-2"))
+        );
     }
 
     #[test]
     fn unknown_products_are_a_shortage_not_an_error() {
         let state = with_products(&[("A", 5)]);
-        let decision = decide(&state, &InventoryCommand::Reserve(lines("o-1", &[("GHOST", 1)])), T0)
-            .expect("decided");
+        let decision = decide(&state, &InventoryCommand::Reserve(lines("o-1", &[("GHOST", 1)])), T0).expect("decided");
         assert!(matches!(&decision.events[0], InventoryEvent::InsufficientStock(e) if e.shortages[0].available == 0));
     }
 
@@ -700,7 +696,10 @@ mod tests {
         assert_eq!(stock(&state, "A"), (3, 0));
         assert_eq!(state.product("A").map(|p| p.deducted), Some(2));
         assert_eq!(decision.movements[0].kind, MovementKind::Deduct);
-        assert_eq!(decide(&state, &InventoryCommand::Deduct("o-1".into()), T0), Ok(Decision::default()));
+        assert_eq!(
+            decide(&state, &InventoryCommand::Deduct("o-1".into()), T0),
+            Ok(Decision::default())
+        );
         // Deducting stock never reserved is refused: completion follows a reservation.
         assert!(matches!(
             decide(&with_products(&[("A", 1)]), &InventoryCommand::Deduct("o-9".into()), T0),
@@ -712,12 +711,28 @@ mod tests {
     fn release_restores_reserved_stock_by_reason() {
         let state = with_products(&[("A", 5)]);
         let (reserved, _) = run(state, InventoryCommand::Reserve(lines("o-1", &[("A", 2)]))).expect("reserve");
-        for (reason, kind) in [(ReleaseReason::Cancelled, MovementKind::Restore), (ReleaseReason::Expired, MovementKind::Expire)] {
-            let (after, decision) = run(reserved.clone(), InventoryCommand::Release(Release { order_id: "o-1".into(), reason }))
-                .expect("release");
+        for (reason, kind) in [
+            (ReleaseReason::Cancelled, MovementKind::Restore),
+            (ReleaseReason::Expired, MovementKind::Expire),
+        ] {
+            let (after, decision) = run(
+                reserved.clone(),
+                InventoryCommand::Release(Release {
+                    order_id: "o-1".into(),
+                    reason,
+                }),
+            )
+            .expect("release");
             assert_eq!(stock(&after, "A"), (5, 0));
             assert_eq!(decision.movements[0].kind, kind);
-            let again = decide(&after, &InventoryCommand::Release(Release { order_id: "o-1".into(), reason }), T0);
+            let again = decide(
+                &after,
+                &InventoryCommand::Release(Release {
+                    order_id: "o-1".into(),
+                    reason,
+                }),
+                T0,
+            );
             assert_eq!(again, Ok(Decision::default()));
         }
     }
@@ -727,7 +742,10 @@ mod tests {
         let state = with_products(&[("A", 5)]);
         let (state, decision) = run(
             state,
-            InventoryCommand::Release(Release { order_id: "o-1".into(), reason: ReleaseReason::Cancelled }),
+            InventoryCommand::Release(Release {
+                order_id: "o-1".into(),
+                reason: ReleaseReason::Cancelled,
+            }),
         )
         .expect("release");
         assert_eq!(decision.events, vec![InventoryEvent::ReservationVoided("o-1".into())]);
@@ -739,13 +757,29 @@ mod tests {
     #[test]
     fn adjustments_never_make_stock_negative_and_need_a_reason() {
         let state = with_products(&[("A", 3)]);
-        let adjust = |delta, reason: &str| InventoryCommand::Adjust(Adjust { product_id: "A".into(), delta, reason: reason.into() });
+        let adjust = |delta, reason: &str| {
+            InventoryCommand::Adjust(Adjust {
+                product_id: "A".into(),
+                delta,
+                reason: reason.into(),
+            })
+        };
         assert!(matches!(
             decide(&state, &adjust(-4, "broken"), T0),
-            Err(InventoryRejection::WouldGoNegative(WouldGoNegative { available: 3, delta: -4, .. }))
+            Err(InventoryRejection::WouldGoNegative(WouldGoNegative {
+                available: 3,
+                delta: -4,
+                ..
+            }))
         ));
-        assert!(matches!(decide(&state, &adjust(-1, ""), T0), Err(InventoryRejection::InvalidField(_))));
-        assert!(matches!(decide(&state, &adjust(0, "noop"), T0), Err(InventoryRejection::InvalidField(_))));
+        assert!(matches!(
+            decide(&state, &adjust(-1, ""), T0),
+            Err(InventoryRejection::InvalidField(_))
+        ));
+        assert!(matches!(
+            decide(&state, &adjust(0, "noop"), T0),
+            Err(InventoryRejection::InvalidField(_))
+        ));
         let (state, decision) = run(state, adjust(-3, "water damage")).expect("adjust");
         assert_eq!(stock(&state, "A"), (0, 0));
         assert_eq!(decision.movements[0].reason.as_deref(), Some("water damage"));
@@ -756,23 +790,57 @@ mod tests {
     fn restock_and_price_changes_validate_their_input() {
         let state = with_products(&[("A", 3)]);
         assert!(matches!(
-            decide(&state, &InventoryCommand::Restock(Restock { product_id: "A".into(), quantity: 0 }), T0),
+            decide(
+                &state,
+                &InventoryCommand::Restock(Restock {
+                    product_id: "A".into(),
+                    quantity: 0
+                }),
+                T0
+            ),
             Err(InventoryRejection::InvalidField(_))
         ));
         assert!(matches!(
-            decide(&state, &InventoryCommand::Restock(Restock { product_id: "A".into(), quantity: MAX_STOCK }), T0),
+            decide(
+                &state,
+                &InventoryCommand::Restock(Restock {
+                    product_id: "A".into(),
+                    quantity: MAX_STOCK
+                }),
+                T0
+            ),
             Err(InventoryRejection::QuantityTooLarge(_))
         ));
         assert!(matches!(
-            decide(&state, &InventoryCommand::Restock(Restock { product_id: "Z".into(), quantity: 1 }), T0),
+            decide(
+                &state,
+                &InventoryCommand::Restock(Restock {
+                    product_id: "Z".into(),
+                    quantity: 1
+                }),
+                T0
+            ),
             Err(InventoryRejection::UnknownProduct(_))
         ));
-        let (state, decision) = run(state, InventoryCommand::ChangePrice(ChangePrice { product_id: "A".into(), unit_price: 1500 }))
-            .expect("price");
+        let (state, decision) = run(
+            state,
+            InventoryCommand::ChangePrice(ChangePrice {
+                product_id: "A".into(),
+                unit_price: 1500,
+            }),
+        )
+        .expect("price");
         assert!(decision.movements.is_empty(), "a price is not a stock movement");
         assert_eq!(state.product("A").map(|p| p.unit_price), Some(1500));
         assert_eq!(
-            decide(&state, &InventoryCommand::ChangePrice(ChangePrice { product_id: "A".into(), unit_price: 1500 }), T0),
+            decide(
+                &state,
+                &InventoryCommand::ChangePrice(ChangePrice {
+                    product_id: "A".into(),
+                    unit_price: 1500
+                }),
+                T0
+            ),
             Ok(Decision::default())
         );
     }

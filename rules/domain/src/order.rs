@@ -245,12 +245,8 @@ pub fn decide(
         (None, OrderCommand::Place(place)) => place_order(place, env).map(|e| vec![e]),
         (Some(_), OrderCommand::Place(_)) => Err(OrderRejection::AlreadyExists),
         (None, _) => Err(OrderRejection::NotFound),
-        (Some(order), OrderCommand::Confirm) => {
-            transition(order, OrderStatus::Confirmed, env, OrderEvent::Confirmed)
-        }
-        (Some(order), OrderCommand::Complete) => {
-            transition(order, OrderStatus::Completed, env, OrderEvent::Completed)
-        }
+        (Some(order), OrderCommand::Confirm) => transition(order, OrderStatus::Confirmed, env, OrderEvent::Confirmed),
+        (Some(order), OrderCommand::Complete) => transition(order, OrderStatus::Completed, env, OrderEvent::Completed),
         (Some(order), OrderCommand::Cancel(reason)) => cancel(order, reason, env),
     }
 }
@@ -365,11 +361,7 @@ fn transition(
     })])
 }
 
-fn cancel(
-    order: &Order,
-    reason: &CancelReason,
-    env: &impl Env,
-) -> Result<Vec<OrderEvent>, OrderRejection> {
+fn cancel(order: &Order, reason: &CancelReason, env: &impl Env) -> Result<Vec<OrderEvent>, OrderRejection> {
     if let CancelReason::Other(text) = reason {
         common::check_text("reason", text).map_err(OrderRejection::InvalidField)?;
     }
@@ -444,17 +436,13 @@ mod tests {
     }
 
     fn placed() -> Order {
-        let events = decide(None, &place(&[("SKU-1", 2), ("SKU-2", 1)]), &FixedEnv::at(T0))
-            .expect("valid order");
+        let events = decide(None, &place(&[("SKU-1", 2), ("SKU-2", 1)]), &FixedEnv::at(T0)).expect("valid order");
         events.iter().fold(None, evolve).expect("created")
     }
 
     fn apply(order: &Order, command: OrderCommand, now: i64) -> Result<Order, OrderRejection> {
         let events = decide(Some(order), &command, &FixedEnv::at(now))?;
-        Ok(events
-            .iter()
-            .fold(Some(order.clone()), evolve)
-            .expect("still exists"))
+        Ok(events.iter().fold(Some(order.clone()), evolve).expect("still exists"))
     }
 
     #[test]
@@ -559,8 +547,7 @@ mod tests {
         let confirmed = apply(&placed(), OrderCommand::Confirm, T0 + 1).expect("confirm");
         let env = FixedEnv::at(T0 + 5);
         assert_eq!(decide(Some(&confirmed), &OrderCommand::Confirm, &env), Ok(vec![]));
-        let cancelled = apply(&placed(), OrderCommand::Cancel(CancelReason::Customer), T0)
-            .expect("cancel");
+        let cancelled = apply(&placed(), OrderCommand::Cancel(CancelReason::Customer), T0).expect("cancel");
         assert_eq!(
             decide(Some(&cancelled), &OrderCommand::Cancel(CancelReason::Admin), &env),
             Ok(vec![])
@@ -569,8 +556,8 @@ mod tests {
 
     #[test]
     fn customers_cancel_only_before_confirmation() {
-        let cancelled = apply(&placed(), OrderCommand::Cancel(CancelReason::Customer), T0 + 1)
-            .expect("pending orders cancel");
+        let cancelled =
+            apply(&placed(), OrderCommand::Cancel(CancelReason::Customer), T0 + 1).expect("pending orders cancel");
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
         assert_eq!(cancelled.cancel_reason, Some(CancelReason::Customer));
 
@@ -588,15 +575,27 @@ mod tests {
         let confirmed = apply(&placed(), OrderCommand::Confirm, T0).expect("confirm");
         let ttl = crate::DEFAULT_RESERVATION_TTL_MS;
         assert_eq!(
-            apply(&confirmed, OrderCommand::Cancel(CancelReason::ReservationExpired), T0 + ttl - 10),
+            apply(
+                &confirmed,
+                OrderCommand::Cancel(CancelReason::ReservationExpired),
+                T0 + ttl - 10
+            ),
             Err(OrderRejection::NotExpiredYet(10))
         );
-        let expired = apply(&confirmed, OrderCommand::Cancel(CancelReason::ReservationExpired), T0 + ttl)
-            .expect("expired");
+        let expired = apply(
+            &confirmed,
+            OrderCommand::Cancel(CancelReason::ReservationExpired),
+            T0 + ttl,
+        )
+        .expect("expired");
         assert_eq!(expired.cancel_reason, Some(CancelReason::ReservationExpired));
         // Pending orders have no reservation to expire.
         assert!(matches!(
-            apply(&placed(), OrderCommand::Cancel(CancelReason::ReservationExpired), T0 + ttl),
+            apply(
+                &placed(),
+                OrderCommand::Cancel(CancelReason::ReservationExpired),
+                T0 + ttl
+            ),
             Err(OrderRejection::InvalidTransition(_))
         ));
     }
@@ -607,15 +606,21 @@ mod tests {
             apply(&placed(), OrderCommand::Cancel(CancelReason::Other("  ".into())), T0),
             Err(OrderRejection::InvalidField(e)) if e.field == "reason"
         ));
-        let cancelled = apply(&placed(), OrderCommand::Cancel(CancelReason::Other("fraud".into())), T0)
-            .expect("cancel");
-        assert_eq!(cancelled.cancel_reason.as_ref().map(CancelReason::as_str), Some("fraud"));
+        let cancelled =
+            apply(&placed(), OrderCommand::Cancel(CancelReason::Other("fraud".into())), T0).expect("cancel");
+        assert_eq!(
+            cancelled.cancel_reason.as_ref().map(CancelReason::as_str),
+            Some("fraud")
+        );
     }
 
     #[test]
     fn commands_for_missing_orders_and_second_placements_are_refused() {
         let env = FixedEnv::at(T0);
-        assert_eq!(decide(None, &OrderCommand::Confirm, &env), Err(OrderRejection::NotFound));
+        assert_eq!(
+            decide(None, &OrderCommand::Confirm, &env),
+            Err(OrderRejection::NotFound)
+        );
         assert_eq!(
             decide(Some(&placed()), &place(&[("SKU-1", 1)]), &env),
             Err(OrderRejection::AlreadyExists)

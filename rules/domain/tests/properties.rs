@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use shop_rules::FixedEnv;
 use shop_rules::inventory::{self, *};
 use shop_rules::order::{self, *};
-use shop_rules::FixedEnv;
 
 const PRODUCTS: [&str; 3] = ["A", "B", "C"];
 
@@ -31,13 +31,32 @@ fn op() -> impl Strategy<Value = Op> {
 fn command(op: &Op) -> (Option<String>, InventoryCommand) {
     let order = |o: &u8| format!("o-{o}");
     match op {
-        Op::Restock(p, q) => (None, InventoryCommand::Restock(Restock { product_id: PRODUCTS[*p].into(), quantity: *q })),
-        Op::Adjust(p, d) => (None, InventoryCommand::Adjust(Adjust { product_id: PRODUCTS[*p].into(), delta: *d, reason: "count".into() })),
+        Op::Restock(p, q) => (
+            None,
+            InventoryCommand::Restock(Restock {
+                product_id: PRODUCTS[*p].into(),
+                quantity: *q,
+            }),
+        ),
+        Op::Adjust(p, d) => (
+            None,
+            InventoryCommand::Adjust(Adjust {
+                product_id: PRODUCTS[*p].into(),
+                delta: *d,
+                reason: "count".into(),
+            }),
+        ),
         Op::Reserve(o, lines) => (
             Some(order(o)),
             InventoryCommand::Reserve(OrderLines {
                 order_id: order(o),
-                lines: lines.iter().map(|(p, q)| StockLine { product_id: PRODUCTS[*p].into(), quantity: *q }).collect(),
+                lines: lines
+                    .iter()
+                    .map(|(p, q)| StockLine {
+                        product_id: PRODUCTS[*p].into(),
+                        quantity: *q,
+                    })
+                    .collect(),
             }),
         ),
         Op::Deduct(o) => (Some(order(o)), InventoryCommand::Deduct(order(o))),
@@ -45,7 +64,11 @@ fn command(op: &Op) -> (Option<String>, InventoryCommand) {
             Some(order(o)),
             InventoryCommand::Release(Release {
                 order_id: order(o),
-                reason: if *expired { ReleaseReason::Expired } else { ReleaseReason::Cancelled },
+                reason: if *expired {
+                    ReleaseReason::Expired
+                } else {
+                    ReleaseReason::Cancelled
+                },
             }),
         ),
     }

@@ -174,9 +174,7 @@ impl<W: World> Loaded<W> {
         W::add_to_linker(&mut linker).map_err(mismatch)?;
         // Std guests import WASI interfaces they never call; rules get none of
         // them, so any such call traps instead of reaching the host system.
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(mismatch)?;
+        linker.define_unknown_imports_as_traps(component).map_err(mismatch)?;
         let instance = linker.instantiate_pre(component).map_err(mismatch)?;
         let pre = W::pre(instance).map_err(mismatch)?;
         let loaded = Self {

@@ -8,9 +8,7 @@ use std::time::Duration;
 pub enum LoadError {
     #[error("{name}: not a WebAssembly component: {reason}")]
     NotAComponent { name: String, reason: String },
-    #[error(
-        "{name}: exports none of the rule contracts ({expected}); it exports: {found}"
-    )]
+    #[error("{name}: exports none of the rule contracts ({expected}); it exports: {found}")]
     UnknownContract {
         name: String,
         expected: String,

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use shop_rules::inventory::{Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState};
 use shop_rules::mirror::Mirror;
 use shop_rules::order::{Order, OrderCommand, OrderEvent, OrderRejection, PlaceOrder};
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 use super::bindings::{inventory_types, order_types};
 use super::cache::CodeCache;
@@ -253,7 +253,9 @@ impl RuleHost {
         let state: Option<order_types::Order> = state.cloned().mirror();
         let command: order_types::OrderCommand = command.clone().mirror();
         let outcome = set.order.call(|rules, store| {
-            rules.shop_rules_order_rules().call_decide(store, state.as_ref(), &command)
+            rules
+                .shop_rules_order_rules()
+                .call_decide(store, state.as_ref(), &command)
         })?;
         stamped(outcome, set.order.stamp())
     }
@@ -263,7 +265,9 @@ impl RuleHost {
         let state: Option<order_types::Order> = state.mirror();
         let event: order_types::OrderEvent = event.clone().mirror();
         let next = set.order.call(|rules, store| {
-            rules.shop_rules_order_rules().call_evolve(store, state.as_ref(), &event)
+            rules
+                .shop_rules_order_rules()
+                .call_evolve(store, state.as_ref(), &event)
         })?;
         Ok(next.mirror())
     }
@@ -276,23 +280,19 @@ impl RuleHost {
         let set = self.current();
         let state: inventory_types::InventoryState = state.clone().mirror();
         let command: inventory_types::InventoryCommand = command.clone().mirror();
-        let outcome = set.inventory.call(|rules, store| {
-            rules.shop_rules_inventory_rules().call_decide(store, &state, &command)
-        })?;
+        let outcome = set
+            .inventory
+            .call(|rules, store| rules.shop_rules_inventory_rules().call_decide(store, &state, &command))?;
         stamped(outcome, set.inventory.stamp())
     }
 
-    pub fn evolve_inventory(
-        &self,
-        state: InventoryState,
-        event: &InventoryEvent,
-    ) -> Result<InventoryState, RuleFault> {
+    pub fn evolve_inventory(&self, state: InventoryState, event: &InventoryEvent) -> Result<InventoryState, RuleFault> {
         let set = self.current();
         let state: inventory_types::InventoryState = state.mirror();
         let event: inventory_types::InventoryEvent = event.clone().mirror();
-        let next = set.inventory.call(|rules, store| {
-            rules.shop_rules_inventory_rules().call_evolve(store, &state, &event)
-        })?;
+        let next = set
+            .inventory
+            .call(|rules, store| rules.shop_rules_inventory_rules().call_evolve(store, &state, &event))?;
         Ok(next.mirror())
     }
 
@@ -303,9 +303,7 @@ impl RuleHost {
         let order: order_types::PlaceOrder = order.clone().mirror();
         let mut allowed = Vec::with_capacity(set.policies.len());
         for policy in &set.policies {
-            let verdict = policy.call(|rules, store| {
-                rules.shop_rules_order_policy().call_check(store, &order)
-            })?;
+            let verdict = policy.call(|rules, store| rules.shop_rules_order_policy().call_check(store, &order))?;
             if let Err(violation) = verdict {
                 return Err(RuleError::Rejected(PolicyViolation {
                     policy: policy.stamp().name.to_string(),
@@ -379,14 +377,31 @@ impl Loader {
             origin: source.origin.clone(),
             from_cache,
         };
-        let config = Arc::new(self.settings.component_config.get(&source.name).cloned().unwrap_or_default());
+        let config = Arc::new(
+            self.settings
+                .component_config
+                .get(&source.name)
+                .cloned()
+                .unwrap_or_default(),
+        );
         let caps = self.capabilities.clone();
+        // One constructor, generic over the world the role names.
+        macro_rules! loaded {
+            ($variant:ident) => {
+                AnyLoaded::$variant(Arc::new(Loaded::new(
+                    &self.engine,
+                    &component,
+                    info,
+                    caps,
+                    config,
+                    self.limits,
+                )?))
+            };
+        }
         Ok(match role {
-            Role::Order => AnyLoaded::Order(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?)),
-            Role::Inventory => {
-                AnyLoaded::Inventory(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?))
-            }
-            Role::Policy => AnyLoaded::Policy(Arc::new(Loaded::new(&self.engine, &component, info, caps, config, self.limits)?)),
+            Role::Order => loaded!(Order),
+            Role::Inventory => loaded!(Inventory),
+            Role::Policy => loaded!(Policy),
         })
     }
 
@@ -434,7 +449,11 @@ impl Loader {
             [] => Err(LoadError::UnknownContract {
                 name: name.to_owned(),
                 expected: Role::ALL.map(Role::export).join(", "),
-                found: if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
+                found: if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                },
             }),
             several => Err(LoadError::ContractMismatch {
                 name: name.to_owned(),
@@ -451,7 +470,10 @@ pub struct WatchHandle {
     _stop: Option<mpsc::Sender<()>>,
 }
 
-fn stamped<T, R, W: Mirror<T>, X: Mirror<R>>(outcome: Result<W, X>, stamp: &RuleStamp) -> Result<Decided<T>, RuleError<R>> {
+fn stamped<T, R, W: Mirror<T>, X: Mirror<R>>(
+    outcome: Result<W, X>,
+    stamp: &RuleStamp,
+) -> Result<Decided<T>, RuleError<R>> {
     match outcome {
         Ok(value) => Ok(Decided {
             value: value.mirror(),

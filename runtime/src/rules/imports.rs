@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
+use super::bindings::inventory_types;
 use super::bindings::order_world::shop::rules::{clock, common, config, log, order_types};
 use super::bindings::policy_world::shop::rules::kv;
-use super::bindings::inventory_types;
 use crate::ports::{Clock, KeyValue, KvError};
 
 /// What the host lends to rule components: swap any of them without the
@@ -72,12 +72,7 @@ pub(crate) struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             wasmtime::bail!("memory limit of {} bytes reached", self.limit);
@@ -85,12 +80,7 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }

@@ -57,7 +57,10 @@ fn setting(key: &str) -> Option<i64> {
     let value = config::get(key)?;
     let parsed = value.parse().ok();
     if parsed.is_none() {
-        log::write(log::Level::Warn, &format!("{key}={value:?} is not a number; using the default"));
+        log::write(
+            log::Level::Warn,
+            &format!("{key}={value:?} is not a number; using the default"),
+        );
     }
     parsed
 }
@@ -65,7 +68,10 @@ fn setting(key: &str) -> Option<i64> {
 fn give_back(taken: &[(String, i64)]) {
     for (key, quantity) in taken {
         if let Err(error) = kv::increment(key, -quantity, None) {
-            log::write(log::Level::Warn, &format!("could not give back {quantity} on {key}: {error:?}"));
+            log::write(
+                log::Level::Warn,
+                &format!("could not give back {quantity} on {key}: {error:?}"),
+            );
         }
     }
 }
@@ -74,7 +80,10 @@ fn on_store_error(error: kv::KvError) -> Result<(), Violation> {
     let deny = config::get("on-store-error").as_deref() == Some("deny");
     log::write(
         log::Level::Warn,
-        &format!("purchase limit not checked, store failed: {error:?}; {}", if deny { "denying" } else { "allowing" }),
+        &format!(
+            "purchase limit not checked, store failed: {error:?}; {}",
+            if deny { "denying" } else { "allowing" }
+        ),
     );
     if deny {
         Err(Violation {

@@ -29,6 +29,13 @@ pub fn namespace() -> String {
     std::env::var("SHOP_NAMESPACE").unwrap_or_else(|_| "shop".to_owned())
 }
 
+/// `SHOP_DATABASE_URL`: `postgres://...` selects PostgreSQL; unset, the embedded store.
+pub fn database_url() -> Option<String> {
+    std::env::var("SHOP_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
 fn number(name: &str, default: u64) -> anyhow::Result<u64> {
     match std::env::var(name) {
         Err(_) => Ok(default),

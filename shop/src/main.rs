@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod migrate_cmd;
 mod rules_cmd;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ enum Command {
     /// Inspect, validate and export the rule components.
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
+    /// Apply the database migrations embedded in this binary (SHOP_DATABASE_URL).
+    Migrate,
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Rules(command) => rules_cmd::run(command),
+        Command::Migrate => migrate_cmd::run(),
     };
     match outcome {
         Ok(code) => code,

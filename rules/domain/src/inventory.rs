@@ -14,6 +14,7 @@ use crate::common::{self, FieldError, LineError};
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ProductStock {
     pub product_id: String,
     pub name: String,
@@ -36,6 +37,8 @@ impl ProductStock {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ReservationStatus {
     Reserved,
     Rejected,
@@ -44,12 +47,14 @@ pub enum ReservationStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StockLine {
     pub product_id: String,
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Reservation {
     pub order_id: String,
     pub status: ReservationStatus,
@@ -57,6 +62,7 @@ pub struct Reservation {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct InventoryState {
     pub products: Vec<ProductStock>,
     pub reservation: Option<Reservation>,
@@ -73,6 +79,7 @@ impl InventoryState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RegisterProduct {
     pub product_id: String,
     pub name: String,
@@ -82,12 +89,14 @@ pub struct RegisterProduct {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Restock {
     pub product_id: String,
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Adjust {
     pub product_id: String,
     pub delta: i64,
@@ -95,30 +104,36 @@ pub struct Adjust {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ChangePrice {
     pub product_id: String,
     pub unit_price: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OrderLines {
     pub order_id: String,
     pub lines: Vec<StockLine>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ReleaseReason {
     Cancelled,
     Expired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Release {
     pub order_id: String,
     pub reason: ReleaseReason,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum InventoryCommand {
     RegisterProduct(RegisterProduct),
     Restock(Restock),
@@ -130,6 +145,7 @@ pub enum InventoryCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PriceChanged {
     pub product_id: String,
     pub old_price: i64,
@@ -138,6 +154,7 @@ pub struct PriceChanged {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Shortage {
     pub product_id: String,
     pub requested: i64,
@@ -145,12 +162,14 @@ pub struct Shortage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct InsufficientStock {
     pub order_id: String,
     pub shortages: Vec<Shortage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StockRestored {
     pub order_id: String,
     pub lines: Vec<StockLine>,
@@ -158,6 +177,7 @@ pub struct StockRestored {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum InventoryEvent {
     ProductRegistered(RegisterProduct),
     Restocked(Restock),
@@ -187,6 +207,8 @@ impl InventoryEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum MovementKind {
     Initial,
     Restock,
@@ -198,6 +220,7 @@ pub enum MovementKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Movement {
     pub product_id: String,
     pub kind: MovementKind,
@@ -208,12 +231,14 @@ pub struct Movement {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Decision {
     pub events: Vec<InventoryEvent>,
     pub movements: Vec<Movement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WouldGoNegative {
     pub product_id: String,
     pub available: i64,
@@ -221,6 +246,7 @@ pub struct WouldGoNegative {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum InventoryRejection {
     InvalidField(FieldError),
     ProductExists(String),

@@ -12,6 +12,8 @@ pub const MAX_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
 pub enum OrderStatus {
     Pending,
     Confirmed,
@@ -46,6 +48,8 @@ impl fmt::Display for OrderStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum CancelReason {
     Customer,
     Admin,
@@ -67,6 +71,7 @@ impl CancelReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OrderLine {
     pub product_id: String,
     pub quantity: u32,
@@ -74,6 +79,7 @@ pub struct OrderLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Order {
     pub id: String,
     pub customer_id: String,
@@ -102,12 +108,14 @@ fn total_of(lines: &[OrderLine]) -> Option<i64> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LineRequest {
     pub product_id: String,
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CataloguePrice {
     pub product_id: String,
     pub unit_price: i64,
@@ -115,6 +123,7 @@ pub struct CataloguePrice {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PlaceOrder {
     pub order_id: String,
     pub customer_id: String,
@@ -123,6 +132,7 @@ pub struct PlaceOrder {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum OrderCommand {
     Place(PlaceOrder),
     Confirm,
@@ -131,6 +141,7 @@ pub enum OrderCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OrderCreated {
     pub order_id: String,
     pub customer_id: String,
@@ -141,12 +152,14 @@ pub struct OrderCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OrderTransition {
     pub order_id: String,
     pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OrderCancelled {
     pub order_id: String,
     pub reason: CancelReason,
@@ -154,6 +167,7 @@ pub struct OrderCancelled {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum OrderEvent {
     Created(OrderCreated),
     Confirmed(OrderTransition),
@@ -181,12 +195,14 @@ impl OrderEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StatusChange {
     pub from: OrderStatus,
     pub to: OrderStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum OrderRejection {
     InvalidField(FieldError),
     NoLines,

@@ -4,7 +4,18 @@
 //! contract into a suite every adapter runs against itself.
 
 pub mod clock;
+pub mod inventory_store;
 pub mod kv;
+pub mod order_store;
+pub mod outbox;
+pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use inventory_store::{InventoryStore, InventoryWrite};
 pub use kv::{KeyValue, KvError};
+pub use order_store::{CatalogueEntry, OrderStore, OrderWrite};
+pub use outbox::Outbox;
+pub use store::{Handled, StoreError, Versioned};
+
+#[cfg(feature = "testkit")]
+pub mod contracts;

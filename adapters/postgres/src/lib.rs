@@ -1,0 +1,89 @@
+//! PostgreSQL adapters for the runtime's store and outbox ports.
+//!
+//! Each context lives in its own schema (`orders`, `inventory`), created by
+//! the migrations embedded in this crate ([`PgStore::migrate`], run at start
+//! and by `shop migrate`). A write commits state, outbox rows and the inbox
+//! record in one transaction; versions fence concurrent writers, and CHECK
+//! constraints keep stock non-negative and balanced whatever a caller gets
+//! wrong.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod inventory;
+mod orders;
+mod outbox;
+mod schema;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+pub use outbox::PgOutbox;
+pub use schema::Schema;
+
+/// Pool settings; the defaults suit one process on a small machine.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the operation fails.
+    pub acquire_timeout: Duration,
+}
+
+impl PgSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("cannot connect to PostgreSQL")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Both contexts' stores over one pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(settings: &PgSettings) -> Result<Self, PgError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // A broken connection shows on first use and is replaced; a ping
+            // before every checkout would cost a round trip per operation.
+            .test_before_acquire(false)
+            .connect(&settings.url)
+            .await
+            .map_err(PgError::Connect)?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), PgError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(PgError::Migrate)
+    }
+
+    /// The outbox of one context, over the same pool.
+    pub fn outbox(&self, schema: Schema) -> PgOutbox {
+        PgOutbox::new(self.pool.clone(), schema)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

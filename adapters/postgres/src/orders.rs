@@ -1,0 +1,128 @@
+//! `OrderStore` on PostgreSQL: schema `orders`.
+
+use shop_rules::order::{CataloguePrice, Order};
+use shop_runtime::ports::{CatalogueEntry, Handled, OrderStore, OrderWrite, StoreError, Versioned};
+use sqlx::Row;
+use sqlx::types::Json;
+
+use crate::PgStore;
+use crate::error::{corrupt, db_error, to_sql_version, version};
+use crate::schema::{Schema, append_outbox, record_handled};
+
+impl OrderStore for PgStore {
+    async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
+        let row = sqlx::query("SELECT state, version FROM orders.orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
+        let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
+        Ok(Some(Versioned {
+            value: state.0,
+            version: version(stored),
+        }))
+    }
+
+    async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
+        let order = write.order;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if let Some(handled) = write.handled {
+            record_handled(&mut tx, Schema::Orders, handled).await?;
+        }
+        let conflict = || StoreError::Conflict(format!("order {}", order.id));
+        let new_version = match write.expected_version {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(&order.id)
+                .bind(&order.customer_id)
+                .bind(order.status.as_str())
+                .bind(order.created_at)
+                .bind(order.confirmed_at)
+                .bind(Json(order))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if inserted.rows_affected() == 0 {
+                    return Err(conflict());
+                }
+                1
+            }
+            Some(expected) => {
+                let updated = sqlx::query(
+                    "UPDATE orders.orders SET status = $2, confirmed_at = $3, state = $4, version = version + 1
+                     WHERE order_id = $1 AND version = $5",
+                )
+                .bind(&order.id)
+                .bind(order.status.as_str())
+                .bind(order.confirmed_at)
+                .bind(Json(order))
+                .bind(to_sql_version(expected))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if updated.rows_affected() == 0 {
+                    return Err(conflict());
+                }
+                expected + 1
+            }
+        };
+        append_outbox(&mut tx, Schema::Orders, write.events).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(new_version)
+    }
+
+    async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        record_handled(&mut tx, Schema::Orders, handled).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT product_id, unit_price, currency, source_version FROM orders.catalogue WHERE product_id = ANY($1)",
+        )
+        .bind(product_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let read = |e| corrupt("catalogue entry", e);
+                Ok(CatalogueEntry {
+                    price: CataloguePrice {
+                        product_id: row.try_get("product_id").map_err(read)?,
+                        unit_price: row.try_get("unit_price").map_err(read)?,
+                        currency: row.try_get("currency").map_err(read)?,
+                    },
+                    source_version: version(row.try_get("source_version").map_err(read)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn update_catalogue(&self, entry: &CatalogueEntry, handled: Option<Handled<'_>>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if let Some(handled) = handled {
+            record_handled(&mut tx, Schema::Orders, handled).await?;
+        }
+        sqlx::query(
+            "INSERT INTO orders.catalogue (product_id, unit_price, currency, source_version) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (product_id) DO UPDATE
+             SET unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency, source_version = EXCLUDED.source_version
+             WHERE orders.catalogue.source_version < EXCLUDED.source_version",
+        )
+        .bind(&entry.price.product_id)
+        .bind(entry.price.unit_price)
+        .bind(&entry.price.currency)
+        .bind(to_sql_version(entry.source_version))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+}

@@ -1,0 +1,262 @@
+//! The [`InventoryStore`] contract.
+
+use shop_rules::inventory::{
+    InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
+};
+use uuid::Uuid;
+
+use crate::ports::{Handled, InventoryStore, InventoryWrite, StoreError};
+
+fn product(id: &str, stock: i64) -> ProductStock {
+    ProductStock {
+        product_id: id.to_owned(),
+        name: "Mug".into(),
+        unit_price: 1200,
+        currency: "KRW".into(),
+        available: stock,
+        reserved: 0,
+        version: 1,
+        initial: stock,
+        restocked: 0,
+        adjusted: 0,
+        deducted: 0,
+    }
+}
+
+fn movement(product_id: &str, kind: MovementKind, quantity: i64, order_id: Option<&str>) -> Movement {
+    Movement {
+        product_id: product_id.to_owned(),
+        kind,
+        quantity,
+        order_id: order_id.map(str::to_owned),
+        reason: None,
+        at: 5,
+    }
+}
+
+fn reserved(p: &ProductStock, quantity: i64) -> ProductStock {
+    ProductStock {
+        available: p.available - quantity,
+        reserved: p.reserved + quantity,
+        version: p.version + 1,
+        ..p.clone()
+    }
+}
+
+fn reservation(order_id: &str, status: ReservationStatus) -> Reservation {
+    Reservation {
+        order_id: order_id.to_owned(),
+        status,
+        lines: vec![StockLine {
+            product_id: "A".into(),
+            quantity: 2,
+        }],
+    }
+}
+
+/// Every check, against an empty store.
+pub async fn run(store: &impl InventoryStore) {
+    register_and_load(store).await;
+    a_stale_version_conflicts_and_writes_nothing(store).await;
+    the_store_refuses_negative_or_unbalanced_stock(store).await;
+    reservations_are_fenced_by_their_status(store).await;
+    a_handled_message_is_recorded_once(store).await;
+    movements_page_oldest_first(store).await;
+}
+
+async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), StoreError> {
+    let empty = InventoryState::default();
+    let after = InventoryState {
+        products: vec![p.clone()],
+        reservation: None,
+    };
+    let movements = [movement(&p.product_id, MovementKind::Initial, p.initial, None)];
+    store
+        .write(InventoryWrite {
+            before: &empty,
+            after: &after,
+            movements: &movements,
+            events: &[],
+            handled: None,
+        })
+        .await
+}
+
+async fn register_and_load(store: &impl InventoryStore) {
+    register(store, &product("A", 10)).await.expect("registered");
+    register(store, &product("B", 5)).await.expect("registered");
+    assert!(matches!(
+        register(store, &product("A", 99)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let ids = ["A".to_owned(), "B".to_owned(), "GHOST".to_owned()];
+    let state = store.load(&ids, Some("no-such-order")).await.expect("loaded");
+    assert_eq!(state.products, vec![product("A", 10), product("B", 5)]);
+    assert_eq!(state.reservation, None);
+    assert_eq!(store.product("A").await, Ok(Some(product("A", 10))));
+    assert_eq!(store.product("GHOST").await, Ok(None));
+}
+
+async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStore) {
+    let ids = ["A".to_owned(), "B".to_owned()];
+    let before = store.load(&ids, None).await.expect("loaded");
+    let after = InventoryState {
+        products: before.products.iter().map(|p| reserved(p, 1)).collect(),
+        reservation: None,
+    };
+    let movements = [movement("A", MovementKind::Reserve, 1, Some("o-x"))];
+    let write = InventoryWrite {
+        before: &before,
+        after: &after,
+        movements: &movements,
+        events: &[],
+        handled: None,
+    };
+    store.write(write).await.expect("first writer wins");
+    // The second writer read the same versions: it must change nothing,
+    // not even the product it would reach first.
+    assert!(matches!(store.write(write).await, Err(StoreError::Conflict(_))));
+    let now = store.load(&ids, None).await.expect("loaded");
+    assert_eq!(now.products, after.products);
+    let trail = store.movements("A", 0, 100).await.expect("movements");
+    assert_eq!(trail.len(), 2, "initial and one reserve, not two");
+}
+
+async fn the_store_refuses_negative_or_unbalanced_stock(store: &impl InventoryStore) {
+    let ids = ["B".to_owned()];
+    let before = store.load(&ids, None).await.expect("loaded");
+    let b = &before.products[0];
+    for broken in [
+        // More reserved than there was: available goes negative.
+        reserved(b, b.available + 1),
+        // Units out of nowhere: conservation broken.
+        ProductStock {
+            available: b.available + 7,
+            version: b.version + 1,
+            ..b.clone()
+        },
+        ProductStock {
+            reserved: -1,
+            available: b.available + 1,
+            version: b.version + 1,
+            ..b.clone()
+        },
+    ] {
+        let after = InventoryState {
+            products: vec![broken.clone()],
+            reservation: None,
+        };
+        let write = InventoryWrite {
+            before: &before,
+            after: &after,
+            movements: &[],
+            events: &[],
+            handled: None,
+        };
+        assert!(
+            matches!(store.write(write).await, Err(StoreError::Refused(_))),
+            "{broken:?} must be refused"
+        );
+    }
+    assert_eq!(store.load(&ids, None).await.expect("loaded"), before, "nothing written");
+}
+
+async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
+    let none = InventoryState::default();
+    let with = |r: Reservation| InventoryState {
+        products: vec![],
+        reservation: Some(r),
+    };
+    let write = |before, after| InventoryWrite {
+        before,
+        after,
+        movements: &[],
+        events: &[],
+        handled: None,
+    };
+    let held = with(reservation("o-r", ReservationStatus::Reserved));
+    store.write(write(&none, &held)).await.expect("reserved");
+    // A release that read "no reservation" (it overtook the reserve) loses.
+    let voided = with(reservation("o-r", ReservationStatus::Released));
+    assert!(matches!(
+        store.write(write(&none, &voided)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Two writers that read the same reservation: only the first applies.
+    let deducted = with(reservation("o-r", ReservationStatus::Deducted));
+    store.write(write(&held, &deducted)).await.expect("deducted");
+    assert!(matches!(
+        store.write(write(&held, &voided)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let state = store.load(&[], Some("o-r")).await.expect("loaded");
+    assert_eq!(state.reservation, Some(reservation("o-r", ReservationStatus::Deducted)));
+    assert_eq!(store.reservation("o-r").await, Ok(state.reservation));
+}
+
+async fn a_handled_message_is_recorded_once(store: &impl InventoryStore) {
+    let handled = Handled {
+        consumer: "inventory",
+        message_id: Uuid::now_v7(),
+    };
+    let none = InventoryState::default();
+    let after = InventoryState {
+        products: vec![],
+        reservation: Some(reservation("o-h", ReservationStatus::Rejected)),
+    };
+    let write = InventoryWrite {
+        before: &none,
+        after: &after,
+        movements: &[],
+        events: &[],
+        handled: Some(handled),
+    };
+    store.write(write).await.expect("handled");
+    assert_eq!(
+        store.write(write).await,
+        Err(StoreError::AlreadyHandled(handled.message_id))
+    );
+    let other = Handled {
+        consumer: "inventory",
+        message_id: Uuid::now_v7(),
+    };
+    assert_eq!(store.mark_handled(other).await, Ok(()));
+    assert_eq!(
+        store.mark_handled(other).await,
+        Err(StoreError::AlreadyHandled(other.message_id))
+    );
+}
+
+async fn movements_page_oldest_first(store: &impl InventoryStore) {
+    register(store, &product("P", 3)).await.expect("registered");
+    let mut before = store.load(&["P".to_owned()], None).await.expect("loaded");
+    for n in 0..3 {
+        let after = InventoryState {
+            products: vec![reserved(&before.products[0], 1)],
+            reservation: None,
+        };
+        let order = format!("o-{n}");
+        let movements = [movement("P", MovementKind::Reserve, 1, Some(&order))];
+        let write = InventoryWrite {
+            before: &before,
+            after: &after,
+            movements: &movements,
+            events: &[],
+            handled: None,
+        };
+        store.write(write).await.expect("reserved");
+        before = after;
+    }
+    let first = store.movements("P", 0, 2).await.expect("page");
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].1, movement("P", MovementKind::Initial, 3, None));
+    assert_eq!(first[1].1.order_id.as_deref(), Some("o-0"));
+    let rest = store.movements("P", first[1].0, 10).await.expect("page");
+    let orders: Vec<_> = rest
+        .iter()
+        .map(|(_, m)| m.order_id.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(orders, ["o-1", "o-2"]);
+    assert!(rest[0].0 > first[1].0, "numbers grow");
+    assert!(store.movements("GHOST", 0, 10).await.expect("page").is_empty());
+}

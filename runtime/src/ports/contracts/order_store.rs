@@ -1,0 +1,140 @@
+//! The [`OrderStore`] contract.
+
+use shop_rules::order::{CataloguePrice, OrderStatus};
+use uuid::Uuid;
+
+use super::{created, order};
+use crate::ports::{CatalogueEntry, Handled, OrderStore, OrderWrite, Outbox, StoreError};
+
+/// Every check, against a store and the outbox its writes feed.
+pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
+    create_then_update_by_version(store, outbox).await;
+    a_handled_message_is_recorded_once(store, outbox).await;
+    the_catalogue_keeps_the_newest_price(store).await;
+}
+
+async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Outbox) {
+    assert_eq!(store.get("o-1").await, Ok(None));
+    let mut o = order("o-1");
+    let event = created(&o);
+    let write = OrderWrite {
+        order: &o,
+        expected_version: None,
+        events: std::slice::from_ref(&event),
+        handled: None,
+    };
+    assert_eq!(store.write(write).await, Ok(1));
+    let stored = store.get("o-1").await.expect("readable").expect("stored");
+    assert_eq!((stored.value, stored.version), (o.clone(), 1));
+    let backlog = outbox.backlog().await.expect("backlog");
+    assert_eq!(backlog, 1, "the event went to the outbox with the order");
+
+    // Creating it again conflicts and writes nothing, not even the event.
+    let again = created(&o);
+    let write = OrderWrite {
+        events: std::slice::from_ref(&again),
+        ..write
+    };
+    assert!(matches!(store.write(write).await, Err(StoreError::Conflict(_))));
+    assert_eq!(outbox.backlog().await, Ok(1));
+
+    o.status = OrderStatus::Confirmed;
+    o.confirmed_at = Some(2_000);
+    let update = OrderWrite {
+        order: &o,
+        expected_version: Some(1),
+        events: &[],
+        handled: None,
+    };
+    assert_eq!(store.write(update).await, Ok(2));
+    // A writer that read version 1 lost the race: conflict, nothing written.
+    let mut stale = o.clone();
+    stale.status = OrderStatus::Cancelled;
+    let stale_write = OrderWrite {
+        order: &stale,
+        ..update
+    };
+    assert!(matches!(store.write(stale_write).await, Err(StoreError::Conflict(_))));
+    let stored = store.get("o-1").await.expect("readable").expect("stored");
+    assert_eq!((stored.value.status, stored.version), (OrderStatus::Confirmed, 2));
+}
+
+async fn a_handled_message_is_recorded_once(store: &impl OrderStore, outbox: &impl Outbox) {
+    let o = order("o-2");
+    let message_id = Uuid::now_v7();
+    let handled = Handled {
+        consumer: "order",
+        message_id,
+    };
+    let write = OrderWrite {
+        order: &o,
+        expected_version: None,
+        events: &[],
+        handled: Some(handled),
+    };
+    assert_eq!(store.write(write).await, Ok(1));
+    let backlog = outbox.backlog().await;
+    let mut changed = o.clone();
+    changed.status = OrderStatus::Cancelled;
+    let event = created(&changed);
+    let redelivered = OrderWrite {
+        order: &changed,
+        expected_version: Some(1),
+        events: std::slice::from_ref(&event),
+        handled: Some(handled),
+    };
+    assert_eq!(
+        store.write(redelivered).await,
+        Err(StoreError::AlreadyHandled(message_id))
+    );
+    let stored = store.get("o-2").await.expect("readable").expect("stored");
+    assert_eq!(
+        (stored.value.status, stored.version),
+        (OrderStatus::Pending, 1),
+        "nothing written"
+    );
+    assert_eq!(outbox.backlog().await, backlog, "no event written");
+
+    // The same id seen by another consumer is another message.
+    let other = Handled {
+        consumer: "audit",
+        message_id,
+    };
+    assert_eq!(store.mark_handled(other).await, Ok(()));
+    assert_eq!(
+        store.mark_handled(other).await,
+        Err(StoreError::AlreadyHandled(message_id))
+    );
+}
+
+async fn the_catalogue_keeps_the_newest_price(store: &impl OrderStore) {
+    let entry = |price, source_version| CatalogueEntry {
+        price: CataloguePrice {
+            product_id: "SKU-9".into(),
+            unit_price: price,
+            currency: "KRW".into(),
+        },
+        source_version,
+    };
+    let ids = ["SKU-9".to_owned(), "ABSENT".to_owned()];
+    assert_eq!(store.catalogue(&ids).await, Ok(vec![]));
+    store.update_catalogue(&entry(100, 1), None).await.expect("stored");
+    store.update_catalogue(&entry(300, 3), None).await.expect("stored");
+    // A late, older update does not undo a newer one.
+    store.update_catalogue(&entry(200, 2), None).await.expect("ignored");
+    assert_eq!(store.catalogue(&ids).await, Ok(vec![entry(300, 3)]));
+
+    let handled = Handled {
+        consumer: "order",
+        message_id: Uuid::now_v7(),
+    };
+    store
+        .update_catalogue(&entry(400, 4), Some(handled))
+        .await
+        .expect("stored");
+    assert_eq!(
+        store.update_catalogue(&entry(500, 5), Some(handled)).await,
+        Err(StoreError::AlreadyHandled(handled.message_id))
+    );
+    assert_eq!(store.catalogue(&ids).await, Ok(vec![entry(400, 4)]));
+}

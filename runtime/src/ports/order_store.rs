@@ -1,0 +1,58 @@
+//! The order context's store: orders, its copy of the catalogue, its outbox
+//! and inbox.
+
+use std::future::Future;
+
+use shop_rules::order::{CataloguePrice, Order};
+use shop_streams::Envelope;
+
+use super::store::{Handled, StoreError, Versioned};
+
+/// One atomic change of an order.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderWrite<'a> {
+    pub order: &'a Order,
+    /// `None` creates the order; `Some(v)` updates it from version `v`.
+    pub expected_version: Option<u64>,
+    /// Events to publish, in order; they go to the outbox.
+    pub events: &'a [Envelope],
+    pub handled: Option<Handled<'a>>,
+}
+
+/// A product as the order side knows it: enough to price a new order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogueEntry {
+    pub price: CataloguePrice,
+    /// The inventory-side version of the product this entry reflects; an
+    /// older update never overwrites a newer one.
+    pub source_version: u64,
+}
+
+pub trait OrderStore: Send + Sync + 'static {
+    /// MUST return the order and its version, or `None` when it does not exist.
+    fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
+
+    /// MUST write the order, append `events` to the outbox and record
+    /// `handled` in the inbox in one transaction, and return the new version.
+    /// MUST return [`StoreError::Conflict`] when creating an order that exists
+    /// or when the stored version is not `expected_version`, and
+    /// [`StoreError::AlreadyHandled`] when the inbox holds `handled`; in both
+    /// cases it MUST write nothing.
+    fn write(&self, write: OrderWrite<'_>) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// MUST record `handled` alone, for a message that changes nothing;
+    /// [`StoreError::AlreadyHandled`] when it was recorded before.
+    fn mark_handled(&self, handled: Handled<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// MUST return the entries of the listed products that are known, in any order.
+    fn catalogue(&self, product_ids: &[String])
+    -> impl Future<Output = Result<Vec<CatalogueEntry>, StoreError>> + Send;
+
+    /// MUST store `entry` unless a newer `source_version` of the product is
+    /// stored already, and record `handled` with it, in one transaction.
+    fn update_catalogue(
+        &self,
+        entry: &CatalogueEntry,
+        handled: Option<Handled<'_>>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,366 @@
+//! The envelope every domain event travels in, and its JSON encoding.
+//!
+//! The payload is the domain event itself (`shop-rules` types with their
+//! serde derives); the envelope adds what delivery, deduplication, tracing
+//! and audit need. Consumers decode by `event_type` and `schema_version`, so
+//! a type they do not know is a clear [`DecodeError`] (and a dead letter),
+//! never a guess.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shop_rules::inventory::{
+    Adjust, InsufficientStock, InventoryEvent, OrderLines, PriceChanged, RegisterProduct, Restock, StockRestored,
+};
+use shop_rules::order::{OrderCancelled, OrderCreated, OrderEvent, OrderTransition};
+use uuid::Uuid;
+
+use crate::topology::Context;
+
+/// The schema version of every payload this crate writes. Readers accept
+/// exactly the versions they know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A domain event of either context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainEvent {
+    Order(OrderEvent),
+    Inventory(InventoryEvent),
+}
+
+/// Which rule component decided an event: its name and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub name: String,
+    pub hash: String,
+}
+
+/// Where an event sits in a chain of causes: the correlation id is shared by
+/// everything one request set off; the causation id is the message that
+/// directly led to this one (none for the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace {
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+}
+
+impl Trace {
+    /// The start of a chain, for example an HTTP request with its request id.
+    pub fn root(correlation_id: Uuid) -> Self {
+        Self {
+            correlation_id,
+            causation_id: None,
+        }
+    }
+
+    /// The next link: an event decided while handling `cause`.
+    pub fn follows(cause: &Envelope) -> Self {
+        Self {
+            correlation_id: cause.correlation_id,
+            causation_id: Some(cause.event_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// UUIDv7: unique, time-ordered, and the broker's `Nats-Msg-Id`.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The context that owns the event (and the stream it is published to).
+    pub context: Context,
+    /// The order id for order events and reservations, the product id for
+    /// product events.
+    pub aggregate_id: String,
+    /// The aggregate's version after this event.
+    pub aggregate_version: u64,
+    /// Milliseconds since the Unix epoch, from the deciding rule's clock.
+    pub occurred_at: i64,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub rule: RuleRef,
+    pub payload: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not an event envelope: {0}")]
+    Malformed(String),
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("{event_type} schema version {version} is not supported (this build reads version {SCHEMA_VERSION})")]
+    UnsupportedVersion { event_type: String, version: u32 },
+    #[error("{event_type} payload does not match its schema: {reason}")]
+    BadPayload { event_type: String, reason: String },
+}
+
+/// The payload of `ReservationVoided`, an object rather than a bare string so
+/// it can grow fields.
+#[derive(Serialize, Deserialize)]
+struct Voided {
+    order_id: String,
+}
+
+impl Envelope {
+    /// Wraps an event decided by `rule`, with a fresh UUIDv7 id.
+    pub fn new(event: &DomainEvent, aggregate_version: u64, occurred_at: i64, rule: RuleRef, trace: Trace) -> Self {
+        let (context, aggregate_id, payload) = encode(event);
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: event.name().to_owned(),
+            schema_version: SCHEMA_VERSION,
+            context,
+            aggregate_id,
+            aggregate_version,
+            occurred_at,
+            correlation_id: trace.correlation_id,
+            causation_id: trace.causation_id,
+            rule,
+            payload,
+        }
+    }
+
+    /// The domain event inside, if this build knows its type and version.
+    pub fn event(&self) -> Result<DomainEvent, DecodeError> {
+        decode(&self.event_type, self.schema_version, &self.payload)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+}
+
+impl DomainEvent {
+    /// The event type on the wire, e.g. `OrderCreated`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Order(e) => e.name(),
+            Self::Inventory(e) => e.name(),
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn encode(event: &DomainEvent) -> (Context, String, Value) {
+    match event {
+        DomainEvent::Order(e) => {
+            let payload = match e {
+                OrderEvent::Created(x) => json(x),
+                OrderEvent::Confirmed(x) | OrderEvent::Completed(x) => json(x),
+                OrderEvent::Cancelled(x) => json(x),
+            };
+            (Context::Order, e.order_id().to_owned(), payload)
+        }
+        DomainEvent::Inventory(e) => {
+            let (aggregate, payload) = match e {
+                InventoryEvent::ProductRegistered(x) => (&x.product_id, json(x)),
+                InventoryEvent::Restocked(x) => (&x.product_id, json(x)),
+                InventoryEvent::Adjusted(x) => (&x.product_id, json(x)),
+                InventoryEvent::PriceChanged(x) => (&x.product_id, json(x)),
+                InventoryEvent::StockReserved(x) | InventoryEvent::StockDeducted(x) => (&x.order_id, json(x)),
+                InventoryEvent::InsufficientStock(x) => (&x.order_id, json(x)),
+                InventoryEvent::StockRestored(x) => (&x.order_id, json(x)),
+                InventoryEvent::ReservationVoided(order_id) => (
+                    order_id,
+                    json(&Voided {
+                        order_id: order_id.clone(),
+                    }),
+                ),
+            };
+            (Context::Inventory, aggregate.clone(), payload)
+        }
+    }
+}
+
+fn decode(event_type: &str, version: u32, payload: &Value) -> Result<DomainEvent, DecodeError> {
+    use DomainEvent::{Inventory as I, Order as O};
+    type Parse = fn(&Value) -> Result<DomainEvent, serde_json::Error>;
+    // The type first, then the version, then the body: each error names the
+    // first thing that is wrong.
+    let parse: Parse = match event_type {
+        "OrderCreated" => |p| Ok(O(OrderEvent::Created(OrderCreated::deserialize(p)?))),
+        "OrderConfirmed" => |p| Ok(O(OrderEvent::Confirmed(OrderTransition::deserialize(p)?))),
+        "OrderCompleted" => |p| Ok(O(OrderEvent::Completed(OrderTransition::deserialize(p)?))),
+        "OrderCancelled" => |p| Ok(O(OrderEvent::Cancelled(OrderCancelled::deserialize(p)?))),
+        "ProductRegistered" => |p| Ok(I(InventoryEvent::ProductRegistered(RegisterProduct::deserialize(p)?))),
+        "StockRestocked" => |p| Ok(I(InventoryEvent::Restocked(Restock::deserialize(p)?))),
+        "StockAdjusted" => |p| Ok(I(InventoryEvent::Adjusted(Adjust::deserialize(p)?))),
+        "PriceChanged" => |p| Ok(I(InventoryEvent::PriceChanged(PriceChanged::deserialize(p)?))),
+        "StockReserved" => |p| Ok(I(InventoryEvent::StockReserved(OrderLines::deserialize(p)?))),
+        "InsufficientStock" => |p| Ok(I(InventoryEvent::InsufficientStock(InsufficientStock::deserialize(p)?))),
+        "StockDeducted" => |p| Ok(I(InventoryEvent::StockDeducted(OrderLines::deserialize(p)?))),
+        "StockRestored" => |p| Ok(I(InventoryEvent::StockRestored(StockRestored::deserialize(p)?))),
+        "ReservationVoided" => |p| Ok(I(InventoryEvent::ReservationVoided(Voided::deserialize(p)?.order_id))),
+        other => return Err(DecodeError::UnknownType(other.to_owned())),
+    };
+    if version != SCHEMA_VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            event_type: event_type.to_owned(),
+            version,
+        });
+    }
+    parse(payload).map_err(|e| DecodeError::BadPayload {
+        event_type: event_type.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_rules::inventory::{ReleaseReason, Shortage, StockLine};
+    use shop_rules::order::{CancelReason, OrderLine};
+
+    fn rule() -> RuleRef {
+        RuleRef {
+            name: "order".into(),
+            hash: "ab12".into(),
+        }
+    }
+
+    fn every_event() -> Vec<DomainEvent> {
+        let lines = vec![StockLine {
+            product_id: "SKU-1".into(),
+            quantity: 2,
+        }];
+        let reserved = OrderLines {
+            order_id: "o-1".into(),
+            lines: lines.clone(),
+        };
+        vec![
+            DomainEvent::Order(OrderEvent::Created(OrderCreated {
+                order_id: "o-1".into(),
+                customer_id: "alice".into(),
+                lines: vec![OrderLine {
+                    product_id: "SKU-1".into(),
+                    quantity: 2,
+                    unit_price: 1200,
+                }],
+                currency: "KRW".into(),
+                total: 2400,
+                at: 7,
+            })),
+            DomainEvent::Order(OrderEvent::Confirmed(OrderTransition {
+                order_id: "o-1".into(),
+                at: 8,
+            })),
+            DomainEvent::Order(OrderEvent::Completed(OrderTransition {
+                order_id: "o-1".into(),
+                at: 9,
+            })),
+            DomainEvent::Order(OrderEvent::Cancelled(OrderCancelled {
+                order_id: "o-1".into(),
+                reason: CancelReason::Other("fraud".into()),
+                at: 9,
+            })),
+            DomainEvent::Inventory(InventoryEvent::ProductRegistered(RegisterProduct {
+                product_id: "SKU-1".into(),
+                name: "Mug".into(),
+                unit_price: 1200,
+                currency: "KRW".into(),
+                initial_stock: 10,
+            })),
+            DomainEvent::Inventory(InventoryEvent::Restocked(Restock {
+                product_id: "SKU-1".into(),
+                quantity: 5,
+            })),
+            DomainEvent::Inventory(InventoryEvent::Adjusted(Adjust {
+                product_id: "SKU-1".into(),
+                delta: -1,
+                reason: "broken".into(),
+            })),
+            DomainEvent::Inventory(InventoryEvent::PriceChanged(PriceChanged {
+                product_id: "SKU-1".into(),
+                old_price: 1200,
+                new_price: 1300,
+                currency: "KRW".into(),
+            })),
+            DomainEvent::Inventory(InventoryEvent::StockReserved(reserved.clone())),
+            DomainEvent::Inventory(InventoryEvent::InsufficientStock(InsufficientStock {
+                order_id: "o-2".into(),
+                shortages: vec![Shortage {
+                    product_id: "SKU-1".into(),
+                    requested: 5,
+                    available: 1,
+                }],
+            })),
+            DomainEvent::Inventory(InventoryEvent::StockDeducted(reserved)),
+            DomainEvent::Inventory(InventoryEvent::StockRestored(StockRestored {
+                order_id: "o-1".into(),
+                lines,
+                reason: ReleaseReason::Expired,
+            })),
+            DomainEvent::Inventory(InventoryEvent::ReservationVoided("o-3".into())),
+        ]
+    }
+
+    #[test]
+    fn every_event_survives_the_wire() {
+        let trace = Trace::root(Uuid::now_v7());
+        for event in every_event() {
+            let envelope = Envelope::new(&event, 3, 42, rule(), trace);
+            let back = Envelope::from_bytes(&envelope.to_bytes()).expect("decodes");
+            assert_eq!(back, envelope);
+            assert_eq!(back.event().expect("known type"), event, "{}", envelope.event_type);
+        }
+    }
+
+    #[test]
+    fn aggregates_and_contexts_are_named() {
+        let events = every_event();
+        let trace = Trace::root(Uuid::now_v7());
+        let created = Envelope::new(&events[0], 1, 0, rule(), trace);
+        assert_eq!(
+            (created.context, created.aggregate_id.as_str()),
+            (Context::Order, "o-1")
+        );
+        assert_eq!(created.payload["lines"][0]["unit_price"], 1200);
+        let restock = Envelope::new(&events[5], 2, 0, rule(), trace);
+        assert_eq!(
+            (restock.context, restock.aggregate_id.as_str()),
+            (Context::Inventory, "SKU-1")
+        );
+        let voided = Envelope::new(&events[12], 1, 0, rule(), trace);
+        assert_eq!(voided.payload, serde_json::json!({ "order_id": "o-3" }));
+    }
+
+    #[test]
+    fn a_follow_up_shares_the_correlation_and_names_its_cause() {
+        let root = Envelope::new(&every_event()[0], 1, 0, rule(), Trace::root(Uuid::now_v7()));
+        let next = Envelope::new(&every_event()[8], 1, 1, rule(), Trace::follows(&root));
+        assert_eq!(next.correlation_id, root.correlation_id);
+        assert_eq!(next.causation_id, Some(root.event_id));
+        assert!(next.event_id > root.event_id, "UUIDv7 ids are time-ordered");
+    }
+
+    #[test]
+    fn unknown_types_versions_and_bodies_are_refused_clearly() {
+        let mut envelope = Envelope::new(&every_event()[0], 1, 0, rule(), Trace::root(Uuid::now_v7()));
+        envelope.schema_version = 2;
+        assert!(matches!(
+            envelope.event(),
+            Err(DecodeError::UnsupportedVersion { version: 2, .. })
+        ));
+        envelope.schema_version = 1;
+        envelope.payload = serde_json::json!({ "order_id": 5 });
+        let error = envelope.event().expect_err("bad body");
+        assert!(
+            error.to_string().starts_with("OrderCreated payload does not match"),
+            "{error}"
+        );
+        envelope.event_type = "OrderTeleported".into();
+        assert!(matches!(envelope.event(), Err(DecodeError::UnknownType(t)) if t == "OrderTeleported"));
+        assert!(matches!(
+            Envelope::from_bytes(b"{\"event_id\":"),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}

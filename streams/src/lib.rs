@@ -1,0 +1,22 @@
+//! The event contract shared by the Order and Inventory contexts.
+//!
+//! What crosses the broker between the contexts, and what subscribers outside
+//! the shop (shipping, payment, analytics) may rely on:
+//! - [`envelope`]: every event travels in an [`Envelope`]: a UUIDv7 id (also
+//!   the broker's deduplication id), type and schema version, the aggregate and
+//!   its version, causation and correlation ids, and the stamp of the rule
+//!   component that decided it; the payload is the domain event as JSON.
+//! - [`topology`]: subject names per context, and the streams and durable
+//!   consumers (with their dead-letter path) as plain data that the JetStream
+//!   adapter applies.
+//!
+//! It depends only on the domain (`shop-rules`); the runtime and the adapters
+//! depend on it.
+
+#![forbid(unsafe_code)]
+
+pub mod envelope;
+pub mod topology;
+
+pub use envelope::{DecodeError, DomainEvent, Envelope, RuleRef, SCHEMA_VERSION, Trace};
+pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, StreamSpec, Topology};

@@ -1,0 +1,223 @@
+//! Subjects, streams and consumers, as data.
+//!
+//! Every name starts with the deployment's [`Namespace`], so several
+//! deployments (or test runs) share one NATS server without seeing each
+//! other. Each context publishes to its own stream; the other context reads
+//! it through one durable pull consumer that all of its instances share.
+//! nats-server 2.9 allows a consumer one filter subject, hence one subject
+//! tree per context: `{ns}.{context}.{EventType}`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Headers a dead letter carries beside the original message body.
+pub mod dead_letter_header {
+    /// Why the message was dead-lettered.
+    pub const REASON: &str = "Shop-Dead-Reason";
+    /// The subject it was first published to, where a replay sends it.
+    pub const SUBJECT: &str = "Shop-Original-Subject";
+    /// The consumer that gave up on it.
+    pub const CONSUMER: &str = "Shop-Consumer";
+    /// How many times it was delivered.
+    pub const DELIVERIES: &str = "Shop-Deliveries";
+}
+
+/// A bounded context: who owns an event, and whose stream it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Context {
+    Order,
+    Inventory,
+}
+
+impl Context {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Inventory => "inventory",
+        }
+    }
+
+    /// The context whose events this one consumes.
+    pub fn counterpart(self) -> Self {
+        match self {
+            Self::Order => Self::Inventory,
+            Self::Inventory => Self::Order,
+        }
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A deployment's prefix: lower-case letters, digits, `-` and `_`, at most 32
+/// characters, so it is valid in subjects, stream names and Redis keys alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Namespace(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("namespace {0:?} must be 1 to 32 characters of a-z, 0-9, '-' and '_'")]
+pub struct NamespaceError(pub String);
+
+impl Namespace {
+    pub fn new(name: &str) -> Result<Self, NamespaceError> {
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(NamespaceError(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A JetStream stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub subjects: Vec<String>,
+    /// Publishes with a `Nats-Msg-Id` seen within this window are dropped as
+    /// duplicates; beyond it, consumers' inboxes catch them.
+    pub duplicate_window: Duration,
+    /// How long messages are kept. Postgres stays the source of truth: sent
+    /// outbox rows can be republished from any point in time.
+    pub max_age: Duration,
+}
+
+/// A durable pull consumer, shared by every instance of the consuming role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    pub stream: String,
+    pub durable: String,
+    pub filter_subject: String,
+    /// Unacknowledged this long, a message is delivered again. Sized with
+    /// `batch`: a whole batch must be handled within it.
+    pub ack_wait: Duration,
+    /// Deliveries before the message is dead-lettered.
+    pub max_deliver: i64,
+    /// In-flight messages across all instances.
+    pub max_ack_pending: i64,
+    /// Messages fetched per pull.
+    pub batch: usize,
+    /// Where messages this consumer gives up on are kept.
+    pub dead_letter_subject: String,
+}
+
+/// All names of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    namespace: Namespace,
+}
+
+impl Topology {
+    pub fn new(namespace: Namespace) -> Self {
+        Self { namespace }
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// `{ns}.{context}.{event_type}`, e.g. `shop.order.OrderCreated`.
+    pub fn subject(&self, context: Context, event_type: &str) -> String {
+        format!("{}.{context}.{event_type}", self.namespace)
+    }
+
+    /// The stream a context's events are published to.
+    pub fn stream(&self, context: Context) -> StreamSpec {
+        StreamSpec {
+            name: format!("{}_{context}", self.namespace),
+            subjects: vec![format!("{}.{context}.>", self.namespace)],
+            duplicate_window: Duration::from_secs(2 * 60),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// Where every consumer's dead letters are kept, one subject per consumer.
+    pub fn dead_letter_stream(&self) -> StreamSpec {
+        StreamSpec {
+            name: format!("{}_dead_letters", self.namespace),
+            subjects: vec![format!("{}.dead.>", self.namespace)],
+            duplicate_window: Duration::from_secs(2 * 60),
+            max_age: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+
+    /// The consumer through which `consumer` reads its counterpart's events:
+    /// inventory reads order events, and the order side reads inventory events.
+    pub fn consumer(&self, consumer: Context) -> ConsumerSpec {
+        let source = consumer.counterpart();
+        let durable = format!("{}_{consumer}_from_{source}", self.namespace);
+        ConsumerSpec {
+            stream: self.stream(source).name,
+            filter_subject: format!("{}.{source}.>", self.namespace),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 10,
+            max_ack_pending: 10_000,
+            batch: 100,
+            dead_letter_subject: format!("{}.dead.{durable}", self.namespace),
+            durable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(ns: &str) -> Topology {
+        Topology::new(Namespace::new(ns).expect("valid"))
+    }
+
+    #[test]
+    fn namespaces_are_safe_in_every_name() {
+        for bad in ["", "Shop", "a.b", "a b", "a*", "a>", &"x".repeat(33)] {
+            assert!(Namespace::new(bad).is_err(), "{bad:?}");
+        }
+        for good in ["shop", "test-1a2b", "t_9"] {
+            assert!(Namespace::new(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn each_context_reads_the_other_through_its_own_durable() {
+        let t = topology("t1");
+        assert_eq!(t.subject(Context::Order, "OrderCreated"), "t1.order.OrderCreated");
+        let inventory = t.consumer(Context::Inventory);
+        assert_eq!(inventory.stream, "t1_order");
+        assert_eq!(inventory.filter_subject, "t1.order.>");
+        assert_eq!(inventory.durable, "t1_inventory_from_order");
+        assert_eq!(inventory.dead_letter_subject, "t1.dead.t1_inventory_from_order");
+        let order = t.consumer(Context::Order);
+        assert_eq!(order.stream, "t1_inventory");
+        assert!(t.stream(Context::Order).subjects[0] == "t1.order.>");
+        assert!(t.dead_letter_stream().subjects[0] == "t1.dead.>");
+    }
+
+    #[test]
+    fn two_namespaces_share_no_name() {
+        let (a, b) = (topology("a"), topology("b"));
+        for context in [Context::Order, Context::Inventory] {
+            assert_ne!(a.stream(context).name, b.stream(context).name);
+            assert_ne!(a.stream(context).subjects, b.stream(context).subjects);
+            assert_ne!(a.consumer(context).durable, b.consumer(context).durable);
+        }
+    }
+}

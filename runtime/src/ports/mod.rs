@@ -3,6 +3,7 @@
 //! Each port documents its contract in "MUST" sentences; `testkit` turns each
 //! contract into a suite every adapter runs against itself.
 
+pub mod bus;
 pub mod clock;
 pub mod inventory_store;
 pub mod kv;
@@ -10,6 +11,7 @@ pub mod order_store;
 pub mod outbox;
 pub mod store;
 
+pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use inventory_store::{InventoryStore, InventoryWrite};
 pub use kv::{KeyValue, KvError};

@@ -1,0 +1,163 @@
+//! A durable pull consumer, read in batches.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::Context as JsContext;
+use async_nats::jetstream::{AckKind, Message};
+use futures::StreamExt;
+use shop_runtime::ports::{BusError, Delivery, Subscription};
+use shop_streams::topology::dead_letter_header as header;
+use shop_streams::{ConsumerSpec, Envelope};
+
+use crate::unavailable;
+
+#[derive(Debug)]
+pub struct JetStreamSubscription {
+    js: JsContext,
+    consumer: PullConsumer,
+    spec: ConsumerSpec,
+}
+
+impl JetStreamSubscription {
+    pub(crate) async fn open(js: JsContext, spec: ConsumerSpec) -> Result<Self, BusError> {
+        let stream = js
+            .get_stream(&spec.stream)
+            .await
+            .map_err(|e| unavailable(format!("stream {}", spec.stream), e))?;
+        let config = pull::Config {
+            durable_name: Some(spec.durable.clone()),
+            filter_subject: spec.filter_subject.clone(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: spec.ack_wait,
+            // One delivery beyond the limit, so the last one reaches us and is
+            // dead-lettered with its reason instead of silently dropped.
+            max_deliver: spec.max_deliver + 1,
+            max_ack_pending: spec.max_ack_pending,
+            ..Default::default()
+        };
+        let consumer = stream
+            .get_or_create_consumer(&spec.durable, config)
+            .await
+            .map_err(|e| unavailable(format!("consumer {}", spec.durable), e))?;
+        Ok(Self { js, consumer, spec })
+    }
+}
+
+impl Subscription for JetStreamSubscription {
+    type Delivery = JetStreamDelivery;
+
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<JetStreamDelivery>, BusError> {
+        let mut messages = self
+            .consumer
+            .batch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| unavailable(format!("pull from {}", self.spec.durable), e))?;
+        let mut batch = Vec::with_capacity(max);
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                // A broken pull ends this batch; what was read is still handled.
+                Err(error) => {
+                    tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, %error, "pull interrupted");
+                    break;
+                }
+            };
+            let attempt = message
+                .info()
+                .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
+            let envelope = match Envelope::from_bytes(&message.payload) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    dead_letter(&self.js, &self.spec, &message, attempt, &error.to_string()).await?;
+                    continue;
+                }
+            };
+            if attempt > u64::try_from(self.spec.max_deliver).unwrap_or(u64::MAX) {
+                let reason = format!("not handled after {} deliveries", self.spec.max_deliver);
+                dead_letter(&self.js, &self.spec, &message, attempt, &reason).await?;
+                continue;
+            }
+            batch.push(JetStreamDelivery {
+                js: self.js.clone(),
+                spec: self.spec.clone(),
+                message,
+                envelope,
+                attempt,
+            });
+        }
+        Ok(batch)
+    }
+}
+
+#[derive(Debug)]
+pub struct JetStreamDelivery {
+    js: JsContext,
+    spec: ConsumerSpec,
+    message: Message,
+    envelope: Envelope,
+    attempt: u64,
+}
+
+impl Delivery for JetStreamDelivery {
+    fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    fn attempt(&self) -> u64 {
+        self.attempt
+    }
+
+    async fn ack(self) -> Result<(), BusError> {
+        // Waits for the server's confirmation: an ack lost on the way would
+        // only cause a redelivery (which the inbox absorbs), but a caller
+        // counting on "acked" deserves the truth.
+        self.message
+            .double_ack()
+            .await
+            .map_err(|e| unavailable("ack".into(), e))
+    }
+
+    async fn retry(self, delay: Duration) -> Result<(), BusError> {
+        self.message
+            .ack_with(AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| unavailable("nak".into(), e))
+    }
+
+    async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
+        dead_letter(&self.js, &self.spec, &self.message, self.attempt, reason).await
+    }
+}
+
+/// Keeps `message` in the dead-letter stream with why, then terminates it on
+/// its consumer. Stored first: a crash in between redelivers the message and
+/// dead-letters it again, never loses it.
+async fn dead_letter(
+    js: &JsContext,
+    spec: &ConsumerSpec,
+    message: &Message,
+    attempt: u64,
+    reason: &str,
+) -> Result<(), BusError> {
+    tracing::warn!(target: "shop::bus", consumer = %spec.durable, subject = %message.subject, attempt, reason, "dead letter");
+    let mut headers = HeaderMap::new();
+    headers.insert(header::REASON, reason);
+    headers.insert(header::SUBJECT, message.subject.as_str());
+    headers.insert(header::CONSUMER, spec.durable.as_str());
+    headers.insert(header::DELIVERIES, attempt.to_string().as_str());
+    js.publish_with_headers(spec.dead_letter_subject.clone(), headers, message.payload.clone())
+        .await
+        .map_err(|e| unavailable("dead letter".into(), e))?
+        .await
+        .map_err(|e| unavailable("dead letter ack".into(), e))?;
+    message
+        .ack_with(AckKind::Term)
+        .await
+        .map_err(|e| unavailable("terminate".into(), e))
+}

@@ -1,0 +1,90 @@
+//! The event bus contract against the real NATS JetStream on 127.0.0.1:4222
+//! (`SHOP_TEST_NATS_URL` overrides it). Each test uses a namespace of its own
+//! and deletes its streams at the end.
+
+use std::time::Duration;
+
+use shop_adapter_jetstream::JetStreamBus;
+use shop_runtime::ports::contracts;
+use shop_runtime::ports::{EventBus, Subscription};
+use shop_streams::{Context, Namespace, Topology};
+use uuid::Uuid;
+
+async fn fresh_bus() -> JetStreamBus {
+    let url = std::env::var("SHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let simple = Uuid::now_v7().simple().to_string();
+    let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
+    JetStreamBus::connect(&url, Topology::new(namespace))
+        .await
+        .expect("NATS is reachable")
+}
+
+#[tokio::test]
+async fn event_bus_contract() {
+    let bus = fresh_bus().await;
+    let max_deliver = bus.topology().consumer(Context::Inventory).max_deliver;
+    contracts::bus::run(&bus, u64::try_from(max_deliver).expect("positive")).await;
+    bus.delete_streams().await.expect("cleaned up");
+}
+
+#[tokio::test]
+async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
+    let bus = fresh_bus().await;
+    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let subject = format!("{}.order.OrderCreated", bus.topology().namespace());
+    for body in ["not json at all", "{\"event_id\": 5}"] {
+        bus.jetstream()
+            .publish(subject.clone(), body.into())
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+    }
+    let good = {
+        use shop_rules::order::{OrderEvent, OrderTransition};
+        use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
+        let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
+            order_id: "o-1".into(),
+            at: 1,
+        }));
+        let rule = RuleRef {
+            name: "order".into(),
+            hash: "0".repeat(64),
+        };
+        Envelope::new(&event, 3, 1, rule, Trace::root(Uuid::now_v7()))
+    };
+    bus.publish(std::slice::from_ref(&good)).await.expect("published");
+
+    let batch = inventory
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .expect("pull");
+    let delivered: Vec<_> = batch
+        .iter()
+        .map(|d| shop_runtime::ports::Delivery::envelope(d).clone())
+        .collect();
+    assert_eq!(delivered, vec![good], "only the readable message is handed over");
+
+    let letters = bus.dead_letters(10).await.expect("listed");
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0].body, b"not json at all");
+    assert!(
+        letters[0].reason.starts_with("not an event envelope"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].subject, subject);
+    assert_eq!(letters[0].deliveries, 1);
+    bus.delete_streams().await.expect("cleaned up");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_with_a_clear_error() {
+    let started = std::time::Instant::now();
+    let namespace = Namespace::new("unreachable").expect("valid");
+    let error = JetStreamBus::connect("nats://127.0.0.1:1", Topology::new(namespace))
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(error.to_string().contains("cannot connect to NATS"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "failed fast");
+}

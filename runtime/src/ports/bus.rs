@@ -1,0 +1,94 @@
+//! The event bus port: publish events, consume the other context's events
+//! through a shared durable consumer, and keep what cannot be handled as dead
+//! letters that an operator can list and replay.
+//!
+//! Delivery is at least once; handlers make it exactly once in effect with
+//! the store's inbox. JetStream in the distributed mode, an in-process bus fed
+//! by the outbox in the embedded mode.
+
+use std::future::Future;
+use std::time::Duration;
+
+use shop_streams::{Context, Envelope};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The broker could not be reached or did not confirm in time. For a
+    /// publish the outcome is unknown: publish again (the event id makes the
+    /// second one harmless).
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the request (for example an unknown dead letter).
+    #[error("event bus refused the request: {0}")]
+    Refused(String),
+}
+
+/// A message kept because it could not be handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its number among the dead letters, for [`EventBus::replay_dead_letter`].
+    pub id: u64,
+    /// The consumer that gave up on it.
+    pub consumer: String,
+    /// Where it was published, and where a replay sends it.
+    pub subject: String,
+    pub reason: String,
+    pub deliveries: u64,
+    /// The message as it arrived, byte for byte.
+    pub body: Vec<u8>,
+}
+
+pub trait EventBus: Send + Sync + 'static {
+    type Subscription: Subscription;
+
+    /// MUST return `Ok` only once the broker has stored every event, each
+    /// under its context's subject with its event id as deduplication id, so
+    /// that publishing an event again within the duplicate window stores
+    /// nothing new.
+    fn publish(&self, events: &[Envelope]) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// The durable consumer through which `context` reads the other context's
+    /// events. Every subscription of the same context MUST share one consumer,
+    /// so each message goes to one of them, and MUST survive restarts.
+    fn subscribe(&self, context: Context) -> impl Future<Output = Result<Self::Subscription, BusError>> + Send;
+
+    /// MUST return up to `limit` dead letters, oldest first.
+    fn dead_letters(&self, limit: usize) -> impl Future<Output = Result<Vec<DeadLetter>, BusError>> + Send;
+
+    /// MUST publish the dead letter's body again to its subject (under a new
+    /// deduplication id) and remove it from the dead letters;
+    /// [`BusError::Refused`] when there is no such dead letter.
+    fn replay_dead_letter(&self, id: u64) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+pub trait Subscription: Send + 'static {
+    type Delivery: Delivery;
+
+    /// MUST wait at most about `wait` and return up to `max` messages. A
+    /// message that is not a readable envelope, or that was delivered more
+    /// times than the consumer allows, MUST become a dead letter with the
+    /// reason instead of being returned, and MUST NOT hold up the rest.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Self::Delivery>, BusError>> + Send;
+}
+
+/// One delivered message, to be settled exactly one way.
+pub trait Delivery: Send + 'static {
+    fn envelope(&self) -> &Envelope;
+
+    /// 1 for the first delivery, 2 for the first redelivery, ...
+    fn attempt(&self) -> u64;
+
+    /// Handled: MUST NOT be delivered again.
+    fn ack(self) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Not handled now: MUST be delivered again after about `delay`.
+    fn retry(self, delay: Duration) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Never handleable: MUST become a dead letter with `reason` and not be
+    /// delivered again.
+    fn dead_letter(self, reason: &str) -> impl Future<Output = Result<(), BusError>> + Send;
+}

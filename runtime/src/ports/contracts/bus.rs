@@ -1,0 +1,183 @@
+//! The [`EventBus`] contract. Run it against a bus of its own (a fresh
+//! namespace): it expects no earlier messages.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use shop_rules::order::{OrderEvent, OrderTransition};
+use shop_streams::{Context, DomainEvent, Envelope, RuleRef, Trace};
+use uuid::Uuid;
+
+use crate::ports::{BusError, Delivery, EventBus, Subscription};
+
+const WAIT: Duration = Duration::from_millis(500);
+const QUIET: Duration = Duration::from_millis(200);
+
+fn confirmed(order_id: &str) -> Envelope {
+    let event = DomainEvent::Order(OrderEvent::Confirmed(OrderTransition {
+        order_id: order_id.to_owned(),
+        at: 1,
+    }));
+    let rule = RuleRef {
+        name: "order".into(),
+        hash: "0".repeat(64),
+    };
+    Envelope::new(&event, 2, 1, rule, Trace::root(Uuid::now_v7()))
+}
+
+/// Every check; `max_deliver` is the consumer's delivery limit.
+pub async fn run<B: EventBus>(bus: &B, max_deliver: u64) {
+    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    events_reach_the_other_context_once(bus, &mut inventory).await;
+    a_retried_message_comes_back(bus, &mut inventory).await;
+    subscriptions_of_one_context_share_the_work(bus, &mut inventory).await;
+    dead_letters_are_kept_listed_and_replayed(bus, &mut inventory).await;
+    a_message_that_keeps_failing_becomes_a_dead_letter(bus, &mut inventory, max_deliver).await;
+}
+
+/// Everything available now, acked.
+async fn drain<S: Subscription>(subscription: &mut S) -> Vec<Envelope> {
+    let mut seen = Vec::new();
+    loop {
+        let batch = subscription.next_batch(50, QUIET).await.expect("pull");
+        if batch.is_empty() {
+            return seen;
+        }
+        for delivery in batch {
+            seen.push(delivery.envelope().clone());
+            delivery.ack().await.expect("ack");
+        }
+    }
+}
+
+async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
+    let event = confirmed("o-1");
+    bus.publish(std::slice::from_ref(&event)).await.expect("published");
+    // The same event again (a relay that crashed before marking it sent).
+    bus.publish(std::slice::from_ref(&event))
+        .await
+        .expect("published again");
+    let batch = inventory.next_batch(10, WAIT).await.expect("pull");
+    assert_eq!(batch.len(), 1, "delivered once");
+    assert_eq!(batch[0].envelope(), &event, "the envelope arrives whole");
+    assert_eq!(batch[0].attempt(), 1);
+    for delivery in batch {
+        delivery.ack().await.expect("ack");
+    }
+    assert!(drain(inventory).await.is_empty(), "acked means gone");
+}
+
+async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
+    let event = confirmed("o-2");
+    bus.publish(std::slice::from_ref(&event)).await.expect("published");
+    let mut batch = inventory.next_batch(10, WAIT).await.expect("pull");
+    let first = batch.pop().expect("delivered");
+    first.retry(Duration::ZERO).await.expect("nak");
+    let batch = inventory.next_batch(10, WAIT).await.expect("pull");
+    assert_eq!(batch.len(), 1);
+    assert_eq!((batch[0].envelope(), batch[0].attempt()), (&event, 2));
+    for delivery in batch {
+        delivery.ack().await.expect("ack");
+    }
+}
+
+async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
+    let mut second = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let events: Vec<Envelope> = (0..20).map(|n| confirmed(&format!("s-{n}"))).collect();
+    bus.publish(&events).await.expect("published");
+    let mut ids = BTreeSet::new();
+    let mut total = 0;
+    // Alternate, taking a few at a time: each message goes to one of them.
+    for _ in 0..20 {
+        for subscription in [&mut *inventory, &mut second] {
+            for delivery in subscription.next_batch(3, QUIET).await.expect("pull") {
+                total += 1;
+                ids.insert(delivery.envelope().event_id);
+                delivery.ack().await.expect("ack");
+            }
+        }
+        if total >= 20 {
+            break;
+        }
+    }
+    assert_eq!((total, ids.len()), (20, 20), "every event once, none twice");
+    // The other context's consumer saw none of this: order events are not for it.
+    let mut order_side = bus.subscribe(Context::Order).await.expect("subscribe");
+    assert!(order_side.next_batch(10, QUIET).await.expect("pull").is_empty());
+}
+
+async fn dead_letters_are_kept_listed_and_replayed<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
+    let poison = confirmed("o-poison");
+    let after = confirmed("o-after");
+    bus.publish(&[poison.clone(), after.clone()]).await.expect("published");
+    let batch = inventory.next_batch(10, WAIT).await.expect("pull");
+    assert_eq!(batch.len(), 2);
+    for delivery in batch {
+        if delivery.envelope() == &poison {
+            delivery
+                .dead_letter("no handler for this test")
+                .await
+                .expect("dead-lettered");
+        } else {
+            delivery.ack().await.expect("ack");
+        }
+    }
+    assert!(drain(inventory).await.is_empty(), "a dead letter is not redelivered");
+    let letters = bus.dead_letters(100).await.expect("listed");
+    let letter = letters
+        .iter()
+        .find(|l| l.reason == "no handler for this test")
+        .expect("kept with its reason");
+    assert_eq!(
+        Envelope::from_bytes(&letter.body).ok().as_ref(),
+        Some(&poison),
+        "kept byte for byte"
+    );
+    assert!(letter.subject.ends_with(".order.OrderConfirmed"), "{}", letter.subject);
+    assert!(letter.consumer.contains("inventory"), "{}", letter.consumer);
+
+    bus.replay_dead_letter(letter.id).await.expect("replayed");
+    let again = drain(inventory).await;
+    assert_eq!(again, vec![poison], "the replay is delivered again");
+    assert!(
+        bus.dead_letters(100)
+            .await
+            .expect("listed")
+            .iter()
+            .all(|l| l.id != letter.id),
+        "a replayed letter leaves the list"
+    );
+    assert!(matches!(
+        bus.replay_dead_letter(letter.id).await,
+        Err(BusError::Refused(_))
+    ));
+}
+
+async fn a_message_that_keeps_failing_becomes_a_dead_letter<B: EventBus>(
+    bus: &B,
+    inventory: &mut B::Subscription,
+    max_deliver: u64,
+) {
+    let doomed = confirmed("o-doomed");
+    bus.publish(std::slice::from_ref(&doomed)).await.expect("published");
+    let mut attempts = 0;
+    loop {
+        let batch = inventory.next_batch(10, WAIT).await.expect("pull");
+        let Some(delivery) = batch.into_iter().next() else {
+            break;
+        };
+        attempts = delivery.attempt();
+        assert!(
+            attempts <= max_deliver,
+            "delivered {attempts} times, the limit is {max_deliver}"
+        );
+        delivery.retry(Duration::ZERO).await.expect("nak");
+    }
+    assert_eq!(attempts, max_deliver, "every allowed delivery happened");
+    let letters = bus.dead_letters(100).await.expect("listed");
+    let letter = letters
+        .iter()
+        .find(|l| Envelope::from_bytes(&l.body).ok().as_ref() == Some(&doomed))
+        .expect("dead-lettered");
+    assert!(letter.reason.contains("deliveries"), "{}", letter.reason);
+}

@@ -1,11 +1,13 @@
 //! In-process adapters: the embedded mode's implementations of the runtime's
 //! ports, for a shop that runs as one process with nothing else installed.
 //!
-//! They pass the same contract suites (`shop_runtime::ports::*::contract`)
+//! They pass the same contract suites (`shop_runtime::ports::contracts`)
 //! as the Redis, Postgres and JetStream adapters.
 
 #![forbid(unsafe_code)]
 
 mod kv;
+mod lock;
 
 pub use kv::MemoryKeyValue;
+pub use lock::MemoryLock;

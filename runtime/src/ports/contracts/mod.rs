@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod inventory_store;
+pub mod lock;
 pub mod order_store;
 pub mod outbox;
 

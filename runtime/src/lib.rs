@@ -9,8 +9,11 @@
 //! - [`rules`]: the wasmtime host that loads, sandboxes, hot-swaps and calls
 //!   the rule components, and implements the capabilities they import.
 //! - [`ports`]: what the application needs from the outside world.
+//! - [`saga`]: the use cases of both contexts, the outbox relay and the
+//!   consumer loop that together carry an order from intake to its end.
 
 #![deny(unsafe_code)]
 
 pub mod ports;
 pub mod rules;
+pub mod saga;

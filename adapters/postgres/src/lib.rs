@@ -14,6 +14,8 @@ mod inventory;
 mod orders;
 mod outbox;
 mod schema;
+#[cfg(feature = "testkit")]
+pub mod testing;
 
 use std::time::Duration;
 

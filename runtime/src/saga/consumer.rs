@@ -1,0 +1,102 @@
+//! Feeds a subscription's messages to a handler and settles each one:
+//! handled -> ack; transient failure -> redelivery after a backoff;
+//! permanent failure -> dead letter.
+
+use std::future::Future;
+use std::time::Duration;
+
+use shop_streams::Envelope;
+use tokio::sync::watch;
+
+use super::HandleError;
+use crate::ports::{Delivery, Subscription};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    pub batch: usize,
+    /// How long one pull waits for messages.
+    pub wait: Duration,
+    /// Redelivery delay after the first failure, doubled per attempt up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            wait: Duration::from_millis(500),
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Handles and settles one batch; returns how many messages it took.
+pub async fn consume_once<S, H, F>(
+    subscription: &mut S,
+    settings: &ConsumerSettings,
+    handle: &H,
+) -> Result<usize, String>
+where
+    S: Subscription,
+    H: Fn(Envelope) -> F,
+    F: Future<Output = Result<(), HandleError>>,
+{
+    let batch = subscription
+        .next_batch(settings.batch, settings.wait)
+        .await
+        .map_err(|e| e.to_string())?;
+    let taken = batch.len();
+    for delivery in batch {
+        let span = tracing::info_span!(
+            "message",
+            event_type = delivery.envelope().event_type,
+            event_id = %delivery.envelope().event_id,
+            correlation_id = %delivery.envelope().correlation_id,
+            attempt = delivery.attempt(),
+        );
+        let _entered = span.enter();
+        let settled = match handle(delivery.envelope().clone()).await {
+            Ok(()) => delivery.ack().await,
+            Err(HandleError::Transient(reason)) => {
+                let delay = backoff(settings, delivery.attempt());
+                tracing::warn!(target: "shop::consumer", %reason, ?delay, "not handled; will retry");
+                delivery.retry(delay).await
+            }
+            Err(HandleError::Permanent(reason)) => delivery.dead_letter(&reason).await,
+        };
+        if let Err(error) = settled {
+            // Unsettled means redelivered after the ack wait: late, not lost.
+            tracing::warn!(target: "shop::consumer", %error, "message not settled");
+        }
+    }
+    Ok(taken)
+}
+
+fn backoff(settings: &ConsumerSettings, attempt: u64) -> Duration {
+    let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    settings
+        .backoff
+        .saturating_mul(1 << doublings)
+        .min(settings.max_backoff)
+}
+
+/// Consumes until `stop` turns true.
+pub async fn run_consumer<S, H, F>(
+    mut subscription: S,
+    settings: ConsumerSettings,
+    handle: H,
+    stop: watch::Receiver<bool>,
+) where
+    S: Subscription,
+    H: Fn(Envelope) -> F,
+    F: Future<Output = Result<(), HandleError>>,
+{
+    while !*stop.borrow() {
+        if let Err(error) = consume_once(&mut subscription, &settings, &handle).await {
+            tracing::warn!(target: "shop::consumer", %error, "pull failed; retrying");
+            tokio::time::sleep(settings.backoff).await;
+        }
+    }
+}

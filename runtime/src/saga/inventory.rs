@@ -1,0 +1,254 @@
+//! The inventory context's use cases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shop_rules::inventory::{
+    Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, OrderLines, Release, ReleaseReason,
+    StockLine,
+};
+use shop_rules::order::{CancelReason, OrderEvent};
+use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
+
+use super::{CONFLICT_RETRIES, HandleError, rule_ref, settle};
+use crate::ports::{Clock, Handled, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
+use crate::rules::{RuleError, RuleFault, RuleHost};
+
+/// The name of the inventory side's consumer, in its inbox.
+pub const CONSUMER: &str = "inventory";
+
+/// How long product locks are held at most, and waited for.
+#[derive(Debug, Clone, Copy)]
+pub struct LockSettings {
+    pub ttl: Duration,
+    pub wait: Duration,
+}
+
+impl Default for LockSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(5),
+            wait: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("{0}")]
+    Rejected(InventoryRejection),
+    #[error(transparent)]
+    Rules(#[from] RuleFault),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+impl From<RuleError<InventoryRejection>> for InventoryError {
+    fn from(error: RuleError<InventoryRejection>) -> Self {
+        match error {
+            RuleError::Rejected(rejection) => Self::Rejected(rejection),
+            RuleError::Fault(fault) => Self::Rules(fault),
+        }
+    }
+}
+
+pub struct InventoryService<S, L> {
+    store: S,
+    lock: L,
+    rules: Arc<RuleHost>,
+    clock: Arc<dyn Clock>,
+    namespace: Namespace,
+    locks: LockSettings,
+}
+
+impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
+    pub fn new(store: S, lock: L, rules: Arc<RuleHost>, clock: Arc<dyn Clock>, namespace: Namespace) -> Self {
+        Self {
+            store,
+            lock,
+            rules,
+            clock,
+            namespace,
+            locks: LockSettings::default(),
+        }
+    }
+
+    pub fn with_locks(mut self, locks: LockSettings) -> Self {
+        self.locks = locks;
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// An administrator's command (register, restock, adjust, change price).
+    pub async fn admin(&self, command: InventoryCommand, trace: Trace) -> Result<Decision, InventoryError> {
+        let product = match &command {
+            InventoryCommand::RegisterProduct(c) => c.product_id.clone(),
+            InventoryCommand::Restock(c) => c.product_id.clone(),
+            InventoryCommand::Adjust(c) => c.product_id.clone(),
+            InventoryCommand::ChangePrice(c) => c.product_id.clone(),
+            _ => String::new(),
+        };
+        self.execute(&[product], None, &command, trace, None).await
+    }
+
+    /// Takes the products' locks (in a fixed order), decides on fresh state,
+    /// and commits under the products' versions; a lost version race decides
+    /// again. The lock keeps races rare; the versions make them harmless.
+    async fn execute(
+        &self,
+        products: &[String],
+        order_id: Option<&str>,
+        command: &InventoryCommand,
+        trace: Trace,
+        handled: Option<Handled<'_>>,
+    ) -> Result<Decision, InventoryError> {
+        let mut keys: Vec<String> = products
+            .iter()
+            .map(|p| format!("{}:lock:product:{p}", self.namespace))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let lease = self.lock.acquire(&keys, self.locks.ttl, self.locks.wait).await?;
+        let outcome = self.decide_and_write(products, order_id, command, trace, handled).await;
+        self.release(&lease).await;
+        outcome
+    }
+
+    async fn release(&self, lease: &Lease) {
+        // A lease that cannot be released expires by itself.
+        if let Err(error) = self.lock.release(lease).await {
+            tracing::warn!(target: "shop::saga", %error, "lock not released; it will expire");
+        }
+    }
+
+    async fn decide_and_write(
+        &self,
+        products: &[String],
+        order_id: Option<&str>,
+        command: &InventoryCommand,
+        trace: Trace,
+        handled: Option<Handled<'_>>,
+    ) -> Result<Decision, InventoryError> {
+        let mut last = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let before = self.store.load(products, order_id).await?;
+            let decided = self.rules.decide_inventory(&before, command)?;
+            let mut after = before.clone();
+            let mut envelopes = Vec::with_capacity(decided.value.events.len());
+            for event in &decided.value.events {
+                after = self.rules.evolve_inventory(after, event)?;
+                let version = aggregate_version(&after, event);
+                let envelope = Envelope::new(
+                    &DomainEvent::Inventory(event.clone()),
+                    version,
+                    self.clock.now_ms(),
+                    rule_ref(&decided.rule),
+                    trace,
+                );
+                envelopes.push(envelope);
+            }
+            let write = InventoryWrite {
+                before: &before,
+                after: &after,
+                movements: &decided.value.movements,
+                events: &envelopes,
+                handled,
+            };
+            match self.store.write(write).await {
+                Ok(()) => return Ok(decided.value),
+                Err(StoreError::Conflict(what)) => {
+                    tracing::debug!(target: "shop::saga", %what, "version conflict; deciding again");
+                    last = Some(StoreError::Conflict(what));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Conflict("inventory".into())).into())
+    }
+
+    /// The inventory side's reaction to an order event: reserve on
+    /// `OrderCreated`, release on `OrderCancelled`, deduct on `OrderCompleted`.
+    pub async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
+        let event = match envelope.event() {
+            Ok(DomainEvent::Order(event)) => event,
+            Ok(DomainEvent::Inventory(_)) => {
+                return Err(HandleError::Permanent("an inventory event on the order stream".into()));
+            }
+            Err(error) => return Err(HandleError::Permanent(error.to_string())),
+        };
+        let handled = Handled {
+            consumer: CONSUMER,
+            message_id: envelope.event_id,
+        };
+        let trace = Trace::follows(envelope);
+        let (order_id, command) = match event {
+            OrderEvent::Created(created) => {
+                let lines = created
+                    .lines
+                    .iter()
+                    .map(|l| StockLine {
+                        product_id: l.product_id.clone(),
+                        quantity: i64::from(l.quantity),
+                    })
+                    .collect();
+                let order_id = created.order_id.clone();
+                (
+                    order_id.clone(),
+                    InventoryCommand::Reserve(OrderLines { order_id, lines }),
+                )
+            }
+            OrderEvent::Cancelled(cancelled) => {
+                let reason = match cancelled.reason {
+                    CancelReason::ReservationExpired => ReleaseReason::Expired,
+                    _ => ReleaseReason::Cancelled,
+                };
+                let order_id = cancelled.order_id.clone();
+                (
+                    order_id.clone(),
+                    InventoryCommand::Release(Release { order_id, reason }),
+                )
+            }
+            OrderEvent::Completed(completed) => {
+                (completed.order_id.clone(), InventoryCommand::Deduct(completed.order_id))
+            }
+            OrderEvent::Confirmed(_) => return settle(self.store.mark_handled(handled).await),
+        };
+        let products = match &command {
+            InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
+            // Release and deduct touch what the reservation holds.
+            _ => match self.store.reservation(&order_id).await? {
+                Some(reservation) => reservation.lines.into_iter().map(|l| l.product_id).collect(),
+                None => Vec::new(),
+            },
+        };
+        match self
+            .execute(&products, Some(&order_id), &command, trace, Some(handled))
+            .await
+        {
+            Ok(_) | Err(InventoryError::Store(StoreError::AlreadyHandled(_))) => Ok(()),
+            Err(InventoryError::Rejected(rejection)) => {
+                tracing::info!(target: "shop::saga", event = envelope.event_type, %rejection, "event changes nothing");
+                settle(self.store.mark_handled(handled).await)
+            }
+            Err(other) => Err(HandleError::Transient(other.to_string())),
+        }
+    }
+}
+
+/// The version an event leaves its aggregate at: the product's for product
+/// events (the order side orders catalogue updates by it), 1 otherwise.
+fn aggregate_version(state: &InventoryState, event: &InventoryEvent) -> u64 {
+    let product = match event {
+        InventoryEvent::ProductRegistered(e) => Some(&e.product_id),
+        InventoryEvent::Restocked(e) => Some(&e.product_id),
+        InventoryEvent::Adjusted(e) => Some(&e.product_id),
+        InventoryEvent::PriceChanged(e) => Some(&e.product_id),
+        _ => None,
+    };
+    product.and_then(|id| state.product(id)).map_or(1, |p| p.version)
+}

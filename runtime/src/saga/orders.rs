@@ -1,0 +1,236 @@
+//! The order context's use cases.
+
+use std::sync::Arc;
+
+use shop_rules::inventory::InventoryEvent;
+use shop_rules::order::{
+    CancelReason, CataloguePrice, LineRequest, Order, OrderCommand, OrderEvent, OrderRejection, PlaceOrder,
+};
+use shop_streams::{DomainEvent, Envelope, Trace};
+
+use super::{CONFLICT_RETRIES, HandleError, next_version, rule_ref, settle};
+use crate::ports::{CatalogueEntry, Clock, Handled, OrderStore, OrderWrite, StoreError};
+use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
+
+/// The name of the order side's consumer, in its inbox.
+pub const CONSUMER: &str = "order";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("{0}")]
+    Rejected(OrderRejection),
+    #[error("refused by policy {}: {}", .0.policy, .0.message)]
+    Policy(PolicyViolation),
+    #[error("no order {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Rules(#[from] RuleFault),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RuleError<OrderRejection>> for OrderError {
+    fn from(error: RuleError<OrderRejection>) -> Self {
+        match error {
+            RuleError::Rejected(rejection) => Self::Rejected(rejection),
+            RuleError::Fault(fault) => Self::Rules(fault),
+        }
+    }
+}
+
+/// A new order as asked for: the customer is the caller, prices come from
+/// the catalogue.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order_id: String,
+    pub customer_id: String,
+    pub lines: Vec<LineRequest>,
+}
+
+pub struct OrderService<S> {
+    store: S,
+    rules: Arc<RuleHost>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: OrderStore> OrderService<S> {
+    pub fn new(store: S, rules: Arc<RuleHost>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, rules, clock }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Intake: the order and its `OrderCreated` in one transaction. Nothing
+    /// is published here; the relay does that after the commit.
+    pub async fn place(&self, new: NewOrder, trace: Trace) -> Result<Order, OrderError> {
+        let ids: Vec<String> = new.lines.iter().map(|l| l.product_id.clone()).collect();
+        let catalogue: Vec<CataloguePrice> = self.store.catalogue(&ids).await?.into_iter().map(|e| e.price).collect();
+        let place = PlaceOrder {
+            order_id: new.order_id,
+            customer_id: new.customer_id,
+            lines: new.lines,
+            catalogue,
+        };
+        let decided = self.rules.decide_order(None, &OrderCommand::Place(place.clone()))?;
+        self.rules.check_policies(&place).map_err(|error| match error {
+            RuleError::Rejected(violation) => OrderError::Policy(violation),
+            RuleError::Fault(fault) => OrderError::Rules(fault),
+        })?;
+        let (order, envelopes) = self.apply(None, &decided.value, &rule_ref(&decided.rule), trace)?;
+        let order = order.ok_or_else(|| OrderError::NotFound(place.order_id.clone()))?;
+        self.store
+            .write(OrderWrite {
+                order: &order,
+                expected_version: None,
+                events: &envelopes,
+                handled: None,
+            })
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(_) => OrderError::Rejected(OrderRejection::AlreadyExists),
+                other => OrderError::Store(other),
+            })?;
+        Ok(order)
+    }
+
+    pub async fn get(&self, order_id: &str) -> Result<Option<Order>, OrderError> {
+        Ok(self.store.get(order_id).await?.map(|v| v.value))
+    }
+
+    /// A customer's, an operator's or the expiry's cancel.
+    pub async fn cancel(&self, order_id: &str, reason: CancelReason, trace: Trace) -> Result<Order, OrderError> {
+        self.command(order_id, &OrderCommand::Cancel(reason), trace, None).await
+    }
+
+    /// Payment confirmed.
+    pub async fn complete(&self, order_id: &str, trace: Trace) -> Result<Order, OrderError> {
+        self.command(order_id, &OrderCommand::Complete, trace, None).await
+    }
+
+    /// Decides `command` on the stored order and commits the outcome, again
+    /// from a fresh read when another writer got there first.
+    async fn command(
+        &self,
+        order_id: &str,
+        command: &OrderCommand,
+        trace: Trace,
+        handled: Option<Handled<'_>>,
+    ) -> Result<Order, OrderError> {
+        let mut last = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let stored = self.store.get(order_id).await?;
+            let Some(current) = stored.as_ref() else {
+                return Err(OrderError::NotFound(order_id.to_owned()));
+            };
+            let decided = self.rules.decide_order(Some(&current.value), command)?;
+            if decided.value.is_empty() {
+                // Already so (a repeated message): nothing to write but the inbox.
+                if let Some(handled) = handled {
+                    self.store.mark_handled(handled).await?;
+                }
+                return Ok(current.value.clone());
+            }
+            let (order, envelopes) = self.apply(stored.as_ref(), &decided.value, &rule_ref(&decided.rule), trace)?;
+            let order = order.ok_or_else(|| OrderError::NotFound(order_id.to_owned()))?;
+            let write = OrderWrite {
+                order: &order,
+                expected_version: Some(current.version),
+                events: &envelopes,
+                handled,
+            };
+            match self.store.write(write).await {
+                Ok(_) => return Ok(order),
+                Err(StoreError::Conflict(what)) => last = Some(StoreError::Conflict(what)),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Conflict(order_id.to_owned())).into())
+    }
+
+    /// Folds decided events into the order and wraps each in an envelope.
+    fn apply(
+        &self,
+        stored: Option<&crate::ports::Versioned<Order>>,
+        events: &[OrderEvent],
+        rule: &shop_streams::RuleRef,
+        trace: Trace,
+    ) -> Result<(Option<Order>, Vec<Envelope>), OrderError> {
+        let mut order = stored.map(|s| s.value.clone());
+        let mut envelopes = Vec::with_capacity(events.len());
+        for (version, event) in (next_version(stored)..).zip(events) {
+            order = self.rules.evolve_order(order, event)?;
+            let at = self.clock.now_ms();
+            envelopes.push(Envelope::new(
+                &DomainEvent::Order(event.clone()),
+                version,
+                at,
+                rule.clone(),
+                trace,
+            ));
+        }
+        Ok((order, envelopes))
+    }
+
+    /// The order side's reaction to an inventory event. Idempotent: the
+    /// inbox remembers what was handled.
+    pub async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
+        let event = match envelope.event() {
+            Ok(DomainEvent::Inventory(event)) => event,
+            Ok(DomainEvent::Order(_)) => {
+                return Err(HandleError::Permanent("an order event on the inventory stream".into()));
+            }
+            Err(error) => return Err(HandleError::Permanent(error.to_string())),
+        };
+        let handled = Handled {
+            consumer: CONSUMER,
+            message_id: envelope.event_id,
+        };
+        let trace = Trace::follows(envelope);
+        let outcome = match &event {
+            InventoryEvent::StockReserved(lines) => {
+                self.command(&lines.order_id, &OrderCommand::Confirm, trace, Some(handled))
+                    .await
+            }
+            InventoryEvent::InsufficientStock(shortage) => {
+                let cancel = OrderCommand::Cancel(CancelReason::InsufficientStock);
+                self.command(&shortage.order_id, &cancel, trace, Some(handled)).await
+            }
+            InventoryEvent::ProductRegistered(product) => {
+                let entry = catalogue_entry(&product.product_id, product.unit_price, &product.currency, envelope);
+                return settle(self.store.update_catalogue(&entry, Some(handled)).await);
+            }
+            InventoryEvent::PriceChanged(change) => {
+                let entry = catalogue_entry(&change.product_id, change.new_price, &change.currency, envelope);
+                return settle(self.store.update_catalogue(&entry, Some(handled)).await);
+            }
+            // The rest is inventory's own bookkeeping.
+            _ => return settle(self.store.mark_handled(handled).await),
+        };
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(OrderError::Store(StoreError::AlreadyHandled(_))) => Ok(()),
+            // The order moved on (a customer cancel won the race): the rules
+            // refuse, and that refusal is the answer. Inventory releases the
+            // stock when it sees the cancel.
+            Err(OrderError::Rejected(rejection)) => {
+                tracing::info!(target: "shop::saga", event = envelope.event_type, %rejection, "event changes nothing");
+                settle(self.store.mark_handled(handled).await)
+            }
+            Err(OrderError::NotFound(id)) => Err(HandleError::Transient(format!("order {id} not found yet"))),
+            Err(other) => Err(HandleError::Transient(other.to_string())),
+        }
+    }
+}
+
+fn catalogue_entry(product_id: &str, unit_price: i64, currency: &str, envelope: &Envelope) -> CatalogueEntry {
+    CatalogueEntry {
+        price: CataloguePrice {
+            product_id: product_id.to_owned(),
+            unit_price,
+            currency: currency.to_owned(),
+        },
+        source_version: envelope.aggregate_version,
+    }
+}

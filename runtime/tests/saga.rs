@@ -1,0 +1,240 @@
+//! The saga end to end on the real services: PostgreSQL, NATS JetStream and
+//! Redis on 127.0.0.1, each test with its own database, namespace and keys.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shop_adapter_jetstream::JetStreamBus;
+use shop_adapter_postgres::{PgStore, Schema};
+use shop_adapter_redis::RedisLock;
+use shop_rules::inventory::{InventoryCommand, RegisterProduct, ReservationStatus};
+use shop_rules::order::{CancelReason, LineRequest, Order, OrderStatus};
+use shop_runtime::ports::{EventBus, InventoryStore, SystemClock};
+use shop_runtime::rules::{Capabilities, RuleHost};
+use shop_runtime::saga::consumer::{ConsumerSettings, run_consumer};
+use shop_runtime::saga::inventory::InventoryService;
+use shop_runtime::saga::orders::{NewOrder, OrderService};
+use shop_runtime::saga::relay::{RelaySettings, run_relay};
+use shop_streams::{Context, Namespace, Topology, Trace};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+struct Shop {
+    orders: Arc<OrderService<PgStore>>,
+    inventory: Arc<InventoryService<PgStore, RedisLock>>,
+    bus: JetStreamBus,
+    stop: watch::Sender<bool>,
+}
+
+/// Every role in this process, on its own database, namespace and keys.
+async fn start() -> Shop {
+    let store = shop_adapter_postgres::testing::fresh_store().await;
+    let simple = Uuid::now_v7().simple().to_string();
+    let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
+    let bus = JetStreamBus::connect("nats://127.0.0.1:4222", Topology::new(namespace.clone()))
+        .await
+        .expect("NATS is reachable");
+    let lock = RedisLock::connect("redis://127.0.0.1:6379")
+        .await
+        .expect("Redis is reachable");
+    let clock = Arc::new(SystemClock);
+    let capabilities = Capabilities {
+        clock: clock.clone(),
+        kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
+        namespace: namespace.to_string(),
+    };
+    let rules = Arc::new(RuleHost::start(common::default_settings(), capabilities).expect("rules load"));
+    let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
+    let inventory = Arc::new(InventoryService::new(store.clone(), lock, rules, clock, namespace));
+
+    let (stop, stopped) = watch::channel(false);
+    for (schema, name) in [(Schema::Orders, "relay-orders"), (Schema::Inventory, "relay-inventory")] {
+        tokio::spawn(run_relay(
+            store.outbox(schema),
+            bus.clone(),
+            RelaySettings::named(name),
+            stopped.clone(),
+        ));
+    }
+    let settings = ConsumerSettings {
+        wait: Duration::from_millis(200),
+        ..ConsumerSettings::default()
+    };
+    let handler = inventory.clone();
+    let subscription = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    tokio::spawn(run_consumer(
+        subscription,
+        settings,
+        move |envelope| {
+            let handler = handler.clone();
+            async move { handler.handle(&envelope).await }
+        },
+        stopped.clone(),
+    ));
+    let handler = orders.clone();
+    let subscription = bus.subscribe(Context::Order).await.expect("subscribe");
+    tokio::spawn(run_consumer(
+        subscription,
+        settings,
+        move |envelope| {
+            let handler = handler.clone();
+            async move { handler.handle(&envelope).await }
+        },
+        stopped,
+    ));
+    Shop {
+        orders,
+        inventory,
+        bus,
+        stop,
+    }
+}
+
+impl Shop {
+    async fn register(&self, product_id: &str, stock: i64) {
+        let command = InventoryCommand::RegisterProduct(RegisterProduct {
+            product_id: product_id.into(),
+            name: "Mug".into(),
+            unit_price: 1200,
+            currency: "KRW".into(),
+            initial_stock: stock,
+        });
+        self.inventory
+            .admin(command, Trace::root(Uuid::now_v7()))
+            .await
+            .expect("registered");
+        // The order side learns the price through the saga.
+        let ids = [product_id.to_owned()];
+        eventually("the catalogue copy", || async {
+            use shop_runtime::ports::OrderStore;
+            self.orders
+                .store()
+                .catalogue(&ids)
+                .await
+                .map(|c| c.len() == 1)
+                .unwrap_or(false)
+        })
+        .await;
+    }
+
+    async fn place(&self, lines: &[(&str, i64)]) -> Order {
+        let new = NewOrder {
+            order_id: Uuid::now_v7().to_string(),
+            customer_id: "alice".into(),
+            lines: lines
+                .iter()
+                .map(|(product_id, quantity)| LineRequest {
+                    product_id: (*product_id).into(),
+                    quantity: *quantity,
+                })
+                .collect(),
+        };
+        self.orders
+            .place(new, Trace::root(Uuid::now_v7()))
+            .await
+            .expect("accepted")
+    }
+
+    async fn settles_at(&self, order_id: &str, status: OrderStatus) -> Order {
+        eventually(&format!("order {order_id} {status:?}"), || async {
+            self.orders
+                .get(order_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|o| o.status == status)
+        })
+        .await;
+        self.orders.get(order_id).await.expect("readable").expect("stored")
+    }
+
+    async fn stock(&self, product_id: &str) -> (i64, i64, i64) {
+        let p = self
+            .inventory
+            .store()
+            .product(product_id)
+            .await
+            .expect("readable")
+            .expect("exists");
+        assert!(p.is_conserved(), "{p:?}");
+        (p.available, p.reserved, p.deducted)
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.bus.delete_streams().await;
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_confirmed_then_completed_and_its_stock_deducted() {
+    let shop = start().await;
+    shop.register("SKU-1", 5).await;
+    let order = shop.place(&[("SKU-1", 2)]).await;
+    assert_eq!(order.status, OrderStatus::Pending, "accepted, not yet confirmed");
+    assert_eq!(order.lines[0].unit_price, 1200, "priced from the catalogue copy");
+    shop.settles_at(&order.id, OrderStatus::Confirmed).await;
+    assert_eq!(shop.stock("SKU-1").await, (3, 2, 0));
+
+    shop.orders
+        .complete(&order.id, Trace::root(Uuid::now_v7()))
+        .await
+        .expect("completed");
+    eventually("the deduction", || async { shop.stock("SKU-1").await == (3, 0, 2) }).await;
+    let reservation = shop.inventory.store().reservation(&order.id).await.expect("readable");
+    assert_eq!(reservation.map(|r| r.status), Some(ReservationStatus::Deducted));
+    shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_stock_cancels_and_reserves_nothing_even_for_the_lines_in_stock() {
+    let shop = start().await;
+    shop.register("SKU-A", 10).await;
+    shop.register("SKU-B", 1).await;
+    let order = shop.place(&[("SKU-A", 3), ("SKU-B", 2)]).await;
+    let settled = shop.settles_at(&order.id, OrderStatus::Cancelled).await;
+    assert_eq!(settled.cancel_reason, Some(CancelReason::InsufficientStock));
+    assert_eq!(shop.stock("SKU-A").await, (10, 0, 0));
+    assert_eq!(shop.stock("SKU-B").await, (1, 0, 0));
+    shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_cancel_racing_the_reservation_leaves_nothing_reserved() {
+    let shop = start().await;
+    shop.register("SKU-R", 4).await;
+    let order = shop.place(&[("SKU-R", 3)]).await;
+    // Whichever wins, the customer cancel (before confirmation) or the
+    // reservation, the end is the same: cancelled, all stock available.
+    let cancelled = shop
+        .orders
+        .cancel(&order.id, CancelReason::Customer, Trace::root(Uuid::now_v7()))
+        .await;
+    if cancelled.is_err() {
+        // The reservation won and confirmed first: a customer may not cancel
+        // now, and the stock stays reserved for the order.
+        shop.settles_at(&order.id, OrderStatus::Confirmed).await;
+        assert_eq!(shop.stock("SKU-R").await, (1, 3, 0));
+    } else {
+        shop.settles_at(&order.id, OrderStatus::Cancelled).await;
+        eventually("stock back", || async { shop.stock("SKU-R").await == (4, 0, 0) }).await;
+    }
+    shop.shutdown().await;
+}

@@ -22,23 +22,26 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 struct Shop {
+    store: PgStore,
     orders: Arc<OrderService<PgStore>>,
     inventory: Arc<InventoryService<PgStore, RedisLock>>,
     bus: JetStreamBus,
     stop: watch::Sender<bool>,
 }
 
-/// Every role in this process, on its own database, namespace and keys.
+/// Every role in this process, on its own database, namespace and keys,
+/// with `inventory_instances` inventory handlers sharing one consumer.
 async fn start() -> Shop {
+    start_with(1).await
+}
+
+async fn start_with(inventory_instances: usize) -> Shop {
     let store = shop_adapter_postgres::testing::fresh_store().await;
     let simple = Uuid::now_v7().simple().to_string();
     let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
     let bus = JetStreamBus::connect("nats://127.0.0.1:4222", Topology::new(namespace.clone()))
         .await
         .expect("NATS is reachable");
-    let lock = RedisLock::connect("redis://127.0.0.1:6379")
-        .await
-        .expect("Redis is reachable");
     let clock = Arc::new(SystemClock);
     let capabilities = Capabilities {
         clock: clock.clone(),
@@ -47,7 +50,15 @@ async fn start() -> Shop {
     };
     let rules = Arc::new(RuleHost::start(common::default_settings(), capabilities).expect("rules load"));
     let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
-    let inventory = Arc::new(InventoryService::new(store.clone(), lock, rules, clock, namespace));
+    let mut instances = Vec::new();
+    for _ in 0..inventory_instances {
+        let lock = RedisLock::connect("redis://127.0.0.1:6379")
+            .await
+            .expect("Redis is reachable");
+        let service = InventoryService::new(store.clone(), lock, rules.clone(), clock.clone(), namespace.clone());
+        instances.push(Arc::new(service));
+    }
+    let inventory = instances[0].clone();
 
     let (stop, stopped) = watch::channel(false);
     for (schema, name) in [(Schema::Orders, "relay-orders"), (Schema::Inventory, "relay-inventory")] {
@@ -62,17 +73,18 @@ async fn start() -> Shop {
         wait: Duration::from_millis(200),
         ..ConsumerSettings::default()
     };
-    let handler = inventory.clone();
-    let subscription = bus.subscribe(Context::Inventory).await.expect("subscribe");
-    tokio::spawn(run_consumer(
-        subscription,
-        settings,
-        move |envelope| {
-            let handler = handler.clone();
-            async move { handler.handle(&envelope).await }
-        },
-        stopped.clone(),
-    ));
+    for handler in instances {
+        let subscription = bus.subscribe(Context::Inventory).await.expect("subscribe");
+        tokio::spawn(run_consumer(
+            subscription,
+            settings,
+            move |envelope| {
+                let handler = handler.clone();
+                async move { handler.handle(&envelope).await }
+            },
+            stopped.clone(),
+        ));
+    }
     let handler = orders.clone();
     let subscription = bus.subscribe(Context::Order).await.expect("subscribe");
     tokio::spawn(run_consumer(
@@ -85,6 +97,7 @@ async fn start() -> Shop {
         stopped,
     ));
     Shop {
+        store,
         orders,
         inventory,
         bus,
@@ -173,7 +186,15 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    eventually_within(Duration::from_secs(20), what, check).await;
+}
+
+async fn eventually_within<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check().await {
             return;
@@ -237,4 +258,53 @@ async fn a_customer_cancel_racing_the_reservation_leaves_nothing_reserved() {
         eventually("stock back", || async { shop.stock("SKU-R").await == (4, 0, 0) }).await;
     }
     shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_orders_for_a_hundred_units_confirm_exactly_a_hundred() {
+    let shop = start_with(2).await;
+    shop.register("SKU-HOT", 100).await;
+    let shop = Arc::new(shop);
+    let intake: Vec<_> = (0..1000)
+        .map(|_| {
+            let shop = shop.clone();
+            tokio::spawn(async move { shop.place(&[("SKU-HOT", 1)]).await.id })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(intake.len());
+    for task in intake {
+        ids.push(task.await.expect("intake task"));
+    }
+    let count = |status: &'static str| {
+        let pool = shop.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders.orders WHERE status = $1")
+                .bind(status)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(-1)
+        }
+    };
+    eventually_within(Duration::from_secs(120), "every order settled", || async {
+        count("PENDING").await == 0
+    })
+    .await;
+    assert_eq!(count("CONFIRMED").await, 100);
+    assert_eq!(count("CANCELLED").await, 900);
+    assert_eq!(
+        shop.stock("SKU-HOT").await,
+        (0, 100, 0),
+        "exactly the stock, never more"
+    );
+    let reserves: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM inventory.movements WHERE product_id = 'SKU-HOT' AND kind = 'reserve'",
+    )
+    .fetch_one(shop.store.pool())
+    .await
+    .expect("movements");
+    assert_eq!(reserves, 100, "one reserve movement per confirmed order");
+    match Arc::try_unwrap(shop) {
+        Ok(shop) => shop.shutdown().await,
+        Err(_) => panic!("intake tasks still hold the shop"),
+    }
 }

@@ -32,10 +32,10 @@ struct Shop {
 /// Every role in this process, on its own database, namespace and keys,
 /// with `inventory_instances` inventory handlers sharing one consumer.
 async fn start() -> Shop {
-    start_with(1).await
+    start_with(1, None).await
 }
 
-async fn start_with(inventory_instances: usize) -> Shop {
+async fn start_with(inventory_instances: usize, reservation_ttl: Option<Duration>) -> Shop {
     let store = shop_adapter_postgres::testing::fresh_store().await;
     let simple = Uuid::now_v7().simple().to_string();
     let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
@@ -48,7 +48,12 @@ async fn start_with(inventory_instances: usize) -> Shop {
         kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
         namespace: namespace.to_string(),
     };
-    let rules = Arc::new(RuleHost::start(common::default_settings(), capabilities).expect("rules load"));
+    let mut settings = common::default_settings();
+    if let Some(ttl) = reservation_ttl {
+        let config = settings.component_config.entry("order".into()).or_default();
+        config.insert("reservation-ttl-ms".into(), ttl.as_millis().to_string());
+    }
+    let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
     let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
     let mut instances = Vec::new();
     for _ in 0..inventory_instances {
@@ -262,7 +267,7 @@ async fn a_customer_cancel_racing_the_reservation_leaves_nothing_reserved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_for_a_hundred_units_confirm_exactly_a_hundred() {
-    let shop = start_with(2).await;
+    let shop = start_with(2, None).await;
     shop.register("SKU-HOT", 100).await;
     let shop = Arc::new(shop);
     let intake: Vec<_> = (0..1000)
@@ -307,4 +312,140 @@ async fn a_thousand_orders_for_a_hundred_units_confirm_exactly_a_hundred() {
         Ok(shop) => shop.shutdown().await,
         Err(_) => panic!("intake tasks still hold the shop"),
     }
+}
+
+fn order_event(event: shop_rules::order::OrderEvent) -> shop_streams::Envelope {
+    let rule = shop_streams::RuleRef {
+        name: "order".into(),
+        hash: "0".repeat(64),
+    };
+    shop_streams::Envelope::new(
+        &shop_streams::DomainEvent::Order(event),
+        1,
+        0,
+        rule,
+        Trace::root(Uuid::now_v7()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_redelivered_and_reordered_events_change_nothing() {
+    use shop_rules::order::{OrderCancelled, OrderCreated, OrderEvent, OrderLine};
+
+    let shop = start().await;
+    shop.register("SKU-D", 5).await;
+    let order = shop.place(&[("SKU-D", 2)]).await;
+    shop.settles_at(&order.id, OrderStatus::Confirmed).await;
+    assert_eq!(shop.stock("SKU-D").await, (3, 2, 0));
+
+    // The OrderCreated as it was published, delivered again long after the
+    // broker's duplicate window: the inbox knows it.
+    let created: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
+        "SELECT envelope FROM orders.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'OrderCreated'",
+    )
+    .bind(&order.id)
+    .fetch_one(shop.store.pool())
+    .await
+    .expect("the published event");
+    let created = created.0;
+    shop.inventory.handle(&created).await.expect("redelivery handled");
+    // The same event under a new id (an operator's republish): the rules
+    // see the reservation exists and change nothing.
+    let mut copy = created.clone();
+    copy.event_id = Uuid::now_v7();
+    shop.inventory.handle(&copy).await.expect("copy handled");
+    assert_eq!(shop.stock("SKU-D").await, (3, 2, 0), "reserved once");
+
+    // Reordered: the cancel of an order overtakes its creation.
+    let lines = vec![OrderLine {
+        product_id: "SKU-D".into(),
+        quantity: 1,
+        unit_price: 1200,
+    }];
+    let cancelled = order_event(OrderEvent::Cancelled(OrderCancelled {
+        order_id: "o-late".into(),
+        reason: CancelReason::Customer,
+        at: 1,
+    }));
+    let created_late = order_event(OrderEvent::Created(OrderCreated {
+        order_id: "o-late".into(),
+        customer_id: "bob".into(),
+        lines,
+        currency: "KRW".into(),
+        total: 1200,
+        at: 0,
+    }));
+    shop.inventory.handle(&cancelled).await.expect("cancel first");
+    shop.inventory.handle(&created_late).await.expect("then the creation");
+    assert_eq!(
+        shop.stock("SKU-D").await,
+        (3, 2, 0),
+        "a voided reservation reserves nothing"
+    );
+    let voided = shop.inventory.store().reservation("o-late").await.expect("readable");
+    assert_eq!(voided.map(|r| r.status), Some(ReservationStatus::Released));
+
+    // The order side: the confirmation again changes nothing either.
+    let before = shop.orders.get(&order.id).await.expect("readable");
+    let reserved: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
+        "SELECT envelope FROM inventory.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'StockReserved'",
+    )
+    .bind(&order.id)
+    .fetch_one(shop.store.pool())
+    .await
+    .expect("the published event");
+    shop.orders.handle(&reserved.0).await.expect("redelivery handled");
+    assert_eq!(shop.orders.get(&order.id).await.expect("readable"), before);
+    shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
+    let ttl = Duration::from_millis(300);
+    let shop = start_with(1, Some(ttl)).await;
+    shop.register("SKU-E", 5).await;
+    let kept = shop.place(&[("SKU-E", 1)]).await;
+    let lapsing = shop.place(&[("SKU-E", 2)]).await;
+    shop.settles_at(&kept.id, OrderStatus::Confirmed).await;
+    shop.settles_at(&lapsing.id, OrderStatus::Confirmed).await;
+    // Paid in time: a completion before the expiry wins, and stays.
+    shop.orders
+        .complete(&kept.id, Trace::root(Uuid::now_v7()))
+        .await
+        .expect("completed");
+
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let expired = shop
+        .orders
+        .expire_due(ttl, 100, Trace::root(Uuid::now_v7()))
+        .await
+        .expect("expiry ran");
+    assert_eq!(expired, 1, "only the unpaid order");
+    let cancelled = shop.settles_at(&lapsing.id, OrderStatus::Cancelled).await;
+    assert_eq!(cancelled.cancel_reason, Some(CancelReason::ReservationExpired));
+    shop.settles_at(&kept.id, OrderStatus::Completed).await;
+    // Completing the expired order now is refused: the expiry won.
+    assert!(
+        shop.orders
+            .complete(&lapsing.id, Trace::root(Uuid::now_v7()))
+            .await
+            .is_err()
+    );
+    eventually("stock restored and deducted", || async {
+        shop.stock("SKU-E").await == (4, 0, 1)
+    })
+    .await;
+    let movements = shop
+        .inventory
+        .store()
+        .movements("SKU-E", 0, 100)
+        .await
+        .expect("movements");
+    assert!(
+        movements
+            .iter()
+            .any(|(_, m)| m.kind == shop_rules::inventory::MovementKind::Expire),
+        "the audit trail says the stock came back by expiry"
+    );
+    shop.shutdown().await;
 }

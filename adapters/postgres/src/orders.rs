@@ -82,6 +82,18 @@ impl OrderStore for PgStore {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT order_id FROM orders.orders WHERE status = 'CONFIRMED' AND confirmed_at < $1
+             ORDER BY confirmed_at LIMIT $2",
+        )
+        .bind(cutoff_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
     async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT product_id, unit_price, currency, source_version FROM orders.catalogue WHERE product_id = ANY($1)",

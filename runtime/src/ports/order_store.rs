@@ -44,6 +44,15 @@ pub trait OrderStore: Send + Sync + 'static {
     /// [`StoreError::AlreadyHandled`] when it was recorded before.
     fn mark_handled(&self, handled: Handled<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// MUST return up to `limit` ids of CONFIRMED orders confirmed before
+    /// `cutoff_ms` (milliseconds since the epoch), oldest first: the
+    /// candidates for reservation expiry.
+    fn confirmed_before(
+        &self,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// MUST return the entries of the listed products that are known, in any order.
     fn catalogue(&self, product_ids: &[String])
     -> impl Future<Output = Result<Vec<CatalogueEntry>, StoreError>> + Send;

@@ -1,12 +1,15 @@
 //! The order context's use cases.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use shop_rules::inventory::InventoryEvent;
 use shop_rules::order::{
     CancelReason, CataloguePrice, LineRequest, Order, OrderCommand, OrderEvent, OrderRejection, PlaceOrder,
 };
 use shop_streams::{DomainEvent, Envelope, Trace};
+use tokio::sync::watch;
+use uuid::Uuid;
 
 use super::{CONFLICT_RETRIES, HandleError, next_version, rule_ref, settle};
 use crate::ports::{CatalogueEntry, Clock, Handled, OrderStore, OrderWrite, StoreError};
@@ -107,6 +110,27 @@ impl<S: OrderStore> OrderService<S> {
     /// Payment confirmed.
     pub async fn complete(&self, order_id: &str, trace: Trace) -> Result<Order, OrderError> {
         self.command(order_id, &OrderCommand::Complete, trace, None).await
+    }
+
+    /// Cancels CONFIRMED orders whose reservation outlived `ttl`, at most
+    /// `limit` per call, and returns how many. The order rules decide each
+    /// one on the order's latest version, so a completion that commits first
+    /// wins and the expiry changes nothing; one that comes later is refused.
+    pub async fn expire_due(&self, ttl: Duration, limit: u32, trace: Trace) -> Result<usize, OrderError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_ms().saturating_sub(ttl_ms);
+        let mut expired = 0;
+        for order_id in self.store.confirmed_before(cutoff, limit).await? {
+            match self.cancel(&order_id, CancelReason::ReservationExpired, trace).await {
+                Ok(order) if order.cancel_reason == Some(CancelReason::ReservationExpired) => expired += 1,
+                Ok(_) => {}
+                Err(OrderError::Rejected(rejection)) => {
+                    tracing::info!(target: "shop::saga", order_id, %rejection, "not expired");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(expired)
     }
 
     /// Decides `command` on the stored order and commits the outcome, again
@@ -221,6 +245,24 @@ impl<S: OrderStore> OrderService<S> {
             Err(OrderError::NotFound(id)) => Err(HandleError::Transient(format!("order {id} not found yet"))),
             Err(other) => Err(HandleError::Transient(other.to_string())),
         }
+    }
+}
+
+/// Expires due reservations every `every` until `stop` turns true. Running
+/// it in several processes is safe: the order's version decides each race.
+pub async fn run_expiry<S: OrderStore>(
+    service: Arc<OrderService<S>>,
+    ttl: Duration,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        match service.expire_due(ttl, 500, Trace::root(Uuid::now_v7())).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(target: "shop::saga", expired, "reservations expired"),
+            Err(error) => tracing::warn!(target: "shop::saga", %error, "expiry round failed; retrying"),
+        }
+        let _ = tokio::time::timeout(every, stop.changed()).await;
     }
 }
 

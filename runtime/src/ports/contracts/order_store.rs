@@ -11,6 +11,39 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     create_then_update_by_version(store, outbox).await;
     a_handled_message_is_recorded_once(store, outbox).await;
     the_catalogue_keeps_the_newest_price(store).await;
+    confirmed_orders_are_found_by_confirmation_time(store).await;
+}
+
+async fn confirmed_orders_are_found_by_confirmation_time(store: &impl OrderStore) {
+    // o-1 was confirmed at 2_000 above; o-2 is still pending.
+    for (id, confirmed_at) in [("c-late", 9_000), ("c-early", 5_000)] {
+        let mut o = order(id);
+        o.status = OrderStatus::Confirmed;
+        o.confirmed_at = Some(confirmed_at);
+        let write = OrderWrite {
+            order: &o,
+            expected_version: None,
+            events: &[],
+            handled: None,
+        };
+        store.write(write).await.expect("written");
+    }
+    let due = |cutoff, limit| store.confirmed_before(cutoff, limit);
+    assert_eq!(
+        due(9_001, 10).await,
+        Ok(vec!["o-1".into(), "c-early".into(), "c-late".into()])
+    );
+    assert_eq!(
+        due(9_000, 10).await,
+        Ok(vec!["o-1".into(), "c-early".into()]),
+        "strictly before"
+    );
+    assert_eq!(
+        due(9_001, 1).await,
+        Ok(vec!["o-1".into()]),
+        "oldest first, at most `limit`"
+    );
+    assert_eq!(due(1_000, 10).await, Ok(vec![]));
 }
 
 async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Outbox) {

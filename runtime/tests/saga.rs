@@ -11,7 +11,7 @@ use shop_adapter_postgres::{PgStore, Schema};
 use shop_adapter_redis::RedisLock;
 use shop_rules::inventory::{InventoryCommand, RegisterProduct, ReservationStatus};
 use shop_rules::order::{CancelReason, LineRequest, Order, OrderStatus};
-use shop_runtime::ports::{EventBus, InventoryStore, SystemClock};
+use shop_runtime::ports::{EventBus, InventoryStore, Lease, Lock, LockError, SystemClock};
 use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::consumer::{ConsumerSettings, run_consumer};
 use shop_runtime::saga::inventory::InventoryService;
@@ -24,7 +24,7 @@ use uuid::Uuid;
 struct Shop {
     store: PgStore,
     orders: Arc<OrderService<PgStore>>,
-    inventory: Arc<InventoryService<PgStore, RedisLock>>,
+    inventory: Arc<InventoryService<PgStore, TestLock>>,
     bus: JetStreamBus,
     stop: watch::Sender<bool>,
 }
@@ -32,10 +32,50 @@ struct Shop {
 /// Every role in this process, on its own database, namespace and keys,
 /// with `inventory_instances` inventory handlers sharing one consumer.
 async fn start() -> Shop {
-    start_with(1, None).await
+    start_with(Options::default()).await
 }
 
-async fn start_with(inventory_instances: usize, reservation_ttl: Option<Duration>) -> Shop {
+#[derive(Default)]
+struct Options {
+    /// Inventory handlers sharing the consumer (1 when 0).
+    inventory_instances: usize,
+    reservation_ttl: Option<Duration>,
+    /// Every lock acquisition succeeds at once: a lock that is switched off,
+    /// or whose lease expires mid-operation.
+    lock_off: bool,
+}
+
+/// The Redis lock, or none at all.
+enum TestLock {
+    Redis(RedisLock),
+    Off,
+}
+
+impl Lock for TestLock {
+    async fn acquire(&self, keys: &[String], ttl: Duration, wait: Duration) -> Result<Lease, LockError> {
+        match self {
+            Self::Redis(lock) => lock.acquire(keys, ttl, wait).await,
+            Self::Off => Ok(Lease {
+                keys: keys.to_vec(),
+                token: String::new(),
+            }),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        match self {
+            Self::Redis(lock) => lock.release(lease).await,
+            Self::Off => Ok(()),
+        }
+    }
+}
+
+async fn start_with(options: Options) -> Shop {
+    let Options {
+        inventory_instances,
+        reservation_ttl,
+        lock_off,
+    } = options;
     let store = shop_adapter_postgres::testing::fresh_store().await;
     let simple = Uuid::now_v7().simple().to_string();
     let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
@@ -56,10 +96,16 @@ async fn start_with(inventory_instances: usize, reservation_ttl: Option<Duration
     let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
     let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
     let mut instances = Vec::new();
-    for _ in 0..inventory_instances {
-        let lock = RedisLock::connect("redis://127.0.0.1:6379")
-            .await
-            .expect("Redis is reachable");
+    for _ in 0..inventory_instances.max(1) {
+        let lock = if lock_off {
+            TestLock::Off
+        } else {
+            TestLock::Redis(
+                RedisLock::connect("redis://127.0.0.1:6379")
+                    .await
+                    .expect("Redis is reachable"),
+            )
+        };
         let service = InventoryService::new(store.clone(), lock, rules.clone(), clock.clone(), namespace.clone());
         instances.push(Arc::new(service));
     }
@@ -267,7 +313,31 @@ async fn a_customer_cancel_racing_the_reservation_leaves_nothing_reserved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_for_a_hundred_units_confirm_exactly_a_hundred() {
-    let shop = start_with(2, None).await;
+    flash_sale(
+        start_with(Options {
+            inventory_instances: 2,
+            ..Options::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_lock_the_versions_still_keep_the_stock_exact() {
+    flash_sale(
+        start_with(Options {
+            inventory_instances: 2,
+            lock_off: true,
+            ..Options::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+/// 1,000 orders of one unit for a product with 100.
+async fn flash_sale(shop: Shop) {
     shop.register("SKU-HOT", 100).await;
     let shop = Arc::new(shop);
     let intake: Vec<_> = (0..1000)
@@ -402,7 +472,11 @@ async fn duplicated_redelivered_and_reordered_events_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
     let ttl = Duration::from_millis(300);
-    let shop = start_with(1, Some(ttl)).await;
+    let shop = start_with(Options {
+        reservation_ttl: Some(ttl),
+        ..Options::default()
+    })
+    .await;
     shop.register("SKU-E", 5).await;
     let kept = shop.place(&[("SKU-E", 1)]).await;
     let lapsing = shop.place(&[("SKU-E", 2)]).await;

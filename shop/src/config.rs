@@ -29,6 +29,45 @@ pub fn namespace() -> String {
     std::env::var("SHOP_NAMESPACE").unwrap_or_else(|_| "shop".to_owned())
 }
 
+/// Where the distributed mode's services are, and how this instance behaves.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `SHOP_DATABASE_URL` (`postgres://...`).
+    pub database_url: String,
+    /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// `SHOP_REDIS_URL` (default `redis://127.0.0.1:6379`).
+    pub redis_url: String,
+    /// `SHOP_INSTANCE_ID` (default `<hostname>-<pid>`): names this process in
+    /// outbox leases and logs.
+    pub instance_id: String,
+    /// `SHOP_DB_POOL` (default 16): connections to PostgreSQL.
+    pub db_pool: u32,
+    /// `SHOP_EXPIRY_EVERY_MS` (default 1000): how often due reservations are expired.
+    pub expiry_every: Duration,
+}
+
+impl ServiceConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let Some(database_url) = database_url() else {
+            bail!(
+                "SHOP_DATABASE_URL is not set. The embedded mode (SQLite, in-process bus) is not built yet; \
+                 point SHOP_DATABASE_URL, SHOP_NATS_URL and SHOP_REDIS_URL at PostgreSQL, NATS JetStream and Redis"
+            );
+        };
+        let text = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
+        Ok(Self {
+            database_url,
+            nats_url: text("SHOP_NATS_URL", "nats://127.0.0.1:4222"),
+            redis_url: text("SHOP_REDIS_URL", "redis://127.0.0.1:6379"),
+            instance_id: text("SHOP_INSTANCE_ID", &format!("{host}-{}", std::process::id())),
+            db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
+            expiry_every: Duration::from_millis(number("SHOP_EXPIRY_EVERY_MS", 1000)?),
+        })
+    }
+}
+
 /// `SHOP_DATABASE_URL`: `postgres://...` selects PostgreSQL; unset, the embedded store.
 pub fn database_url() -> Option<String> {
     std::env::var("SHOP_DATABASE_URL")

@@ -6,6 +6,7 @@
 mod config;
 mod migrate_cmd;
 mod rules_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,13 @@ enum Command {
     Rules(rules_cmd::RulesCommand),
     /// Apply the database migrations embedded in this binary (SHOP_DATABASE_URL).
     Migrate,
+    /// Run roles of the shop until SIGINT or SIGTERM (distributed mode:
+    /// SHOP_DATABASE_URL, SHOP_NATS_URL, SHOP_REDIS_URL).
+    Serve {
+        /// Which roles this process runs.
+        #[arg(long, value_enum, default_value = "all", env = "SHOP_ROLE")]
+        role: serve_cmd::Role,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +45,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Rules(command) => rules_cmd::run(command),
         Command::Migrate => migrate_cmd::run(),
+        Command::Serve { role } => serve_cmd::run(role),
     };
     match outcome {
         Ok(code) => code,

@@ -15,6 +15,11 @@ pub fn admin_url() -> String {
 /// A new, migrated database. Its name holds a UUIDv7, so its age is known:
 /// databases left by runs more than an hour old are dropped here.
 pub async fn fresh_store() -> PgStore {
+    fresh_database().await.0
+}
+
+/// [`fresh_store`], with the database's URL for other processes.
+pub async fn fresh_database() -> (PgStore, String) {
     let admin = admin_url();
     let name = format!("shop_test_{}", Uuid::now_v7().simple());
     let mut connection = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable");
@@ -27,10 +32,10 @@ pub async fn fresh_store() -> PgStore {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("{admin} names no database"),
     };
-    let store = PgStore::connect(&PgSettings::new(url)).await.expect("connect");
+    let store = PgStore::connect(&PgSettings::new(url.clone())).await.expect("connect");
     store.migrate().await.expect("migrations apply");
     store.migrate().await.expect("migrating twice is a no-op");
-    store
+    (store, url)
 }
 
 async fn drop_stale_databases(connection: &mut PgConnection) {

@@ -14,7 +14,7 @@ use shop_rules::inventory::{
 use shop_rules::order::{CancelReason, CataloguePrice, LineRequest, Order, OrderCommand, OrderStatus, PlaceOrder};
 use shop_rules::spec::T0;
 use shop_runtime::ports::ManualClock;
-use shop_runtime::rules::{Capabilities, RuleError, RuleHost, RuleSettings, RuleSource};
+use shop_runtime::rules::{Capabilities, RuleError, RuleHost, RuleSettings};
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -25,10 +25,7 @@ fn shared_host() -> &'static (Arc<RuleHost>, Arc<ManualClock>) {
     HOST.get_or_init(|| {
         let clock = Arc::new(ManualClock::new(T0));
         let settings = RuleSettings {
-            builtin: shop_rules_bundle::DEFAULT
-                .into_iter()
-                .map(|c| RuleSource::builtin(c.name, c.wasm))
-                .collect(),
+            builtin: shop_rules_bundle::default_sources(),
             ..RuleSettings::default()
         };
         let capabilities = Capabilities {

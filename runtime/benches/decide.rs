@@ -13,7 +13,7 @@ use shop_rules::env::FixedEnv;
 use shop_rules::order::{self, CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
 use shop_rules::spec::T0;
 use shop_runtime::ports::ManualClock;
-use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource};
+use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
 
 fn three_line_order() -> OrderCommand {
     let products = [("sku-apple", 1_200), ("sku-pear", 900), ("sku-plum", 450)];
@@ -40,10 +40,7 @@ fn three_line_order() -> OrderCommand {
 
 fn host(pool_size: usize) -> RuleHost {
     let settings = RuleSettings {
-        builtin: shop_rules_bundle::DEFAULT
-            .into_iter()
-            .map(|c| RuleSource::builtin(c.name, c.wasm))
-            .collect(),
+        builtin: shop_rules_bundle::default_sources(),
         pool_size,
         ..RuleSettings::default()
     };

@@ -39,7 +39,7 @@ fn config(component: &str, pairs: &[(&str, &str)]) -> BTreeMap<String, BTreeMap<
 
 fn with_policy(pairs: &[(&str, &str)]) -> RuleSettings {
     let mut settings = common::default_settings();
-    settings.builtin.push(common::source(shop_rules_bundle::PURCHASE_LIMIT));
+    settings.builtin.push(shop_rules_bundle::PURCHASE_LIMIT.source());
     settings.component_config = config("purchase-limit", pairs);
     settings
 }

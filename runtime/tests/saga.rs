@@ -126,27 +126,10 @@ async fn start_with(options: Options) -> Shop {
     };
     for handler in instances {
         let subscription = bus.subscribe(Context::Inventory).await.expect("subscribe");
-        tokio::spawn(run_consumer(
-            subscription,
-            settings,
-            move |envelope| {
-                let handler = handler.clone();
-                async move { handler.handle(&envelope).await }
-            },
-            stopped.clone(),
-        ));
+        tokio::spawn(run_consumer(subscription, settings, handler, stopped.clone()));
     }
-    let handler = orders.clone();
     let subscription = bus.subscribe(Context::Order).await.expect("subscribe");
-    tokio::spawn(run_consumer(
-        subscription,
-        settings,
-        move |envelope| {
-            let handler = handler.clone();
-            async move { handler.handle(&envelope).await }
-        },
-        stopped,
-    ));
+    tokio::spawn(run_consumer(subscription, settings, orders.clone(), stopped));
     Shop {
         store,
         orders,

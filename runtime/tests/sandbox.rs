@@ -29,10 +29,7 @@ fn place(customer: &str) -> OrderCommand {
 /// A host whose order rules are the rogue component.
 fn rogue_host(timeout: Duration, memory_limit: usize) -> common::TestHost {
     common::start(RuleSettings {
-        builtin: vec![
-            common::source(ROGUE_ORDER),
-            common::source(shop_rules_bundle::INVENTORY),
-        ],
+        builtin: vec![ROGUE_ORDER.source(), shop_rules_bundle::INVENTORY.source()],
         call_timeout: timeout,
         memory_limit,
         ..RuleSettings::default()

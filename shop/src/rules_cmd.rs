@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Subcommand;
 use shop_adapter_memory::MemoryKeyValue;
-use shop_rules_bundle::BundledComponent;
 use shop_runtime::ports::SystemClock;
 use shop_runtime::rules::{Capabilities, ComponentInfo, RuleHost, RuleSettings, RuleSource};
 
@@ -76,7 +75,7 @@ pub fn settings(config: RulesConfig) -> RuleSettings {
         .entry("reservation-ttl-ms".to_owned())
         .or_insert_with(|| config.reservation_ttl.as_millis().to_string());
     RuleSettings {
-        builtin: shop_rules_bundle::DEFAULT.into_iter().map(builtin).collect(),
+        builtin: shop_rules_bundle::default_sources(),
         dir: config.dir,
         cache_dir: config.cache_dir,
         call_timeout: config.call_timeout,
@@ -84,10 +83,6 @@ pub fn settings(config: RulesConfig) -> RuleSettings {
         component_config,
         ..RuleSettings::default()
     }
-}
-
-fn builtin(component: BundledComponent) -> RuleSource {
-    RuleSource::builtin(component.name, component.wasm)
 }
 
 fn start(config: RulesConfig) -> anyhow::Result<Arc<RuleHost>> {

@@ -86,16 +86,7 @@ async fn serve(role: Role, service: ServiceConfig, rules_config: RulesConfig) ->
             stopped.clone(),
         ));
         let subscription = bus.subscribe(Context::Order).await?;
-        let handler = orders.clone();
-        tasks.spawn(run_consumer(
-            subscription,
-            consumer,
-            move |envelope| {
-                let handler = handler.clone();
-                async move { handler.handle(&envelope).await }
-            },
-            stopped.clone(),
-        ));
+        tasks.spawn(run_consumer(subscription, consumer, orders.clone(), stopped.clone()));
         tasks.spawn(run_expiry(
             orders,
             reservation_ttl,
@@ -119,15 +110,7 @@ async fn serve(role: Role, service: ServiceConfig, rules_config: RulesConfig) ->
             stopped.clone(),
         ));
         let subscription = bus.subscribe(Context::Inventory).await?;
-        tasks.spawn(run_consumer(
-            subscription,
-            consumer,
-            move |envelope| {
-                let handler = inventory.clone();
-                async move { handler.handle(&envelope).await }
-            },
-            stopped,
-        ));
+        tasks.spawn(run_consumer(subscription, consumer, inventory, stopped));
     }
     eprintln!(
         "shop: {role:?} role running as {} (namespace {})",

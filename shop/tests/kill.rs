@@ -13,7 +13,7 @@ use shop_adapter_redis::RedisLock;
 use shop_rules::inventory::{InventoryCommand, RegisterProduct};
 use shop_rules::order::LineRequest;
 use shop_runtime::ports::{EventBus, InventoryStore, OrderStore, SystemClock};
-use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource};
+use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
 use shop_runtime::saga::consumer::{ConsumerSettings, run_consumer};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::{NewOrder, OrderService};
@@ -57,10 +57,7 @@ async fn a_killed_inventory_role_loses_nothing_after_restart() {
         namespace: namespace.to_string(),
     };
     let settings = RuleSettings {
-        builtin: shop_rules_bundle::DEFAULT
-            .into_iter()
-            .map(|c| RuleSource::builtin(c.name, c.wasm))
-            .collect(),
+        builtin: shop_rules_bundle::default_sources(),
         ..RuleSettings::default()
     };
     let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
@@ -74,14 +71,11 @@ async fn a_killed_inventory_role_loses_nothing_after_restart() {
         RelaySettings::named("test-orders"),
         stopped.clone(),
     ));
-    let handler = orders.clone();
+    let subscription = bus.subscribe(Context::Order).await.expect("subscribe");
     tokio::spawn(run_consumer(
-        bus.subscribe(Context::Order).await.expect("subscribe"),
+        subscription,
         ConsumerSettings::default(),
-        move |envelope| {
-            let handler = handler.clone();
-            async move { handler.handle(&envelope).await }
-        },
+        orders.clone(),
         stopped,
     ));
 

@@ -33,6 +33,18 @@ pub const PURCHASE_LIMIT: BundledComponent = BundledComponent {
 /// The components the host loads by default.
 pub const DEFAULT: [BundledComponent; 2] = [ORDER, INVENTORY];
 
+impl BundledComponent {
+    /// The component as the rules host loads it.
+    pub fn source(self) -> shop_runtime::rules::RuleSource {
+        shop_runtime::rules::RuleSource::builtin(self.name, self.wasm)
+    }
+}
+
+/// [`DEFAULT`] as the rules host loads it: `RuleSettings::builtin`.
+pub fn default_sources() -> Vec<shop_runtime::rules::RuleSource> {
+    DEFAULT.into_iter().map(BundledComponent::source).collect()
+}
+
 /// Test fixtures, built only with the `fixtures` feature.
 #[cfg(feature = "fixtures")]
 pub mod fixtures {

@@ -2,13 +2,13 @@
 //! handled -> ack; transient failure -> redelivery after a backoff;
 //! permanent failure -> dead letter.
 
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use shop_streams::Envelope;
 use tokio::sync::watch;
+use tracing::Instrument;
 
-use super::HandleError;
+use super::{HandleError, Handler};
 use crate::ports::{Delivery, Subscription};
 
 #[derive(Debug, Clone, Copy)]
@@ -33,16 +33,11 @@ impl Default for ConsumerSettings {
 }
 
 /// Handles and settles one batch; returns how many messages it took.
-pub async fn consume_once<S, H, F>(
+pub async fn consume_once<S: Subscription, H: Handler>(
     subscription: &mut S,
     settings: &ConsumerSettings,
-    handle: &H,
-) -> Result<usize, String>
-where
-    S: Subscription,
-    H: Fn(Envelope) -> F,
-    F: Future<Output = Result<(), HandleError>>,
-{
+    handler: &H,
+) -> Result<usize, String> {
     let batch = subscription
         .next_batch(settings.batch, settings.wait)
         .await
@@ -56,22 +51,27 @@ where
             correlation_id = %delivery.envelope().correlation_id,
             attempt = delivery.attempt(),
         );
-        let _entered = span.enter();
-        let settled = match handle(delivery.envelope().clone()).await {
-            Ok(()) => delivery.ack().await,
-            Err(HandleError::Transient(reason)) => {
-                let delay = backoff(settings, delivery.attempt());
-                tracing::warn!(target: "shop::consumer", %reason, ?delay, "not handled; will retry");
-                delivery.retry(delay).await
-            }
-            Err(HandleError::Permanent(reason)) => delivery.dead_letter(&reason).await,
-        };
-        if let Err(error) = settled {
-            // Unsettled means redelivered after the ack wait: late, not lost.
-            tracing::warn!(target: "shop::consumer", %error, "message not settled");
-        }
+        // Instrumented, not entered: a guard held across `.await` would tag
+        // other tasks' work with this message's span.
+        settle(delivery, settings, handler).instrument(span).await;
     }
     Ok(taken)
+}
+
+async fn settle<D: Delivery, H: Handler>(delivery: D, settings: &ConsumerSettings, handler: &H) {
+    let settled = match handler.handle(delivery.envelope()).await {
+        Ok(()) => delivery.ack().await,
+        Err(HandleError::Transient(reason)) => {
+            let delay = backoff(settings, delivery.attempt());
+            tracing::warn!(target: "shop::consumer", %reason, ?delay, "not handled; will retry");
+            delivery.retry(delay).await
+        }
+        Err(HandleError::Permanent(reason)) => delivery.dead_letter(&reason).await,
+    };
+    if let Err(error) = settled {
+        // Unsettled means redelivered after the ack wait: late, not lost.
+        tracing::warn!(target: "shop::consumer", %error, "message not settled");
+    }
 }
 
 fn backoff(settings: &ConsumerSettings, attempt: u64) -> Duration {
@@ -83,18 +83,14 @@ fn backoff(settings: &ConsumerSettings, attempt: u64) -> Duration {
 }
 
 /// Consumes until `stop` turns true.
-pub async fn run_consumer<S, H, F>(
+pub async fn run_consumer<S: Subscription, H: Handler>(
     mut subscription: S,
     settings: ConsumerSettings,
-    handle: H,
+    handler: Arc<H>,
     stop: watch::Receiver<bool>,
-) where
-    S: Subscription,
-    H: Fn(Envelope) -> F,
-    F: Future<Output = Result<(), HandleError>>,
-{
+) {
     while !*stop.borrow() {
-        if let Err(error) = consume_once(&mut subscription, &settings, &handle).await {
+        if let Err(error) = consume_once(&mut subscription, &settings, &*handler).await {
             tracing::warn!(target: "shop::consumer", %error, "pull failed; retrying");
             tokio::time::sleep(settings.backoff).await;
         }

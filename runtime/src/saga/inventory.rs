@@ -54,6 +54,17 @@ impl From<RuleError<InventoryRejection>> for InventoryError {
     }
 }
 
+/// One command and what it needs: the products to lock and load, the order
+/// whose reservation it touches, and the message it handles.
+#[derive(Debug, Clone, Copy)]
+struct Job<'a> {
+    products: &'a [String],
+    order_id: Option<&'a str>,
+    command: &'a InventoryCommand,
+    trace: Trace,
+    handled: Option<Handled<'a>>,
+}
+
 pub struct InventoryService<S, L> {
     store: S,
     lock: L,
@@ -93,28 +104,29 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             InventoryCommand::ChangePrice(c) => c.product_id.clone(),
             _ => String::new(),
         };
-        self.execute(&[product], None, &command, trace, None).await
+        let job = Job {
+            products: &[product],
+            order_id: None,
+            command: &command,
+            trace,
+            handled: None,
+        };
+        self.execute(job).await
     }
 
     /// Takes the products' locks (in a fixed order), decides on fresh state,
     /// and commits under the products' versions; a lost version race decides
     /// again. The lock keeps races rare; the versions make them harmless.
-    async fn execute(
-        &self,
-        products: &[String],
-        order_id: Option<&str>,
-        command: &InventoryCommand,
-        trace: Trace,
-        handled: Option<Handled<'_>>,
-    ) -> Result<Decision, InventoryError> {
-        let mut keys: Vec<String> = products
+    async fn execute(&self, job: Job<'_>) -> Result<Decision, InventoryError> {
+        let mut keys: Vec<String> = job
+            .products
             .iter()
             .map(|p| format!("{}:lock:product:{p}", self.namespace))
             .collect();
         keys.sort();
         keys.dedup();
         let lease = self.lock.acquire(&keys, self.locks.ttl, self.locks.wait).await?;
-        let outcome = self.decide_and_write(products, order_id, command, trace, handled).await;
+        let outcome = self.decide_and_write(job).await;
         self.release(&lease).await;
         outcome
     }
@@ -126,14 +138,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         }
     }
 
-    async fn decide_and_write(
-        &self,
-        products: &[String],
-        order_id: Option<&str>,
-        command: &InventoryCommand,
-        trace: Trace,
-        handled: Option<Handled<'_>>,
-    ) -> Result<Decision, InventoryError> {
+    async fn decide_and_write(&self, job: Job<'_>) -> Result<Decision, InventoryError> {
+        let Job {
+            products,
+            order_id,
+            command,
+            trace,
+            handled,
+        } = job;
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let before = self.store.load(products, order_id).await?;
@@ -226,10 +238,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
                 None => Vec::new(),
             },
         };
-        match self
-            .execute(&products, Some(&order_id), &command, trace, Some(handled))
-            .await
-        {
+        let job = Job {
+            products: &products,
+            order_id: Some(&order_id),
+            command: &command,
+            trace,
+            handled: Some(handled),
+        };
+        match self.execute(job).await {
             Ok(_) | Err(InventoryError::Store(StoreError::AlreadyHandled(_))) => Ok(()),
             Err(InventoryError::Rejected(rejection)) => {
                 tracing::info!(target: "shop::saga", event = envelope.event_type, %rejection, "event changes nothing");
@@ -237,6 +253,12 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             }
             Err(other) => Err(HandleError::Transient(other.to_string())),
         }
+    }
+}
+
+impl<S: InventoryStore, L: Lock> super::Handler for InventoryService<S, L> {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
+        InventoryService::handle(self, envelope).await
     }
 }
 

@@ -16,7 +16,9 @@ pub mod inventory;
 pub mod orders;
 pub mod relay;
 
-use shop_streams::RuleRef;
+use std::future::Future;
+
+use shop_streams::{Envelope, RuleRef};
 
 use crate::ports::{StoreError, Versioned};
 use crate::rules::{RuleFault, RuleStamp};
@@ -36,6 +38,12 @@ pub enum HandleError {
     /// schema): dead-letter it.
     #[error("{0}")]
     Permanent(String),
+}
+
+/// What a consumer feeds each message to.
+pub trait Handler: Send + Sync + 'static {
+    /// MUST be idempotent: a message may arrive more than once.
+    fn handle(&self, envelope: &Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
 impl From<StoreError> for HandleError {

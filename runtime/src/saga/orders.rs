@@ -266,6 +266,12 @@ pub async fn run_expiry<S: OrderStore>(
     }
 }
 
+impl<S: OrderStore> super::Handler for OrderService<S> {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
+        OrderService::handle(self, envelope).await
+    }
+}
+
 fn catalogue_entry(product_id: &str, unit_price: i64, currency: &str, envelope: &Envelope) -> CatalogueEntry {
     CatalogueEntry {
         price: CataloguePrice {

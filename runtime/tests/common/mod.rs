@@ -5,17 +5,12 @@ use std::sync::Arc;
 
 use shop_adapter_memory::MemoryKeyValue;
 use shop_rules::spec::T0;
-use shop_rules_bundle::BundledComponent;
 use shop_runtime::ports::{KeyValue, ManualClock};
-use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource};
-
-pub fn source(component: BundledComponent) -> RuleSource {
-    RuleSource::builtin(component.name, component.wasm)
-}
+use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
 
 pub fn default_settings() -> RuleSettings {
     RuleSettings {
-        builtin: shop_rules_bundle::DEFAULT.into_iter().map(source).collect(),
+        builtin: shop_rules_bundle::default_sources(),
         ..RuleSettings::default()
     }
 }

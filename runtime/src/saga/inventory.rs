@@ -43,6 +43,8 @@ pub enum InventoryError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("order commands arrive as events, not as administrator commands")]
+    NotAdmin,
 }
 
 impl From<RuleError<InventoryRejection>> for InventoryError {
@@ -95,14 +97,18 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         &self.store
     }
 
-    /// An administrator's command (register, restock, adjust, change price).
+    /// An administrator's command: register, restock, adjust or change price.
+    /// Reservations, releases and deductions arrive as order events through
+    /// [`Self::handle`] and are refused here.
     pub async fn admin(&self, command: InventoryCommand, trace: Trace) -> Result<Decision, InventoryError> {
         let product = match &command {
             InventoryCommand::RegisterProduct(c) => c.product_id.clone(),
             InventoryCommand::Restock(c) => c.product_id.clone(),
             InventoryCommand::Adjust(c) => c.product_id.clone(),
             InventoryCommand::ChangePrice(c) => c.product_id.clone(),
-            _ => String::new(),
+            InventoryCommand::Reserve(_) | InventoryCommand::Deduct(_) | InventoryCommand::Release(_) => {
+                return Err(InventoryError::NotAdmin);
+            }
         };
         let job = Job {
             products: &[product],

@@ -11,9 +11,11 @@
 //! - [`ports`]: what the application needs from the outside world.
 //! - [`saga`]: the use cases of both contexts, the outbox relay and the
 //!   consumer loop that together carry an order from intake to its end.
+//! - [`metrics`]: what all of the above counts and times, for Prometheus.
 
 #![deny(unsafe_code)]
 
+pub mod metrics;
 pub mod ports;
 pub mod rules;
 pub mod saga;

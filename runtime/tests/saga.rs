@@ -1,242 +1,15 @@
 //! The saga end to end on the real services: PostgreSQL, NATS JetStream and
 //! Redis on 127.0.0.1, each test with its own database, namespace and keys.
 
-mod common;
-
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use shop_adapter_jetstream::JetStreamBus;
-use shop_adapter_postgres::{PgStore, Schema};
-use shop_adapter_redis::RedisLock;
-use shop_rules::inventory::{InventoryCommand, RegisterProduct, ReservationStatus};
-use shop_rules::order::{CancelReason, LineRequest, Order, OrderStatus};
-use shop_runtime::ports::{EventBus, InventoryStore, Lease, Lock, LockError, SystemClock};
-use shop_runtime::rules::{Capabilities, RuleHost};
-use shop_runtime::saga::consumer::{ConsumerSettings, run_consumer};
-use shop_runtime::saga::inventory::InventoryService;
-use shop_runtime::saga::orders::{NewOrder, OrderService};
-use shop_runtime::saga::relay::{RelaySettings, run_relay};
-use shop_streams::{Context, Namespace, Topology, Trace};
-use tokio::sync::watch;
+use shop_rules::inventory::ReservationStatus;
+use shop_rules::order::{CancelReason, OrderStatus};
+use shop_runtime::ports::InventoryStore;
+use shop_streams::Trace;
+use shop_testkit::shop::{Options, Shop, eventually, eventually_within, start, start_with};
 use uuid::Uuid;
-
-struct Shop {
-    store: PgStore,
-    orders: Arc<OrderService<PgStore>>,
-    inventory: Arc<InventoryService<PgStore, TestLock>>,
-    bus: JetStreamBus,
-    stop: watch::Sender<bool>,
-}
-
-/// Every role in this process, on its own database, namespace and keys,
-/// with `inventory_instances` inventory handlers sharing one consumer.
-async fn start() -> Shop {
-    start_with(Options::default()).await
-}
-
-#[derive(Default)]
-struct Options {
-    /// Inventory handlers sharing the consumer (1 when 0).
-    inventory_instances: usize,
-    reservation_ttl: Option<Duration>,
-    /// Every lock acquisition succeeds at once: a lock that is switched off,
-    /// or whose lease expires mid-operation.
-    lock_off: bool,
-}
-
-/// The Redis lock, or none at all.
-enum TestLock {
-    Redis(RedisLock),
-    Off,
-}
-
-impl Lock for TestLock {
-    async fn acquire(&self, keys: &[String], ttl: Duration, wait: Duration) -> Result<Lease, LockError> {
-        match self {
-            Self::Redis(lock) => lock.acquire(keys, ttl, wait).await,
-            Self::Off => Ok(Lease {
-                keys: keys.to_vec(),
-                token: String::new(),
-            }),
-        }
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), LockError> {
-        match self {
-            Self::Redis(lock) => lock.release(lease).await,
-            Self::Off => Ok(()),
-        }
-    }
-}
-
-async fn start_with(options: Options) -> Shop {
-    let Options {
-        inventory_instances,
-        reservation_ttl,
-        lock_off,
-    } = options;
-    let store = shop_adapter_postgres::testing::fresh_store().await;
-    let simple = Uuid::now_v7().simple().to_string();
-    let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
-    let bus = JetStreamBus::connect("nats://127.0.0.1:4222", Topology::new(namespace.clone()))
-        .await
-        .expect("NATS is reachable");
-    let clock = Arc::new(SystemClock);
-    let capabilities = Capabilities {
-        clock: clock.clone(),
-        kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
-        namespace: namespace.to_string(),
-    };
-    let mut settings = common::default_settings();
-    if let Some(ttl) = reservation_ttl {
-        let config = settings.component_config.entry("order".into()).or_default();
-        config.insert("reservation-ttl-ms".into(), ttl.as_millis().to_string());
-    }
-    let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
-    let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
-    let mut instances = Vec::new();
-    for _ in 0..inventory_instances.max(1) {
-        let lock = if lock_off {
-            TestLock::Off
-        } else {
-            TestLock::Redis(
-                RedisLock::connect("redis://127.0.0.1:6379")
-                    .await
-                    .expect("Redis is reachable"),
-            )
-        };
-        let service = InventoryService::new(store.clone(), lock, rules.clone(), clock.clone(), namespace.clone());
-        instances.push(Arc::new(service));
-    }
-    let inventory = instances[0].clone();
-
-    let (stop, stopped) = watch::channel(false);
-    for (schema, name) in [(Schema::Orders, "relay-orders"), (Schema::Inventory, "relay-inventory")] {
-        tokio::spawn(run_relay(
-            store.outbox(schema),
-            bus.clone(),
-            RelaySettings::named(name),
-            stopped.clone(),
-        ));
-    }
-    let settings = ConsumerSettings {
-        wait: Duration::from_millis(200),
-        ..ConsumerSettings::default()
-    };
-    for handler in instances {
-        let subscription = bus.subscribe(Context::Inventory).await.expect("subscribe");
-        tokio::spawn(run_consumer(subscription, settings, handler, stopped.clone()));
-    }
-    let subscription = bus.subscribe(Context::Order).await.expect("subscribe");
-    tokio::spawn(run_consumer(subscription, settings, orders.clone(), stopped));
-    Shop {
-        store,
-        orders,
-        inventory,
-        bus,
-        stop,
-    }
-}
-
-impl Shop {
-    async fn register(&self, product_id: &str, stock: i64) {
-        let command = InventoryCommand::RegisterProduct(RegisterProduct {
-            product_id: product_id.into(),
-            name: "Mug".into(),
-            unit_price: 1200,
-            currency: "KRW".into(),
-            initial_stock: stock,
-        });
-        self.inventory
-            .admin(command, Trace::root(Uuid::now_v7()))
-            .await
-            .expect("registered");
-        // The order side learns the price through the saga.
-        let ids = [product_id.to_owned()];
-        eventually("the catalogue copy", || async {
-            use shop_runtime::ports::OrderStore;
-            self.orders
-                .store()
-                .catalogue(&ids)
-                .await
-                .map(|c| c.len() == 1)
-                .unwrap_or(false)
-        })
-        .await;
-    }
-
-    async fn place(&self, lines: &[(&str, i64)]) -> Order {
-        let new = NewOrder {
-            order_id: Uuid::now_v7().to_string(),
-            customer_id: "alice".into(),
-            lines: lines
-                .iter()
-                .map(|(product_id, quantity)| LineRequest {
-                    product_id: (*product_id).into(),
-                    quantity: *quantity,
-                })
-                .collect(),
-        };
-        self.orders
-            .place(new, Trace::root(Uuid::now_v7()))
-            .await
-            .expect("accepted")
-    }
-
-    async fn settles_at(&self, order_id: &str, status: OrderStatus) -> Order {
-        eventually(&format!("order {order_id} {status:?}"), || async {
-            self.orders
-                .get(order_id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|o| o.status == status)
-        })
-        .await;
-        self.orders.get(order_id).await.expect("readable").expect("stored")
-    }
-
-    async fn stock(&self, product_id: &str) -> (i64, i64, i64) {
-        let p = self
-            .inventory
-            .store()
-            .product(product_id)
-            .await
-            .expect("readable")
-            .expect("exists");
-        assert!(p.is_conserved(), "{p:?}");
-        (p.available, p.reserved, p.deducted)
-    }
-
-    async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.bus.delete_streams().await;
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    eventually_within(Duration::from_secs(20), what, check).await;
-}
-
-async fn eventually_within<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_confirmed_then_completed_and_its_stock_deducted() {
@@ -504,5 +277,64 @@ async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
             .any(|(_, m)| m.kind == shop_rules::inventory::MovementKind::Expire),
         "the audit trail says the stock came back by expiry"
     );
+    shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_flows() {
+    use shop_runtime::ports::EventBus;
+
+    let shop = start().await;
+    shop.register("SKU-X", 5).await;
+    let first = shop.place(&[("SKU-X", 1)]).await;
+    shop.settles_at(&first.id, OrderStatus::Confirmed).await;
+
+    // A body that is no envelope at all, on the stream inventory reads.
+    let subject = format!("{}.order.OrderCreated", shop.bus.topology().namespace());
+    shop.bus
+        .jetstream()
+        .publish(subject, b"{not json".to_vec().into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+    // A well-formed envelope of a type nobody knows.
+    let created: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
+        "SELECT envelope FROM orders.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'OrderCreated'",
+    )
+    .bind(&first.id)
+    .fetch_one(shop.observer.pool())
+    .await
+    .expect("the published event");
+    let mut unknown = created.0;
+    unknown.event_id = Uuid::now_v7();
+    unknown.event_type = "OrderTeleported".into();
+    shop.bus.publish(&[unknown.clone()]).await.expect("published");
+
+    // What follows them is handled as usual.
+    let next = shop.place(&[("SKU-X", 2)]).await;
+    shop.settles_at(&next.id, OrderStatus::Confirmed).await;
+    assert_eq!(shop.stock("SKU-X").await, (2, 3, 0));
+
+    eventually("both poison messages dead-lettered", || async {
+        shop.bus.dead_letters(100).await.is_ok_and(|l| l.len() == 2)
+    })
+    .await;
+    let letters = shop.bus.dead_letters(100).await.expect("listed");
+    let unreadable = letters
+        .iter()
+        .find(|l| l.body == b"{not json")
+        .expect("the unreadable body is kept byte for byte");
+    assert!(
+        unreadable.reason.contains("not an event envelope"),
+        "{}",
+        unreadable.reason
+    );
+    let teleported = letters
+        .iter()
+        .find(|l| l.subject.ends_with(".order.OrderTeleported"))
+        .expect("the unknown type is kept");
+    assert!(teleported.reason.contains("OrderTeleported"), "{}", teleported.reason);
+    assert!(teleported.consumer.contains("inventory"), "{}", teleported.consumer);
     shop.shutdown().await;
 }

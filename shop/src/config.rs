@@ -1,10 +1,96 @@
-//! Typed configuration from `SHOP_*` environment variables.
+//! Typed configuration from `SHOP_*` environment variables, over an
+//! optional TOML file (`--config FILE` or `SHOP_CONFIG`).
+//!
+//! The file holds the same settings under their names without the prefix,
+//! in lower case (`database_url = "postgres://..."`, `db_pool = 32`), and
+//! component settings as tables (`[rules_config.purchase-limit]`). The
+//! environment wins over the file, so one file can serve several instances
+//! that differ by a variable or two.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+/// Settings read from the file, as `SHOP_*` names.
+static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+
+/// The settings a file may hold, by their file names.
+const KNOWN: &[&str] = &[
+    "database_url",
+    "nats_url",
+    "redis_url",
+    "namespace",
+    "instance_id",
+    "db_pool",
+    "expiry_every_ms",
+    "listen",
+    "role",
+    "log",
+    "rules_dir",
+    "rules_cache",
+    "rules_timeout_ms",
+    "rules_memory_mb",
+    "reservation_ttl_secs",
+];
+
+/// Reads the TOML file at `path` into the settings; call once, before any
+/// setting is read.
+pub fn load_file(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let mut settings = BTreeMap::new();
+    flatten(&table, "", &mut settings).with_context(|| format!("in {}", path.display()))?;
+    let _ = FILE.set(settings);
+    Ok(())
+}
+
+fn flatten(table: &toml::Table, prefix: &str, into: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+    for (key, value) in table {
+        let name = format!("{prefix}{key}");
+        let text = match value {
+            toml::Value::Table(inner) if prefix.is_empty() && key == "rules_config" => {
+                flatten(inner, "rules_config_", into)?;
+                continue;
+            }
+            toml::Value::Table(inner) if prefix == "rules_config_" => {
+                flatten(inner, &format!("{name}_"), into)?;
+                continue;
+            }
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
+            other => bail!(
+                "{name}: expected a string, a whole number or a boolean, found {}",
+                other.type_str()
+            ),
+        };
+        if !prefix.starts_with("rules_config_") && !KNOWN.contains(&name.as_str()) {
+            bail!(
+                "unknown setting {name:?}; known: {}, and [rules_config.<component>] tables",
+                KNOWN.join(", ")
+            );
+        }
+        into.insert(format!("SHOP_{}", name.replace('-', "_").to_ascii_uppercase()), text);
+    }
+    Ok(())
+}
+
+/// The setting `name` (`SHOP_...`): the environment's, else the file's.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .or_else(|| FILE.get().and_then(|file| file.get(name).cloned()))
+}
+
+/// Every `SHOP_*` setting, the environment's over the file's.
+fn vars() -> BTreeMap<String, String> {
+    let mut all = FILE.get().cloned().unwrap_or_default();
+    all.extend(std::env::vars().filter(|(name, _)| name.starts_with("SHOP_")));
+    all
+}
 
 /// The settings of the rules host.
 #[derive(Debug, Clone)]
@@ -26,7 +112,12 @@ pub struct RulesConfig {
 
 /// `SHOP_NAMESPACE`: prefix of every stream, subject and key (default `shop`).
 pub fn namespace() -> String {
-    std::env::var("SHOP_NAMESPACE").unwrap_or_else(|_| "shop".to_owned())
+    var("SHOP_NAMESPACE").unwrap_or_else(|| "shop".to_owned())
+}
+
+/// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).
+pub fn nats_url() -> String {
+    var("SHOP_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned())
 }
 
 /// Where the distributed mode's services are, and how this instance behaves.
@@ -55,11 +146,11 @@ impl ServiceConfig {
                  point SHOP_DATABASE_URL, SHOP_NATS_URL and SHOP_REDIS_URL at PostgreSQL, NATS JetStream and Redis"
             );
         };
-        let text = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let text = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
             database_url,
-            nats_url: text("SHOP_NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url: nats_url(),
             redis_url: text("SHOP_REDIS_URL", "redis://127.0.0.1:6379"),
             instance_id: text("SHOP_INSTANCE_ID", &format!("{host}-{}", std::process::id())),
             db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
@@ -70,15 +161,13 @@ impl ServiceConfig {
 
 /// `SHOP_DATABASE_URL`: `postgres://...` selects PostgreSQL; unset, the embedded store.
 pub fn database_url() -> Option<String> {
-    std::env::var("SHOP_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
+    var("SHOP_DATABASE_URL").filter(|url| !url.trim().is_empty())
 }
 
 fn number(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(text) => text
+    match var(name) {
+        None => Ok(default),
+        Some(text) => text
             .trim()
             .parse()
             .with_context(|| format!("{name}={text:?} is not a whole number")),
@@ -87,17 +176,17 @@ fn number(name: &str, default: u64) -> anyhow::Result<u64> {
 
 impl RulesConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let cache_dir = match std::env::var("SHOP_RULES_CACHE") {
-            Ok(value) if value == "off" => None,
-            Ok(value) => Some(PathBuf::from(value)),
-            Err(_) => Some(PathBuf::from("data/rules-cache")),
+        let cache_dir = match var("SHOP_RULES_CACHE") {
+            Some(value) if value == "off" => None,
+            Some(value) => Some(PathBuf::from(value)),
+            None => Some(PathBuf::from("data/rules-cache")),
         };
         let memory_mb = number("SHOP_RULES_MEMORY_MB", 64)?;
         if memory_mb == 0 {
             bail!("SHOP_RULES_MEMORY_MB must be at least 1");
         }
         let mut component_config: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (name, value) in std::env::vars() {
+        for (name, value) in vars() {
             if let Some(rest) = name.strip_prefix("SHOP_RULES_CONFIG_") {
                 let (component, key) = split_component_key(rest)
                     .with_context(|| format!("{name}: expected SHOP_RULES_CONFIG_<COMPONENT>_<KEY>"))?;
@@ -105,7 +194,7 @@ impl RulesConfig {
             }
         }
         Ok(Self {
-            dir: std::env::var_os("SHOP_RULES_DIR").map(PathBuf::from),
+            dir: var("SHOP_RULES_DIR").map(PathBuf::from),
             cache_dir,
             call_timeout: Duration::from_millis(number("SHOP_RULES_TIMEOUT_MS", 100)?),
             memory_limit: usize::try_from(memory_mb << 20).context("SHOP_RULES_MEMORY_MB is too large")?,
@@ -130,7 +219,47 @@ fn split_component_key(rest: &str) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_component_key;
+    use std::collections::BTreeMap;
+
+    use super::{flatten, split_component_key};
+
+    fn settings(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let table: toml::Table = toml::from_str(text)?;
+        let mut into = BTreeMap::new();
+        flatten(&table, "", &mut into)?;
+        Ok(into)
+    }
+
+    #[test]
+    fn a_config_file_holds_the_environment_settings_by_their_short_names() {
+        let file = settings(
+            r#"
+            database_url = "postgres://db/shop"
+            db_pool = 32
+            [rules_config.purchase-limit]
+            max-units-per-day = 5
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(
+            file.get("SHOP_DATABASE_URL").map(String::as_str),
+            Some("postgres://db/shop")
+        );
+        assert_eq!(file.get("SHOP_DB_POOL").map(String::as_str), Some("32"));
+        let component = file
+            .keys()
+            .find_map(|name| name.strip_prefix("SHOP_RULES_CONFIG_"))
+            .and_then(split_component_key);
+        assert_eq!(component, Some(("purchase-limit".into(), "max-units-per-day".into())));
+    }
+
+    #[test]
+    fn a_config_file_with_a_typo_or_a_list_is_refused_by_name() {
+        let typo = settings("databse_url = \"x\"").expect_err("unknown");
+        assert!(typo.to_string().contains("databse_url"), "{typo}");
+        let list = settings("db_pool = [1, 2]").expect_err("not a scalar");
+        assert!(list.to_string().contains("db_pool"), "{list}");
+    }
 
     #[test]
     fn component_settings_split_into_kebab_case_names() {

@@ -4,15 +4,26 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod dead_letters_cmd;
 mod migrate_cmd;
+mod outbox_cmd;
 mod rules_cmd;
 mod serve_cmd;
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "shop", version, about = "The order and inventory core of the shop")]
 struct Cli {
+    /// A TOML file of settings (the `SHOP_*` variables by their short names);
+    /// the environment wins over it.
+    #[arg(long, global = true, env = "SHOP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,31 +38,63 @@ enum Command {
     /// Run roles of the shop until SIGINT or SIGTERM (distributed mode:
     /// SHOP_DATABASE_URL, SHOP_NATS_URL, SHOP_REDIS_URL).
     Serve {
-        /// Which roles this process runs.
-        #[arg(long, value_enum, default_value = "all", env = "SHOP_ROLE")]
-        role: serve_cmd::Role,
+        /// Which roles this process runs [default: all; SHOP_ROLE].
+        #[arg(long, value_enum)]
+        role: Option<serve_cmd::Role>,
+        /// Where the HTTP endpoints listen; port 0 picks a free port
+        /// [default: 127.0.0.1:8080; SHOP_LISTEN].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
+    /// List and replay the messages consumers gave up on (SHOP_NATS_URL, SHOP_NAMESPACE).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(dead_letters_cmd::DeadLettersCommand),
+    /// Inspect the outboxes and republish sent events (SHOP_DATABASE_URL).
+    #[command(subcommand)]
+    Outbox(outbox_cmd::OutboxCommand),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = cli.config.as_deref().map(config::load_file).transpose();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHOP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            config::var("SHOP_LOG")
+                .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
+                .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let outcome = match cli.command {
+    let outcome = loaded.and_then(|_| match cli.command {
         Command::Rules(command) => rules_cmd::run(command),
         Command::Migrate => migrate_cmd::run(),
-        Command::Serve { role } => serve_cmd::run(role),
-    };
+        Command::Serve { role, listen } => serve(role, listen),
+        Command::DeadLetters(command) => dead_letters_cmd::run(command),
+        Command::Outbox(command) => outbox_cmd::run(command),
+    });
     match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The command line over `SHOP_ROLE` / `SHOP_LISTEN` over the defaults.
+fn serve(role: Option<serve_cmd::Role>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let role = match (role, config::var("SHOP_ROLE")) {
+        (Some(role), _) => role,
+        (None, Some(text)) => serve_cmd::Role::from_str(&text, true)
+            .map_err(|_| anyhow::anyhow!("SHOP_ROLE={text:?}: expected order, inventory or all"))?,
+        (None, None) => serve_cmd::Role::All,
+    };
+    let listen = match (listen, config::var("SHOP_LISTEN")) {
+        (Some(listen), _) => listen,
+        (None, Some(text)) => text
+            .parse()
+            .with_context(|| format!("SHOP_LISTEN={text:?} is not an address like 127.0.0.1:8080"))?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+    serve_cmd::run(role, listen)
 }

@@ -4,26 +4,27 @@
 //! expires reservations; the inventory role relays its outbox and consumes
 //! order events. Any number of instances of a role may run: they share the
 //! durable consumers, and outbox leases and aggregate versions keep them
-//! apart. The REST API (and the gateway role) come with the front door.
+//! apart. Every role serves `/health/live` and `/metrics` on `--listen`;
+//! the REST API (and the gateway role) come with the front door.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock};
-use shop_runtime::ports::{EventBus, SystemClock};
+use shop_runtime::metrics::Metrics;
+use shop_runtime::ports::SystemClock;
 use shop_runtime::rules::{Capabilities, RuleHost};
-use shop_runtime::saga::consumer::{ConsumerSettings, run_consumer};
 use shop_runtime::saga::inventory::InventoryService;
-use shop_runtime::saga::orders::{OrderService, run_expiry};
-use shop_runtime::saga::relay::{RelaySettings, run_relay};
-use shop_streams::{Context, Namespace, Topology};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use shop_runtime::saga::orders::OrderService;
+use shop_runtime::saga::roles::{RoleSettings, Roles};
+use shop_streams::{Namespace, Topology};
 
 use crate::config::{self, RulesConfig, ServiceConfig};
 use crate::rules_cmd;
@@ -41,19 +42,33 @@ impl Role {
     }
 }
 
-pub fn run(role: Role) -> anyhow::Result<ExitCode> {
+pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let service = ServiceConfig::from_env()?;
     let rules = RulesConfig::from_env()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(serve(role, service, rules))?;
+    runtime.block_on(serve(role, listen, service, rules))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(role: Role, service: ServiceConfig, rules_config: RulesConfig) -> anyhow::Result<()> {
+async fn serve(
+    role: Role,
+    listen: SocketAddr,
+    service: ServiceConfig,
+    rules_config: RulesConfig,
+) -> anyhow::Result<()> {
     let namespace = Namespace::new(&config::namespace())?;
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    // Bound first: a taken port is reported before any connection is made.
+    let listener = shop_gateway::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listening = listener.local_addr().context("the listening address")?;
+
     let store = PgStore::connect(&PgSettings {
         max_connections: service.db_pool,
         ..PgSettings::new(service.database_url.clone())
@@ -69,58 +84,49 @@ async fn serve(role: Role, service: ServiceConfig, rules_config: RulesConfig) ->
         namespace: namespace.to_string(),
     };
     let reservation_ttl = rules_config.reservation_ttl;
-    let rules =
-        Arc::new(RuleHost::start(rules_cmd::settings(rules_config), capabilities).context("loading the rules")?);
+    let mut rule_settings = rules_cmd::settings(rules_config);
+    rule_settings.metrics = metrics.clone();
+    let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
     let _watch = rules.watch(Duration::from_secs(2));
 
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let consumer = ConsumerSettings::default();
-    let relay = |context: &str| RelaySettings::named(format!("{}-{context}", service.instance_id));
+    let settings = RoleSettings {
+        reservation_ttl,
+        expiry_every: service.expiry_every,
+        metrics: metrics.clone(),
+        ..RoleSettings::named(service.instance_id.clone())
+    };
+    let mut roles = Roles::new();
     if role.runs(Role::Order) {
-        let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
-        tasks.spawn(run_relay(
-            store.outbox(Schema::Orders),
-            bus.clone(),
-            relay("order"),
-            stopped.clone(),
-        ));
-        let subscription = bus.subscribe(Context::Order).await?;
-        tasks.spawn(run_consumer(subscription, consumer, orders.clone(), stopped.clone()));
-        tasks.spawn(run_expiry(
-            orders,
-            reservation_ttl,
-            service.expiry_every,
-            stopped.clone(),
-        ));
+        let orders = OrderService::new(store.clone(), rules.clone(), clock.clone()).with_metrics(metrics.clone());
+        roles
+            .start_order(Arc::new(orders), store.outbox(Schema::Orders), &bus, &settings)
+            .await?;
     }
     if role.runs(Role::Inventory) {
         let lock = RedisLock::connect(&service.redis_url).await?;
-        let inventory = Arc::new(InventoryService::new(
-            store.clone(),
-            lock,
-            rules.clone(),
-            clock,
-            namespace,
-        ));
-        tasks.spawn(run_relay(
-            store.outbox(Schema::Inventory),
-            bus.clone(),
-            relay("inventory"),
-            stopped.clone(),
-        ));
-        let subscription = bus.subscribe(Context::Inventory).await?;
-        tasks.spawn(run_consumer(subscription, consumer, inventory, stopped));
+        let inventory =
+            InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone());
+        roles
+            .start_inventory(Arc::new(inventory), store.outbox(Schema::Inventory), &bus, &settings)
+            .await?;
     }
+    let http = tokio::spawn(shop_gateway::serve(
+        listener,
+        shop_gateway::ops_router(Arc::new(registry)),
+        shutdown_signal(),
+    ));
     eprintln!(
-        "shop: {role:?} role running as {} (namespace {})",
+        "shop: {role:?} role running as {} (namespace {}), listening on http://{listening}",
         service.instance_id,
         config::namespace()
     );
-    shutdown_signal().await;
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "the HTTP server stopped"),
+        Err(error) => tracing::error!(%error, "the HTTP server task failed"),
+    }
     eprintln!("shop: stopping");
-    let _ = stop.send(true);
-    while tasks.join_next().await.is_some() {}
+    roles.stop().await;
     Ok(())
 }
 

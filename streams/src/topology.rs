@@ -110,7 +110,10 @@ pub struct ConsumerSpec {
     /// Unacknowledged this long, a message is delivered again. Sized with
     /// `batch`: a whole batch must be handled within it.
     pub ack_wait: Duration,
-    /// Deliveries before the message is dead-lettered.
+    /// Deliveries before the message is dead-lettered. With the consumers'
+    /// backoff (0.1 s doubling to 30 s), 20 deliveries span about six
+    /// minutes: a dependency outage shorter than that only delays messages;
+    /// a longer one dead-letters them, to be replayed once it is over.
     pub max_deliver: i64,
     /// In-flight messages across all instances.
     pub max_ack_pending: i64,
@@ -169,7 +172,7 @@ impl Topology {
             stream: self.stream(source).name,
             filter_subject: format!("{}.{source}.>", self.namespace),
             ack_wait: Duration::from_secs(30),
-            max_deliver: 10,
+            max_deliver: 20,
             max_ack_pending: 10_000,
             batch: 100,
             dead_letter_subject: format!("{}.dead.{durable}", self.namespace),

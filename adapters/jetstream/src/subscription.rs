@@ -18,6 +18,7 @@ pub struct JetStreamSubscription {
     js: JsContext,
     consumer: PullConsumer,
     spec: ConsumerSpec,
+    dead_lettered: u64,
 }
 
 impl JetStreamSubscription {
@@ -42,7 +43,12 @@ impl JetStreamSubscription {
             .get_or_create_consumer(&spec.durable, config)
             .await
             .map_err(|e| unavailable(format!("consumer {}", spec.durable), e))?;
-        Ok(Self { js, consumer, spec })
+        Ok(Self {
+            js,
+            consumer,
+            spec,
+            dead_lettered: 0,
+        })
     }
 }
 
@@ -75,12 +81,14 @@ impl Subscription for JetStreamSubscription {
                 Ok(envelope) => envelope,
                 Err(error) => {
                     dead_letter(&self.js, &self.spec, &message, attempt, &error.to_string()).await?;
+                    self.dead_lettered += 1;
                     continue;
                 }
             };
             if attempt > u64::try_from(self.spec.max_deliver).unwrap_or(u64::MAX) {
                 let reason = format!("not handled after {} deliveries", self.spec.max_deliver);
                 dead_letter(&self.js, &self.spec, &message, attempt, &reason).await?;
+                self.dead_lettered += 1;
                 continue;
             }
             batch.push(JetStreamDelivery {
@@ -92,6 +100,19 @@ impl Subscription for JetStreamSubscription {
             });
         }
         Ok(batch)
+    }
+
+    async fn lag(&mut self) -> Result<u64, BusError> {
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|e| unavailable(format!("consumer {}", self.spec.durable), e))?;
+        Ok(info.num_pending)
+    }
+
+    fn take_dead_lettered(&mut self) -> u64 {
+        std::mem::take(&mut self.dead_lettered)
     }
 }
 

@@ -73,6 +73,14 @@ pub trait Subscription: Send + 'static {
         max: usize,
         wait: Duration,
     ) -> impl Future<Output = Result<Vec<Self::Delivery>, BusError>> + Send;
+
+    /// MUST return how many messages wait for this context's consumer, not
+    /// yet delivered to any subscription.
+    fn lag(&mut self) -> impl Future<Output = Result<u64, BusError>> + Send;
+
+    /// MUST return how many messages `next_batch` turned into dead letters
+    /// itself since the last call.
+    fn take_dead_lettered(&mut self) -> u64;
 }
 
 /// One delivered message, to be settled exactly one way.

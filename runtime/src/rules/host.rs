@@ -20,6 +20,7 @@ use super::component::{CallLimits, ComponentInfo, InventoryWorld, Loaded, OrderW
 use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
 use super::imports::Capabilities;
 use super::source::{self, RuleSource};
+use crate::metrics::{Metrics, Timer};
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -41,6 +42,8 @@ pub struct RuleSettings {
     pub pool_size: usize,
     /// Settings each component reads through its `config` import, by component name.
     pub component_config: BTreeMap<String, BTreeMap<String, String>>,
+    /// Where call times are counted.
+    pub metrics: Metrics,
 }
 
 impl Default for RuleSettings {
@@ -53,6 +56,7 @@ impl Default for RuleSettings {
             memory_limit: 64 << 20,
             pool_size: 16,
             component_config: BTreeMap::new(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -252,6 +256,7 @@ impl RuleHost {
         let set = self.current();
         let state: Option<order_types::Order> = state.cloned().mirror();
         let command: order_types::OrderCommand = command.clone().mirror();
+        let _timer = self.timer(set.order.stamp());
         let outcome = set.order.call(|rules, store| {
             rules
                 .shop_rules_order_rules()
@@ -264,6 +269,7 @@ impl RuleHost {
         let set = self.current();
         let state: Option<order_types::Order> = state.mirror();
         let event: order_types::OrderEvent = event.clone().mirror();
+        let _timer = self.timer(set.order.stamp());
         let next = set.order.call(|rules, store| {
             rules
                 .shop_rules_order_rules()
@@ -280,6 +286,7 @@ impl RuleHost {
         let set = self.current();
         let state: inventory_types::InventoryState = state.clone().mirror();
         let command: inventory_types::InventoryCommand = command.clone().mirror();
+        let _timer = self.timer(set.inventory.stamp());
         let outcome = set
             .inventory
             .call(|rules, store| rules.shop_rules_inventory_rules().call_decide(store, &state, &command))?;
@@ -290,10 +297,15 @@ impl RuleHost {
         let set = self.current();
         let state: inventory_types::InventoryState = state.mirror();
         let event: inventory_types::InventoryEvent = event.clone().mirror();
+        let _timer = self.timer(set.inventory.stamp());
         let next = set
             .inventory
             .call(|rules, store| rules.shop_rules_inventory_rules().call_evolve(store, &state, &event))?;
         Ok(next.mirror())
+    }
+
+    fn timer(&self, stamp: &RuleStamp) -> Timer {
+        self.loader.settings.metrics.rule_call(&stamp.name)
     }
 
     /// Runs every loaded policy, in name order; the first refusal wins.
@@ -303,6 +315,7 @@ impl RuleHost {
         let order: order_types::PlaceOrder = order.clone().mirror();
         let mut allowed = Vec::with_capacity(set.policies.len());
         for policy in &set.policies {
+            let _timer = self.timer(policy.stamp());
             let verdict = policy.call(|rules, store| rules.shop_rules_order_policy().call_check(store, &order))?;
             if let Err(violation) = verdict {
                 return Err(RuleError::Rejected(PolicyViolation {

@@ -3,12 +3,14 @@
 //! permanent failure -> dead letter.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use shop_streams::Context;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{HandleError, Handler};
+use crate::metrics::Metrics;
 use crate::ports::{Delivery, Subscription};
 
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +21,8 @@ pub struct ConsumerSettings {
     /// Redelivery delay after the first failure, doubled per attempt up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// How often the consumer's lag is read for the metrics.
+    pub lag_every: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -27,21 +31,36 @@ impl Default for ConsumerSettings {
             batch: 100,
             wait: Duration::from_millis(500),
             backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(30),
+            lag_every: Duration::from_secs(5),
         }
     }
 }
 
+/// A context's consumer loop: what it reads, what it feeds, what it counts.
+pub struct Consumer<S, H> {
+    /// The context that consumes (the other context's events).
+    pub context: Context,
+    pub subscription: S,
+    pub handler: Arc<H>,
+    pub settings: ConsumerSettings,
+    pub metrics: Metrics,
+}
+
 /// Handles and settles one batch; returns how many messages it took.
-pub async fn consume_once<S: Subscription, H: Handler>(
-    subscription: &mut S,
-    settings: &ConsumerSettings,
-    handler: &H,
-) -> Result<usize, String> {
+pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S, H>) -> Result<usize, String> {
+    let Consumer {
+        context,
+        subscription,
+        handler,
+        settings,
+        metrics,
+    } = consumer;
     let batch = subscription
         .next_batch(settings.batch, settings.wait)
         .await
         .map_err(|e| e.to_string())?;
+    metrics.dead_lettered(*context, subscription.take_dead_lettered());
     let taken = batch.len();
     for delivery in batch {
         let span = tracing::info_span!(
@@ -53,20 +72,37 @@ pub async fn consume_once<S: Subscription, H: Handler>(
         );
         // Instrumented, not entered: a guard held across `.await` would tag
         // other tasks' work with this message's span.
-        settle(delivery, settings, handler).instrument(span).await;
+        if delivery.attempt() > 1 {
+            metrics.redelivered(*context);
+        }
+        settle(delivery, *context, settings, &**handler, metrics)
+            .instrument(span)
+            .await;
     }
     Ok(taken)
 }
 
-async fn settle<D: Delivery, H: Handler>(delivery: D, settings: &ConsumerSettings, handler: &H) {
-    let settled = match handler.handle(delivery.envelope()).await {
+async fn settle<D: Delivery, H: Handler>(
+    delivery: D,
+    context: Context,
+    settings: &ConsumerSettings,
+    handler: &H,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let outcome = handler.handle(delivery.envelope()).await;
+    metrics.handled(context, &delivery.envelope().event_type, started.elapsed());
+    let settled = match outcome {
         Ok(()) => delivery.ack().await,
         Err(HandleError::Transient(reason)) => {
             let delay = backoff(settings, delivery.attempt());
             tracing::warn!(target: "shop::consumer", %reason, ?delay, "not handled; will retry");
             delivery.retry(delay).await
         }
-        Err(HandleError::Permanent(reason)) => delivery.dead_letter(&reason).await,
+        Err(HandleError::Permanent(reason)) => {
+            metrics.dead_lettered(context, 1);
+            delivery.dead_letter(&reason).await
+        }
     };
     if let Err(error) = settled {
         // Unsettled means redelivered after the ack wait: late, not lost.
@@ -83,16 +119,19 @@ fn backoff(settings: &ConsumerSettings, attempt: u64) -> Duration {
 }
 
 /// Consumes until `stop` turns true.
-pub async fn run_consumer<S: Subscription, H: Handler>(
-    mut subscription: S,
-    settings: ConsumerSettings,
-    handler: Arc<H>,
-    stop: watch::Receiver<bool>,
-) {
+pub async fn run_consumer<S: Subscription, H: Handler>(mut consumer: Consumer<S, H>, stop: watch::Receiver<bool>) {
+    let mut lag_read: Option<Instant> = None;
     while !*stop.borrow() {
-        if let Err(error) = consume_once(&mut subscription, &settings, &*handler).await {
+        if let Err(error) = consume_once(&mut consumer).await {
             tracing::warn!(target: "shop::consumer", %error, "pull failed; retrying");
-            tokio::time::sleep(settings.backoff).await;
+            tokio::time::sleep(consumer.settings.backoff).await;
+        }
+        if lag_read.is_none_or(|at| at.elapsed() >= consumer.settings.lag_every) {
+            lag_read = Some(Instant::now());
+            match consumer.subscription.lag().await {
+                Ok(lag) => consumer.metrics.consumer_lag(consumer.context, lag),
+                Err(error) => tracing::debug!(target: "shop::consumer", %error, "lag not read"),
+            }
         }
     }
 }

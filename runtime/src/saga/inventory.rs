@@ -1,7 +1,7 @@
 //! The inventory context's use cases.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shop_rules::inventory::{
     Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, OrderLines, Release, ReleaseReason,
@@ -11,6 +11,7 @@ use shop_rules::order::{CancelReason, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
 
 use super::{CONFLICT_RETRIES, HandleError, rule_ref, settle};
+use crate::metrics::Metrics;
 use crate::ports::{Clock, Handled, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
 use crate::rules::{RuleError, RuleFault, RuleHost};
 
@@ -74,6 +75,7 @@ pub struct InventoryService<S, L> {
     clock: Arc<dyn Clock>,
     namespace: Namespace,
     locks: LockSettings,
+    metrics: Metrics,
 }
 
 impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
@@ -85,7 +87,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             clock,
             namespace,
             locks: LockSettings::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts lock waits into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn with_locks(mut self, locks: LockSettings) -> Self {
@@ -131,7 +140,10 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             .collect();
         keys.sort();
         keys.dedup();
-        let lease = self.lock.acquire(&keys, self.locks.ttl, self.locks.wait).await?;
+        let waiting = Instant::now();
+        let lease = self.lock.acquire(&keys, self.locks.ttl, self.locks.wait).await;
+        self.metrics.lock_waited(waiting.elapsed());
+        let lease = lease?;
         let outcome = self.decide_and_write(job).await;
         self.release(&lease).await;
         outcome

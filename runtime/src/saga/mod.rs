@@ -6,7 +6,9 @@
 //!   inventory side's reactions to order events (reserve, release, deduct);
 //! - [`relay`]: the outbox relay that publishes committed events;
 //! - [`consumer`]: the loop that feeds a subscription's messages to a handler
-//!   and settles each one.
+//!   and settles each one;
+//! - [`roles`]: the relays, consumers and expiry of each role, started and
+//!   stopped together.
 //!
 //! Every decision comes from the rule components; services only load state,
 //! ask the rules, and commit the outcome through the ports.
@@ -15,6 +17,7 @@ pub mod consumer;
 pub mod inventory;
 pub mod orders;
 pub mod relay;
+pub mod roles;
 
 use std::future::Future;
 

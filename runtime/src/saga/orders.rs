@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{CONFLICT_RETRIES, HandleError, next_version, rule_ref, settle};
+use crate::metrics::Metrics;
 use crate::ports::{CatalogueEntry, Clock, Handled, OrderStore, OrderWrite, StoreError};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
 
@@ -54,11 +55,23 @@ pub struct OrderService<S> {
     store: S,
     rules: Arc<RuleHost>,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 impl<S: OrderStore> OrderService<S> {
     pub fn new(store: S, rules: Arc<RuleHost>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, rules, clock }
+        Self {
+            store,
+            rules,
+            clock,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Counts created, confirmed, completed and cancelled orders into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -95,6 +108,7 @@ impl<S: OrderStore> OrderService<S> {
                 StoreError::Conflict(_) => OrderError::Rejected(OrderRejection::AlreadyExists),
                 other => OrderError::Store(other),
             })?;
+        self.metrics.order_events(&decided.value);
         Ok(order)
     }
 
@@ -165,7 +179,10 @@ impl<S: OrderStore> OrderService<S> {
                 handled,
             };
             match self.store.write(write).await {
-                Ok(_) => return Ok(order),
+                Ok(_) => {
+                    self.metrics.order_events(&decided.value);
+                    return Ok(order);
+                }
                 Err(StoreError::Conflict(what)) => last = Some(StoreError::Conflict(what)),
                 Err(other) => return Err(other.into()),
             }

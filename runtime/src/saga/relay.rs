@@ -4,10 +4,12 @@
 //! apart. A crash between publish and mark republishes the batch later,
 //! which the broker's dedup window and the consumers' inboxes absorb.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use shop_streams::Context;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::ports::{EventBus, Outbox};
 
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub struct RelaySettings {
     pub idle: Duration,
     /// Pause after a failure.
     pub backoff: Duration,
+    /// How often the backlog is counted for the metrics.
+    pub backlog_every: Duration,
 }
 
 impl RelaySettings {
@@ -31,6 +35,7 @@ impl RelaySettings {
             lease: Duration::from_secs(30),
             idle: Duration::from_millis(20),
             backoff: Duration::from_millis(500),
+            backlog_every: Duration::from_secs(5),
         }
     }
 }
@@ -50,14 +55,24 @@ pub async fn relay_once(outbox: &impl Outbox, bus: &impl EventBus, settings: &Re
     Ok(batch.len())
 }
 
-/// Relays until `stop` turns true.
+/// Relays `context`'s outbox until `stop` turns true.
 pub async fn run_relay(
+    context: Context,
     outbox: impl Outbox,
     bus: impl EventBus,
     settings: RelaySettings,
+    metrics: Metrics,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut counted: Option<Instant> = None;
     while !*stop.borrow() {
+        if counted.is_none_or(|at| at.elapsed() >= settings.backlog_every) {
+            counted = Some(Instant::now());
+            match outbox.backlog().await {
+                Ok(backlog) => metrics.outbox_backlog(context, backlog),
+                Err(error) => tracing::debug!(target: "shop::relay", %error, "backlog not counted"),
+            }
+        }
         let pause = match relay_once(&outbox, &bus, &settings).await {
             Ok(0) => settings.idle,
             Ok(sent) => {

@@ -57,6 +57,7 @@ async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &m
     bus.publish(std::slice::from_ref(&event))
         .await
         .expect("published again");
+    assert_eq!(inventory.lag().await.expect("lag"), 1, "one message waits, stored once");
     let batch = inventory.next_batch(10, WAIT).await.expect("pull");
     assert_eq!(batch.len(), 1, "delivered once");
     assert_eq!(batch[0].envelope(), &event, "the envelope arrives whole");
@@ -158,6 +159,7 @@ async fn a_message_that_keeps_failing_becomes_a_dead_letter<B: EventBus>(
     inventory: &mut B::Subscription,
     max_deliver: u64,
 ) {
+    inventory.take_dead_lettered();
     let doomed = confirmed("o-doomed");
     bus.publish(std::slice::from_ref(&doomed)).await.expect("published");
     let mut attempts = 0;
@@ -180,4 +182,11 @@ async fn a_message_that_keeps_failing_becomes_a_dead_letter<B: EventBus>(
         .find(|l| Envelope::from_bytes(&l.body).ok().as_ref() == Some(&doomed))
         .expect("dead-lettered");
     assert!(letter.reason.contains("deliveries"), "{}", letter.reason);
+    assert_eq!(
+        inventory.take_dead_lettered(),
+        1,
+        "the subscription counts what it dead-lettered"
+    );
+    assert_eq!(inventory.take_dead_lettered(), 0, "and counts it once");
+    assert_eq!(inventory.lag().await.expect("lag"), 0, "nothing left waiting");
 }

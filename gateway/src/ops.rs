@@ -1,0 +1,76 @@
+//! Operations endpoints: `/health/live` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+/// The content type of the metrics exposition.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The endpoints every role serves, reading metrics from `registry`.
+pub fn ops_router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/metrics", get(metrics))
+        .with_state(registry)
+}
+
+/// The process answers: it is alive. Readiness (its dependencies answer)
+/// is a separate question, `/health/ready`.
+async fn live() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+    let mut body = String::new();
+    match encode(&mut body, &registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+        // Only a failing fmt::Write can fail this; a String does not.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+
+    #[tokio::test]
+    async fn metrics_and_liveness_are_served() {
+        let mut registry = Registry::default();
+        let counter = Counter::<u64>::default();
+        registry.register("probes", "Probes seen", counter.clone());
+        counter.inc_by(3);
+        let listener = crate::bind(([127, 0, 0, 1], 0).into()).await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let router = ops_router(Arc::new(registry));
+        tokio::spawn(crate::serve(listener, router, std::future::pending()));
+
+        let live = get(addr, "/health/live").await;
+        assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+        assert!(metrics.contains("probes_total 3"), "{metrics}");
+        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    }
+}

@@ -1,0 +1,240 @@
+//! What the shop counts and times, as Prometheus metrics.
+//!
+//! One [`Metrics`] per process, cloned into the services, the consumer loops,
+//! the relays and the rules host (clones share their values). The `shop`
+//! binary registers it and serves the registry at `/metrics`; a service that
+//! was not handed one counts into an unregistered set that nobody reads.
+
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use shop_rules::order::OrderEvent;
+use shop_streams::Context;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ContextLabel {
+    order,
+    inventory,
+}
+
+impl From<Context> for ContextLabel {
+    fn from(context: Context) -> Self {
+        match context {
+            Context::Order => Self::order,
+            Context::Inventory => Self::inventory,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContextLabels {
+    pub context: ContextLabel,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub context: ContextLabel,
+    pub event_type: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// From 100 µs to about 6.5 s: rule calls sit at the low end, lock waits and
+/// handlers under load at the high end.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    orders_created: Counter,
+    orders_confirmed: Counter,
+    orders_completed: Counter,
+    orders_cancelled: Family<ReasonLabels, Counter>,
+    lock_wait: Histogram,
+    rule_call: HistogramFamily<RuleLabels>,
+    handler: HistogramFamily<HandlerLabels>,
+    redeliveries: Family<ContextLabels, Counter>,
+    dead_letters: Family<ContextLabels, Counter>,
+    outbox_backlog: Family<ContextLabels, Gauge>,
+    consumer_lag: Family<ContextLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            orders_created: Counter::default(),
+            orders_confirmed: Counter::default(),
+            orders_completed: Counter::default(),
+            orders_cancelled: Family::default(),
+            lock_wait: latency_histogram(),
+            rule_call: Family::new_with_constructor(latency_histogram),
+            handler: Family::new_with_constructor(latency_histogram),
+            redeliveries: Family::default(),
+            dead_letters: Family::default(),
+            outbox_backlog: Family::default(),
+            consumer_lag: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds every metric to `registry` under the `shop_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let shop = registry.sub_registry_with_prefix("shop");
+        shop.register("orders_created", "Orders accepted", self.orders_created.clone());
+        shop.register(
+            "orders_confirmed",
+            "Orders whose stock was reserved",
+            self.orders_confirmed.clone(),
+        );
+        shop.register(
+            "orders_completed",
+            "Orders paid and deducted",
+            self.orders_completed.clone(),
+        );
+        shop.register(
+            "orders_cancelled",
+            "Orders cancelled, by reason",
+            self.orders_cancelled.clone(),
+        );
+        shop.register(
+            "lock_wait_seconds",
+            "Time spent acquiring the product locks",
+            self.lock_wait.clone(),
+        );
+        shop.register(
+            "rule_call_seconds",
+            "Time of one call into a rule component, by component",
+            self.rule_call.clone(),
+        );
+        shop.register(
+            "handler_seconds",
+            "Time to handle one consumed event, by context and event type",
+            self.handler.clone(),
+        );
+        shop.register(
+            "redeliveries",
+            "Messages delivered again after a failure or an expired ack wait",
+            self.redeliveries.clone(),
+        );
+        shop.register(
+            "dead_letters",
+            "Messages given up on and kept as dead letters",
+            self.dead_letters.clone(),
+        );
+        shop.register(
+            "outbox_backlog",
+            "Events committed but not yet published",
+            self.outbox_backlog.clone(),
+        );
+        shop.register(
+            "consumer_lag",
+            "Messages waiting for the context's durable consumer",
+            self.consumer_lag.clone(),
+        );
+    }
+
+    /// Counts the order lifecycle from events that were just committed.
+    pub fn order_events(&self, events: &[OrderEvent]) {
+        for event in events {
+            match event {
+                OrderEvent::Created(_) => self.orders_created.inc(),
+                OrderEvent::Confirmed(_) => self.orders_confirmed.inc(),
+                OrderEvent::Completed(_) => self.orders_completed.inc(),
+                OrderEvent::Cancelled(cancelled) => self
+                    .orders_cancelled
+                    .get_or_create(&ReasonLabels {
+                        reason: cancelled.reason.as_str().to_owned(),
+                    })
+                    .inc(),
+            };
+        }
+    }
+
+    pub fn lock_waited(&self, took: Duration) {
+        self.lock_wait.observe(took.as_secs_f64());
+    }
+
+    /// Times one rule call; observed when the returned guard drops.
+    pub fn rule_call(&self, rule: &str) -> Timer {
+        Timer::new(
+            self.rule_call
+                .get_or_create(&RuleLabels { rule: rule.to_owned() })
+                .clone(),
+        )
+    }
+
+    pub fn handled(&self, context: Context, event_type: &str, took: Duration) {
+        self.handler
+            .get_or_create(&HandlerLabels {
+                context: context.into(),
+                event_type: event_type.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn redelivered(&self, context: Context) {
+        self.redeliveries.get_or_create(&labels(context)).inc();
+    }
+
+    pub fn dead_lettered(&self, context: Context, count: u64) {
+        self.dead_letters.get_or_create(&labels(context)).inc_by(count);
+    }
+
+    pub fn outbox_backlog(&self, context: Context, backlog: u64) {
+        self.outbox_backlog
+            .get_or_create(&labels(context))
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    }
+
+    pub fn consumer_lag(&self, context: Context, lag: u64) {
+        self.consumer_lag
+            .get_or_create(&labels(context))
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+}
+
+fn labels(context: Context) -> ContextLabels {
+    ContextLabels {
+        context: context.into(),
+    }
+}
+
+/// Observes the time since it was made when dropped.
+#[must_use = "the timer observes when dropped"]
+pub struct Timer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+impl Timer {
+    fn new(histogram: Histogram) -> Self {
+        Self {
+            histogram,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}

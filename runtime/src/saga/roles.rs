@@ -1,0 +1,134 @@
+//! The background work of each role, started together and stopped together.
+//!
+//! The order role relays the order outbox, consumes inventory events and
+//! expires reservations; the inventory role relays its outbox and consumes
+//! order events. `shop serve` and the end-to-end tests start roles through
+//! here, so what runs in tests is what runs in production.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shop_streams::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::Handler;
+use super::consumer::{Consumer, ConsumerSettings, run_consumer};
+use super::inventory::InventoryService;
+use super::orders::{OrderService, run_expiry};
+use super::relay::{RelaySettings, run_relay};
+use crate::metrics::Metrics;
+use crate::ports::{BusError, EventBus, InventoryStore, Lock, OrderStore, Outbox};
+
+#[derive(Debug, Clone)]
+pub struct RoleSettings {
+    /// Names this process in outbox leases and logs.
+    pub instance: String,
+    pub consumer: ConsumerSettings,
+    /// How long a confirmed order holds its stock before the expiry cancels it.
+    pub reservation_ttl: Duration,
+    /// How often due reservations are looked for.
+    pub expiry_every: Duration,
+    pub metrics: Metrics,
+}
+
+impl RoleSettings {
+    pub fn named(instance: impl Into<String>) -> Self {
+        Self {
+            instance: instance.into(),
+            consumer: ConsumerSettings::default(),
+            reservation_ttl: Duration::from_secs(30 * 60),
+            expiry_every: Duration::from_secs(1),
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// Running roles of this process.
+#[derive(Debug)]
+pub struct Roles {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Roles {
+    pub fn new() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Starts the order role's relay, consumer and expiry.
+    pub async fn start_order<S: OrderStore, B: EventBus + Clone>(
+        &mut self,
+        orders: Arc<OrderService<S>>,
+        outbox: impl Outbox,
+        bus: &B,
+        settings: &RoleSettings,
+    ) -> Result<(), BusError> {
+        self.relay_and_consume(Context::Order, orders.clone(), outbox, bus, settings)
+            .await?;
+        self.tasks.spawn(run_expiry(
+            orders,
+            settings.reservation_ttl,
+            settings.expiry_every,
+            self.stop.subscribe(),
+        ));
+        Ok(())
+    }
+
+    /// Starts the inventory role's relay and consumer. Call it again with
+    /// another service to run several handlers sharing the consumer.
+    pub async fn start_inventory<S: InventoryStore, L: Lock, B: EventBus + Clone>(
+        &mut self,
+        inventory: Arc<InventoryService<S, L>>,
+        outbox: impl Outbox,
+        bus: &B,
+        settings: &RoleSettings,
+    ) -> Result<(), BusError> {
+        self.relay_and_consume(Context::Inventory, inventory, outbox, bus, settings)
+            .await
+    }
+
+    async fn relay_and_consume<H: Handler, B: EventBus + Clone>(
+        &mut self,
+        context: Context,
+        handler: Arc<H>,
+        outbox: impl Outbox,
+        bus: &B,
+        settings: &RoleSettings,
+    ) -> Result<(), BusError> {
+        let subscription = bus.subscribe(context).await?;
+        let relay = RelaySettings::named(format!("{}-{}", settings.instance, context.as_str()));
+        self.tasks.spawn(run_relay(
+            context,
+            outbox,
+            bus.clone(),
+            relay,
+            settings.metrics.clone(),
+            self.stop.subscribe(),
+        ));
+        let consumer = Consumer {
+            context,
+            subscription,
+            handler,
+            settings: settings.consumer,
+            metrics: settings.metrics.clone(),
+        };
+        self.tasks.spawn(run_consumer(consumer, self.stop.subscribe()));
+        Ok(())
+    }
+
+    /// Asks every task to stop after its current round and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

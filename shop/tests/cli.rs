@@ -1,0 +1,166 @@
+//! The operator commands, run as the real binary against the real services.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shop_adapter_postgres::Schema;
+use shop_runtime::ports::{EventBus, Outbox, Subscription};
+use shop_streams::Context;
+
+fn shop(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+    command
+        .args(args)
+        .env_remove("SHOP_DATABASE_URL")
+        .env_remove("SHOP_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("the shop binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_from_the_command_line() {
+    let (namespace, bus) = common::fresh_bus('c').await;
+    let env = [("SHOP_NAMESPACE", namespace.as_str())];
+    let empty = shop(&["dead-letters", "list"], &env);
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    assert!(stdout(&empty).contains("no dead letters"), "{}", stdout(&empty));
+
+    // An unreadable message on the stream inventory reads: dead-lettered on arrival.
+    let subject = format!("{namespace}.order.OrderCreated");
+    bus.jetstream()
+        .publish(subject, b"garbage".to_vec().into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let batch = inventory
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .expect("pull");
+    assert!(batch.is_empty(), "nothing readable was delivered");
+
+    let listed = shop(&["dead-letters", "list"], &env);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    assert!(table.contains("not an event envelope"), "{table}");
+    let row = table.lines().nth(1).expect("a row under the header");
+    let id = row.split_whitespace().next().expect("an id column");
+    assert!(row.contains(&format!("{namespace}.order.OrderCreated")), "{row}");
+
+    let replayed = shop(&["dead-letters", "replay", id], &env);
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    assert!(
+        stdout(&replayed).contains(&format!("replayed {id}")),
+        "{}",
+        stdout(&replayed)
+    );
+    let after = shop(&["dead-letters", "list"], &env);
+    assert!(stdout(&after).contains("no dead letters"), "{}", stdout(&after));
+
+    // Replayed means published again where it came from: the consumer gets
+    // it (and, as it is still unreadable, dead-letters it again).
+    let again = inventory
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .expect("pull");
+    assert!(again.is_empty());
+    assert_eq!(inventory.take_dead_lettered(), 2, "the original and the replay");
+    assert_eq!(bus.dead_letters(10).await.expect("listed").len(), 1);
+
+    let unknown = shop(&["dead-letters", "replay", "999999"], &env);
+    assert!(!unknown.status.success(), "an unknown id fails");
+    assert!(
+        stderr(&unknown).contains("no dead letter 999999"),
+        "{}",
+        stderr(&unknown)
+    );
+    let _ = bus.delete_streams().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_events_are_republished_from_a_point_in_time() {
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = common::fresh_bus('o').await;
+    let desk = common::Desk::open(store.clone(), &namespace).await;
+    desk.register("SKU-O", 5).await;
+    let outbox = store.outbox(Schema::Inventory);
+    let claimed = outbox
+        .claim("test", 10, Duration::from_secs(30))
+        .await
+        .expect("claimed");
+    assert_eq!(claimed.len(), 1, "the registration's event");
+    let ids: Vec<_> = claimed.iter().map(|e| e.event_id).collect();
+    outbox.mark_sent(&ids).await.expect("marked");
+
+    let env = [("SHOP_DATABASE_URL", url.as_str())];
+    let before = shop(&["outbox", "backlog"], &env);
+    assert!(stdout(&before).contains("inventory: 0 unsent"), "{}", stdout(&before));
+    let republished = shop(
+        &["outbox", "republish", "--since", "1h", "--context", "inventory"],
+        &env,
+    );
+    assert!(republished.status.success(), "{}", stderr(&republished));
+    assert!(
+        stdout(&republished).contains("inventory: 1 events queued"),
+        "{}",
+        stdout(&republished)
+    );
+    assert_eq!(
+        outbox.backlog().await.expect("counted"),
+        1,
+        "unsent again, for the relays"
+    );
+
+    let nonsense = shop(&["outbox", "republish", "--since", "soon"], &env);
+    assert!(!nonsense.status.success());
+    assert!(
+        stderr(&nonsense).contains("expected a duration"),
+        "{}",
+        stderr(&nonsense)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_a_config_file_under_the_environment() {
+    let (_store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("shop.toml");
+    std::fs::write(&file, format!("database_url = {url:?}\ndb_pool = 2\n")).expect("written");
+    let path = file.to_string_lossy().into_owned();
+
+    let backlog = shop(&["--config", &path, "outbox", "backlog"], &[]);
+    assert!(backlog.status.success(), "{}", stderr(&backlog));
+    assert!(stdout(&backlog).contains("order: 0 unsent"), "{}", stdout(&backlog));
+
+    // The environment wins over the file.
+    let elsewhere = shop(
+        &["--config", &path, "outbox", "backlog"],
+        &[("SHOP_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")],
+    );
+    assert!(
+        !elsewhere.status.success(),
+        "the environment's unreachable database was used"
+    );
+
+    std::fs::write(&file, "databse_url = \"postgres://x\"\n").expect("written");
+    let typo = shop(&["--config", &path, "outbox", "backlog"], &[]);
+    assert!(!typo.status.success());
+    assert!(
+        stderr(&typo).contains("unknown setting \"databse_url\""),
+        "{}",
+        stderr(&typo)
+    );
+}

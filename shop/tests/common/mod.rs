@@ -1,0 +1,203 @@
+//! Runs `shop serve` processes against the real services for the tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use shop_adapter_jetstream::JetStreamBus;
+use shop_adapter_postgres::PgStore;
+use shop_adapter_redis::RedisLock;
+use shop_rules::inventory::{InventoryCommand, RegisterProduct};
+use shop_rules::order::LineRequest;
+use shop_runtime::ports::{OrderStore, SystemClock};
+use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
+use shop_runtime::saga::inventory::InventoryService;
+use shop_runtime::saga::orders::{NewOrder, OrderService};
+use shop_streams::{Namespace, Topology, Trace};
+use uuid::Uuid;
+
+/// A `shop serve` child process, killed when dropped.
+pub struct RoleProcess {
+    pub child: Child,
+    /// Where its HTTP endpoints listen.
+    pub addr: SocketAddr,
+}
+
+impl RoleProcess {
+    /// Starts `shop serve --role ROLE` on `database_url` and `namespace`,
+    /// with `extra` environment, and waits until it listens.
+    pub fn start(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        command
+            .args(["serve", "--role", role])
+            .env("SHOP_DATABASE_URL", database_url)
+            .env("SHOP_NAMESPACE", namespace)
+            .env("SHOP_RULES_CACHE", "off")
+            .env("SHOP_LISTEN", "127.0.0.1:0")
+            .env("SHOP_INSTANCE_ID", format!("{namespace}-{role}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the shop binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (found, address) = mpsc::channel();
+        // Reads the banner, then keeps draining so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("listening on http://") {
+                    let _ = found.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = address
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the role reports where it listens")
+            .parse()
+            .expect("a socket address");
+        Self { child, addr }
+    }
+
+    /// SIGKILL: no shutdown, no goodbyes.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `GET path` on the role's HTTP endpoints; the body.
+    pub async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A namespace no other run uses, and the bus on it.
+pub async fn fresh_bus(prefix: char) -> (Namespace, JetStreamBus) {
+    let simple = Uuid::now_v7().simple().to_string();
+    let namespace = Namespace::new(&format!("{prefix}{}", &simple[simple.len() - 12..])).expect("valid");
+    let bus = JetStreamBus::connect("nats://127.0.0.1:4222", Topology::new(namespace.clone()))
+        .await
+        .expect("NATS is reachable");
+    (namespace, bus)
+}
+
+/// The value of the sample `name` (with its labels, as exposed) in a
+/// metrics exposition; `None` when absent.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The test's own hands on the system: the order service (intake without an
+/// HTTP API yet) and the inventory administration, writing to the same
+/// database as the role processes.
+pub struct Desk {
+    pub store: PgStore,
+    pub orders: Arc<OrderService<PgStore>>,
+    pub admin: InventoryService<PgStore, RedisLock>,
+}
+
+impl Desk {
+    pub async fn open(store: PgStore, namespace: &Namespace) -> Self {
+        let clock = Arc::new(SystemClock);
+        let capabilities = Capabilities {
+            clock: clock.clone(),
+            kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
+            namespace: namespace.to_string(),
+        };
+        let settings = RuleSettings {
+            builtin: shop_rules_bundle::default_sources(),
+            ..RuleSettings::default()
+        };
+        let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
+        let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
+        let lock = RedisLock::connect("redis://127.0.0.1:6379")
+            .await
+            .expect("Redis is reachable");
+        let admin = InventoryService::new(store.clone(), lock, rules, clock, namespace.clone());
+        Self { store, orders, admin }
+    }
+
+    /// Registers a product; its price reaches the order side once an
+    /// inventory role relays the event and an order role consumes it.
+    pub async fn register(&self, product_id: &str, stock: i64) {
+        let register = InventoryCommand::RegisterProduct(RegisterProduct {
+            product_id: product_id.into(),
+            name: "Kettle".into(),
+            unit_price: 3000,
+            currency: "KRW".into(),
+            initial_stock: stock,
+        });
+        self.admin
+            .admin(register, Trace::root(Uuid::now_v7()))
+            .await
+            .expect("registered");
+    }
+
+    /// Waits until the order side's catalogue knows `product_id`.
+    pub async fn priced(&self, product_id: &str, limit: Duration) {
+        let ids = [product_id.to_owned()];
+        let deadline = Instant::now() + limit;
+        while self.store.catalogue(&ids).await.map(|c| c.is_empty()).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "{product_id} never reached the order side");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn place(&self, order_id: &str, product_id: &str, quantity: i64) {
+        let new = NewOrder {
+            order_id: order_id.into(),
+            customer_id: "carol".into(),
+            lines: vec![LineRequest {
+                product_id: product_id.into(),
+                quantity,
+            }],
+        };
+        self.orders
+            .place(new, Trace::root(Uuid::now_v7()))
+            .await
+            .expect("accepted");
+    }
+
+    /// Orders in `status`.
+    pub async fn orders_in(&self, status: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = $1")
+            .bind(status)
+            .fetch_one(self.store.pool())
+            .await
+            .expect("countable")
+    }
+
+    /// Waits until no order is PENDING.
+    pub async fn settled(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.orders_in("PENDING").await != 0 {
+            assert!(Instant::now() < deadline, "orders still pending after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `shop serve --role all` as a process: it runs the saga and tells
+//! Prometheus what it did.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Desk, RoleProcess, sample};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('m').await;
+    let desk = Desk::open(store, &namespace).await;
+    let shop = RoleProcess::start("all", &url, namespace.as_str(), &[]);
+    let live = shop.get("/health/live").await;
+    assert_eq!(live.trim(), "ok");
+
+    desk.register("SKU-M", 3).await;
+    desk.priced("SKU-M", Duration::from_secs(30)).await;
+    for n in 0..5 {
+        desk.place(&format!("m-{n}"), "SKU-M", 1).await;
+    }
+    desk.settled(Duration::from_secs(30)).await;
+    assert_eq!(desk.orders_in("CONFIRMED").await, 3);
+    assert_eq!(desk.orders_in("CANCELLED").await, 2);
+
+    let metrics = shop.get("/metrics").await;
+    let value = |name: &str| sample(&metrics, name).unwrap_or_else(|| panic!("{name} missing in\n{metrics}"));
+    assert_eq!(value("shop_orders_confirmed_total"), 3.0);
+    assert_eq!(value("shop_orders_cancelled_total{reason=\"insufficient_stock\"}"), 2.0);
+    assert_eq!(
+        value("shop_handler_seconds_count{context=\"inventory\",event_type=\"OrderCreated\"}"),
+        5.0,
+        "each OrderCreated handled once"
+    );
+    // The order side handles inventory's answers to the orders.
+    assert!(value("shop_handler_seconds_count{context=\"order\",event_type=\"StockReserved\"}") >= 3.0);
+    assert!(value("shop_rule_call_seconds_count{rule=\"inventory\"}") >= 5.0);
+    assert!(value("shop_rule_call_seconds_count{rule=\"order\"}") >= 5.0);
+    assert!(value("shop_lock_wait_seconds_count") >= 5.0, "a lock per reservation");
+    assert!(value("shop_outbox_backlog{context=\"order\"}") >= 0.0);
+    assert!(value("shop_consumer_lag{context=\"inventory\"}") >= 0.0);
+    assert_eq!(
+        value("shop_dead_letters_total{context=\"inventory\"}"),
+        0.0,
+        "nothing dead-lettered"
+    );
+    shop.kill();
+    let _ = bus.delete_streams().await;
+}

@@ -29,6 +29,7 @@ const KNOWN: &[&str] = &[
     "listen",
     "role",
     "log",
+    "jwt_secret",
     "rules_dir",
     "rules_cache",
     "rules_timeout_ms",
@@ -113,6 +114,14 @@ pub struct RulesConfig {
 /// `SHOP_NAMESPACE`: prefix of every stream, subject and key (default `shop`).
 pub fn namespace() -> String {
     var("SHOP_NAMESPACE").unwrap_or_else(|| "shop".to_owned())
+}
+
+/// `SHOP_JWT_SECRET`, and whether it is the development default.
+pub fn jwt_secret() -> (String, bool) {
+    match var("SHOP_JWT_SECRET").filter(|s| !s.is_empty()) {
+        Some(secret) => (secret, false),
+        None => (shop_gateway::DEVELOPMENT_SECRET.to_owned(), true),
+    }
 }
 
 /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).

@@ -9,6 +9,7 @@ mod migrate_cmd;
 mod outbox_cmd;
 mod rules_cmd;
 mod serve_cmd;
+mod token_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     /// Inspect the outboxes and republish sent events (SHOP_DATABASE_URL).
     #[command(subcommand)]
     Outbox(outbox_cmd::OutboxCommand),
+    /// Print a bearer token for the API (signed with SHOP_JWT_SECRET).
+    Token(token_cmd::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Serve { role, listen } => serve(role, listen),
         Command::DeadLetters(command) => dead_letters_cmd::run(command),
         Command::Outbox(command) => outbox_cmd::run(command),
+        Command::Token(args) => token_cmd::run(args),
     });
     match outcome {
         Ok(code) => code,

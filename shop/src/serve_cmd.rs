@@ -4,8 +4,8 @@
 //! expires reservations; the inventory role relays its outbox and consumes
 //! order events. Any number of instances of a role may run: they share the
 //! durable consumers, and outbox leases and aggregate versions keep them
-//! apart. Every role serves `/health/live` and `/metrics` on `--listen`;
-//! the REST API (and the gateway role) come with the front door.
+//! apart. Every role serves `/health/live` and `/metrics` on `--listen`,
+//! and the REST API of the contexts it runs (`/api/orders`, `/api/products`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock};
+use shop_gateway::{Auth, Gateway};
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::SystemClock;
 use shop_runtime::rules::{Capabilities, RuleHost};
@@ -39,6 +40,14 @@ pub enum Role {
 impl Role {
     fn runs(self, role: Role) -> bool {
         self == Role::All || self == role
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Role::Order => "the order role",
+            Role::Inventory => "the inventory role",
+            Role::All => "every role",
+        }
     }
 }
 
@@ -96,27 +105,29 @@ async fn serve(
         ..RoleSettings::named(service.instance_id.clone())
     };
     let mut roles = Roles::new();
+    let mut gateway = Gateway::new(auth(), Arc::new(registry));
     if role.runs(Role::Order) {
-        let orders = OrderService::new(store.clone(), rules.clone(), clock.clone()).with_metrics(metrics.clone());
+        let orders =
+            Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()).with_metrics(metrics.clone()));
         roles
-            .start_order(Arc::new(orders), store.outbox(Schema::Orders), &bus, &settings)
+            .start_order(orders.clone(), store.outbox(Schema::Orders), &bus, &settings)
             .await?;
+        gateway = gateway.orders(orders);
     }
     if role.runs(Role::Inventory) {
         let lock = RedisLock::connect(&service.redis_url).await?;
-        let inventory =
-            InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone());
+        let inventory = Arc::new(
+            InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone()),
+        );
         roles
-            .start_inventory(Arc::new(inventory), store.outbox(Schema::Inventory), &bus, &settings)
+            .start_inventory(inventory.clone(), store.outbox(Schema::Inventory), &bus, &settings)
             .await?;
+        gateway = gateway.products(inventory);
     }
-    let http = tokio::spawn(shop_gateway::serve(
-        listener,
-        shop_gateway::ops_router(Arc::new(registry)),
-        shutdown_signal(),
-    ));
+    let http = tokio::spawn(shop_gateway::serve(listener, gateway.into_router(), shutdown_signal()));
     eprintln!(
-        "shop: {role:?} role running as {} (namespace {}), listening on http://{listening}",
+        "shop: {} running as {} (namespace {}), listening on http://{listening}",
+        role.describe(),
         service.instance_id,
         config::namespace()
     );
@@ -128,6 +139,18 @@ async fn serve(
     eprintln!("shop: stopping");
     roles.stop().await;
     Ok(())
+}
+
+/// The token verifier, with a warning when it runs on the development secret.
+fn auth() -> Auth {
+    let (secret, development) = config::jwt_secret();
+    if development {
+        tracing::warn!(
+            target: "shop::serve",
+            "SHOP_JWT_SECRET is not set: accepting tokens signed with the development secret; never deploy this"
+        );
+    }
+    Auth::hs256(secret.as_bytes())
 }
 
 async fn shutdown_signal() {

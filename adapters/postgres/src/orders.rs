@@ -1,7 +1,7 @@
 //! `OrderStore` on PostgreSQL: schema `orders`.
 
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{CatalogueEntry, Handled, OrderStore, OrderWrite, StoreError, Versioned};
+use shop_runtime::ports::{CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
 use sqlx::Row;
 use sqlx::types::Json;
 
@@ -113,6 +113,31 @@ impl OrderStore for PgStore {
                     },
                     source_version: version(row.try_get("source_version").map_err(read)?),
                 })
+            })
+            .collect()
+    }
+
+    async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state FROM orders.orders
+             WHERE customer_id = $1
+               AND ($2::text IS NULL OR status = $2)
+               AND ($3::bigint IS NULL OR (created_at, order_id) < ($3, $4))
+             ORDER BY created_at DESC, order_id DESC
+             LIMIT $5",
+        )
+        .bind(query.customer_id)
+        .bind(query.status.map(|s| s.as_str()))
+        .bind(query.after.map(|c| c.created_at))
+        .bind(query.after.map(|c| c.order_id.as_str()))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
+                Ok(state.0)
             })
             .collect()
     }

@@ -219,6 +219,20 @@ pub enum MovementKind {
     Expire,
 }
 
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Restock => "restock",
+            Self::Adjust => "adjust",
+            Self::Reserve => "reserve",
+            Self::Deduct => "deduct",
+            Self::Restore => "restore",
+            Self::Expire => "expire",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Movement {

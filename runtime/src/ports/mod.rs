@@ -17,7 +17,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use inventory_store::{InventoryStore, InventoryWrite};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
-pub use order_store::{CatalogueEntry, OrderStore, OrderWrite};
+pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite};
 pub use outbox::Outbox;
 pub use store::{Handled, StoreError, Versioned};
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use shop_rules::order::{CataloguePrice, Order};
+use shop_rules::order::{CataloguePrice, Order, OrderStatus};
 use shop_streams::Envelope;
 
 use super::store::{Handled, StoreError, Versioned};
@@ -26,6 +26,31 @@ pub struct CatalogueEntry {
     /// The inventory-side version of the product this entry reflects; an
     /// older update never overwrites a newer one.
     pub source_version: u64,
+}
+
+/// Where a page of a customer's orders ended: the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCursor {
+    pub created_at: i64,
+    pub order_id: String,
+}
+
+impl OrderCursor {
+    pub fn after(order: &Order) -> Self {
+        Self {
+            created_at: order.created_at,
+            order_id: order.id.clone(),
+        }
+    }
+}
+
+/// Which of a customer's orders to list.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderQuery<'a> {
+    pub customer_id: &'a str,
+    pub status: Option<OrderStatus>,
+    pub after: Option<&'a OrderCursor>,
+    pub limit: u32,
 }
 
 pub trait OrderStore: Send + Sync + 'static {
@@ -56,6 +81,11 @@ pub trait OrderStore: Send + Sync + 'static {
     /// MUST return the entries of the listed products that are known, in any order.
     fn catalogue(&self, product_ids: &[String])
     -> impl Future<Output = Result<Vec<CatalogueEntry>, StoreError>> + Send;
+
+    /// MUST return up to `limit` orders of the customer (only those in
+    /// `status` when given), newest first: by creation time, then id, both
+    /// descending, and strictly after the cursor when given.
+    fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send;
 
     /// MUST store `entry` unless a newer `source_version` of the product is
     /// stored already, and record `handled` with it, in one transaction.

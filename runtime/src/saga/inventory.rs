@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shop_rules::inventory::{
-    Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, OrderLines, Release, ReleaseReason,
-    StockLine,
+    Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, Movement, OrderLines, ProductStock,
+    Release, ReleaseReason, StockLine,
 };
 use shop_rules::order::{CancelReason, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
@@ -104,6 +104,20 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    pub async fn product(&self, product_id: &str) -> Result<Option<ProductStock>, InventoryError> {
+        Ok(self.store.product(product_id).await?)
+    }
+
+    /// The product's audit trail, oldest first, after the movement numbered `after`.
+    pub async fn movements(
+        &self,
+        product_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Movement)>, InventoryError> {
+        Ok(self.store.movements(product_id, after, limit).await?)
     }
 
     /// An administrator's command: register, restock, adjust or change price.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{CONFLICT_RETRIES, HandleError, next_version, rule_ref, settle};
 use crate::metrics::Metrics;
-use crate::ports::{CatalogueEntry, Clock, Handled, OrderStore, OrderWrite, StoreError};
+use crate::ports::{CatalogueEntry, Clock, Handled, OrderQuery, OrderStore, OrderWrite, StoreError};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
 
 /// The name of the order side's consumer, in its inbox.
@@ -27,6 +27,10 @@ pub enum OrderError {
     Policy(PolicyViolation),
     #[error("no order {0}")]
     NotFound(String),
+    /// An intake retried under the id of an existing order, asking for
+    /// something else (another customer or other lines).
+    #[error("order {0} exists with other items")]
+    KeyReused(String),
     #[error(transparent)]
     Rules(#[from] RuleFault),
     #[error(transparent)]
@@ -112,8 +116,37 @@ impl<S: OrderStore> OrderService<S> {
         Ok(order)
     }
 
+    /// Intake that a retry cannot duplicate: the caller derives the order id
+    /// from its idempotency key. When that order exists already, the same
+    /// request gets it back; another request under the same id is refused.
+    pub async fn place_once(&self, new: NewOrder, trace: Trace) -> Result<Order, OrderError> {
+        match self.place(new.clone(), trace).await {
+            Err(OrderError::Rejected(OrderRejection::AlreadyExists)) => {
+                let existing = self
+                    .get(&new.order_id)
+                    .await?
+                    .ok_or_else(|| OrderError::NotFound(new.order_id.clone()))?;
+                let same_lines = existing.lines.len() == new.lines.len()
+                    && existing.lines.iter().zip(&new.lines).all(|(had, asked)| {
+                        had.product_id == asked.product_id && i64::from(had.quantity) == asked.quantity
+                    });
+                if existing.customer_id == new.customer_id && same_lines {
+                    Ok(existing)
+                } else {
+                    Err(OrderError::KeyReused(new.order_id))
+                }
+            }
+            other => other,
+        }
+    }
+
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, OrderError> {
         Ok(self.store.get(order_id).await?.map(|v| v.value))
+    }
+
+    /// A page of a customer's orders, newest first.
+    pub async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, OrderError> {
+        Ok(self.store.customer_orders(query).await?)
     }
 
     /// A customer's, an operator's or the expiry's cancel.

@@ -4,7 +4,7 @@ use shop_rules::order::{CataloguePrice, OrderStatus};
 use uuid::Uuid;
 
 use super::{created, order};
-use crate::ports::{CatalogueEntry, Handled, OrderStore, OrderWrite, Outbox, StoreError};
+use crate::ports::{CatalogueEntry, Handled, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, StoreError};
 
 /// Every check, against a store and the outbox its writes feed.
 pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
@@ -12,6 +12,61 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     a_handled_message_is_recorded_once(store, outbox).await;
     the_catalogue_keeps_the_newest_price(store).await;
     confirmed_orders_are_found_by_confirmation_time(store).await;
+    a_customers_orders_are_paged_newest_first(store).await;
+}
+
+async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {
+    // Bob's own orders; created at 10, 20, 20 and 30, the last one confirmed.
+    for (id, created_at, status) in [
+        ("b-1", 10, OrderStatus::Pending),
+        ("b-2a", 20, OrderStatus::Pending),
+        ("b-2b", 20, OrderStatus::Pending),
+        ("b-3", 30, OrderStatus::Confirmed),
+    ] {
+        let mut o = order(id);
+        o.customer_id = "bob".into();
+        o.created_at = created_at;
+        o.status = status;
+        let write = OrderWrite {
+            order: &o,
+            expected_version: None,
+            events: &[],
+            handled: None,
+        };
+        store.write(write).await.expect("written");
+    }
+    let ids = |orders: Vec<shop_rules::order::Order>| orders.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    let query = OrderQuery {
+        customer_id: "bob",
+        status: None,
+        after: None,
+        limit: 2,
+    };
+    let first = store.customer_orders(query).await.expect("listed");
+    let cursor = OrderCursor::after(first.last().expect("a full page"));
+    assert_eq!(ids(first), ["b-3", "b-2b"], "newest first, ties by id");
+    let second = store
+        .customer_orders(OrderQuery {
+            after: Some(&cursor),
+            ..query
+        })
+        .await
+        .expect("listed");
+    assert_eq!(ids(second), ["b-2a", "b-1"], "the rest, none twice");
+    let pending = OrderQuery {
+        status: Some(OrderStatus::Pending),
+        limit: 10,
+        ..query
+    };
+    assert_eq!(
+        ids(store.customer_orders(pending).await.expect("listed")),
+        ["b-2b", "b-2a", "b-1"]
+    );
+    let nobody = OrderQuery {
+        customer_id: "nobody",
+        ..query
+    };
+    assert!(store.customer_orders(nobody).await.expect("listed").is_empty());
 }
 
 async fn confirmed_orders_are_found_by_confirmation_time(store: &impl OrderStore) {

@@ -1,0 +1,318 @@
+//! `/api/orders`: intake, reading, cancelling and completing orders.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use shop_rules::order::{CancelReason, LineRequest, Order, OrderRejection, OrderStatus};
+use shop_runtime::ports::{OrderCursor, OrderQuery, OrderStore, StoreError};
+use shop_runtime::saga::orders::{NewOrder, OrderError, OrderService};
+use shop_streams::Trace;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Role};
+use crate::json::{Body, reply};
+use crate::problem::Problem;
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_KEY_LEN: usize = 255;
+/// Most orders one page lists.
+const MAX_PAGE: u32 = 100;
+/// Idempotency keys map to order ids in this UUIDv5 namespace.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_1a7e_0b8d_4c7a_9e51_2d4f_6a3b_8c90);
+
+pub fn router<S: OrderStore>(orders: Arc<OrderService<S>>) -> Router {
+    Router::new()
+        .route("/api/orders", post(place::<S>).get(list::<S>))
+        .route("/api/orders/{id}", get(read::<S>))
+        .route("/api/orders/{id}/cancel", post(cancel::<S>))
+        .route("/api/orders/{id}/complete", post(complete::<S>))
+        .with_state(orders)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceBody {
+    items: Vec<ItemBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    product_id: String,
+    quantity: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub order_id: String,
+    pub customer_id: String,
+    pub status: &'static str,
+    pub items: Vec<ItemView>,
+    pub total: i64,
+    pub currency: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemView {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price: i64,
+}
+
+impl From<&Order> for OrderView {
+    fn from(order: &Order) -> Self {
+        Self {
+            order_id: order.id.clone(),
+            customer_id: order.customer_id.clone(),
+            status: order.status.as_str(),
+            items: order
+                .lines
+                .iter()
+                .map(|l| ItemView {
+                    product_id: l.product_id.clone(),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                })
+                .collect(),
+            total: order.total(),
+            currency: order.currency.clone(),
+            created_at: order.created_at,
+            confirmed_at: order.confirmed_at,
+            cancel_reason: order.cancel_reason.as_ref().map(|r| r.as_str().to_owned()),
+        }
+    }
+}
+
+fn trace() -> Trace {
+    Trace::root(Uuid::now_v7())
+}
+
+/// The order id for an intake: derived from the caller and their
+/// `Idempotency-Key` (so a retry names the same order), or fresh.
+fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(Uuid::now_v7().to_string());
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .ok_or_else(|| {
+            Problem::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            ))
+            .field("Idempotency-Key")
+        })?;
+    let name = format!("{}\n{key}", caller.subject);
+    Ok(Uuid::new_v5(&KEY_NAMESPACE, name.as_bytes()).to_string())
+}
+
+async fn place<S: OrderStore>(
+    State(orders): State<Arc<OrderService<S>>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(body): Body<PlaceBody>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Customer])?;
+    let order_id = order_id(&caller, &headers)?;
+    let new = NewOrder {
+        order_id,
+        customer_id: caller.subject,
+        lines: body
+            .items
+            .into_iter()
+            .map(|item| LineRequest {
+                product_id: item.product_id,
+                quantity: item.quantity,
+            })
+            .collect(),
+    };
+    let order = orders.place_once(new, trace()).await.map_err(order_problem)?;
+    let mut response = reply(StatusCode::ACCEPTED, &OrderView::from(&order));
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The order, if the caller may see it: customers see their own only, and
+/// someone else's order is as absent to them as one that does not exist.
+async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &str) -> Result<Order, Problem> {
+    let order = orders.get(id).await.map_err(order_problem)?;
+    match order {
+        Some(order) if caller.role != Role::Customer || order.customer_id == caller.subject => Ok(order),
+        _ => Err(Problem::not_found(format!("no order {id}"))),
+    }
+}
+
+async fn read<S: OrderStore>(
+    State(orders): State<Arc<OrderService<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let order = visible(&orders, &caller, &id).await?;
+    Ok(reply(StatusCode::OK, &OrderView::from(&order)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct OrderPage {
+    items: Vec<OrderView>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+async fn list<S: OrderStore>(
+    State(orders): State<Arc<OrderService<S>>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(parse_status(text)?),
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::invalid("limit", format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let after = query.after.as_deref().map(parse_cursor).transpose()?;
+    let found = orders
+        .customer_orders(OrderQuery {
+            customer_id: &caller.subject,
+            status,
+            after: after.as_ref(),
+            limit,
+        })
+        .await
+        .map_err(order_problem)?;
+    let next = (found.len() == limit as usize)
+        .then(|| found.last().map(|o| format!("{}_{}", o.created_at, o.id)))
+        .flatten();
+    let page = OrderPage {
+        items: found.iter().map(OrderView::from).collect(),
+        next,
+    };
+    Ok(reply(StatusCode::OK, &page))
+}
+
+fn parse_status(text: &str) -> Result<OrderStatus, Problem> {
+    [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| s.as_str().eq_ignore_ascii_case(text))
+    .ok_or_else(|| Problem::invalid("status", "status must be PENDING, CONFIRMED, COMPLETED or CANCELLED"))
+}
+
+fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
+    let bad = || Problem::invalid("after", "after must be the `next` of a previous page");
+    let (created_at, order_id) = text.split_once('_').ok_or_else(bad)?;
+    Ok(OrderCursor {
+        created_at: created_at.parse().map_err(|_| bad())?,
+        order_id: order_id.to_owned(),
+    })
+}
+
+async fn cancel<S: OrderStore>(
+    State(orders): State<Arc<OrderService<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Customer, Role::Admin])?;
+    visible(&orders, &caller, &id).await?;
+    let reason = if caller.role == Role::Admin {
+        CancelReason::Admin
+    } else {
+        CancelReason::Customer
+    };
+    let order = orders.cancel(&id, reason, trace()).await.map_err(order_problem)?;
+    Ok(reply(StatusCode::OK, &OrderView::from(&order)))
+}
+
+async fn complete<S: OrderStore>(
+    State(orders): State<Arc<OrderService<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Payment, Role::Admin])?;
+    let order = orders.complete(&id, trace()).await.map_err(order_problem)?;
+    Ok(reply(StatusCode::OK, &OrderView::from(&order)))
+}
+
+/// The field of the request an order rejection is about.
+fn order_problem(error: OrderError) -> Problem {
+    let item = |index: u32, field: &str| format!("items[{index}].{field}");
+    match error {
+        OrderError::Rejected(rejection) => {
+            let detail = rejection.to_string();
+            match rejection {
+                OrderRejection::InvalidField(e) => Problem::invalid(api_field(&e.field), detail),
+                OrderRejection::NoLines | OrderRejection::TooManyLines(_) | OrderRejection::TotalTooLarge => {
+                    Problem::invalid("items", detail)
+                }
+                OrderRejection::NonPositiveQuantity(l) | OrderRejection::QuantityTooLarge(l) => {
+                    Problem::invalid(item(l.index, "quantity"), detail)
+                }
+                OrderRejection::DuplicateLine(l)
+                | OrderRejection::UnknownProduct(l)
+                | OrderRejection::MixedCurrencies(l) => Problem::invalid(item(l.index, "product_id"), detail),
+                OrderRejection::NotFound => Problem::not_found(detail),
+                OrderRejection::AlreadyExists
+                | OrderRejection::InvalidTransition(_)
+                | OrderRejection::NotCancellable(_)
+                | OrderRejection::NotExpiredYet(_) => Problem::conflict(detail),
+            }
+        }
+        OrderError::Policy(violation) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("policy/{}", violation.policy),
+            format!("refused by policy {}: {}", violation.policy, violation.message),
+        )
+        .field("items"),
+        OrderError::NotFound(id) => Problem::not_found(format!("no order {id}")),
+        OrderError::KeyReused(_) => Problem::invalid(
+            "Idempotency-Key",
+            "this Idempotency-Key was used before for another order; use a new key for a new order",
+        ),
+        OrderError::Store(StoreError::Unavailable(why)) => {
+            Problem::unavailable(format!("the order store is unavailable: {why}"))
+        }
+        OrderError::Store(StoreError::Conflict(what)) => {
+            Problem::conflict(format!("{what} changed concurrently; try again"))
+        }
+        other => Problem::internal(other),
+    }
+}
+
+/// Domain field names as the API calls them.
+fn api_field(field: &str) -> String {
+    match field {
+        "customer_id" => "token.sub".to_owned(),
+        "lines" => "items".to_owned(),
+        other => other.replace("lines[", "items["),
+    }
+}

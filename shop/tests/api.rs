@@ -1,0 +1,565 @@
+//! The REST API of `shop serve --role all`, over HTTP, on PostgreSQL,
+//! NATS JetStream and Redis: the whole flow, idempotent retries, roles,
+//! and a battery of bad input that must all end in a 4xx problem.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Answer, RoleProcess, TEST_SECRET, http, token};
+use serde_json::{Value, json};
+
+struct Api {
+    addr: SocketAddr,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        http(self.addr, method, path, &headers, body.as_bytes()).await
+    }
+
+    /// Places an order, waiting out the moment before the order side has
+    /// heard of the product (the catalogue copy arrives through the saga).
+    async fn place(&self, token: &str, body: &Value, key: Option<&str>) -> Answer {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let bearer = format!("Bearer {token}");
+            let mut headers = vec![("content-type", "application/json"), ("authorization", &bearer)];
+            if let Some(key) = key {
+                headers.push(("idempotency-key", key));
+            }
+            let answer = http(self.addr, "POST", "/api/orders", &headers, body.to_string().as_bytes()).await;
+            let unknown = answer.status == 422 && answer.body.contains("no such product in the catalogue");
+            if !unknown || Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn order_reaches(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = self.call("GET", &format!("/api/orders/{id}"), Some(token), None).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let order = answer.json();
+            if order["status"] == status {
+                return order;
+            }
+            assert!(Instant::now() < deadline, "order {id} never became {status}: {order}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn start(prefix: char) -> (Api, RoleProcess, sqlx::PgPool) {
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = common::fresh_bus(prefix).await;
+    let shop = RoleProcess::start("all", &url, namespace.as_str(), &[("SHOP_JWT_SECRET", TEST_SECRET)]);
+    (Api { addr: shop.addr }, shop, store.pool().clone())
+}
+
+fn order_body(product: &str, quantity: i64) -> Value {
+    json!({"items": [{"product_id": product, "quantity": quantity}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_orders_through_the_api_and_the_saga_answers() {
+    let (api, shop, _pool) = start('a').await;
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    let bob = token("bob", "customer");
+    let payment = token("psp", "payment");
+
+    let mug = json!({"id": "SKU-1", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 5});
+    let created = api.call("POST", "/api/products", Some(&admin), Some(&mug)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("location"), Some("/api/products/SKU-1"));
+    assert_eq!(created.json()["available"], 5);
+    let again = api.call("POST", "/api/products", Some(&admin), Some(&mug)).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    // Intake, with an idempotency key: a retry gets the same order.
+    let placed = api.place(&alice, &order_body("SKU-1", 2), Some("k-1")).await;
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let order = placed.json();
+    let id = order["order_id"].as_str().expect("an order id").to_owned();
+    assert_eq!(order["status"], "PENDING");
+    assert_eq!(order["total"], 2400);
+    assert_eq!(placed.header("location"), Some(format!("/api/orders/{id}").as_str()));
+    assert!(placed.header("x-request-id").is_some());
+    assert!(placed.header("x-response-time").is_some());
+    let retried = api.place(&alice, &order_body("SKU-1", 2), Some("k-1")).await;
+    assert_eq!(retried.status, 202);
+    assert_eq!(
+        retried.json()["order_id"],
+        id.as_str(),
+        "the same order, not a second one"
+    );
+    let reused = api.place(&alice, &order_body("SKU-1", 3), Some("k-1")).await;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(reused.json()["field"], "Idempotency-Key");
+
+    let confirmed = api.order_reaches(&alice, &id, "CONFIRMED").await;
+    assert_eq!(confirmed["items"][0]["unit_price"], 1200);
+
+    // Only the owner (and staff) see an order; others are told it does not exist.
+    let peeking = api.call("GET", &format!("/api/orders/{id}"), Some(&bob), None).await;
+    assert_eq!(peeking.status, 404, "{}", peeking.body);
+    assert_eq!(peeking.header("content-type"), Some("application/problem+json"));
+    let bob_cancels = api
+        .call("POST", &format!("/api/orders/{id}/cancel"), Some(&bob), None)
+        .await;
+    assert_eq!(bob_cancels.status, 404);
+    let staff = api.call("GET", &format!("/api/orders/{id}"), Some(&admin), None).await;
+    assert_eq!(staff.status, 200);
+
+    // Roles.
+    let cup = json!({"id": "SKU-2", "name": "Cup", "unit_price": 900, "currency": "KRW", "stock": 1});
+    let denied = api.call("POST", "/api/products", Some(&bob), Some(&cup)).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let psp_orders = api
+        .call("POST", "/api/orders", Some(&payment), Some(&order_body("SKU-1", 1)))
+        .await;
+    assert_eq!(psp_orders.status, 403);
+    let self_paid = api
+        .call("POST", &format!("/api/orders/{id}/complete"), Some(&alice), None)
+        .await;
+    assert_eq!(self_paid.status, 403);
+
+    // Payment completes it; the stock is deducted.
+    let completed = api
+        .call("POST", &format!("/api/orders/{id}/complete"), Some(&payment), None)
+        .await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    assert_eq!(completed.json()["status"], "COMPLETED");
+    let late_cancel = api
+        .call("POST", &format!("/api/orders/{id}/cancel"), Some(&alice), None)
+        .await;
+    assert_eq!(late_cancel.status, 409, "{}", late_cancel.body);
+
+    // More than there is: cancelled by the saga.
+    let greedy = api.place(&alice, &order_body("SKU-1", 10), None).await;
+    assert_eq!(greedy.status, 202);
+    let greedy_id = greedy.json()["order_id"].as_str().expect("id").to_owned();
+    let cancelled = api.order_reaches(&alice, &greedy_id, "CANCELLED").await;
+    assert_eq!(cancelled["cancel_reason"], "insufficient_stock");
+
+    let mine = api.call("GET", "/api/orders?limit=1", Some(&alice), None).await.json();
+    assert_eq!(mine["items"].as_array().map(Vec::len), Some(1));
+    let next = mine["next"].as_str().expect("a second page");
+    let rest = api
+        .call("GET", &format!("/api/orders?limit=1&after={next}"), Some(&alice), None)
+        .await
+        .json();
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
+    let only_cancelled = api
+        .call("GET", "/api/orders?status=CANCELLED", Some(&alice), None)
+        .await
+        .json();
+    assert_eq!(only_cancelled["items"][0]["order_id"], greedy_id.as_str());
+    let bobs = api.call("GET", "/api/orders", Some(&bob), None).await.json();
+    assert_eq!(bobs["items"].as_array().map(Vec::len), Some(0));
+
+    // Stock administration and the audit trail.
+    let product = api.call("GET", "/api/products/SKU-1", Some(&alice), None).await.json();
+    assert_eq!(
+        (&product["available"], &product["reserved"], &product["deducted"]),
+        (&json!(3), &json!(0), &json!(2))
+    );
+    let restocked = api
+        .call(
+            "POST",
+            "/api/products/SKU-1/restock",
+            Some(&admin),
+            Some(&json!({"quantity": 10})),
+        )
+        .await;
+    assert_eq!(restocked.json()["available"], 13);
+    let adjusted = api
+        .call(
+            "POST",
+            "/api/products/SKU-1/adjust",
+            Some(&admin),
+            Some(&json!({"delta": -1, "reason": "broken"})),
+        )
+        .await;
+    assert_eq!(adjusted.json()["available"], 12);
+    let repriced = api
+        .call(
+            "PUT",
+            "/api/products/SKU-1/price",
+            Some(&admin),
+            Some(&json!({"unit_price": 1500})),
+        )
+        .await;
+    assert_eq!(repriced.json()["unit_price"], 1500);
+    let trail = api
+        .call("GET", "/api/products/SKU-1/movements", Some(&admin), None)
+        .await
+        .json();
+    let kinds: Vec<&str> = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|m| m["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["initial", "reserve", "deduct", "restock", "adjust"]);
+    let hidden = api
+        .call("GET", "/api/products/SKU-1/movements", Some(&alice), None)
+        .await;
+    assert_eq!(hidden.status, 403);
+
+    let metrics = shop.get("/metrics").await;
+    assert_eq!(
+        common::sample(&metrics, "shop_orders_created_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    shop.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_problem_and_writes_nothing() {
+    let (api, shop, pool) = start('b').await;
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    let mug = json!({"id": "SKU-B", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 5});
+    assert_eq!(
+        api.call("POST", "/api/products", Some(&admin), Some(&mug)).await.status,
+        201
+    );
+    // Wait until the order side can price it, so "unknown product" below means unknown.
+    let probe = api.place(&alice, &order_body("SKU-B", 0), None).await;
+    assert_eq!(probe.status, 422, "{}", probe.body);
+
+    let expired = {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = json!({"sub": "alice", "role": "customer", "iat": now - 7200, "exp": now - 3600});
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        )
+        .expect("signed")
+    };
+    let forged = {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let claims = json!({"sub": "alice", "role": "admin", "exp": 4_000_000_000u64});
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"not the secret"),
+        )
+        .expect("signed")
+    };
+    let long_id = "x".repeat(300);
+    let huge = r#"{"items":[{"product_id":"SKU-B","quantity":99999999999999999999999}]}"#;
+    let oversized = format!(
+        r#"{{"items":[{{"product_id":"{}","quantity":1}}]}}"#,
+        "x".repeat(100_000)
+    );
+    let long_key = "k".repeat(300);
+
+    struct Case<'a> {
+        name: &'a str,
+        method: &'a str,
+        path: &'a str,
+        token: Option<&'a str>,
+        content_type: &'a str,
+        body: String,
+        key: Option<&'a str>,
+        status: u16,
+        field: Option<&'a str>,
+    }
+    let case = |name, method, path, token, body: &str, status, field| Case {
+        name,
+        method,
+        path,
+        token,
+        content_type: "application/json",
+        body: body.to_owned(),
+        key: None,
+        status,
+        field,
+    };
+    let orders = "/api/orders";
+    let good = r#"{"items":[{"product_id":"SKU-B","quantity":1}]}"#;
+    let cases = vec![
+        case("no token", "POST", orders, None, good, 401, None),
+        case("not a JWT", "POST", orders, Some("garbage"), good, 401, None),
+        case("expired token", "POST", orders, Some(&expired), good, 401, None),
+        case("forged token", "POST", orders, Some(&forged), good, 401, None),
+        case(
+            "malformed JSON",
+            "POST",
+            orders,
+            Some(&alice),
+            "{\"items\": [",
+            400,
+            None,
+        ),
+        Case {
+            content_type: "text/plain",
+            ..case("not JSON at all", "POST", orders, Some(&alice), good, 415, None)
+        },
+        case(
+            "items of the wrong type",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":"mug"}"#,
+            422,
+            Some("items"),
+        ),
+        case(
+            "quantity as a string",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[{"product_id":"SKU-B","quantity":"2"}]}"#,
+            422,
+            Some("items[0].quantity"),
+        ),
+        case(
+            "zero quantity",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[{"product_id":"SKU-B","quantity":0}]}"#,
+            422,
+            Some("items[0].quantity"),
+        ),
+        case(
+            "negative quantity",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[{"product_id":"SKU-B","quantity":-3}]}"#,
+            422,
+            Some("items[0].quantity"),
+        ),
+        case(
+            "quantity beyond any integer",
+            "POST",
+            orders,
+            Some(&alice),
+            huge,
+            422,
+            Some("items[0].quantity"),
+        ),
+        case(
+            "quantity beyond the limit",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[{"product_id":"SKU-B","quantity":10001}]}"#,
+            422,
+            Some("items[0].quantity"),
+        ),
+        case(
+            "unknown product",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[{"product_id":"NOPE","quantity":1}]}"#,
+            422,
+            Some("items[0].product_id"),
+        ),
+        case(
+            "overlong product id",
+            "POST",
+            orders,
+            Some(&alice),
+            &format!(r#"{{"items":[{{"product_id":"{long_id}","quantity":1}}]}}"#),
+            422,
+            Some("items[0].product_id"),
+        ),
+        case(
+            "empty items",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[]}"#,
+            422,
+            Some("items"),
+        ),
+        case("no items at all", "POST", orders, Some(&alice), "{}", 422, None),
+        case(
+            "an unknown field",
+            "POST",
+            orders,
+            Some(&alice),
+            r#"{"items":[{"product_id":"SKU-B","quantity":1}],"coupon":"FREE"}"#,
+            422,
+            None,
+        ),
+        case("an oversized body", "POST", orders, Some(&alice), &oversized, 413, None),
+        Case {
+            key: Some(&long_key),
+            ..case(
+                "an overlong idempotency key",
+                "POST",
+                orders,
+                Some(&alice),
+                good,
+                400,
+                Some("Idempotency-Key"),
+            )
+        },
+        case(
+            "negative stock",
+            "POST",
+            "/api/products",
+            Some(&admin),
+            r#"{"id":"SKU-N","name":"Mug","unit_price":1,"currency":"KRW","stock":-1}"#,
+            422,
+            Some("stock"),
+        ),
+        case(
+            "a bad currency",
+            "POST",
+            "/api/products",
+            Some(&admin),
+            r#"{"id":"SKU-N","name":"Mug","unit_price":1,"currency":"won","stock":1}"#,
+            422,
+            Some("currency"),
+        ),
+        case(
+            "an overlong name",
+            "POST",
+            "/api/products",
+            Some(&admin),
+            &format!(
+                r#"{{"id":"SKU-N","name":"{}","unit_price":1,"currency":"KRW","stock":1}}"#,
+                "n".repeat(500)
+            ),
+            422,
+            Some("name"),
+        ),
+        case(
+            "an adjustment below zero",
+            "POST",
+            "/api/products/SKU-B/adjust",
+            Some(&admin),
+            r#"{"delta":-6,"reason":"count"}"#,
+            409,
+            Some("delta"),
+        ),
+        case(
+            "restocking an unknown product",
+            "POST",
+            "/api/products/NOPE/restock",
+            Some(&admin),
+            r#"{"quantity":1}"#,
+            404,
+            None,
+        ),
+        case(
+            "a zero page",
+            "GET",
+            "/api/orders?limit=0",
+            Some(&alice),
+            "",
+            422,
+            Some("limit"),
+        ),
+        case(
+            "an unknown status",
+            "GET",
+            "/api/orders?status=LOST",
+            Some(&alice),
+            "",
+            422,
+            Some("status"),
+        ),
+        case(
+            "a bad cursor",
+            "GET",
+            "/api/orders?after=zzz",
+            Some(&alice),
+            "",
+            422,
+            Some("after"),
+        ),
+        case(
+            "a bad page number",
+            "GET",
+            "/api/orders?limit=many",
+            Some(&alice),
+            "",
+            400,
+            None,
+        ),
+        case(
+            "an unknown endpoint",
+            "GET",
+            "/api/nothing",
+            Some(&alice),
+            "",
+            404,
+            None,
+        ),
+        case("a method not served", "DELETE", orders, Some(&alice), "", 405, None),
+        case(
+            "an unknown order",
+            "GET",
+            "/api/orders/nope",
+            Some(&alice),
+            "",
+            404,
+            None,
+        ),
+    ];
+    for case in &cases {
+        let bearer = case.token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", case.content_type)];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        if let Some(key) = case.key {
+            headers.push(("idempotency-key", key));
+        }
+        let answer = http(api.addr, case.method, case.path, &headers, case.body.as_bytes()).await;
+        assert_eq!(answer.status, case.status, "{}: {}", case.name, answer.body);
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{}: {:?}",
+            case.name,
+            answer.headers
+        );
+        let problem = answer.json();
+        assert_eq!(problem["status"], case.status, "{}", case.name);
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}",
+            case.name
+        );
+        if let Some(field) = case.field {
+            assert_eq!(problem["field"], field, "{}: {}", case.name, answer.body);
+        }
+    }
+
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
+        .fetch_one(&pool)
+        .await
+        .expect("countable");
+    assert_eq!(written, 0, "no bad request wrote an order");
+    let product: i64 = sqlx::query_scalar("SELECT count(*) FROM inventory.products")
+        .fetch_one(&pool)
+        .await
+        .expect("countable");
+    assert_eq!(product, 1, "no bad request wrote a product");
+    shop.kill();
+}

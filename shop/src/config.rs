@@ -132,7 +132,8 @@ pub fn nats_url() -> String {
 /// Where the distributed mode's services are, and how this instance behaves.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// `SHOP_DATABASE_URL` (`postgres://...`).
+    /// `SHOP_DATABASE_URL`: `postgres://...` for the distributed mode,
+    /// `sqlite://...` (the default, `sqlite://data/shop.db`) for the embedded one.
     pub database_url: String,
     /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).
     pub nats_url: String,
@@ -148,13 +149,13 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// True for the embedded mode: SQLite, the in-process bus, local locks.
+    pub fn embedded(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
     pub fn from_env() -> anyhow::Result<Self> {
-        let Some(database_url) = database_url() else {
-            bail!(
-                "SHOP_DATABASE_URL is not set. The embedded mode (SQLite, in-process bus) is not built yet; \
-                 point SHOP_DATABASE_URL, SHOP_NATS_URL and SHOP_REDIS_URL at PostgreSQL, NATS JetStream and Redis"
-            );
-        };
+        let database_url = database_url().unwrap_or_else(|| EMBEDDED_DATABASE.to_owned());
         let text = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
@@ -167,6 +168,9 @@ impl ServiceConfig {
         })
     }
 }
+
+/// Where the embedded mode keeps everything when `SHOP_DATABASE_URL` is unset.
+pub const EMBEDDED_DATABASE: &str = "sqlite://data/shop.db";
 
 /// `SHOP_DATABASE_URL`: `postgres://...` selects PostgreSQL; unset, the embedded store.
 pub fn database_url() -> Option<String> {

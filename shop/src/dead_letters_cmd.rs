@@ -1,7 +1,8 @@
 //! `shop dead-letters`: what the consumers gave up on, and sending it back.
 //!
 //! Dead letters live in the namespace's dead-letter stream on JetStream
-//! (`SHOP_NATS_URL`, `SHOP_NAMESPACE`). Replaying one publishes its body
+//! (`SHOP_NATS_URL`, `SHOP_NAMESPACE`), or in the embedded database when
+//! `SHOP_DATABASE_URL` is unset or `sqlite://`. Replaying one publishes its body
 //! again to the subject it came from; the consumers' inboxes make a replay
 //! of something already handled harmless.
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use shop_adapter_jetstream::JetStreamBus;
+use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_runtime::ports::EventBus;
 use shop_streams::{Namespace, Topology};
 
@@ -40,20 +42,29 @@ pub fn run(command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
         .build()
         .context("start the async runtime")?;
     runtime.block_on(async {
-        let url = config::nats_url();
-        let namespace = Namespace::new(&config::namespace())?;
-        let bus = JetStreamBus::connect(&url, Topology::new(namespace)).await?;
-        match command {
-            DeadLettersCommand::List { limit } => list(&bus, limit).await,
-            DeadLettersCommand::Replay { ids, all } => replay(&bus, ids, all).await,
+        let topology = Topology::new(Namespace::new(&config::namespace())?);
+        let database = config::database_url().unwrap_or_else(|| config::EMBEDDED_DATABASE.to_owned());
+        if database.starts_with("sqlite:") {
+            let store = SqliteStore::open(&database).await?;
+            execute(&SqliteBus::new(&store, topology.clone()), &topology, command).await
+        } else {
+            let bus = JetStreamBus::connect(&config::nats_url(), topology.clone()).await?;
+            execute(&bus, &topology, command).await
         }
     })
 }
 
-async fn list(bus: &JetStreamBus, limit: usize) -> anyhow::Result<ExitCode> {
+async fn execute(bus: &impl EventBus, topology: &Topology, command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DeadLettersCommand::List { limit } => list(bus, topology, limit).await,
+        DeadLettersCommand::Replay { ids, all } => replay(bus, ids, all).await,
+    }
+}
+
+async fn list(bus: &impl EventBus, topology: &Topology, limit: usize) -> anyhow::Result<ExitCode> {
     let letters = bus.dead_letters(limit).await?;
     if letters.is_empty() {
-        println!("no dead letters in namespace {}", bus.topology().namespace());
+        println!("no dead letters in namespace {}", topology.namespace());
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -69,7 +80,7 @@ async fn list(bus: &JetStreamBus, limit: usize) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn replay(bus: &JetStreamBus, ids: Vec<u64>, all: bool) -> anyhow::Result<ExitCode> {
+async fn replay(bus: &impl EventBus, ids: Vec<u64>, all: bool) -> anyhow::Result<ExitCode> {
     let ids = if all {
         bus.dead_letters(usize::MAX).await?.into_iter().map(|l| l.id).collect()
     } else {

@@ -19,14 +19,21 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "shop", version, about = "The order and inventory core of the shop")]
+#[command(
+    name = "shop",
+    version,
+    about = "The order and inventory core of the shop",
+    long_about = "The order and inventory core of the shop.\n\nRun without a command, it serves every role embedded: SQLite under ./data, \
+                  the REST API on 127.0.0.1:8080. `shop token --sub alice` prints a token to call it with."
+)]
 struct Cli {
     /// A TOML file of settings (the `SHOP_*` variables by their short names);
     /// the environment wins over it.
     #[arg(long, global = true, env = "SHOP_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Without a command, `serve` with its defaults: the embedded shop.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,8 +43,8 @@ enum Command {
     Rules(rules_cmd::RulesCommand),
     /// Apply the database migrations embedded in this binary (SHOP_DATABASE_URL).
     Migrate,
-    /// Run roles of the shop until SIGINT or SIGTERM (distributed mode:
-    /// SHOP_DATABASE_URL, SHOP_NATS_URL, SHOP_REDIS_URL).
+    /// Run roles of the shop until SIGINT or SIGTERM: embedded on SQLite by
+    /// default, distributed with SHOP_DATABASE_URL=postgres://..., SHOP_NATS_URL, SHOP_REDIS_URL.
     Serve {
         /// Which roles this process runs [default: all; SHOP_ROLE].
         #[arg(long, value_enum)]
@@ -47,10 +54,10 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// List and replay the messages consumers gave up on (SHOP_NATS_URL, SHOP_NAMESPACE).
+    /// List and replay the messages consumers gave up on (embedded, or SHOP_NATS_URL and SHOP_NAMESPACE).
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(dead_letters_cmd::DeadLettersCommand),
-    /// Inspect the outboxes and republish sent events (SHOP_DATABASE_URL).
+    /// Inspect the outboxes and republish sent events (embedded, or SHOP_DATABASE_URL).
     #[command(subcommand)]
     Outbox(outbox_cmd::OutboxCommand),
     /// Print a bearer token for the API (signed with SHOP_JWT_SECRET).
@@ -68,7 +75,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let outcome = loaded.and_then(|_| match cli.command {
+    let command = cli.command.unwrap_or(Command::Serve {
+        role: None,
+        listen: None,
+    });
+    let outcome = loaded.and_then(|_| match command {
         Command::Rules(command) => rules_cmd::run(command),
         Command::Migrate => migrate_cmd::run(),
         Command::Serve { role, listen } => serve(role, listen),

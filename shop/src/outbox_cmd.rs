@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
+use shop_adapter_sqlite::SqliteStore;
 use shop_runtime::ports::Outbox;
+use shop_streams::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
@@ -38,40 +40,55 @@ pub enum Which {
 }
 
 impl Which {
-    fn schemas(self) -> &'static [(Schema, &'static str)] {
+    fn contexts(self) -> &'static [(Context, &'static str)] {
         match self {
-            Self::Order => &[(Schema::Orders, "order")],
-            Self::Inventory => &[(Schema::Inventory, "inventory")],
-            Self::All => &[(Schema::Orders, "order"), (Schema::Inventory, "inventory")],
+            Self::Order => &[(Context::Order, "order")],
+            Self::Inventory => &[(Context::Inventory, "inventory")],
+            Self::All => &[(Context::Order, "order"), (Context::Inventory, "inventory")],
         }
     }
 }
 
 pub fn run(command: OutboxCommand) -> anyhow::Result<ExitCode> {
-    let Some(url) = crate::config::database_url() else {
-        bail!("SHOP_DATABASE_URL is not set: there is no outbox to read");
-    };
+    let url = crate::config::database_url().unwrap_or_else(|| crate::config::EMBEDDED_DATABASE.to_owned());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     runtime.block_on(async {
-        let store = PgStore::connect(&PgSettings::new(url)).await?;
-        match command {
-            OutboxCommand::Backlog => {
-                for (schema, name) in Which::All.schemas() {
-                    println!("{name}: {} unsent", store.outbox(*schema).backlog().await?);
-                }
-            }
-            OutboxCommand::Republish { since, context } => {
-                for (schema, name) in context.schemas() {
-                    let requeued = store.outbox(*schema).requeue_since(since).await?;
-                    println!("{name}: {requeued} events queued for publishing again");
-                }
+        if url.starts_with("sqlite:") {
+            let store = SqliteStore::open(&url).await?;
+            execute(command, |context| store.outbox(context)).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = PgStore::connect(&PgSettings::new(url)).await?;
+            execute(command, |context| {
+                store.outbox(match context {
+                    Context::Order => Schema::Orders,
+                    Context::Inventory => Schema::Inventory,
+                })
+            })
+            .await
+        } else {
+            bail!("SHOP_DATABASE_URL must be a postgres:// or sqlite:// URL");
+        }
+    })
+}
+
+async fn execute<O: Outbox>(command: OutboxCommand, outbox: impl Fn(Context) -> O) -> anyhow::Result<ExitCode> {
+    match command {
+        OutboxCommand::Backlog => {
+            for (context, name) in Which::All.contexts() {
+                println!("{name}: {} unsent", outbox(*context).backlog().await?);
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })
+        OutboxCommand::Republish { since, context } => {
+            for (context, name) in context.contexts() {
+                let requeued = outbox(*context).requeue_since(since).await?;
+                println!("{name}: {requeued} events queued for publishing again");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `15m` ago or an absolute epoch-milliseconds timestamp, as epoch milliseconds.

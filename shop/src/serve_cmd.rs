@@ -1,5 +1,10 @@
 //! `shop serve`: runs the chosen roles until SIGINT or SIGTERM.
 //!
+//! Two modes, one set of roles: with no `SHOP_DATABASE_URL` (or a
+//! `sqlite://` one) everything runs on SQLite under `./data` with the
+//! in-process bus and local locks; with a `postgres://` URL, on PostgreSQL,
+//! JetStream and Redis.
+//!
 //! The order role relays the order outbox, consumes inventory events and
 //! expires reservations; the inventory role relays its outbox and consumes
 //! order events. Any number of instances of a role may run: they share the
@@ -16,16 +21,18 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
+use shop_adapter_memory::{MemoryKeyValue, MemoryLock};
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock};
+use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_gateway::{Auth, Gateway};
 use shop_runtime::metrics::Metrics;
-use shop_runtime::ports::SystemClock;
+use shop_runtime::ports::{EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
 use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
-use shop_streams::{Namespace, Topology};
+use shop_streams::{Context, Namespace, Topology};
 
 use crate::config::{self, RulesConfig, ServiceConfig};
 use crate::rules_cmd;
@@ -62,34 +69,85 @@ pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    role: Role,
-    listen: SocketAddr,
-    service: ServiceConfig,
-    rules_config: RulesConfig,
-) -> anyhow::Result<()> {
+/// What the roles run on: the adapters of one mode, wired to the ports.
+struct Wiring<S, B, L, O> {
+    store: S,
+    bus: B,
+    /// Made only when the inventory role runs (the order role needs no lock).
+    lock: Option<L>,
+    kv: Arc<dyn KeyValue>,
+    outboxes: (O, O),
+    mode: &'static str,
+}
+
+async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: RulesConfig) -> anyhow::Result<()> {
     let namespace = Namespace::new(&config::namespace())?;
-    let metrics = Metrics::default();
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
     // Bound first: a taken port is reported before any connection is made.
     let listener = shop_gateway::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let listening = listener.local_addr().context("the listening address")?;
+    let topology = Topology::new(namespace.clone());
+    if service.embedded() {
+        let store = SqliteStore::open(&service.database_url).await?;
+        let bus = SqliteBus::new(&store, topology);
+        let released = bus.release_leases().await?;
+        if released > 0 {
+            tracing::info!(target: "shop::serve", released, "messages of a stopped process delivered again");
+        }
+        let wiring = Wiring {
+            bus,
+            lock: Some(MemoryLock::new()),
+            kv: Arc::new(MemoryKeyValue::new()),
+            outboxes: (store.outbox(Context::Order), store.outbox(Context::Inventory)),
+            store,
+            mode: "embedded",
+        };
+        run_roles(role, listener, wiring, namespace, &service, rules).await
+    } else {
+        let store = PgStore::connect(&PgSettings {
+            max_connections: service.db_pool,
+            ..PgSettings::new(service.database_url.clone())
+        })
+        .await?;
+        store.migrate().await?;
+        let lock = match role.runs(Role::Inventory) {
+            true => Some(RedisLock::connect(&service.redis_url).await?),
+            false => None,
+        };
+        let wiring = Wiring {
+            bus: JetStreamBus::connect(&service.nats_url, topology).await?,
+            lock,
+            kv: Arc::new(RedisKeyValue::connect(&service.redis_url)?),
+            outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
+            store,
+            mode: "distributed",
+        };
+        run_roles(role, listener, wiring, namespace, &service, rules).await
+    }
+}
 
-    let store = PgStore::connect(&PgSettings {
-        max_connections: service.db_pool,
-        ..PgSettings::new(service.database_url.clone())
-    })
-    .await?;
-    store.migrate().await?;
-    let bus = JetStreamBus::connect(&service.nats_url, Topology::new(namespace.clone())).await?;
-    let kv = RedisKeyValue::connect(&service.redis_url)?;
+async fn run_roles<S, B, L, O>(
+    role: Role,
+    listener: tokio::net::TcpListener,
+    wiring: Wiring<S, B, L, O>,
+    namespace: Namespace,
+    service: &ServiceConfig,
+    rules_config: RulesConfig,
+) -> anyhow::Result<()>
+where
+    S: OrderStore + InventoryStore + Clone,
+    B: EventBus + Clone,
+    L: Lock,
+    O: Outbox,
+{
+    let listening = listener.local_addr().context("the listening address")?;
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
     let clock = Arc::new(SystemClock);
     let capabilities = Capabilities {
         clock: clock.clone(),
-        kv: Arc::new(kv),
+        kv: wiring.kv,
         namespace: namespace.to_string(),
     };
     let reservation_ttl = rules_config.reservation_ttl;
@@ -104,31 +162,34 @@ async fn serve(
         metrics: metrics.clone(),
         ..RoleSettings::named(service.instance_id.clone())
     };
+    let store = wiring.store;
+    let (order_outbox, inventory_outbox) = wiring.outboxes;
     let mut roles = Roles::new();
     let mut gateway = Gateway::new(auth(), Arc::new(registry));
     if role.runs(Role::Order) {
         let orders =
             Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()).with_metrics(metrics.clone()));
         roles
-            .start_order(orders.clone(), store.outbox(Schema::Orders), &bus, &settings)
+            .start_order(orders.clone(), order_outbox, &wiring.bus, &settings)
             .await?;
         gateway = gateway.orders(orders);
     }
-    if role.runs(Role::Inventory) {
-        let lock = RedisLock::connect(&service.redis_url).await?;
+    if let (true, Some(lock)) = (role.runs(Role::Inventory), wiring.lock) {
         let inventory = Arc::new(
             InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone()),
         );
         roles
-            .start_inventory(inventory.clone(), store.outbox(Schema::Inventory), &bus, &settings)
+            .start_inventory(inventory.clone(), inventory_outbox, &wiring.bus, &settings)
             .await?;
         gateway = gateway.products(inventory);
     }
     let http = tokio::spawn(shop_gateway::serve(listener, gateway.into_router(), shutdown_signal()));
     eprintln!(
-        "shop: {} running as {} (namespace {}), listening on http://{listening}",
+        "shop: {} running as {} ({} mode, {}, namespace {}), listening on http://{listening}",
         role.describe(),
         service.instance_id,
+        wiring.mode,
+        redact(&service.database_url),
         config::namespace()
     );
     match http.await {
@@ -139,6 +200,14 @@ async fn serve(
     eprintln!("shop: stopping");
     roles.stop().await;
     Ok(())
+}
+
+/// The database URL without its password, for the log.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
+    }
 }
 
 /// The token verifier, with a warning when it runs on the development secret.

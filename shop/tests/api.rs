@@ -1,6 +1,7 @@
-//! The REST API of `shop serve --role all`, over HTTP, on PostgreSQL,
-//! NATS JetStream and Redis: the whole flow, idempotent retries, roles,
-//! and a battery of bad input that must all end in a 4xx problem.
+//! The REST API of `shop serve --role all`, over HTTP, in both modes: on
+//! PostgreSQL, NATS JetStream and Redis, and embedded on SQLite. The whole
+//! flow, idempotent retries, roles, and a battery of bad input that must all
+//! end in a 4xx problem and write nothing.
 
 mod common;
 
@@ -59,11 +60,28 @@ impl Api {
     }
 }
 
-async fn start(prefix: char) -> (Api, RoleProcess, sqlx::PgPool) {
-    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
-    let (namespace, _bus) = common::fresh_bus(prefix).await;
-    let shop = RoleProcess::start("all", &url, namespace.as_str(), &[("SHOP_JWT_SECRET", TEST_SECRET)]);
-    (Api { addr: shop.addr }, shop, store.pool().clone())
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Distributed,
+    Embedded,
+}
+
+/// A fresh shop process in `mode`; the directory holds the embedded database.
+async fn start(mode: Mode, prefix: char) -> (Api, RoleProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (url, namespace) = match mode {
+        Mode::Distributed => {
+            let (_store, url) = shop_adapter_postgres::testing::fresh_database().await;
+            let (namespace, _bus) = common::fresh_bus(prefix).await;
+            (url, namespace.to_string())
+        }
+        Mode::Embedded => (
+            format!("sqlite://{}", dir.path().join("shop.db").display()),
+            "shop".to_owned(),
+        ),
+    };
+    let shop = RoleProcess::start("all", &url, &namespace, &[("SHOP_JWT_SECRET", TEST_SECRET)]);
+    (Api { addr: shop.addr }, shop, dir)
 }
 
 fn order_body(product: &str, quantity: i64) -> Value {
@@ -71,8 +89,27 @@ fn order_body(product: &str, quantity: i64) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_customer_orders_through_the_api_and_the_saga_answers() {
-    let (api, shop, _pool) = start('a').await;
+async fn distributed_a_customer_orders_through_the_api_and_the_saga_answers() {
+    a_customer_orders_through_the_api_and_the_saga_answers(Mode::Distributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_customer_orders_through_the_api_and_the_saga_answers() {
+    a_customer_orders_through_the_api_and_the_saga_answers(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_bad_input_gets_a_4xx_problem_and_writes_nothing() {
+    bad_input_gets_a_4xx_problem_and_writes_nothing(Mode::Distributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bad_input_gets_a_4xx_problem_and_writes_nothing() {
+    bad_input_gets_a_4xx_problem_and_writes_nothing(Mode::Embedded).await;
+}
+
+async fn a_customer_orders_through_the_api_and_the_saga_answers(mode: Mode) {
+    let (api, shop, _dir) = start(mode, 'a').await;
     let admin = token("ops", "admin");
     let alice = token("alice", "customer");
     let bob = token("bob", "customer");
@@ -226,9 +263,8 @@ async fn a_customer_orders_through_the_api_and_the_saga_answers() {
     shop.kill();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_a_4xx_problem_and_writes_nothing() {
-    let (api, shop, pool) = start('b').await;
+async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
+    let (api, shop, _dir) = start(mode, 'b').await;
     let admin = token("ops", "admin");
     let alice = token("alice", "customer");
     let mug = json!({"id": "SKU-B", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 5});
@@ -551,15 +587,24 @@ async fn bad_input_gets_a_4xx_problem_and_writes_nothing() {
         }
     }
 
-    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
-        .fetch_one(&pool)
+    let orders = api.call("GET", "/api/orders", Some(&alice), None).await.json();
+    assert_eq!(
+        orders["items"].as_array().map(Vec::len),
+        Some(0),
+        "no bad request wrote an order"
+    );
+    let never = api.call("GET", "/api/products/SKU-N", Some(&admin), None).await;
+    assert_eq!(never.status, 404, "no bad request wrote a product");
+    let untouched = api.call("GET", "/api/products/SKU-B", Some(&admin), None).await.json();
+    assert_eq!(untouched["available"], 5, "no bad request moved stock");
+    let trail = api
+        .call("GET", "/api/products/SKU-B/movements", Some(&admin), None)
         .await
-        .expect("countable");
-    assert_eq!(written, 0, "no bad request wrote an order");
-    let product: i64 = sqlx::query_scalar("SELECT count(*) FROM inventory.products")
-        .fetch_one(&pool)
-        .await
-        .expect("countable");
-    assert_eq!(product, 1, "no bad request wrote a product");
+        .json();
+    assert_eq!(
+        trail["items"].as_array().map(Vec::len),
+        Some(1),
+        "only the initial stock"
+    );
     shop.kill();
 }

@@ -32,7 +32,11 @@ fn stderr(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_replayed_from_the_command_line() {
     let (namespace, bus) = common::fresh_bus('c').await;
-    let env = [("SHOP_NAMESPACE", namespace.as_str())];
+    // A PostgreSQL URL selects the distributed mode, and with it JetStream.
+    let env = [
+        ("SHOP_NAMESPACE", namespace.as_str()),
+        ("SHOP_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    ];
     let empty = shop(&["dead-letters", "list"], &env);
     assert!(empty.status.success(), "{}", stderr(&empty));
     assert!(stdout(&empty).contains("no dead letters"), "{}", stdout(&empty));
@@ -163,4 +167,20 @@ async fn settings_come_from_a_config_file_under_the_environment() {
         "{}",
         stderr(&typo)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_mode_has_the_same_operator_commands() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let env = [("SHOP_DATABASE_URL", url.as_str())];
+    let migrated = shop(&["migrate"], &env);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let backlog = shop(&["outbox", "backlog"], &env);
+    assert!(stdout(&backlog).contains("order: 0 unsent"), "{}", stdout(&backlog));
+    let letters = shop(&["dead-letters", "list"], &env);
+    assert!(letters.status.success(), "{}", stderr(&letters));
+    assert!(stdout(&letters).contains("no dead letters"), "{}", stdout(&letters));
+    let unknown = shop(&["dead-letters", "replay", "7"], &env);
+    assert!(stderr(&unknown).contains("no dead letter 7"), "{}", stderr(&unknown));
 }

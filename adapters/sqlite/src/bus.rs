@@ -1,0 +1,385 @@
+//! The event bus in the SQLite file: a durable, in-process JetStream.
+//!
+//! `bus_messages` is the stream (deduplicated by event id); `bus_pending`
+//! holds, per consumer, what it has still to handle, with its delivery count
+//! and when it may be delivered (again); `bus_dead_letters` keeps what was
+//! given up on. A pulled message is leased for the consumer's ack wait: one
+//! that is never settled comes back, as on JetStream. Publishing wakes the
+//! waiting subscriptions of this process at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shop_runtime::ports::{BusError, DeadLetter, Delivery, EventBus, Subscription};
+use shop_streams::{ConsumerSpec, Context, Envelope, Topology};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::outbox::begin;
+use crate::{SqliteStore, millis, now_ms};
+
+/// How often a waiting subscription looks for messages whose retry delay ran out.
+const POLL: Duration = Duration::from_millis(25);
+
+#[derive(Debug, Clone)]
+pub struct SqliteBus {
+    pool: SqlitePool,
+    topology: Topology,
+    published: Arc<Notify>,
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(format!("{what}: {error}"))
+}
+
+impl SqliteBus {
+    pub fn new(store: &SqliteStore, topology: Topology) -> Self {
+        Self {
+            pool: store.pool().clone(),
+            topology,
+            published: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Makes every leased message deliverable now, and answers how many.
+    /// For a process starting on an embedded database that only it uses:
+    /// what is leased then was leased by a process that died, and need not
+    /// wait out its ack wait.
+    pub async fn release_leases(&self) -> Result<u64, BusError> {
+        let released = sqlx::query("UPDATE bus_pending SET visible_at = 0 WHERE visible_at > ?1 AND deliveries > 0")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("release leases", e))?;
+        Ok(released.rows_affected())
+    }
+
+    /// Publishes `body` as it is to `subject` (`{ns}.{context}.{type}`), for
+    /// tools and tests that go below the port, such as sending a message no
+    /// consumer can read.
+    pub async fn publish_raw(&self, subject: &str, body: &[u8]) -> Result<(), BusError> {
+        let context = self
+            .context_of(subject)
+            .ok_or_else(|| BusError::Refused(format!("{subject} is not a subject of this namespace")))?;
+        let consumer = self.topology.consumer(context.counterpart()).durable;
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
+        insert(&mut tx, &Uuid::now_v7().to_string(), subject, body, &consumer).await?;
+        tx.commit().await.map_err(|e| unavailable("publish", e))?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    fn context_of(&self, subject: &str) -> Option<Context> {
+        let rest = subject
+            .strip_prefix(self.topology.namespace().as_str())?
+            .strip_prefix('.')?;
+        [Context::Order, Context::Inventory]
+            .into_iter()
+            .find(|c| rest.starts_with(&format!("{c}.")))
+    }
+}
+
+/// Stores a message once per id and queues it for `consumer`.
+async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    msg_id: &str,
+    subject: &str,
+    body: &[u8],
+    consumer: &str,
+) -> Result<(), BusError> {
+    let seq: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO bus_messages (msg_id, subject, body, published_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
+    )
+    .bind(msg_id)
+    .bind(subject)
+    .bind(body)
+    .bind(now_ms())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(|e| unavailable("publish", e))?;
+    // Seen before: stored once, delivered once.
+    let Some(seq) = seq else { return Ok(()) };
+    sqlx::query("INSERT INTO bus_pending (consumer, seq) VALUES (?1, ?2)")
+        .bind(consumer)
+        .bind(seq)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unavailable("publish", e))?;
+    Ok(())
+}
+
+impl EventBus for SqliteBus {
+    type Subscription = SqliteSubscription;
+
+    async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
+        for event in events {
+            let subject = self.topology.subject(event.context, &event.event_type);
+            let consumer = self.topology.consumer(event.context.counterpart()).durable;
+            insert(
+                &mut tx,
+                &event.event_id.to_string(),
+                &subject,
+                &event.to_bytes(),
+                &consumer,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(|e| unavailable("publish", e))?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn subscribe(&self, context: Context) -> Result<SqliteSubscription, BusError> {
+        Ok(SqliteSubscription {
+            pool: self.pool.clone(),
+            published: Arc::clone(&self.published),
+            spec: self.topology.consumer(context),
+            dead_lettered: 0,
+        })
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let rows = sqlx::query(
+            "SELECT id, consumer, subject, reason, deliveries, body FROM bus_dead_letters ORDER BY id LIMIT ?1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("dead letters", e))?;
+        rows.iter()
+            .map(|row| {
+                let read = |e| unavailable("dead letter", e);
+                let id: i64 = row.try_get("id").map_err(read)?;
+                let deliveries: i64 = row.try_get("deliveries").map_err(read)?;
+                Ok(DeadLetter {
+                    id: u64::try_from(id).unwrap_or(0),
+                    consumer: row.try_get("consumer").map_err(read)?,
+                    subject: row.try_get("subject").map_err(read)?,
+                    reason: row.try_get("reason").map_err(read)?,
+                    deliveries: u64::try_from(deliveries).unwrap_or(0),
+                    body: row.try_get("body").map_err(read)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replay_dead_letter(&self, id: u64) -> Result<(), BusError> {
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("replay", e))?;
+        let row = sqlx::query("DELETE FROM bus_dead_letters WHERE id = ?1 RETURNING consumer, subject, body")
+            .bind(i64::try_from(id).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| unavailable("replay", e))?
+            .ok_or_else(|| BusError::Refused(format!("no dead letter {id}")))?;
+        let read = |e| unavailable("dead letter", e);
+        let consumer: String = row.try_get("consumer").map_err(read)?;
+        let subject: String = row.try_get("subject").map_err(read)?;
+        let body: Vec<u8> = row.try_get("body").map_err(read)?;
+        // A fresh id: the original was stored under its own already.
+        insert(&mut tx, &Uuid::now_v7().to_string(), &subject, &body, &consumer).await?;
+        tx.commit().await.map_err(|e| unavailable("replay", e))?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct SqliteSubscription {
+    pool: SqlitePool,
+    published: Arc<Notify>,
+    spec: ConsumerSpec,
+    dead_lettered: u64,
+}
+
+struct Pulled {
+    seq: i64,
+    deliveries: i64,
+    subject: String,
+    body: Vec<u8>,
+}
+
+impl SqliteSubscription {
+    /// Leases up to `max` deliverable messages for the ack wait.
+    async fn pull(&self, max: usize) -> Result<Vec<Pulled>, BusError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE bus_pending SET deliveries = deliveries + 1, visible_at = ?3
+             WHERE consumer = ?1 AND seq IN (
+                 SELECT seq FROM bus_pending WHERE consumer = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?4)
+             RETURNING seq, deliveries,
+                 (SELECT subject FROM bus_messages m WHERE m.seq = bus_pending.seq) AS subject,
+                 (SELECT body FROM bus_messages m WHERE m.seq = bus_pending.seq) AS body",
+        )
+        .bind(&self.spec.durable)
+        .bind(now)
+        .bind(now.saturating_add(millis(self.spec.ack_wait)))
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable("pull", e))?;
+        let mut pulled = rows
+            .iter()
+            .map(|row| {
+                let read = |e| unavailable("pulled message", e);
+                Ok(Pulled {
+                    seq: row.try_get("seq").map_err(read)?,
+                    deliveries: row.try_get("deliveries").map_err(read)?,
+                    subject: row.try_get("subject").map_err(read)?,
+                    body: row.try_get("body").map_err(read)?,
+                })
+            })
+            .collect::<Result<Vec<_>, BusError>>()?;
+        pulled.sort_by_key(|p| p.seq);
+        Ok(pulled)
+    }
+}
+
+impl Subscription for SqliteSubscription {
+    type Delivery = SqliteDelivery;
+
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<SqliteDelivery>, BusError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Registered before looking, so a publish in between still wakes us.
+            let published = self.published.notified();
+            let mut batch = Vec::new();
+            for message in self.pull(max).await? {
+                let attempt = u64::try_from(message.deliveries).unwrap_or(1);
+                let key = Key {
+                    pool: self.pool.clone(),
+                    consumer: self.spec.durable.clone(),
+                    seq: message.seq,
+                };
+                let reason = match Envelope::from_bytes(&message.body) {
+                    Err(error) => error.to_string(),
+                    Ok(_) if attempt > u64::try_from(self.spec.max_deliver).unwrap_or(u64::MAX) => {
+                        format!("not handled after {} deliveries", self.spec.max_deliver)
+                    }
+                    Ok(envelope) => {
+                        batch.push(SqliteDelivery {
+                            key,
+                            envelope,
+                            attempt,
+                            subject: message.subject,
+                            body: message.body,
+                        });
+                        continue;
+                    }
+                };
+                tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, subject = %message.subject, attempt, %reason, "dead letter");
+                key.dead_letter(&message.subject, &message.body, attempt, &reason)
+                    .await?;
+                self.dead_lettered += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !batch.is_empty() || left.is_zero() {
+                return Ok(batch);
+            }
+            let _ = tokio::time::timeout(left.min(POLL), published).await;
+        }
+    }
+
+    async fn lag(&mut self) -> Result<u64, BusError> {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM bus_pending WHERE consumer = ?1 AND deliveries = 0")
+                .bind(&self.spec.durable)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| unavailable("lag", e))?;
+        Ok(u64::try_from(waiting).unwrap_or(0))
+    }
+
+    fn take_dead_lettered(&mut self) -> u64 {
+        std::mem::take(&mut self.dead_lettered)
+    }
+}
+
+/// Which pending message a delivery settles.
+#[derive(Debug)]
+struct Key {
+    pool: SqlitePool,
+    consumer: String,
+    seq: i64,
+}
+
+impl Key {
+    async fn dead_letter(&self, subject: &str, body: &[u8], attempt: u64, reason: &str) -> Result<(), BusError> {
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("dead letter", e))?;
+        sqlx::query(
+            "INSERT INTO bus_dead_letters (consumer, subject, reason, deliveries, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&self.consumer)
+        .bind(subject)
+        .bind(reason)
+        .bind(i64::try_from(attempt).unwrap_or(i64::MAX))
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unavailable("dead letter", e))?;
+        self.settle_in(&mut tx).await?;
+        tx.commit().await.map_err(|e| unavailable("dead letter", e))
+    }
+
+    async fn settle_in(&self, tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), BusError> {
+        sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq = ?2")
+            .bind(&self.consumer)
+            .bind(self.seq)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| unavailable("ack", e))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct SqliteDelivery {
+    key: Key,
+    envelope: Envelope,
+    attempt: u64,
+    subject: String,
+    body: Vec<u8>,
+}
+
+impl Delivery for SqliteDelivery {
+    fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    fn attempt(&self) -> u64 {
+        self.attempt
+    }
+
+    async fn ack(self) -> Result<(), BusError> {
+        sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq = ?2")
+            .bind(&self.key.consumer)
+            .bind(self.key.seq)
+            .execute(&self.key.pool)
+            .await
+            .map_err(|e| unavailable("ack", e))?;
+        Ok(())
+    }
+
+    async fn retry(self, delay: Duration) -> Result<(), BusError> {
+        sqlx::query("UPDATE bus_pending SET visible_at = ?3 WHERE consumer = ?1 AND seq = ?2")
+            .bind(&self.key.consumer)
+            .bind(self.key.seq)
+            .bind(now_ms().saturating_add(millis(delay)))
+            .execute(&self.key.pool)
+            .await
+            .map_err(|e| unavailable("retry", e))?;
+        Ok(())
+    }
+
+    async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
+        self.key
+            .dead_letter(&self.subject, &self.body, self.attempt, reason)
+            .await
+    }
+}

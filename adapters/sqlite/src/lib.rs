@@ -1,0 +1,99 @@
+//! The embedded mode's adapters: everything in one SQLite file.
+//!
+//! [`SqliteStore`] implements both contexts' stores and outboxes with the
+//! same guarantees as PostgreSQL (one transaction per change, version
+//! fences, CHECK constraints on stock); [`SqliteBus`] is the event bus in
+//! the same file, so the saga survives a restart without a broker: the
+//! relays publish outbox rows into it, consumers lease, acknowledge, retry
+//! and dead-letter messages as they would on JetStream. Both pass the ports'
+//! contract suites.
+//!
+//! SQLite has one writer at a time: writes start with `BEGIN IMMEDIATE`,
+//! and a busy database waits (`busy_timeout`) rather than failing.
+
+#![forbid(unsafe_code)]
+
+mod bus;
+mod error;
+mod inventory;
+mod orders;
+mod outbox;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use shop_streams::Context;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use bus::{SqliteBus, SqliteDelivery, SqliteSubscription};
+pub use outbox::SqliteOutbox;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    #[error("cannot open the SQLite database {0}")]
+    Open(String, #[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Both contexts' stores (and the bus's tables) over one pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `url`
+    /// (`sqlite://data/shop.db`), and migrates it.
+    pub async fn open(url: &str) -> Result<Self, SqliteError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| SqliteError::Open(url.to_owned(), e))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // An accepted order survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| SqliteError::Open(url.to_owned(), sqlx::Error::Io(e)))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| SqliteError::Open(url.to_owned(), e))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(SqliteError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    /// A new database in `dir`, for tests and tools.
+    pub async fn open_in(dir: &Path) -> Result<Self, SqliteError> {
+        Self::open(&format!("sqlite://{}", dir.join("shop.db").display())).await
+    }
+
+    /// The outbox of one context, over the same pool.
+    pub fn outbox(&self, context: Context) -> SqliteOutbox {
+        SqliteOutbox::new(self.pool.clone(), context)
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Milliseconds since the epoch, the unit of every time column.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,155 @@
+//! The store, outbox and event bus contracts against the embedded SQLite
+//! adapters, each test on a database file of its own.
+
+use shop_adapter_sqlite::{SqliteBus, SqliteStore};
+use shop_runtime::ports::contracts;
+use shop_runtime::ports::{Delivery, EventBus, Subscription};
+use shop_streams::{Context, Namespace, Topology};
+
+async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open_in(dir.path()).await.expect("opened and migrated");
+    (store, dir)
+}
+
+fn topology() -> Topology {
+    Topology::new(Namespace::new("embedded").expect("valid"))
+}
+
+#[tokio::test]
+async fn order_store_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::order_store::run(&store, &store.outbox(Context::Order)).await;
+}
+
+#[tokio::test]
+async fn inventory_store_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::inventory_store::run(&store).await;
+}
+
+#[tokio::test]
+async fn order_outbox_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::outbox::run(&store, &store.outbox(Context::Order)).await;
+}
+
+#[tokio::test]
+async fn event_bus_contract() {
+    let (store, _dir) = fresh().await;
+    let bus = SqliteBus::new(&store, topology());
+    let max_deliver = bus.topology().consumer(Context::Inventory).max_deliver;
+    contracts::bus::run(&bus, u64::try_from(max_deliver).expect("positive")).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
+    let (store, _dir) = fresh().await;
+    let bus = SqliteBus::new(&store, topology());
+    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    bus.publish_raw("embedded.order.OrderCreated", b"not json at all")
+        .await
+        .expect("published");
+    let batch = inventory
+        .next_batch(10, std::time::Duration::from_millis(200))
+        .await
+        .expect("pull");
+    assert!(batch.is_empty());
+    assert_eq!(inventory.take_dead_lettered(), 1);
+    let letters = bus.dead_letters(10).await.expect("listed");
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("not an event envelope"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].body, b"not json at all");
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_negative_stock() {
+    let (store, _dir) = fresh().await;
+    let refused = sqlx::query(
+        "INSERT INTO inventory_products
+         (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted, deducted, version)
+         VALUES ('X', 'x', 1, 'KRW', -1, 1, 0, 0, 0, 0, 1)",
+    )
+    .execute(store.pool())
+    .await;
+    let error = refused.expect_err("CHECK constraint");
+    assert!(error.to_string().contains("CHECK constraint failed"), "{error}");
+}
+
+#[tokio::test]
+async fn a_reopened_database_keeps_everything() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open_in(dir.path()).await.expect("opened");
+    let bus = SqliteBus::new(&store, topology());
+    bus.publish_raw("embedded.order.OrderCreated", b"{}")
+        .await
+        .expect("published");
+    store.pool().close().await;
+    let reopened = SqliteStore::open_in(dir.path())
+        .await
+        .expect("reopened, migrations not rerun");
+    let mut inventory = SqliteBus::new(&reopened, topology())
+        .subscribe(Context::Inventory)
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        inventory.lag().await.expect("lag"),
+        1,
+        "the message outlived the process"
+    );
+}
+
+#[tokio::test]
+async fn leases_of_a_dead_process_can_be_released_at_start() {
+    let (store, _dir) = fresh().await;
+    let bus = SqliteBus::new(&store, topology());
+    bus.publish_raw("embedded.order.OrderCreated", b"{}")
+        .await
+        .expect("published");
+    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    // Leased (and dead-lettered, as it is no envelope): nothing to release.
+    let _ = inventory.next_batch(1, std::time::Duration::from_millis(50)).await;
+    assert_eq!(bus.release_leases().await.expect("released"), 0);
+
+    let event = shop_streams::Envelope::new(
+        &shop_streams::DomainEvent::Order(shop_rules::order::OrderEvent::Confirmed(
+            shop_rules::order::OrderTransition {
+                order_id: "o-1".into(),
+                at: 1,
+            },
+        )),
+        2,
+        1,
+        shop_streams::RuleRef {
+            name: "order".into(),
+            hash: "0".repeat(64),
+        },
+        shop_streams::Trace::root(uuid::Uuid::now_v7()),
+    );
+    bus.publish(std::slice::from_ref(&event)).await.expect("published");
+    let taken = inventory
+        .next_batch(1, std::time::Duration::from_millis(50))
+        .await
+        .expect("pulled");
+    assert_eq!(taken.len(), 1);
+    drop(taken); // the process "dies" holding it
+    assert!(
+        inventory
+            .next_batch(1, std::time::Duration::from_millis(50))
+            .await
+            .expect("pulled")
+            .is_empty(),
+        "leased for the ack wait"
+    );
+    assert_eq!(bus.release_leases().await.expect("released"), 1);
+    let again = inventory
+        .next_batch(1, std::time::Duration::from_millis(50))
+        .await
+        .expect("pulled");
+    assert_eq!(again.len(), 1, "delivered again at once");
+    assert_eq!(again[0].attempt(), 2);
+}

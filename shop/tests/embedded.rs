@@ -1,0 +1,119 @@
+//! The embedded mode as a user meets it: `shop serve` with nothing
+//! configured keeps everything under `./data`, and a process killed mid-saga
+//! loses nothing when it starts again.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{RoleProcess, TEST_SECRET, http, token};
+use serde_json::{Value, json};
+
+async fn call(shop: &RoleProcess, method: &str, path: &str, token: &str, body: Option<Value>) -> common::Answer {
+    let bearer = format!("Bearer {token}");
+    let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    http(shop.addr, method, path, &headers, body.as_bytes()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_configured_the_shop_runs_embedded_under_data() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("SHOP_DATABASE_URL")
+        .env_remove("SHOP_CONFIG")
+        .env("SHOP_RULES_CACHE", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the shop binary starts");
+    let database = dir.path().join("data/shop.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !database.exists() {
+        assert!(Instant::now() < deadline, "no database under ./data");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_embedded_shop_resumes_the_saga_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let env = [("SHOP_JWT_SECRET", TEST_SECRET)];
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+
+    let shop = RoleProcess::start("all", &url, "shop", &env);
+    let mug = json!({"id": "SKU-E", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 50});
+    assert_eq!(
+        call(&shop, "POST", "/api/products", &admin, Some(mug)).await.status,
+        201
+    );
+    let order = json!({"items": [{"product_id": "SKU-E", "quantity": 1}]});
+    // The catalogue copy reaches the order side through the saga first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut accepted = Vec::new();
+    loop {
+        let answer = call(&shop, "POST", "/api/orders", &alice, Some(order.clone())).await;
+        if answer.status == 202 {
+            accepted.push(answer.json()["order_id"].as_str().expect("id").to_owned());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}: {}", answer.status, answer.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Then a burst, all at once, and the process killed as the last is accepted.
+    let burst = (0..79).map(|_| call(&shop, "POST", "/api/orders", &alice, Some(order.clone())));
+    for answer in futures::future::join_all(burst).await {
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        accepted.push(answer.json()["order_id"].as_str().expect("id").to_owned());
+    }
+    shop.kill();
+
+    let shop = RoleProcess::start("all", &url, "shop", &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut confirmed = 0;
+    let mut cancelled = 0;
+    for id in &accepted {
+        loop {
+            let status = call(&shop, "GET", &format!("/api/orders/{id}"), &alice, None)
+                .await
+                .json()["status"]
+                .clone();
+            match status.as_str() {
+                Some("CONFIRMED") => confirmed += 1,
+                Some("CANCELLED") => cancelled += 1,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                other => panic!("order {id} stuck at {other:?}"),
+            }
+            break;
+        }
+    }
+    assert_eq!(
+        (confirmed, cancelled),
+        (50, 30),
+        "every accepted order settled, stock decided which"
+    );
+    let product = call(&shop, "GET", "/api/products/SKU-E", &admin, None).await.json();
+    assert_eq!((&product["available"], &product["reserved"]), (&json!(0), &json!(50)));
+    let trail = call(&shop, "GET", "/api/products/SKU-E/movements?limit=500", &admin, None)
+        .await
+        .json();
+    let reserves = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|m| m["kind"] == "reserve")
+        .count();
+    assert_eq!(reserves, 50, "one reserve per confirmed order, none twice");
+    shop.kill();
+}

@@ -12,6 +12,7 @@
 pub mod auth;
 mod edge;
 mod json;
+mod limits;
 mod ops;
 mod orders;
 mod problem;
@@ -19,52 +20,115 @@ mod products;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
-use shop_runtime::ports::{InventoryStore, Lock, OrderStore};
+use shop_runtime::ports::{InventoryStore, Lock, OrderStore, RateLimiter};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::{Auth, Caller, DEVELOPMENT_SECRET, Role};
-pub use ops::{OPENMETRICS, ops_router};
+pub use limits::Limits;
+pub use ops::{Check, OPENMETRICS, ops_router, ops_router_with};
 pub use problem::{PROBLEM_JSON, Problem};
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The HTTP surface of one process, assembled from the contexts it runs.
-#[derive(Debug)]
 pub struct Gateway {
-    router: Router,
+    ops: Router,
+    api: Router,
     auth: Arc<Auth>,
+    limits: Option<limits::LimitState>,
+    timeout: Duration,
+    cors: Option<CorsLayer>,
+}
+
+/// How long a request may take before it is answered with a 503, unless
+/// [`Gateway::request_timeout`] says otherwise.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
 }
 
 impl Gateway {
-    /// Health and metrics only; add the contexts with [`Self::orders`] and [`Self::products`].
-    pub fn new(auth: Auth, registry: Arc<Registry>) -> Self {
+    /// Health and metrics only; add the contexts with [`Self::orders`] and
+    /// [`Self::products`]. `/health/ready` runs `checks`.
+    pub fn new(auth: Auth, registry: Arc<Registry>, checks: Vec<(&'static str, Check)>) -> Self {
         Self {
-            router: ops_router(registry),
+            ops: ops_router_with(registry, checks),
+            api: Router::new(),
             auth: Arc::new(auth),
+            limits: None,
+            timeout: REQUEST_TIMEOUT,
+            cors: None,
         }
+    }
+
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Lets browsers on `origins` call the API; without it, no CORS headers.
+    pub fn cors(mut self, origins: Vec<HeaderValue>) -> Self {
+        if !origins.is_empty() {
+            let layer = CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PUT])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("idempotency-key"),
+                ])
+                .expose_headers([
+                    header::LOCATION,
+                    header::RETRY_AFTER,
+                    HeaderName::from_static("x-request-id"),
+                ])
+                .max_age(Duration::from_secs(600));
+            self.cors = Some(layer);
+        }
+        self
+    }
+
+    /// Counts `/api` requests against `limits` with `limiter`.
+    pub fn rate_limits(mut self, limiter: impl RateLimiter, limits: Limits) -> Self {
+        self.limits = Some(limits::LimitState::new(limiter, limits, self.auth.clone()));
+        self
     }
 
     /// Serves `/api/orders`.
     pub fn orders<S: OrderStore>(mut self, orders: Arc<OrderService<S>>) -> Self {
-        self.router = self.router.merge(orders::router(orders));
+        self.api = self.api.merge(orders::router(orders));
         self
     }
 
     /// Serves `/api/products`.
     pub fn products<S: InventoryStore, L: Lock>(mut self, inventory: Arc<InventoryService<S, L>>) -> Self {
-        self.router = self.router.merge(products::router(inventory));
+        self.api = self.api.merge(products::router(inventory));
         self
     }
 
     pub fn into_router(self) -> Router {
-        self.router
+        let api = match self.limits {
+            Some(state) => self
+                .api
+                .layer(axum::middleware::from_fn_with_state(state, limits::limit)),
+            None => self.api,
+        };
+        let router = self
+            .ops
+            .merge(api)
             .fallback(|| async { Problem::not_found("no such endpoint") })
             .method_not_allowed_fallback(|| async {
                 Problem::new(
@@ -75,7 +139,12 @@ impl Gateway {
             })
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(Extension(self.auth))
-            .layer(axum::middleware::from_fn(edge::edge))
+            .layer(axum::middleware::from_fn_with_state(self.timeout, edge::edge));
+        // Outermost: a preflight is answered before any auth or limit sees it.
+        match self.cors {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
     }
 }
 
@@ -90,5 +159,8 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // With the peer's address, for the per-address rate limit.
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -1,6 +1,10 @@
-//! Operations endpoints: `/health/live` and `/metrics`.
+//! Operations endpoints: `/health/live`, `/health/ready` and `/metrics`.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -13,12 +17,49 @@ use prometheus_client::registry::Registry;
 /// The content type of the metrics exposition.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// One dependency's check: `Ok` when it answers.
+pub type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// How long a dependency may take to answer a readiness check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The endpoints every role serves, reading metrics from `registry`.
 pub fn ops_router(registry: Arc<Registry>) -> Router {
+    ops_router_with(registry, Vec::new())
+}
+
+/// [`ops_router`], with `/health/ready` answering 200 only when every check does.
+pub fn ops_router_with(registry: Arc<Registry>, checks: Vec<(&'static str, Check)>) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
         .with_state(registry)
+        .merge(
+            Router::new()
+                .route("/health/ready", get(ready))
+                .with_state(Arc::new(checks)),
+        )
+}
+
+async fn ready(State(checks): State<Arc<Vec<(&'static str, Check)>>>) -> Response {
+    let mut report = BTreeMap::new();
+    let mut all = true;
+    for (name, check) in checks.iter() {
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => error,
+            Err(_) => format!("no answer within {CHECK_TIMEOUT:?}"),
+        };
+        all &= outcome == "ok";
+        report.insert(*name, outcome);
+    }
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"status": if all { "ready" } else { "unavailable" }, "checks": report});
+    crate::json::reply(status, &body)
 }
 
 /// The process answers: it is alive. Readiness (its dependencies answer)

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use shop_runtime::ports::Quota;
 
 /// Settings read from the file, as `SHOP_*` names.
 static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
@@ -30,6 +31,10 @@ const KNOWN: &[&str] = &[
     "role",
     "log",
     "jwt_secret",
+    "rate_limit_user",
+    "cors_origins",
+    "request_timeout_ms",
+    "rate_limit_ip",
     "rules_dir",
     "rules_cache",
     "rules_timeout_ms",
@@ -129,6 +134,52 @@ pub fn nats_url() -> String {
     var("SHOP_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned())
 }
 
+/// `SHOP_CORS_ORIGINS`: origins whose pages may call the API, separated by
+/// commas (default none: no CORS headers).
+pub fn cors_origins() -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+    let Some(text) = var("SHOP_CORS_ORIGINS") else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                bail!("SHOP_CORS_ORIGINS: {origin:?} is not an origin like https://shop.example");
+            }
+            axum::http::HeaderValue::from_str(origin)
+                .with_context(|| format!("SHOP_CORS_ORIGINS: {origin:?} is not a valid header value"))
+        })
+        .collect()
+}
+
+/// `SHOP_RATE_LIMIT_USER` (default `100/200`) and `SHOP_RATE_LIMIT_IP`
+/// (default `1000/2000`): `RATE/BURST` per second, or `off`.
+pub fn rate_limits() -> anyhow::Result<(Option<Quota>, Option<Quota>)> {
+    let read = |name: &str, default: &str| {
+        let text = var(name).unwrap_or_else(|| default.to_owned());
+        parse_quota(&text).with_context(|| format!("{name}={text:?}: expected RATE/BURST (like 100/200) or off"))
+    };
+    Ok((
+        read("SHOP_RATE_LIMIT_USER", "100/200")?,
+        read("SHOP_RATE_LIMIT_IP", "1000/2000")?,
+    ))
+}
+
+fn parse_quota(text: &str) -> anyhow::Result<Option<Quota>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (rate, burst) = text.split_once('/').context("no /")?;
+    let per_second: u32 = rate.trim().parse().context("RATE is not a whole number")?;
+    let burst: u32 = burst.trim().parse().context("BURST is not a whole number")?;
+    if per_second == 0 || burst == 0 {
+        bail!("RATE and BURST must be at least 1");
+    }
+    Ok(Some(Quota { per_second, burst }))
+}
+
 /// Where the distributed mode's services are, and how this instance behaves.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -146,6 +197,8 @@ pub struct ServiceConfig {
     pub db_pool: u32,
     /// `SHOP_EXPIRY_EVERY_MS` (default 1000): how often due reservations are expired.
     pub expiry_every: Duration,
+    /// `SHOP_REQUEST_TIMEOUT_MS` (default 10000): how long one HTTP request may take.
+    pub request_timeout: Duration,
 }
 
 impl ServiceConfig {
@@ -165,6 +218,7 @@ impl ServiceConfig {
             instance_id: text("SHOP_INSTANCE_ID", &format!("{host}-{}", std::process::id())),
             db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
             expiry_every: Duration::from_millis(number("SHOP_EXPIRY_EVERY_MS", 1000)?),
+            request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
         })
     }
 }
@@ -264,6 +318,22 @@ mod tests {
             .find_map(|name| name.strip_prefix("SHOP_RULES_CONFIG_"))
             .and_then(split_component_key);
         assert_eq!(component, Some(("purchase-limit".into(), "max-units-per-day".into())));
+    }
+
+    #[test]
+    fn rate_limits_read_as_rate_slash_burst_or_off() {
+        use shop_runtime::ports::Quota;
+        assert_eq!(
+            super::parse_quota("100/200").ok().flatten(),
+            Some(Quota {
+                per_second: 100,
+                burst: 200
+            })
+        );
+        assert_eq!(super::parse_quota("OFF").ok(), Some(None));
+        for bad in ["100", "0/5", "5/0", "a/b", "-1/2", ""] {
+            assert!(super::parse_quota(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

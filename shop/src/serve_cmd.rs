@@ -21,13 +21,15 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
-use shop_adapter_memory::{MemoryKeyValue, MemoryLock};
+use shop_adapter_memory::{MemoryKeyValue, MemoryLock, MemoryRateLimiter};
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
-use shop_adapter_redis::{RedisKeyValue, RedisLock};
+use shop_adapter_redis::{RedisKeyValue, RedisLock, RedisRateLimiter};
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
-use shop_gateway::{Auth, Gateway};
+use shop_gateway::{Auth, Check, Gateway, Limits};
 use shop_runtime::metrics::Metrics;
-use shop_runtime::ports::{EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
+use shop_runtime::ports::{
+    EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock,
+};
 use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
@@ -70,9 +72,12 @@ pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
 }
 
 /// What the roles run on: the adapters of one mode, wired to the ports.
-struct Wiring<S, B, L, O> {
+struct Wiring<S, B, L, O, R> {
     store: S,
     bus: B,
+    limiter: R,
+    /// Readiness checks of what only this mode has (Redis).
+    checks: Vec<(&'static str, Check)>,
     /// Made only when the inventory role runs (the order role needs no lock).
     lock: Option<L>,
     kv: Arc<dyn KeyValue>,
@@ -96,6 +101,8 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
         }
         let wiring = Wiring {
             bus,
+            limiter: MemoryRateLimiter::new(),
+            checks: Vec::new(),
             lock: Some(MemoryLock::new()),
             kv: Arc::new(MemoryKeyValue::new()),
             outboxes: (store.outbox(Context::Order), store.outbox(Context::Inventory)),
@@ -114,8 +121,20 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             true => Some(RedisLock::connect(&service.redis_url).await?),
             false => None,
         };
+        let probe = RedisRateLimiter::connect(&service.redis_url).await?;
+        let probe_key = format!("{namespace}:ready");
+        let redis: Check = Arc::new(move || {
+            let (probe, key) = (probe.clone(), probe_key.clone());
+            let plenty = Quota {
+                per_second: u32::MAX,
+                burst: u32::MAX,
+            };
+            Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
+        });
         let wiring = Wiring {
             bus: JetStreamBus::connect(&service.nats_url, topology).await?,
+            limiter: RedisRateLimiter::connect(&service.redis_url).await?,
+            checks: vec![("redis", redis)],
             lock,
             kv: Arc::new(RedisKeyValue::connect(&service.redis_url)?),
             outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
@@ -126,10 +145,10 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
     }
 }
 
-async fn run_roles<S, B, L, O>(
+async fn run_roles<S, B, L, O, R>(
     role: Role,
     listener: tokio::net::TcpListener,
-    wiring: Wiring<S, B, L, O>,
+    wiring: Wiring<S, B, L, O, R>,
     namespace: Namespace,
     service: &ServiceConfig,
     rules_config: RulesConfig,
@@ -139,6 +158,7 @@ where
     B: EventBus + Clone,
     L: Lock,
     O: Outbox,
+    R: RateLimiter,
 {
     let listening = listener.local_addr().context("the listening address")?;
     let metrics = Metrics::default();
@@ -165,7 +185,38 @@ where
     let store = wiring.store;
     let (order_outbox, inventory_outbox) = wiring.outboxes;
     let mut roles = Roles::new();
-    let mut gateway = Gateway::new(auth(), Arc::new(registry));
+    let (user, ip) = config::rate_limits()?;
+    let limits = Limits {
+        user,
+        ip,
+        key_prefix: format!("{namespace}:ratelimit:"),
+    };
+    let mut checks = wiring.checks;
+    let probe = store.clone();
+    checks.push((
+        "database",
+        Arc::new(move || {
+            let probe = probe.clone();
+            Box::pin(async move {
+                OrderStore::get(&probe, "ready-probe")
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        }),
+    ));
+    let probe = wiring.bus.clone();
+    checks.push((
+        "event bus",
+        Arc::new(move || {
+            let probe = probe.clone();
+            Box::pin(async move { probe.dead_letters(1).await.map(drop).map_err(|e| e.to_string()) })
+        }),
+    ));
+    let mut gateway = Gateway::new(auth(), Arc::new(registry), checks)
+        .rate_limits(wiring.limiter, limits)
+        .request_timeout(service.request_timeout)
+        .cors(config::cors_origins()?);
     if role.runs(Role::Order) {
         let orders =
             Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()).with_metrics(metrics.clone()));

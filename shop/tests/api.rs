@@ -68,6 +68,10 @@ enum Mode {
 
 /// A fresh shop process in `mode`; the directory holds the embedded database.
 async fn start(mode: Mode, prefix: char) -> (Api, RoleProcess, tempfile::TempDir) {
+    start_with(mode, prefix, &[]).await
+}
+
+async fn start_with(mode: Mode, prefix: char, extra: &[(&str, &str)]) -> (Api, RoleProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (url, namespace) = match mode {
         Mode::Distributed => {
@@ -80,7 +84,9 @@ async fn start(mode: Mode, prefix: char) -> (Api, RoleProcess, tempfile::TempDir
             "shop".to_owned(),
         ),
     };
-    let shop = RoleProcess::start("all", &url, &namespace, &[("SHOP_JWT_SECRET", TEST_SECRET)]);
+    let mut env = vec![("SHOP_JWT_SECRET", TEST_SECRET)];
+    env.extend_from_slice(extra);
+    let shop = RoleProcess::start("all", &url, &namespace, &env);
     (Api { addr: shop.addr }, shop, dir)
 }
 
@@ -106,6 +112,64 @@ async fn distributed_bad_input_gets_a_4xx_problem_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_bad_input_gets_a_4xx_problem_and_writes_nothing() {
     bad_input_gets_a_4xx_problem_and_writes_nothing(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_a_burst_over_the_limits_gets_429() {
+    a_burst_over_the_limits_gets_429(Mode::Distributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_burst_over_the_limits_gets_429() {
+    a_burst_over_the_limits_gets_429(Mode::Embedded).await;
+}
+
+async fn a_burst_over_the_limits_gets_429(mode: Mode) {
+    let limits = [("SHOP_RATE_LIMIT_USER", "2/3"), ("SHOP_RATE_LIMIT_IP", "off")];
+    let (api, shop, _dir) = start_with(mode, 'r', &limits).await;
+    let alice = token("alice", "customer");
+    let bob = token("bob", "customer");
+    for n in 0..3 {
+        let answer = api.call("GET", "/api/orders", Some(&alice), None).await;
+        assert_eq!(answer.status, 200, "request {n} of the burst: {}", answer.body);
+    }
+    let limited = api.call("GET", "/api/orders", Some(&alice), None).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.header("content-type"), Some("application/problem+json"));
+    let wait: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert_eq!(
+        api.call("GET", "/api/orders", Some(&bob), None).await.status,
+        200,
+        "another user has their own allowance"
+    );
+    assert_eq!(
+        api.call("GET", "/health/live", None, None).await.status,
+        200,
+        "health is never limited"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        api.call("GET", "/api/orders", Some(&alice), None).await.status,
+        200,
+        "the allowance comes back at 2 a second"
+    );
+    shop.kill();
+
+    // Per address: even callers without a token are counted.
+    let (api, shop, _dir) = start_with(
+        mode,
+        's',
+        &[("SHOP_RATE_LIMIT_USER", "off"), ("SHOP_RATE_LIMIT_IP", "1/2")],
+    )
+    .await;
+    assert_eq!(api.call("GET", "/api/orders", None, None).await.status, 401);
+    assert_eq!(api.call("GET", "/api/orders", None, None).await.status, 401);
+    assert_eq!(api.call("GET", "/api/orders", None, None).await.status, 429);
+    shop.kill();
 }
 
 async fn a_customer_orders_through_the_api_and_the_saga_answers(mode: Mode) {
@@ -605,6 +669,51 @@ async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
         trail["items"].as_array().map(Vec::len),
         Some(1),
         "only the initial stock"
+    );
+    shop.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_on_allowed_origins_may_call_the_api() {
+    let cors = [("SHOP_CORS_ORIGINS", "https://shop.example, https://admin.example")];
+    let (api, shop, _dir) = start_with(Mode::Embedded, 'c', &cors).await;
+    let preflight = |origin: &'static str| {
+        let headers = [
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key",
+            ),
+        ];
+        async move { http(api.addr, "OPTIONS", "/api/orders", &headers, b"").await }
+    };
+    let allowed = preflight("https://shop.example").await;
+    assert!(
+        allowed.status < 300,
+        "a preflight is answered, not refused for lack of a token: {}",
+        allowed.status
+    );
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let methods = allowed
+        .header("access-control-allow-methods")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let other = preflight("https://evil.example").await;
+    assert_eq!(other.header("access-control-allow-origin"), None, "not on the list");
+
+    let alice = token("alice", "customer");
+    let bearer = format!("Bearer {alice}");
+    let headers = [("origin", "https://admin.example"), ("authorization", bearer.as_str())];
+    let answer = http(api.addr, "GET", "/api/orders", &headers, b"").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://admin.example")
     );
     shop.kill();
 }

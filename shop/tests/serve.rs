@@ -15,6 +15,11 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     let shop = RoleProcess::start("all", &url, namespace.as_str(), &[]);
     let live = shop.get("/health/live").await;
     assert_eq!(live.trim(), "ok");
+    let ready: serde_json::Value = serde_json::from_str(&shop.get("/health/ready").await).expect("JSON");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for check in ["database", "event bus", "redis"] {
+        assert_eq!(ready["checks"][check], "ok", "{ready}");
+    }
 
     desk.register("SKU-M", 3).await;
     desk.priced("SKU-M", Duration::from_secs(30)).await;
@@ -46,6 +51,40 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
         0.0,
         "nothing dead-lettered"
     );
+    shop.kill();
+    let _ = bus.delete_streams().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_dependencies_while_liveness_does_not() {
+    use shop_testkit::TcpProxy;
+
+    let (_store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('h').await;
+    let redis = TcpProxy::start(([127, 0, 0, 1], 6379).into()).await.expect("proxy");
+    let redis_url = format!("redis://{}", redis.addr());
+    let shop = RoleProcess::start("all", &url, namespace.as_str(), &[("SHOP_REDIS_URL", &redis_url)]);
+    let ready = |addr| async move { common::http(addr, "GET", "/health/ready", &[], b"").await };
+    assert_eq!(ready(shop.addr).await.status, 200);
+
+    redis.cut();
+    let down = ready(shop.addr).await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    let report = down.json();
+    assert_eq!(report["status"], "unavailable");
+    assert_ne!(report["checks"]["redis"], "ok", "{report}");
+    assert_eq!(report["checks"]["database"], "ok", "{report}");
+    assert_eq!(shop.get("/health/live").await.trim(), "ok", "alive all the same");
+
+    redis.restore();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while ready(shop.addr).await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready again after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     shop.kill();
     let _ = bus.delete_streams().await;
 }

@@ -8,6 +8,8 @@
 
 mod kv;
 mod lock;
+mod rate_limit;
 
 pub use kv::MemoryKeyValue;
 pub use lock::MemoryLock;
+pub use rate_limit::MemoryRateLimiter;

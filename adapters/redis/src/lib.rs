@@ -1,5 +1,6 @@
-//! Redis adapters: [`RedisLock`] for the lock port and [`RedisKeyValue`] for
-//! the key-value capability the rule components import.
+//! Redis adapters: [`RedisLock`] for the lock port, [`RedisRateLimiter`] for
+//! the gateway's rate limits, and [`RedisKeyValue`] for the key-value
+//! capability the rule components import.
 //!
 //! Keys are used as given: callers put the deployment namespace in front
 //! (`{ns}:lock:...`, `{ns}:rules:{component}:...`), so several deployments
@@ -9,9 +10,11 @@
 
 mod kv;
 mod lock;
+mod rate_limit;
 
 pub use kv::RedisKeyValue;
 pub use lock::RedisLock;
+pub use rate_limit::RedisRateLimiter;
 
 /// Connect and command timeouts: Redis answers in well under a millisecond
 /// on a healthy network, so waiting longer only delays the error.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shop_adapter_redis::{RedisKeyValue, RedisLock};
+use shop_adapter_redis::{RedisKeyValue, RedisLock, RedisRateLimiter};
 use shop_runtime::ports::kv::contract as kv_contract;
 use shop_runtime::ports::{LockError, contracts};
 
@@ -44,4 +44,10 @@ async fn an_unreachable_redis_fails_fast_with_a_clear_error() {
     let error = RedisKeyValue::connect("redis://127.0.0.1:1").expect_err("nothing on port 1");
     assert!(error.to_string().contains("cannot reach Redis"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(10), "failed fast");
+}
+
+#[tokio::test]
+async fn rate_limit_contract() {
+    let limiter = RedisRateLimiter::connect(&url()).await.expect("Redis is reachable");
+    contracts::rate_limit::run(&limiter, &prefix()).await;
 }

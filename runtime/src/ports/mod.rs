@@ -10,6 +10,7 @@ pub mod kv;
 pub mod lock;
 pub mod order_store;
 pub mod outbox;
+pub mod rate_limit;
 pub mod store;
 
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
@@ -19,6 +20,7 @@ pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite};
 pub use outbox::Outbox;
+pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
 pub use store::{Handled, StoreError, Versioned};
 
 #[cfg(feature = "testkit")]

@@ -7,6 +7,7 @@ pub mod inventory_store;
 pub mod lock;
 pub mod order_store;
 pub mod outbox;
+pub mod rate_limit;
 
 use shop_rules::order::{Order, OrderCreated, OrderEvent, OrderLine, OrderStatus};
 use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};

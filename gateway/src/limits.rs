@@ -1,0 +1,120 @@
+//! Rate limits per user and per client address, on the `/api` routes.
+//!
+//! Counted by the runtime's rate-limit port (Redis shared by all instances,
+//! or in memory), answered with `429` and `Retry-After`. When the limiter
+//! cannot be reached the request goes through: limits protect the shop,
+//! they must not take it down with them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shop_runtime::ports::{Quota, RateLimitError, RateLimiter, Verdict};
+
+use crate::auth::{Auth, Caller};
+use crate::problem::Problem;
+
+/// Which limits apply; `None` switches one off.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub user: Option<Quota>,
+    pub ip: Option<Quota>,
+    /// Put in front of every key (`{namespace}:ratelimit:`), so deployments
+    /// sharing a Redis count apart.
+    pub key_prefix: String,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The port, object-safe, so the gateway's layers need no type parameter.
+trait DynLimiter: Send + Sync {
+    fn check<'a>(&'a self, key: &'a str, quota: Quota) -> BoxFuture<'a, Result<Verdict, RateLimitError>>;
+}
+
+impl<T: RateLimiter> DynLimiter for T {
+    fn check<'a>(&'a self, key: &'a str, quota: Quota) -> BoxFuture<'a, Result<Verdict, RateLimitError>> {
+        Box::pin(RateLimiter::check(self, key, quota))
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct LimitState {
+    limiter: Arc<dyn DynLimiter>,
+    limits: Limits,
+    auth: Arc<Auth>,
+}
+
+impl LimitState {
+    pub(crate) fn new(limiter: impl RateLimiter, limits: Limits, auth: Arc<Auth>) -> Self {
+        Self {
+            limiter: Arc::new(limiter),
+            limits,
+            auth,
+        }
+    }
+}
+
+pub(crate) async fn limit(State(state): State<LimitState>, mut request: Request, next: Next) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let (Some(quota), Some(address)) = (state.limits.ip, address) {
+        let key = format!("{}ip:{address}", state.limits.key_prefix);
+        if let Some(refusal) = over(&state, &key, quota).await {
+            return refusal;
+        }
+    }
+    // A user is counted only once their token is verified: a forged subject
+    // must not spend someone else's allowance. The verified caller is kept
+    // for the handler.
+    let caller = bearer(&request).and_then(|token| state.auth.verify(token).ok());
+    if let Some(caller) = caller {
+        if let Some(quota) = state.limits.user {
+            let key = format!("{}user:{}", state.limits.key_prefix, caller.subject);
+            if let Some(refusal) = over(&state, &key, quota).await {
+                return refusal;
+            }
+        }
+        request.extensions_mut().insert::<Caller>(caller);
+    }
+    next.run(request).await
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn over(state: &LimitState, key: &str, quota: Quota) -> Option<Response> {
+    match state.limiter.check(key, quota).await {
+        Ok(Verdict::Allowed) => None,
+        Ok(Verdict::Limited { retry_after }) => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!(
+                    "more than {} requests a second (bursts of {}); try again in {} s",
+                    quota.per_second, quota.burst, seconds
+                ),
+            )
+            .retry_after(seconds.max(1));
+            Some(problem.into_response())
+        }
+        Err(error) => {
+            tracing::warn!(target: "shop::http", %error, "rate limits not checked; letting the request through");
+            None
+        }
+    }
+}

@@ -1,18 +1,21 @@
 //! Bearer tokens: who is calling, and in which role.
 //!
-//! Tokens are JWTs signed with HS256 (`SHOP_JWT_SECRET`); the subject is the
+//! Tokens are JWTs signed with HS256 (`SHOP_JWT_SECRET`) or, from an
+//! identity provider, RS256 (`SHOP_JWT_PUBLIC_KEY`); the subject is the
 //! caller's id (a customer's orders are theirs) and the `role` claim is one
-//! of `customer`, `admin` or `payment`.
+//! of `customer`, `admin` or `payment`. Third-party callers may send an API
+//! key instead (`X-Api-Key`), configured with its name and role.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::problem::Problem;
 
@@ -46,16 +49,30 @@ struct Claims {
     exp: u64,
 }
 
-/// Issues and checks tokens.
+/// Issues and checks credentials: HS256 tokens signed with the shared
+/// secret (what `shop token` issues), RS256 tokens from an identity
+/// provider whose public key is configured, and API keys for third-party
+/// callers.
 pub struct Auth {
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    hs256: DecodingKey,
+    rs256: Option<DecodingKey>,
+    api_keys: Vec<ApiKey>,
+}
+
+struct ApiKey {
+    name: String,
+    role: Role,
+    /// SHA-256 of the key: the secret itself is not kept around.
+    digest: [u8; 32],
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("rs256", &self.rs256.is_some())
+            .field("api_keys", &self.api_keys.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,19 +80,59 @@ impl std::fmt::Debug for Auth {
 #[error("cannot sign the token: {0}")]
 pub struct SignError(String);
 
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not an RSA public key in PEM form: {0}")]
+    BadPublicKey(String),
+    #[error("API key {0:?} is shorter than 16 characters")]
+    ShortApiKey(String),
+}
+
+/// The header third-party callers send their API key in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
 impl Auth {
     pub fn hs256(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            hs256: DecodingKey::from_secret(secret),
+            rs256: None,
+            api_keys: Vec::new(),
         }
     }
 
-    /// A token for `subject` in `role`, valid for `ttl`.
+    /// Also accepts RS256 tokens signed by the holder of this public key.
+    pub fn with_rs256_public_key(mut self, pem: &[u8]) -> Result<Self, KeyError> {
+        let key = DecodingKey::from_rsa_pem(pem).map_err(|e| KeyError::BadPublicKey(e.to_string()))?;
+        self.rs256 = Some(key);
+        Ok(self)
+    }
+
+    /// Accepts `key` in the `X-Api-Key` header as `name` in `role`.
+    pub fn with_api_key(mut self, name: &str, role: Role, key: &str) -> Result<Self, KeyError> {
+        if key.len() < 16 {
+            return Err(KeyError::ShortApiKey(name.to_owned()));
+        }
+        self.api_keys.push(ApiKey {
+            name: name.to_owned(),
+            role,
+            digest: digest(key),
+        });
+        Ok(self)
+    }
+
+    /// An HS256 token for `subject` in `role`, valid for `ttl`.
     pub fn issue(&self, subject: &str, role: Role, ttl: Duration) -> Result<String, SignError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = Claims {
@@ -89,11 +146,26 @@ impl Auth {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|error| {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| Problem::unauthorized("the token is not a valid JWT"))?;
+        let (key, algorithm) = match (header.alg, &self.rs256) {
+            (Algorithm::HS256, _) => (&self.hs256, Algorithm::HS256),
+            (Algorithm::RS256, Some(key)) => (key, Algorithm::RS256),
+            _ => {
+                let accepted = if self.rs256.is_some() {
+                    "HS256 or RS256"
+                } else {
+                    "HS256"
+                };
+                return Err(Problem::unauthorized(format!(
+                    "the token must be signed with {accepted}"
+                )));
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation(algorithm)).map_err(|error| {
             let why = match error.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
                 ErrorKind::InvalidSignature => "the token's signature does not match",
-                ErrorKind::InvalidAlgorithm => "the token is not signed with HS256",
                 ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => {
                     "the token lacks a subject, a role or an expiry"
                 }
@@ -107,6 +179,48 @@ impl Auth {
         Ok(Caller {
             subject: data.claims.sub,
             role: data.claims.role,
+        })
+    }
+
+    pub fn verify_api_key(&self, key: &str) -> Result<Caller, Problem> {
+        let presented = digest(key);
+        // Every configured key is compared, whichever matches, so the time
+        // taken says nothing about which one came close.
+        let mut found = None;
+        for candidate in &self.api_keys {
+            if candidate.digest == presented {
+                found = Some(candidate);
+            }
+        }
+        found
+            .map(|k| Caller {
+                subject: k.name.clone(),
+                role: k.role,
+            })
+            .ok_or_else(|| Problem::unauthorized("unknown API key"))
+    }
+
+    /// The caller the request's credentials name: an `X-Api-Key`, or a
+    /// bearer token; `None` when it carries neither.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Option<Result<Caller, Problem>> {
+        if let Some(key) = headers.get(API_KEY_HEADER) {
+            return Some(match key.to_str() {
+                Ok(key) => self.verify_api_key(key.trim()),
+                Err(_) => Err(Problem::unauthorized("unknown API key")),
+            });
+        }
+        let value = headers.get(header::AUTHORIZATION)?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        Some(match token {
+            Some(token) => self.verify(token),
+            None => Err(Problem::unauthorized(
+                "the Authorization header must be \"Bearer <token>\"",
+            )),
         })
     }
 }
@@ -144,19 +258,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let auth = parts
             .extensions
             .get::<Arc<Auth>>()
-            .ok_or_else(|| Problem::internal("no token verifier installed"))?
+            .ok_or_else(|| Problem::internal("no credential verifier installed"))?
             .clone();
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("send a bearer token: Authorization: Bearer <token>"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Problem::unauthorized("the Authorization header must be \"Bearer <token>\""))?;
-        auth.verify(token)
+        auth.authenticate(&parts.headers).unwrap_or_else(|| {
+            Err(Problem::unauthorized(
+                "send a bearer token (Authorization: Bearer <token>) or an API key (X-Api-Key)",
+            ))
+        })
     }
 }

@@ -13,6 +13,7 @@ pub mod auth;
 mod edge;
 mod json;
 mod limits;
+mod openapi;
 mod ops;
 mod orders;
 mod problem;
@@ -34,6 +35,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::{Auth, Caller, DEVELOPMENT_SECRET, Role};
 pub use limits::Limits;
+pub use openapi::ApiDoc;
 pub use ops::{Check, OPENMETRICS, ops_router, ops_router_with};
 pub use problem::{PROBLEM_JSON, Problem};
 
@@ -65,7 +67,7 @@ impl Gateway {
     /// [`Self::products`]. `/health/ready` runs `checks`.
     pub fn new(auth: Auth, registry: Arc<Registry>, checks: Vec<(&'static str, Check)>) -> Self {
         Self {
-            ops: ops_router_with(registry, checks),
+            ops: ops_router_with(registry, checks).merge(openapi::router()),
             api: Router::new(),
             auth: Arc::new(auth),
             limits: None,

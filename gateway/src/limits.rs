@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shop_runtime::ports::{Quota, RateLimitError, RateLimiter, Verdict};
@@ -73,7 +73,7 @@ pub(crate) async fn limit(State(state): State<LimitState>, mut request: Request,
     // A user is counted only once their token is verified: a forged subject
     // must not spend someone else's allowance. The verified caller is kept
     // for the handler.
-    let caller = bearer(&request).and_then(|token| state.auth.verify(token).ok());
+    let caller = state.auth.authenticate(request.headers()).and_then(Result::ok);
     if let Some(caller) = caller {
         if let Some(quota) = state.limits.user {
             let key = format!("{}user:{}", state.limits.key_prefix, caller.subject);
@@ -84,16 +84,6 @@ pub(crate) async fn limit(State(state): State<LimitState>, mut request: Request,
         request.extensions_mut().insert::<Caller>(caller);
     }
     next.run(request).await
-}
-
-fn bearer(request: &Request) -> Option<&str> {
-    request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
 }
 
 async fn over(state: &LimitState, key: &str, quota: Quota) -> Option<Response> {

@@ -12,6 +12,7 @@ use shop_rules::order::{CancelReason, LineRequest, Order, OrderRejection, OrderS
 use shop_runtime::ports::{OrderCursor, OrderQuery, OrderStore, StoreError};
 use shop_runtime::saga::orders::{NewOrder, OrderError, OrderService};
 use shop_streams::Trace;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
@@ -34,20 +35,20 @@ pub fn router<S: OrderStore>(orders: Arc<OrderService<S>>) -> Router {
         .with_state(orders)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PlaceBody {
+pub(crate) struct PlaceBody {
     items: Vec<ItemBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ItemBody {
+pub(crate) struct ItemBody {
     product_id: String,
     quantity: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
     pub order_id: String,
     pub customer_id: String,
@@ -63,7 +64,7 @@ pub struct OrderView {
     pub cancel_reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemView {
     pub product_id: String,
     pub quantity: u32,
@@ -118,7 +119,25 @@ fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
     Ok(Uuid::new_v5(&KEY_NAMESPACE, name.as_bytes()).to_string())
 }
 
-async fn place<S: OrderStore>(
+/// Places an order for the caller (a customer). Nothing is reserved yet:
+/// the order is `PENDING` until the inventory answers through the saga.
+#[utoipa::path(
+    post, path = "/api/orders", tag = "orders",
+    request_body = PlaceBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first order")),
+    responses(
+        (status = 202, description = "Accepted and stored with its event", body = OrderView),
+        (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a customer", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn place<S: OrderStore>(
     State(orders): State<Arc<OrderService<S>>>,
     caller: Caller,
     headers: HeaderMap,
@@ -156,7 +175,20 @@ async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &
     }
 }
 
-async fn read<S: OrderStore>(
+/// One order: the caller's own, or any for admin and payment.
+#[utoipa::path(
+    get, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn read<S: OrderStore>(
     State(orders): State<Arc<OrderService<S>>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -165,24 +197,37 @@ async fn read<S: OrderStore>(
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     limit: Option<u32>,
     /// The `next` of the previous page.
     after: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct OrderPage {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderPage {
     items: Vec<OrderView>,
     /// Pass as `after` for the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
 }
 
-async fn list<S: OrderStore>(
+/// The caller's orders, newest first.
+#[utoipa::path(
+    get, path = "/api/orders", tag = "orders",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 422, description = "A bad status, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list<S: OrderStore>(
     State(orders): State<Arc<OrderService<S>>>,
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -237,7 +282,21 @@ fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
     })
 }
 
-async fn cancel<S: OrderStore>(
+/// Cancels an order that is still `PENDING` (its owner, or an admin).
+#[utoipa::path(
+    post, path = "/api/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "Cancelled", body = OrderView),
+        (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No longer cancellable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel<S: OrderStore>(
     State(orders): State<Arc<OrderService<S>>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -253,7 +312,22 @@ async fn cancel<S: OrderStore>(
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 
-async fn complete<S: OrderStore>(
+/// Payment confirmed: a `CONFIRMED` order becomes `COMPLETED` and its stock is deducted.
+#[utoipa::path(
+    post, path = "/api/orders/{id}/complete", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "Completed", body = OrderView),
+        (status = 403, description = "Not payment or admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not confirmed (still pending, cancelled or expired)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn complete<S: OrderStore>(
     State(orders): State<Arc<OrderService<S>>>,
     caller: Caller,
     Path(id): Path<String>,

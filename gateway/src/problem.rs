@@ -8,7 +8,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error answer: `application/problem+json` with the status, a short
 /// title, what went wrong, and the offending field when there is one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -14,6 +14,7 @@ use shop_rules::inventory::{
 use shop_runtime::ports::{InventoryStore, Lock, LockError, StoreError};
 use shop_runtime::saga::inventory::{InventoryError, InventoryService};
 use shop_streams::Trace;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
@@ -36,9 +37,9 @@ pub fn router<S: InventoryStore, L: Lock>(inventory: Inventory<S, L>) -> Router 
         .with_state(inventory)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     id: String,
     name: String,
     unit_price: i64,
@@ -46,26 +47,26 @@ struct RegisterBody {
     stock: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RestockBody {
+pub(crate) struct RestockBody {
     quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AdjustBody {
+pub(crate) struct AdjustBody {
     delta: i64,
     reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PriceBody {
+pub(crate) struct PriceBody {
     unit_price: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub name: String,
@@ -118,7 +119,23 @@ async fn current<S: InventoryStore, L: Lock>(
         .ok_or_else(|| Problem::not_found(format!("no product {product_id}")))
 }
 
-async fn register<S: InventoryStore, L: Lock>(
+/// Registers a product with its initial stock (admin).
+#[utoipa::path(
+    post, path = "/api/products", tag = "products",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered", body = ProductView),
+        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn register<S: InventoryStore, L: Lock>(
     State(inventory): State<Inventory<S, L>>,
     caller: Caller,
     Body(body): Body<RegisterBody>,
@@ -139,7 +156,22 @@ async fn register<S: InventoryStore, L: Lock>(
     Ok(response)
 }
 
-async fn read<S: InventoryStore, L: Lock>(
+/// A product with its stock: available, reserved and deducted units.
+#[utoipa::path(
+    get, path = "/api/products/{id}", tag = "products",
+    params(("id" = String, Path, description = "The product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn read<S: InventoryStore, L: Lock>(
     State(inventory): State<Inventory<S, L>>,
     _caller: Caller,
     Path(id): Path<String>,
@@ -147,7 +179,23 @@ async fn read<S: InventoryStore, L: Lock>(
     Ok(reply(StatusCode::OK, &current(&inventory, &id).await?))
 }
 
-async fn restock<S: InventoryStore, L: Lock>(
+/// Adds delivered units (admin).
+#[utoipa::path(
+    post, path = "/api/products/{id}/restock", tag = "products",
+    request_body = RestockBody,
+    params(("id" = String, Path, description = "The product id")),
+    responses(
+        (status = 200, description = "Restocked", body = ProductView),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn restock<S: InventoryStore, L: Lock>(
     State(inventory): State<Inventory<S, L>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -160,7 +208,24 @@ async fn restock<S: InventoryStore, L: Lock>(
     Ok(reply(StatusCode::OK, &run(&inventory, &caller, &id, command).await?))
 }
 
-async fn adjust<S: InventoryStore, L: Lock>(
+/// Corrects the available units up or down, with a reason (admin).
+#[utoipa::path(
+    post, path = "/api/products/{id}/adjust", tag = "products",
+    request_body = AdjustBody,
+    params(("id" = String, Path, description = "The product id")),
+    responses(
+        (status = 200, description = "Adjusted", body = ProductView),
+        (status = 409, description = "Stock would go negative", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn adjust<S: InventoryStore, L: Lock>(
     State(inventory): State<Inventory<S, L>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -174,7 +239,23 @@ async fn adjust<S: InventoryStore, L: Lock>(
     Ok(reply(StatusCode::OK, &run(&inventory, &caller, &id, command).await?))
 }
 
-async fn price<S: InventoryStore, L: Lock>(
+/// Changes the price new orders pay (admin).
+#[utoipa::path(
+    put, path = "/api/products/{id}/price", tag = "products",
+    request_body = PriceBody,
+    params(("id" = String, Path, description = "The product id")),
+    responses(
+        (status = 200, description = "Repriced", body = ProductView),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn price<S: InventoryStore, L: Lock>(
     State(inventory): State<Inventory<S, L>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -187,16 +268,16 @@ async fn price<S: InventoryStore, L: Lock>(
     Ok(reply(StatusCode::OK, &run(&inventory, &caller, &id, command).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     /// The `next` of the previous page.
     after: Option<u64>,
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct MovementView {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MovementView {
     kind: String,
     quantity: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,14 +300,29 @@ impl From<Movement> for MovementView {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct MovementPage {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MovementPage {
     items: Vec<MovementView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<u64>,
 }
 
-async fn movements<S: InventoryStore, L: Lock>(
+/// The product's audit trail, oldest first (admin).
+#[utoipa::path(
+    get, path = "/api/products/{id}/movements", tag = "products",
+    params(("id" = String, Path, description = "The product id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of movements", body = MovementPage),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn movements<S: InventoryStore, L: Lock>(
     State(inventory): State<Inventory<S, L>>,
     caller: Caller,
     Path(id): Path<String>,

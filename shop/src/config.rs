@@ -31,6 +31,8 @@ const KNOWN: &[&str] = &[
     "role",
     "log",
     "jwt_secret",
+    "jwt_public_key",
+    "api_keys",
     "rate_limit_user",
     "cors_origins",
     "request_timeout_ms",
@@ -149,6 +151,31 @@ pub fn cors_origins() -> anyhow::Result<Vec<axum::http::HeaderValue>> {
             }
             axum::http::HeaderValue::from_str(origin)
                 .with_context(|| format!("SHOP_CORS_ORIGINS: {origin:?} is not a valid header value"))
+        })
+        .collect()
+}
+
+/// `SHOP_API_KEYS`: third-party callers as `name:role:key`, separated by
+/// commas (`shipping:admin:0123456789abcdef...`).
+pub fn api_keys() -> anyhow::Result<Vec<(String, shop_gateway::Role, String)>> {
+    let Some(text) = var("SHOP_API_KEYS") else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(name), Some(role), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+                bail!("SHOP_API_KEYS: expected name:role:key, found an entry with fewer parts");
+            };
+            let role = match role {
+                "customer" => shop_gateway::Role::Customer,
+                "admin" => shop_gateway::Role::Admin,
+                "payment" => shop_gateway::Role::Payment,
+                other => bail!("SHOP_API_KEYS: {name} has the unknown role {other:?} (customer, admin or payment)"),
+            };
+            Ok((name.to_owned(), role, key.to_owned()))
         })
         .collect()
 }

@@ -213,7 +213,7 @@ where
             Box::pin(async move { probe.dead_letters(1).await.map(drop).map_err(|e| e.to_string()) })
         }),
     ));
-    let mut gateway = Gateway::new(auth(), Arc::new(registry), checks)
+    let mut gateway = Gateway::new(auth()?, Arc::new(registry), checks)
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins()?);
@@ -261,8 +261,9 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The token verifier, with a warning when it runs on the development secret.
-fn auth() -> Auth {
+/// The credential verifier: the HS256 secret (with a warning when it is the
+/// development one), an RS256 public key and API keys when configured.
+fn auth() -> anyhow::Result<Auth> {
     let (secret, development) = config::jwt_secret();
     if development {
         tracing::warn!(
@@ -270,7 +271,17 @@ fn auth() -> Auth {
             "SHOP_JWT_SECRET is not set: accepting tokens signed with the development secret; never deploy this"
         );
     }
-    Auth::hs256(secret.as_bytes())
+    let mut auth = Auth::hs256(secret.as_bytes());
+    if let Some(path) = config::var("SHOP_JWT_PUBLIC_KEY") {
+        let pem = std::fs::read(&path).with_context(|| format!("SHOP_JWT_PUBLIC_KEY: cannot read {path}"))?;
+        auth = auth
+            .with_rs256_public_key(&pem)
+            .with_context(|| format!("SHOP_JWT_PUBLIC_KEY={path}"))?;
+    }
+    for (name, role, key) in config::api_keys()? {
+        auth = auth.with_api_key(&name, role, &key).context("SHOP_API_KEYS")?;
+    }
+    Ok(auth)
 }
 
 async fn shutdown_signal() {

@@ -717,3 +717,100 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
     );
     shop.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_endpoint_and_the_ui_serves_it() {
+    let (api, shop, _dir) = start(Mode::Embedded, 'd').await;
+    let document = api.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(document.status, 200);
+    let document = document.json();
+    let expected = [
+        ("/api/orders", "post"),
+        ("/api/orders", "get"),
+        ("/api/orders/{id}", "get"),
+        ("/api/orders/{id}/cancel", "post"),
+        ("/api/orders/{id}/complete", "post"),
+        ("/api/products", "post"),
+        ("/api/products/{id}", "get"),
+        ("/api/products/{id}/restock", "post"),
+        ("/api/products/{id}/adjust", "post"),
+        ("/api/products/{id}/price", "put"),
+        ("/api/products/{id}/movements", "get"),
+    ];
+    for (path, method) in expected {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not described");
+        assert!(
+            operation["responses"]["401"].is_object(),
+            "{method} {path} says nothing of 401"
+        );
+    }
+    let place = &document["paths"]["/api/orders"]["post"];
+    assert!(place["responses"]["202"].is_object());
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    for schema in ["PlaceBody", "OrderView", "ProductView", "Problem", "MovementPage"] {
+        assert!(
+            document["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+    let ui = api.call("GET", "/docs/", None, None).await;
+    assert_eq!(ui.status, 200);
+    assert!(ui.body.contains("swagger"), "{}", &ui.body[..ui.body.len().min(200)]);
+    shop.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_tokens_and_api_keys_are_accepted() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let public = format!("{fixtures}/rs256-test-public.pem");
+    let settings = [
+        ("SHOP_JWT_PUBLIC_KEY", public.as_str()),
+        (
+            "SHOP_API_KEYS",
+            "shipping:admin:shipping-key-0123456789, psp:payment:psp-key-0123456789abc",
+        ),
+    ];
+    let (api, shop, _dir) = start_with(Mode::Embedded, 'k', &settings).await;
+
+    let private = std::fs::read(format!("{fixtures}/rs256-test-private.pem")).expect("the test key");
+    let signer = EncodingKey::from_rsa_pem(&private).expect("an RSA key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let rs256 = |exp: u64| {
+        let claims = json!({"sub": "carol", "role": "customer", "iat": now, "exp": exp});
+        encode(&Header::new(Algorithm::RS256), &claims, &signer).expect("signed")
+    };
+    let fresh = api.call("GET", "/api/orders", Some(&rs256(now + 600)), None).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    let stale = api.call("GET", "/api/orders", Some(&rs256(now - 3600)), None).await;
+    assert_eq!(stale.status, 401);
+    assert!(stale.body.contains("expired"), "{}", stale.body);
+    // HS256 tokens from `shop token` still work beside it.
+    assert_eq!(
+        api.call("GET", "/api/orders", Some(&token("dan", "customer")), None)
+            .await
+            .status,
+        200
+    );
+
+    let with_key = |key: &'static str, method: &'static str, path: &'static str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        async move {
+            let headers = [("content-type", "application/json"), ("x-api-key", key)];
+            http(api.addr, method, path, &headers, body.as_bytes()).await
+        }
+    };
+    let mug = json!({"id": "SKU-K", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 5});
+    let registered = with_key("shipping-key-0123456789", "POST", "/api/products", Some(mug)).await;
+    assert_eq!(registered.status, 201, "an admin key may register: {}", registered.body);
+    let refused = with_key("psp-key-0123456789abc", "GET", "/api/products/SKU-K/movements", None).await;
+    assert_eq!(refused.status, 403, "a payment key is no admin");
+    let unknown = with_key("not-a-key-at-all-000", "GET", "/api/products/SKU-K", None).await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
+    shop.kill();
+}

@@ -37,7 +37,9 @@ pub use auth::{Auth, Caller, DEVELOPMENT_SECRET, Role};
 pub use limits::Limits;
 pub use openapi::ApiDoc;
 pub use ops::{Check, OPENMETRICS, ops_router, ops_router_with};
+pub use orders::{ItemView, OrderView};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use products::ProductView;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;

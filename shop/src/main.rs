@@ -6,6 +6,7 @@
 mod config;
 mod dead_letters_cmd;
 mod migrate_cmd;
+mod ops_cmd;
 mod outbox_cmd;
 mod rules_cmd;
 mod serve_cmd;
@@ -62,6 +63,12 @@ enum Command {
     Outbox(outbox_cmd::OutboxCommand),
     /// Print a bearer token for the API (signed with SHOP_JWT_SECRET).
     Token(token_cmd::TokenArgs),
+    /// Read, cancel and complete orders as an operator.
+    #[command(subcommand)]
+    Orders(ops_cmd::OrdersCommand),
+    /// Read stock and its audit trail; restock and adjust as an operator.
+    #[command(subcommand)]
+    Stock(ops_cmd::StockCommand),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +93,8 @@ fn main() -> ExitCode {
         Command::DeadLetters(command) => dead_letters_cmd::run(command),
         Command::Outbox(command) => outbox_cmd::run(command),
         Command::Token(args) => token_cmd::run(args),
+        Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command)),
+        Command::Stock(command) => ops_cmd::run(ops_cmd::Command::Stock(command)),
     });
     match outcome {
         Ok(code) => code,

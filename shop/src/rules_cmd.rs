@@ -22,6 +22,13 @@ pub enum RulesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Validate a component and put it into SHOP_RULES_DIR, where running
+    /// shops pick it up within two seconds (a policy is added; an order or
+    /// inventory component replaces the active one).
+    Load {
+        /// The component file.
+        file: PathBuf,
+    },
     /// Write the built-in components, and the example plugin, into a directory.
     Export {
         /// Target directory (created if missing).
@@ -49,6 +56,29 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        RulesCommand::Load { file } => {
+            let config = RulesConfig::from_env()?;
+            let Some(dir) = config.dir.clone() else {
+                anyhow::bail!("SHOP_RULES_DIR is not set: there is no directory the running shops watch");
+            };
+            let host = start(config)?;
+            let source = RuleSource::from_file(&file)?;
+            let info = host.inspect(&source).context("not loaded")?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            // Written aside, then renamed: a watching shop never reads half a file.
+            let target = dir.join(format!("{}.wasm", info.stamp.name));
+            let partial = dir.join(format!(".{}.wasm.partial", info.stamp.name));
+            std::fs::copy(&file, &partial).with_context(|| format!("write {}", partial.display()))?;
+            std::fs::rename(&partial, &target).with_context(|| format!("write {}", target.display()))?;
+            println!(
+                "loaded {} ({} rules, {}) as {}; running shops switch to it within 2 s",
+                file.display(),
+                info.role,
+                info.stamp,
+                target.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Export { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;

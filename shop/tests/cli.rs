@@ -184,3 +184,98 @@ async fn the_embedded_mode_has_the_same_operator_commands() {
     let unknown = shop(&["dead-letters", "replay", "7"], &env);
     assert!(stderr(&unknown).contains("no dead letter 7"), "{}", stderr(&unknown));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_read_and_change_orders_and_stock_from_the_command_line() {
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = common::fresh_bus('p').await;
+    let desk = common::Desk::open(store.clone(), &namespace).await;
+    desk.register("SKU-P", 10).await;
+    // No roles run: the order side's price list is filled by hand, and orders stay PENDING.
+    use shop_runtime::ports::OrderStore;
+    let entry = shop_runtime::ports::CatalogueEntry {
+        price: shop_rules::order::CataloguePrice {
+            product_id: "SKU-P".into(),
+            unit_price: 3000,
+            currency: "KRW".into(),
+        },
+        source_version: 1,
+    };
+    store.update_catalogue(&entry, None).await.expect("priced");
+    desk.place("p-1", "SKU-P", 2).await;
+    desk.place("p-2", "SKU-P", 1).await;
+    let env = [
+        ("SHOP_DATABASE_URL", url.as_str()),
+        ("SHOP_NAMESPACE", namespace.as_str()),
+    ];
+    let json = |output: &Output| -> serde_json::Value {
+        assert!(output.status.success(), "{}", stderr(output));
+        serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+    };
+
+    let shown = json(&shop(&["stock", "show", "SKU-P"], &env));
+    assert_eq!(shown["available"], 10);
+    let restocked = json(&shop(&["stock", "restock", "SKU-P", "5"], &env));
+    assert_eq!(restocked["available"], 15);
+    let adjusted = json(&shop(
+        &["stock", "adjust", "SKU-P", "-3", "--reason", "broken in transit"],
+        &env,
+    ));
+    assert_eq!(adjusted["available"], 12);
+    let trail = json(&shop(&["stock", "movements", "SKU-P"], &env));
+    let kinds: Vec<&str> = trail
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|m| m["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["initial", "restock", "adjust"]);
+    let negative = shop(&["stock", "adjust", "SKU-P", "-100", "--reason", "count"], &env);
+    assert!(!negative.status.success(), "stock never goes negative");
+    assert!(stderr(&negative).contains("SKU-P"), "{}", stderr(&negative));
+
+    let order = json(&shop(&["orders", "show", "p-1"], &env));
+    assert_eq!(
+        (&order["status"], &order["total"]),
+        (&serde_json::json!("PENDING"), &serde_json::json!(6000))
+    );
+    let listed = json(&shop(&["orders", "list", "--customer", "carol"], &env));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let cancelled = json(&shop(&["orders", "cancel", "p-1"], &env));
+    assert_eq!(
+        (&cancelled["status"], &cancelled["cancel_reason"]),
+        (&serde_json::json!("CANCELLED"), &serde_json::json!("admin"))
+    );
+    let unpaid = shop(&["orders", "complete", "p-2"], &env);
+    assert!(!unpaid.status.success(), "a pending order cannot complete");
+    assert!(stderr(&unpaid).contains("PENDING"), "{}", stderr(&unpaid));
+    let missing = shop(&["orders", "show", "nope"], &env);
+    assert!(stderr(&missing).contains("no order nope"), "{}", stderr(&missing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_component_is_validated_then_loaded_into_the_watched_directory() {
+    let exported = tempfile::tempdir().expect("a temporary directory");
+    let watched = tempfile::tempdir().expect("a temporary directory");
+    let export = shop(
+        &["rules", "export", &exported.path().to_string_lossy()],
+        &[("SHOP_RULES_CACHE", "off")],
+    );
+    assert!(export.status.success(), "{}", stderr(&export));
+    let plugin = exported.path().join("purchase-limit.wasm");
+    let env = [
+        ("SHOP_RULES_DIR", watched.path().to_str().expect("utf-8")),
+        ("SHOP_RULES_CACHE", "off"),
+    ];
+    let loaded = shop(&["rules", "load", &plugin.to_string_lossy()], &env);
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert!(watched.path().join("purchase-limit.wasm").is_file());
+    let listed = shop(&["rules", "list"], &env);
+    assert!(stdout(&listed).contains("purchase-limit"), "{}", stdout(&listed));
+
+    let garbage = exported.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not a component").expect("written");
+    let refused = shop(&["rules", "load", &garbage.to_string_lossy()], &env);
+    assert!(!refused.status.success(), "garbage is not loaded");
+    assert!(!watched.path().join("garbage.wasm").exists());
+}

@@ -97,6 +97,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Adds every metric to `registry` under the `shop_` prefix.
     pub fn register(&self, registry: &mut Registry) {
+        // Counted from zero, so every series exists (and rates are defined)
+        // before the first redelivery or dead letter.
+        for context in [Context::Order, Context::Inventory] {
+            self.redeliveries.get_or_create(&labels(context)).inc_by(0);
+            self.dead_letters.get_or_create(&labels(context)).inc_by(0);
+        }
         let shop = registry.sub_registry_with_prefix("shop");
         shop.register("orders_created", "Orders accepted", self.orders_created.clone());
         shop.register(

@@ -51,6 +51,23 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
         0.0,
         "nothing dead-lettered"
     );
+    // The shipped Grafana dashboard asks only for metrics that exist.
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/shop.json"))
+        .expect("the dashboard");
+    let mut asked = 0;
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(name) = word.strip_prefix("shop_") {
+            let family = ["_bucket", "_total"]
+                .iter()
+                .fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+            asked += 1;
+            assert!(
+                metrics.contains(&format!("# TYPE shop_{family} ")),
+                "the dashboard asks for shop_{name}, which is not exposed"
+            );
+        }
+    }
+    assert!(asked >= 8, "the dashboard queries the shop's metrics");
     shop.kill();
     let _ = bus.delete_streams().await;
 }

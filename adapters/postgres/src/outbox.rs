@@ -2,7 +2,8 @@
 //!
 //! A claim leases rows with `FOR UPDATE SKIP LOCKED`, so concurrent relays
 //! skip each other's rows instead of waiting, and a lease that runs out (a
-//! relay that died) makes its rows claimable again.
+//! relay that died) makes its rows claimable again. A relay's own leases
+//! never stop it: rows it published but could not mark come back to it.
 
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ impl Outbox for PgOutbox {
              WHERE seq IN (
                  SELECT seq FROM ",
             ".outbox
-                 WHERE sent_at IS NULL AND (lease_until IS NULL OR lease_until < now())
+                 WHERE sent_at IS NULL AND (lease_until IS NULL OR lease_until < now() OR leased_by = $1)
                  ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING seq, envelope"
         ))

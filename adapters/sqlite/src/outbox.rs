@@ -2,7 +2,8 @@
 //!
 //! A claim is one `UPDATE ... RETURNING` under SQLite's single writer, so
 //! two relays never lease the same row; a lease that runs out (a relay that
-//! died) makes its rows claimable again.
+//! died) makes its rows claimable again, and a relay's own leases never
+//! stop it.
 
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ impl Outbox for SqliteOutbox {
              WHERE seq IN (
                  SELECT seq FROM ",
             "_outbox
-                 WHERE sent_at IS NULL AND (lease_until IS NULL OR lease_until < ?3)
+                 WHERE sent_at IS NULL AND (lease_until IS NULL OR lease_until < ?3 OR leased_by = ?1)
                  ORDER BY seq LIMIT ?4)
              RETURNING seq, envelope"
         ))

@@ -19,7 +19,10 @@ use super::store::StoreError;
 pub trait Outbox: Send + Sync + 'static {
     /// MUST return up to `limit` unsent events, oldest first, that no other
     /// relay holds a live lease on, and lease them to `relay` for `lease`.
-    /// Two concurrent claims MUST NOT return the same event.
+    /// Two concurrent claims of different relays MUST NOT return the same
+    /// event. Events `relay` itself holds MUST be returned to it again: a
+    /// relay that published a batch but could not mark it sent (the
+    /// database went away) publishes it again at once, not after the lease.
     fn claim(
         &self,
         relay: &str,

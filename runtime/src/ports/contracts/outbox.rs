@@ -37,6 +37,9 @@ async fn claims_come_oldest_first_and_are_leased(outbox: &impl Outbox, written: 
     let first = outbox.claim("relay-a", 5, LONG).await.expect("claim");
     let ids: Vec<Uuid> = first.iter().map(|e| e.event_id).collect();
     assert_eq!(ids, written[..5], "the oldest five, in order");
+    // Its own lease does not stop the relay: unmarked, they come back to it.
+    let again = outbox.claim("relay-a", 5, LONG).await.expect("claim");
+    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids);
     // Leased: another relay gets the next ones.
     let second = outbox.claim("relay-b", 5, LONG).await.expect("claim");
     let ids: Vec<Uuid> = second.iter().map(|e| e.event_id).collect();

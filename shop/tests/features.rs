@@ -1,0 +1,221 @@
+//! Runs the Gherkin features of `features/specs/api` against the `shop`
+//! binary. The step definitions live here, beside the binary they start;
+//! the saga and rules features run from the `features` crate.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Answer, RoleProcess, TEST_SECRET, http, token};
+use cucumber::{World, given, then, when};
+use serde_json::{Value, json};
+
+#[derive(World, Default)]
+struct ApiWorld {
+    shop: Option<RoleProcess>,
+    _dir: Option<tempfile::TempDir>,
+    tokens: BTreeMap<String, String>,
+    /// Each customer's last order id.
+    orders: BTreeMap<String, String>,
+    answer: Option<Answer>,
+}
+
+impl std::fmt::Debug for ApiWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiWorld")
+            .field("orders", &self.orders)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiWorld {
+    fn token(&mut self, who: &str, role: &str) -> String {
+        self.tokens
+            .entry(who.to_owned())
+            .or_insert_with(|| token(who, role))
+            .clone()
+    }
+
+    async fn call(&mut self, who: &str, role: &str, method: &str, path: &str, body: &str) -> Answer {
+        let bearer = format!("Bearer {}", self.token(who, role));
+        let addr = self.shop.as_ref().expect("a running shop").addr;
+        let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
+        http(addr, method, path, &headers, body.as_bytes()).await
+    }
+
+    async fn order(&mut self, who: &str, body: &str, key: Option<&str>) -> Answer {
+        let bearer = format!("Bearer {}", self.token(who, "customer"));
+        let addr = self.shop.as_ref().expect("a running shop").addr;
+        let mut headers = vec![("content-type", "application/json"), ("authorization", bearer.as_str())];
+        if let Some(key) = key {
+            headers.push(("idempotency-key", key));
+        }
+        let answer = http(addr, "POST", "/api/orders", &headers, body.as_bytes()).await;
+        if answer.status == 202 {
+            let id = answer.json()["order_id"].as_str().unwrap_or_default().to_owned();
+            self.orders.insert(who.to_owned(), id);
+        }
+        answer
+    }
+
+    fn answer(&self) -> &Answer {
+        self.answer.as_ref().expect("a request was made")
+    }
+}
+
+#[given("a shop running embedded")]
+async fn a_shop(world: &mut ApiWorld) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    world.shop = Some(RoleProcess::start(
+        "all",
+        &url,
+        "shop",
+        &[("SHOP_JWT_SECRET", TEST_SECRET)],
+    ));
+    world._dir = Some(dir);
+}
+
+#[given(expr = "the admin has registered {string} at {int} KRW with {int} in stock")]
+async fn registered(world: &mut ApiWorld, product: String, price: i64, stock: i64) {
+    let body = json!({"id": product, "name": product, "unit_price": price, "currency": "KRW", "stock": stock});
+    let answer = world
+        .call("ops", "admin", "POST", "/api/products", &body.to_string())
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    // The order side learns the price through the saga; wait until it can.
+    // The probe asks for more than there is: accepted once the price is
+    // known, then cancelled by the saga, reserving nothing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = json!({"items": [{"product_id": product, "quantity": stock + 1}]}).to_string();
+        let answer = world.order("probe", &probe, None).await;
+        if !answer.body.contains("no such product in the catalogue") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the price never reached the order side");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[when(expr = "{word} orders {int} of {string}")]
+async fn orders(world: &mut ApiWorld, who: String, quantity: i64, product: String) {
+    let body = json!({"items": [{"product_id": product, "quantity": quantity}]}).to_string();
+    world.answer = Some(world.order(&who, &body, None).await);
+}
+
+#[when(expr = "{word} orders {int} of {string} with Idempotency-Key {string}")]
+async fn orders_with_key(world: &mut ApiWorld, who: String, quantity: i64, product: String, key: String) {
+    let body = json!({"items": [{"product_id": product, "quantity": quantity}]}).to_string();
+    world.answer = Some(world.order(&who, &body, Some(&key)).await);
+}
+
+#[when(expr = "{word} sends the order body {}")]
+async fn sends_body(world: &mut ApiWorld, who: String, body: String) {
+    world.answer = Some(world.order(&who, body.trim(), None).await);
+}
+
+#[when(expr = "{word} registers {string}")]
+async fn registers(world: &mut ApiWorld, who: String, product: String) {
+    let body = json!({"id": product, "name": product, "unit_price": 1, "currency": "KRW", "stock": 1});
+    world.answer = Some(
+        world
+            .call(&who, "customer", "POST", "/api/products", &body.to_string())
+            .await,
+    );
+}
+
+#[then(expr = "the answer is {int} and the order is {word}")]
+async fn answered_with_status(world: &mut ApiWorld, status: u16, order_status: String) {
+    let answer = world.answer();
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.json()["status"], order_status.as_str());
+}
+
+#[then(expr = "{word}'s order becomes {word}")]
+async fn becomes(world: &mut ApiWorld, who: String, status: String) {
+    let id = world.orders.get(&who).cloned().expect("an order of theirs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let order = world
+            .call(&who, "customer", "GET", &format!("/api/orders/{id}"), "")
+            .await
+            .json();
+        if order["status"] == status.as_str() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who}'s order never became {status}: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[then(expr = "{string} shows {int} available and {int} reserved")]
+async fn shows(world: &mut ApiWorld, product: String, available: i64, reserved: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stock = world
+            .call("ops", "admin", "GET", &format!("/api/products/{product}"), "")
+            .await
+            .json();
+        if stock["available"] == available && stock["reserved"] == reserved {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{product} is {stock}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[then(expr = "{word} has {int} order(s)")]
+async fn has_orders(world: &mut ApiWorld, who: String, count: usize) {
+    let page = world.call(&who, "customer", "GET", "/api/orders", "").await.json();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(count), "{page}");
+}
+
+#[then(expr = "{word} reading {word}'s order is told {int}")]
+async fn reading_other(world: &mut ApiWorld, reader: String, owner: String, status: u16) {
+    let owner = owner.trim_end_matches("'s").to_owned();
+    let id = world.orders.get(&owner).cloned().unwrap_or_else(|| {
+        panic!(
+            "no order of {owner:?} among {:?}; last answer {:?}",
+            world.orders, world.answer
+        )
+    });
+    let answer = world
+        .call(&reader, "customer", "GET", &format!("/api/orders/{id}"), "")
+        .await;
+    assert_eq!(answer.status, status, "{}", answer.body);
+}
+
+#[then(expr = "the answer is {int} with a problem body")]
+async fn problem(world: &mut ApiWorld, status: u16) {
+    let answer = world.answer();
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.header("content-type"), Some("application/problem+json"));
+}
+
+#[then(expr = "the answer is {int} naming the field {string}")]
+async fn naming(world: &mut ApiWorld, status: u16, field: String) {
+    let answer = world.answer();
+    assert_eq!(answer.status, status, "{}", answer.body);
+    let problem: Value = answer.json();
+    assert_eq!(problem["field"], field.as_str(), "{problem}");
+}
+
+fn main() {
+    let specs = concat!(env!("CARGO_MANIFEST_DIR"), "/../features/specs/api");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(
+        ApiWorld::cucumber()
+            .max_concurrent_scenarios(2)
+            .fail_on_skipped()
+            .run_and_exit(specs),
+    );
+}

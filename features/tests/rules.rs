@@ -167,13 +167,7 @@ fn lines(step: &Step) -> Vec<(String, i64)> {
 }
 
 fn status(name: &str) -> OrderStatus {
-    match name {
-        "PENDING" => OrderStatus::Pending,
-        "CONFIRMED" => OrderStatus::Confirmed,
-        "COMPLETED" => OrderStatus::Completed,
-        "CANCELLED" => OrderStatus::Cancelled,
-        other => panic!("unknown status {other}"),
-    }
+    OrderStatus::parse(name).unwrap_or_else(|| panic!("unknown status {name}"))
 }
 
 // ---- Orders ----

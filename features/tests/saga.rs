@@ -40,13 +40,7 @@ impl SagaWorld {
 }
 
 fn status(name: &str) -> OrderStatus {
-    match name {
-        "PENDING" => OrderStatus::Pending,
-        "CONFIRMED" => OrderStatus::Confirmed,
-        "COMPLETED" => OrderStatus::Completed,
-        "CANCELLED" => OrderStatus::Cancelled,
-        other => panic!("no order status {other}"),
-    }
+    OrderStatus::parse(name).unwrap_or_else(|| panic!("no order status {name}"))
 }
 
 #[given("a running shop")]

@@ -64,16 +64,9 @@ mod tests {
 
     use axum::Router;
     use axum::routing::get;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get_path(addr: std::net::SocketAddr, path: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let request =
-            format!("GET {path} HTTP/1.1\r\nhost: test\r\nx-request-id: abc-123\r\nconnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        response
+        crate::test_get(addr, path, &[("x-request-id", "abc-123")]).await
     }
 
     #[tokio::test]

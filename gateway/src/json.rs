@@ -3,7 +3,8 @@
 //! which field to fix.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Query, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -64,5 +65,22 @@ pub fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => Problem::internal(error).into_response(),
+    }
+}
+
+/// A query string of type `T`, or a 400 problem saying what is wrong with it.
+pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    query
+        .map(|Query(query)| query)
+        .map_err(|e| Problem::bad_request(e.body_text()))
+}
+
+/// The page size asked for, `default` when none, refused outside `1..=max`.
+pub fn page_limit(asked: Option<u32>, default: u32, max: u32) -> Result<u32, Problem> {
+    let limit = asked.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::invalid("limit", format!("limit must be 1 to {max}")))
     }
 }

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
-use crate::json::{Body, reply};
+use crate::json::{self, Body, reply};
 use crate::problem::Problem;
 
 /// Longest `Idempotency-Key` accepted.
@@ -232,15 +232,12 @@ pub(crate) async fn list<S: OrderStore>(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let query = json::query(query)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(parse_status(text)?),
     };
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Problem::invalid("limit", format!("limit must be 1 to {MAX_PAGE}")));
-    }
+    let limit = json::page_limit(query.limit, 20, MAX_PAGE)?;
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
     let found = orders
         .customer_orders(OrderQuery {
@@ -262,15 +259,8 @@ pub(crate) async fn list<S: OrderStore>(
 }
 
 fn parse_status(text: &str) -> Result<OrderStatus, Problem> {
-    [
-        OrderStatus::Pending,
-        OrderStatus::Confirmed,
-        OrderStatus::Completed,
-        OrderStatus::Cancelled,
-    ]
-    .into_iter()
-    .find(|s| s.as_str().eq_ignore_ascii_case(text))
-    .ok_or_else(|| Problem::invalid("status", "status must be PENDING, CONFIRMED, COMPLETED or CANCELLED"))
+    OrderStatus::parse(text)
+        .ok_or_else(|| Problem::invalid("status", "status must be PENDING, CONFIRMED, COMPLETED or CANCELLED"))
 }
 
 fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
-use crate::json::{Body, reply};
+use crate::json::{self, Body, reply};
 use crate::problem::Problem;
 
 /// Most movements one page lists.
@@ -329,11 +329,8 @@ pub(crate) async fn movements<S: InventoryStore, L: Lock>(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     caller.require(&[Role::Admin])?;
-    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Problem::invalid("limit", format!("limit must be 1 to {MAX_PAGE}")));
-    }
+    let query = json::query(query)?;
+    let limit = json::page_limit(query.limit, 100, MAX_PAGE)?;
     current(&inventory, &id).await?;
     let found = inventory
         .movements(&id, query.after.unwrap_or(0), limit)

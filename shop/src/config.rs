@@ -210,9 +210,8 @@ fn parse_quota(text: &str) -> anyhow::Result<Option<Quota>> {
 /// Where the distributed mode's services are, and how this instance behaves.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// `SHOP_DATABASE_URL`: `postgres://...` for the distributed mode,
-    /// `sqlite://...` (the default, `sqlite://data/shop.db`) for the embedded one.
-    pub database_url: String,
+    /// `SHOP_DATABASE_URL`, and with it the mode.
+    pub database: Database,
     /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).
     pub nats_url: String,
     /// `SHOP_REDIS_URL` (default `redis://127.0.0.1:6379`).
@@ -229,17 +228,12 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// True for the embedded mode: SQLite, the in-process bus, local locks.
-    pub fn embedded(&self) -> bool {
-        self.database_url.starts_with("sqlite:")
-    }
-
     pub fn from_env() -> anyhow::Result<Self> {
-        let database_url = database_url().unwrap_or_else(|| EMBEDDED_DATABASE.to_owned());
+        let database = database()?;
         let text = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
-            database_url,
+            database,
             nats_url: nats_url(),
             redis_url: text("SHOP_REDIS_URL", "redis://127.0.0.1:6379"),
             instance_id: text("SHOP_INSTANCE_ID", &format!("{host}-{}", std::process::id())),
@@ -251,11 +245,46 @@ impl ServiceConfig {
 }
 
 /// Where the embedded mode keeps everything when `SHOP_DATABASE_URL` is unset.
-pub const EMBEDDED_DATABASE: &str = "sqlite://data/shop.db";
+const EMBEDDED_DATABASE: &str = "sqlite://data/shop.db";
 
-/// `SHOP_DATABASE_URL`: `postgres://...` selects PostgreSQL; unset, the embedded store.
-pub fn database_url() -> Option<String> {
-    var("SHOP_DATABASE_URL").filter(|url| !url.trim().is_empty())
+/// The mode `SHOP_DATABASE_URL` selects, with the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `sqlite://...`, or nothing set: SQLite, the in-process bus, local locks.
+    Embedded(String),
+    /// `postgres://...`: PostgreSQL, with JetStream and Redis beside it.
+    Postgres(String),
+}
+
+impl Database {
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Embedded(url) | Self::Postgres(url) => url,
+        }
+    }
+}
+
+/// `SHOP_DATABASE_URL` (default `sqlite://data/shop.db`).
+pub fn database() -> anyhow::Result<Database> {
+    let url = var("SHOP_DATABASE_URL")
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| EMBEDDED_DATABASE.to_owned());
+    if url.starts_with("sqlite:") {
+        Ok(Database::Embedded(url))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Database::Postgres(url))
+    } else {
+        bail!("SHOP_DATABASE_URL must be a postgres:// or sqlite:// URL")
+    }
+}
+
+/// Runs a command's async work on a runtime of its own thread.
+pub fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(work)
 }
 
 fn number(name: &str, default: u64) -> anyhow::Result<u64> {

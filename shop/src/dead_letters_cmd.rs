@@ -8,14 +8,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_runtime::ports::EventBus;
 use shop_streams::{Namespace, Topology};
 
-use crate::config;
+use crate::config::{self, Database};
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
@@ -37,19 +37,18 @@ pub enum DeadLettersCommand {
 }
 
 pub fn run(command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async {
+    let database = config::database()?;
+    config::block_on(async {
         let topology = Topology::new(Namespace::new(&config::namespace())?);
-        let database = config::database_url().unwrap_or_else(|| config::EMBEDDED_DATABASE.to_owned());
-        if database.starts_with("sqlite:") {
-            let store = SqliteStore::open(&database).await?;
-            execute(&SqliteBus::new(&store, topology.clone()), &topology, command).await
-        } else {
-            let bus = JetStreamBus::connect(&config::nats_url(), topology.clone()).await?;
-            execute(&bus, &topology, command).await
+        match database {
+            Database::Embedded(url) => {
+                let store = SqliteStore::open(&url).await?;
+                execute(&SqliteBus::new(&store, topology.clone()), &topology, command).await
+            }
+            Database::Postgres(_) => {
+                let bus = JetStreamBus::connect(&config::nats_url(), topology.clone()).await?;
+                execute(&bus, &topology, command).await
+            }
         }
     })
 }

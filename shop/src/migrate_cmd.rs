@@ -3,26 +3,19 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
 
-use crate::config::{EMBEDDED_DATABASE, database_url};
+use crate::config::{self, Database};
 
 pub fn run() -> anyhow::Result<ExitCode> {
-    let url = database_url().unwrap_or_else(|| EMBEDDED_DATABASE.to_owned());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async {
-        if url.starts_with("sqlite:") {
-            SqliteStore::open(&url).await?;
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PgStore::connect(&PgSettings::new(url)).await?;
-            store.migrate().await?;
-        } else {
-            bail!("SHOP_DATABASE_URL must be a postgres:// or sqlite:// URL");
+    let database = config::database()?;
+    config::block_on(async {
+        match database {
+            Database::Embedded(url) => {
+                SqliteStore::open(&url).await?;
+            }
+            Database::Postgres(url) => PgStore::connect(&PgSettings::new(url)).await?.migrate().await?,
         }
         println!("database migrated");
         Ok(ExitCode::SUCCESS)

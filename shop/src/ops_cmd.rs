@@ -23,7 +23,7 @@ use shop_runtime::saga::orders::OrderService;
 use shop_streams::{Namespace, Trace};
 use uuid::Uuid;
 
-use crate::config::{self, RulesConfig};
+use crate::config::{self, Database, RulesConfig};
 use crate::rules_cmd;
 
 #[derive(Debug, Subcommand)]
@@ -77,23 +77,16 @@ pub enum Command {
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let url = config::database_url().unwrap_or_else(|| config::EMBEDDED_DATABASE.to_owned());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async {
-        if url.starts_with("sqlite:") {
+    let database = config::database()?;
+    config::block_on(async {
+        match database {
             // The versions fence any concurrent writer; a local lock suffices here.
-            execute(SqliteStore::open(&url).await?, MemoryLock::new(), command).await
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PgStore::connect(&PgSettings::new(url)).await?;
-            let lock =
-                RedisLock::connect(&config::var("SHOP_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()))
-                    .await?;
-            execute(store, lock, command).await
-        } else {
-            bail!("SHOP_DATABASE_URL must be a postgres:// or sqlite:// URL");
+            Database::Embedded(url) => execute(SqliteStore::open(&url).await?, MemoryLock::new(), command).await,
+            Database::Postgres(url) => {
+                let store = PgStore::connect(&PgSettings::new(url)).await?;
+                let redis = config::var("SHOP_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+                execute(store, RedisLock::connect(&redis).await?, command).await
+            }
         }
     })
 }
@@ -187,15 +180,8 @@ where
 }
 
 fn parse_status(text: &str) -> anyhow::Result<OrderStatus> {
-    [
-        OrderStatus::Pending,
-        OrderStatus::Confirmed,
-        OrderStatus::Completed,
-        OrderStatus::Cancelled,
-    ]
-    .into_iter()
-    .find(|s| s.as_str().eq_ignore_ascii_case(text))
-    .with_context(|| format!("{text:?}: the status is PENDING, CONFIRMED, COMPLETED or CANCELLED"))
+    OrderStatus::parse(text)
+        .with_context(|| format!("{text:?}: the status is PENDING, CONFIRMED, COMPLETED or CANCELLED"))
 }
 
 fn print(value: &impl Serialize) -> anyhow::Result<ExitCode> {

@@ -9,12 +9,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_sqlite::SqliteStore;
 use shop_runtime::ports::Outbox;
 use shop_streams::Context;
+
+use crate::config::{self, Database};
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
@@ -50,26 +51,23 @@ impl Which {
 }
 
 pub fn run(command: OutboxCommand) -> anyhow::Result<ExitCode> {
-    let url = crate::config::database_url().unwrap_or_else(|| crate::config::EMBEDDED_DATABASE.to_owned());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async {
-        if url.starts_with("sqlite:") {
-            let store = SqliteStore::open(&url).await?;
-            execute(command, |context| store.outbox(context)).await
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PgStore::connect(&PgSettings::new(url)).await?;
-            execute(command, |context| {
-                store.outbox(match context {
-                    Context::Order => Schema::Orders,
-                    Context::Inventory => Schema::Inventory,
+    let database = config::database()?;
+    config::block_on(async {
+        match database {
+            Database::Embedded(url) => {
+                let store = SqliteStore::open(&url).await?;
+                execute(command, |context| store.outbox(context)).await
+            }
+            Database::Postgres(url) => {
+                let store = PgStore::connect(&PgSettings::new(url)).await?;
+                execute(command, |context| {
+                    store.outbox(match context {
+                        Context::Order => Schema::Orders,
+                        Context::Inventory => Schema::Inventory,
+                    })
                 })
-            })
-            .await
-        } else {
-            bail!("SHOP_DATABASE_URL must be a postgres:// or sqlite:// URL");
+                .await
+            }
         }
     })
 }

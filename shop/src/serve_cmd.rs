@@ -36,7 +36,7 @@ use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
 use shop_streams::{Context, Namespace, Topology};
 
-use crate::config::{self, RulesConfig, ServiceConfig};
+use crate::config::{self, Database, RulesConfig, ServiceConfig};
 use crate::rules_cmd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,8 +92,8 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let topology = Topology::new(namespace.clone());
-    if service.embedded() {
-        let store = SqliteStore::open(&service.database_url).await?;
+    if let Database::Embedded(url) = &service.database {
+        let store = SqliteStore::open(url).await?;
         let bus = SqliteBus::new(&store, topology);
         let released = bus.release_leases().await?;
         if released > 0 {
@@ -113,7 +113,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
     } else {
         let store = PgStore::connect(&PgSettings {
             max_connections: service.db_pool,
-            ..PgSettings::new(service.database_url.clone())
+            ..PgSettings::new(service.database.url())
         })
         .await?;
         store.migrate().await?;
@@ -240,7 +240,7 @@ where
         role.describe(),
         service.instance_id,
         wiring.mode,
-        redact(&service.database_url),
+        redact(service.database.url()),
         config::namespace()
     );
     match http.await {

@@ -17,13 +17,8 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(bearer) = &bearer {
-            headers.push(("authorization", bearer));
-        }
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        http(self.addr, method, path, &headers, body.as_bytes()).await
+        common::call(self.addr, method, path, token, &[], &body).await
     }
 
     /// Places an order, waiting out the moment before the order side has
@@ -31,12 +26,8 @@ impl Api {
     async fn place(&self, token: &str, body: &Value, key: Option<&str>) -> Answer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let bearer = format!("Bearer {token}");
-            let mut headers = vec![("content-type", "application/json"), ("authorization", &bearer)];
-            if let Some(key) = key {
-                headers.push(("idempotency-key", key));
-            }
-            let answer = http(self.addr, "POST", "/api/orders", &headers, body.to_string().as_bytes()).await;
+            let extra: Vec<(&str, &str)> = key.map(|key| ("idempotency-key", key)).into_iter().collect();
+            let answer = common::call(self.addr, "POST", "/api/orders", Some(token), &extra, &body.to_string()).await;
             let unknown = answer.status == 422 && answer.body.contains("no such product in the catalogue");
             if !unknown || Instant::now() > deadline {
                 return answer;

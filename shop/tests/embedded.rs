@@ -7,14 +7,12 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RoleProcess, TEST_SECRET, http, token};
+use common::{RoleProcess, TEST_SECRET, token};
 use serde_json::{Value, json};
 
 async fn call(shop: &RoleProcess, method: &str, path: &str, token: &str, body: Option<Value>) -> common::Answer {
-    let bearer = format!("Bearer {token}");
-    let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    http(shop.addr, method, path, &headers, body.as_bytes()).await
+    common::call(shop.addr, method, path, Some(token), &[], &body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Answer, RoleProcess, TEST_SECRET, http, token};
+use common::{Answer, RoleProcess, TEST_SECRET, token};
 use cucumber::{World, given, then, when};
 use serde_json::{Value, json};
 
@@ -38,20 +38,16 @@ impl ApiWorld {
     }
 
     async fn call(&mut self, who: &str, role: &str, method: &str, path: &str, body: &str) -> Answer {
-        let bearer = format!("Bearer {}", self.token(who, role));
+        let token = self.token(who, role);
         let addr = self.shop.as_ref().expect("a running shop").addr;
-        let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
-        http(addr, method, path, &headers, body.as_bytes()).await
+        common::call(addr, method, path, Some(&token), &[], body).await
     }
 
     async fn order(&mut self, who: &str, body: &str, key: Option<&str>) -> Answer {
-        let bearer = format!("Bearer {}", self.token(who, "customer"));
+        let token = self.token(who, "customer");
         let addr = self.shop.as_ref().expect("a running shop").addr;
-        let mut headers = vec![("content-type", "application/json"), ("authorization", bearer.as_str())];
-        if let Some(key) = key {
-            headers.push(("idempotency-key", key));
-        }
-        let answer = http(addr, "POST", "/api/orders", &headers, body.as_bytes()).await;
+        let extra: Vec<(&str, &str)> = key.map(|key| ("idempotency-key", key)).into_iter().collect();
+        let answer = common::call(addr, "POST", "/api/orders", Some(&token), &extra, body).await;
         if answer.status == 202 {
             let id = answer.json()["order_id"].as_str().unwrap_or_default().to_owned();
             self.orders.insert(who.to_owned(), id);

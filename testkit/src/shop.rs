@@ -100,8 +100,7 @@ pub async fn start_with(options: Options) -> Shop {
     };
     let redis_url = format!("redis://{}", redis.unwrap_or_else(|| ([127, 0, 0, 1], 6379).into()));
     let nats_url = nats_url.unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
-    let simple = Uuid::now_v7().simple().to_string();
-    let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
+    let namespace = fresh_namespace('t');
     let bus = JetStreamBus::connect(&nats_url, Topology::new(namespace.clone()))
         .await
         .expect("NATS is reachable");
@@ -235,6 +234,12 @@ impl Shop {
         self.roles.stop().await;
         let _ = self.bus.delete_streams().await;
     }
+}
+
+/// A namespace no other test run uses: `prefix` and the random tail of a UUIDv7.
+pub fn fresh_namespace(prefix: char) -> Namespace {
+    let simple = Uuid::now_v7().simple().to_string();
+    Namespace::new(&format!("{prefix}{}", &simple[simple.len() - 12..])).expect("a valid namespace")
 }
 
 pub async fn eventually<F, Fut>(what: &str, check: F)

@@ -1,8 +1,8 @@
 //! `InventoryStore` on PostgreSQL: schema `inventory`.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation, StockLine};
+use shop_rules::inventory::{
+    InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
+};
 use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, StoreError};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -83,7 +83,7 @@ impl InventoryStore for PgStore {
                 let kind: String = row.try_get("kind").map_err(read)?;
                 let movement = Movement {
                     product_id: row.try_get("product_id").map_err(read)?,
-                    kind: from_label(&kind)?,
+                    kind: MovementKind::parse(&kind).ok_or_else(|| corrupt("movement kind", &kind))?,
                     quantity: row.try_get("quantity").map_err(read)?,
                     order_id: row.try_get("order_id").map_err(read)?,
                     reason: row.try_get("reason").map_err(read)?,
@@ -111,7 +111,7 @@ impl InventoryStore for PgStore {
         let lines: Json<Vec<StockLine>> = row.try_get("lines").map_err(read)?;
         Ok(Some(Reservation {
             order_id: order_id.to_owned(),
-            status: from_label(&status)?,
+            status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservation status", &status))?,
             lines: lines.0,
         }))
     }
@@ -209,16 +209,16 @@ async fn write_reservation(
         Some(before) => {
             sqlx::query("UPDATE inventory.reservations SET status = $2, lines = $3 WHERE order_id = $1 AND status = $4")
                 .bind(&after.order_id)
-                .bind(label(&after.status))
+                .bind(after.status.as_str())
                 .bind(Json(&after.lines))
-                .bind(label(&before.status))
+                .bind(before.status.as_str())
         }
         None => sqlx::query(
             "INSERT INTO inventory.reservations (order_id, status, lines) VALUES ($1, $2, $3)
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&after.order_id)
-        .bind(label(&after.status))
+        .bind(after.status.as_str())
         .bind(Json(&after.lines)),
     }
     .execute(&mut **tx)
@@ -243,7 +243,7 @@ async fn insert_movements(tx: &mut Transaction<'static, Postgres>, movements: &[
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[])",
     )
     .bind(column(|m| m.product_id.clone()))
-    .bind(column(|m| label(&m.kind)))
+    .bind(column(|m| m.kind.as_str().to_owned()))
     .bind(number(|m| m.quantity))
     .bind(optional(|m| m.order_id.clone()))
     .bind(optional(|m| m.reason.clone()))
@@ -252,17 +252,4 @@ async fn insert_movements(tx: &mut Transaction<'static, Postgres>, movements: &[
     .await
     .map_err(db_error)?;
     Ok(())
-}
-
-/// The serde name of a unit enum variant (`reserved`, `restock`, ...), the
-/// same spelling the events use.
-fn label<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
-}
-
-fn from_label<T: DeserializeOwned>(name: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|e| corrupt("label", e))
 }

@@ -1,8 +1,8 @@
 //! `InventoryStore` on SQLite: the `inventory_*` tables.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation, StockLine};
+use shop_rules::inventory::{
+    InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
+};
 use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, StoreError};
 use shop_streams::Context;
 use sqlx::query::Query;
@@ -83,7 +83,7 @@ impl InventoryStore for SqliteStore {
                 let kind: String = row.try_get("kind").map_err(read)?;
                 let movement = Movement {
                     product_id: row.try_get("product_id").map_err(read)?,
-                    kind: from_label(&kind)?,
+                    kind: MovementKind::parse(&kind).ok_or_else(|| corrupt("movement kind", &kind))?,
                     quantity: row.try_get("quantity").map_err(read)?,
                     order_id: row.try_get("order_id").map_err(read)?,
                     reason: row.try_get("reason").map_err(read)?,
@@ -112,7 +112,7 @@ impl InventoryStore for SqliteStore {
         let lines: Vec<StockLine> = serde_json::from_str(&lines).map_err(|e| corrupt("reservation", e))?;
         Ok(Some(Reservation {
             order_id: order_id.to_owned(),
-            status: from_label(&status)?,
+            status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservation status", &status))?,
             lines,
         }))
     }
@@ -211,16 +211,16 @@ async fn write_reservation(
         Some(before) => {
             sqlx::query("UPDATE inventory_reservations SET status = ?2, lines = ?3 WHERE order_id = ?1 AND status = ?4")
                 .bind(&after.order_id)
-                .bind(label(&after.status))
+                .bind(after.status.as_str())
                 .bind(lines)
-                .bind(label(&before.status))
+                .bind(before.status.as_str())
         }
         None => sqlx::query(
             "INSERT INTO inventory_reservations (order_id, status, lines) VALUES (?1, ?2, ?3)
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&after.order_id)
-        .bind(label(&after.status))
+        .bind(after.status.as_str())
         .bind(lines),
     }
     .execute(&mut **tx)
@@ -240,7 +240,7 @@ async fn insert_movements(tx: &mut Transaction<'static, Sqlite>, movements: &[Mo
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&m.product_id)
-        .bind(label(&m.kind))
+        .bind(m.kind.as_str())
         .bind(m.quantity)
         .bind(&m.order_id)
         .bind(&m.reason)
@@ -250,17 +250,4 @@ async fn insert_movements(tx: &mut Transaction<'static, Sqlite>, movements: &[Mo
         .map_err(db_error)?;
     }
     Ok(())
-}
-
-/// The serde name of a unit enum variant (`reserved`, `restock`, ...), the
-/// same spelling the events use.
-fn label<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
-}
-
-fn from_label<T: DeserializeOwned>(name: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|e| corrupt("label", e))
 }

@@ -46,6 +46,24 @@ pub enum ReservationStatus {
     Deducted,
 }
 
+impl ReservationStatus {
+    pub const ALL: [ReservationStatus; 4] = [Self::Reserved, Self::Rejected, Self::Released, Self::Deducted];
+
+    /// The name stores and events use (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Rejected => "rejected",
+            Self::Released => "released",
+            Self::Deducted => "deducted",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StockLine {
@@ -220,6 +238,21 @@ pub enum MovementKind {
 }
 
 impl MovementKind {
+    pub const ALL: [MovementKind; 7] = [
+        Self::Initial,
+        Self::Restock,
+        Self::Adjust,
+        Self::Reserve,
+        Self::Deduct,
+        Self::Restore,
+        Self::Expire,
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The name stores, events and the API use (the serde name).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Initial => "initial",
@@ -891,5 +924,30 @@ mod tests {
         let (state, _) = run(state, InventoryCommand::Reserve(lines("o-1", &[("A", 1)]))).expect("reserve");
         assert_eq!(state.product("A").map(|p| p.version), Some(2));
         assert_eq!(state.product("B").map(|p| p.version), Some(1));
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod names {
+    use super::{MovementKind, ReservationStatus};
+
+    fn serde_name<T: serde::Serialize>(value: T) -> String {
+        serde_json::to_value(value)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn stored_names_are_the_serde_names_and_parse_back() {
+        for kind in MovementKind::ALL {
+            assert_eq!(kind.as_str(), serde_name(kind));
+            assert_eq!(MovementKind::parse(kind.as_str()), Some(kind));
+        }
+        for status in ReservationStatus::ALL {
+            assert_eq!(status.as_str(), serde_name(status));
+            assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(MovementKind::parse("Reserve"), None, "names are exact");
     }
 }

@@ -70,19 +70,11 @@ impl RoleProcess {
         let _ = self.child.wait();
     }
 
-    /// `GET path` on the role's HTTP endpoints; the body.
+    /// `GET path` on the role's HTTP endpoints; the body of its 200.
     pub async fn get(&self, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default()
+        let answer = http(self.addr, "GET", path, &[], b"").await;
+        assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+        answer.body
     }
 }
 
@@ -95,8 +87,7 @@ impl Drop for RoleProcess {
 
 /// A namespace no other run uses, and the bus on it.
 pub async fn fresh_bus(prefix: char) -> (Namespace, JetStreamBus) {
-    let simple = Uuid::now_v7().simple().to_string();
-    let namespace = Namespace::new(&format!("{prefix}{}", &simple[simple.len() - 12..])).expect("valid");
+    let namespace = shop_testkit::shop::fresh_namespace(prefix);
     let bus = JetStreamBus::connect("nats://127.0.0.1:4222", Topology::new(namespace.clone()))
         .await
         .expect("NATS is reachable");
@@ -255,6 +246,25 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked { dechunk(rest) } else { rest.to_owned() };
     Answer { status, headers, body }
+}
+
+/// A JSON request as an API caller sends it: with a bearer token when
+/// given, and any `extra` headers (an idempotency key, say).
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("authorization", bearer));
+    }
+    headers.extend_from_slice(extra);
+    http(addr, method, path, &headers, body.as_bytes()).await
 }
 
 fn dechunk(mut rest: &str) -> String {

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::json::{self, Body, reply};
+use crate::openapi::ApiProblems;
 use crate::problem::Problem;
 
 /// Longest `Idempotency-Key` accepted.
@@ -131,9 +132,7 @@ fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
         (status = 403, description = "Not a customer", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -182,9 +181,7 @@ async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -221,9 +218,7 @@ pub(crate) struct OrderPage {
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
         (status = 422, description = "A bad status, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -280,9 +275,7 @@ fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
         (status = 200, description = "Cancelled", body = OrderView),
         (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No longer cancellable", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -311,9 +304,7 @@ pub(crate) async fn cancel<S: OrderStore>(
         (status = 403, description = "Not payment or admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not confirmed (still pending, cancelled or expired)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]

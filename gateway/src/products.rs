@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::json::{self, Body, reply};
+use crate::openapi::{AdminProblems, ApiProblems};
 use crate::problem::Problem;
 
 /// Most movements one page lists.
@@ -126,12 +127,8 @@ async fn current<S: InventoryStore, L: Lock>(
     responses(
         (status = 201, description = "Registered", body = ProductView),
         (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -162,12 +159,8 @@ pub(crate) async fn register<S: InventoryStore, L: Lock>(
     params(("id" = String, Path, description = "The product id")),
     responses(
         (status = 200, description = "The product", body = ProductView),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -186,12 +179,8 @@ pub(crate) async fn read<S: InventoryStore, L: Lock>(
     params(("id" = String, Path, description = "The product id")),
     responses(
         (status = 200, description = "Restocked", body = ProductView),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -216,12 +205,8 @@ pub(crate) async fn restock<S: InventoryStore, L: Lock>(
     responses(
         (status = 200, description = "Adjusted", body = ProductView),
         (status = 409, description = "Stock would go negative", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -246,12 +231,8 @@ pub(crate) async fn adjust<S: InventoryStore, L: Lock>(
     params(("id" = String, Path, description = "The product id")),
     responses(
         (status = 200, description = "Repriced", body = ProductView),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]
@@ -313,12 +294,8 @@ pub(crate) struct MovementPage {
     params(("id" = String, Path, description = "The product id"), PageQuery),
     responses(
         (status = 200, description = "A page of movements", body = MovementPage),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the rate limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        ApiProblems,
     ),
     security(("bearer" = []))
 )]

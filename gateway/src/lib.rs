@@ -5,11 +5,14 @@
 //! case's input, call the runtime's services and turn the outcome into JSON
 //! or an RFC 9457 problem. They know the services' ports only as generic
 //! parameters, so the same API runs on PostgreSQL or on the embedded store.
-//! The `shop` binary builds a [`Gateway`] with the contexts its role runs.
+//! The `shop` binary builds a [`Gateway`] with the contexts its role runs,
+//! or, for the gateway role, with [`Upstreams`] that forward `/api` to the
+//! instances that run them.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod breaker;
 mod edge;
 mod json;
 mod limits;
@@ -18,6 +21,8 @@ mod ops;
 mod orders;
 mod problem;
 mod products;
+mod proxy;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,12 +39,15 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::{Auth, Caller, DEVELOPMENT_SECRET, Role};
+pub use breaker::{BreakerSettings, BreakerState};
 pub use limits::Limits;
 pub use openapi::ApiDoc;
 pub use ops::{Check, OPENMETRICS, ops_router, ops_router_with};
 pub use orders::{ItemView, OrderView};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use products::ProductView;
+pub use proxy::{ProxySettings, Upstreams};
+pub use upstream::BadUpstream;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -120,6 +128,12 @@ impl Gateway {
     /// Serves `/api/products`.
     pub fn products<S: InventoryStore, L: Lock>(mut self, inventory: Arc<InventoryService<S, L>>) -> Self {
         self.api = self.api.merge(products::router(inventory));
+        self
+    }
+
+    /// Forwards `/api/orders` and `/api/products` to `upstreams`.
+    pub fn proxy(mut self, upstreams: &Arc<Upstreams>) -> Self {
+        self.api = self.api.merge(upstreams.router());
         self
     }
 

@@ -6,7 +6,7 @@
 //! they must not take it down with them.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -27,6 +27,10 @@ pub struct Limits {
     /// Put in front of every key (`{namespace}:ratelimit:`), so deployments
     /// sharing a Redis count apart.
     pub key_prefix: String,
+    /// Peers whose `X-Forwarded-For` is believed (the gateways in front of
+    /// this instance): for them, the address counted is the last one they
+    /// added, not their own.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -60,10 +64,7 @@ impl LimitState {
 }
 
 pub(crate) async fn limit(State(state): State<LimitState>, mut request: Request, next: Next) -> Response {
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+    let address = client_address(&request, &state.limits.trusted_proxies);
     if let (Some(quota), Some(address)) = (state.limits.ip, address) {
         let key = format!("{}ip:{address}", state.limits.key_prefix);
         if let Some(refusal) = over(&state, &key, quota).await {
@@ -86,6 +87,26 @@ pub(crate) async fn limit(State(state): State<LimitState>, mut request: Request,
     next.run(request).await
 }
 
+/// The caller's address: the peer's, or the one a trusted proxy in front
+/// reports it forwarded for.
+fn client_address(request: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    // The last entry is the one the proxy added; anything before it came
+    // from the caller and proves nothing.
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
 async fn over(state: &LimitState, key: &str, quota: Quota) -> Option<Response> {
     match state.limiter.check(key, quota).await {
         Ok(Verdict::Allowed) => None,
@@ -106,5 +127,45 @@ async fn over(state: &LimitState, key: &str, quota: Quota) -> Option<Response> {
             tracing::warn!(target: "shop::http", %error, "rate limits not checked; letting the request through");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: [u8; 4], forwarded: Option<&str>) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((peer, 4000))));
+        if let Some(value) = forwarded {
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", value.parse().expect("a header value"));
+        }
+        request
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_may_say_whom_it_forwards_for() {
+        let gateway: IpAddr = [10, 0, 0, 2].into();
+        let trusted = [gateway];
+        let client: IpAddr = [203, 0, 113, 9].into();
+        assert_eq!(
+            client_address(&request([10, 0, 0, 2], Some("198.51.100.1, 203.0.113.9")), &trusted),
+            Some(client),
+            "the address the gateway added, not one the caller made up before it"
+        );
+        assert_eq!(
+            client_address(&request([203, 0, 113, 9], Some("1.2.3.4")), &trusted),
+            Some(client),
+            "anyone else is counted by their own address"
+        );
+        assert_eq!(
+            client_address(&request([10, 0, 0, 2], Some("garbage")), &trusted),
+            Some(gateway)
+        );
+        assert_eq!(client_address(&request([10, 0, 0, 2], None), &[]), Some(gateway));
     }
 }

@@ -42,6 +42,20 @@ const KNOWN: &[&str] = &[
     "rules_timeout_ms",
     "rules_memory_mb",
     "reservation_ttl_secs",
+    "trusted_proxies",
+    "advertise_url",
+    "announce_every_ms",
+    "order_upstreams",
+    "inventory_upstreams",
+    "discovery",
+    "upstream_connect_timeout_ms",
+    "upstream_timeout_ms",
+    "upstream_attempts",
+    "retry_backoff_ms",
+    "breaker_window",
+    "breaker_open_ms",
+    "health_every_ms",
+    "forget_after_ms",
 ];
 
 /// Reads the TOML file at `path` into the settings; call once, before any
@@ -242,6 +256,100 @@ impl ServiceConfig {
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
         })
     }
+}
+
+/// `SHOP_TRUSTED_PROXIES`: addresses of the gateways in front of this
+/// instance, separated by commas; their `X-Forwarded-For` names the caller
+/// whose address the rate limit counts (default none).
+pub fn trusted_proxies() -> anyhow::Result<Vec<std::net::IpAddr>> {
+    list("SHOP_TRUSTED_PROXIES")
+        .into_iter()
+        .map(|entry| {
+            entry
+                .parse()
+                .with_context(|| format!("SHOP_TRUSTED_PROXIES: {entry:?} is not an IP address"))
+        })
+        .collect()
+}
+
+/// How an order or inventory instance of the distributed mode tells
+/// gateways where it serves.
+#[derive(Debug, Clone)]
+pub struct AnnounceConfig {
+    /// `SHOP_ADVERTISE_URL`: where gateways reach this instance (default
+    /// `http://` and the listening address, with the host name when it
+    /// listens on every interface).
+    pub url: Option<String>,
+    /// `SHOP_ANNOUNCE_EVERY_MS` (default 2000).
+    pub every: Duration,
+}
+
+impl AnnounceConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            url: var("SHOP_ADVERTISE_URL").filter(|url| !url.trim().is_empty()),
+            every: Duration::from_millis(number("SHOP_ANNOUNCE_EVERY_MS", 2000)?.max(10)),
+        })
+    }
+}
+
+/// Where the gateway role finds the instances it forwards to, and how it
+/// treats them.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `SHOP_ORDER_UPSTREAMS`: order instances, `http://host:port` separated by commas.
+    pub order: Vec<String>,
+    /// `SHOP_INVENTORY_UPSTREAMS`: inventory instances, likewise.
+    pub inventory: Vec<String>,
+    /// `SHOP_DISCOVERY`: `nats` (default) hears the instances announce
+    /// themselves on SHOP_NATS_URL; `off` uses the static lists alone.
+    pub discovery: bool,
+    pub proxy: shop_gateway::ProxySettings,
+}
+
+impl GatewayConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let discovery = match var("SHOP_DISCOVERY").as_deref().map(str::trim) {
+            None | Some("nats") => true,
+            Some("off") => false,
+            Some(other) => bail!("SHOP_DISCOVERY={other:?}: expected nats or off"),
+        };
+        let millis = |name: &str, default: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_millis(number(name, default)?.max(1)))
+        };
+        let defaults = shop_gateway::ProxySettings::default();
+        let proxy = shop_gateway::ProxySettings {
+            connect_timeout: millis("SHOP_UPSTREAM_CONNECT_TIMEOUT_MS", 3000)?,
+            read_timeout: millis("SHOP_UPSTREAM_TIMEOUT_MS", 10_000)?,
+            attempts: u32::try_from(number("SHOP_UPSTREAM_ATTEMPTS", 3)?.clamp(1, 10)).unwrap_or(3),
+            backoff: millis("SHOP_RETRY_BACKOFF_MS", 50)?,
+            breaker: shop_gateway::BreakerSettings {
+                window: usize::try_from(number("SHOP_BREAKER_WINDOW", 20)?.clamp(2, 10_000)).unwrap_or(20),
+                open_for: millis("SHOP_BREAKER_OPEN_MS", 30_000)?,
+            },
+            health_every: millis("SHOP_HEALTH_EVERY_MS", 2000)?,
+            forget_after: millis("SHOP_FORGET_AFTER_MS", defaults.forget_after.as_millis() as u64)?,
+        };
+        Ok(Self {
+            order: list("SHOP_ORDER_UPSTREAMS"),
+            inventory: list("SHOP_INVENTORY_UPSTREAMS"),
+            discovery,
+            proxy,
+        })
+    }
+}
+
+/// A comma-separated setting's entries, trimmed, without empty ones.
+fn list(name: &str) -> Vec<String> {
+    var(name)
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Where the embedded mode keeps everything when `SHOP_DATABASE_URL` is unset.

@@ -5,6 +5,7 @@
 
 mod config;
 mod dead_letters_cmd;
+mod gateway_role;
 mod migrate_cmd;
 mod ops_cmd;
 mod outbox_cmd;
@@ -110,7 +111,7 @@ fn serve(role: Option<serve_cmd::Role>, listen: Option<SocketAddr>) -> anyhow::R
     let role = match (role, config::var("SHOP_ROLE")) {
         (Some(role), _) => role,
         (None, Some(text)) => serve_cmd::Role::from_str(&text, true)
-            .map_err(|_| anyhow::anyhow!("SHOP_ROLE={text:?}: expected order, inventory or all"))?,
+            .map_err(|_| anyhow::anyhow!("SHOP_ROLE={text:?}: expected order, inventory, all or gateway"))?,
         (None, None) => serve_cmd::Role::All,
     };
     let listen = match (listen, config::var("SHOP_LISTEN")) {

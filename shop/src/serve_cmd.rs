@@ -11,6 +11,8 @@
 //! durable consumers, and outbox leases and aggregate versions keep them
 //! apart. Every role serves `/health/live` and `/metrics` on `--listen`,
 //! and the REST API of the contexts it runs (`/api/orders`, `/api/products`).
+//! In the distributed mode each instance announces itself over NATS so
+//! gateways (`--role gateway`, see `gateway_role`) find it.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -34,7 +36,7 @@ use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
-use shop_streams::{Context, Namespace, Topology};
+use shop_streams::{Announcement, Context, Namespace, Topology};
 
 use crate::config::{self, Database, RulesConfig, ServiceConfig};
 use crate::rules_cmd;
@@ -44,6 +46,8 @@ pub enum Role {
     Order,
     Inventory,
     All,
+    /// Forwards the API to order and inventory instances (distributed mode).
+    Gateway,
 }
 
 impl Role {
@@ -56,6 +60,7 @@ impl Role {
             Role::Order => "the order role",
             Role::Inventory => "the inventory role",
             Role::All => "every role",
+            Role::Gateway => "the gateway",
         }
     }
 }
@@ -67,7 +72,10 @@ pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(serve(role, listen, service, rules))?;
+    match role {
+        Role::Gateway => runtime.block_on(crate::gateway_role::serve(listen, service))?,
+        _ => runtime.block_on(serve(role, listen, service, rules))?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,6 +91,8 @@ struct Wiring<S, B, L, O, R> {
     kv: Arc<dyn KeyValue>,
     outboxes: (O, O),
     mode: &'static str,
+    /// Where this instance announces itself to gateways (distributed mode).
+    announce_on: Option<JetStreamBus>,
 }
 
 async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: RulesConfig) -> anyhow::Result<()> {
@@ -108,6 +118,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             outboxes: (store.outbox(Context::Order), store.outbox(Context::Inventory)),
             store,
             mode: "embedded",
+            announce_on: None,
         };
         run_roles(role, listener, wiring, namespace, &service, rules).await
     } else {
@@ -131,8 +142,10 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             };
             Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
         });
+        let bus = JetStreamBus::connect(&service.nats_url, topology).await?;
+        let announcer = bus.clone();
         let wiring = Wiring {
-            bus: JetStreamBus::connect(&service.nats_url, topology).await?,
+            bus,
             limiter: RedisRateLimiter::connect(&service.redis_url).await?,
             checks: vec![("redis", redis)],
             lock,
@@ -140,6 +153,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
             store,
             mode: "distributed",
+            announce_on: Some(announcer),
         };
         run_roles(role, listener, wiring, namespace, &service, rules).await
     }
@@ -190,6 +204,7 @@ where
         user,
         ip,
         key_prefix: format!("{namespace}:ratelimit:"),
+        trusted_proxies: config::trusted_proxies()?,
     };
     let mut checks = wiring.checks;
     let probe = store.clone();
@@ -235,6 +250,25 @@ where
         gateway = gateway.products(inventory);
     }
     let http = tokio::spawn(shop_gateway::serve(listener, gateway.into_router(), shutdown_signal()));
+    let announcer = match wiring.announce_on {
+        Some(bus) => {
+            let settings = config::AnnounceConfig::from_env()?;
+            let url = settings.url.unwrap_or_else(|| advertised(listening));
+            let contexts = [(Role::Order, Context::Order), (Role::Inventory, Context::Inventory)];
+            let announcements = contexts
+                .into_iter()
+                .filter(|(runs, _)| role.runs(*runs))
+                .map(|(_, context)| Announcement {
+                    context,
+                    url: url.clone(),
+                    instance: service.instance_id.clone(),
+                    leaving: false,
+                })
+                .collect();
+            Some(bus.announce(announcements, settings.every))
+        }
+        None => None,
+    };
     eprintln!(
         "shop: {} running as {} ({} mode, {}, namespace {}), listening on http://{listening}",
         role.describe(),
@@ -249,8 +283,23 @@ where
         Err(error) => tracing::error!(%error, "the HTTP server task failed"),
     }
     eprintln!("shop: stopping");
+    if let Some(announcer) = announcer {
+        announcer.leave().await;
+    }
     roles.stop().await;
     Ok(())
+}
+
+/// `http://` and where this process listens, with the host name in place
+/// of an address that means every interface.
+fn advertised(listening: SocketAddr) -> String {
+    if listening.ip().is_unspecified() {
+        let host =
+            std::fs::read_to_string("/etc/hostname").map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
+        format!("http://{host}:{}", listening.port())
+    } else {
+        format!("http://{listening}")
+    }
 }
 
 /// The database URL without its password, for the log.
@@ -263,7 +312,7 @@ fn redact(url: &str) -> String {
 
 /// The credential verifier: the HS256 secret (with a warning when it is the
 /// development one), an RS256 public key and API keys when configured.
-fn auth() -> anyhow::Result<Auth> {
+pub(crate) fn auth() -> anyhow::Result<Auth> {
     let (secret, development) = config::jwt_secret();
     if development {
         tracing::warn!(
@@ -284,7 +333,7 @@ fn auth() -> anyhow::Result<Auth> {
     Ok(auth)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -6,6 +6,7 @@
 //!   the broker's deduplication id), type and schema version, the aggregate and
 //!   its version, causation and correlation ids, and the stamp of the rule
 //!   component that decided it; the payload is the domain event as JSON.
+//! - [`announcement`]: how instances tell gateways where they serve.
 //! - [`topology`]: subject names per context, and the streams and durable
 //!   consumers (with their dead-letter path) as plain data that the JetStream
 //!   adapter applies.
@@ -15,8 +16,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod announcement;
 pub mod envelope;
 pub mod topology;
 
+pub use announcement::Announcement;
 pub use envelope::{DecodeError, DomainEvent, Envelope, RuleRef, SCHEMA_VERSION, Trace};
 pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, StreamSpec, Topology};

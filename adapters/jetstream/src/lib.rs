@@ -5,10 +5,12 @@
 //! batch, each with `Nats-Msg-Id` = event id. Subscriptions pull batches from
 //! a durable consumer shared by all instances of a role; what cannot be read
 //! or was delivered too often goes to the dead-letter stream with its reason,
-//! where operators list and replay it.
+//! where operators list and replay it. Instances also announce where they
+//! serve on the same connection, for gateways to find them.
 
 #![forbid(unsafe_code)]
 
+mod announce;
 mod dead_letters;
 mod subscription;
 
@@ -19,6 +21,7 @@ use async_nats::jetstream::{self, context::Context as JsContext, stream};
 use shop_runtime::ports::{BusError, DeadLetter, EventBus};
 use shop_streams::{Context, Envelope, StreamSpec, Topology};
 
+pub use announce::Announcer;
 pub use subscription::{JetStreamDelivery, JetStreamSubscription};
 
 /// Attempts of one publish whose acknowledgement did not arrive; each retry

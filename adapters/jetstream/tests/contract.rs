@@ -88,3 +88,57 @@ async fn an_unreachable_server_fails_fast_with_a_clear_error() {
     assert!(error.to_string().contains("cannot connect to NATS"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(10), "failed fast");
 }
+
+#[tokio::test]
+async fn instances_announce_themselves_until_they_leave() {
+    use shop_streams::Announcement;
+
+    let bus = fresh_bus().await;
+    let mut heard = bus.announcements().await.expect("listening");
+    let order = Announcement {
+        context: Context::Order,
+        url: "http://127.0.0.1:18081".into(),
+        instance: "order-1".into(),
+        leaving: false,
+    };
+    // Another namespace's instances are not heard here.
+    let other = fresh_bus().await;
+    let _elsewhere = other.announce(vec![order.clone()], Duration::from_millis(20));
+    let announcer = bus.announce(vec![order.clone()], Duration::from_millis(50));
+
+    assert_eq!(next_heard(&mut heard).await.as_ref(), Some(&order), "heard at once");
+    assert_eq!(next_heard(&mut heard).await.as_ref(), Some(&order), "and again");
+    // A malformed announcement is skipped, not the end of the stream.
+    bus.jetstream()
+        .client()
+        .publish(bus.topology().announcements(), "nonsense".into())
+        .await
+        .expect("sent");
+    announcer.leave().await;
+    let mut last = None;
+    while let Some(announcement) = next_heard(&mut heard).await {
+        if announcement.leaving {
+            last = Some(announcement);
+            break;
+        }
+    }
+    assert_eq!(
+        last,
+        Some(Announcement { leaving: true, ..order }),
+        "a leaving instance says so"
+    );
+    bus.delete_streams().await.expect("cleaned up");
+    other.delete_streams().await.expect("cleaned up");
+}
+
+/// The next announcement heard within five seconds.
+async fn next_heard<S>(heard: &mut S) -> Option<shop_streams::Announcement>
+where
+    S: futures::Stream<Item = shop_streams::Announcement> + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), heard.next())
+        .await
+        .ok()
+        .flatten()
+}

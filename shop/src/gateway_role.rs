@@ -1,0 +1,136 @@
+//! `shop serve --role gateway`: the front door of the distributed mode.
+//!
+//! It holds no data. It verifies callers, counts rate limits, and forwards
+//! `/api/orders` and `/api/products` to the order and inventory instances it
+//! knows: from `SHOP_ORDER_UPSTREAMS` / `SHOP_INVENTORY_UPSTREAMS`, and from
+//! the announcements instances make over NATS (`SHOP_DISCOVERY=nats`, the
+//! default), so instances come and go without restarting it. Its own
+//! `/health/ready` answers 200 while each context has an instance to take
+//! requests; `/metrics` shows each upstream's requests, health and circuit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use prometheus_client::registry::Registry;
+use shop_adapter_jetstream::JetStreamBus;
+use shop_adapter_redis::RedisRateLimiter;
+use shop_gateway::{Check, Gateway, Limits, Upstreams};
+use shop_runtime::ports::{Quota, RateLimiter};
+use shop_streams::{Context, Namespace, Topology};
+
+use crate::config::{self, GatewayConfig, ServiceConfig};
+use crate::serve_cmd::{auth, shutdown_signal};
+
+pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result<()> {
+    let settings = GatewayConfig::from_env()?;
+    if !settings.discovery && (settings.order.is_empty() || settings.inventory.is_empty()) {
+        anyhow::bail!(
+            "with SHOP_DISCOVERY=off the gateway needs SHOP_ORDER_UPSTREAMS and SHOP_INVENTORY_UPSTREAMS (http://host:port, separated by commas)"
+        );
+    }
+    let namespace = Namespace::new(&config::namespace())?;
+    let listener = shop_gateway::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listening = listener.local_addr().context("the listening address")?;
+
+    let mut registry = Registry::default();
+    let upstreams = Upstreams::new(settings.proxy.clone(), &mut registry);
+    for (context, urls, name) in [
+        (Context::Order, &settings.order, "SHOP_ORDER_UPSTREAMS"),
+        (Context::Inventory, &settings.inventory, "SHOP_INVENTORY_UPSTREAMS"),
+    ] {
+        for url in urls {
+            upstreams.add(context, url).context(name)?;
+        }
+    }
+    let listening_to_announcements = match settings.discovery {
+        true => {
+            let bus = JetStreamBus::connect(&service.nats_url, Topology::new(namespace.clone())).await?;
+            let mut heard = bus.announcements().await?;
+            let upstreams = Arc::clone(&upstreams);
+            Some(tokio::spawn(async move {
+                while let Some(announcement) = heard.next().await {
+                    upstreams.heard(&announcement);
+                }
+            }))
+        }
+        false => None,
+    };
+    let health_checks = upstreams.keep_checking();
+
+    let mut checks: Vec<(&'static str, Check)> = [
+        ("order instances", Context::Order),
+        ("inventory instances", Context::Inventory),
+    ]
+    .into_iter()
+    .map(|(name, context)| {
+        let upstreams = Arc::clone(&upstreams);
+        let check: Check = Arc::new(move || {
+            let available = upstreams.pool(context).available(Instant::now());
+            Box::pin(async move {
+                match available {
+                    0 => Err("none available".to_owned()),
+                    _ => Ok(()),
+                }
+            })
+        });
+        (name, check)
+    })
+    .collect();
+    let (user, ip) = config::rate_limits()?;
+    let limits = Limits {
+        user,
+        ip,
+        // Apart from the instances' own counts behind it.
+        key_prefix: format!("{namespace}:gateway:ratelimit:"),
+        trusted_proxies: config::trusted_proxies()?,
+    };
+    let limiter = match user.is_some() || ip.is_some() {
+        true => Some(RedisRateLimiter::connect(&service.redis_url).await?),
+        false => None,
+    };
+    if let Some(limiter) = &limiter {
+        let (probe, key) = (limiter.clone(), format!("{namespace}:gateway:ready"));
+        checks.push((
+            "redis",
+            Arc::new(move || {
+                let (probe, key) = (probe.clone(), key.clone());
+                let plenty = Quota {
+                    per_second: u32::MAX,
+                    burst: u32::MAX,
+                };
+                Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
+            }),
+        ));
+    }
+    let mut gateway = Gateway::new(auth()?, Arc::new(registry), checks)
+        .request_timeout(service.request_timeout)
+        .cors(config::cors_origins()?)
+        .proxy(&upstreams);
+    if let Some(limiter) = limiter {
+        gateway = gateway.rate_limits(limiter, limits);
+    }
+    let router = gateway.into_router();
+    eprintln!(
+        "shop: the gateway running as {} (namespace {namespace}, {} order and {} inventory instances listed{}), listening on http://{listening}",
+        service.instance_id,
+        settings.order.len(),
+        settings.inventory.len(),
+        if settings.discovery {
+            ", hearing announcements on NATS"
+        } else {
+            ""
+        },
+    );
+    let served = shop_gateway::serve(listener, router, shutdown_signal()).await;
+    eprintln!("shop: stopping");
+    health_checks.abort();
+    if let Some(task) = listening_to_announcements {
+        task.abort();
+    }
+    served.context("the HTTP server stopped")
+}

@@ -1,0 +1,358 @@
+//! `shop serve --role gateway` in front of separate order and inventory
+//! processes, on PostgreSQL, JetStream and Redis: round-robin, retries on
+//! another instance, a circuit breaker that opens against a real failing
+//! upstream (cut off by a TCP proxy) and closes again once it is back, the
+//! gateway's own problem answer when no instance can serve, and instances
+//! found and forgotten through their NATS announcements.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Answer, RoleProcess, TEST_SECRET, token};
+use serde_json::{Value, json};
+use shop_testkit::TcpProxy;
+
+/// A caller of the gateway.
+struct Front {
+    addr: SocketAddr,
+}
+
+impl Front {
+    async fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Answer {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        common::call(self.addr, method, path, Some(token), &[], &body).await
+    }
+
+    async fn metrics(&self) -> String {
+        common::http(self.addr, "GET", "/metrics", &[], b"").await.body
+    }
+
+    /// The sum of the samples of `name` whose labels contain every one of `labels`.
+    async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let exposition = self.metrics().await;
+        exposition
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Places an order once the order side knows the product.
+    async fn place(&self, token: &str, product: &str, key: &str) -> Value {
+        let body = json!({"items": [{"product_id": product, "quantity": 1}]}).to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = common::call(
+                self.addr,
+                "POST",
+                "/api/orders",
+                Some(token),
+                &[("idempotency-key", key)],
+                &body,
+            )
+            .await;
+            if answer.status == 202 {
+                return answer.json();
+            }
+            assert!(
+                answer.status == 422 && Instant::now() < deadline,
+                "{}: {}",
+                answer.status,
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn confirmed(&self, token: &str, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = self.call("GET", &format!("/api/orders/{id}"), token, None).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            if answer.json()["status"] == "CONFIRMED" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "order {id} never confirmed: {}", answer.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits for `check` to hold, asking at most for `limit`.
+async fn until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} did not happen within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+const ENV: [(&str, &str); 2] = [("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_TRUSTED_PROXIES", "127.0.0.1")];
+
+fn instance(role: &str, id: &str, url: &str, namespace: &str, extra: &[(&str, &str)]) -> RoleProcess {
+    let mut env = ENV.to_vec();
+    env.push(("SHOP_INSTANCE_ID", id));
+    env.extend_from_slice(extra);
+    RoleProcess::start(role, url, namespace, &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instance() {
+    let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('g').await;
+    let ns = namespace.as_str();
+    let inventory = instance("inventory", "inventory-1", &db, ns, &[]);
+    let order_1 = instance("order", "order-1", &db, ns, &[]);
+    let order_2 = instance("order", "order-2", &db, ns, &[]);
+    // The instances that will fail are reached through proxies the test cuts.
+    let to_order_2 = TcpProxy::start(order_2.addr).await.expect("proxy");
+    let to_inventory = TcpProxy::start(inventory.addr).await.expect("proxy");
+    let (order_1_url, order_2_url) = (url(order_1.addr), url(to_order_2.addr()));
+    let orders = format!("{order_1_url},{order_2_url}");
+    let products = url(to_inventory.addr());
+    let gateway = instance(
+        "gateway",
+        "gateway-1",
+        &db,
+        ns,
+        &[
+            ("SHOP_DISCOVERY", "off"),
+            ("SHOP_ORDER_UPSTREAMS", &orders),
+            ("SHOP_INVENTORY_UPSTREAMS", &products),
+            ("SHOP_BREAKER_WINDOW", "10"),
+            ("SHOP_BREAKER_OPEN_MS", "3000"),
+            // Only the breaker takes failing instances out in this test.
+            ("SHOP_HEALTH_EVERY_MS", "600000"),
+        ],
+    );
+    let front = Front { addr: gateway.addr };
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+
+    // The whole flow through the gateway.
+    let mug = json!({"id": "SKU-G", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 100});
+    let created = front.call("POST", "/api/products", &admin, Some(&mug)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("location"), Some("/api/products/SKU-G"));
+    let order = front.place(&alice, "SKU-G", "g-1").await;
+    let id = order["order_id"].as_str().expect("an order id").to_owned();
+    front.confirmed(&alice, &id).await;
+    let anonymous = common::call(front.addr, "GET", &format!("/api/orders/{id}"), None, &[], "").await;
+    assert_eq!(anonymous.status, 401, "the gateway turns strangers away itself");
+    let unknown = front.call("GET", "/api/nothing", &alice, None).await;
+    assert_eq!(unknown.status, 404);
+
+    // Round-robin: both order instances serve.
+    for _ in 0..10 {
+        let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+    }
+    let served = |upstream: &str| format!("upstream=\"{upstream}\"");
+    let ok = "outcome=\"ok\"";
+    for upstream in [&order_1_url, &order_2_url] {
+        let count = front
+            .metric("shop_gateway_upstream_requests_total", &[&served(upstream), ok])
+            .await;
+        assert!(count >= 3.0, "{upstream} served {count} requests");
+    }
+
+    // Order instance 2 fails: reads are retried on instance 1, and its
+    // circuit opens.
+    to_order_2.cut();
+    let circuit = "shop_gateway_circuit_state";
+    let mut reads = 0;
+    while front.metric(circuit, &[&served(&order_2_url)]).await != 1.0 {
+        let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+        assert_eq!(read.status, 200, "retried on the other instance: {}", read.body);
+        reads += 1;
+        assert!(reads < 100, "the circuit of the failing instance never opened");
+    }
+    assert!(
+        front
+            .metric(
+                "shop_gateway_upstream_requests_total",
+                &[&served(&order_2_url), "outcome=\"failed\""]
+            )
+            .await
+            >= 5.0
+    );
+    assert!(front.metric("shop_gateway_retries_total", &["service=\"order\""]).await >= 5.0);
+    // With the circuit open, even a request that may not be repeated goes
+    // to the instance that works.
+    let fresh_order = json!({"items": [{"product_id": "SKU-G", "quantity": 1}]});
+    for _ in 0..2 {
+        let placed = front.call("POST", "/api/orders", &alice, Some(&fresh_order)).await;
+        assert_eq!(placed.status, 202, "{}", placed.body);
+    }
+
+    // The only inventory instance fails: attempts end in problems, then the
+    // open circuit makes the gateway answer at once without trying.
+    to_inventory.cut();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fallback = loop {
+        let answer = front.call("GET", "/api/products/SKU-G", &admin, None).await;
+        assert!(matches!(answer.status, 502 | 503), "{}: {}", answer.status, answer.body);
+        assert_eq!(answer.header("content-type"), Some("application/problem+json"));
+        if answer.body.contains("upstream-unavailable") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the inventory circuit never opened");
+    };
+    assert_eq!(fallback.status, 503);
+    assert!(fallback.header("retry-after").is_some(), "{:?}", fallback.headers);
+    assert!(
+        fallback.body.contains("no inventory instance is available"),
+        "{}",
+        fallback.body
+    );
+    assert!(
+        front
+            .metric("shop_gateway_unavailable_total", &["service=\"inventory\""])
+            .await
+            >= 1.0
+    );
+    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.contains("\"inventory instances\":\"none available\""),
+        "{}",
+        ready.body
+    );
+
+    // Both come back: after the open period a probe closes each circuit.
+    to_order_2.restore();
+    to_inventory.restore();
+    until(Duration::from_secs(20), "the inventory circuit closing", || async {
+        let answer = front.call("GET", "/api/products/SKU-G", &admin, None).await;
+        answer.status == 200 && front.metric(circuit, &[&served(&products)]).await == 0.0
+    })
+    .await;
+    let before = front
+        .metric("shop_gateway_upstream_requests_total", &[&served(&order_2_url), ok])
+        .await;
+    until(Duration::from_secs(20), "instance 2 serving again", || async {
+        let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        front
+            .metric("shop_gateway_upstream_requests_total", &[&served(&order_2_url), ok])
+            .await
+            > before
+    })
+    .await;
+    assert_eq!(front.metric(circuit, &[&served(&order_2_url)]).await, 0.0);
+    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+
+    drop((gateway, order_1, order_2, inventory));
+    let _ = bus.delete_streams().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_announce_themselves_and_the_gateway_follows_them() {
+    let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('d').await;
+    let ns = namespace.as_str();
+    let gateway = instance(
+        "gateway",
+        "gateway-1",
+        &db,
+        ns,
+        // Silent instances are forgotten only after a minute here: a killed
+        // one leaves the rotation by its failed health checks, a stopped one
+        // by saying it leaves.
+        &[("SHOP_HEALTH_EVERY_MS", "200"), ("SHOP_FORGET_AFTER_MS", "60000")],
+    );
+    let front = Front { addr: gateway.addr };
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+
+    // Nobody there yet: the gateway says so itself.
+    let early = front.call("GET", "/api/orders", &alice, None).await;
+    assert_eq!(early.status, 503, "{}", early.body);
+    assert!(early.body.contains("no order instance is available"), "{}", early.body);
+    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    assert_eq!(ready.status, 503);
+
+    let fast = [("SHOP_ANNOUNCE_EVERY_MS", "200")];
+    let inventory = instance("inventory", "inventory-1", &db, ns, &fast);
+    let order_1 = instance("order", "order-1", &db, ns, &fast);
+    until(
+        Duration::from_secs(20),
+        "the gateway hearing of both contexts",
+        || async { common::http(front.addr, "GET", "/health/ready", &[], b"").await.status == 200 },
+    )
+    .await;
+    let lamp = json!({"id": "SKU-D", "name": "Lamp", "unit_price": 5000, "currency": "KRW", "stock": 10});
+    let created = front.call("POST", "/api/products", &admin, Some(&lamp)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let order = front.place(&alice, "SKU-D", "d-1").await;
+    let id = order["order_id"].as_str().expect("an order id").to_owned();
+    front.confirmed(&alice, &id).await;
+
+    // A second order instance joins and gets its share, no restart needed.
+    let order_2 = instance("order", "order-2", &db, ns, &fast);
+    let served_2 = format!("upstream=\"{}\"", url(order_2.addr));
+    until(Duration::from_secs(20), "the new instance serving", || async {
+        let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        front
+            .metric("shop_gateway_upstream_requests_total", &[&served_2, "outcome=\"ok\""])
+            .await
+            > 0.0
+    })
+    .await;
+
+    // Killed without a word: its health checks fail, it leaves the
+    // rotation, and requests keep being served.
+    order_2.kill();
+    let healthy_2 = format!("shop_gateway_upstream_healthy{{service=\"order\",{served_2}}} 0");
+    until(
+        Duration::from_secs(20),
+        "the killed instance out of the rotation",
+        || async { front.metrics().await.contains(&healthy_2) },
+    )
+    .await;
+    for _ in 0..10 {
+        let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+    }
+
+    // Stopped politely: it says it is leaving, and the gateway forgets it.
+    let listed_1 = format!(
+        "shop_gateway_upstream_healthy{{service=\"order\",upstream=\"{}\"}}",
+        url(order_1.addr)
+    );
+    assert!(front.metrics().await.contains(&listed_1));
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &order_1.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    until(Duration::from_secs(20), "the stopped instance forgotten", || async {
+        !front.metrics().await.contains(&listed_1)
+    })
+    .await;
+    let gone = front.call("GET", "/api/orders", &alice, None).await;
+    assert_eq!(gone.status, 503, "{}", gone.body);
+    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    assert!(
+        ready.body.contains("\"order instances\":\"none available\""),
+        "{}",
+        ready.body
+    );
+    assert!(ready.body.contains("\"inventory instances\":\"ok\""), "{}", ready.body);
+
+    drop((gateway, order_1, inventory));
+    let _ = bus.delete_streams().await;
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs the load benchmarks on this machine and writes their results into
+# docs/benchmarks.md (between the load-results markers), with the machine
+# and the exact commands.
+#
+#   bench/run.sh                 # every run, 60 s each (about 25 minutes)
+#   DURATION=10s bench/run.sh    # shorter runs, for trying it out
+#   RUNS="baselines distributed" bench/run.sh
+#
+# Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
+# them). Each run gets a fresh database, namespace and data directory; every
+# process the script starts is stopped when it ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-60s}
+RATE=${RATE:-10000}
+FLASH_ORDERS=${FLASH_ORDERS:-100000}
+FLASH_STOCK=${FLASH_STOCK:-10000}
+FLASH_RATE=${FLASH_RATE:-5000}
+USERS=${USERS:-1000}
+RUNS=${RUNS:-"baselines distributed scenario embedded separate"}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+export SHOP_JWT_SECRET=bench-secret
+# The load is the point: no rate limits in the way.
+export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
+
+echo "==> building (release)"
+cargo build --release --locked -p shop -p shop-load
+bin="$CARGO_TARGET_DIR/release"
+results=$(mktemp -d)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Starts `shop serve` with the given environment; waits until ready.
+serve() {
+  local port=$1 log=$2; shift 2
+  env "$@" SHOP_LISTEN="127.0.0.1:$port" "$bin/shop" serve >"$log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 300); do
+    if curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "shop on port $port did not become ready; its log:" >&2
+  cat "$log" >&2
+  exit 1
+}
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+fresh_db() {
+  local name="bench_$(date +%s%N | tail -c 10)"
+  psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
+  echo "postgres://postgres@127.0.0.1:5432/$name"
+}
+load() { # name, then shop-load arguments
+  local name=$1; shift
+  echo "==> $name"
+  "$bin/shop-load" --name "$name" --json "$results/$(printf '%02d' $((++run_number)))-$name.json" "$@" \
+    || echo "    ($name ended with status $?: see above)"
+}
+run_number=0
+
+for run in $RUNS; do
+  case $run in
+  baselines)
+    "$bin/shop-load" echo-server --listen 127.0.0.1:18099 >"$work/echo.log" 2>&1 &
+    pids+=($!)
+    sleep 0.5
+    load "http-no-io" --target http://127.0.0.1:18099 intake --rate "$RATE" --duration "$DURATION" --no-check
+    load "http-no-io-flat-out" --target http://127.0.0.1:18099 intake --rate 0 --duration "$DURATION" --no-check
+    stop_all
+    load "postgres" baseline-postgres --seconds 10
+    load "jetstream" baseline-jetstream --messages 200000
+    ;;
+  distributed)
+    db=$(fresh_db)
+    serve 18080 "$work/all.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="b$(date +%s)" SHOP_DB_POOL=32
+    load "distributed-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
+    load "distributed-flat-out" --target http://127.0.0.1:18080 intake --rate 0 --duration "$DURATION"
+    load "distributed-flash-sale" --target http://127.0.0.1:18080 flash-sale \
+      --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE"
+    stop_all
+    ;;
+  scenario)
+    db=$(fresh_db)
+    serve 18080 "$work/scenario.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="s$(date +%s)" SHOP_DB_POOL=32
+    load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s --duration "$DURATION"
+    stop_all
+    ;;
+  embedded)
+    mkdir -p "$work/embedded"
+    serve 18080 "$work/embedded.log" SHOP_DATABASE_URL="sqlite://$work/embedded/shop.db"
+    load "embedded-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
+    load "embedded-flash-sale" --target http://127.0.0.1:18080 flash-sale \
+      --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE"
+    stop_all
+    ;;
+  separate)
+    db=$(fresh_db)
+    ns="p$(date +%s)"
+    common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$ns" SHOP_DB_POOL=32)
+    serve 18081 "$work/inventory.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
+    serve 18082 "$work/order.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
+    serve 18080 "$work/gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \
+      SHOP_ORDER_UPSTREAMS=http://127.0.0.1:18082 SHOP_INVENTORY_UPSTREAMS=http://127.0.0.1:18081
+    load "separate-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
+    load "separate-direct-intake" --target http://127.0.0.1:18082 intake --rate "$RATE" --duration "$DURATION"
+    stop_all
+    ;;
+  *) echo "unknown run $run" >&2; exit 2 ;;
+  esac
+done
+
+echo "==> writing docs/benchmarks.md"
+{
+  echo "<!-- load:begin (written by bench/run.sh; edit outside the markers) -->"
+  echo "Run of $(date -u +%Y-%m-%d) at $(git rev-parse --short HEAD) on $(nproc) cores"
+  echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
+  echo "$(. /etc/os-release && echo "$PRETTY_NAME"), PostgreSQL $(psql -h 127.0.0.1 -U postgres -tAc 'SHOW server_version' | cut -d' ' -f1),"
+  echo "nats-server $(nats-server --version 2>/dev/null | awk '{print $NF}' || echo '?'); the load generator on the same cores."
+  echo "\`DURATION=$DURATION RATE=$RATE bench/run.sh\`, runs: $RUNS."
+  echo
+  "$bin/shop-load" report "$results"
+  echo "<!-- load:end -->"
+} >"$work/section.md"
+python3 - "$work/section.md" <<'EOF'
+import re, sys
+section = open(sys.argv[1]).read()
+path = "docs/benchmarks.md"
+text = open(path).read()
+pattern = re.compile(r"<!-- load:begin.*?<!-- load:end -->\n?", re.S)
+text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+open(path, "w").write(text)
+EOF
+echo "results in docs/benchmarks.md; raw JSON in $results"

@@ -43,6 +43,7 @@ const KNOWN: &[&str] = &[
     "rules_memory_mb",
     "reservation_ttl_secs",
     "trusted_proxies",
+    "group_commit",
     "advertise_url",
     "announce_every_ms",
     "order_upstreams",
@@ -239,6 +240,9 @@ pub struct ServiceConfig {
     pub expiry_every: Duration,
     /// `SHOP_REQUEST_TIMEOUT_MS` (default 10000): how long one HTTP request may take.
     pub request_timeout: Duration,
+    /// `SHOP_GROUP_COMMIT` (`on`, the default, or `off`): new orders arriving
+    /// together share one transaction.
+    pub group_commit: bool,
 }
 
 impl ServiceConfig {
@@ -254,6 +258,11 @@ impl ServiceConfig {
             db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
             expiry_every: Duration::from_millis(number("SHOP_EXPIRY_EVERY_MS", 1000)?),
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
+            group_commit: match var("SHOP_GROUP_COMMIT").as_deref().map(str::trim) {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => bail!("SHOP_GROUP_COMMIT={other:?}: expected on or off"),
+            },
         })
     }
 }

@@ -103,7 +103,10 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
         .with_context(|| format!("cannot listen on {listen}"))?;
     let topology = Topology::new(namespace.clone());
     if let Database::Embedded(url) = &service.database {
-        let store = SqliteStore::open(url).await?;
+        let mut store = SqliteStore::open(url).await?;
+        if !service.group_commit {
+            store = store.without_group_commit();
+        }
         let bus = SqliteBus::new(&store, topology);
         let released = bus.release_leases().await?;
         if released > 0 {
@@ -124,6 +127,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
     } else {
         let store = PgStore::connect(&PgSettings {
             max_connections: service.db_pool,
+            group_commit: service.group_commit,
             ..PgSettings::new(service.database.url())
         })
         .await?;

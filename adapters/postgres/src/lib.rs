@@ -5,11 +5,12 @@
 //! and by `shop migrate`). A write commits state, outbox rows and the inbox
 //! record in one transaction; versions fence concurrent writers, and CHECK
 //! constraints keep stock non-negative and balanced whatever a caller gets
-//! wrong.
+//! wrong. New orders are committed in groups under load (`intake.rs`).
 
 #![forbid(unsafe_code)]
 
 mod error;
+mod intake;
 mod inventory;
 mod orders;
 mod outbox;
@@ -32,6 +33,9 @@ pub struct PgSettings {
     pub max_connections: u32,
     /// How long a caller waits for a connection before the operation fails.
     pub acquire_timeout: Duration,
+    /// New orders share transactions under load (see `intake.rs`); off, each
+    /// commits alone.
+    pub group_commit: bool,
 }
 
 impl PgSettings {
@@ -40,6 +44,7 @@ impl PgSettings {
             url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            group_commit: true,
         }
     }
 }
@@ -56,6 +61,8 @@ pub enum PgError {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// New orders, committed in groups (unless switched off).
+    intake: Option<intake::Intake>,
 }
 
 impl PgStore {
@@ -69,7 +76,10 @@ impl PgStore {
             .connect(&settings.url)
             .await
             .map_err(PgError::Connect)?;
-        Ok(Self { pool })
+        Ok(Self {
+            intake: settings.group_commit.then(|| intake::Intake::start(pool.clone())),
+            pool,
+        })
     }
 
     /// Applies the embedded migrations that have not run yet.

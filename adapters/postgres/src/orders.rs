@@ -27,6 +27,9 @@ impl OrderStore for PgStore {
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
+        if let (None, None, Some(intake)) = (write.expected_version, &write.handled, &self.intake) {
+            return intake.write(order, write.events).await;
+        }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if let Some(handled) = write.handled {
             record_handled(&mut tx, Schema::Orders, handled).await?;

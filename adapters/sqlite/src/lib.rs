@@ -9,12 +9,14 @@
 //! contract suites.
 //!
 //! SQLite has one writer at a time: writes start with `BEGIN IMMEDIATE`,
-//! and a busy database waits (`busy_timeout`) rather than failing.
+//! and a busy database waits (`busy_timeout`) rather than failing. New
+//! orders share commits under load (`intake.rs`).
 
 #![forbid(unsafe_code)]
 
 mod bus;
 mod error;
+mod intake;
 mod inventory;
 mod orders;
 mod outbox;
@@ -42,6 +44,8 @@ pub enum SqliteError {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// New orders, committed in groups (unless switched off).
+    intake: Option<intake::Intake>,
 }
 
 impl SqliteStore {
@@ -69,7 +73,16 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(SqliteError::Migrate)?;
-        Ok(Self { pool })
+        Ok(Self {
+            intake: Some(intake::Intake::start(pool.clone())),
+            pool,
+        })
+    }
+
+    /// Every new order commits alone, as any other write (for comparisons).
+    pub fn without_group_commit(mut self) -> Self {
+        self.intake = None;
+        self
     }
 
     /// A new database in `dir`, for tests and tools.

@@ -1,10 +1,19 @@
 //! Feeds a subscription's messages to a handler and settles each one:
 //! handled -> ack; transient failure -> redelivery after a backoff;
 //! permanent failure -> dead letter.
+//!
+//! A batch is handled concurrently, one sequence per aggregate: the events
+//! of one order are handled in the order they came, those of different
+//! orders side by side (they meet, if at all, at a product, where the lock
+//! and the product's version keep them apart). Handlers mostly wait on the
+//! database, so this is what lets one consumer keep up with intake.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use shop_streams::Context;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -23,6 +32,8 @@ pub struct ConsumerSettings {
     pub max_backoff: Duration,
     /// How often the consumer's lag is read for the metrics.
     pub lag_every: Duration,
+    /// Aggregates whose messages are handled at once.
+    pub concurrency: usize,
 }
 
 impl Default for ConsumerSettings {
@@ -33,6 +44,7 @@ impl Default for ConsumerSettings {
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             lag_every: Duration::from_secs(5),
+            concurrency: 32,
         }
     }
 }
@@ -62,23 +74,41 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
         .map_err(|e| e.to_string())?;
     metrics.dead_lettered(*context, subscription.take_dead_lettered());
     let taken = batch.len();
+    let mut sequences: Vec<Vec<S::Delivery>> = Vec::new();
+    let mut by_aggregate: HashMap<String, usize> = HashMap::new();
     for delivery in batch {
-        let span = tracing::info_span!(
-            "message",
-            event_type = delivery.envelope().event_type,
-            event_id = %delivery.envelope().event_id,
-            correlation_id = %delivery.envelope().correlation_id,
-            attempt = delivery.attempt(),
-        );
-        // Instrumented, not entered: a guard held across `.await` would tag
-        // other tasks' work with this message's span.
-        if delivery.attempt() > 1 {
-            metrics.redelivered(*context);
+        let aggregate = delivery.envelope().aggregate_id.clone();
+        let next = sequences.len();
+        match by_aggregate.entry(aggregate) {
+            Entry::Occupied(at) => sequences[*at.get()].push(delivery),
+            Entry::Vacant(slot) => {
+                slot.insert(next);
+                sequences.push(vec![delivery]);
+            }
         }
-        settle(delivery, *context, settings, &**handler, metrics)
-            .instrument(span)
-            .await;
     }
+    let (context, settings, handler, metrics) = (*context, &*settings, &**handler, &*metrics);
+    futures::stream::iter(sequences)
+        .for_each_concurrent(settings.concurrency.max(1), |sequence| async move {
+            for delivery in sequence {
+                let span = tracing::info_span!(
+                    "message",
+                    event_type = delivery.envelope().event_type,
+                    event_id = %delivery.envelope().event_id,
+                    correlation_id = %delivery.envelope().correlation_id,
+                    attempt = delivery.attempt(),
+                );
+                // Instrumented, not entered: a guard held across `.await`
+                // would tag other work with this message's span.
+                if delivery.attempt() > 1 {
+                    metrics.redelivered(context);
+                }
+                settle(delivery, context, settings, handler, metrics)
+                    .instrument(span)
+                    .await;
+            }
+        })
+        .await;
     Ok(taken)
 }
 

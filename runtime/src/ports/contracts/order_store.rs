@@ -13,6 +13,45 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     the_catalogue_keeps_the_newest_price(store).await;
     confirmed_orders_are_found_by_confirmation_time(store).await;
     a_customers_orders_are_paged_newest_first(store).await;
+    new_orders_arriving_together_are_each_written_once(store, outbox).await;
+}
+
+/// MUST write each of many new orders arriving at once exactly once with
+/// its events, and refuse a second write of the same id (a retried intake
+/// racing the first) with `Conflict`, writing nothing for it.
+async fn new_orders_arriving_together_are_each_written_once(store: &impl OrderStore, outbox: &impl Outbox) {
+    let before = outbox.backlog().await.expect("backlog");
+    let orders: Vec<_> = (0..150).map(|n| order(&format!("burst-{n:03}"))).collect();
+    let first: Vec<_> = orders.iter().map(created).collect();
+    let retried: Vec<_> = orders.iter().map(created).collect();
+    let writes = orders
+        .iter()
+        .zip(&first)
+        .chain(orders.iter().zip(&retried))
+        .map(|(order, event)| {
+            store.write(OrderWrite {
+                order,
+                expected_version: None,
+                events: std::slice::from_ref(event),
+                handled: None,
+            })
+        });
+    let outcomes = futures::future::join_all(writes).await;
+    let written = outcomes.iter().filter(|o| **o == Ok(1)).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(StoreError::Conflict(_))))
+        .count();
+    assert_eq!((written, refused), (150, 150), "{outcomes:?}");
+    for order in &orders {
+        let stored = store.get(&order.id).await.expect("readable").expect("written");
+        assert_eq!(stored.version, 1);
+    }
+    assert_eq!(
+        outbox.backlog().await,
+        Ok(before + 150),
+        "one OrderCreated per order written, none for the refused copies"
+    );
 }
 
 async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {

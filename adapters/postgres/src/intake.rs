@@ -1,0 +1,130 @@
+//! Group commit of new orders.
+//!
+//! Order intake is one small transaction per order, and on this class of
+//! machine a transaction costs a WAL flush: a few thousand a second at most.
+//! So new orders queue, and each of a few writers takes all that are queued
+//! (up to [`BATCH`]) and commits them together: one multi-row insert of the
+//! orders, one of their outbox rows, one flush. A lone order is written at
+//! once, alone.
+//!
+//! Each order learns the outcome of the commit that carried it. An order id
+//! that is taken already (a retried intake), or twice in one batch, is
+//! refused alone with a conflict; a failed commit fails its whole batch,
+//! which wrote nothing. The queueing is the runtime's [`GroupCommit`].
+
+use std::collections::HashSet;
+
+use shop_rules::order::Order;
+use shop_runtime::group_commit::GroupCommit;
+use shop_runtime::ports::StoreError;
+use shop_streams::Envelope;
+use sqlx::{PgPool, Row};
+
+use crate::error::db_error;
+
+/// Most orders one transaction carries.
+const BATCH: usize = 256;
+
+/// Transactions committing at once: while one waits for its flush, the next
+/// batch is being sent.
+const WRITERS: usize = 4;
+
+#[derive(Debug)]
+struct NewOrder {
+    order: Order,
+    events: Vec<Envelope>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Intake {
+    group: GroupCommit<NewOrder, Result<u64, StoreError>>,
+}
+
+impl Intake {
+    /// Starts the writers on `pool`; they stop when the last handle is dropped.
+    pub(crate) fn start(pool: PgPool) -> Self {
+        let group = GroupCommit::start(WRITERS, BATCH, move |batch| commit(pool.clone(), batch));
+        Self { group }
+    }
+
+    /// Writes `order` (version 1) and its `events` to the outbox, with
+    /// whatever other new orders are waiting.
+    pub(crate) async fn write(&self, order: &Order, events: &[Envelope]) -> Result<u64, StoreError> {
+        let new = NewOrder {
+            order: order.clone(),
+            events: events.to_vec(),
+        };
+        self.group
+            .submit(new)
+            .await
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the order intake writers stopped".into())))
+    }
+}
+
+async fn commit(pool: PgPool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
+    // The first of two writes of one id takes it; the second is refused.
+    let mut ids = HashSet::with_capacity(batch.len());
+    let first: Vec<bool> = batch.iter().map(|new| ids.insert(new.order.id.as_str())).collect();
+    let unique: Vec<&NewOrder> = batch.iter().zip(&first).filter(|(_, f)| **f).map(|(n, _)| n).collect();
+    let written = insert(&pool, &unique).await;
+    batch
+        .iter()
+        .zip(first)
+        .map(|(new, first)| match &written {
+            Ok(inserted) if first && inserted.contains(&new.order.id) => Ok(1),
+            Ok(_) => Err(StoreError::Conflict(format!("order {}", new.order.id))),
+            Err(error) => Err(error.clone()),
+        })
+        .collect()
+}
+
+/// One transaction: the orders whose ids are free, and the outbox rows of
+/// those. Returns the ids written.
+async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    let rows = sqlx::query(
+        "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
+         SELECT id, customer, status, created, confirmed, state::jsonb, 1
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[])
+             AS new (id, customer, status, created, confirmed, state)
+         ON CONFLICT (order_id) DO NOTHING
+         RETURNING order_id",
+    )
+    .bind(batch.iter().map(|n| n.order.id.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|n| n.order.customer_id.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|n| n.order.status.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|n| n.order.created_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|n| n.order.confirmed_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|n| json(&n.order)).collect::<Result<Vec<_>, _>>()?)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let inserted = rows
+        .iter()
+        .map(|row| row.try_get::<String, _>("order_id"))
+        .collect::<Result<HashSet<_>, _>>()
+        .map_err(db_error)?;
+    let events: Vec<&Envelope> = batch
+        .iter()
+        .filter(|n| inserted.contains(&n.order.id))
+        .flat_map(|n| &n.events)
+        .collect();
+    if !events.is_empty() {
+        sqlx::query(
+            "INSERT INTO orders.outbox (event_id, envelope)
+             SELECT id, envelope::jsonb FROM UNNEST($1::uuid[], $2::text[]) AS new (id, envelope)",
+        )
+        .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| json(*e)).collect::<Result<Vec<_>, _>>()?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(inserted)
+}
+
+/// A value as JSON text, for a `text[]` the insert casts to `jsonb`.
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Refused(format!("not serialisable: {e}")))
+}

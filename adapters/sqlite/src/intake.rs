@@ -1,0 +1,100 @@
+//! Group commit of new orders, as on PostgreSQL (see the runtime's
+//! `GroupCommit`): with `synchronous = FULL` every SQLite commit is a flush
+//! of the write-ahead log, and there is one writer at a time, so new orders
+//! that queue while a commit is under way share the next one.
+
+use std::collections::HashSet;
+
+use shop_rules::order::Order;
+use shop_runtime::group_commit::GroupCommit;
+use shop_runtime::ports::StoreError;
+use shop_streams::{Context, Envelope};
+use sqlx::SqlitePool;
+
+use crate::error::db_error;
+use crate::outbox::{append_outbox, begin};
+
+/// Most orders one transaction carries.
+const BATCH: usize = 256;
+
+#[derive(Debug)]
+struct NewOrder {
+    order: Order,
+    state: String,
+    events: Vec<Envelope>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Intake {
+    group: GroupCommit<NewOrder, Result<u64, StoreError>>,
+}
+
+impl Intake {
+    /// One writer: SQLite has one anyway.
+    pub(crate) fn start(pool: SqlitePool) -> Self {
+        let group = GroupCommit::start(1, BATCH, move |batch| commit(pool.clone(), batch));
+        Self { group }
+    }
+
+    /// Writes `order` (version 1, stored as `state`) and its `events` to the
+    /// outbox, with whatever other new orders are waiting.
+    pub(crate) async fn write(&self, order: &Order, state: String, events: &[Envelope]) -> Result<u64, StoreError> {
+        let new = NewOrder {
+            order: order.clone(),
+            state,
+            events: events.to_vec(),
+        };
+        self.group
+            .submit(new)
+            .await
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the order intake writer stopped".into())))
+    }
+}
+
+async fn commit(pool: SqlitePool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
+    match insert(&pool, &batch).await {
+        Ok(written) => written
+            .into_iter()
+            .zip(&batch)
+            .map(|(written, new)| match written {
+                true => Ok(1),
+                false => Err(StoreError::Conflict(format!("order {}", new.order.id))),
+            })
+            .collect(),
+        Err(error) => batch.iter().map(|_| Err(error.clone())).collect(),
+    }
+}
+
+/// One transaction; for each order, whether it was written (its id was free).
+async fn insert(pool: &SqlitePool, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
+    let mut tx = begin(pool).await?;
+    let mut taken = HashSet::with_capacity(batch.len());
+    let mut written = Vec::with_capacity(batch.len());
+    for new in batch {
+        let order = &new.order;
+        if !taken.insert(order.id.as_str()) {
+            written.push(false);
+            continue;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&order.id)
+        .bind(&order.customer_id)
+        .bind(order.status.as_str())
+        .bind(order.created_at)
+        .bind(order.confirmed_at)
+        .bind(&new.state)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let fresh = inserted.rows_affected() == 1;
+        if fresh {
+            append_outbox(&mut tx, Context::Order, &new.events).await?;
+        }
+        written.push(fresh);
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(written)
+}

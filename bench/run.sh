@@ -3,7 +3,7 @@
 # docs/benchmarks.md (between the load-results markers), with the machine
 # and the exact commands.
 #
-#   bench/run.sh                 # every run, 60 s each (about 25 minutes)
+#   bench/run.sh                 # every run, 60 s each (about 40 minutes)
 #   DURATION=10s bench/run.sh    # shorter runs, for trying it out
 #   RUNS="baselines distributed" bench/run.sh
 #
@@ -18,6 +18,8 @@ RATE=${RATE:-10000}
 FLASH_ORDERS=${FLASH_ORDERS:-100000}
 FLASH_STOCK=${FLASH_STOCK:-10000}
 FLASH_RATE=${FLASH_RATE:-5000}
+FLASH_SETTLE=${FLASH_SETTLE:-420s}
+SUSTAINED=${SUSTAINED:-2000}
 USERS=${USERS:-1000}
 RUNS=${RUNS:-"baselines distributed scenario embedded separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -85,23 +87,24 @@ for run in $RUNS; do
     db=$(fresh_db)
     serve 18080 "$work/all.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="b$(date +%s)" SHOP_DB_POOL=32
     load "distributed-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
-    load "distributed-flat-out" --target http://127.0.0.1:18080 intake --rate 0 --duration "$DURATION"
+    load "distributed-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
     load "distributed-flash-sale" --target http://127.0.0.1:18080 flash-sale \
-      --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE"
+      --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
     stop_all
     ;;
   scenario)
     db=$(fresh_db)
     serve 18080 "$work/scenario.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="s$(date +%s)" SHOP_DB_POOL=32
-    load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s --duration "$DURATION"
+    load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s --duration "${SCENARIO_DURATION:-120s}"
     stop_all
     ;;
   embedded)
     mkdir -p "$work/embedded"
     serve 18080 "$work/embedded.log" SHOP_DATABASE_URL="sqlite://$work/embedded/shop.db"
     load "embedded-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
+    load "embedded-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
     load "embedded-flash-sale" --target http://127.0.0.1:18080 flash-sale \
-      --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE"
+      --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
     stop_all
     ;;
   separate)
@@ -112,8 +115,8 @@ for run in $RUNS; do
     serve 18082 "$work/order.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
     serve 18080 "$work/gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \
       SHOP_ORDER_UPSTREAMS=http://127.0.0.1:18082 SHOP_INVENTORY_UPSTREAMS=http://127.0.0.1:18081
-    load "separate-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
-    load "separate-direct-intake" --target http://127.0.0.1:18082 intake --rate "$RATE" --duration "$DURATION"
+    load "separate-via-gateway" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
+    load "separate-direct-to-order" --target http://127.0.0.1:18082 intake --rate "$SUSTAINED" --duration "$DURATION"
     stop_all
     ;;
   *) echo "unknown run $run" >&2; exit 2 ;;
@@ -127,7 +130,7 @@ echo "==> writing docs/benchmarks.md"
   echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
   echo "$(. /etc/os-release && echo "$PRETTY_NAME"), PostgreSQL $(psql -h 127.0.0.1 -U postgres -tAc 'SHOW server_version' | cut -d' ' -f1),"
   echo "nats-server $(nats-server --version 2>/dev/null | awk '{print $NF}' || echo '?'); the load generator on the same cores."
-  echo "\`DURATION=$DURATION RATE=$RATE bench/run.sh\`, runs: $RUNS."
+  echo "\`DURATION=$DURATION RATE=$RATE SUSTAINED=$SUSTAINED FLASH_ORDERS=$FLASH_ORDERS FLASH_STOCK=$FLASH_STOCK FLASH_RATE=$FLASH_RATE bench/run.sh\`, runs: $RUNS."
   echo
   "$bin/shop-load" report "$results"
   echo "<!-- load:end -->"

@@ -10,6 +10,7 @@ use shop_rules::inventory::{
 use shop_rules::order::{CancelReason, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
 
+use super::turns::Turns;
 use super::{CONFLICT_RETRIES, HandleError, rule_ref, settle};
 use crate::metrics::Metrics;
 use crate::ports::{Clock, Handled, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
@@ -75,6 +76,7 @@ pub struct InventoryService<S, L> {
     clock: Arc<dyn Clock>,
     namespace: Namespace,
     locks: LockSettings,
+    turns: Turns,
     metrics: Metrics,
 }
 
@@ -87,6 +89,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             clock,
             namespace,
             locks: LockSettings::default(),
+            turns: Turns::default(),
             metrics: Metrics::default(),
         }
     }
@@ -155,6 +158,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         keys.sort();
         keys.dedup();
         let waiting = Instant::now();
+        let _turn = self.turns.take(&keys).await;
         let lease = self.lock.acquire(&keys, self.locks.ttl, self.locks.wait).await;
         self.metrics.lock_waited(waiting.elapsed());
         let lease = lease?;

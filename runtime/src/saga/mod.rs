@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod orders;
 pub mod relay;
 pub mod roles;
+mod turns;
 
 use std::future::Future;
 

@@ -21,7 +21,7 @@ FLASH_RATE=${FLASH_RATE:-5000}
 FLASH_SETTLE=${FLASH_SETTLE:-420s}
 SUSTAINED=${SUSTAINED:-2000}
 USERS=${USERS:-1000}
-RUNS=${RUNS:-"baselines distributed scenario embedded separate"}
+RUNS=${RUNS:-"baselines distributed groupcommit scenario embedded separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export SHOP_JWT_SECRET=bench-secret
 # The load is the point: no rate limits in the way.
@@ -91,6 +91,18 @@ for run in $RUNS; do
     load "distributed-flash-sale" --target http://127.0.0.1:18080 flash-sale \
       --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
     stop_all
+    ;;
+  groupcommit)
+    # The same flat-out intake with each order in its own transaction, then
+    # with group commit: what batching the commits is worth here.
+    for setting in off on; do
+      db=$(fresh_db)
+      serve 18080 "$work/gc-$setting.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="g$(date +%s)" SHOP_DB_POOL=32 \
+        SHOP_GROUP_COMMIT=$setting
+      load "flat-out-group-commit-$setting" --target http://127.0.0.1:18080 intake --rate 0 --workers 128 \
+        --duration 20s --settle 5s
+      stop_all
+    done
     ;;
   scenario)
     db=$(fresh_db)

@@ -6,6 +6,7 @@
 #   bench/run.sh                 # every run, 60 s each (about 40 minutes)
 #   DURATION=10s bench/run.sh    # shorter runs, for trying it out
 #   RUNS="baselines distributed" bench/run.sh
+#   RESULTS=DIR RUNS=scenario bench/run.sh   # add to (or redo in) an earlier run's results
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -20,8 +21,9 @@ FLASH_STOCK=${FLASH_STOCK:-10000}
 FLASH_RATE=${FLASH_RATE:-5000}
 FLASH_SETTLE=${FLASH_SETTLE:-420s}
 SUSTAINED=${SUSTAINED:-2000}
+SEPARATE_RATE=${SEPARATE_RATE:-1000}
 USERS=${USERS:-1000}
-RUNS=${RUNS:-"baselines distributed groupcommit scenario embedded separate"}
+RUNS=${RUNS:-"baselines distributed groupcommit scenario embedded embedded-flash separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export SHOP_JWT_SECRET=bench-secret
 # The load is the point: no rate limits in the way.
@@ -30,7 +32,8 @@ export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP
 echo "==> building (release)"
 cargo build --release --locked -p shop -p shop-load
 bin="$CARGO_TARGET_DIR/release"
-results=$(mktemp -d)
+results=${RESULTS:-$(mktemp -d)}
+mkdir -p "$results"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -66,10 +69,19 @@ fresh_db() {
 load() { # name, then shop-load arguments
   local name=$1; shift
   echo "==> $name"
-  "$bin/shop-load" --name "$name" --json "$results/$(printf '%02d' $((++run_number)))-$name.json" "$@" \
+  "$bin/shop-load" --name "$name" --json "$results/$name.json" "$@" \
     || echo "    ($name ended with status $?: see above)"
 }
-run_number=0
+# Each run gets a shop of its own, so no run inherits another's backlog.
+distributed() { # log name, then more environment
+  local log=$1; shift
+  serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$(fresh_db)" SHOP_NAMESPACE="b$(date +%s%N | tail -c 9)" SHOP_DB_POOL=32 "$@"
+}
+embedded() {
+  local dir="$work/embedded-$1"
+  mkdir -p "$dir"
+  serve 18080 "$work/embedded-$1.log" SHOP_DATABASE_URL="sqlite://$dir/shop.db"
+}
 
 for run in $RUNS; do
   case $run in
@@ -84,10 +96,13 @@ for run in $RUNS; do
     load "jetstream" baseline-jetstream --messages 200000
     ;;
   distributed)
-    db=$(fresh_db)
-    serve 18080 "$work/all.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="b$(date +%s)" SHOP_DB_POOL=32
+    distributed intake
     load "distributed-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
+    stop_all
+    distributed sustained
     load "distributed-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
+    stop_all
+    distributed flash
     load "distributed-flash-sale" --target http://127.0.0.1:18080 flash-sale \
       --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
     stop_all
@@ -96,25 +111,28 @@ for run in $RUNS; do
     # The same flat-out intake with each order in its own transaction, then
     # with group commit: what batching the commits is worth here.
     for setting in off on; do
-      db=$(fresh_db)
-      serve 18080 "$work/gc-$setting.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="g$(date +%s)" SHOP_DB_POOL=32 \
-        SHOP_GROUP_COMMIT=$setting
+      distributed "gc-$setting" SHOP_GROUP_COMMIT=$setting
       load "flat-out-group-commit-$setting" --target http://127.0.0.1:18080 intake --rate 0 --workers 128 \
         --duration 20s --settle 5s
       stop_all
     done
     ;;
   scenario)
-    db=$(fresh_db)
-    serve 18080 "$work/scenario.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="s$(date +%s)" SHOP_DB_POOL=32
-    load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s --duration "${SCENARIO_DURATION:-120s}"
+    distributed scenario
+    load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s \
+      --duration "${SCENARIO_DURATION:-120s}" --settle 300s
     stop_all
     ;;
   embedded)
-    mkdir -p "$work/embedded"
-    serve 18080 "$work/embedded.log" SHOP_DATABASE_URL="sqlite://$work/embedded/shop.db"
+    embedded intake
     load "embedded-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
+    stop_all
+    embedded sustained
     load "embedded-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
+    stop_all
+    ;;
+  embedded-flash)
+    embedded flash
     load "embedded-flash-sale" --target http://127.0.0.1:18080 flash-sale \
       --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
     stop_all
@@ -127,8 +145,10 @@ for run in $RUNS; do
     serve 18082 "$work/order.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
     serve 18080 "$work/gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \
       SHOP_ORDER_UPSTREAMS=http://127.0.0.1:18082 SHOP_INVENTORY_UPSTREAMS=http://127.0.0.1:18081
-    load "separate-via-gateway" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
-    load "separate-direct-to-order" --target http://127.0.0.1:18082 intake --rate "$SUSTAINED" --duration "$DURATION"
+    # Three processes and the load on two cores: a rate they carry.
+    load "separate-via-gateway" --target http://127.0.0.1:18080 intake --rate "$SEPARATE_RATE" --duration "$DURATION" --settle 30s
+    load "separate-direct-to-order" --target http://127.0.0.1:18082 --products-target http://127.0.0.1:18081 \
+      intake --rate "$SEPARATE_RATE" --duration "$DURATION" --settle 30s
     stop_all
     ;;
   *) echo "unknown run $run" >&2; exit 2 ;;

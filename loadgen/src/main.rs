@@ -40,6 +40,10 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     target: String,
+    /// Where products are registered and read, when --target serves orders only
+    /// (an order instance behind a gateway) [default: --target].
+    #[arg(long, global = true, value_name = "URL")]
+    products_target: Option<String>,
     /// The secret the shop verifies tokens with [default: the development secret].
     #[arg(long, global = true, env = "SHOP_JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
@@ -161,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .secret
         .clone()
         .unwrap_or_else(|| shop_gateway::DEVELOPMENT_SECRET.to_owned());
+    let products_target = cli.products_target.clone().unwrap_or_else(|| cli.target.clone());
     let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let mut report = Report::new(cli.name.clone().unwrap_or_else(|| command_line.clone()), command_line);
     match cli.command {
@@ -171,10 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             common,
         } => {
-            let shop = connect(&cli.target, &secret, &common)?;
-            let products: Vec<(String, i64)> = (0..products.max(1)).map(|n| (shop.product(n), 1_000_000_000)).collect();
-            prepare(&shop, &products).await?;
-            let shop = Arc::new(shop);
+            let (shop, products) = ready(&cli.target, &products_target, &secret, &common, |shop| {
+                plenty(shop, products)
+            })
+            .await?;
             let progress = shop.recorder.progress(Duration::from_secs(2));
             let started = shop.recorder.reset();
             let paced = if rate > 0.0 {
@@ -209,10 +214,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             products,
             common,
         } => {
-            let shop = connect(&cli.target, &secret, &common)?;
-            let products: Vec<(String, i64)> = (0..products.max(1)).map(|n| (shop.product(n), 1_000_000_000)).collect();
-            prepare(&shop, &products).await?;
-            let shop = Arc::new(shop);
+            let (shop, products) = ready(&cli.target, &products_target, &secret, &common, |shop| {
+                plenty(shop, products)
+            })
+            .await?;
             let progress = shop.recorder.progress(Duration::from_secs(5));
             let started = shop.recorder.reset();
             let until = started + duration;
@@ -249,10 +254,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate,
             common,
         } => {
-            let shop = connect(&cli.target, &secret, &common)?;
-            let products = vec![(shop.product(0), stock)];
-            prepare(&shop, &products).await?;
-            let shop = Arc::new(shop);
+            let (shop, products) = ready(&cli.target, &products_target, &secret, &common, |shop| {
+                vec![(shop.product(0), stock)]
+            })
+            .await?;
             let progress = shop.recorder.progress(Duration::from_secs(2));
             let started = shop.recorder.reset();
             let product = products[0].0.clone();
@@ -302,22 +307,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(if held { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
-fn connect(target: &str, secret: &str, common: &Common) -> anyhow::Result<Shop> {
-    Shop::new(Api::new(target, common.timeout)?, secret, common.users)
-}
-
-/// Registers the run's products and waits until each can be ordered.
-async fn prepare(shop: &Shop, products: &[(String, i64)]) -> anyhow::Result<()> {
+/// The shop at `target` with the run's users, and the run's `products`
+/// (id, stock) registered and orderable.
+async fn ready(
+    target: &str,
+    products_target: &str,
+    secret: &str,
+    common: &Common,
+    products: impl FnOnce(&Shop) -> Vec<(String, i64)>,
+) -> anyhow::Result<(Arc<Shop>, Vec<(String, i64)>)> {
+    let api = Api::new(target, common.timeout)?;
+    let products_api = Api::new(products_target, common.timeout)?;
+    let shop = Shop::new(api, products_api, secret, common.users)?;
+    let products = products(&shop);
     eprintln!(
         "shop-load: registering {} products on {}",
         products.len(),
-        shop.api.target()
+        shop.products_api.target()
     );
-    shop.register(products).await?;
-    for (product, _) in products {
+    shop.register(&products).await?;
+    for (product, _) in &products {
         shop.wait_until_orderable(product).await?;
     }
-    Ok(())
+    Ok((Arc::new(shop), products))
+}
+
+/// `count` products with more stock than any run orders.
+fn plenty(shop: &Shop, count: usize) -> Vec<(String, i64)> {
+    (0..count.max(1)).map(|n| (shop.product(n), 1_000_000_000)).collect()
 }
 
 async fn finish(

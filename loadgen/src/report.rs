@@ -93,9 +93,10 @@ pub fn markdown(dir: &Path) -> anyhow::Result<String> {
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for run in &runs {
             let Some(i) = &run.invariants else { continue };
-            let verdict = match i.violations.is_empty() {
-                true => "hold".to_owned(),
-                false => format!("VIOLATED: {}", i.violations.join("; ")),
+            let verdict = match (i.violations.is_empty(), i.settled) {
+                (true, true) => "hold".to_owned(),
+                (true, false) => "hold so far (saga not at rest when checked)".to_owned(),
+                (false, _) => format!("VIOLATED: {}", i.violations.join("; ")),
             };
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} |\n",

@@ -36,6 +36,9 @@ impl User {
 #[derive(Debug)]
 pub struct Shop {
     pub api: Api,
+    /// Where products are registered and read (the inventory side); the
+    /// same as `api` unless the orders go to an order instance directly.
+    pub products_api: Api,
     pub admin: String,
     pub users: Vec<User>,
     /// Unique to this run: in product ids and idempotency keys.
@@ -46,7 +49,7 @@ pub struct Shop {
 }
 
 impl Shop {
-    pub fn new(api: Api, secret: &str, users: usize) -> anyhow::Result<Self> {
+    pub fn new(api: Api, products_api: Api, secret: &str, users: usize) -> anyhow::Result<Self> {
         let auth = Auth::hs256(secret.as_bytes());
         let day = Duration::from_secs(24 * 3600);
         let run = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
@@ -61,6 +64,7 @@ impl Shop {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             api,
+            products_api,
             admin: auth.issue(&format!("load-{run}-admin"), Role::Admin, day)?,
             users,
             run,
@@ -80,7 +84,7 @@ impl Shop {
             let body = serde_json::json!({
                 "id": id, "name": "Load test item", "unit_price": 1000, "currency": "KRW", "stock": stock
             });
-            self.api
+            self.products_api
                 .expect(
                     StatusCode::CREATED,
                     Method::POST,
@@ -160,44 +164,26 @@ impl Shop {
 
     /// Reads order `id` of `user`.
     pub async fn query(&self, user: usize, id: &str) -> bool {
-        let started = Instant::now();
-        let user = &self.users[user % self.users.len()];
-        let outcome = self
-            .api
-            .expect(
-                StatusCode::OK,
-                Method::GET,
-                &format!("/api/orders/{id}"),
-                &user.token,
-                None,
-                None,
-            )
-            .await;
-        self.recorder.record(
-            "query",
-            started.elapsed(),
-            outcome.as_ref().map(drop).map_err(Failure::kind),
-        );
-        outcome.is_ok()
+        self.timed("query", Method::GET, &format!("/api/orders/{id}"), user)
+            .await
     }
 
     /// Cancels order `id` of `user`.
     pub async fn cancel(&self, user: usize, id: &str) -> bool {
+        self.timed("cancel", Method::POST, &format!("/api/orders/{id}/cancel"), user)
+            .await
+    }
+
+    /// One request of `user` that wants a 200, recorded as `kind`.
+    async fn timed(&self, kind: &'static str, method: Method, path: &str, user: usize) -> bool {
         let started = Instant::now();
         let user = &self.users[user % self.users.len()];
         let outcome = self
             .api
-            .expect(
-                StatusCode::OK,
-                Method::POST,
-                &format!("/api/orders/{id}/cancel"),
-                &user.token,
-                None,
-                None,
-            )
+            .expect(StatusCode::OK, method, path, &user.token, None, None)
             .await;
         self.recorder.record(
-            "cancel",
+            kind,
             started.elapsed(),
             outcome.as_ref().map(drop).map_err(Failure::kind),
         );
@@ -207,7 +193,7 @@ impl Shop {
     /// Reads `product`'s stock: (available, reserved, deducted).
     pub async fn stock(&self, product: &str) -> anyhow::Result<(i64, i64, i64)> {
         let body = self
-            .api
+            .products_api
             .expect(
                 StatusCode::OK,
                 Method::GET,

@@ -12,6 +12,7 @@ use shop_streams::{Context, Envelope};
 use sqlx::SqlitePool;
 
 use crate::error::db_error;
+use crate::orders::insert_new;
 use crate::outbox::{append_outbox, begin};
 
 /// Most orders one transaction carries.
@@ -76,20 +77,7 @@ async fn insert(pool: &SqlitePool, batch: &[NewOrder]) -> Result<Vec<bool>, Stor
             written.push(false);
             continue;
         }
-        let inserted = sqlx::query(
-            "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&order.id)
-        .bind(&order.customer_id)
-        .bind(order.status.as_str())
-        .bind(order.created_at)
-        .bind(order.confirmed_at)
-        .bind(&new.state)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let fresh = inserted.rows_affected() == 1;
+        let fresh = insert_new(&mut tx, order, &new.state).await?;
         if fresh {
             append_outbox(&mut tx, Context::Order, &new.events).await?;
         }

@@ -3,8 +3,8 @@
 use shop_rules::order::{CataloguePrice, Order};
 use shop_runtime::ports::{CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
 use shop_streams::Context;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql, version};
@@ -17,6 +17,28 @@ fn order_from(row: &SqliteRow) -> Result<Order, StoreError> {
 
 fn state_of(order: &Order) -> Result<String, StoreError> {
     serde_json::to_string(order).map_err(|e| corrupt("order", e))
+}
+
+/// Inserts `order` at version 1 unless its id is taken; `true` when it was.
+pub(crate) async fn insert_new(
+    tx: &mut Transaction<'static, Sqlite>,
+    order: &Order,
+    state: &str,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(&order.id)
+    .bind(&order.customer_id)
+    .bind(order.status.as_str())
+    .bind(order.created_at)
+    .bind(order.confirmed_at)
+    .bind(state)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(inserted.rows_affected() == 1)
 }
 
 impl OrderStore for SqliteStore {
@@ -47,20 +69,7 @@ impl OrderStore for SqliteStore {
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
-                let inserted = sqlx::query(
-                    "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(&order.id)
-                .bind(&order.customer_id)
-                .bind(order.status.as_str())
-                .bind(order.created_at)
-                .bind(order.confirmed_at)
-                .bind(&state)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if inserted.rows_affected() == 0 {
+                if !insert_new(&mut tx, order, &state).await? {
                     return Err(conflict());
                 }
                 1

@@ -18,11 +18,10 @@ use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_redis::RedisRateLimiter;
 use shop_gateway::{Check, Gateway, Limits, Upstreams};
-use shop_runtime::ports::{Quota, RateLimiter};
 use shop_streams::{Context, Namespace, Topology};
 
 use crate::config::{self, GatewayConfig, ServiceConfig};
-use crate::serve_cmd::{auth, shutdown_signal};
+use crate::serve_cmd::{auth, redis_check, shutdown_signal};
 
 pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result<()> {
     let settings = GatewayConfig::from_env()?;
@@ -94,17 +93,9 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result
         false => None,
     };
     if let Some(limiter) = &limiter {
-        let (probe, key) = (limiter.clone(), format!("{namespace}:gateway:ready"));
         checks.push((
             "redis",
-            Arc::new(move || {
-                let (probe, key) = (probe.clone(), key.clone());
-                let plenty = Quota {
-                    per_second: u32::MAX,
-                    burst: u32::MAX,
-                };
-                Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
-            }),
+            redis_check(limiter.clone(), format!("{namespace}:gateway:ready")),
         ));
     }
     let mut gateway = Gateway::new(auth()?, Arc::new(registry), checks)

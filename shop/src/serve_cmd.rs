@@ -137,15 +137,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             false => None,
         };
         let probe = RedisRateLimiter::connect(&service.redis_url).await?;
-        let probe_key = format!("{namespace}:ready");
-        let redis: Check = Arc::new(move || {
-            let (probe, key) = (probe.clone(), probe_key.clone());
-            let plenty = Quota {
-                per_second: u32::MAX,
-                burst: u32::MAX,
-            };
-            Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
-        });
+        let redis = redis_check(probe, format!("{namespace}:ready"));
         let bus = JetStreamBus::connect(&service.nats_url, topology).await?;
         let announcer = bus.clone();
         let wiring = Wiring {
@@ -292,6 +284,18 @@ where
     }
     roles.stop().await;
     Ok(())
+}
+
+/// Readiness of Redis: a rate-limit check on `key` that can never be refused.
+pub(crate) fn redis_check(probe: RedisRateLimiter, key: String) -> Check {
+    Arc::new(move || {
+        let (probe, key) = (probe.clone(), key.clone());
+        let plenty = Quota {
+            per_second: u32::MAX,
+            burst: u32::MAX,
+        };
+        Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
+    })
 }
 
 /// `http://` and where this process listens, with the host name in place

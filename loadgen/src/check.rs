@@ -90,22 +90,27 @@ pub async fn check(shop: &Shop, products: &[(String, i64)], settle: Duration) ->
     let (orders, stock, settled) = loop {
         let orders = all_orders(shop).await?;
         let pending = orders.iter().filter(|o| o.status == "PENDING").count();
+        let out_of_time = Instant::now() >= deadline;
+        // Stock is read only once nothing is pending: before that the saga
+        // is certainly not at rest, and reading every product is not free.
+        if pending > 0 && !out_of_time {
+            eprintln!("settling: {pending} of {} orders still PENDING", orders.len());
+            last_stock = None;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
         let mut stock = Vec::with_capacity(products.len());
         for (id, _) in products {
             stock.push(shop.stock(id).await?);
         }
         let resting = pending == 0 && last_stock.as_ref() == Some(&stock);
-        if resting || Instant::now() >= deadline {
+        if resting || out_of_time {
             if !resting {
                 eprintln!("settling: gave up after {settle:?}");
             }
             break (orders, stock, resting);
         }
-        eprintln!(
-            "settling: {pending} of {} orders still PENDING{}",
-            orders.len(),
-            if pending == 0 { ", stock still moving" } else { "" }
-        );
+        eprintln!("settling: no order PENDING; waiting for stock to stop moving");
         last_stock = Some(stock);
         tokio::time::sleep(Duration::from_secs(2)).await;
     };

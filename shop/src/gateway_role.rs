@@ -48,7 +48,8 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result
     }
     let listening_to_announcements = match settings.discovery {
         true => {
-            let bus = JetStreamBus::connect(&service.nats_url, Topology::new(namespace.clone())).await?;
+            let bus =
+                JetStreamBus::connect_without_streams(&service.nats_url, Topology::new(namespace.clone())).await?;
             let mut heard = bus.announcements().await?;
             let upstreams = Arc::clone(&upstreams);
             Some(tokio::spawn(async move {

@@ -37,6 +37,20 @@ pub struct JetStreamBus {
 impl JetStreamBus {
     /// Connects and makes sure the streams of `topology` exist.
     pub async fn connect(url: &str, topology: Topology) -> Result<Self, BusError> {
+        let bus = Self::connect_without_streams(url, topology).await?;
+        for spec in [
+            bus.topology.stream(Context::Order),
+            bus.topology.stream(Context::Inventory),
+            bus.topology.dead_letter_stream(),
+        ] {
+            bus.ensure_stream(&spec).await?;
+        }
+        Ok(bus)
+    }
+
+    /// Connects without creating anything: for a gateway, which only hears
+    /// announcements and has no business making the contexts' streams.
+    pub async fn connect_without_streams(url: &str, topology: Topology) -> Result<Self, BusError> {
         let options = async_nats::ConnectOptions::new()
             .name("shop")
             .connection_timeout(Duration::from_secs(3))
@@ -46,16 +60,10 @@ impl JetStreamBus {
             .connect(url)
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
-        let js = jetstream::new(client);
-        let bus = Self { js, topology };
-        for spec in [
-            bus.topology.stream(Context::Order),
-            bus.topology.stream(Context::Inventory),
-            bus.topology.dead_letter_stream(),
-        ] {
-            bus.ensure_stream(&spec).await?;
-        }
-        Ok(bus)
+        Ok(Self {
+            js: jetstream::new(client),
+            topology,
+        })
     }
 
     pub fn topology(&self) -> &Topology {

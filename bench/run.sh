@@ -23,7 +23,7 @@ FLASH_SETTLE=${FLASH_SETTLE:-420s}
 SUSTAINED=${SUSTAINED:-2000}
 SEPARATE_RATE=${SEPARATE_RATE:-1000}
 USERS=${USERS:-1000}
-RUNS=${RUNS:-"baselines distributed groupcommit scenario embedded embedded-flash separate"}
+RUNS=${RUNS:-"baselines distributed groupcommit together scenario embedded embedded-flash separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export SHOP_JWT_SECRET=bench-secret
 # The load is the point: no rate limits in the way.
@@ -114,6 +114,22 @@ for run in $RUNS; do
       distributed "gc-$setting" SHOP_GROUP_COMMIT=$setting
       load "flat-out-group-commit-$setting" --target http://127.0.0.1:18080 intake --rate 0 --workers 128 \
         --duration 20s --settle 5s
+      stop_all
+    done
+    ;;
+  together)
+    # The saga's consumers handling a batch one message at a time, then the
+    # messages of different orders together (one lock, one load, one commit
+    # for the reservations; one for the confirmations): the sustained intake
+    # and a smaller flash sale, each way.
+    for setting in off on; do
+      distributed "together-$setting" SHOP_HANDLE_TOGETHER=$setting
+      load "sustained-handle-together-$setting" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" \
+        --duration "$DURATION"
+      stop_all
+      distributed "together-flash-$setting" SHOP_HANDLE_TOGETHER=$setting
+      load "flash-sale-20k-handle-together-$setting" --target http://127.0.0.1:18080 flash-sale \
+        --orders 20000 --stock 2000 --rate 2000 --settle "$FLASH_SETTLE"
       stop_all
     done
     ;;

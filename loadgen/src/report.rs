@@ -89,8 +89,8 @@ pub fn markdown(dir: &Path) -> anyhow::Result<String> {
             }
         }
         out.push('\n');
-        out.push_str("| run | accepted | lost | duplicated | CONFIRMED | CANCELLED | COMPLETED | still PENDING | accepted→CONFIRMED p50 / p99 ms | invariants |\n");
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| run | accepted | lost | duplicated | CONFIRMED | CANCELLED | COMPLETED | still PENDING | accepted→CONFIRMED p50 / p99 ms | confirmed/s | invariants |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for run in &runs {
             let Some(i) = &run.invariants else { continue };
             let verdict = match (i.violations.is_empty(), i.settled) {
@@ -99,7 +99,7 @@ pub fn markdown(dir: &Path) -> anyhow::Result<String> {
                 (false, _) => format!("VIOLATED: {}", i.violations.join("; ")),
             };
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {:.0} | {} |\n",
                 run.name,
                 i.accepted,
                 i.lost,
@@ -110,6 +110,7 @@ pub fn markdown(dir: &Path) -> anyhow::Result<String> {
                 i.pending,
                 i.confirm_p50_ms,
                 i.confirm_p99_ms,
+                i.confirmations_per_second,
                 verdict
             ));
         }

@@ -74,6 +74,8 @@ pub struct Metrics {
     dead_letters: Family<ContextLabels, Counter>,
     outbox_backlog: Family<ContextLabels, Gauge>,
     consumer_lag: Family<ContextLabels, Gauge>,
+    reserved_together: Histogram,
+    reserved_one_by_one: Counter,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,8 @@ impl Default for Metrics {
             dead_letters: Family::default(),
             outbox_backlog: Family::default(),
             consumer_lag: Family::default(),
+            reserved_together: Histogram::new(exponential_buckets(2.0, 2.0, 10)),
+            reserved_one_by_one: Counter::default(),
         }
     }
 }
@@ -155,6 +159,16 @@ impl Metrics {
             "Messages waiting for the context's durable consumer",
             self.consumer_lag.clone(),
         );
+        shop.register(
+            "reservations_per_commit",
+            "Orders reserved together in one inventory transaction",
+            self.reserved_together.clone(),
+        );
+        shop.register(
+            "reservations_one_by_one",
+            "Orders reserved one by one after reserving them together failed",
+            self.reserved_one_by_one.clone(),
+        );
     }
 
     /// Counts the order lifecycle from events that were just committed.
@@ -194,6 +208,15 @@ impl Metrics {
                 event_type: event_type.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn reserved_together(&self, orders: usize) {
+        self.reserved_together.observe(orders as f64);
+    }
+
+    pub fn reserved_one_by_one(&self, orders: usize) {
+        self.reserved_one_by_one
+            .inc_by(u64::try_from(orders).unwrap_or(u64::MAX));
     }
 
     pub fn redelivered(&self, context: Context) {

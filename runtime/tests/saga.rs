@@ -225,6 +225,150 @@ async fn duplicated_redelivered_and_reordered_events_change_nothing() {
     shop.shutdown().await;
 }
 
+fn created(order_id: &str, lines: &[(&str, u32)]) -> shop_streams::Envelope {
+    use shop_rules::order::{OrderCreated, OrderEvent, OrderLine};
+
+    let lines: Vec<OrderLine> = lines
+        .iter()
+        .map(|(product_id, quantity)| OrderLine {
+            product_id: (*product_id).to_owned(),
+            quantity: *quantity,
+            unit_price: 1200,
+        })
+        .collect();
+    order_event(OrderEvent::Created(OrderCreated {
+        order_id: order_id.to_owned(),
+        customer_id: "carol".into(),
+        total: lines.iter().map(|l| l.unit_price * i64::from(l.quantity)).sum(),
+        lines,
+        currency: "KRW".into(),
+        at: 0,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries_change_nothing() {
+    let shop = start().await;
+    shop.register("SKU-G", 3).await;
+    shop.register("SKU-H", 5).await;
+    let batch = [
+        created("o-g1", &[("SKU-G", 1)]),
+        created("o-g2", &[("SKU-G", 1), ("SKU-H", 2)]),
+        // Only one unit of G is left by now.
+        created("o-g3", &[("SKU-G", 2)]),
+        created("o-g4", &[("SKU-H", 1)]),
+    ];
+    let envelopes: Vec<_> = batch.iter().collect();
+    let outcomes = shop.inventory.handle_many(&envelopes, 8).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(shop.stock("SKU-G").await, (1, 2, 0));
+    assert_eq!(shop.stock("SKU-H").await, (2, 3, 0));
+    let status = |order: &'static str| {
+        let inventory = &shop.inventory;
+        async move {
+            let reservation = inventory.store().reservation(order).await.expect("readable");
+            reservation.map(|r| r.status)
+        }
+    };
+    assert_eq!(status("o-g2").await, Some(ReservationStatus::Reserved));
+    assert_eq!(status("o-g3").await, Some(ReservationStatus::Rejected));
+    // One transaction: every event of the batch carries its start time.
+    let published: Vec<(String, String)> = sqlx::query_as(
+        "SELECT envelope->>'aggregate_id', envelope->>'event_type' FROM inventory.outbox
+         WHERE envelope->>'aggregate_id' LIKE 'o-g%' ORDER BY seq",
+    )
+    .fetch_all(shop.store.pool())
+    .await
+    .expect("outbox");
+    let published: Vec<(&str, &str)> = published.iter().map(|(a, t)| (a.as_str(), t.as_str())).collect();
+    assert_eq!(
+        published,
+        [
+            ("o-g1", "StockReserved"),
+            ("o-g2", "StockReserved"),
+            ("o-g3", "InsufficientStock"),
+            ("o-g4", "StockReserved")
+        ]
+    );
+    let commits: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT created_at) FROM inventory.outbox WHERE envelope->>'aggregate_id' LIKE 'o-g%'",
+    )
+    .fetch_one(shop.store.pool())
+    .await
+    .expect("outbox");
+    assert_eq!(commits, 1, "the four reservations were committed together");
+
+    // A redelivery beside a new order, and an operator's republish (the
+    // same event under a new id) beside another: taking them together
+    // fails, one by one sorts them out.
+    let mut republished = batch[1].clone();
+    republished.event_id = Uuid::now_v7();
+    let again = [
+        batch[0].clone(),
+        created("o-g5", &[("SKU-H", 1)]),
+        republished,
+        created("o-g6", &[("SKU-G", 1)]),
+    ];
+    let envelopes: Vec<_> = again.iter().collect();
+    let outcomes = shop.inventory.handle_many(&envelopes, 8).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(shop.stock("SKU-G").await, (0, 3, 0), "only o-g6 reserved more of G");
+    assert_eq!(shop.stock("SKU-H").await, (1, 4, 0), "only o-g5 reserved more of H");
+    shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmations_handled_together_change_settled_orders_no_further() {
+    let shop = start().await;
+    shop.register("SKU-C", 10).await;
+    let mut reserved = Vec::new();
+    for _ in 0..3 {
+        let order = shop.place(&[("SKU-C", 1)]).await;
+        let settled = shop.settles_at(&order.id, OrderStatus::Confirmed).await;
+        let event: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
+            "SELECT envelope FROM inventory.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'StockReserved'",
+        )
+        .bind(&order.id)
+        .fetch_one(shop.store.pool())
+        .await
+        .expect("the published event");
+        reserved.push((settled, event.0));
+    }
+    // Redelivered: the inbox knows them, so together fails and one by one
+    // acknowledges each.
+    let envelopes: Vec<_> = reserved.iter().map(|(_, e)| e).collect();
+    let outcomes = shop.orders.handle_many(&envelopes, 8).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    // Republished under new ids: the rules find each order confirmed
+    // already, and the three messages are remembered in one commit.
+    let republished: Vec<_> = reserved
+        .iter()
+        .map(|(_, e)| {
+            let mut copy = e.clone();
+            copy.event_id = Uuid::now_v7();
+            copy
+        })
+        .collect();
+    let envelopes: Vec<_> = republished.iter().collect();
+    let outcomes = shop.orders.handle_many(&envelopes, 8).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    for (settled, _) in &reserved {
+        assert_eq!(
+            shop.orders.get(&settled.id).await.expect("readable").as_ref(),
+            Some(settled)
+        );
+    }
+    let ids: Vec<Uuid> = republished.iter().map(|e| e.event_id).collect();
+    let commits: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT handled_at) FROM orders.inbox WHERE message_id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(shop.store.pool())
+            .await
+            .expect("inbox");
+    assert_eq!(commits, 1, "remembered together");
+    shop.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
     let ttl = Duration::from_millis(300);

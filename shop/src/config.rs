@@ -44,6 +44,7 @@ const KNOWN: &[&str] = &[
     "reservation_ttl_secs",
     "trusted_proxies",
     "group_commit",
+    "handle_together",
     "advertise_url",
     "announce_every_ms",
     "order_upstreams",
@@ -243,6 +244,10 @@ pub struct ServiceConfig {
     /// `SHOP_GROUP_COMMIT` (`on`, the default, or `off`): new orders arriving
     /// together share one transaction.
     pub group_commit: bool,
+    /// `SHOP_HANDLE_TOGETHER` (`on`, the default, or `off`): the saga's
+    /// consumers hand the messages of a batch that concern different orders
+    /// to their handler at once (inventory reserves them in one transaction).
+    pub handle_together: bool,
 }
 
 impl ServiceConfig {
@@ -258,12 +263,18 @@ impl ServiceConfig {
             db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
             expiry_every: Duration::from_millis(number("SHOP_EXPIRY_EVERY_MS", 1000)?),
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
-            group_commit: match var("SHOP_GROUP_COMMIT").as_deref().map(str::trim) {
-                None | Some("on") => true,
-                Some("off") => false,
-                Some(other) => bail!("SHOP_GROUP_COMMIT={other:?}: expected on or off"),
-            },
+            group_commit: switch("SHOP_GROUP_COMMIT")?,
+            handle_together: switch("SHOP_HANDLE_TOGETHER")?,
         })
+    }
+}
+
+/// An `on` (the default) or `off` setting.
+fn switch(name: &str) -> anyhow::Result<bool> {
+    match var(name).as_deref().map(str::trim) {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => bail!("{name}={other:?}: expected on or off"),
     }
 }
 

@@ -33,6 +33,7 @@ use shop_runtime::ports::{
     EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock,
 };
 use shop_runtime::rules::{Capabilities, RuleHost};
+use shop_runtime::saga::consumer::ConsumerSettings;
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
@@ -186,11 +187,16 @@ where
     let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
     let _watch = rules.watch(Duration::from_secs(2));
 
+    let named = RoleSettings::named(service.instance_id.clone());
     let settings = RoleSettings {
         reservation_ttl,
         expiry_every: service.expiry_every,
         metrics: metrics.clone(),
-        ..RoleSettings::named(service.instance_id.clone())
+        consumer: ConsumerSettings {
+            together: service.handle_together,
+            ..named.consumer
+        },
+        ..named
     };
     let store = wiring.store;
     let (order_outbox, inventory_outbox) = wiring.outboxes;

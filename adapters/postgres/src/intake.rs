@@ -21,6 +21,7 @@ use shop_streams::Envelope;
 use sqlx::{PgPool, Row};
 
 use crate::error::db_error;
+use crate::schema::{Schema, append_outbox, json};
 
 /// Most orders one transaction carries.
 const BATCH: usize = 256;
@@ -109,22 +110,7 @@ async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, S
         .filter(|n| inserted.contains(&n.order.id))
         .flat_map(|n| &n.events)
         .collect();
-    if !events.is_empty() {
-        sqlx::query(
-            "INSERT INTO orders.outbox (event_id, envelope)
-             SELECT id, envelope::jsonb FROM UNNEST($1::uuid[], $2::text[]) AS new (id, envelope)",
-        )
-        .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| json(*e)).collect::<Result<Vec<_>, _>>()?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    }
+    append_outbox(&mut tx, Schema::Orders, events).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(inserted)
-}
-
-/// A value as JSON text, for a `text[]` the insert casts to `jsonb`.
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Refused(format!("not serialisable: {e}")))
 }

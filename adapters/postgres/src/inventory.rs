@@ -3,7 +3,7 @@
 use shop_rules::inventory::{
     InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
 };
-use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, StoreError};
+use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, NetWrite, StoreError};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
@@ -11,7 +11,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::PgStore;
 use crate::error::{corrupt, db_error, to_sql_version, version};
-use crate::schema::{Schema, append_outbox, record_handled};
+use crate::schema::{Schema, append_outbox, json, record_handled};
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
@@ -33,35 +33,32 @@ impl InventoryStore for PgStore {
         Ok(InventoryState { products, reservation })
     }
 
-    async fn write(&self, write: InventoryWrite<'_>) -> Result<(), StoreError> {
+    async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
+        let net = NetWrite::of(writes)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        if let Some(handled) = write.handled {
-            record_handled(&mut tx, Schema::Inventory, handled).await?;
-        }
-        // A fixed order of row locks, so two writers never deadlock.
-        let mut changed: Vec<&ProductStock> = write.after.products.iter().collect();
-        changed.sort_by(|a, b| a.product_id.cmp(&b.product_id));
-        for after in changed {
-            match write.before.product(&after.product_id) {
-                Some(before) if before == after => {}
+        record_handled(&mut tx, Schema::Inventory, &net.handled).await?;
+        // Sorted by product: a fixed order of row locks, so two writers never deadlock.
+        for (before, after) in &net.products {
+            match before {
                 Some(before) => update_product(&mut tx, after, before.version).await?,
                 None => insert_product(&mut tx, after).await?,
             }
         }
-        write_reservation(
-            &mut tx,
-            write.before.reservation.as_ref(),
-            write.after.reservation.as_ref(),
-        )
-        .await?;
-        insert_movements(&mut tx, write.movements).await?;
-        append_outbox(&mut tx, Schema::Inventory, write.events).await?;
+        let (new, changed): (Vec<_>, Vec<_>) = net.reservations.iter().partition(|(before, _)| before.is_none());
+        insert_reservations(&mut tx, new.iter().map(|(_, after)| *after)).await?;
+        for (before, after) in changed {
+            if let Some(before) = before {
+                update_reservation(&mut tx, before, after).await?;
+            }
+        }
+        insert_movements(&mut tx, &net.movements).await?;
+        append_outbox(&mut tx, Schema::Inventory, net.events.iter().copied()).await?;
         tx.commit().await.map_err(db_error)
     }
 
     async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        record_handled(&mut tx, Schema::Inventory, handled).await?;
+        record_handled(&mut tx, Schema::Inventory, &[handled]).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -197,47 +194,67 @@ fn bind_product<'q>(query: PgQuery<'q>, p: &'q ProductStock) -> PgQuery<'q> {
 /// Reservations are fenced by their status: a write applies only to the
 /// reservation as it was read, so a reserve and a release of the same order
 /// that race cannot both win.
-async fn write_reservation(
+async fn update_reservation(
     tx: &mut Transaction<'static, Postgres>,
-    before: Option<&Reservation>,
-    after: Option<&Reservation>,
+    before: &Reservation,
+    after: &Reservation,
 ) -> Result<(), StoreError> {
-    let Some(after) = after else { return Ok(()) };
-    let conflict = || StoreError::Conflict(format!("reservation of order {}", after.order_id));
-    let written = match before {
-        Some(before) if before == after => return Ok(()),
-        Some(before) => {
-            sqlx::query("UPDATE inventory.reservations SET status = $2, lines = $3 WHERE order_id = $1 AND status = $4")
-                .bind(&after.order_id)
-                .bind(after.status.as_str())
-                .bind(Json(&after.lines))
-                .bind(before.status.as_str())
-        }
-        None => sqlx::query(
-            "INSERT INTO inventory.reservations (order_id, status, lines) VALUES ($1, $2, $3)
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&after.order_id)
-        .bind(after.status.as_str())
-        .bind(Json(&after.lines)),
-    }
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
+    // The status read is the fence, as the version is for products.
+    let written =
+        sqlx::query("UPDATE inventory.reservations SET status = $2, lines = $3 WHERE order_id = $1 AND status = $4")
+            .bind(&after.order_id)
+            .bind(after.status.as_str())
+            .bind(Json(&after.lines))
+            .bind(before.status.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
     if written.rows_affected() == 0 {
-        return Err(conflict());
+        return Err(StoreError::Conflict(format!("reservation of order {}", after.order_id)));
     }
     Ok(())
 }
 
-async fn insert_movements(tx: &mut Transaction<'static, Postgres>, movements: &[Movement]) -> Result<(), StoreError> {
+/// New reservations, in one round trip; any that exists already is a conflict.
+async fn insert_reservations<'r>(
+    tx: &mut Transaction<'static, Postgres>,
+    reservations: impl Iterator<Item = &'r Reservation>,
+) -> Result<(), StoreError> {
+    let (mut ids, mut statuses, mut lines) = (Vec::new(), Vec::new(), Vec::new());
+    for r in reservations {
+        ids.push(r.order_id.as_str());
+        statuses.push(r.status.as_str());
+        lines.push(json(&r.lines)?);
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO inventory.reservations (order_id, status, lines)
+         SELECT id, status, lines::jsonb FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, status, lines)
+         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&lines)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    if inserted.len() < ids.len() {
+        let taken = ids.iter().find(|id| !inserted.iter().any(|i| i == *id)).unwrap_or(&"?");
+        return Err(StoreError::Conflict(format!("reservation of order {taken}")));
+    }
+    Ok(())
+}
+
+async fn insert_movements(tx: &mut Transaction<'static, Postgres>, movements: &[&Movement]) -> Result<(), StoreError> {
     if movements.is_empty() {
         return Ok(());
     }
     // One round trip for the whole batch.
-    let column = |f: fn(&Movement) -> String| movements.iter().map(f).collect::<Vec<_>>();
-    let optional = |f: fn(&Movement) -> Option<String>| movements.iter().map(f).collect::<Vec<_>>();
-    let number = |f: fn(&Movement) -> i64| movements.iter().map(f).collect::<Vec<_>>();
+    let column = |f: fn(&Movement) -> String| movements.iter().copied().map(f).collect::<Vec<_>>();
+    let optional = |f: fn(&Movement) -> Option<String>| movements.iter().copied().map(f).collect::<Vec<_>>();
+    let number = |f: fn(&Movement) -> i64| movements.iter().copied().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO inventory.movements (product_id, kind, quantity, order_id, reason, at)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[])",

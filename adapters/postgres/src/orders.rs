@@ -1,13 +1,15 @@
 //! `OrderStore` on PostgreSQL: schema `orders`.
 
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
+use shop_runtime::ports::{
+    CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
+};
 use sqlx::Row;
 use sqlx::types::Json;
 
 use crate::PgStore;
 use crate::error::{corrupt, db_error, to_sql_version, version};
-use crate::schema::{Schema, append_outbox, record_handled};
+use crate::schema::{Schema, append_outbox, json, record_handled};
 
 impl OrderStore for PgStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
@@ -32,7 +34,7 @@ impl OrderStore for PgStore {
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if let Some(handled) = write.handled {
-            record_handled(&mut tx, Schema::Orders, handled).await?;
+            record_handled(&mut tx, Schema::Orders, &[handled]).await?;
         }
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
@@ -79,9 +81,62 @@ impl OrderStore for PgStore {
         Ok(new_version)
     }
 
+    async fn get_many(&self, order_ids: &[String]) -> Result<Vec<Versioned<Order>>, StoreError> {
+        let rows = sqlx::query("SELECT state, version FROM orders.orders WHERE order_id = ANY($1)")
+            .bind(order_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
+                let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
+                Ok(Versioned {
+                    value: state.0,
+                    version: version(stored),
+                })
+            })
+            .collect()
+    }
+
+    async fn update_many(&self, updates: &[OrderWrite<'_>], handled: &[Handled<'_>]) -> Result<(), StoreError> {
+        let orders = checked_updates(updates)?;
+        let inbox: Vec<Handled<'_>> = updates
+            .iter()
+            .filter_map(|u| u.handled)
+            .chain(handled.iter().copied())
+            .collect();
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        record_handled(&mut tx, Schema::Orders, &inbox).await?;
+        if !orders.is_empty() {
+            // One round trip; the version in the join is the fence, row by row.
+            let updated: Vec<String> = sqlx::query_scalar(
+                "UPDATE orders.orders o
+                 SET status = u.status, confirmed_at = u.confirmed, state = u.state::jsonb, version = o.version + 1
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
+                   AS u (id, status, confirmed, state, expected)
+                 WHERE o.order_id = u.id AND o.version = u.expected
+                 RETURNING o.order_id",
+            )
+            .bind(orders.iter().map(|(o, _)| o.id.as_str()).collect::<Vec<_>>())
+            .bind(orders.iter().map(|(o, _)| o.status.as_str()).collect::<Vec<_>>())
+            .bind(orders.iter().map(|(o, _)| o.confirmed_at).collect::<Vec<_>>())
+            .bind(orders.iter().map(|(o, _)| json(*o)).collect::<Result<Vec<_>, _>>()?)
+            .bind(orders.iter().map(|(_, v)| to_sql_version(*v)).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if let Some((lost, _)) = orders.iter().find(|(o, _)| !updated.contains(&o.id)) {
+                return Err(StoreError::Conflict(format!("order {}", lost.id)));
+            }
+        }
+        append_outbox(&mut tx, Schema::Orders, updates.iter().flat_map(|u| u.events)).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        record_handled(&mut tx, Schema::Orders, handled).await?;
+        record_handled(&mut tx, Schema::Orders, &[handled]).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -148,7 +203,7 @@ impl OrderStore for PgStore {
     async fn update_catalogue(&self, entry: &CatalogueEntry, handled: Option<Handled<'_>>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if let Some(handled) = handled {
-            record_handled(&mut tx, Schema::Orders, handled).await?;
+            record_handled(&mut tx, Schema::Orders, &[handled]).await?;
         }
         sqlx::query(
             "INSERT INTO orders.catalogue (product_id, unit_price, currency, source_version) VALUES ($1, $2, $3, $4)

@@ -1,10 +1,10 @@
 //! The two contexts' schemas, and SQL text shared by both.
 
 use shop_streams::Envelope;
-use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
 
 use shop_runtime::ports::{Handled, StoreError};
+use uuid::Uuid;
 
 use crate::error::db_error;
 
@@ -26,45 +26,74 @@ macro_rules! in_schema {
 }
 pub(crate) use in_schema;
 
-/// Records a handled message; [`StoreError::AlreadyHandled`] if it was before.
+/// Records handled messages, in one round trip;
+/// [`StoreError::AlreadyHandled`] if any was before.
 pub(crate) async fn record_handled(
     tx: &mut Transaction<'static, Postgres>,
     schema: Schema,
-    handled: Handled<'_>,
+    handled: &[Handled<'_>],
 ) -> Result<(), StoreError> {
-    let inserted = sqlx::query(in_schema!(
+    if handled.is_empty() {
+        return Ok(());
+    }
+    let consumers: Vec<&str> = handled.iter().map(|h| h.consumer).collect();
+    let ids: Vec<Uuid> = handled.iter().map(|h| h.message_id).collect();
+    let mut recorded: Vec<Uuid> = sqlx::query_scalar(in_schema!(
         schema,
         "INSERT INTO ",
-        ".inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        ".inbox (consumer, message_id) SELECT * FROM UNNEST($1::text[], $2::uuid[])
+         ON CONFLICT DO NOTHING RETURNING message_id"
     ))
-    .bind(handled.consumer)
-    .bind(handled.message_id)
-    .execute(&mut **tx)
+    .bind(&consumers)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
     .await
     .map_err(db_error)?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::AlreadyHandled(handled.message_id));
+    // Each id recorded once accounts for one message: the first left over
+    // was handled before (or twice in this run).
+    for id in ids {
+        match recorded.iter().position(|r| *r == id) {
+            Some(at) => {
+                recorded.swap_remove(at);
+            }
+            None => return Err(StoreError::AlreadyHandled(id)),
+        }
     }
     Ok(())
 }
 
-/// Appends events to the schema's outbox, in order.
-pub(crate) async fn append_outbox(
+/// Appends events to the schema's outbox, in order, in one round trip.
+pub(crate) async fn append_outbox<'e>(
     tx: &mut Transaction<'static, Postgres>,
     schema: Schema,
-    events: &[Envelope],
+    events: impl IntoIterator<Item = &'e Envelope>,
 ) -> Result<(), StoreError> {
+    let (mut ids, mut envelopes) = (Vec::new(), Vec::new());
     for event in events {
-        sqlx::query(in_schema!(
-            schema,
-            "INSERT INTO ",
-            ".outbox (event_id, envelope) VALUES ($1, $2)"
-        ))
-        .bind(event.event_id)
-        .bind(Json(event))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+        ids.push(event.event_id);
+        envelopes.push(json(event)?);
     }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // Sequence numbers follow the order rows are inserted in; ORDINALITY
+    // makes that the order given.
+    sqlx::query(in_schema!(
+        schema,
+        "INSERT INTO ",
+        ".outbox (event_id, envelope)
+         SELECT id, envelope::jsonb FROM UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS new (id, envelope, n)
+         ORDER BY n"
+    ))
+    .bind(&ids)
+    .bind(&envelopes)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
     Ok(())
+}
+
+/// A value as JSON text, for a `text[]` a statement casts to `jsonb`.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Refused(format!("not serialisable: {e}")))
 }

@@ -3,7 +3,7 @@
 use shop_rules::inventory::{
     InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
 };
-use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, StoreError};
+use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, NetWrite, StoreError};
 use shop_streams::Context;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
@@ -33,29 +33,23 @@ impl InventoryStore for SqliteStore {
         Ok(InventoryState { products, reservation })
     }
 
-    async fn write(&self, write: InventoryWrite<'_>) -> Result<(), StoreError> {
+    async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
+        let net = NetWrite::of(writes)?;
         let mut tx = begin(&self.pool).await?;
-        if let Some(handled) = write.handled {
-            record_handled(&mut tx, Context::Inventory, handled).await?;
+        for handled in &net.handled {
+            record_handled(&mut tx, Context::Inventory, *handled).await?;
         }
-        // A fixed order of row locks, so two writers never deadlock.
-        let mut changed: Vec<&ProductStock> = write.after.products.iter().collect();
-        changed.sort_by(|a, b| a.product_id.cmp(&b.product_id));
-        for after in changed {
-            match write.before.product(&after.product_id) {
-                Some(before) if before == after => {}
+        for (before, after) in &net.products {
+            match before {
                 Some(before) => update_product(&mut tx, after, before.version).await?,
                 None => insert_product(&mut tx, after).await?,
             }
         }
-        write_reservation(
-            &mut tx,
-            write.before.reservation.as_ref(),
-            write.after.reservation.as_ref(),
-        )
-        .await?;
-        insert_movements(&mut tx, write.movements).await?;
-        append_outbox(&mut tx, Context::Inventory, write.events).await?;
+        for (before, after) in &net.reservations {
+            write_reservation(&mut tx, *before, after).await?;
+        }
+        insert_movements(&mut tx, &net.movements).await?;
+        append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -201,13 +195,11 @@ fn bind_product<'q>(query: SqlQuery<'q>, p: &'q ProductStock) -> SqlQuery<'q> {
 async fn write_reservation(
     tx: &mut Transaction<'static, Sqlite>,
     before: Option<&Reservation>,
-    after: Option<&Reservation>,
+    after: &Reservation,
 ) -> Result<(), StoreError> {
-    let Some(after) = after else { return Ok(()) };
     let conflict = || StoreError::Conflict(format!("reservation of order {}", after.order_id));
     let lines = serde_json::to_string(&after.lines).map_err(|e| corrupt("reservation", e))?;
     let written = match before {
-        Some(before) if before == after => return Ok(()),
         Some(before) => {
             sqlx::query("UPDATE inventory_reservations SET status = ?2, lines = ?3 WHERE order_id = ?1 AND status = ?4")
                 .bind(&after.order_id)
@@ -232,7 +224,7 @@ async fn write_reservation(
     Ok(())
 }
 
-async fn insert_movements(tx: &mut Transaction<'static, Sqlite>, movements: &[Movement]) -> Result<(), StoreError> {
+async fn insert_movements(tx: &mut Transaction<'static, Sqlite>, movements: &[&Movement]) -> Result<(), StoreError> {
     // SQLite runs in-process: a statement per movement costs no round trip.
     for m in movements {
         sqlx::query(

@@ -1,7 +1,9 @@
 //! `OrderStore` on SQLite: the `orders_*` tables.
 
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
+use shop_runtime::ports::{
+    CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
+};
 use shop_streams::Context;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -41,6 +43,31 @@ pub(crate) async fn insert_new(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Updates `order` from version `expected`; a conflict when it is not stored at that version.
+async fn update_existing(
+    tx: &mut Transaction<'static, Sqlite>,
+    order: &Order,
+    state: &str,
+    expected: u64,
+) -> Result<(), StoreError> {
+    let updated = sqlx::query(
+        "UPDATE orders_orders SET status = ?2, confirmed_at = ?3, state = ?4, version = version + 1
+         WHERE order_id = ?1 AND version = ?5",
+    )
+    .bind(&order.id)
+    .bind(order.status.as_str())
+    .bind(order.confirmed_at)
+    .bind(state)
+    .bind(to_sql(expected))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("order {}", order.id)));
+    }
+    Ok(())
+}
+
 impl OrderStore for SqliteStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
         let row = sqlx::query("SELECT state, version FROM orders_orders WHERE order_id = ?1")
@@ -75,27 +102,44 @@ impl OrderStore for SqliteStore {
                 1
             }
             Some(expected) => {
-                let updated = sqlx::query(
-                    "UPDATE orders_orders SET status = ?2, confirmed_at = ?3, state = ?4, version = version + 1
-                     WHERE order_id = ?1 AND version = ?5",
-                )
-                .bind(&order.id)
-                .bind(order.status.as_str())
-                .bind(order.confirmed_at)
-                .bind(&state)
-                .bind(to_sql(expected))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if updated.rows_affected() == 0 {
-                    return Err(conflict());
-                }
+                update_existing(&mut tx, order, &state, expected).await?;
                 expected + 1
             }
         };
         append_outbox(&mut tx, Context::Order, write.events).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(new_version)
+    }
+
+    async fn get_many(&self, order_ids: &[String]) -> Result<Vec<Versioned<Order>>, StoreError> {
+        let rows =
+            sqlx::query("SELECT state, version FROM orders_orders WHERE order_id IN (SELECT value FROM json_each(?1))")
+                .bind(json_list(order_ids))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
+                Ok(Versioned {
+                    value: order_from(row)?,
+                    version: version(stored),
+                })
+            })
+            .collect()
+    }
+
+    async fn update_many(&self, updates: &[OrderWrite<'_>], handled: &[Handled<'_>]) -> Result<(), StoreError> {
+        let orders = checked_updates(updates)?;
+        let mut tx = begin(&self.pool).await?;
+        for handled in updates.iter().filter_map(|u| u.handled).chain(handled.iter().copied()) {
+            record_handled(&mut tx, Context::Order, handled).await?;
+        }
+        for (order, expected) in orders {
+            update_existing(&mut tx, order, &state_of(order)?, expected).await?;
+        }
+        append_outbox(&mut tx, Context::Order, updates.iter().flat_map(|u| u.events)).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {

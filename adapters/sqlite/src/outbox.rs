@@ -138,11 +138,14 @@ pub(crate) async fn record_handled(
 }
 
 /// Appends events to the context's outbox, in order.
-pub(crate) async fn append_outbox(
+pub(crate) async fn append_outbox<'e>(
     tx: &mut Transaction<'static, Sqlite>,
     context: Context,
-    events: &[Envelope],
+    events: impl IntoIterator<Item = &'e Envelope>,
 ) -> Result<(), StoreError> {
+    // Collected first: an iterator held across the awaits below would make
+    // the future's lifetimes too hard for the trait's `Send` bound.
+    let events: Vec<&Envelope> = events.into_iter().collect();
     for event in events {
         let text = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
         sqlx::query(in_context!(

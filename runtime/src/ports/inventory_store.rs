@@ -1,6 +1,7 @@
 //! The inventory context's store: product stock, reservations, the stock
 //! movement audit trail, its outbox and inbox.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
@@ -36,7 +37,16 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// [`StoreError::AlreadyHandled`] when the inbox holds `handled`, and
     /// [`StoreError::Refused`] when stock would become negative or stop being
     /// conserved; in every error case it MUST write nothing.
-    fn write(&self, write: InventoryWrite<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn write(&self, write: InventoryWrite<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.write_many(&[write]).await }
+    }
+
+    /// MUST do what [`Self::write`] does for each of `writes`, in order, in
+    /// one transaction: all of them or, on any error, none. Each write's
+    /// `before` MUST match what the writes ahead of it left (a product's
+    /// version, an order's reservation); when it does not, MUST return
+    /// [`StoreError::Conflict`]. Many handled messages, one commit.
+    fn write_many(&self, writes: &[InventoryWrite<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// MUST record `handled` alone; [`StoreError::AlreadyHandled`] when it was recorded before.
     fn mark_handled(&self, handled: Handled<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -56,4 +66,71 @@ pub trait InventoryStore: Send + Sync + 'static {
 
     /// MUST return the order's reservation, or `None`.
     fn reservation(&self, order_id: &str) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+}
+
+/// What a run of writes changes in all, for adapters that commit it at once:
+/// each product and reservation once (as first read, as last written), and
+/// everything the writes append, in order.
+#[derive(Debug, Default)]
+pub struct NetWrite<'a> {
+    /// Changed products, sorted by id (a fixed order of row locks, so two
+    /// writers never deadlock), with the state they were read at (`None`
+    /// for a new product).
+    pub products: Vec<(Option<&'a ProductStock>, &'a ProductStock)>,
+    /// Changed reservations, with the state they were read at (`None` for a new one).
+    pub reservations: Vec<(Option<&'a Reservation>, &'a Reservation)>,
+    pub movements: Vec<&'a Movement>,
+    pub events: Vec<&'a Envelope>,
+    pub handled: Vec<Handled<'a>>,
+}
+
+impl<'a> NetWrite<'a> {
+    /// MUST return [`StoreError::Conflict`] when a write's `before` is not
+    /// what the writes ahead of it left.
+    pub fn of(writes: &[InventoryWrite<'a>]) -> Result<Self, StoreError> {
+        let mut net = Self::default();
+        let mut products: HashMap<&str, usize> = HashMap::new();
+        let mut reservations: HashMap<&str, usize> = HashMap::new();
+        for write in writes {
+            for after in &write.after.products {
+                let before = write.before.product(&after.product_id);
+                match products.get(after.product_id.as_str()) {
+                    Some(&at) if before != Some(net.products[at].1) => {
+                        return Err(StoreError::Conflict(format!(
+                            "product {} (the writes do not chain)",
+                            after.product_id
+                        )));
+                    }
+                    Some(&at) => net.products[at].1 = after,
+                    None => {
+                        products.insert(&after.product_id, net.products.len());
+                        net.products.push((before, after));
+                    }
+                }
+            }
+            if let Some(after) = &write.after.reservation {
+                let before = write.before.reservation.as_ref();
+                match reservations.get(after.order_id.as_str()) {
+                    Some(&at) if before != Some(net.reservations[at].1) => {
+                        return Err(StoreError::Conflict(format!(
+                            "reservation of order {} (the writes do not chain)",
+                            after.order_id
+                        )));
+                    }
+                    Some(&at) => net.reservations[at].1 = after,
+                    None => {
+                        reservations.insert(&after.order_id, net.reservations.len());
+                        net.reservations.push((before, after));
+                    }
+                }
+            }
+            net.movements.extend(write.movements);
+            net.events.extend(write.events);
+            net.handled.extend(write.handled);
+        }
+        net.products.retain(|(before, after)| *before != Some(*after));
+        net.products.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));
+        net.reservations.retain(|(before, after)| *before != Some(*after));
+        Ok(net)
+    }
 }

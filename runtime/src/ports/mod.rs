@@ -15,10 +15,10 @@ pub mod store;
 
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use inventory_store::{InventoryStore, InventoryWrite};
+pub use inventory_store::{InventoryStore, InventoryWrite, NetWrite};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
-pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite};
+pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, checked_updates};
 pub use outbox::Outbox;
 pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
 pub use store::{Handled, StoreError, Versioned};

@@ -65,6 +65,23 @@ pub trait OrderStore: Send + Sync + 'static {
     /// cases it MUST write nothing.
     fn write(&self, write: OrderWrite<'_>) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// MUST return those of `order_ids` that exist, with their versions, in any order.
+    fn get_many(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<Versioned<Order>>, StoreError>> + Send;
+
+    /// MUST write each of `updates` as [`Self::write`] would (their events to
+    /// the outbox, their `handled` to the inbox) and record every one of
+    /// `handled` besides, in one transaction: all of it or, on any error,
+    /// nothing. Each update MUST name an existing order by its
+    /// `expected_version`, and an order at most once; else, or when a stored
+    /// version is not the expected one, MUST return [`StoreError::Conflict`].
+    /// MUST return [`StoreError::AlreadyHandled`] when the inbox holds any of
+    /// the messages. Many handled messages, one commit.
+    fn update_many(
+        &self,
+        updates: &[OrderWrite<'_>],
+        handled: &[Handled<'_>],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// MUST record `handled` alone, for a message that changes nothing;
     /// [`StoreError::AlreadyHandled`] when it was recorded before.
     fn mark_handled(&self, handled: Handled<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -94,4 +111,21 @@ pub trait OrderStore: Send + Sync + 'static {
         entry: &CatalogueEntry,
         handled: Option<Handled<'_>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The orders `updates` change, checked to be updates of distinct orders:
+/// what [`OrderStore::update_many`] may write.
+pub fn checked_updates<'a>(updates: &[OrderWrite<'a>]) -> Result<Vec<(&'a Order, u64)>, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    updates
+        .iter()
+        .map(|update| match update.expected_version {
+            Some(expected) if seen.insert(update.order.id.as_str()) => Ok((update.order, expected)),
+            Some(_) => Err(StoreError::Conflict(format!("order {} (named twice)", update.order.id))),
+            None => Err(StoreError::Conflict(format!(
+                "order {} (not an update)",
+                update.order.id
+            ))),
+        })
+        .collect()
 }

@@ -6,7 +6,9 @@
 //! of one order are handled in the order they came, those of different
 //! orders side by side (they meet, if at all, at a product, where the lock
 //! and the product's version keep them apart). Handlers mostly wait on the
-//! database, so this is what lets one consumer keep up with intake.
+//! database, so this is what lets one consumer keep up with intake. The
+//! aggregates with a single message in the batch (most of them, under load)
+//! are handed over together, so a handler can commit them in one go.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -14,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use shop_streams::Context;
+use futures::stream::FuturesUnordered;
+use shop_streams::{Context, Envelope};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -34,6 +37,9 @@ pub struct ConsumerSettings {
     pub lag_every: Duration,
     /// Aggregates whose messages are handled at once.
     pub concurrency: usize,
+    /// Whether the messages of aggregates with one message in the batch go
+    /// to [`Handler::handle_many`] together (else each to [`Handler::handle`]).
+    pub together: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -45,6 +51,7 @@ impl Default for ConsumerSettings {
             max_backoff: Duration::from_secs(30),
             lag_every: Duration::from_secs(5),
             concurrency: 32,
+            together: true,
         }
     }
 }
@@ -87,32 +94,88 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
             }
         }
     }
+    // An aggregate with one message in the batch needs no sequence of its
+    // own: those go to the handler together, which may commit them at once.
+    let (singles, sequences): (Vec<_>, Vec<_>) = sequences.into_iter().partition(|s| settings.together && s.len() == 1);
+    let singles: Vec<S::Delivery> = singles.into_iter().flatten().collect();
     let (context, settings, handler, metrics) = (*context, &*settings, &**handler, &*metrics);
-    futures::stream::iter(sequences)
-        .for_each_concurrent(settings.concurrency.max(1), |sequence| async move {
-            for delivery in sequence {
-                let span = tracing::info_span!(
-                    "message",
-                    event_type = delivery.envelope().event_type,
-                    event_id = %delivery.envelope().event_id,
-                    correlation_id = %delivery.envelope().correlation_id,
-                    attempt = delivery.attempt(),
-                );
-                // Instrumented, not entered: a guard held across `.await`
-                // would tag other work with this message's span.
-                if delivery.attempt() > 1 {
-                    metrics.redelivered(context);
-                }
-                settle(delivery, context, settings, handler, metrics)
-                    .instrument(span)
-                    .await;
-            }
-        })
-        .await;
+    futures::future::join(
+        together(singles, context, settings, handler, metrics),
+        in_sequence(sequences, context, settings, handler, metrics),
+    )
+    .await;
     Ok(taken)
 }
 
-async fn settle<D: Delivery, H: Handler>(
+/// Messages of different aggregates, handed to the handler at once.
+async fn together<D: Delivery, H: Handler>(
+    deliveries: Vec<D>,
+    context: Context,
+    settings: &ConsumerSettings,
+    handler: &H,
+    metrics: &Metrics,
+) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let span = tracing::info_span!("messages", count = deliveries.len());
+    let started = Instant::now();
+    let envelopes: Vec<&Envelope> = deliveries.iter().map(Delivery::envelope).collect();
+    let outcomes = handler
+        .handle_many(&envelopes, settings.concurrency)
+        .instrument(span)
+        .await;
+    let elapsed = started.elapsed();
+    let mut settling = FuturesUnordered::new();
+    for (delivery, outcome) in deliveries.into_iter().zip(outcomes) {
+        metrics.handled(context, &delivery.envelope().event_type, elapsed);
+        settling.push(settle(delivery, outcome, context, settings, metrics));
+    }
+    while settling.next().await.is_some() {}
+}
+
+/// Each aggregate's messages in order, `concurrency` aggregates at a time.
+async fn in_sequence<D: Delivery, H: Handler>(
+    sequences: Vec<Vec<D>>,
+    context: Context,
+    settings: &ConsumerSettings,
+    handler: &H,
+    metrics: &Metrics,
+) {
+    let mut running = FuturesUnordered::new();
+    for sequence in sequences {
+        if running.len() >= settings.concurrency.max(1) {
+            running.next().await;
+        }
+        running.push(one_sequence(sequence, context, settings, handler, metrics));
+    }
+    while running.next().await.is_some() {}
+}
+
+async fn one_sequence<D: Delivery, H: Handler>(
+    sequence: Vec<D>,
+    context: Context,
+    settings: &ConsumerSettings,
+    handler: &H,
+    metrics: &Metrics,
+) {
+    for delivery in sequence {
+        let span = tracing::info_span!(
+            "message",
+            event_type = delivery.envelope().event_type,
+            event_id = %delivery.envelope().event_id,
+            correlation_id = %delivery.envelope().correlation_id,
+            attempt = delivery.attempt(),
+        );
+        // Instrumented, not entered: a guard held across `.await` would tag
+        // other work with this message's span.
+        handle_one(delivery, context, settings, handler, metrics)
+            .instrument(span)
+            .await;
+    }
+}
+
+async fn handle_one<D: Delivery, H: Handler>(
     delivery: D,
     context: Context,
     settings: &ConsumerSettings,
@@ -122,11 +185,25 @@ async fn settle<D: Delivery, H: Handler>(
     let started = Instant::now();
     let outcome = handler.handle(delivery.envelope()).await;
     metrics.handled(context, &delivery.envelope().event_type, started.elapsed());
+    settle(delivery, outcome, context, settings, metrics).await;
+}
+
+/// Acks what was handled, hands back what may succeed later, dead-letters the rest.
+async fn settle<D: Delivery>(
+    delivery: D,
+    outcome: Result<(), HandleError>,
+    context: Context,
+    settings: &ConsumerSettings,
+    metrics: &Metrics,
+) {
+    if delivery.attempt() > 1 {
+        metrics.redelivered(context);
+    }
     let settled = match outcome {
         Ok(()) => delivery.ack().await,
         Err(HandleError::Transient(reason)) => {
             let delay = backoff(settings, delivery.attempt());
-            tracing::warn!(target: "shop::consumer", %reason, ?delay, "not handled; will retry");
+            tracing::warn!(target: "shop::consumer", event_id = %delivery.envelope().event_id, %reason, ?delay, "not handled; will retry");
             delivery.retry(delay).await
         }
         Err(HandleError::Permanent(reason)) => {

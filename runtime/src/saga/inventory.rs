@@ -1,5 +1,6 @@
 //! The inventory context's use cases.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,11 @@ use shop_rules::inventory::{
 use shop_rules::order::{CancelReason, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
 
-use super::turns::Turns;
-use super::{CONFLICT_RETRIES, HandleError, rule_ref, settle};
+use super::turns::{Turn, Turns};
+use super::{CONFLICT_RETRIES, HandleError, one_by_one, rule_ref, settle, together_and_alone};
 use crate::metrics::Metrics;
 use crate::ports::{Clock, Handled, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
-use crate::rules::{RuleError, RuleFault, RuleHost};
+use crate::rules::{Decided, RuleError, RuleFault, RuleHost};
 
 /// The name of the inventory side's consumer, in its inbox.
 pub const CONSUMER: &str = "inventory";
@@ -150,21 +151,28 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
     /// and commits under the products' versions; a lost version race decides
     /// again. The lock keeps races rare; the versions make them harmless.
     async fn execute(&self, job: Job<'_>) -> Result<Decision, InventoryError> {
-        let mut keys: Vec<String> = job
-            .products
+        let held = self.hold(job.products).await?;
+        let outcome = self.decide_and_write(job).await;
+        self.release(&held.lease).await;
+        outcome
+    }
+
+    /// This process's turn at the products, then their distributed lock.
+    async fn hold(&self, products: &[String]) -> Result<Held<'_>, InventoryError> {
+        let mut keys: Vec<String> = products
             .iter()
             .map(|p| format!("{}:lock:product:{p}", self.namespace))
             .collect();
         keys.sort();
         keys.dedup();
         let waiting = Instant::now();
-        let _turn = self.turns.take(&keys).await;
+        let turn = self.turns.take(&keys).await;
         let lease = self.lock.acquire(&keys, self.locks.ttl, self.locks.wait).await;
         self.metrics.lock_waited(waiting.elapsed());
-        let lease = lease?;
-        let outcome = self.decide_and_write(job).await;
-        self.release(&lease).await;
-        outcome
+        Ok(Held {
+            _turn: turn,
+            lease: lease?,
+        })
     }
 
     async fn release(&self, lease: &Lease) {
@@ -186,20 +194,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         for _ in 0..CONFLICT_RETRIES {
             let before = self.store.load(products, order_id).await?;
             let decided = self.rules.decide_inventory(&before, command)?;
-            let mut after = before.clone();
-            let mut envelopes = Vec::with_capacity(decided.value.events.len());
-            for event in &decided.value.events {
-                after = self.rules.evolve_inventory(after, event)?;
-                let version = aggregate_version(&after, event);
-                let envelope = Envelope::new(
-                    &DomainEvent::Inventory(event.clone()),
-                    version,
-                    self.clock.now_ms(),
-                    rule_ref(&decided.rule),
-                    trace,
-                );
-                envelopes.push(envelope);
-            }
+            let (after, envelopes) = self.outcome(&before, &decided, trace)?;
             let write = InventoryWrite {
                 before: &before,
                 after: &after,
@@ -219,6 +214,122 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         Err(last.unwrap_or_else(|| StoreError::Conflict("inventory".into())).into())
     }
 
+    /// The state `decided` leaves `before` in, and its events as messages.
+    fn outcome(
+        &self,
+        before: &InventoryState,
+        decided: &Decided<Decision>,
+        trace: Trace,
+    ) -> Result<(InventoryState, Vec<Envelope>), InventoryError> {
+        let mut after = before.clone();
+        let mut envelopes = Vec::with_capacity(decided.value.events.len());
+        for event in &decided.value.events {
+            after = self.rules.evolve_inventory(after, event)?;
+            let version = aggregate_version(&after, event);
+            envelopes.push(Envelope::new(
+                &DomainEvent::Inventory(event.clone()),
+                version,
+                self.clock.now_ms(),
+                rule_ref(&decided.rule),
+                trace,
+            ));
+        }
+        Ok((after, envelopes))
+    }
+
+    /// Order events, as [`Self::handle`] would take them one by one, but the
+    /// bulk of the traffic together: the reservations (`OrderCreated`) with
+    /// one lock of all their products, one load, the rules asked order after
+    /// order on the running stock, and one commit that also records the
+    /// `OrderConfirmed` messages (which ask nothing). Should that commit
+    /// fail (a reservation made meanwhile, a redelivery already handled, a
+    /// store hiccup) they are handled one by one after all, which sorts out
+    /// each case exactly.
+    pub async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
+        let mut reserves = Vec::new();
+        for (at, envelope) in envelopes.iter().enumerate() {
+            if let Ok(DomainEvent::Order(event @ (OrderEvent::Created(_) | OrderEvent::Confirmed(_)))) =
+                envelope.event()
+            {
+                reserves.push(Reserving::new(at, envelope, command_for(event)));
+            }
+        }
+        if reserves.len() < 2 {
+            return one_by_one(self, envelopes, concurrency).await;
+        }
+        let together: Vec<usize> = reserves.iter().map(|r| r.at).collect();
+        let at_once = async {
+            let outcome = self.reserve_together(&reserves).await;
+            match &outcome {
+                Ok(()) => self.metrics.reserved_together(reserves.len()),
+                Err(_) => self.metrics.reserved_one_by_one(reserves.len()),
+            }
+            outcome.map(|()| reserves.iter().map(|_| Ok(())).collect())
+        };
+        together_and_alone(self, envelopes, concurrency, &together, at_once).await
+    }
+
+    async fn reserve_together(&self, reserves: &[Reserving<'_>]) -> Result<(), InventoryError> {
+        let mut products: Vec<String> = reserves.iter().flat_map(|r| r.products.iter().cloned()).collect();
+        products.sort();
+        products.dedup();
+        let held = self.hold(&products).await?;
+        let outcome = self.decide_and_write_together(reserves, &products).await;
+        self.release(&held.lease).await;
+        outcome
+    }
+
+    async fn decide_and_write_together(
+        &self,
+        reserves: &[Reserving<'_>],
+        products: &[String],
+    ) -> Result<(), InventoryError> {
+        let loaded = self.store.load(products, None).await?;
+        let mut stock: HashMap<String, ProductStock> =
+            loaded.products.into_iter().map(|p| (p.product_id.clone(), p)).collect();
+        let mut steps = Vec::with_capacity(reserves.len());
+        for reserve in reserves {
+            let Some((order_id, command)) = &reserve.command else {
+                // Nothing to do but remember the message.
+                steps.push(Default::default());
+                continue;
+            };
+            // Each order is decided on only its own products, as they stand
+            // after the orders ahead of it.
+            let before = InventoryState {
+                products: reserve.products.iter().filter_map(|p| stock.get(p).cloned()).collect(),
+                reservation: None,
+            };
+            let step = match self.rules.decide_inventory(&before, command) {
+                Ok(decided) => {
+                    let (after, events) = self.outcome(&before, &decided, reserve.trace)?;
+                    for product in &after.products {
+                        stock.insert(product.product_id.clone(), product.clone());
+                    }
+                    (before, after, decided.value.movements, events)
+                }
+                Err(RuleError::Rejected(rejection)) => {
+                    tracing::info!(target: "shop::saga", %order_id, %rejection, "event changes nothing");
+                    Default::default()
+                }
+                Err(RuleError::Fault(fault)) => return Err(fault.into()),
+            };
+            steps.push(step);
+        }
+        let writes: Vec<InventoryWrite<'_>> = steps
+            .iter()
+            .zip(reserves)
+            .map(|((before, after, movements, events), reserve)| InventoryWrite {
+                before,
+                after,
+                movements,
+                events,
+                handled: Some(reserve.handled),
+            })
+            .collect();
+        Ok(self.store.write_many(&writes).await?)
+    }
+
     /// The inventory side's reaction to an order event: reserve on
     /// `OrderCreated`, release on `OrderCancelled`, deduct on `OrderCompleted`.
     pub async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
@@ -234,37 +345,8 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             message_id: envelope.event_id,
         };
         let trace = Trace::follows(envelope);
-        let (order_id, command) = match event {
-            OrderEvent::Created(created) => {
-                let lines = created
-                    .lines
-                    .iter()
-                    .map(|l| StockLine {
-                        product_id: l.product_id.clone(),
-                        quantity: i64::from(l.quantity),
-                    })
-                    .collect();
-                let order_id = created.order_id.clone();
-                (
-                    order_id.clone(),
-                    InventoryCommand::Reserve(OrderLines { order_id, lines }),
-                )
-            }
-            OrderEvent::Cancelled(cancelled) => {
-                let reason = match cancelled.reason {
-                    CancelReason::ReservationExpired => ReleaseReason::Expired,
-                    _ => ReleaseReason::Cancelled,
-                };
-                let order_id = cancelled.order_id.clone();
-                (
-                    order_id.clone(),
-                    InventoryCommand::Release(Release { order_id, reason }),
-                )
-            }
-            OrderEvent::Completed(completed) => {
-                (completed.order_id.clone(), InventoryCommand::Deduct(completed.order_id))
-            }
-            OrderEvent::Confirmed(_) => return settle(self.store.mark_handled(handled).await),
+        let Some((order_id, command)) = command_for(event) else {
+            return settle(self.store.mark_handled(handled).await);
         };
         let products = match &command {
             InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
@@ -295,6 +377,83 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
 impl<S: InventoryStore, L: Lock> super::Handler for InventoryService<S, L> {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
         InventoryService::handle(self, envelope).await
+    }
+
+    async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
+        InventoryService::handle_many(self, envelopes, concurrency).await
+    }
+}
+
+/// Held while a command works on its products.
+struct Held<'a> {
+    _turn: Turn<'a>,
+    lease: Lease,
+}
+
+/// An order event handled with others: an `OrderCreated` to reserve, or an
+/// `OrderConfirmed` that only needs remembering.
+struct Reserving<'a> {
+    /// Where its message is in the batch.
+    at: usize,
+    command: Option<(String, InventoryCommand)>,
+    products: Vec<String>,
+    trace: Trace,
+    handled: Handled<'a>,
+}
+
+impl<'a> Reserving<'a> {
+    fn new(at: usize, envelope: &Envelope, command: Option<(String, InventoryCommand)>) -> Self {
+        let products = match &command {
+            Some((_, InventoryCommand::Reserve(lines))) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            at,
+            command,
+            products,
+            trace: Trace::follows(envelope),
+            handled: Handled {
+                consumer: CONSUMER,
+                message_id: envelope.event_id,
+            },
+        }
+    }
+}
+
+/// The command an order event asks of the inventory, for the order it
+/// concerns; `None` when it asks nothing (`OrderConfirmed`).
+fn command_for(event: OrderEvent) -> Option<(String, InventoryCommand)> {
+    match event {
+        OrderEvent::Created(created) => {
+            let lines = created
+                .lines
+                .iter()
+                .map(|l| StockLine {
+                    product_id: l.product_id.clone(),
+                    quantity: i64::from(l.quantity),
+                })
+                .collect();
+            let order_id = created.order_id;
+            Some((
+                order_id.clone(),
+                InventoryCommand::Reserve(OrderLines { order_id, lines }),
+            ))
+        }
+        OrderEvent::Cancelled(cancelled) => {
+            let reason = match cancelled.reason {
+                CancelReason::ReservationExpired => ReleaseReason::Expired,
+                _ => ReleaseReason::Cancelled,
+            };
+            let order_id = cancelled.order_id;
+            Some((
+                order_id.clone(),
+                InventoryCommand::Release(Release { order_id, reason }),
+            ))
+        }
+        OrderEvent::Completed(completed) => {
+            Some((completed.order_id.clone(), InventoryCommand::Deduct(completed.order_id)))
+        }
+        OrderEvent::Confirmed(_) => None,
     }
 }
 

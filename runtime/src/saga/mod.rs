@@ -22,6 +22,9 @@ mod turns;
 
 use std::future::Future;
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
 use shop_streams::{Envelope, RuleRef};
 
 use crate::ports::{StoreError, Versioned};
@@ -48,6 +51,79 @@ pub enum HandleError {
 pub trait Handler: Send + Sync + 'static {
     /// MUST be idempotent: a message may arrive more than once.
     fn handle(&self, envelope: &Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Handles messages of different aggregates, in any order; MUST answer
+    /// one outcome per envelope, in their order, each as [`Self::handle`]
+    /// would. A handler that can commit several at once overrides this; by
+    /// default they are handled one by one, `concurrency` at a time.
+    fn handle_many(
+        &self,
+        envelopes: &[&Envelope],
+        concurrency: usize,
+    ) -> impl Future<Output = Vec<Result<(), HandleError>>> + Send {
+        one_by_one(self, envelopes, concurrency)
+    }
+}
+
+/// Each envelope through [`Handler::handle`], `concurrency` at a time.
+pub(crate) async fn one_by_one<H: Handler + ?Sized>(
+    handler: &H,
+    envelopes: &[&Envelope],
+    concurrency: usize,
+) -> Vec<Result<(), HandleError>> {
+    let mut running = FuturesOrdered::new();
+    let mut outcomes = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        if running.len() >= concurrency.max(1)
+            && let Some(outcome) = running.next().await
+        {
+            outcomes.push(outcome);
+        }
+        running.push_back(handler.handle(envelope));
+    }
+    while let Some(outcome) = running.next().await {
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// The envelopes at `together` handled by `at_once`, which answers one
+/// outcome for each of them (or fails as a whole, and then they are handled
+/// one by one after all); the rest one by one meanwhile. One outcome per
+/// envelope, in order.
+pub(crate) async fn together_and_alone<H: Handler, E: std::fmt::Display>(
+    handler: &H,
+    envelopes: &[&Envelope],
+    concurrency: usize,
+    together: &[usize],
+    at_once: impl Future<Output = Result<Vec<Result<(), HandleError>>, E>>,
+) -> Vec<Result<(), HandleError>> {
+    let mut outcomes: Vec<Option<Result<(), HandleError>>> = envelopes.iter().map(|_| None).collect();
+    let mut is_together = vec![false; envelopes.len()];
+    for &at in together {
+        is_together[at] = true;
+    }
+    let others: Vec<usize> = (0..envelopes.len()).filter(|&at| !is_together[at]).collect();
+    let alone: Vec<&Envelope> = others.iter().map(|&at| envelopes[at]).collect();
+    let (outcome, alone) = futures::future::join(at_once, one_by_one(handler, &alone, concurrency)).await;
+    for (at, outcome) in others.into_iter().zip(alone) {
+        outcomes[at] = Some(outcome);
+    }
+    let each = match outcome {
+        Ok(each) => each,
+        Err(error) => {
+            tracing::debug!(target: "shop::saga", %error, count = together.len(), "handling together failed; one by one");
+            let each: Vec<&Envelope> = together.iter().map(|&at| envelopes[at]).collect();
+            one_by_one(handler, &each, concurrency).await
+        }
+    };
+    for (&at, outcome) in together.iter().zip(each) {
+        outcomes[at] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Err(HandleError::Transient("not handled".into()))))
+        .collect()
 }
 
 impl From<StoreError> for HandleError {

@@ -11,7 +11,7 @@ use shop_streams::{DomainEvent, Envelope, Trace};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{CONFLICT_RETRIES, HandleError, next_version, rule_ref, settle};
+use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, settle, together_and_alone};
 use crate::metrics::Metrics;
 use crate::ports::{CatalogueEntry, Clock, Handled, OrderQuery, OrderStore, OrderWrite, StoreError};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
@@ -247,6 +247,113 @@ impl<S: OrderStore> OrderService<S> {
         Ok((order, envelopes))
     }
 
+    /// Inventory events, as [`Self::handle`] would take them one by one, but
+    /// the bulk of the traffic together: the confirmations and cancellations
+    /// that reservations ask for (of orders read in one query), and the
+    /// events that only need remembering, in one commit. Should it fail (an
+    /// order changed meanwhile, a redelivery, a store hiccup), they are
+    /// handled one by one after all.
+    pub async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
+        let mut together = Vec::new();
+        for (at, envelope) in envelopes.iter().enumerate() {
+            let order = match envelope.event() {
+                Ok(DomainEvent::Inventory(InventoryEvent::StockReserved(lines))) => {
+                    Some((lines.order_id, OrderCommand::Confirm))
+                }
+                Ok(DomainEvent::Inventory(InventoryEvent::InsufficientStock(shortage))) => {
+                    Some((shortage.order_id, OrderCommand::Cancel(CancelReason::InsufficientStock)))
+                }
+                // Catalogue updates go their own way; malformed messages too.
+                Ok(DomainEvent::Inventory(InventoryEvent::ProductRegistered(_) | InventoryEvent::PriceChanged(_)))
+                | Ok(DomainEvent::Order(_))
+                | Err(_) => continue,
+                // The rest is inventory's own bookkeeping: only remembered.
+                Ok(DomainEvent::Inventory(_)) => None,
+            };
+            together.push(Settling {
+                at,
+                order,
+                trace: Trace::follows(envelope),
+                handled: Handled {
+                    consumer: CONSUMER,
+                    message_id: envelope.event_id,
+                },
+            });
+        }
+        let mut orders: Vec<&str> = together
+            .iter()
+            .filter_map(|t| t.order.as_ref().map(|(id, _)| id.as_str()))
+            .collect();
+        orders.sort_unstable();
+        let distinct = orders.windows(2).all(|pair| pair[0] != pair[1]);
+        if together.len() < 2 || !distinct {
+            return one_by_one(self, envelopes, concurrency).await;
+        }
+        let at = together.iter().map(|t| t.at).collect::<Vec<_>>();
+        let at_once = async {
+            let missing = self.settle_together(&together).await?;
+            let outcomes = together.iter().map(|settling| match &settling.order {
+                Some((id, _)) if missing.contains(id) => {
+                    Err(HandleError::Transient(format!("order {id} not found yet")))
+                }
+                _ => Ok(()),
+            });
+            Ok::<_, OrderError>(outcomes.collect())
+        };
+        together_and_alone(self, envelopes, concurrency, &at, at_once).await
+    }
+
+    /// Decides every order's command on the order as stored and commits all
+    /// of it at once. Answers the orders not found (their messages wait).
+    async fn settle_together(&self, together: &[Settling<'_>]) -> Result<Vec<String>, OrderError> {
+        let ids: Vec<String> = together
+            .iter()
+            .filter_map(|t| t.order.as_ref().map(|(id, _)| id.clone()))
+            .collect();
+        let stored = self.store.get_many(&ids).await?;
+        let mut missing = Vec::new();
+        let mut changes = Vec::new();
+        let mut noted = Vec::new();
+        for settling in together {
+            let Some((order_id, command)) = &settling.order else {
+                noted.push(settling.handled);
+                continue;
+            };
+            let Some(current) = stored.iter().find(|s| &s.value.id == order_id) else {
+                missing.push(order_id.clone());
+                continue;
+            };
+            match self.rules.decide_order(Some(&current.value), command) {
+                Ok(decided) if decided.value.is_empty() => noted.push(settling.handled),
+                Ok(decided) => {
+                    let (order, envelopes) =
+                        self.apply(Some(current), &decided.value, &rule_ref(&decided.rule), settling.trace)?;
+                    let order = order.ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
+                    changes.push((order, current.version, envelopes, settling.handled, decided.value));
+                }
+                Err(RuleError::Rejected(rejection)) => {
+                    tracing::info!(target: "shop::saga", %order_id, %rejection, "event changes nothing");
+                    noted.push(settling.handled);
+                }
+                Err(RuleError::Fault(fault)) => return Err(fault.into()),
+            }
+        }
+        let updates: Vec<OrderWrite<'_>> = changes
+            .iter()
+            .map(|(order, version, events, handled, _)| OrderWrite {
+                order,
+                expected_version: Some(*version),
+                events,
+                handled: Some(*handled),
+            })
+            .collect();
+        self.store.update_many(&updates, &noted).await?;
+        for (.., decided) in &changes {
+            self.metrics.order_events(decided);
+        }
+        Ok(missing)
+    }
+
     /// The order side's reaction to an inventory event. Idempotent: the
     /// inbox remembers what was handled.
     pub async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
@@ -320,6 +427,19 @@ impl<S: OrderStore> super::Handler for OrderService<S> {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
         OrderService::handle(self, envelope).await
     }
+
+    async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
+        OrderService::handle_many(self, envelopes, concurrency).await
+    }
+}
+
+/// An inventory event handled with others: the order it confirms or
+/// cancels, or none when it only needs remembering.
+struct Settling<'a> {
+    at: usize,
+    order: Option<(String, OrderCommand)>,
+    trace: Trace,
+    handled: Handled<'a>,
 }
 
 fn catalogue_entry(product_id: &str, unit_price: i64, currency: &str, envelope: &Envelope) -> CatalogueEntry {

@@ -62,6 +62,7 @@ pub async fn run(store: &impl InventoryStore) {
     reservations_are_fenced_by_their_status(store).await;
     a_handled_message_is_recorded_once(store).await;
     movements_page_oldest_first(store).await;
+    many_writes_commit_together_or_not_at_all(store).await;
 }
 
 async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), StoreError> {
@@ -259,4 +260,114 @@ async fn movements_page_oldest_first(store: &impl InventoryStore) {
     assert_eq!(orders, ["o-1", "o-2"]);
     assert!(rest[0].0 > first[1].0, "numbers grow");
     assert!(store.movements("GHOST", 0, 10).await.expect("page").is_empty());
+}
+
+/// A reservation of `quantity` units of `from`'s first product for `order`.
+struct Step {
+    before: InventoryState,
+    after: InventoryState,
+    movements: Vec<Movement>,
+    handled: Handled<'static>,
+}
+
+impl Step {
+    fn reserve(from: &InventoryState, order: &str, quantity: i64) -> Self {
+        let before = InventoryState {
+            products: from.products.clone(),
+            reservation: None,
+        };
+        let after = InventoryState {
+            products: vec![reserved(&from.products[0], quantity)],
+            reservation: Some(Reservation {
+                order_id: order.to_owned(),
+                status: ReservationStatus::Reserved,
+                lines: vec![StockLine {
+                    product_id: from.products[0].product_id.clone(),
+                    quantity,
+                }],
+            }),
+        };
+        let movements = vec![movement(
+            &from.products[0].product_id,
+            MovementKind::Reserve,
+            quantity,
+            Some(order),
+        )];
+        let handled = Handled {
+            consumer: "inventory",
+            message_id: Uuid::now_v7(),
+        };
+        Self {
+            before,
+            after,
+            movements,
+            handled,
+        }
+    }
+
+    fn write(&self) -> InventoryWrite<'_> {
+        InventoryWrite {
+            before: &self.before,
+            after: &self.after,
+            movements: &self.movements,
+            events: &[],
+            handled: Some(self.handled),
+        }
+    }
+}
+
+async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) {
+    register(store, &product("M", 10)).await.expect("registered");
+    let ids = ["M".to_owned()];
+    let start = store.load(&ids, None).await.expect("loaded");
+    let first = Step::reserve(&start, "o-m1", 2);
+    let second = Step::reserve(&first.after, "o-m2", 3);
+    store
+        .write_many(&[first.write(), second.write()])
+        .await
+        .expect("both written");
+    let now = store.load(&ids, None).await.expect("loaded");
+    assert_eq!(now.products, second.after.products, "the last write's product");
+    assert_eq!((now.products[0].available, now.products[0].reserved), (5, 5));
+    for (step, order) in [(&first, "o-m1"), (&second, "o-m2")] {
+        assert_eq!(store.reservation(order).await, Ok(step.after.reservation.clone()));
+        assert_eq!(
+            store.mark_handled(step.handled).await,
+            Err(StoreError::AlreadyHandled(step.handled.message_id))
+        );
+    }
+    let moved = store.movements("M", 0, 10).await.expect("page");
+    let orders: Vec<_> = moved.iter().filter_map(|(_, m)| m.order_id.clone()).collect();
+    assert_eq!(orders, ["o-m1", "o-m2"], "movements in order");
+
+    // A run with one message handled before writes nothing of the others.
+    let third = Step::reserve(&now, "o-m3", 1);
+    let mut again = Step::reserve(&third.after, "o-m4", 1);
+    again.handled = first.handled;
+    assert_eq!(
+        store.write_many(&[third.write(), again.write()]).await,
+        Err(StoreError::AlreadyHandled(first.handled.message_id))
+    );
+    // Writes that do not follow one another, or a reservation that exists
+    // already: conflicts, and nothing written either.
+    let stale = Step::reserve(&now, "o-m5", 1);
+    assert!(matches!(
+        store.write_many(&[third.write(), stale.write()]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let twice = Step::reserve(&third.after, "o-m1", 1);
+    assert!(matches!(
+        store.write_many(&[third.write(), twice.write()]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.load(&ids, None).await.expect("loaded"), now, "nothing written");
+    for order in ["o-m3", "o-m4", "o-m5"] {
+        assert_eq!(store.reservation(order).await, Ok(None));
+    }
+    assert_eq!(store.reservation("o-m1").await, Ok(first.after.reservation.clone()));
+    assert_eq!(
+        store.mark_handled(third.handled).await,
+        Ok(()),
+        "its message not recorded"
+    );
 }

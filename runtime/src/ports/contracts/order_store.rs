@@ -14,6 +14,7 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     confirmed_orders_are_found_by_confirmation_time(store).await;
     a_customers_orders_are_paged_newest_first(store).await;
     new_orders_arriving_together_are_each_written_once(store, outbox).await;
+    many_updates_commit_together_or_not_at_all(store, outbox).await;
 }
 
 /// MUST write each of many new orders arriving at once exactly once with
@@ -264,4 +265,98 @@ async fn the_catalogue_keeps_the_newest_price(store: &impl OrderStore) {
         Err(StoreError::AlreadyHandled(handled.message_id))
     );
     assert_eq!(store.catalogue(&ids).await, Ok(vec![entry(400, 4)]));
+}
+
+/// MUST apply many updates and inbox records in one go, and on a stale
+/// version, a handled message or an order named twice write none of them.
+async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, outbox: &impl Outbox) {
+    let ids: Vec<String> = (0..3).map(|n| format!("m-{n}")).collect();
+    for id in &ids {
+        let o = order(id);
+        let write = OrderWrite {
+            order: &o,
+            expected_version: None,
+            events: &[],
+            handled: None,
+        };
+        assert_eq!(store.write(write).await, Ok(1));
+    }
+    let mut asked = ids.clone();
+    asked.push("m-ghost".into());
+    let mut found = store.get_many(&asked).await.expect("readable");
+    found.sort_by(|a, b| a.value.id.cmp(&b.value.id));
+    let found: Vec<_> = found.iter().map(|s| (s.value.clone(), s.version)).collect();
+    assert_eq!(found, ids.iter().map(|id| (order(id), 1)).collect::<Vec<_>>());
+
+    let confirmed: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut o = order(id);
+            o.status = OrderStatus::Confirmed;
+            o.confirmed_at = Some(2_000);
+            o
+        })
+        .collect();
+    let events: Vec<_> = confirmed.iter().map(created).collect();
+    let handled: Vec<_> = ids
+        .iter()
+        .map(|_| Handled {
+            consumer: "order",
+            message_id: Uuid::now_v7(),
+        })
+        .collect();
+    let update = |at: usize, expected: u64| OrderWrite {
+        order: &confirmed[at],
+        expected_version: Some(expected),
+        events: std::slice::from_ref(&events[at]),
+        handled: Some(handled[at]),
+    };
+    let only_noted = Handled {
+        consumer: "order",
+        message_id: Uuid::now_v7(),
+    };
+    let backlog = outbox.backlog().await.expect("backlog");
+
+    // Refused whole: a stale version, a message handled before, an order twice.
+    let refused = [
+        store.update_many(&[update(0, 1), update(1, 7)], &[]).await,
+        store.update_many(&[update(0, 1), update(0, 1)], &[]).await,
+    ];
+    for outcome in refused {
+        assert!(matches!(outcome, Err(StoreError::Conflict(_))), "{outcome:?}");
+    }
+    assert_eq!(store.mark_handled(only_noted).await, Ok(()));
+    assert_eq!(
+        store.update_many(&[update(0, 1), update(1, 1)], &[only_noted]).await,
+        Err(StoreError::AlreadyHandled(only_noted.message_id))
+    );
+    for id in &ids {
+        let stored = store.get(id).await.expect("readable").expect("stored");
+        assert_eq!(
+            (stored.value.status, stored.version),
+            (OrderStatus::Pending, 1),
+            "nothing written"
+        );
+    }
+    assert_eq!(outbox.backlog().await, Ok(backlog), "no event written");
+
+    let noted = Handled {
+        consumer: "order",
+        message_id: Uuid::now_v7(),
+    };
+    store
+        .update_many(&[update(0, 1), update(1, 1), update(2, 1)], &[noted])
+        .await
+        .expect("all written");
+    for (id, expected) in ids.iter().zip(&confirmed) {
+        let stored = store.get(id).await.expect("readable").expect("stored");
+        assert_eq!((&stored.value, stored.version), (expected, 2));
+    }
+    assert_eq!(outbox.backlog().await, Ok(backlog + 3), "each update's event");
+    for message in handled.iter().chain([&noted]) {
+        assert_eq!(
+            store.mark_handled(*message).await,
+            Err(StoreError::AlreadyHandled(message.message_id))
+        );
+    }
 }

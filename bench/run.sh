@@ -21,6 +21,7 @@ FLASH_STOCK=${FLASH_STOCK:-10000}
 FLASH_RATE=${FLASH_RATE:-5000}
 FLASH_SETTLE=${FLASH_SETTLE:-420s}
 SUSTAINED=${SUSTAINED:-2000}
+HIGH=${HIGH:-4000}
 SEPARATE_RATE=${SEPARATE_RATE:-1000}
 USERS=${USERS:-1000}
 RUNS=${RUNS:-"baselines distributed groupcommit together scenario embedded embedded-flash separate"}
@@ -102,6 +103,9 @@ for run in $RUNS; do
     distributed sustained
     load "distributed-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
     stop_all
+    distributed high
+    load "distributed-intake-$HIGH" --target http://127.0.0.1:18080 intake --rate "$HIGH" --duration "$DURATION"
+    stop_all
     distributed flash
     load "distributed-flash-sale" --target http://127.0.0.1:18080 flash-sale \
       --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
@@ -178,7 +182,7 @@ echo "==> writing docs/benchmarks.md"
   echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
   echo "$(. /etc/os-release && echo "$PRETTY_NAME"), PostgreSQL $(psql -h 127.0.0.1 -U postgres -tAc 'SHOW server_version' | cut -d' ' -f1),"
   echo "nats-server $(nats-server --version 2>/dev/null | awk '{print $NF}' || echo '?'); the load generator on the same cores."
-  echo "\`DURATION=$DURATION RATE=$RATE SUSTAINED=$SUSTAINED FLASH_ORDERS=$FLASH_ORDERS FLASH_STOCK=$FLASH_STOCK FLASH_RATE=$FLASH_RATE bench/run.sh\`, runs: $RUNS."
+  echo "\`DURATION=$DURATION RATE=$RATE SUSTAINED=$SUSTAINED HIGH=$HIGH FLASH_ORDERS=$FLASH_ORDERS FLASH_STOCK=$FLASH_STOCK FLASH_RATE=$FLASH_RATE bench/run.sh\`, runs: $RUNS."
   echo
   "$bin/shop-load" report "$results"
   echo "<!-- load:end -->"

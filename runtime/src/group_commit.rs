@@ -5,7 +5,8 @@
 //! them to the adapter's `commit`, which writes them in one transaction and
 //! answers each. Nothing waits for a batch to fill: a lone item is committed
 //! at once, alone; batches form only while the writers are busy, which is
-//! exactly when they help.
+//! exactly when they help. Reads that every request makes (a lookup by
+//! key) batch the same way, into one query.
 
 use std::future::Future;
 use std::sync::Arc;

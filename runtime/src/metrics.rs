@@ -74,8 +74,8 @@ pub struct Metrics {
     dead_letters: Family<ContextLabels, Counter>,
     outbox_backlog: Family<ContextLabels, Gauge>,
     consumer_lag: Family<ContextLabels, Gauge>,
-    reserved_together: Histogram,
-    reserved_one_by_one: Counter,
+    handled_together: Histogram,
+    handled_one_by_one: Counter,
 }
 
 impl Default for Metrics {
@@ -92,8 +92,8 @@ impl Default for Metrics {
             dead_letters: Family::default(),
             outbox_backlog: Family::default(),
             consumer_lag: Family::default(),
-            reserved_together: Histogram::new(exponential_buckets(2.0, 2.0, 10)),
-            reserved_one_by_one: Counter::default(),
+            handled_together: Histogram::new(exponential_buckets(2.0, 2.0, 10)),
+            handled_one_by_one: Counter::default(),
         }
     }
 }
@@ -160,14 +160,14 @@ impl Metrics {
             self.consumer_lag.clone(),
         );
         shop.register(
-            "reservations_per_commit",
-            "Orders reserved together in one inventory transaction",
-            self.reserved_together.clone(),
+            "inventory_messages_per_commit",
+            "Order events the inventory handled together in one transaction (reservations and the confirmations recorded with them)",
+            self.handled_together.clone(),
         );
         shop.register(
-            "reservations_one_by_one",
-            "Orders reserved one by one after reserving them together failed",
-            self.reserved_one_by_one.clone(),
+            "inventory_messages_one_by_one",
+            "Order events the inventory handled one by one after handling them together failed",
+            self.handled_one_by_one.clone(),
         );
     }
 
@@ -210,13 +210,13 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn reserved_together(&self, orders: usize) {
-        self.reserved_together.observe(orders as f64);
+    pub fn inventory_handled_together(&self, messages: usize) {
+        self.handled_together.observe(messages as f64);
     }
 
-    pub fn reserved_one_by_one(&self, orders: usize) {
-        self.reserved_one_by_one
-            .inc_by(u64::try_from(orders).unwrap_or(u64::MAX));
+    pub fn inventory_handled_one_by_one(&self, messages: usize) {
+        self.handled_one_by_one
+            .inc_by(u64::try_from(messages).unwrap_or(u64::MAX));
     }
 
     pub fn redelivered(&self, context: Context) {

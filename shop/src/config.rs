@@ -242,7 +242,7 @@ pub struct ServiceConfig {
     /// `SHOP_REQUEST_TIMEOUT_MS` (default 10000): how long one HTTP request may take.
     pub request_timeout: Duration,
     /// `SHOP_GROUP_COMMIT` (`on`, the default, or `off`): new orders arriving
-    /// together share one transaction.
+    /// together share one transaction, and their catalogue lookups one query.
     pub group_commit: bool,
     /// `SHOP_HANDLE_TOGETHER` (`on`, the default, or `off`): the saga's
     /// consumers hand the messages of a batch that concern different orders

@@ -1,4 +1,4 @@
-//! A durable pull consumer, read in batches.
+//! A durable pull consumer, read in batches of what has arrived.
 
 use std::time::Duration;
 
@@ -13,13 +13,34 @@ use shop_streams::{ConsumerSpec, Envelope};
 
 use crate::unavailable;
 
-#[derive(Debug)]
 pub struct JetStreamSubscription {
     js: JsContext,
     consumer: PullConsumer,
+    /// The consumer's messages, pulled ahead in the background; opened on
+    /// the first read.
+    messages: Option<pull::Stream>,
     spec: ConsumerSpec,
     dead_lettered: u64,
 }
+
+impl std::fmt::Debug for JetStreamSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamSubscription")
+            .field("consumer", &self.spec.durable)
+            .field("pulling", &self.messages.is_some())
+            .field("dead_lettered", &self.dead_lettered)
+            .finish()
+    }
+}
+
+/// How long a batch that has its first message waits for more.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// How long one pull request of the background puller stands.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// The server's sign of life while nothing arrives: a connection gone quiet
+/// longer than this breaks the pull, and the next read opens another.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 
 impl JetStreamSubscription {
     pub(crate) async fn open(js: JsContext, spec: ConsumerSpec) -> Result<Self, BusError> {
@@ -46,6 +67,7 @@ impl JetStreamSubscription {
         Ok(Self {
             js,
             consumer,
+            messages: None,
             spec,
             dead_lettered: 0,
         })
@@ -56,22 +78,52 @@ impl Subscription for JetStreamSubscription {
     type Delivery = JetStreamDelivery;
 
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<JetStreamDelivery>, BusError> {
-        let mut messages = self
-            .consumer
-            .batch()
-            .max_messages(max)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| unavailable(format!("pull from {}", self.spec.durable), e))?;
-        let mut batch = Vec::with_capacity(max);
-        while let Some(message) = messages.next().await {
+        let messages = match &mut self.messages {
+            Some(messages) => messages,
+            None => {
+                let opened = self
+                    .consumer
+                    .stream()
+                    .max_messages_per_batch(max)
+                    .expires(PULL_EXPIRES)
+                    .heartbeat(PULL_HEARTBEAT)
+                    .messages()
+                    .await
+                    .map_err(|e| unavailable(format!("pull from {}", self.spec.durable), e))?;
+                self.messages.insert(opened)
+            }
+        };
+        // Waits up to `wait` for the first message, then up to `LINGER` for
+        // more: under load a batch fills at once, and a quiet stream costs a
+        // message no more than the linger.
+        let mut arrived = Vec::with_capacity(max);
+        match tokio::time::timeout(wait, messages.next()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(first) => arrived.push(first),
+        }
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while arrived.len() < max {
+            tokio::select! {
+                next = messages.next() => arrived.push(next),
+                () = &mut linger => break,
+            }
+        }
+        let mut batch = Vec::with_capacity(arrived.len());
+        for message in arrived {
             let message = match message {
-                Ok(message) => message,
-                // A broken pull ends this batch; what was read is still handled.
-                Err(error) => {
+                Some(Ok(message)) => message,
+                // A broken pull ends this batch (what was read is still
+                // handled) and the next one pulls anew. Messages the client
+                // had buffered come again after the ack wait.
+                Some(Err(error)) => {
                     tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, %error, "pull interrupted");
-                    break;
+                    self.messages = None;
+                    continue;
+                }
+                None => {
+                    self.messages = None;
+                    continue;
                 }
             };
             let attempt = message

@@ -11,16 +11,21 @@
 //! that is taken already (a retried intake), or twice in one batch, is
 //! refused alone with a conflict; a failed commit fails its whole batch,
 //! which wrote nothing. The queueing is the runtime's [`GroupCommit`].
+//!
+//! The catalogue lookups that price each new order queue the same way and
+//! share one query: otherwise they would be the one round trip to the
+//! database every order still pays alone.
 
 use std::collections::HashSet;
 
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::StoreError;
+use shop_runtime::ports::{CatalogueEntry, StoreError};
 use shop_streams::Envelope;
 use sqlx::{PgPool, Row};
 
 use crate::error::db_error;
+use crate::orders::read_catalogue;
 use crate::schema::{Schema, append_outbox, json};
 
 /// Most orders one transaction carries.
@@ -36,16 +41,32 @@ struct NewOrder {
     events: Vec<Envelope>,
 }
 
+type Prices = Result<Vec<CatalogueEntry>, StoreError>;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Intake {
     group: GroupCommit<NewOrder, Result<u64, StoreError>>,
+    /// The catalogue lookups that price new orders, grouped the same way:
+    /// one query for all the orders waiting, instead of one each.
+    prices: GroupCommit<Vec<String>, Prices>,
 }
 
 impl Intake {
     /// Starts the writers on `pool`; they stop when the last handle is dropped.
     pub(crate) fn start(pool: PgPool) -> Self {
-        let group = GroupCommit::start(WRITERS, BATCH, move |batch| commit(pool.clone(), batch));
-        Self { group }
+        let writes = pool.clone();
+        let group = GroupCommit::start(WRITERS, BATCH, move |batch| commit(writes.clone(), batch));
+        let prices = GroupCommit::start(WRITERS, BATCH, move |asked| look_up(pool.clone(), asked));
+        Self { group, prices }
+    }
+
+    /// The catalogue entries of `product_ids` that are known, read with
+    /// whatever other lookups are waiting.
+    pub(crate) async fn catalogue(&self, product_ids: &[String]) -> Prices {
+        self.prices
+            .submit(product_ids.to_vec())
+            .await
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the catalogue readers stopped".into())))
     }
 
     /// Writes `order` (version 1) and its `events` to the outbox, with
@@ -59,6 +80,25 @@ impl Intake {
             .submit(new)
             .await
             .unwrap_or_else(|| Err(StoreError::Unavailable("the order intake writers stopped".into())))
+    }
+}
+
+async fn look_up(pool: PgPool, asked: Vec<Vec<String>>) -> Vec<Prices> {
+    let mut all: Vec<String> = asked.iter().flatten().cloned().collect();
+    all.sort_unstable();
+    all.dedup();
+    match read_catalogue(&pool, &all).await {
+        Ok(entries) => asked
+            .iter()
+            .map(|ids| {
+                Ok(entries
+                    .iter()
+                    .filter(|e| ids.contains(&e.price.product_id))
+                    .cloned()
+                    .collect())
+            })
+            .collect(),
+        Err(error) => asked.iter().map(|_| Err(error.clone())).collect(),
     }
 }
 

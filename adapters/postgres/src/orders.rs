@@ -4,8 +4,8 @@ use shop_rules::order::{CataloguePrice, Order};
 use shop_runtime::ports::{
     CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
 };
-use sqlx::Row;
 use sqlx::types::Json;
+use sqlx::{PgPool, Row};
 
 use crate::PgStore;
 use crate::error::{corrupt, db_error, to_sql_version, version};
@@ -153,26 +153,10 @@ impl OrderStore for PgStore {
     }
 
     async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT product_id, unit_price, currency, source_version FROM orders.catalogue WHERE product_id = ANY($1)",
-        )
-        .bind(product_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let read = |e| corrupt("catalogue entry", e);
-                Ok(CatalogueEntry {
-                    price: CataloguePrice {
-                        product_id: row.try_get("product_id").map_err(read)?,
-                        unit_price: row.try_get("unit_price").map_err(read)?,
-                        currency: row.try_get("currency").map_err(read)?,
-                    },
-                    source_version: version(row.try_get("source_version").map_err(read)?),
-                })
-            })
-            .collect()
+        match &self.intake {
+            Some(intake) => intake.catalogue(product_ids).await,
+            None => read_catalogue(&self.pool, product_ids).await,
+        }
     }
 
     async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {
@@ -220,4 +204,28 @@ impl OrderStore for PgStore {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
+}
+
+/// The catalogue entries of the listed products that are known.
+pub(crate) async fn read_catalogue(pool: &PgPool, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT product_id, unit_price, currency, source_version FROM orders.catalogue WHERE product_id = ANY($1)",
+    )
+    .bind(product_ids)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    rows.iter()
+        .map(|row| {
+            let read = |e| corrupt("catalogue entry", e);
+            Ok(CatalogueEntry {
+                price: CataloguePrice {
+                    product_id: row.try_get("product_id").map_err(read)?,
+                    unit_price: row.try_get("unit_price").map_err(read)?,
+                    currency: row.try_get("currency").map_err(read)?,
+                },
+                source_version: version(row.try_get("source_version").map_err(read)?),
+            })
+        })
+        .collect()
 }

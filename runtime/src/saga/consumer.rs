@@ -45,7 +45,7 @@ pub struct ConsumerSettings {
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
-            batch: 100,
+            batch: 500,
             wait: Duration::from_millis(500),
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),

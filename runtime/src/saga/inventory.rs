@@ -261,8 +261,8 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         let at_once = async {
             let outcome = self.reserve_together(&reserves).await;
             match &outcome {
-                Ok(()) => self.metrics.reserved_together(reserves.len()),
-                Err(_) => self.metrics.reserved_one_by_one(reserves.len()),
+                Ok(()) => self.metrics.inventory_handled_together(reserves.len()),
+                Err(_) => self.metrics.inventory_handled_one_by_one(reserves.len()),
             }
             outcome.map(|()| reserves.iter().map(|_| Ok(())).collect())
         };

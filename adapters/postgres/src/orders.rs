@@ -4,6 +4,7 @@ use shop_rules::order::{CataloguePrice, Order};
 use shop_runtime::ports::{
     CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
 };
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
@@ -18,13 +19,7 @@ impl OrderStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
-        let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
-        Ok(Some(Versioned {
-            value: state.0,
-            version: version(stored),
-        }))
+        row.as_ref().map(versioned_order).transpose()
     }
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
@@ -87,16 +82,7 @@ impl OrderStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
-                let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
-                Ok(Versioned {
-                    value: state.0,
-                    version: version(stored),
-                })
-            })
-            .collect()
+        rows.iter().map(versioned_order).collect()
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>], handled: &[Handled<'_>]) -> Result<(), StoreError> {
@@ -204,6 +190,15 @@ impl OrderStore for PgStore {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
+}
+
+fn versioned_order(row: &PgRow) -> Result<Versioned<Order>, StoreError> {
+    let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
+    let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
+    Ok(Versioned {
+        value: state.0,
+        version: version(stored),
+    })
 }
 
 /// The catalogue entries of the listed products that are known.

@@ -17,6 +17,14 @@ fn order_from(row: &SqliteRow) -> Result<Order, StoreError> {
     serde_json::from_str(&text).map_err(|e| corrupt("order", e))
 }
 
+fn versioned_order(row: &SqliteRow) -> Result<Versioned<Order>, StoreError> {
+    let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
+    Ok(Versioned {
+        value: order_from(row)?,
+        version: version(stored),
+    })
+}
+
 fn state_of(order: &Order) -> Result<String, StoreError> {
     serde_json::to_string(order).map_err(|e| corrupt("order", e))
 }
@@ -75,12 +83,7 @@ impl OrderStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
-        Ok(Some(Versioned {
-            value: order_from(&row)?,
-            version: version(stored),
-        }))
+        row.as_ref().map(versioned_order).transpose()
     }
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
@@ -118,15 +121,7 @@ impl OrderStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
-                Ok(Versioned {
-                    value: order_from(row)?,
-                    version: version(stored),
-                })
-            })
-            .collect()
+        rows.iter().map(versioned_order).collect()
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>], handled: &[Handled<'_>]) -> Result<(), StoreError> {

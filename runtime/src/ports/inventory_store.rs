@@ -94,35 +94,23 @@ impl<'a> NetWrite<'a> {
         for write in writes {
             for after in &write.after.products {
                 let before = write.before.product(&after.product_id);
-                match products.get(after.product_id.as_str()) {
-                    Some(&at) if before != Some(net.products[at].1) => {
-                        return Err(StoreError::Conflict(format!(
-                            "product {} (the writes do not chain)",
-                            after.product_id
-                        )));
-                    }
-                    Some(&at) => net.products[at].1 = after,
-                    None => {
-                        products.insert(&after.product_id, net.products.len());
-                        net.products.push((before, after));
-                    }
-                }
+                chain(
+                    &mut net.products,
+                    &mut products,
+                    ("product", &after.product_id),
+                    before,
+                    after,
+                )?;
             }
             if let Some(after) = &write.after.reservation {
                 let before = write.before.reservation.as_ref();
-                match reservations.get(after.order_id.as_str()) {
-                    Some(&at) if before != Some(net.reservations[at].1) => {
-                        return Err(StoreError::Conflict(format!(
-                            "reservation of order {} (the writes do not chain)",
-                            after.order_id
-                        )));
-                    }
-                    Some(&at) => net.reservations[at].1 = after,
-                    None => {
-                        reservations.insert(&after.order_id, net.reservations.len());
-                        net.reservations.push((before, after));
-                    }
-                }
+                chain(
+                    &mut net.reservations,
+                    &mut reservations,
+                    ("reservation of order", &after.order_id),
+                    before,
+                    after,
+                )?;
             }
             net.movements.extend(write.movements);
             net.events.extend(write.events);
@@ -132,5 +120,31 @@ impl<'a> NetWrite<'a> {
         net.products.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));
         net.reservations.retain(|(before, after)| *before != Some(*after));
         Ok(net)
+    }
+}
+
+/// Adds one write's change of the `what` at `key` to `changes`: as first
+/// read, as last written. A `before` that is not what the writes ahead left
+/// is a conflict.
+fn chain<'a, T: PartialEq>(
+    changes: &mut Vec<(Option<&'a T>, &'a T)>,
+    at: &mut HashMap<&'a str, usize>,
+    (what, key): (&str, &'a str),
+    before: Option<&'a T>,
+    after: &'a T,
+) -> Result<(), StoreError> {
+    match at.get(key) {
+        Some(&index) if before != Some(changes[index].1) => {
+            Err(StoreError::Conflict(format!("{what} {key} (the writes do not chain)")))
+        }
+        Some(&index) => {
+            changes[index].1 = after;
+            Ok(())
+        }
+        None => {
+            at.insert(key, changes.len());
+            changes.push((before, after));
+            Ok(())
+        }
     }
 }

@@ -273,6 +273,10 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         let mut products: Vec<String> = reserves.iter().flat_map(|r| r.products.iter().cloned()).collect();
         products.sort();
         products.dedup();
+        if products.is_empty() {
+            // Only messages to remember: nothing to lock or load.
+            return self.decide_and_write_together(reserves, &products).await;
+        }
         let held = self.hold(&products).await?;
         let outcome = self.decide_and_write_together(reserves, &products).await;
         self.release(&held.lease).await;
@@ -284,7 +288,10 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         reserves: &[Reserving<'_>],
         products: &[String],
     ) -> Result<(), InventoryError> {
-        let loaded = self.store.load(products, None).await?;
+        let loaded = match products {
+            [] => InventoryState::default(),
+            _ => self.store.load(products, None).await?,
+        };
         let mut stock: HashMap<String, ProductStock> =
             loaded.products.into_iter().map(|p| (p.product_id.clone(), p)).collect();
         let mut steps = Vec::with_capacity(reserves.len());

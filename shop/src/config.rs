@@ -245,8 +245,9 @@ pub struct ServiceConfig {
     /// together share one transaction, and their catalogue lookups one query.
     pub group_commit: bool,
     /// `SHOP_HANDLE_TOGETHER` (`on`, the default, or `off`): the saga's
-    /// consumers hand the messages of a batch that concern different orders
-    /// to their handler at once (inventory reserves them in one transaction).
+    /// consumers hand the messages of a batch whose order has no other
+    /// message in it to their handler at once (inventory reserves them in
+    /// one transaction).
     pub handle_together: bool,
 }
 

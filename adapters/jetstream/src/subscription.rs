@@ -38,11 +38,25 @@ const LINGER: Duration = Duration::from_millis(20);
 
 /// How long one pull request of the background puller stands.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
-/// The server's sign of life while nothing arrives: a connection gone quiet
-/// longer than this breaks the pull, and the next read opens another.
+/// The server's sign of life while nothing arrives: a pull that misses two
+/// in a row is broken, and the next read opens another.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 
 impl JetStreamSubscription {
+    /// Dead-letters a message that will never be handled. Should that fail,
+    /// the rest of the batch still goes on: the message, unacknowledged,
+    /// comes again after the ack wait and is set aside then (unless that was
+    /// its last delivery: it then stays in the stream, counted in the
+    /// consumer's info as delivered and unacknowledged).
+    async fn set_aside(&mut self, message: &Message, attempt: u64, reason: &str) {
+        match dead_letter(&self.js, &self.spec, message, attempt, reason).await {
+            Ok(()) => self.dead_lettered += 1,
+            Err(error) => {
+                tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, %error, "dead letter not written; the message comes again")
+            }
+        }
+    }
+
     pub(crate) async fn open(js: JsContext, spec: ConsumerSpec) -> Result<Self, BusError> {
         let stream = js
             .get_stream(&spec.stream)
@@ -97,50 +111,51 @@ impl Subscription for JetStreamSubscription {
         // more: under load a batch fills at once, and a quiet stream costs a
         // message no more than the linger.
         let mut arrived = Vec::with_capacity(max);
-        match tokio::time::timeout(wait, messages.next()).await {
+        let mut next = match tokio::time::timeout(wait, messages.next()).await {
             Err(_) => return Ok(Vec::new()),
-            Ok(first) => arrived.push(first),
-        }
+            Ok(first) => first,
+        };
         let linger = tokio::time::sleep(LINGER);
         tokio::pin!(linger);
-        while arrived.len() < max {
-            tokio::select! {
-                next = messages.next() => arrived.push(next),
-                () = &mut linger => break,
-            }
-        }
-        let mut batch = Vec::with_capacity(arrived.len());
-        for message in arrived {
-            let message = match message {
-                Some(Ok(message)) => message,
-                // A broken pull ends this batch (what was read is still
-                // handled) and the next one pulls anew. Messages the client
-                // had buffered come again after the ack wait.
+        loop {
+            match next {
+                Some(Ok(message)) => arrived.push(message),
+                // A broken or ended pull ends this batch (what was read is
+                // still handled) and the next read pulls anew. Messages the
+                // client had buffered come again after the ack wait.
                 Some(Err(error)) => {
                     tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, %error, "pull interrupted");
                     self.messages = None;
-                    continue;
+                    break;
                 }
                 None => {
                     self.messages = None;
-                    continue;
+                    break;
                 }
+            }
+            if arrived.len() >= max {
+                break;
+            }
+            next = tokio::select! {
+                next = messages.next() => next,
+                () = &mut linger => break,
             };
+        }
+        let mut batch = Vec::with_capacity(arrived.len());
+        for message in arrived {
             let attempt = message
                 .info()
                 .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
             let envelope = match Envelope::from_bytes(&message.payload) {
                 Ok(envelope) => envelope,
                 Err(error) => {
-                    dead_letter(&self.js, &self.spec, &message, attempt, &error.to_string()).await?;
-                    self.dead_lettered += 1;
+                    self.set_aside(&message, attempt, &error.to_string()).await;
                     continue;
                 }
             };
             if attempt > u64::try_from(self.spec.max_deliver).unwrap_or(u64::MAX) {
                 let reason = format!("not handled after {} deliveries", self.spec.max_deliver);
-                dead_letter(&self.js, &self.spec, &message, attempt, &reason).await?;
-                self.dead_lettered += 1;
+                self.set_aside(&message, attempt, &reason).await;
                 continue;
             }
             batch.push(JetStreamDelivery {

@@ -36,8 +36,12 @@ pub(crate) async fn record_handled(
     if handled.is_empty() {
         return Ok(());
     }
-    let consumers: Vec<&str> = handled.iter().map(|h| h.consumer).collect();
-    let ids: Vec<Uuid> = handled.iter().map(|h| h.message_id).collect();
+    // In key order, so two writers recording overlapping messages (two
+    // instances handed the same redelivery) queue instead of deadlocking.
+    let mut sorted = handled.to_vec();
+    sorted.sort_by(|a, b| (a.consumer, a.message_id).cmp(&(b.consumer, b.message_id)));
+    let consumers: Vec<&str> = sorted.iter().map(|h| h.consumer).collect();
+    let ids: Vec<Uuid> = sorted.iter().map(|h| h.message_id).collect();
     let mut recorded: Vec<Uuid> = sqlx::query_scalar(in_schema!(
         schema,
         "INSERT INTO ",

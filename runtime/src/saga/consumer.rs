@@ -121,10 +121,14 @@ async fn together<D: Delivery, H: Handler>(
     let span = tracing::info_span!("messages", count = deliveries.len());
     let started = Instant::now();
     let envelopes: Vec<&Envelope> = deliveries.iter().map(Delivery::envelope).collect();
-    let outcomes = handler
+    let mut outcomes = handler
         .handle_many(&envelopes, settings.concurrency)
         .instrument(span)
         .await;
+    // A message the handler gave no answer for is handed back, not dropped.
+    outcomes.resize_with(deliveries.len(), || {
+        Err(HandleError::Transient("the handler gave no outcome".into()))
+    });
     let elapsed = started.elapsed();
     let mut settling = FuturesUnordered::new();
     for (delivery, outcome) in deliveries.into_iter().zip(outcomes) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use shop_rules::inventory::ReservationStatus;
 use shop_rules::order::{CancelReason, OrderStatus};
 use shop_runtime::ports::InventoryStore;
-use shop_streams::Trace;
+use shop_streams::{Context, Trace};
 use shop_testkit::shop::{Options, Shop, eventually, eventually_within, start, start_with};
 use uuid::Uuid;
 
@@ -140,6 +140,26 @@ async fn flash_sale(shop: Shop) {
     }
 }
 
+/// The `event_type` event of `aggregate` as it was committed to the outbox
+/// of `context` (as the relay published it).
+async fn published(pool: &sqlx::PgPool, context: Context, aggregate: &str, event_type: &str) -> shop_streams::Envelope {
+    let query = match context {
+        Context::Order => {
+            "SELECT envelope FROM orders.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = $2"
+        }
+        Context::Inventory => {
+            "SELECT envelope FROM inventory.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = $2"
+        }
+    };
+    let envelope: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(query)
+        .bind(aggregate)
+        .bind(event_type)
+        .fetch_one(pool)
+        .await
+        .expect("the published event");
+    envelope.0
+}
+
 fn order_event(event: shop_rules::order::OrderEvent) -> shop_streams::Envelope {
     let rule = shop_streams::RuleRef {
         name: "order".into(),
@@ -156,7 +176,7 @@ fn order_event(event: shop_rules::order::OrderEvent) -> shop_streams::Envelope {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_redelivered_and_reordered_events_change_nothing() {
-    use shop_rules::order::{OrderCancelled, OrderCreated, OrderEvent, OrderLine};
+    use shop_rules::order::{OrderCancelled, OrderEvent};
 
     let shop = start().await;
     shop.register("SKU-D", 5).await;
@@ -166,14 +186,7 @@ async fn duplicated_redelivered_and_reordered_events_change_nothing() {
 
     // The OrderCreated as it was published, delivered again long after the
     // broker's duplicate window: the inbox knows it.
-    let created: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
-        "SELECT envelope FROM orders.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'OrderCreated'",
-    )
-    .bind(&order.id)
-    .fetch_one(shop.store.pool())
-    .await
-    .expect("the published event");
-    let created = created.0;
+    let created = published(shop.store.pool(), Context::Order, &order.id, "OrderCreated").await;
     shop.inventory.handle(&created).await.expect("redelivery handled");
     // The same event under a new id (an operator's republish): the rules
     // see the reservation exists and change nothing.
@@ -183,24 +196,12 @@ async fn duplicated_redelivered_and_reordered_events_change_nothing() {
     assert_eq!(shop.stock("SKU-D").await, (3, 2, 0), "reserved once");
 
     // Reordered: the cancel of an order overtakes its creation.
-    let lines = vec![OrderLine {
-        product_id: "SKU-D".into(),
-        quantity: 1,
-        unit_price: 1200,
-    }];
     let cancelled = order_event(OrderEvent::Cancelled(OrderCancelled {
         order_id: "o-late".into(),
         reason: CancelReason::Customer,
         at: 1,
     }));
-    let created_late = order_event(OrderEvent::Created(OrderCreated {
-        order_id: "o-late".into(),
-        customer_id: "bob".into(),
-        lines,
-        currency: "KRW".into(),
-        total: 1200,
-        at: 0,
-    }));
+    let created_late = order_created("o-late", &[("SKU-D", 1)]);
     shop.inventory.handle(&cancelled).await.expect("cancel first");
     shop.inventory.handle(&created_late).await.expect("then the creation");
     assert_eq!(
@@ -213,19 +214,13 @@ async fn duplicated_redelivered_and_reordered_events_change_nothing() {
 
     // The order side: the confirmation again changes nothing either.
     let before = shop.orders.get(&order.id).await.expect("readable");
-    let reserved: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
-        "SELECT envelope FROM inventory.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'StockReserved'",
-    )
-    .bind(&order.id)
-    .fetch_one(shop.store.pool())
-    .await
-    .expect("the published event");
-    shop.orders.handle(&reserved.0).await.expect("redelivery handled");
+    let reserved = published(shop.store.pool(), Context::Inventory, &order.id, "StockReserved").await;
+    shop.orders.handle(&reserved).await.expect("redelivery handled");
     assert_eq!(shop.orders.get(&order.id).await.expect("readable"), before);
     shop.shutdown().await;
 }
 
-fn created(order_id: &str, lines: &[(&str, u32)]) -> shop_streams::Envelope {
+fn order_created(order_id: &str, lines: &[(&str, u32)]) -> shop_streams::Envelope {
     use shop_rules::order::{OrderCreated, OrderEvent, OrderLine};
 
     let lines: Vec<OrderLine> = lines
@@ -252,11 +247,11 @@ async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries
     shop.register("SKU-G", 3).await;
     shop.register("SKU-H", 5).await;
     let batch = [
-        created("o-g1", &[("SKU-G", 1)]),
-        created("o-g2", &[("SKU-G", 1), ("SKU-H", 2)]),
+        order_created("o-g1", &[("SKU-G", 1)]),
+        order_created("o-g2", &[("SKU-G", 1), ("SKU-H", 2)]),
         // Only one unit of G is left by now.
-        created("o-g3", &[("SKU-G", 2)]),
-        created("o-g4", &[("SKU-H", 1)]),
+        order_created("o-g3", &[("SKU-G", 2)]),
+        order_created("o-g4", &[("SKU-H", 1)]),
     ];
     let envelopes: Vec<_> = batch.iter().collect();
     let outcomes = shop.inventory.handle_many(&envelopes, 8).await;
@@ -305,9 +300,9 @@ async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries
     republished.event_id = Uuid::now_v7();
     let again = [
         batch[0].clone(),
-        created("o-g5", &[("SKU-H", 1)]),
+        order_created("o-g5", &[("SKU-H", 1)]),
         republished,
-        created("o-g6", &[("SKU-G", 1)]),
+        order_created("o-g6", &[("SKU-G", 1)]),
     ];
     let envelopes: Vec<_> = again.iter().collect();
     let outcomes = shop.inventory.handle_many(&envelopes, 8).await;
@@ -325,14 +320,8 @@ async fn confirmations_handled_together_change_settled_orders_no_further() {
     for _ in 0..3 {
         let order = shop.place(&[("SKU-C", 1)]).await;
         let settled = shop.settles_at(&order.id, OrderStatus::Confirmed).await;
-        let event: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
-            "SELECT envelope FROM inventory.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'StockReserved'",
-        )
-        .bind(&order.id)
-        .fetch_one(shop.store.pool())
-        .await
-        .expect("the published event");
-        reserved.push((settled, event.0));
+        let event = published(shop.store.pool(), Context::Inventory, &order.id, "StockReserved").await;
+        reserved.push((settled, event));
     }
     // Redelivered: the inbox knows them, so together fails and one by one
     // acknowledges each.
@@ -443,14 +432,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_flows(
         .await
         .expect("stored");
     // A well-formed envelope of a type nobody knows.
-    let created: sqlx::types::Json<shop_streams::Envelope> = sqlx::query_scalar(
-        "SELECT envelope FROM orders.outbox WHERE envelope->>'aggregate_id' = $1 AND envelope->>'event_type' = 'OrderCreated'",
-    )
-    .bind(&first.id)
-    .fetch_one(shop.observer.pool())
-    .await
-    .expect("the published event");
-    let mut unknown = created.0;
+    let mut unknown = published(shop.observer.pool(), Context::Order, &first.id, "OrderCreated").await;
     unknown.event_id = Uuid::now_v7();
     unknown.event_type = "OrderTeleported".into();
     shop.bus.publish(&[unknown.clone()]).await.expect("published");

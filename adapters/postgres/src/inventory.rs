@@ -44,13 +44,14 @@ impl InventoryStore for PgStore {
                 None => insert_product(&mut tx, after).await?,
             }
         }
-        let (new, changed): (Vec<_>, Vec<_>) = net.reservations.iter().partition(|(before, _)| before.is_none());
-        insert_reservations(&mut tx, new.iter().map(|(_, after)| *after)).await?;
-        for (before, after) in changed {
-            if let Some(before) = before {
-                update_reservation(&mut tx, before, after).await?;
+        let mut new = Vec::new();
+        for &(before, after) in &net.reservations {
+            match before {
+                Some(before) => update_reservation(&mut tx, before, after).await?,
+                None => new.push(after),
             }
         }
+        insert_reservations(&mut tx, &new).await?;
         insert_movements(&mut tx, &net.movements).await?;
         append_outbox(&mut tx, Schema::Inventory, net.events.iter().copied()).await?;
         tx.commit().await.map_err(db_error)
@@ -216,19 +217,19 @@ async fn update_reservation(
 }
 
 /// New reservations, in one round trip; any that exists already is a conflict.
-async fn insert_reservations<'r>(
+async fn insert_reservations(
     tx: &mut Transaction<'static, Postgres>,
-    reservations: impl Iterator<Item = &'r Reservation>,
+    reservations: &[&Reservation],
 ) -> Result<(), StoreError> {
-    let (mut ids, mut statuses, mut lines) = (Vec::new(), Vec::new(), Vec::new());
-    for r in reservations {
-        ids.push(r.order_id.as_str());
-        statuses.push(r.status.as_str());
-        lines.push(json(&r.lines)?);
-    }
-    if ids.is_empty() {
+    if reservations.is_empty() {
         return Ok(());
     }
+    let ids: Vec<&str> = reservations.iter().map(|r| r.order_id.as_str()).collect();
+    let statuses: Vec<&str> = reservations.iter().map(|r| r.status.as_str()).collect();
+    let lines = reservations
+        .iter()
+        .map(|r| json(&r.lines))
+        .collect::<Result<Vec<_>, _>>()?;
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO inventory.reservations (order_id, status, lines)
          SELECT id, status, lines::jsonb FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, status, lines)

@@ -1,5 +1,7 @@
 //! `OrderStore` on PostgreSQL: schema `orders`.
 
+use std::collections::HashSet;
+
 use shop_rules::order::{CataloguePrice, Order};
 use shop_runtime::ports::{
     CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
@@ -112,8 +114,11 @@ impl OrderStore for PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-            if let Some((lost, _)) = orders.iter().find(|(o, _)| !updated.contains(&o.id)) {
-                return Err(StoreError::Conflict(format!("order {}", lost.id)));
+            if updated.len() < orders.len() {
+                let updated: HashSet<&str> = updated.iter().map(String::as_str).collect();
+                let lost = orders.iter().find(|(o, _)| !updated.contains(o.id.as_str()));
+                let lost = lost.map_or("?", |(o, _)| o.id.as_str());
+                return Err(StoreError::Conflict(format!("order {lost}")));
             }
         }
         append_outbox(&mut tx, Schema::Orders, updates.iter().flat_map(|u| u.events)).await?;

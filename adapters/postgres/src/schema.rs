@@ -1,5 +1,7 @@
 //! The two contexts' schemas, and SQL text shared by both.
 
+use std::collections::HashSet;
+
 use shop_streams::Envelope;
 use sqlx::{Postgres, Transaction};
 
@@ -42,7 +44,7 @@ pub(crate) async fn record_handled(
     sorted.sort_by(|a, b| (a.consumer, a.message_id).cmp(&(b.consumer, b.message_id)));
     let consumers: Vec<&str> = sorted.iter().map(|h| h.consumer).collect();
     let ids: Vec<Uuid> = sorted.iter().map(|h| h.message_id).collect();
-    let mut recorded: Vec<Uuid> = sqlx::query_scalar(in_schema!(
+    let recorded: Vec<Uuid> = sqlx::query_scalar(in_schema!(
         schema,
         "INSERT INTO ",
         ".inbox (consumer, message_id) SELECT * FROM UNNEST($1::text[], $2::uuid[])
@@ -53,17 +55,13 @@ pub(crate) async fn record_handled(
     .fetch_all(&mut **tx)
     .await
     .map_err(db_error)?;
-    // Each id recorded once accounts for one message: the first left over
-    // was handled before (or twice in this run).
-    for id in ids {
-        match recorded.iter().position(|r| *r == id) {
-            Some(at) => {
-                recorded.swap_remove(at);
-            }
-            None => return Err(StoreError::AlreadyHandled(id)),
-        }
+    if recorded.len() == ids.len() {
+        return Ok(());
     }
-    Ok(())
+    // Name one that was not recorded: handled before, or twice in this run.
+    let mut fresh: HashSet<Uuid> = recorded.into_iter().collect();
+    let repeated = ids.iter().find(|id| !fresh.remove(id)).copied();
+    Err(StoreError::AlreadyHandled(repeated.unwrap_or(ids[0])))
 }
 
 /// Appends events to the schema's outbox, in order, in one round trip.

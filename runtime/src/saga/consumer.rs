@@ -15,13 +15,11 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use shop_streams::{Context, Envelope};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::{HandleError, Handler};
+use super::{HandleError, Handler, at_most};
 use crate::metrics::Metrics;
 use crate::ports::{Delivery, Subscription};
 
@@ -130,12 +128,15 @@ async fn together<D: Delivery, H: Handler>(
         Err(HandleError::Transient("the handler gave no outcome".into()))
     });
     let elapsed = started.elapsed();
-    let mut settling = FuturesUnordered::new();
-    for (delivery, outcome) in deliveries.into_iter().zip(outcomes) {
-        metrics.handled(context, &delivery.envelope().event_type, elapsed);
-        settling.push(settle(delivery, outcome, context, settings, metrics));
-    }
-    while settling.next().await.is_some() {}
+    let settling: Vec<_> = deliveries
+        .into_iter()
+        .zip(outcomes)
+        .map(|(delivery, outcome)| {
+            metrics.handled(context, &delivery.envelope().event_type, elapsed);
+            settle(delivery, outcome, context, settings, metrics)
+        })
+        .collect();
+    futures::future::join_all(settling).await;
 }
 
 /// Each aggregate's messages in order, `concurrency` aggregates at a time.
@@ -146,14 +147,11 @@ async fn in_sequence<D: Delivery, H: Handler>(
     handler: &H,
     metrics: &Metrics,
 ) {
-    let mut running = FuturesUnordered::new();
-    for sequence in sequences {
-        if running.len() >= settings.concurrency.max(1) {
-            running.next().await;
-        }
-        running.push(one_sequence(sequence, context, settings, handler, metrics));
-    }
-    while running.next().await.is_some() {}
+    let work: Vec<_> = sequences
+        .into_iter()
+        .map(|sequence| one_sequence(sequence, context, settings, handler, metrics))
+        .collect();
+    at_most(settings.concurrency, work).await;
 }
 
 async fn one_sequence<D: Delivery, H: Handler>(

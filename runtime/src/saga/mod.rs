@@ -23,7 +23,7 @@ mod turns;
 use std::future::Future;
 
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
+use futures::stream::FuturesUnordered;
 
 use shop_streams::{Envelope, RuleRef};
 
@@ -71,20 +71,28 @@ pub(crate) async fn one_by_one<H: Handler + ?Sized>(
     envelopes: &[&Envelope],
     concurrency: usize,
 ) -> Vec<Result<(), HandleError>> {
-    let mut running = FuturesOrdered::new();
-    let mut outcomes = Vec::with_capacity(envelopes.len());
-    for envelope in envelopes {
-        if running.len() >= concurrency.max(1)
-            && let Some(outcome) = running.next().await
+    let work: Vec<_> = envelopes.iter().map(|envelope| handler.handle(envelope)).collect();
+    at_most(concurrency, work).await
+}
+
+/// Runs `work`, `limit` at a time (the next starts as soon as any ends),
+/// and answers each one's output in the order given.
+pub(crate) async fn at_most<F: Future>(limit: usize, work: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = work.iter().map(|_| None).collect();
+    let mut running = FuturesUnordered::new();
+    for (at, future) in work.into_iter().enumerate() {
+        if running.len() >= limit.max(1)
+            && let Some((done, output)) = running.next().await
         {
-            outcomes.push(outcome);
+            outputs[done] = Some(output);
         }
-        running.push_back(handler.handle(envelope));
+        running.push(async move { (at, future.await) });
     }
-    while let Some(outcome) = running.next().await {
-        outcomes.push(outcome);
+    while let Some((done, output)) = running.next().await {
+        outputs[done] = Some(output);
     }
-    outcomes
+    // Every future ran to its end above, so every slot is filled.
+    outputs.into_iter().flatten().collect()
 }
 
 /// The envelopes at `together` handled by `at_once`, which answers one

@@ -1,5 +1,6 @@
 //! The order context's use cases.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, settle, together_and_alone};
 use crate::metrics::Metrics;
-use crate::ports::{CatalogueEntry, Clock, Handled, OrderQuery, OrderStore, OrderWrite, StoreError};
+use crate::ports::{CatalogueEntry, Clock, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
 
 /// The name of the order side's consumer, in its inbox.
@@ -280,13 +281,9 @@ impl<S: OrderStore> OrderService<S> {
                 },
             });
         }
-        let mut orders: Vec<&str> = together
-            .iter()
-            .filter_map(|t| t.order.as_ref().map(|(id, _)| id.as_str()))
-            .collect();
-        orders.sort_unstable();
-        let distinct = orders.windows(2).all(|pair| pair[0] != pair[1]);
-        if together.len() < 2 || !distinct {
+        // An order named twice is refused by the store's `update_many` as a
+        // conflict, and then handled one by one like any failed batch.
+        if together.len() < 2 {
             return one_by_one(self, envelopes, concurrency).await;
         }
         let at = together.iter().map(|t| t.at).collect::<Vec<_>>();
@@ -305,13 +302,19 @@ impl<S: OrderStore> OrderService<S> {
 
     /// Decides every order's command on the order as stored and commits all
     /// of it at once. Answers the orders not found (their messages wait).
-    async fn settle_together(&self, together: &[Settling<'_>]) -> Result<Vec<String>, OrderError> {
+    async fn settle_together(&self, together: &[Settling<'_>]) -> Result<HashSet<String>, OrderError> {
         let ids: Vec<String> = together
             .iter()
             .filter_map(|t| t.order.as_ref().map(|(id, _)| id.clone()))
             .collect();
-        let stored = self.store.get_many(&ids).await?;
-        let mut missing = Vec::new();
+        let stored: HashMap<String, Versioned<Order>> = self
+            .store
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.value.id.clone(), s))
+            .collect();
+        let mut missing = HashSet::new();
         let mut changes = Vec::new();
         let mut noted = Vec::new();
         for settling in together {
@@ -319,8 +322,8 @@ impl<S: OrderStore> OrderService<S> {
                 noted.push(settling.handled);
                 continue;
             };
-            let Some(current) = stored.iter().find(|s| &s.value.id == order_id) else {
-                missing.push(order_id.clone());
+            let Some(current) = stored.get(order_id) else {
+                missing.insert(order_id.clone());
                 continue;
             };
             match self.rules.decide_order(Some(&current.value), command) {

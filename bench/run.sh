@@ -24,6 +24,8 @@ SUSTAINED=${SUSTAINED:-2000}
 HIGH=${HIGH:-4000}
 SEPARATE_RATE=${SEPARATE_RATE:-1000}
 USERS=${USERS:-1000}
+# Orders spread over this many products (the issue's target: >= 1,000).
+PRODUCTS=${PRODUCTS:-1000}
 RUNS=${RUNS:-"baselines distributed groupcommit together scenario embedded embedded-flash separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export SHOP_JWT_SECRET=bench-secret
@@ -70,13 +72,70 @@ fresh_db() {
 load() { # name, then shop-load arguments
   local name=$1; shift
   echo "==> $name"
-  "$bin/shop-load" --name "$name" --json "$results/$name.json" "$@" \
+  last_run=$name
+  /usr/bin/time -f '%U %S' -o "$work/load.time" "$bin/shop-load" --name "$name" --json "$results/$name.json" "$@" \
     || echo "    ($name ended with status $?: see above)"
 }
+
+# What one confirmed order costs, per run of a shop on PostgreSQL: row
+# writes (pg_stat), NATS messages (events numbered by the outboxes) and CPU
+# by process. Snapshots before the load and after it; PostgreSQL's are read
+# once the shop has stopped, so its backends' time and statistics are in.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -x postgres); do total=$((total + $(ticks "$pid"))); done
+  # Backends that exited count in the postmaster's children's time.
+  local master; master=$(pgrep -o -x postgres)
+  echo $((total + $(awk '{print $16 + $17}' "/proc/$master/stat")))
+}
+nats_ticks() { ticks "$(pgrep -o -x nats-server)"; }
+cost_begin() { # after the shop is ready: the shops' pids
+  cost_pids=("$@")
+  cost_shop0=0; for pid in "${cost_pids[@]}"; do cost_shop0=$((cost_shop0 + $(ticks "$pid"))); done
+  cost_pg0=$(pg_ticks) cost_nats0=$(nats_ticks)
+}
+cost_end() { # after the load, before stop_all
+  cost_shop1=0; for pid in "${cost_pids[@]}"; do cost_shop1=$((cost_shop1 + $(ticks "$pid"))); done
+  cost_nats1=$(nats_ticks)
+}
+cost_report() { # after stop_all: database URL
+  local db=$1 hz; hz=$(getconf CLK_TCK)
+  sleep 1
+  local pg1; pg1=$(pg_ticks)
+  read -r rows confirmed messages < <(psql -h 127.0.0.1 -U postgres -d "${db##*/}" -tA -F' ' -c "
+    SELECT (SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables),
+           (SELECT count(*) FROM orders.orders WHERE status IN ('CONFIRMED', 'COMPLETED')),
+           (SELECT last_value FROM orders.outbox_seq_seq) + (SELECT last_value FROM inventory.outbox_seq_seq)")
+  local tables; tables=$(psql -h 127.0.0.1 -U postgres -d "${db##*/}" -tA -c "
+    SELECT string_agg(schemaname || '.' || relname || ' ' || n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del, ', ' ORDER BY relname)
+    FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0")
+  read -r lu ls <"$work/load.time"
+  python3 - "$last_run" "$rows" "$confirmed" "$messages" "$hz" \
+    $((cost_shop1 - cost_shop0)) $((pg1 - cost_pg0)) $((cost_nats1 - cost_nats0)) "$lu" "$ls" "$tables" \
+    >>"$results/costs.md" <<'PY'
+import sys
+name, rows, confirmed, messages, hz, shop, pg, nats, lu, ls, tables = sys.argv[1:]
+n = max(int(confirmed or 0), 1)
+us = lambda ticks: f"{float(ticks) / float(hz) * 1e6 / n:,.0f}"
+print(f"| {name} | {int(confirmed or 0):,} | {int(rows or 0) / n:.1f} | {int(messages or 0) / n:.1f} | "
+      f"{us(shop)} | {us(pg)} | {us(nats)} | {(float(lu) + float(ls)) * 1e6 / n:,.0f} |")
+print(f"|  | tables (ins/upd/del): {tables} | | | | | | |", file=sys.stderr)
+PY
+}
+
 # Each run gets a shop of its own, so no run inherits another's backlog.
 distributed() { # log name, then more environment
   local log=$1; shift
-  serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$(fresh_db)" SHOP_NAMESPACE="b$(date +%s%N | tail -c 9)" SHOP_DB_POOL=32 "$@"
+  current_db=$(fresh_db)
+  serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="b$(date +%s%N | tail -c 9)" SHOP_DB_POOL=32 "$@"
+  cost_begin "${pids[@]}"
+}
+# The load just run, costed (for shops started by `distributed`).
+costed() {
+  cost_end
+  stop_all
+  cost_report "$current_db"
 }
 embedded() {
   local dir="$work/embedded-$1"
@@ -98,18 +157,21 @@ for run in $RUNS; do
     ;;
   distributed)
     distributed intake
-    load "distributed-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION"
-    stop_all
+    load "distributed-intake" --target http://127.0.0.1:18080 intake --rate "$RATE" --duration "$DURATION" \
+      --products "$PRODUCTS"
+    costed
     distributed sustained
-    load "distributed-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION"
-    stop_all
+    load "distributed-intake-sustained" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" --duration "$DURATION" \
+      --products "$PRODUCTS"
+    costed
     distributed high
-    load "distributed-intake-$HIGH" --target http://127.0.0.1:18080 intake --rate "$HIGH" --duration "$DURATION"
-    stop_all
+    load "distributed-intake-$HIGH" --target http://127.0.0.1:18080 intake --rate "$HIGH" --duration "$DURATION" \
+      --products "$PRODUCTS"
+    costed
     distributed flash
     load "distributed-flash-sale" --target http://127.0.0.1:18080 flash-sale \
       --orders "$FLASH_ORDERS" --stock "$FLASH_STOCK" --rate "$FLASH_RATE" --settle "$FLASH_SETTLE"
-    stop_all
+    costed
     ;;
   groupcommit)
     # The same flat-out intake with each order in its own transaction, then
@@ -185,6 +247,16 @@ echo "==> writing docs/benchmarks.md"
   echo "\`DURATION=$DURATION RATE=$RATE SUSTAINED=$SUSTAINED HIGH=$HIGH FLASH_ORDERS=$FLASH_ORDERS FLASH_STOCK=$FLASH_STOCK FLASH_RATE=$FLASH_RATE bench/run.sh\`, runs: $RUNS."
   echo
   "$bin/shop-load" report "$results"
+  if [ -s "$results/costs.md" ]; then
+    echo
+    echo "Per confirmed order (runs on PostgreSQL): row writes from pg_stat_user_tables"
+    echo "(inserts + updates + deletes), NATS messages (events the outboxes numbered),"
+    echo "and CPU time by process over the run (load, settle and check)."
+    echo
+    echo "| run | confirmed | row writes | NATS messages | shop CPU µs | postgres CPU µs | nats-server CPU µs | load generator CPU µs |"
+    echo "|---|---|---|---|---|---|---|---|"
+    cat "$results/costs.md"
+  fi
   echo "<!-- load:end -->"
 } >"$work/section.md"
 python3 - "$work/section.md" <<'EOF'

@@ -353,6 +353,9 @@ fn order_problem(error: OrderError) -> Problem {
             "Idempotency-Key",
             "this Idempotency-Key was used before for another order; use a new key for a new order",
         ),
+        OrderError::Overloaded(overloaded) => {
+            Problem::unavailable(overloaded.to_string()).retry_after(overloaded.retry_after.as_secs().max(1))
+        }
         OrderError::Store(StoreError::Unavailable(why)) => {
             Problem::unavailable(format!("the order store is unavailable: {why}"))
         }

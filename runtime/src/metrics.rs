@@ -76,6 +76,8 @@ pub struct Metrics {
     consumer_lag: Family<ContextLabels, Gauge>,
     handled_together: Histogram,
     handled_one_by_one: Counter,
+    saga_pending: Gauge,
+    intake_shed: Counter,
 }
 
 impl Default for Metrics {
@@ -94,6 +96,8 @@ impl Default for Metrics {
             consumer_lag: Family::default(),
             handled_together: Histogram::new(exponential_buckets(2.0, 2.0, 10)),
             handled_one_by_one: Counter::default(),
+            saga_pending: Gauge::default(),
+            intake_shed: Counter::default(),
         }
     }
 }
@@ -165,6 +169,16 @@ impl Metrics {
             self.handled_together.clone(),
         );
         shop.register(
+            "saga_pending_orders",
+            "Orders accepted and not yet confirmed or cancelled by the saga (sampled)",
+            self.saga_pending.clone(),
+        );
+        shop.register(
+            "intake_shed",
+            "New orders refused with 503 because the saga's backlog was over its bound",
+            self.intake_shed.clone(),
+        );
+        shop.register(
             "inventory_messages_one_by_one",
             "Order events the inventory handled one by one after handling them together failed",
             self.handled_one_by_one.clone(),
@@ -225,6 +239,14 @@ impl Metrics {
 
     pub fn dead_lettered(&self, context: Context, count: u64) {
         self.dead_letters.get_or_create(&labels(context)).inc_by(count);
+    }
+
+    pub fn saga_pending(&self, pending: u64) {
+        self.saga_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    pub fn intake_shed(&self) {
+        self.intake_shed.inc();
     }
 
     pub fn outbox_backlog(&self, context: Context, backlog: u64) {

@@ -45,6 +45,8 @@ const KNOWN: &[&str] = &[
     "trusted_proxies",
     "group_commit",
     "handle_together",
+    "outbox_retention_secs",
+    "intake_max_pending",
     "advertise_url",
     "announce_every_ms",
     "order_upstreams",
@@ -249,6 +251,13 @@ pub struct ServiceConfig {
     /// message in it to their handler at once (inventory reserves them in
     /// one transaction).
     pub handle_together: bool,
+    /// `SHOP_OUTBOX_RETENTION_SECS` (default 900): how long published events
+    /// stay in the outbox, for `shop outbox republish`, before they are pruned.
+    pub outbox_retention: Duration,
+    /// `SHOP_INTAKE_MAX_PENDING` (default 50000, or `off`): past this many
+    /// orders waiting for the saga (PENDING), new orders are refused with
+    /// 503 and `Retry-After` until it catches up.
+    pub intake_max_pending: Option<u64>,
 }
 
 impl ServiceConfig {
@@ -266,6 +275,17 @@ impl ServiceConfig {
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
             group_commit: switch("SHOP_GROUP_COMMIT")?,
             handle_together: switch("SHOP_HANDLE_TOGETHER")?,
+            intake_max_pending: match var("SHOP_INTAKE_MAX_PENDING").as_deref().map(str::trim) {
+                Some("off") => None,
+                _ => Some(number(
+                    "SHOP_INTAKE_MAX_PENDING",
+                    shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING,
+                )?),
+            },
+            outbox_retention: Duration::from_secs(number(
+                "SHOP_OUTBOX_RETENTION_SECS",
+                shop_runtime::saga::relay::DEFAULT_KEEP.as_secs(),
+            )?),
         })
     }
 }

@@ -3,8 +3,8 @@
 //! Dead letters live in the namespace's dead-letter stream on JetStream
 //! (`SHOP_NATS_URL`, `SHOP_NAMESPACE`), or in the embedded database when
 //! `SHOP_DATABASE_URL` is unset or `sqlite://`. Replaying one publishes its body
-//! again to the subject it came from; the consumers' inboxes make a replay
-//! of something already handled harmless.
+//! again to the subject it came from; the handlers, idempotent by the state
+//! they change, make a replay of something already handled harmless.
 
 use std::process::ExitCode;
 

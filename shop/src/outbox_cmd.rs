@@ -1,10 +1,11 @@
 //! `shop outbox`: the published side of the outbox, for operators.
 //!
-//! Sent events stay in each context's outbox for a while. After the broker
-//! lost messages (a JetStream node's disk, an OS crash before its fsync),
-//! `republish --since` makes the events sent since then unsent again, and
-//! the running relays publish them once more; dedup ids and the consumers'
-//! inboxes make the repeats harmless.
+//! Published events stay in each context's outbox for a while
+//! (`SHOP_OUTBOX_RETENTION_SECS`, 15 minutes by default). After the broker lost
+//! messages (a JetStream node's disk, an OS crash before its fsync),
+//! `republish --since` moves the outbox's cursor back to the first event
+//! committed since then, and the running relay publishes from there once
+//! more; dedup ids and the idempotent handlers make the repeats harmless.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,8 @@ use crate::config::{self, Database};
 pub enum OutboxCommand {
     /// Events committed but not yet published, per context.
     Backlog,
-    /// Publish again every event sent at or after a point in time.
+    /// Publish again every event committed at or after a point in time (as
+    /// far back as the outbox keeps them).
     Republish {
         /// How far back: a duration (`90s`, `15m`, `2h`, `1d`) or milliseconds
         /// since the Unix epoch.
@@ -81,7 +83,7 @@ async fn execute<O: Outbox>(command: OutboxCommand, outbox: impl Fn(Context) -> 
         }
         OutboxCommand::Republish { since, context } => {
             for (context, name) in context.contexts() {
-                let requeued = outbox(*context).requeue_since(since).await?;
+                let requeued = outbox(*context).rewind_to(since).await?;
                 println!("{name}: {requeued} events queued for publishing again");
             }
         }

@@ -33,6 +33,7 @@ use shop_runtime::ports::{
     EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock,
 };
 use shop_runtime::rules::{Capabilities, RuleHost};
+use shop_runtime::saga::backpressure::Backpressure;
 use shop_runtime::saga::consumer::ConsumerSettings;
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
@@ -191,6 +192,7 @@ where
     let settings = RoleSettings {
         reservation_ttl,
         expiry_every: service.expiry_every,
+        outbox_retention: service.outbox_retention,
         metrics: metrics.clone(),
         consumer: ConsumerSettings {
             together: service.handle_together,
@@ -235,8 +237,11 @@ where
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins()?);
     if role.runs(Role::Order) {
-        let orders =
-            Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()).with_metrics(metrics.clone()));
+        let orders = Arc::new(
+            OrderService::new(store.clone(), rules.clone(), clock.clone())
+                .with_metrics(metrics.clone())
+                .with_backpressure(Backpressure::new(service.intake_max_pending)),
+        );
         roles
             .start_order(orders.clone(), order_outbox, &wiring.bus, &settings)
             .await?;

@@ -805,3 +805,84 @@ async fn identity_provider_tokens_and_api_keys_are_accepted() {
     assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
     shop.kill();
 }
+
+/// Past `SHOP_INTAKE_MAX_PENDING` orders waiting for the saga, intake answers
+/// a fast 503 with `Retry-After` and writes nothing; once the backlog is
+/// worked off it takes orders again. Only the order role runs, so nothing
+/// confirms the orders: the backlog stays until they are cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_intake_sheds_load_past_the_saga_backlog() {
+    use shop_runtime::ports::OrderStore;
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = common::fresh_bus('k').await;
+    let entry = shop_runtime::ports::CatalogueEntry {
+        price: shop_rules::order::CataloguePrice {
+            product_id: "SKU-K".into(),
+            unit_price: 500,
+            currency: "KRW".into(),
+        },
+        source_version: 1,
+    };
+    store.update_catalogue(&entry).await.expect("priced");
+    let env = [("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_INTAKE_MAX_PENDING", "2")];
+    let shop = RoleProcess::start("order", &url, namespace.as_str(), &env);
+    let api = Api { addr: shop.addr };
+    let alice = token("alice", "customer");
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        let answer = api.place(&alice, &order_body("SKU-K", 1), None).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        accepted.push(answer.json()["order_id"].as_str().expect("an id").to_owned());
+    }
+    // The backlog is counted a few times a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shed = loop {
+        let answer = api.place(&alice, &order_body("SKU-K", 1), None).await;
+        if answer.status != 202 {
+            break answer;
+        }
+        accepted.push(answer.json()["order_id"].as_str().expect("an id").to_owned());
+        assert!(
+            Instant::now() < deadline,
+            "intake never shed with {} orders pending",
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shed.status, 503, "{}", shed.body);
+    assert_eq!(shed.header("content-type"), Some("application/problem+json"));
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert!(shed.body.contains("waiting for stock"), "{}", shed.body);
+    assert_eq!(
+        store.pending_count().await,
+        Ok(accepted.len() as u64),
+        "the refused order was not written"
+    );
+    let metrics = shop.get("/metrics").await;
+    assert!(
+        common::sample(&metrics, "shop_intake_shed_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        common::sample(&metrics, "shop_saga_pending_orders"),
+        Some(accepted.len() as f64)
+    );
+
+    // The saga's work done (here: the customer cancels them all), intake admits again.
+    for id in &accepted {
+        let answer = api
+            .call("POST", &format!("/api/orders/{id}/cancel"), Some(&alice), None)
+            .await;
+        assert!((200..300).contains(&answer.status), "{}", answer.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = api.place(&alice, &order_body("SKU-K", 1), None).await;
+        if answer.status == 202 {
+            break;
+        }
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(Instant::now() < deadline, "intake never admitted again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -101,13 +101,15 @@ async fn sent_events_are_republished_from_a_point_in_time() {
     let desk = common::Desk::open(store.clone(), &namespace).await;
     desk.register("SKU-O", 5).await;
     let outbox = store.outbox(Schema::Inventory);
-    let claimed = outbox
-        .claim("test", 10, Duration::from_secs(30))
+    let lease = Duration::from_secs(30);
+    let pending = outbox
+        .pending("test", 10, lease)
         .await
-        .expect("claimed");
-    assert_eq!(claimed.len(), 1, "the registration's event");
-    let ids: Vec<_> = claimed.iter().map(|e| e.event_id).collect();
-    outbox.mark_sent(&ids).await.expect("marked");
+        .expect("read")
+        .expect("the lease was free");
+    assert_eq!(pending.events.len(), 1, "the registration's event");
+    let moved = outbox.advance("test", pending.cursor, pending.last, lease).await;
+    assert_eq!(moved, Ok(true), "published");
 
     let env = [("SHOP_DATABASE_URL", url.as_str())];
     let before = shop(&["outbox", "backlog"], &env);
@@ -201,7 +203,7 @@ async fn operators_read_and_change_orders_and_stock_from_the_command_line() {
         },
         source_version: 1,
     };
-    store.update_catalogue(&entry, None).await.expect("priced");
+    store.update_catalogue(&entry).await.expect("priced");
     desk.place("p-1", "SKU-P", 2).await;
     desk.place("p-2", "SKU-P", 1).await;
     let env = [

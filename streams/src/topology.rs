@@ -94,10 +94,11 @@ pub struct StreamSpec {
     pub name: String,
     pub subjects: Vec<String>,
     /// Publishes with a `Nats-Msg-Id` seen within this window are dropped as
-    /// duplicates; beyond it, consumers' inboxes catch them.
+    /// duplicates; beyond it, the handlers (idempotent by the state they
+    /// change) make them harmless.
     pub duplicate_window: Duration,
-    /// How long messages are kept. Postgres stays the source of truth: sent
-    /// outbox rows can be republished from any point in time.
+    /// How long messages are kept. The database stays the source of truth:
+    /// published outbox rows can be republished while the outbox keeps them.
     pub max_age: Duration,
 }
 

@@ -202,13 +202,11 @@ impl Delivery for JetStreamDelivery {
     }
 
     async fn ack(self) -> Result<(), BusError> {
-        // Waits for the server's confirmation: an ack lost on the way would
-        // only cause a redelivery (which the inbox absorbs), but a caller
-        // counting on "acked" deserves the truth.
-        self.message
-            .double_ack()
-            .await
-            .map_err(|e| unavailable("ack".into(), e))
+        // Sent without waiting for the server's reply: a reply per message
+        // would cost a round trip each, and an ack lost on the way only
+        // causes a redelivery after the ack wait, which the handlers,
+        // idempotent by the state they change, absorb.
+        self.message.ack().await.map_err(|e| unavailable("ack".into(), e))
     }
 
     async fn retry(self, delay: Duration) -> Result<(), BusError> {

@@ -3,7 +3,7 @@
 use shop_rules::inventory::{
     InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
 };
-use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, NetWrite, StoreError};
+use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
@@ -11,7 +11,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::PgStore;
 use crate::error::{corrupt, db_error, to_sql_version, version};
-use crate::schema::{Schema, append_outbox, json, record_handled};
+use crate::schema::{Schema, append_outbox, json};
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
@@ -36,7 +36,6 @@ impl InventoryStore for PgStore {
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
         let net = NetWrite::of(writes)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        record_handled(&mut tx, Schema::Inventory, &net.handled).await?;
         // Sorted by product: a fixed order of row locks, so two writers never deadlock.
         for (before, after) in &net.products {
             match before {
@@ -54,12 +53,6 @@ impl InventoryStore for PgStore {
         insert_reservations(&mut tx, &new).await?;
         insert_movements(&mut tx, &net.movements).await?;
         append_outbox(&mut tx, Schema::Inventory, net.events.iter().copied()).await?;
-        tx.commit().await.map_err(db_error)
-    }
-
-    async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        record_handled(&mut tx, Schema::Inventory, &[handled]).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Each context lives in its own schema (`orders`, `inventory`), created by
 //! the migrations embedded in this crate ([`PgStore::migrate`], run at start
-//! and by `shop migrate`). A write commits state, outbox rows and the inbox
-//! record in one transaction; versions fence concurrent writers, and CHECK
+//! and by `shop migrate`). A write commits state and outbox rows in one
+//! transaction; versions fence concurrent writers, and CHECK
 //! constraints keep stock non-negative and balanced whatever a caller gets
 //! wrong. New orders are committed in groups under load (`intake.rs`).
 

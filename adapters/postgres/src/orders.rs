@@ -3,16 +3,14 @@
 use std::collections::HashSet;
 
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{
-    CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
-};
+use shop_runtime::ports::{CatalogueEntry, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use crate::PgStore;
 use crate::error::{corrupt, db_error, to_sql_version, version};
-use crate::schema::{Schema, append_outbox, json, record_handled};
+use crate::schema::{Schema, append_outbox, json};
 
 impl OrderStore for PgStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
@@ -26,13 +24,10 @@ impl OrderStore for PgStore {
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
-        if let (None, None, Some(intake)) = (write.expected_version, &write.handled, &self.intake) {
+        if let (None, Some(intake)) = (write.expected_version, &self.intake) {
             return intake.write(order, write.events).await;
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        if let Some(handled) = write.handled {
-            record_handled(&mut tx, Schema::Orders, &[handled]).await?;
-        }
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
@@ -87,15 +82,9 @@ impl OrderStore for PgStore {
         rows.iter().map(versioned_order).collect()
     }
 
-    async fn update_many(&self, updates: &[OrderWrite<'_>], handled: &[Handled<'_>]) -> Result<(), StoreError> {
+    async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
         let orders = checked_updates(updates)?;
-        let inbox: Vec<Handled<'_>> = updates
-            .iter()
-            .filter_map(|u| u.handled)
-            .chain(handled.iter().copied())
-            .collect();
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        record_handled(&mut tx, Schema::Orders, &inbox).await?;
         if !orders.is_empty() {
             // One round trip; the version in the join is the fence, row by row.
             let updated: Vec<String> = sqlx::query_scalar(
@@ -125,10 +114,13 @@ impl OrderStore for PgStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        record_handled(&mut tx, Schema::Orders, &[handled]).await?;
-        tx.commit().await.map_err(db_error)
+    async fn pending_count(&self) -> Result<u64, StoreError> {
+        // An index-only count over the partial index of PENDING orders.
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'PENDING'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(version(count))
     }
 
     async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -175,11 +167,7 @@ impl OrderStore for PgStore {
             .collect()
     }
 
-    async fn update_catalogue(&self, entry: &CatalogueEntry, handled: Option<Handled<'_>>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        if let Some(handled) = handled {
-            record_handled(&mut tx, Schema::Orders, &[handled]).await?;
-        }
+    async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO orders.catalogue (product_id, unit_price, currency, source_version) VALUES ($1, $2, $3, $4)
              ON CONFLICT (product_id) DO UPDATE
@@ -190,10 +178,10 @@ impl OrderStore for PgStore {
         .bind(entry.price.unit_price)
         .bind(&entry.price.currency)
         .bind(to_sql_version(entry.source_version))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        Ok(())
     }
 }
 

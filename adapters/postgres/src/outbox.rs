@@ -1,19 +1,20 @@
-//! `Outbox` on PostgreSQL: one per context schema.
+//! `Outbox` on PostgreSQL: one log and one cursor per context schema.
 //!
-//! A claim leases rows with `FOR UPDATE SKIP LOCKED`, so concurrent relays
-//! skip each other's rows instead of waiting, and a lease that runs out (a
-//! relay that died) makes its rows claimable again. A relay's own leases
-//! never stop it: rows it published but could not mark come back to it.
+//! Writers number their events under the outbox's advisory lock
+//! ([`crate::schema::append_outbox`]), held to their commit, so an event
+//! visible to the relay has a higher number than every event visible before
+//! it: reading "after the cursor" never skips a slower transaction. The
+//! relay reads without writing while its lease is fresh, and writes the
+//! cursor row once per published batch.
 
 use std::time::Duration;
 
-use shop_runtime::ports::{Outbox, StoreError};
+use shop_runtime::ports::{Outbox, Pending, StoreError};
 use shop_streams::Envelope;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
-use uuid::Uuid;
 
-use crate::error::{corrupt, db_error};
+use crate::error::{corrupt, db_error, to_sql_version, version};
 use crate::schema::{Schema, in_schema};
 
 #[derive(Debug, Clone)]
@@ -26,59 +27,102 @@ impl PgOutbox {
     pub fn new(pool: PgPool, schema: Schema) -> Self {
         Self { pool, schema }
     }
-}
 
-impl Outbox for PgOutbox {
-    async fn claim(&self, relay: &str, limit: u32, lease: Duration) -> Result<Vec<Envelope>, StoreError> {
+    /// The cursor, whether `relay` holds a lease with more than half of
+    /// `lease` left, and (only then) up to `limit` events after the cursor.
+    async fn read(&self, relay: &str, limit: u32, lease: Duration) -> Result<(bool, Pending), StoreError> {
         let rows = sqlx::query(in_schema!(
             self.schema,
-            "UPDATE ",
-            ".outbox SET leased_by = $1, lease_until = now() + make_interval(secs => $3)
-             WHERE seq IN (
-                 SELECT seq FROM ",
+            "SELECT c.position, (c.holder = $1 AND c.lease_until > now() + make_interval(secs => $3)) AS fresh,
+                    o.seq, o.envelope
+             FROM ",
+            ".outbox_cursor c
+             LEFT JOIN LATERAL (
+                 SELECT seq, envelope FROM ",
             ".outbox
-                 WHERE sent_at IS NULL AND (lease_until IS NULL OR lease_until < now() OR leased_by = $1)
-                 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING seq, envelope"
+                 WHERE seq > c.position AND c.holder = $1
+                   AND c.lease_until > now() + make_interval(secs => $3)
+                 ORDER BY seq LIMIT $2) o ON true
+             WHERE c.id = 1 ORDER BY o.seq"
         ))
         .bind(relay)
         .bind(i64::from(limit))
-        .bind(lease.as_secs_f64())
+        .bind(lease.as_secs_f64() / 2.0)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| {
-                let read = |e| corrupt("outbox row", e);
-                let seq: i64 = row.try_get("seq").map_err(read)?;
-                let envelope: Json<Envelope> = row.try_get("envelope").map_err(read)?;
-                Ok((seq, envelope.0))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, envelope)| envelope).collect())
+        let Some(first) = rows.first() else {
+            return Err(corrupt("outbox cursor", "missing"));
+        };
+        let read = |e| corrupt("outbox row", e);
+        let position = version(first.try_get("position").map_err(read)?);
+        let fresh: Option<bool> = first.try_get("fresh").map_err(read)?;
+        let mut pending = Pending {
+            cursor: position,
+            last: position,
+            events: Vec::with_capacity(rows.len()),
+        };
+        for row in &rows {
+            let seq: Option<i64> = row.try_get("seq").map_err(read)?;
+            let envelope: Option<Json<Envelope>> = row.try_get("envelope").map_err(read)?;
+            if let (Some(seq), Some(envelope)) = (seq, envelope) {
+                pending.last = version(seq);
+                pending.events.push(envelope.0);
+            }
+        }
+        Ok((fresh.unwrap_or(false), pending))
+    }
+}
+
+impl Outbox for PgOutbox {
+    async fn pending(&self, relay: &str, limit: u32, lease: Duration) -> Result<Option<Pending>, StoreError> {
+        let (fresh, pending) = self.read(relay, limit, lease).await?;
+        if !fresh {
+            let taken: Option<i64> = sqlx::query_scalar(in_schema!(
+                self.schema,
+                "UPDATE ",
+                ".outbox_cursor SET holder = $1, lease_until = now() + make_interval(secs => $2)
+                 WHERE id = 1 AND (holder = $1 OR holder IS NULL OR lease_until < now())
+                 RETURNING position"
+            ))
+            .bind(relay)
+            .bind(lease.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+            if taken.is_none() {
+                return Ok(None);
+            }
+            // Read again now that the lease is fresh.
+            let (_, pending) = self.read(relay, limit, lease).await?;
+            return Ok(Some(pending));
+        }
+        Ok(Some(pending))
     }
 
-    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
-        sqlx::query(in_schema!(
+    async fn advance(&self, relay: &str, from: u64, to: u64, lease: Duration) -> Result<bool, StoreError> {
+        let moved = sqlx::query(in_schema!(
             self.schema,
             "UPDATE ",
-            ".outbox SET sent_at = now(), leased_by = NULL, lease_until = NULL
-             WHERE event_id = ANY($1) AND sent_at IS NULL"
+            ".outbox_cursor SET position = $3, lease_until = now() + make_interval(secs => $4)
+             WHERE id = 1 AND holder = $1 AND position = $2"
         ))
-        .bind(event_ids)
+        .bind(relay)
+        .bind(to_sql_version(from))
+        .bind(to_sql_version(to))
+        .bind(lease.as_secs_f64())
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(())
+        Ok(moved.rows_affected() == 1)
     }
 
     async fn backlog(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(in_schema!(
             self.schema,
             "SELECT count(*) FROM ",
-            ".outbox WHERE sent_at IS NULL"
+            ".outbox WHERE seq > (SELECT position FROM ",
+            ".outbox_cursor WHERE id = 1)"
         ))
         .fetch_one(&self.pool)
         .await
@@ -86,16 +130,68 @@ impl Outbox for PgOutbox {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    async fn requeue_since(&self, since_ms: i64) -> Result<u64, StoreError> {
-        let requeued = sqlx::query(in_schema!(
+    async fn rewind_to(&self, since_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let position: i64 = sqlx::query_scalar(in_schema!(
             self.schema,
-            "UPDATE ",
-            ".outbox SET sent_at = NULL WHERE sent_at >= to_timestamp($1::float8 / 1000)"
+            "SELECT position FROM ",
+            ".outbox_cursor WHERE id = 1 FOR UPDATE"
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let first: Option<i64> = sqlx::query_scalar(in_schema!(
+            self.schema,
+            "SELECT min(seq) FROM ",
+            ".outbox WHERE created_at >= to_timestamp($1::float8 / 1000) AND seq <= $2"
         ))
         .bind(since_ms as f64)
+        .bind(position)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(first) = first else { return Ok(0) };
+        let again: i64 = sqlx::query_scalar(in_schema!(
+            self.schema,
+            "SELECT count(*) FROM ",
+            ".outbox WHERE seq >= $1 AND seq <= $2"
+        ))
+        .bind(first)
+        .bind(position)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(in_schema!(
+            self.schema,
+            "UPDATE ",
+            ".outbox_cursor SET position = $1 WHERE id = 1"
+        ))
+        .bind(first - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(u64::try_from(again).unwrap_or(0))
+    }
+
+    async fn prune(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        // The oldest `limit` published rows, of which those old enough: a
+        // scan of `limit` index entries, never of everything kept.
+        let pruned = sqlx::query(in_schema!(
+            self.schema,
+            "DELETE FROM ",
+            ".outbox WHERE seq IN (
+                 SELECT seq FROM ",
+            ".outbox WHERE seq <= (SELECT position FROM ",
+            ".outbox_cursor WHERE id = 1)
+                 ORDER BY seq LIMIT $2)
+             AND created_at < to_timestamp($1::float8 / 1000)"
+        ))
+        .bind(before_ms as f64)
+        .bind(i64::from(limit))
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(requeued.rows_affected())
+        Ok(pruned.rows_affected())
     }
 }

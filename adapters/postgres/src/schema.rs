@@ -1,12 +1,9 @@
 //! The two contexts' schemas, and SQL text shared by both.
 
-use std::collections::HashSet;
-
 use shop_streams::Envelope;
 use sqlx::{Postgres, Transaction};
 
-use shop_runtime::ports::{Handled, StoreError};
-use uuid::Uuid;
+use shop_runtime::ports::StoreError;
 
 use crate::error::db_error;
 
@@ -28,66 +25,42 @@ macro_rules! in_schema {
 }
 pub(crate) use in_schema;
 
-/// Records handled messages, in one round trip;
-/// [`StoreError::AlreadyHandled`] if any was before.
-pub(crate) async fn record_handled(
-    tx: &mut Transaction<'static, Postgres>,
-    schema: Schema,
-    handled: &[Handled<'_>],
-) -> Result<(), StoreError> {
-    if handled.is_empty() {
-        return Ok(());
+impl Schema {
+    /// The advisory lock key under which the schema's outbox numbers events.
+    fn outbox_lock(self) -> i64 {
+        // "outbox" in ASCII, and the schema.
+        const BASE: i64 = 0x6f75_7462_6f78 << 8;
+        match self {
+            Self::Orders => BASE + 1,
+            Self::Inventory => BASE + 2,
+        }
     }
-    // In key order, so two writers recording overlapping messages (two
-    // instances handed the same redelivery) queue instead of deadlocking.
-    let mut sorted = handled.to_vec();
-    sorted.sort_by(|a, b| (a.consumer, a.message_id).cmp(&(b.consumer, b.message_id)));
-    let consumers: Vec<&str> = sorted.iter().map(|h| h.consumer).collect();
-    let ids: Vec<Uuid> = sorted.iter().map(|h| h.message_id).collect();
-    let recorded: Vec<Uuid> = sqlx::query_scalar(in_schema!(
-        schema,
-        "INSERT INTO ",
-        ".inbox (consumer, message_id) SELECT * FROM UNNEST($1::text[], $2::uuid[])
-         ON CONFLICT DO NOTHING RETURNING message_id"
-    ))
-    .bind(&consumers)
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if recorded.len() == ids.len() {
-        return Ok(());
-    }
-    // Name one that was not recorded: handled before, or twice in this run.
-    let mut fresh: HashSet<Uuid> = recorded.into_iter().collect();
-    let repeated = ids.iter().find(|id| !fresh.remove(id)).copied();
-    Err(StoreError::AlreadyHandled(repeated.unwrap_or(ids[0])))
 }
 
-/// Appends events to the schema's outbox, in order, in one round trip.
+/// Appends events to the schema's outbox, in order, in one round trip. Call
+/// it last in the transaction: it takes the outbox's lock, held to the
+/// commit, so that events are numbered in the order they become visible
+/// (the relay reads by number, see `outbox.rs`).
 pub(crate) async fn append_outbox<'e>(
     tx: &mut Transaction<'static, Postgres>,
     schema: Schema,
     events: impl IntoIterator<Item = &'e Envelope>,
 ) -> Result<(), StoreError> {
-    let (mut ids, mut envelopes) = (Vec::new(), Vec::new());
-    for event in events {
-        ids.push(event.event_id);
-        envelopes.push(json(event)?);
-    }
-    if ids.is_empty() {
+    let envelopes = events.into_iter().map(json).collect::<Result<Vec<_>, _>>()?;
+    if envelopes.is_empty() {
         return Ok(());
     }
-    // Sequence numbers follow the order rows are inserted in; ORDINALITY
-    // makes that the order given.
+    // The lock and the insert in one round trip. Sequence numbers follow the
+    // order rows are inserted in; ORDINALITY makes that the order given.
     sqlx::query(in_schema!(
         schema,
-        "INSERT INTO ",
-        ".outbox (event_id, envelope)
-         SELECT id, envelope::jsonb FROM UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS new (id, envelope, n)
+        "WITH numbering AS (SELECT pg_advisory_xact_lock($1))
+         INSERT INTO ",
+        ".outbox (envelope)
+         SELECT envelope::jsonb FROM numbering, UNNEST($2::text[]) WITH ORDINALITY AS new (envelope, n)
          ORDER BY n"
     ))
-    .bind(&ids)
+    .bind(schema.outbox_lock())
     .bind(&envelopes)
     .execute(&mut **tx)
     .await

@@ -3,7 +3,7 @@
 use shop_rules::inventory::{
     InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
 };
-use shop_runtime::ports::{Handled, InventoryStore, InventoryWrite, NetWrite, StoreError};
+use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
 use shop_streams::Context;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
@@ -11,7 +11,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql as to_sql_version, version};
-use crate::outbox::{append_outbox, begin, record_handled};
+use crate::outbox::{append_outbox, begin};
 
 type SqlQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
 
@@ -36,9 +36,6 @@ impl InventoryStore for SqliteStore {
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
         let net = NetWrite::of(writes)?;
         let mut tx = begin(&self.pool).await?;
-        for handled in &net.handled {
-            record_handled(&mut tx, Context::Inventory, *handled).await?;
-        }
         for (before, after) in &net.products {
             match before {
                 Some(before) => update_product(&mut tx, after, before.version).await?,
@@ -50,12 +47,6 @@ impl InventoryStore for SqliteStore {
         }
         insert_movements(&mut tx, &net.movements).await?;
         append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
-        tx.commit().await.map_err(db_error)
-    }
-
-    async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
-        let mut tx = begin(&self.pool).await?;
-        record_handled(&mut tx, Context::Inventory, handled).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -1,16 +1,14 @@
 //! `OrderStore` on SQLite: the `orders_*` tables.
 
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{
-    CatalogueEntry, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates,
-};
+use shop_runtime::ports::{CatalogueEntry, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates};
 use shop_streams::Context;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql, version};
-use crate::outbox::{append_outbox, begin, record_handled};
+use crate::outbox::{append_outbox, begin};
 
 fn order_from(row: &SqliteRow) -> Result<Order, StoreError> {
     let text: String = row.try_get("state").map_err(|e| corrupt("order", e))?;
@@ -89,13 +87,10 @@ impl OrderStore for SqliteStore {
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
         let state = state_of(order)?;
-        if let (None, None, Some(intake)) = (write.expected_version, &write.handled, &self.intake) {
+        if let (None, Some(intake)) = (write.expected_version, &self.intake) {
             return intake.write(order, state, write.events).await;
         }
         let mut tx = begin(&self.pool).await?;
-        if let Some(handled) = write.handled {
-            record_handled(&mut tx, Context::Order, handled).await?;
-        }
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
@@ -124,12 +119,9 @@ impl OrderStore for SqliteStore {
         rows.iter().map(versioned_order).collect()
     }
 
-    async fn update_many(&self, updates: &[OrderWrite<'_>], handled: &[Handled<'_>]) -> Result<(), StoreError> {
+    async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
         let orders = checked_updates(updates)?;
         let mut tx = begin(&self.pool).await?;
-        for handled in updates.iter().filter_map(|u| u.handled).chain(handled.iter().copied()) {
-            record_handled(&mut tx, Context::Order, handled).await?;
-        }
         for (order, expected) in orders {
             update_existing(&mut tx, order, &state_of(order)?, expected).await?;
         }
@@ -137,10 +129,12 @@ impl OrderStore for SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn mark_handled(&self, handled: Handled<'_>) -> Result<(), StoreError> {
-        let mut tx = begin(&self.pool).await?;
-        record_handled(&mut tx, Context::Order, handled).await?;
-        tx.commit().await.map_err(db_error)
+    async fn pending_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders_orders WHERE status = 'PENDING'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -199,11 +193,7 @@ impl OrderStore for SqliteStore {
         rows.iter().map(order_from).collect()
     }
 
-    async fn update_catalogue(&self, entry: &CatalogueEntry, handled: Option<Handled<'_>>) -> Result<(), StoreError> {
-        let mut tx = begin(&self.pool).await?;
-        if let Some(handled) = handled {
-            record_handled(&mut tx, Context::Order, handled).await?;
-        }
+    async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO orders_catalogue (product_id, unit_price, currency, source_version) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (product_id) DO UPDATE
@@ -214,9 +204,9 @@ impl OrderStore for SqliteStore {
         .bind(entry.price.unit_price)
         .bind(&entry.price.currency)
         .bind(to_sql(entry.source_version))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        Ok(())
     }
 }

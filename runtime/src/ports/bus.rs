@@ -2,9 +2,9 @@
 //! through a shared durable consumer, and keep what cannot be handled as dead
 //! letters that an operator can list and replay.
 //!
-//! Delivery is at least once; handlers make it exactly once in effect with
-//! the store's inbox. JetStream in the distributed mode, an in-process bus fed
-//! by the outbox in the embedded mode.
+//! Delivery is at least once; handlers make it exactly once in effect by
+//! being idempotent in the state they change. JetStream in the distributed
+//! mode, an in-process bus fed by the outbox in the embedded mode.
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,7 +90,9 @@ pub trait Delivery: Send + 'static {
     /// 1 for the first delivery, 2 for the first redelivery, ...
     fn attempt(&self) -> u64;
 
-    /// Handled: MUST NOT be delivered again.
+    /// Handled: MUST NOT be delivered again, unless the acknowledgement is
+    /// lost on its way (then it comes back after the ack wait, as any
+    /// unsettled message).
     fn ack(self) -> impl Future<Output = Result<(), BusError>> + Send;
 
     /// Not handled now: MUST be delivered again after about `delay`.

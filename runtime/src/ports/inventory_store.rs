@@ -1,5 +1,5 @@
 //! The inventory context's store: product stock, reservations, the stock
-//! movement audit trail, its outbox and inbox.
+//! movement audit trail, its outbox.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,7 +7,7 @@ use std::future::Future;
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_streams::Envelope;
 
-use super::store::{Handled, StoreError};
+use super::store::StoreError;
 
 /// One atomic change of the products a command touched.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +18,6 @@ pub struct InventoryWrite<'a> {
     pub after: &'a InventoryState,
     pub movements: &'a [Movement],
     pub events: &'a [Envelope],
-    pub handled: Option<Handled<'a>>,
 }
 
 pub trait InventoryStore: Send + Sync + 'static {
@@ -30,11 +29,12 @@ pub trait InventoryStore: Send + Sync + 'static {
         order_id: Option<&str>,
     ) -> impl Future<Output = Result<InventoryState, StoreError>> + Send;
 
-    /// MUST write every changed product, the reservation, the movements, the
-    /// outbox events and the inbox record in one transaction.
+    /// MUST write every changed product, the reservation, the movements and
+    /// the outbox events in one transaction.
     /// MUST return [`StoreError::Conflict`] when any product's stored version
-    /// is not the one in `before` (or a new product exists already),
-    /// [`StoreError::AlreadyHandled`] when the inbox holds `handled`, and
+    /// is not the one in `before` (or a new product exists already), or the
+    /// stored reservation is not the one in `before` (an order has at most
+    /// one: that is what makes a repeated reservation harmless), and
     /// [`StoreError::Refused`] when stock would become negative or stop being
     /// conserved; in every error case it MUST write nothing.
     fn write(&self, write: InventoryWrite<'_>) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -47,9 +47,6 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// version, an order's reservation); when it does not, MUST return
     /// [`StoreError::Conflict`]. Many handled messages, one commit.
     fn write_many(&self, writes: &[InventoryWrite<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// MUST record `handled` alone; [`StoreError::AlreadyHandled`] when it was recorded before.
-    fn mark_handled(&self, handled: Handled<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// MUST return the product's movements oldest first, `limit` at most,
     /// starting after the movement numbered `after` (0 for the first page),
@@ -81,7 +78,6 @@ pub struct NetWrite<'a> {
     pub reservations: Vec<(Option<&'a Reservation>, &'a Reservation)>,
     pub movements: Vec<&'a Movement>,
     pub events: Vec<&'a Envelope>,
-    pub handled: Vec<Handled<'a>>,
 }
 
 impl<'a> NetWrite<'a> {
@@ -114,7 +110,6 @@ impl<'a> NetWrite<'a> {
             }
             net.movements.extend(write.movements);
             net.events.extend(write.events);
-            net.handled.extend(write.handled);
         }
         net.products.retain(|(before, after)| *before != Some(*after));
         net.products.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));

@@ -19,9 +19,9 @@ pub use inventory_store::{InventoryStore, InventoryWrite, NetWrite};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, checked_updates};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Pending};
 pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
-pub use store::{Handled, StoreError, Versioned};
+pub use store::{StoreError, Versioned};
 
 #[cfg(feature = "testkit")]
 pub mod contracts;

@@ -1,12 +1,11 @@
-//! The order context's store: orders, its copy of the catalogue, its outbox
-//! and inbox.
+//! The order context's store: orders, its copy of the catalogue, its outbox.
 
 use std::future::Future;
 
 use shop_rules::order::{CataloguePrice, Order, OrderStatus};
 use shop_streams::Envelope;
 
-use super::store::{Handled, StoreError, Versioned};
+use super::store::{StoreError, Versioned};
 
 /// One atomic change of an order.
 #[derive(Debug, Clone, Copy)]
@@ -16,7 +15,6 @@ pub struct OrderWrite<'a> {
     pub expected_version: Option<u64>,
     /// Events to publish, in order; they go to the outbox.
     pub events: &'a [Envelope],
-    pub handled: Option<Handled<'a>>,
 }
 
 /// A product as the order side knows it: enough to price a new order.
@@ -57,34 +55,26 @@ pub trait OrderStore: Send + Sync + 'static {
     /// MUST return the order and its version, or `None` when it does not exist.
     fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
 
-    /// MUST write the order, append `events` to the outbox and record
-    /// `handled` in the inbox in one transaction, and return the new version.
-    /// MUST return [`StoreError::Conflict`] when creating an order that exists
-    /// or when the stored version is not `expected_version`, and
-    /// [`StoreError::AlreadyHandled`] when the inbox holds `handled`; in both
-    /// cases it MUST write nothing.
+    /// MUST write the order and append `events` to the outbox in one
+    /// transaction, and return the new version. MUST return
+    /// [`StoreError::Conflict`] when creating an order that exists or when
+    /// the stored version is not `expected_version`, and then write nothing.
     fn write(&self, write: OrderWrite<'_>) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// MUST return those of `order_ids` that exist, with their versions, in any order.
     fn get_many(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<Versioned<Order>>, StoreError>> + Send;
 
     /// MUST write each of `updates` as [`Self::write`] would (their events to
-    /// the outbox, their `handled` to the inbox) and record every one of
-    /// `handled` besides, in one transaction: all of it or, on any error,
-    /// nothing. Each update MUST name an existing order by its
-    /// `expected_version`, and an order at most once; else, or when a stored
-    /// version is not the expected one, MUST return [`StoreError::Conflict`].
-    /// MUST return [`StoreError::AlreadyHandled`] when the inbox holds any of
-    /// the messages. Many handled messages, one commit.
-    fn update_many(
-        &self,
-        updates: &[OrderWrite<'_>],
-        handled: &[Handled<'_>],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// the outbox) in one transaction: all of it or, on any error, nothing.
+    /// Each update MUST name an existing order by its `expected_version`, and
+    /// an order at most once; else, or when a stored version is not the
+    /// expected one, MUST return [`StoreError::Conflict`]. Many handled
+    /// messages, one commit.
+    fn update_many(&self, updates: &[OrderWrite<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// MUST record `handled` alone, for a message that changes nothing;
-    /// [`StoreError::AlreadyHandled`] when it was recorded before.
-    fn mark_handled(&self, handled: Handled<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// MUST return how many orders are PENDING: accepted, and neither
+    /// confirmed nor cancelled yet by the saga. Intake sheds load by it.
+    fn pending_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// MUST return up to `limit` ids of CONFIRMED orders confirmed before
     /// `cutoff_ms` (milliseconds since the epoch), oldest first: the
@@ -104,13 +94,9 @@ pub trait OrderStore: Send + Sync + 'static {
     /// descending, and strictly after the cursor when given.
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send;
 
-    /// MUST store `entry` unless a newer `source_version` of the product is
-    /// stored already, and record `handled` with it, in one transaction.
-    fn update_catalogue(
-        &self,
-        entry: &CatalogueEntry,
-        handled: Option<Handled<'_>>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// MUST store `entry` unless the same or a newer `source_version` of the
+    /// product is stored already (so a repeated update changes nothing).
+    fn update_catalogue(&self, entry: &CatalogueEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The orders `updates` change, checked to be updates of distinct orders:

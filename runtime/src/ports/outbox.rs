@@ -1,43 +1,77 @@
-//! The outbox relay's view of a context's outbox: claim unsent events,
-//! publish them, mark them sent.
+//! The outbox relay's view of a context's outbox: a log of committed events
+//! read by a cursor.
 //!
 //! Rows are written by the stores, in the transaction of the change that
-//! produced them. Several relays may run: a claim is a lease, so two relays
-//! never hold the same row at once, and a relay that dies mid-batch only
-//! delays its rows until the lease runs out. Publishing twice (a crash between
-//! publish and mark) is harmless: the event id is the broker's dedup id and
-//! consumers keep an inbox.
+//! produced them, and never updated: each event is numbered in commit order
+//! (an adapter serialises the numbering of concurrent commits), so a relay
+//! that has published everything up to number `n` needs to remember only
+//! `n`. One relay per context publishes at a time: the cursor carries a lease,
+//! and a relay that dies only delays publishing until its lease runs out.
+//! Publishing twice (a crash between publish and advance, or a lease that
+//! changed hands mid-batch) is harmless: the event id is the broker's dedup
+//! id and every handler is idempotent by the state it changes.
+//!
+//! Published events stay for a retention period (an operator may rewind the
+//! cursor within it to publish them again), then are pruned in bulk.
 
 use std::future::Future;
 use std::time::Duration;
 
 use shop_streams::Envelope;
-use uuid::Uuid;
 
 use super::store::StoreError;
 
+/// Committed events after a cursor position, for the relay holding the lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// Where the cursor stood when they were read: what [`Outbox::advance`]
+    /// names as `from`.
+    pub cursor: u64,
+    /// The number of the last of `events` (`cursor` when there are none):
+    /// where the cursor moves once they are published.
+    pub last: u64,
+    /// Events numbered after `cursor`, in commit order.
+    pub events: Vec<Envelope>,
+}
+
 pub trait Outbox: Send + Sync + 'static {
-    /// MUST return up to `limit` unsent events, oldest first, that no other
-    /// relay holds a live lease on, and lease them to `relay` for `lease`.
-    /// Two concurrent claims of different relays MUST NOT return the same
-    /// event. Events `relay` itself holds MUST be returned to it again: a
-    /// relay that published a batch but could not mark it sent (the
-    /// database went away) publishes it again at once, not after the lease.
-    fn claim(
+    /// MUST take the context's relay lease for `relay` (when it is free, ran
+    /// out, or is `relay`'s already) for `lease`, and then return up to
+    /// `limit` events numbered after the cursor, in commit order. MUST return
+    /// `None` while another relay holds a live lease. Every event committed
+    /// after the cursor MUST eventually be returned, never one numbered at or
+    /// before it: an event that becomes visible later MUST have a higher
+    /// number than every event visible before it.
+    fn pending(
         &self,
         relay: &str,
         limit: u32,
         lease: Duration,
-    ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Pending>, StoreError>> + Send;
 
-    /// MUST mark the events sent (so no claim returns them again); unknown
-    /// or already-sent ids are ignored.
-    fn mark_sent(&self, event_ids: &[Uuid]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// MUST move the cursor from `from` to `to` and renew `relay`'s lease,
+    /// only while `relay` holds the lease and the cursor is still at `from`;
+    /// answers whether it moved (`false`: the lease changed hands or an
+    /// operator rewound the cursor, and the relay reads again).
+    fn advance(
+        &self,
+        relay: &str,
+        from: u64,
+        to: u64,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// MUST return how many events are not yet sent.
+    /// MUST return how many events are after the cursor.
     fn backlog(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// MUST make every event sent at or after `since_ms` (milliseconds since
-    /// the epoch) unsent again, for an operator's republish, and return how many.
-    fn requeue_since(&self, since_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// MUST move the cursor back to before the first event still kept that
+    /// was committed at or after `since_ms` (milliseconds since the epoch),
+    /// for an operator's republish, and return how many published events
+    /// will so go out again. A cursor already before that point stays.
+    fn rewind_to(&self, since_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// MUST delete up to `limit` events at or before the cursor that were
+    /// committed before `before_ms`, oldest first, and return how many; never
+    /// one after the cursor.
+    fn prune(&self, before_ms: i64, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

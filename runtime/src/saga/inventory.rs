@@ -8,17 +8,14 @@ use shop_rules::inventory::{
     Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, Movement, OrderLines, ProductStock,
     Release, ReleaseReason, StockLine,
 };
-use shop_rules::order::{CancelReason, OrderEvent};
+use shop_rules::order::{CancelReason, OrderCreated, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
 
 use super::turns::{Turn, Turns};
-use super::{CONFLICT_RETRIES, HandleError, one_by_one, rule_ref, settle, together_and_alone};
+use super::{CONFLICT_RETRIES, HandleError, one_by_one, rule_ref, together_and_alone};
 use crate::metrics::Metrics;
-use crate::ports::{Clock, Handled, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
+use crate::ports::{Clock, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
 use crate::rules::{Decided, RuleError, RuleFault, RuleHost};
-
-/// The name of the inventory side's consumer, in its inbox.
-pub const CONSUMER: &str = "inventory";
 
 /// How long product locks are held at most, and waited for.
 #[derive(Debug, Clone, Copy)]
@@ -59,15 +56,14 @@ impl From<RuleError<InventoryRejection>> for InventoryError {
     }
 }
 
-/// One command and what it needs: the products to lock and load, the order
-/// whose reservation it touches, and the message it handles.
+/// One command and what it needs: the products to lock and load, and the
+/// order whose reservation it touches.
 #[derive(Debug, Clone, Copy)]
 struct Job<'a> {
     products: &'a [String],
     order_id: Option<&'a str>,
     command: &'a InventoryCommand,
     trace: Trace,
-    handled: Option<Handled<'a>>,
 }
 
 pub struct InventoryService<S, L> {
@@ -142,7 +138,6 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             order_id: None,
             command: &command,
             trace,
-            handled: None,
         };
         self.execute(job).await
     }
@@ -188,7 +183,6 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             order_id,
             command,
             trace,
-            handled,
         } = job;
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -200,7 +194,6 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
                 after: &after,
                 movements: &decided.value.movements,
                 events: &envelopes,
-                handled,
             };
             match self.store.write(write).await {
                 Ok(()) => return Ok(decided.value),
@@ -240,18 +233,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
     /// Order events, as [`Self::handle`] would take them one by one, but the
     /// bulk of the traffic together: the reservations (`OrderCreated`) with
     /// one lock of all their products, one load, the rules asked order after
-    /// order on the running stock, and one commit that also records the
-    /// `OrderConfirmed` messages (which ask nothing). Should that commit
-    /// fail (a reservation made meanwhile, a redelivery already handled, a
-    /// store hiccup) they are handled one by one after all, which sorts out
-    /// each case exactly.
+    /// order on the running stock, and one commit. Should that commit fail (a
+    /// reservation made before: a redelivery; a store hiccup) they are
+    /// handled one by one after all, which sorts out each case exactly.
     pub async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
         let mut reserves = Vec::new();
         for (at, envelope) in envelopes.iter().enumerate() {
-            if let Ok(DomainEvent::Order(event @ (OrderEvent::Created(_) | OrderEvent::Confirmed(_)))) =
-                envelope.event()
-            {
-                reserves.push(Reserving::new(at, envelope, command_for(event)));
+            if let Ok(DomainEvent::Order(OrderEvent::Created(created))) = envelope.event() {
+                reserves.push(Reserving::new(at, envelope, created));
             }
         }
         if reserves.len() < 2 {
@@ -269,14 +258,10 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         together_and_alone(self, envelopes, concurrency, &together, at_once).await
     }
 
-    async fn reserve_together(&self, reserves: &[Reserving<'_>]) -> Result<(), InventoryError> {
+    async fn reserve_together(&self, reserves: &[Reserving]) -> Result<(), InventoryError> {
         let mut products: Vec<String> = reserves.iter().flat_map(|r| r.products.iter().cloned()).collect();
         products.sort();
         products.dedup();
-        if products.is_empty() {
-            // Only messages to remember: nothing to lock or load.
-            return self.decide_and_write_together(reserves, &products).await;
-        }
         let held = self.hold(&products).await?;
         let outcome = self.decide_and_write_together(reserves, &products).await;
         self.release(&held.lease).await;
@@ -285,22 +270,15 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
 
     async fn decide_and_write_together(
         &self,
-        reserves: &[Reserving<'_>],
+        reserves: &[Reserving],
         products: &[String],
     ) -> Result<(), InventoryError> {
-        let loaded = match products {
-            [] => InventoryState::default(),
-            _ => self.store.load(products, None).await?,
-        };
+        let loaded = self.store.load(products, None).await?;
         let mut stock: HashMap<String, ProductStock> =
             loaded.products.into_iter().map(|p| (p.product_id.clone(), p)).collect();
         let mut steps = Vec::with_capacity(reserves.len());
         for reserve in reserves {
-            let Some((order_id, command)) = &reserve.command else {
-                // Nothing to do but remember the message.
-                steps.push(Default::default());
-                continue;
-            };
+            let (order_id, command) = (&reserve.order_id, &reserve.command);
             // Each order is decided on only its own products, as they stand
             // after the orders ahead of it.
             let before = InventoryState {
@@ -325,13 +303,11 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         }
         let writes: Vec<InventoryWrite<'_>> = steps
             .iter()
-            .zip(reserves)
-            .map(|((before, after, movements, events), reserve)| InventoryWrite {
+            .map(|(before, after, movements, events)| InventoryWrite {
                 before,
                 after,
                 movements,
                 events,
-                handled: Some(reserve.handled),
             })
             .collect();
         Ok(self.store.write_many(&writes).await?)
@@ -339,6 +315,8 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
 
     /// The inventory side's reaction to an order event: reserve on
     /// `OrderCreated`, release on `OrderCancelled`, deduct on `OrderCompleted`.
+    /// Idempotent by the order's reservation (one per order, fenced by its
+    /// status): a repeated message decides nothing.
     pub async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
         let event = match envelope.event() {
             Ok(DomainEvent::Order(event)) => event,
@@ -347,13 +325,9 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             }
             Err(error) => return Err(HandleError::Permanent(error.to_string())),
         };
-        let handled = Handled {
-            consumer: CONSUMER,
-            message_id: envelope.event_id,
-        };
         let trace = Trace::follows(envelope);
         let Some((order_id, command)) = command_for(event) else {
-            return settle(self.store.mark_handled(handled).await);
+            return Ok(());
         };
         let products = match &command {
             InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
@@ -368,13 +342,12 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             order_id: Some(&order_id),
             command: &command,
             trace,
-            handled: Some(handled),
         };
         match self.execute(job).await {
-            Ok(_) | Err(InventoryError::Store(StoreError::AlreadyHandled(_))) => Ok(()),
+            Ok(_) => Ok(()),
             Err(InventoryError::Rejected(rejection)) => {
                 tracing::info!(target: "shop::saga", event = envelope.event_type, %rejection, "event changes nothing");
-                settle(self.store.mark_handled(handled).await)
+                Ok(())
             }
             Err(other) => Err(HandleError::Transient(other.to_string())),
         }
@@ -397,34 +370,42 @@ struct Held<'a> {
     lease: Lease,
 }
 
-/// An order event handled with others: an `OrderCreated` to reserve, or an
-/// `OrderConfirmed` that only needs remembering.
-struct Reserving<'a> {
+/// An `OrderCreated` handled with others: the reservation it asks for.
+struct Reserving {
     /// Where its message is in the batch.
     at: usize,
-    command: Option<(String, InventoryCommand)>,
+    order_id: String,
+    command: InventoryCommand,
     products: Vec<String>,
     trace: Trace,
-    handled: Handled<'a>,
 }
 
-impl<'a> Reserving<'a> {
-    fn new(at: usize, envelope: &Envelope, command: Option<(String, InventoryCommand)>) -> Self {
-        let products = match &command {
-            Some((_, InventoryCommand::Reserve(lines))) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
-            _ => Vec::new(),
-        };
+impl Reserving {
+    fn new(at: usize, envelope: &Envelope, created: OrderCreated) -> Self {
+        let products = created.lines.iter().map(|l| l.product_id.clone()).collect();
+        let lines = reserve_lines(&created);
         Self {
             at,
-            command,
+            order_id: created.order_id.clone(),
+            command: InventoryCommand::Reserve(OrderLines {
+                order_id: created.order_id,
+                lines,
+            }),
             products,
             trace: Trace::follows(envelope),
-            handled: Handled {
-                consumer: CONSUMER,
-                message_id: envelope.event_id,
-            },
         }
     }
+}
+
+fn reserve_lines(created: &OrderCreated) -> Vec<StockLine> {
+    created
+        .lines
+        .iter()
+        .map(|l| StockLine {
+            product_id: l.product_id.clone(),
+            quantity: i64::from(l.quantity),
+        })
+        .collect()
 }
 
 /// The command an order event asks of the inventory, for the order it
@@ -432,14 +413,7 @@ impl<'a> Reserving<'a> {
 fn command_for(event: OrderEvent) -> Option<(String, InventoryCommand)> {
     match event {
         OrderEvent::Created(created) => {
-            let lines = created
-                .lines
-                .iter()
-                .map(|l| StockLine {
-                    product_id: l.product_id.clone(),
-                    quantity: i64::from(l.quantity),
-                })
-                .collect();
+            let lines = reserve_lines(&created);
             let order_id = created.order_id;
             Some((
                 order_id.clone(),

@@ -5,6 +5,7 @@
 //! - [`inventory::InventoryService`]: product administration and the
 //!   inventory side's reactions to order events (reserve, release, deduct);
 //! - [`relay`]: the outbox relay that publishes committed events;
+//! - [`backpressure`]: intake that sheds load the saga cannot keep up with;
 //! - [`consumer`]: the loop that feeds a subscription's messages to a handler
 //!   and settles each one;
 //! - [`roles`]: the relays, consumers and expiry of each role, started and
@@ -13,6 +14,7 @@
 //! Every decision comes from the rule components; services only load state,
 //! ask the rules, and commit the outcome through the ports.
 
+pub mod backpressure;
 pub mod consumer;
 pub mod inventory;
 pub mod orders;
@@ -155,12 +157,4 @@ pub(crate) fn rule_ref(stamp: &RuleStamp) -> RuleRef {
 
 pub(crate) fn next_version<T>(stored: Option<&Versioned<T>>) -> u64 {
     stored.map_or(1, |s| s.version + 1)
-}
-
-/// A write whose message was handled before is a success: that is the point of the inbox.
-pub(crate) fn settle(outcome: Result<(), StoreError>) -> Result<(), HandleError> {
-    match outcome {
-        Ok(()) | Err(StoreError::AlreadyHandled(_)) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
 }

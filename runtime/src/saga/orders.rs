@@ -12,13 +12,11 @@ use shop_streams::{DomainEvent, Envelope, Trace};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, settle, together_and_alone};
+use super::backpressure::{Backpressure, Overloaded};
+use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
 use crate::metrics::Metrics;
-use crate::ports::{CatalogueEntry, Clock, Handled, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
+use crate::ports::{CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
-
-/// The name of the order side's consumer, in its inbox.
-pub const CONSUMER: &str = "order";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -32,6 +30,8 @@ pub enum OrderError {
     /// something else (another customer or other lines).
     #[error("order {0} exists with other items")]
     KeyReused(String),
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
     #[error(transparent)]
     Rules(#[from] RuleFault),
     #[error(transparent)]
@@ -61,6 +61,7 @@ pub struct OrderService<S> {
     rules: Arc<RuleHost>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    backpressure: Arc<Backpressure>,
 }
 
 impl<S: OrderStore> OrderService<S> {
@@ -70,7 +71,28 @@ impl<S: OrderStore> OrderService<S> {
             rules,
             clock,
             metrics: Metrics::default(),
+            backpressure: Arc::new(Backpressure::off()),
         }
+    }
+
+    /// Sheds intake while the saga's backlog is over `backpressure`'s bound
+    /// (counted by [`super::backpressure::run_sampler`]).
+    pub fn with_backpressure(mut self, backpressure: Backpressure) -> Self {
+        self.backpressure = Arc::new(backpressure);
+        self
+    }
+
+    pub fn backpressure(&self) -> &Backpressure {
+        &self.backpressure
+    }
+
+    /// Counts the orders waiting for the saga, for the intake's bound and
+    /// the metrics, and returns the count.
+    pub async fn count_backlog(&self) -> Result<u64, OrderError> {
+        let pending = self.store.pending_count().await?;
+        self.backpressure.record(pending);
+        self.metrics.saga_pending(pending);
+        Ok(pending)
     }
 
     /// Counts created, confirmed, completed and cancelled orders into `metrics`.
@@ -86,6 +108,10 @@ impl<S: OrderStore> OrderService<S> {
     /// Intake: the order and its `OrderCreated` in one transaction. Nothing
     /// is published here; the relay does that after the commit.
     pub async fn place(&self, new: NewOrder, trace: Trace) -> Result<Order, OrderError> {
+        if let Err(overloaded) = self.backpressure.admit() {
+            self.metrics.intake_shed();
+            return Err(overloaded.into());
+        }
         let ids: Vec<String> = new.lines.iter().map(|l| l.product_id.clone()).collect();
         let catalogue: Vec<CataloguePrice> = self.store.catalogue(&ids).await?.into_iter().map(|e| e.price).collect();
         let place = PlaceOrder {
@@ -106,7 +132,6 @@ impl<S: OrderStore> OrderService<S> {
                 order: &order,
                 expected_version: None,
                 events: &envelopes,
-                handled: None,
             })
             .await
             .map_err(|error| match error {
@@ -152,12 +177,12 @@ impl<S: OrderStore> OrderService<S> {
 
     /// A customer's, an operator's or the expiry's cancel.
     pub async fn cancel(&self, order_id: &str, reason: CancelReason, trace: Trace) -> Result<Order, OrderError> {
-        self.command(order_id, &OrderCommand::Cancel(reason), trace, None).await
+        self.command(order_id, &OrderCommand::Cancel(reason), trace).await
     }
 
     /// Payment confirmed.
     pub async fn complete(&self, order_id: &str, trace: Trace) -> Result<Order, OrderError> {
-        self.command(order_id, &OrderCommand::Complete, trace, None).await
+        self.command(order_id, &OrderCommand::Complete, trace).await
     }
 
     /// Cancels CONFIRMED orders whose reservation outlived `ttl`, at most
@@ -182,14 +207,10 @@ impl<S: OrderStore> OrderService<S> {
     }
 
     /// Decides `command` on the stored order and commits the outcome, again
-    /// from a fresh read when another writer got there first.
-    async fn command(
-        &self,
-        order_id: &str,
-        command: &OrderCommand,
-        trace: Trace,
-        handled: Option<Handled<'_>>,
-    ) -> Result<Order, OrderError> {
+    /// from a fresh read when another writer got there first. A command whose
+    /// effect already holds (a repeated message) decides nothing and writes
+    /// nothing.
+    async fn command(&self, order_id: &str, command: &OrderCommand, trace: Trace) -> Result<Order, OrderError> {
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let stored = self.store.get(order_id).await?;
@@ -198,10 +219,6 @@ impl<S: OrderStore> OrderService<S> {
             };
             let decided = self.rules.decide_order(Some(&current.value), command)?;
             if decided.value.is_empty() {
-                // Already so (a repeated message): nothing to write but the inbox.
-                if let Some(handled) = handled {
-                    self.store.mark_handled(handled).await?;
-                }
                 return Ok(current.value.clone());
             }
             let (order, envelopes) = self.apply(stored.as_ref(), &decided.value, &rule_ref(&decided.rule), trace)?;
@@ -210,7 +227,6 @@ impl<S: OrderStore> OrderService<S> {
                 order: &order,
                 expected_version: Some(current.version),
                 events: &envelopes,
-                handled,
             };
             match self.store.write(write).await {
                 Ok(_) => {
@@ -250,35 +266,27 @@ impl<S: OrderStore> OrderService<S> {
 
     /// Inventory events, as [`Self::handle`] would take them one by one, but
     /// the bulk of the traffic together: the confirmations and cancellations
-    /// that reservations ask for (of orders read in one query), and the
-    /// events that only need remembering, in one commit. Should it fail (an
-    /// order changed meanwhile, a redelivery, a store hiccup), they are
-    /// handled one by one after all.
+    /// that reservations ask for (of orders read in one query), in one
+    /// commit. Should it fail (an order changed meanwhile, a store hiccup),
+    /// they are handled one by one after all.
     pub async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
         let mut together = Vec::new();
         for (at, envelope) in envelopes.iter().enumerate() {
             let order = match envelope.event() {
                 Ok(DomainEvent::Inventory(InventoryEvent::StockReserved(lines))) => {
-                    Some((lines.order_id, OrderCommand::Confirm))
+                    (lines.order_id, OrderCommand::Confirm)
                 }
                 Ok(DomainEvent::Inventory(InventoryEvent::InsufficientStock(shortage))) => {
-                    Some((shortage.order_id, OrderCommand::Cancel(CancelReason::InsufficientStock)))
+                    (shortage.order_id, OrderCommand::Cancel(CancelReason::InsufficientStock))
                 }
-                // Catalogue updates go their own way; malformed messages too.
-                Ok(DomainEvent::Inventory(InventoryEvent::ProductRegistered(_) | InventoryEvent::PriceChanged(_)))
-                | Ok(DomainEvent::Order(_))
-                | Err(_) => continue,
-                // The rest is inventory's own bookkeeping: only remembered.
-                Ok(DomainEvent::Inventory(_)) => None,
+                // Catalogue updates go their own way, and so do malformed
+                // messages and inventory's own bookkeeping (which asks nothing).
+                Ok(_) | Err(_) => continue,
             };
             together.push(Settling {
                 at,
                 order,
                 trace: Trace::follows(envelope),
-                handled: Handled {
-                    consumer: CONSUMER,
-                    message_id: envelope.event_id,
-                },
             });
         }
         // An order named twice is refused by the store's `update_many` as a
@@ -289,11 +297,12 @@ impl<S: OrderStore> OrderService<S> {
         let at = together.iter().map(|t| t.at).collect::<Vec<_>>();
         let at_once = async {
             let missing = self.settle_together(&together).await?;
-            let outcomes = together.iter().map(|settling| match &settling.order {
-                Some((id, _)) if missing.contains(id) => {
+            let outcomes = together.iter().map(|Settling { order: (id, _), .. }| {
+                if missing.contains(id) {
                     Err(HandleError::Transient(format!("order {id} not found yet")))
+                } else {
+                    Ok(())
                 }
-                _ => Ok(()),
             });
             Ok::<_, OrderError>(outcomes.collect())
         };
@@ -302,11 +311,8 @@ impl<S: OrderStore> OrderService<S> {
 
     /// Decides every order's command on the order as stored and commits all
     /// of it at once. Answers the orders not found (their messages wait).
-    async fn settle_together(&self, together: &[Settling<'_>]) -> Result<HashSet<String>, OrderError> {
-        let ids: Vec<String> = together
-            .iter()
-            .filter_map(|t| t.order.as_ref().map(|(id, _)| id.clone()))
-            .collect();
+    async fn settle_together(&self, together: &[Settling]) -> Result<HashSet<String>, OrderError> {
+        let ids: Vec<String> = together.iter().map(|t| t.order.0.clone()).collect();
         let stored: HashMap<String, Versioned<Order>> = self
             .store
             .get_many(&ids)
@@ -316,49 +322,47 @@ impl<S: OrderStore> OrderService<S> {
             .collect();
         let mut missing = HashSet::new();
         let mut changes = Vec::new();
-        let mut noted = Vec::new();
         for settling in together {
-            let Some((order_id, command)) = &settling.order else {
-                noted.push(settling.handled);
-                continue;
-            };
+            let (order_id, command) = &settling.order;
             let Some(current) = stored.get(order_id) else {
                 missing.insert(order_id.clone());
                 continue;
             };
             match self.rules.decide_order(Some(&current.value), command) {
-                Ok(decided) if decided.value.is_empty() => noted.push(settling.handled),
+                // Already so: a repeated message.
+                Ok(decided) if decided.value.is_empty() => {}
                 Ok(decided) => {
                     let (order, envelopes) =
                         self.apply(Some(current), &decided.value, &rule_ref(&decided.rule), settling.trace)?;
                     let order = order.ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
-                    changes.push((order, current.version, envelopes, settling.handled, decided.value));
+                    changes.push((order, current.version, envelopes, decided.value));
                 }
                 Err(RuleError::Rejected(rejection)) => {
                     tracing::info!(target: "shop::saga", %order_id, %rejection, "event changes nothing");
-                    noted.push(settling.handled);
                 }
                 Err(RuleError::Fault(fault)) => return Err(fault.into()),
             }
         }
         let updates: Vec<OrderWrite<'_>> = changes
             .iter()
-            .map(|(order, version, events, handled, _)| OrderWrite {
+            .map(|(order, version, events, _)| OrderWrite {
                 order,
                 expected_version: Some(*version),
                 events,
-                handled: Some(*handled),
             })
             .collect();
-        self.store.update_many(&updates, &noted).await?;
+        if !updates.is_empty() {
+            self.store.update_many(&updates).await?;
+        }
         for (.., decided) in &changes {
             self.metrics.order_events(decided);
         }
         Ok(missing)
     }
 
-    /// The order side's reaction to an inventory event. Idempotent: the
-    /// inbox remembers what was handled.
+    /// The order side's reaction to an inventory event. Idempotent by the
+    /// order's status and the catalogue entry's source version: a repeated
+    /// message decides nothing.
     pub async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
         let event = match envelope.event() {
             Ok(DomainEvent::Inventory(event)) => event,
@@ -367,40 +371,32 @@ impl<S: OrderStore> OrderService<S> {
             }
             Err(error) => return Err(HandleError::Permanent(error.to_string())),
         };
-        let handled = Handled {
-            consumer: CONSUMER,
-            message_id: envelope.event_id,
-        };
         let trace = Trace::follows(envelope);
         let outcome = match &event {
-            InventoryEvent::StockReserved(lines) => {
-                self.command(&lines.order_id, &OrderCommand::Confirm, trace, Some(handled))
-                    .await
-            }
+            InventoryEvent::StockReserved(lines) => self.command(&lines.order_id, &OrderCommand::Confirm, trace).await,
             InventoryEvent::InsufficientStock(shortage) => {
                 let cancel = OrderCommand::Cancel(CancelReason::InsufficientStock);
-                self.command(&shortage.order_id, &cancel, trace, Some(handled)).await
+                self.command(&shortage.order_id, &cancel, trace).await
             }
             InventoryEvent::ProductRegistered(product) => {
                 let entry = catalogue_entry(&product.product_id, product.unit_price, &product.currency, envelope);
-                return settle(self.store.update_catalogue(&entry, Some(handled)).await);
+                return Ok(self.store.update_catalogue(&entry).await?);
             }
             InventoryEvent::PriceChanged(change) => {
                 let entry = catalogue_entry(&change.product_id, change.new_price, &change.currency, envelope);
-                return settle(self.store.update_catalogue(&entry, Some(handled)).await);
+                return Ok(self.store.update_catalogue(&entry).await?);
             }
-            // The rest is inventory's own bookkeeping.
-            _ => return settle(self.store.mark_handled(handled).await),
+            // The rest is inventory's own bookkeeping: it asks nothing here.
+            _ => return Ok(()),
         };
         match outcome {
             Ok(_) => Ok(()),
-            Err(OrderError::Store(StoreError::AlreadyHandled(_))) => Ok(()),
             // The order moved on (a customer cancel won the race): the rules
             // refuse, and that refusal is the answer. Inventory releases the
             // stock when it sees the cancel.
             Err(OrderError::Rejected(rejection)) => {
                 tracing::info!(target: "shop::saga", event = envelope.event_type, %rejection, "event changes nothing");
-                settle(self.store.mark_handled(handled).await)
+                Ok(())
             }
             Err(OrderError::NotFound(id)) => Err(HandleError::Transient(format!("order {id} not found yet"))),
             Err(other) => Err(HandleError::Transient(other.to_string())),
@@ -436,13 +432,11 @@ impl<S: OrderStore> super::Handler for OrderService<S> {
     }
 }
 
-/// An inventory event handled with others: the order it confirms or
-/// cancels, or none when it only needs remembering.
-struct Settling<'a> {
+/// An inventory event handled with others: the order it confirms or cancels.
+struct Settling {
     at: usize,
-    order: Option<(String, OrderCommand)>,
+    order: (String, OrderCommand),
     trace: Trace,
-    handled: Handled<'a>,
 }
 
 fn catalogue_entry(product_id: &str, unit_price: i64, currency: &str, envelope: &Envelope) -> CatalogueEntry {

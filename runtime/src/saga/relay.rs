@@ -1,8 +1,13 @@
-//! The outbox relay: publishes committed events, then marks them sent.
+//! The outbox relay: publishes committed events in commit order, then moves
+//! the outbox's cursor past them.
 //!
-//! Several relays may run (one per process); the outbox's leases keep them
-//! apart. A crash between publish and mark republishes the batch later,
-//! which the broker's dedup window and the consumers' inboxes absorb.
+//! One relay per process and context may run; the cursor's lease lets one
+//! of them publish at a time and hands over when it dies. Per batch that is
+//! one read and one cursor update, whatever its size: publishing writes
+//! nothing per event. A crash between publish and advance republishes the
+//! batch, which the broker's dedup window and the idempotent handlers
+//! absorb. The relay holding the lease also prunes what was published
+//! longer ago than the retention.
 
 use std::time::{Duration, Instant};
 
@@ -10,49 +15,98 @@ use shop_streams::Context;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::ports::{EventBus, Outbox};
+use crate::ports::{BusError, Clock, EventBus, Outbox, StoreError, SystemClock};
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
-    /// This relay's name in the outbox leases.
+    /// This relay's name in the cursor's lease.
     pub name: String,
     pub batch: u32,
-    /// How long a claimed batch is this relay's alone.
+    /// How long the cursor stays this relay's after each round.
     pub lease: Duration,
-    /// Pause when the outbox is empty.
+    /// Pause when nothing is pending (or another relay holds the lease).
     pub idle: Duration,
     /// Pause after a failure.
     pub backoff: Duration,
     /// How often the backlog is counted for the metrics.
     pub backlog_every: Duration,
+    /// How long published events are kept (for `shop outbox republish`).
+    pub keep: Duration,
+    /// How often published events older than `keep` are pruned.
+    pub prune_every: Duration,
 }
 
 impl RelaySettings {
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            batch: 500,
-            lease: Duration::from_secs(30),
-            idle: Duration::from_millis(20),
+            batch: 1000,
+            lease: Duration::from_secs(10),
+            idle: Duration::from_millis(10),
             backoff: Duration::from_millis(500),
             backlog_every: Duration::from_secs(5),
+            keep: DEFAULT_KEEP,
+            prune_every: Duration::from_secs(10),
         }
+    }
+
+    pub fn keeping(mut self, keep: Duration) -> Self {
+        self.keep = keep;
+        self
     }
 }
 
-/// One round: claim, publish, mark. Returns how many events went out.
-pub async fn relay_once(outbox: &impl Outbox, bus: &impl EventBus, settings: &RelaySettings) -> Result<usize, String> {
-    let batch = outbox
-        .claim(&settings.name, settings.batch, settings.lease)
+/// How long published events stay in the outbox by default.
+pub const DEFAULT_KEEP: Duration = Duration::from_secs(15 * 60);
+
+/// Rows deleted per prune statement: short transactions, few locks.
+const PRUNE_CHUNK: u32 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox: {0}")]
+    Outbox(#[source] StoreError),
+    #[error("publish: {0}")]
+    Publish(#[source] BusError),
+}
+
+/// One round: read what is pending, publish it, advance. Returns how many
+/// events went out (0 also when another relay holds the lease).
+pub async fn relay_once(
+    outbox: &impl Outbox,
+    bus: &impl EventBus,
+    settings: &RelaySettings,
+) -> Result<usize, RelayError> {
+    let pending = outbox
+        .pending(&settings.name, settings.batch, settings.lease)
         .await
-        .map_err(|e| e.to_string())?;
-    if batch.is_empty() {
+        .map_err(RelayError::Outbox)?;
+    let Some(pending) = pending.filter(|p| !p.events.is_empty()) else {
         return Ok(0);
+    };
+    bus.publish(&pending.events).await.map_err(RelayError::Publish)?;
+    let moved = outbox
+        .advance(&settings.name, pending.cursor, pending.last, settings.lease)
+        .await
+        .map_err(RelayError::Outbox)?;
+    if !moved {
+        tracing::debug!(target: "shop::relay", relay = settings.name, "cursor moved meanwhile; reading again");
     }
-    bus.publish(&batch).await.map_err(|e| e.to_string())?;
-    let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
-    outbox.mark_sent(&ids).await.map_err(|e| e.to_string())?;
-    Ok(batch.len())
+    Ok(pending.events.len())
+}
+
+/// Deletes published events older than `settings.keep`, chunk by chunk.
+pub async fn prune(outbox: &impl Outbox, settings: &RelaySettings, now_ms: i64) -> Result<u64, StoreError> {
+    let keep = i64::try_from(settings.keep.as_millis()).unwrap_or(i64::MAX);
+    let before = now_ms.saturating_sub(keep);
+    let mut pruned = 0;
+    loop {
+        let deleted = outbox.prune(before, PRUNE_CHUNK).await?;
+        pruned += deleted;
+        if deleted < u64::from(PRUNE_CHUNK) {
+            return Ok(pruned);
+        }
+    }
 }
 
 /// Relays `context`'s outbox until `stop` turns true.
@@ -65,12 +119,21 @@ pub async fn run_relay(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut counted: Option<Instant> = None;
+    let mut pruned = Instant::now();
     while !*stop.borrow() {
         if counted.is_none_or(|at| at.elapsed() >= settings.backlog_every) {
             counted = Some(Instant::now());
             match outbox.backlog().await {
                 Ok(backlog) => metrics.outbox_backlog(context, backlog),
                 Err(error) => tracing::debug!(target: "shop::relay", %error, "backlog not counted"),
+            }
+        }
+        if pruned.elapsed() >= settings.prune_every {
+            pruned = Instant::now();
+            match prune(&outbox, &settings, SystemClock.now_ms()).await {
+                Ok(0) => {}
+                Ok(count) => tracing::debug!(target: "shop::relay", %context, count, "pruned published events"),
+                Err(error) => tracing::warn!(target: "shop::relay", %context, %error, "outbox not pruned"),
             }
         }
         let pause = match relay_once(&outbox, &bus, &settings).await {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Handler;
+use super::backpressure::{SAMPLE_EVERY, run_sampler};
 use super::consumer::{Consumer, ConsumerSettings, run_consumer};
 use super::inventory::InventoryService;
 use super::orders::{OrderService, run_expiry};
@@ -29,6 +30,8 @@ pub struct RoleSettings {
     pub reservation_ttl: Duration,
     /// How often due reservations are looked for.
     pub expiry_every: Duration,
+    /// How long published events stay in the outboxes.
+    pub outbox_retention: Duration,
     pub metrics: Metrics,
 }
 
@@ -39,6 +42,7 @@ impl RoleSettings {
             consumer: ConsumerSettings::default(),
             reservation_ttl: Duration::from_secs(30 * 60),
             expiry_every: Duration::from_secs(1),
+            outbox_retention: super::relay::DEFAULT_KEEP,
             metrics: Metrics::default(),
         }
     }
@@ -65,7 +69,8 @@ impl Roles {
         }
     }
 
-    /// Starts the order role's relay, consumer and expiry.
+    /// Starts the order role's relay, consumer and expiry, and the backlog
+    /// count its intake sheds by (when it has a bound).
     pub async fn start_order<S: OrderStore, B: EventBus + Clone>(
         &mut self,
         orders: Arc<OrderService<S>>,
@@ -75,6 +80,10 @@ impl Roles {
     ) -> Result<(), BusError> {
         self.relay_and_consume(Context::Order, orders.clone(), outbox, bus, settings)
             .await?;
+        if orders.backpressure().is_on() {
+            self.tasks
+                .spawn(run_sampler(orders.clone(), SAMPLE_EVERY, self.stop.subscribe()));
+        }
         self.tasks.spawn(run_expiry(
             orders,
             settings.reservation_ttl,
@@ -106,7 +115,8 @@ impl Roles {
         settings: &RoleSettings,
     ) -> Result<(), BusError> {
         let subscription = bus.subscribe(context).await?;
-        let relay = RelaySettings::named(format!("{}-{}", settings.instance, context.as_str()));
+        let relay = RelaySettings::named(format!("{}-{}", settings.instance, context.as_str()))
+            .keeping(settings.outbox_retention);
         self.tasks.spawn(run_relay(
             context,
             outbox,

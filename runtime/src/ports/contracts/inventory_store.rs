@@ -3,9 +3,8 @@
 use shop_rules::inventory::{
     InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
 };
-use uuid::Uuid;
 
-use crate::ports::{Handled, InventoryStore, InventoryWrite, StoreError};
+use crate::ports::{InventoryStore, InventoryWrite, StoreError};
 
 fn product(id: &str, stock: i64) -> ProductStock {
     ProductStock {
@@ -60,7 +59,7 @@ pub async fn run(store: &impl InventoryStore) {
     a_stale_version_conflicts_and_writes_nothing(store).await;
     the_store_refuses_negative_or_unbalanced_stock(store).await;
     reservations_are_fenced_by_their_status(store).await;
-    a_handled_message_is_recorded_once(store).await;
+    an_order_is_reserved_once(store).await;
     movements_page_oldest_first(store).await;
     many_writes_commit_together_or_not_at_all(store).await;
 }
@@ -78,7 +77,6 @@ async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), S
             after: &after,
             movements: &movements,
             events: &[],
-            handled: None,
         })
         .await
 }
@@ -111,7 +109,6 @@ async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStor
         after: &after,
         movements: &movements,
         events: &[],
-        handled: None,
     };
     store.write(write).await.expect("first writer wins");
     // The second writer read the same versions: it must change nothing,
@@ -152,7 +149,6 @@ async fn the_store_refuses_negative_or_unbalanced_stock(store: &impl InventorySt
             after: &after,
             movements: &[],
             events: &[],
-            handled: None,
         };
         assert!(
             matches!(store.write(write).await, Err(StoreError::Refused(_))),
@@ -173,7 +169,6 @@ async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
         after,
         movements: &[],
         events: &[],
-        handled: None,
     };
     let held = with(reservation("o-r", ReservationStatus::Reserved));
     store.write(write(&none, &held)).await.expect("reserved");
@@ -195,11 +190,9 @@ async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
     assert_eq!(store.reservation("o-r").await, Ok(state.reservation));
 }
 
-async fn a_handled_message_is_recorded_once(store: &impl InventoryStore) {
-    let handled = Handled {
-        consumer: "inventory",
-        message_id: Uuid::now_v7(),
-    };
+/// An order has one reservation: writing another for it (a redelivered
+/// reservation request) is a conflict and writes nothing.
+async fn an_order_is_reserved_once(store: &impl InventoryStore) {
     let none = InventoryState::default();
     let after = InventoryState {
         products: vec![],
@@ -210,22 +203,17 @@ async fn a_handled_message_is_recorded_once(store: &impl InventoryStore) {
         after: &after,
         movements: &[],
         events: &[],
-        handled: Some(handled),
     };
-    store.write(write).await.expect("handled");
-    assert_eq!(
-        store.write(write).await,
-        Err(StoreError::AlreadyHandled(handled.message_id))
-    );
-    let other = Handled {
-        consumer: "inventory",
-        message_id: Uuid::now_v7(),
+    store.write(write).await.expect("recorded");
+    let again = InventoryState {
+        products: vec![],
+        reservation: Some(reservation("o-h", ReservationStatus::Reserved)),
     };
-    assert_eq!(store.mark_handled(other).await, Ok(()));
-    assert_eq!(
-        store.mark_handled(other).await,
-        Err(StoreError::AlreadyHandled(other.message_id))
-    );
+    assert!(matches!(
+        store.write(InventoryWrite { after: &again, ..write }).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.reservation("o-h").await, Ok(after.reservation.clone()));
 }
 
 async fn movements_page_oldest_first(store: &impl InventoryStore) {
@@ -243,7 +231,6 @@ async fn movements_page_oldest_first(store: &impl InventoryStore) {
             after: &after,
             movements: &movements,
             events: &[],
-            handled: None,
         };
         store.write(write).await.expect("reserved");
         before = after;
@@ -267,7 +254,6 @@ struct Step {
     before: InventoryState,
     after: InventoryState,
     movements: Vec<Movement>,
-    handled: Handled<'static>,
 }
 
 impl Step {
@@ -293,15 +279,10 @@ impl Step {
             quantity,
             Some(order),
         )];
-        let handled = Handled {
-            consumer: "inventory",
-            message_id: Uuid::now_v7(),
-        };
         Self {
             before,
             after,
             movements,
-            handled,
         }
     }
 
@@ -311,7 +292,6 @@ impl Step {
             after: &self.after,
             movements: &self.movements,
             events: &[],
-            handled: Some(self.handled),
         }
     }
 }
@@ -331,25 +311,14 @@ async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) 
     assert_eq!((now.products[0].available, now.products[0].reserved), (5, 5));
     for (step, order) in [(&first, "o-m1"), (&second, "o-m2")] {
         assert_eq!(store.reservation(order).await, Ok(step.after.reservation.clone()));
-        assert_eq!(
-            store.mark_handled(step.handled).await,
-            Err(StoreError::AlreadyHandled(step.handled.message_id))
-        );
     }
     let moved = store.movements("M", 0, 10).await.expect("page");
     let orders: Vec<_> = moved.iter().filter_map(|(_, m)| m.order_id.clone()).collect();
     assert_eq!(orders, ["o-m1", "o-m2"], "movements in order");
 
-    // A run with one message handled before writes nothing of the others.
-    let third = Step::reserve(&now, "o-m3", 1);
-    let mut again = Step::reserve(&third.after, "o-m4", 1);
-    again.handled = first.handled;
-    assert_eq!(
-        store.write_many(&[third.write(), again.write()]).await,
-        Err(StoreError::AlreadyHandled(first.handled.message_id))
-    );
     // Writes that do not follow one another, or a reservation that exists
-    // already: conflicts, and nothing written either.
+    // already (a redelivered request): conflicts, and nothing written of any.
+    let third = Step::reserve(&now, "o-m3", 1);
     let stale = Step::reserve(&now, "o-m5", 1);
     assert!(matches!(
         store.write_many(&[third.write(), stale.write()]).await,
@@ -361,13 +330,8 @@ async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) 
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.load(&ids, None).await.expect("loaded"), now, "nothing written");
-    for order in ["o-m3", "o-m4", "o-m5"] {
+    for order in ["o-m3", "o-m5"] {
         assert_eq!(store.reservation(order).await, Ok(None));
     }
     assert_eq!(store.reservation("o-m1").await, Ok(first.after.reservation.clone()));
-    assert_eq!(
-        store.mark_handled(third.handled).await,
-        Ok(()),
-        "its message not recorded"
-    );
 }

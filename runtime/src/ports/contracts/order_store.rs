@@ -1,20 +1,49 @@
 //! The [`OrderStore`] contract.
 
 use shop_rules::order::{CataloguePrice, OrderStatus};
-use uuid::Uuid;
 
 use super::{created, order};
-use crate::ports::{CatalogueEntry, Handled, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, StoreError};
+use crate::ports::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, StoreError};
 
 /// Every check, against a store and the outbox its writes feed.
 pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
+    pending_orders_are_counted(store).await;
     create_then_update_by_version(store, outbox).await;
-    a_handled_message_is_recorded_once(store, outbox).await;
     the_catalogue_keeps_the_newest_price(store).await;
     confirmed_orders_are_found_by_confirmation_time(store).await;
     a_customers_orders_are_paged_newest_first(store).await;
     new_orders_arriving_together_are_each_written_once(store, outbox).await;
     many_updates_commit_together_or_not_at_all(store, outbox).await;
+}
+
+/// MUST count the PENDING orders, and only those.
+async fn pending_orders_are_counted(store: &impl OrderStore) {
+    let before = store.pending_count().await.expect("counted");
+    for id in ["pc-1", "pc-2"] {
+        let o = order(id);
+        let write = OrderWrite {
+            order: &o,
+            expected_version: None,
+            events: &[],
+        };
+        store.write(write).await.expect("written");
+    }
+    assert_eq!(store.pending_count().await, Ok(before + 2));
+    let mut confirmed = order("pc-1");
+    confirmed.status = OrderStatus::Confirmed;
+    // Far in the future: not among the expiry candidates checked below.
+    confirmed.confirmed_at = Some(i64::MAX / 2);
+    let write = OrderWrite {
+        order: &confirmed,
+        expected_version: Some(1),
+        events: &[],
+    };
+    store.write(write).await.expect("confirmed");
+    assert_eq!(
+        store.pending_count().await,
+        Ok(before + 1),
+        "a confirmed order is no longer pending"
+    );
 }
 
 /// MUST write each of many new orders arriving at once exactly once with
@@ -34,7 +63,6 @@ async fn new_orders_arriving_together_are_each_written_once(store: &impl OrderSt
                 order,
                 expected_version: None,
                 events: std::slice::from_ref(event),
-                handled: None,
             })
         });
     let outcomes = futures::future::join_all(writes).await;
@@ -71,7 +99,6 @@ async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {
             order: &o,
             expected_version: None,
             events: &[],
-            handled: None,
         };
         store.write(write).await.expect("written");
     }
@@ -119,7 +146,6 @@ async fn confirmed_orders_are_found_by_confirmation_time(store: &impl OrderStore
             order: &o,
             expected_version: None,
             events: &[],
-            handled: None,
         };
         store.write(write).await.expect("written");
     }
@@ -149,7 +175,6 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
         order: &o,
         expected_version: None,
         events: std::slice::from_ref(&event),
-        handled: None,
     };
     assert_eq!(store.write(write).await, Ok(1));
     let stored = store.get("o-1").await.expect("readable").expect("stored");
@@ -172,7 +197,6 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
         order: &o,
         expected_version: Some(1),
         events: &[],
-        handled: None,
     };
     assert_eq!(store.write(update).await, Ok(2));
     // A writer that read version 1 lost the race: conflict, nothing written.
@@ -187,54 +211,6 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
     assert_eq!((stored.value.status, stored.version), (OrderStatus::Confirmed, 2));
 }
 
-async fn a_handled_message_is_recorded_once(store: &impl OrderStore, outbox: &impl Outbox) {
-    let o = order("o-2");
-    let message_id = Uuid::now_v7();
-    let handled = Handled {
-        consumer: "order",
-        message_id,
-    };
-    let write = OrderWrite {
-        order: &o,
-        expected_version: None,
-        events: &[],
-        handled: Some(handled),
-    };
-    assert_eq!(store.write(write).await, Ok(1));
-    let backlog = outbox.backlog().await;
-    let mut changed = o.clone();
-    changed.status = OrderStatus::Cancelled;
-    let event = created(&changed);
-    let redelivered = OrderWrite {
-        order: &changed,
-        expected_version: Some(1),
-        events: std::slice::from_ref(&event),
-        handled: Some(handled),
-    };
-    assert_eq!(
-        store.write(redelivered).await,
-        Err(StoreError::AlreadyHandled(message_id))
-    );
-    let stored = store.get("o-2").await.expect("readable").expect("stored");
-    assert_eq!(
-        (stored.value.status, stored.version),
-        (OrderStatus::Pending, 1),
-        "nothing written"
-    );
-    assert_eq!(outbox.backlog().await, backlog, "no event written");
-
-    // The same id seen by another consumer is another message.
-    let other = Handled {
-        consumer: "audit",
-        message_id,
-    };
-    assert_eq!(store.mark_handled(other).await, Ok(()));
-    assert_eq!(
-        store.mark_handled(other).await,
-        Err(StoreError::AlreadyHandled(message_id))
-    );
-}
-
 async fn the_catalogue_keeps_the_newest_price(store: &impl OrderStore) {
     let entry = |price, source_version| CatalogueEntry {
         price: CataloguePrice {
@@ -246,29 +222,20 @@ async fn the_catalogue_keeps_the_newest_price(store: &impl OrderStore) {
     };
     let ids = ["SKU-9".to_owned(), "ABSENT".to_owned()];
     assert_eq!(store.catalogue(&ids).await, Ok(vec![]));
-    store.update_catalogue(&entry(100, 1), None).await.expect("stored");
-    store.update_catalogue(&entry(300, 3), None).await.expect("stored");
+    store.update_catalogue(&entry(100, 1)).await.expect("stored");
+    store.update_catalogue(&entry(300, 3)).await.expect("stored");
     // A late, older update does not undo a newer one.
-    store.update_catalogue(&entry(200, 2), None).await.expect("ignored");
+    store.update_catalogue(&entry(200, 2)).await.expect("ignored");
     assert_eq!(store.catalogue(&ids).await, Ok(vec![entry(300, 3)]));
 
-    let handled = Handled {
-        consumer: "order",
-        message_id: Uuid::now_v7(),
-    };
-    store
-        .update_catalogue(&entry(400, 4), Some(handled))
-        .await
-        .expect("stored");
-    assert_eq!(
-        store.update_catalogue(&entry(500, 5), Some(handled)).await,
-        Err(StoreError::AlreadyHandled(handled.message_id))
-    );
-    assert_eq!(store.catalogue(&ids).await, Ok(vec![entry(400, 4)]));
+    // A repeated update (a redelivered message) changes nothing, even with
+    // other content: the source version says it was seen.
+    store.update_catalogue(&entry(999, 3)).await.expect("ignored");
+    assert_eq!(store.catalogue(&ids).await, Ok(vec![entry(300, 3)]));
 }
 
-/// MUST apply many updates and inbox records in one go, and on a stale
-/// version, a handled message or an order named twice write none of them.
+/// MUST apply many updates in one go, and on a stale version or an order
+/// named twice write none of them.
 async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, outbox: &impl Outbox) {
     let ids: Vec<String> = (0..3).map(|n| format!("m-{n}")).collect();
     for id in &ids {
@@ -277,7 +244,6 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
             order: &o,
             expected_version: None,
             events: &[],
-            handled: None,
         };
         assert_eq!(store.write(write).await, Ok(1));
     }
@@ -298,38 +264,21 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
         })
         .collect();
     let events: Vec<_> = confirmed.iter().map(created).collect();
-    let handled: Vec<_> = ids
-        .iter()
-        .map(|_| Handled {
-            consumer: "order",
-            message_id: Uuid::now_v7(),
-        })
-        .collect();
     let update = |at: usize, expected: u64| OrderWrite {
         order: &confirmed[at],
         expected_version: Some(expected),
         events: std::slice::from_ref(&events[at]),
-        handled: Some(handled[at]),
-    };
-    let only_noted = Handled {
-        consumer: "order",
-        message_id: Uuid::now_v7(),
     };
     let backlog = outbox.backlog().await.expect("backlog");
 
-    // Refused whole: a stale version, a message handled before, an order twice.
+    // Refused whole: a stale version, an order twice.
     let refused = [
-        store.update_many(&[update(0, 1), update(1, 7)], &[]).await,
-        store.update_many(&[update(0, 1), update(0, 1)], &[]).await,
+        store.update_many(&[update(0, 1), update(1, 7)]).await,
+        store.update_many(&[update(0, 1), update(0, 1)]).await,
     ];
     for outcome in refused {
         assert!(matches!(outcome, Err(StoreError::Conflict(_))), "{outcome:?}");
     }
-    assert_eq!(store.mark_handled(only_noted).await, Ok(()));
-    assert_eq!(
-        store.update_many(&[update(0, 1), update(1, 1)], &[only_noted]).await,
-        Err(StoreError::AlreadyHandled(only_noted.message_id))
-    );
     for id in &ids {
         let stored = store.get(id).await.expect("readable").expect("stored");
         assert_eq!(
@@ -340,12 +289,8 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
     }
     assert_eq!(outbox.backlog().await, Ok(backlog), "no event written");
 
-    let noted = Handled {
-        consumer: "order",
-        message_id: Uuid::now_v7(),
-    };
     store
-        .update_many(&[update(0, 1), update(1, 1), update(2, 1)], &[noted])
+        .update_many(&[update(0, 1), update(1, 1), update(2, 1)])
         .await
         .expect("all written");
     for (id, expected) in ids.iter().zip(&confirmed) {
@@ -353,10 +298,4 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
         assert_eq!((&stored.value, stored.version), (expected, 2));
     }
     assert_eq!(outbox.backlog().await, Ok(backlog + 3), "each update's event");
-    for message in handled.iter().chain([&noted]) {
-        assert_eq!(
-            store.mark_handled(*message).await,
-            Err(StoreError::AlreadyHandled(message.message_id))
-        );
-    }
 }

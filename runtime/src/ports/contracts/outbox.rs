@@ -7,94 +7,199 @@ use futures::future::join_all;
 use uuid::Uuid;
 
 use super::{created, order};
-use crate::ports::{OrderStore, OrderWrite, Outbox};
+use crate::ports::{OrderStore, OrderWrite, Outbox, Pending};
 
 /// Every check, against an empty store and its outbox.
 pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
+    let before_writing = now_ms();
     let mut written = Vec::new();
     for n in 0..30 {
-        let o = order(&format!("ob-{n:02}"));
-        let event = created(&o);
-        written.push(event.event_id);
-        let write = OrderWrite {
-            order: &o,
-            expected_version: None,
-            events: std::slice::from_ref(&event),
-            handled: None,
-        };
-        store.write(write).await.expect("written");
+        written.push(write(store, format!("ob-{n:02}")).await);
     }
     assert_eq!(outbox.backlog().await, Ok(30));
 
-    claims_come_oldest_first_and_are_leased(outbox, &written).await;
-    concurrent_claims_never_share_an_event(outbox).await;
-    sent_events_leave_the_backlog_and_can_be_requeued(outbox, &written).await;
+    one_relay_reads_in_order_and_advances(outbox, &written).await;
+    a_lease_that_ran_out_changes_hands(outbox, &written).await;
+    concurrent_commits_are_all_read_once(store, outbox, &mut written).await;
+    rewinding_publishes_again_and_pruning_keeps_the_unpublished(outbox, &written, before_writing).await;
 }
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn claims_come_oldest_first_and_are_leased(outbox: &impl Outbox, written: &[Uuid]) {
-    let first = outbox.claim("relay-a", 5, LONG).await.expect("claim");
-    let ids: Vec<Uuid> = first.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids, written[..5], "the oldest five, in order");
-    // Its own lease does not stop the relay: unmarked, they come back to it.
-    let again = outbox.claim("relay-a", 5, LONG).await.expect("claim");
-    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids);
-    // Leased: another relay gets the next ones.
-    let second = outbox.claim("relay-b", 5, LONG).await.expect("claim");
-    let ids: Vec<Uuid> = second.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids, written[5..10]);
-    // A lease that ran out (a relay that died) frees its events.
-    let short = outbox
-        .claim("relay-c", 3, Duration::from_millis(1))
+async fn write(store: &impl OrderStore, id: String) -> Uuid {
+    let o = order(&id);
+    let event = created(&o);
+    let write = OrderWrite {
+        order: &o,
+        expected_version: None,
+        events: std::slice::from_ref(&event),
+    };
+    store.write(write).await.expect("written");
+    event.event_id
+}
+
+fn ids(pending: &Pending) -> Vec<Uuid> {
+    pending.events.iter().map(|e| e.event_id).collect()
+}
+
+async fn one_relay_reads_in_order_and_advances(outbox: &impl Outbox, written: &[Uuid]) {
+    let first = outbox
+        .pending("relay-a", 5, LONG)
         .await
-        .expect("claim");
-    assert_eq!(short.len(), 3);
+        .expect("read")
+        .expect("the lease was free");
+    assert_eq!(ids(&first), written[..5], "the oldest five, in order");
+    assert!(first.last > first.cursor);
+    assert_eq!(first.events[0].event_id, written[0], "the envelope comes back whole");
+    // Not advanced: the same five again.
+    let again = outbox
+        .pending("relay-a", 5, LONG)
+        .await
+        .expect("read")
+        .expect("its own lease");
+    assert_eq!(again, first);
+    // Another relay waits while the lease lives.
+    assert_eq!(outbox.pending("relay-b", 5, LONG).await, Ok(None));
+    assert_eq!(
+        outbox.advance("relay-b", first.cursor, first.last, LONG).await,
+        Ok(false)
+    );
+
+    assert_eq!(
+        outbox.advance("relay-a", first.cursor, first.last, LONG).await,
+        Ok(true)
+    );
+    assert_eq!(
+        outbox.advance("relay-a", first.cursor, first.last, LONG).await,
+        Ok(false),
+        "the cursor is no longer where it was read"
+    );
+    assert_eq!(outbox.backlog().await, Ok(25));
+    let next = outbox
+        .pending("relay-a", 5, LONG)
+        .await
+        .expect("read")
+        .expect("its own lease");
+    assert_eq!(next.cursor, first.last);
+    assert_eq!(ids(&next), written[5..10]);
+    // Its last advance renews the lease for a moment only: then it dies.
+    let moment = Duration::from_millis(1);
+    assert_eq!(
+        outbox.advance("relay-a", next.cursor, next.last, moment).await,
+        Ok(true)
+    );
+}
+
+async fn a_lease_that_ran_out_changes_hands(outbox: &impl Outbox, written: &[Uuid]) {
     std::thread::sleep(Duration::from_millis(20));
-    let retaken = outbox.claim("relay-d", 3, LONG).await.expect("claim");
-    assert_eq!(
-        retaken.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-        short.iter().map(|e| e.event_id).collect::<Vec<_>>()
-    );
-    assert_eq!(retaken[0], short[0], "the envelope comes back whole");
-}
-
-async fn concurrent_claims_never_share_an_event(outbox: &impl Outbox) {
-    let relays: Vec<String> = (0..6).map(|n| format!("relay-{n}")).collect();
-    let claims = join_all(relays.iter().map(|relay| outbox.claim(relay, 4, LONG))).await;
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    for claim in claims {
-        for event in claim.expect("claim") {
-            total += 1;
-            assert!(seen.insert(event.event_id), "{} claimed twice", event.event_id);
-        }
-    }
-    // 30 written, 13 still leased: 17 left to share.
-    assert_eq!(total, 17);
-    assert!(outbox.claim("late", 10, LONG).await.expect("claim").is_empty());
-}
-
-async fn sent_events_leave_the_backlog_and_can_be_requeued(outbox: &impl Outbox, written: &[Uuid]) {
-    let before_send = now_ms();
-    outbox.mark_sent(written).await.expect("marked");
-    outbox.mark_sent(written).await.expect("marking again is harmless");
-    outbox
-        .mark_sent(&[Uuid::now_v7()])
+    let taken = outbox
+        .pending("relay-b", 5, LONG)
         .await
-        .expect("unknown ids are ignored");
-    assert_eq!(outbox.backlog().await, Ok(0));
-
-    // An operator republishes everything sent since a point in time.
-    assert_eq!(outbox.requeue_since(before_send - 60_000).await, Ok(30));
-    assert_eq!(outbox.backlog().await, Ok(30));
-    let again = outbox.claim("relay-z", 100, LONG).await.expect("claim");
-    assert_eq!(again.iter().map(|e| e.event_id).collect::<Vec<_>>(), written);
+        .expect("read")
+        .expect("the lease ran out");
+    assert_eq!(ids(&taken), written[10..15], "from where relay-a left off");
+    // relay-a comes back too late: it neither reads nor advances.
+    assert_eq!(outbox.pending("relay-a", 5, LONG).await, Ok(None));
     assert_eq!(
-        outbox.requeue_since(now_ms() + 60_000).await,
-        Ok(0),
-        "nothing sent in the future"
+        outbox.advance("relay-a", taken.cursor, taken.last, LONG).await,
+        Ok(false)
     );
+    let mut cursor = taken.cursor;
+    let mut pending = taken;
+    while !pending.events.is_empty() {
+        assert_eq!(outbox.advance("relay-b", cursor, pending.last, LONG).await, Ok(true));
+        cursor = pending.last;
+        pending = outbox
+            .pending("relay-b", 7, LONG)
+            .await
+            .expect("read")
+            .expect("its lease");
+    }
+    assert_eq!(outbox.backlog().await, Ok(0));
+}
+
+/// Many writers commit at once while a relay reads: every event is read
+/// exactly once, however the commits interleave.
+async fn concurrent_commits_are_all_read_once(store: &impl OrderStore, outbox: &impl Outbox, written: &mut Vec<Uuid>) {
+    let mut seen = BTreeSet::new();
+    const WRITERS: usize = 80;
+    let relay = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while seen.len() < WRITERS && std::time::Instant::now() < deadline {
+            let pending = outbox
+                .pending("relay-b", 16, LONG)
+                .await
+                .expect("read")
+                .expect("its lease");
+            if pending.events.is_empty() {
+                tokio_free_pause().await;
+                continue;
+            }
+            for event in &pending.events {
+                assert!(seen.insert(event.event_id), "{} read twice", event.event_id);
+            }
+            assert_eq!(
+                outbox.advance("relay-b", pending.cursor, pending.last, LONG).await,
+                Ok(true)
+            );
+        }
+    };
+    let writers = join_all((0..WRITERS).map(|n| write(store, format!("cc-{n:02}"))));
+    let (new, ()) = futures::future::join(writers, relay).await;
+    let expected: BTreeSet<Uuid> = new.iter().copied().collect();
+    assert_eq!(seen, expected, "every committed event read once, none skipped");
+    assert_eq!(outbox.backlog().await, Ok(0));
+    written.extend(new);
+}
+
+async fn rewinding_publishes_again_and_pruning_keeps_the_unpublished(
+    outbox: &impl Outbox,
+    written: &[Uuid],
+    before_writing: i64,
+) {
+    let total = written.len() as u64;
+    let future = now_ms() + 60_000;
+    assert_eq!(outbox.rewind_to(future).await, Ok(0), "nothing committed in the future");
+    // An operator republishes everything committed since a point in time.
+    assert_eq!(outbox.rewind_to(before_writing - 60_000).await, Ok(total));
+    assert_eq!(outbox.backlog().await, Ok(total));
+    // Unpublished again: none of it may be pruned.
+    assert_eq!(outbox.prune(future, 1_000).await, Ok(0));
+    let again = outbox
+        .pending("relay-b", 1_000, LONG)
+        .await
+        .expect("read")
+        .expect("its lease");
+    let mut again_ids = ids(&again);
+    again_ids.sort();
+    let mut all = written.to_vec();
+    all.sort();
+    assert_eq!(again_ids, all);
+    assert_eq!(
+        outbox.advance("relay-b", again.cursor, again.last, LONG).await,
+        Ok(true)
+    );
+
+    // Published and older than the bound: pruned oldest first, in chunks.
+    assert_eq!(
+        outbox.prune(before_writing - 60_000, 1_000).await,
+        Ok(0),
+        "none old enough"
+    );
+    assert_eq!(outbox.prune(future, 50).await, Ok(50));
+    assert_eq!(outbox.prune(future, 1_000).await, Ok(total - 50));
+    assert_eq!(outbox.rewind_to(before_writing - 60_000).await, Ok(0), "pruned is gone");
+    assert_eq!(outbox.backlog().await, Ok(0));
+}
+
+/// A short pause that needs no particular executor.
+async fn tokio_free_pause() {
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 fn now_ms() -> i64 {

@@ -1,5 +1,6 @@
-//! What every request goes through: a request id, a tracing span, a time
-//! limit, a log line with status and duration, and `X-Response-Time`.
+//! What every request goes through: a request id, a tracing span, a check
+//! for control characters, a time limit, a log line with status and
+//! duration, and `X-Response-Time`.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -32,7 +34,16 @@ pub async fn edge(State(limit): State<Duration>, mut request: Request, next: Nex
         path = %request.uri().path(),
         request_id = %id,
     );
-    let mut response = match tokio::time::timeout(limit, next.run(request).instrument(span.clone())).await {
+    let answer = match hostile(&request) {
+        // Refused before any handler or store sees it: a NUL byte reaching
+        // PostgreSQL is an error of the database, not of the caller.
+        Some(place) => {
+            std::future::ready(Problem::bad_request(format!("the {place} holds a control character")).into_response())
+                .left_future()
+        }
+        None => next.run(request).instrument(span.clone()).right_future(),
+    };
+    let mut response = match tokio::time::timeout(limit, answer).await {
         Ok(response) => response,
         // Whatever was under way is dropped: an uncommitted write rolls back;
         // an intake that did commit is found again by its Idempotency-Key.
@@ -58,6 +69,39 @@ pub async fn edge(State(limit): State<Duration>, mut request: Request, next: Nex
     response
 }
 
+/// Where the request carries a control character (NUL and the rest of
+/// C0, and DEL), raw or percent-encoded, in its path or query, or in a
+/// header value (where only a tab is fine).
+fn hostile(request: &Request) -> Option<&'static str> {
+    let uri = request.uri();
+    if has_control(uri.path()) {
+        return Some("path");
+    }
+    if uri.query().is_some_and(has_control) {
+        return Some("query");
+    }
+    let header = |v: &HeaderValue| v.as_bytes().iter().any(|&b| b != b'\t' && is_control(b));
+    request.headers().values().any(header).then_some("header")
+}
+
+fn is_control(byte: u8) -> bool {
+    byte < 0x20 || byte == 0x7f
+}
+
+/// Raw control bytes, or `%XX` escapes of them.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(at, &b)| {
+        is_control(b)
+            || (b == b'%'
+                && bytes
+                    .get(at + 1..at + 3)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .is_some_and(is_control))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -67,6 +111,17 @@ mod tests {
 
     async fn get_path(addr: std::net::SocketAddr, path: &str) -> String {
         crate::test_get(addr, path, &[("x-request-id", "abc-123")]).await
+    }
+
+    #[test]
+    fn control_characters_are_found_raw_or_escaped() {
+        use super::has_control;
+        for hostile in ["/api/orders/%00", "/a%1Bb", "/a%7f", "after=1_%00", "a\u{1}b"] {
+            assert!(has_control(hostile), "{hostile}");
+        }
+        for fine in ["/api/orders/o-1", "/a%20b", "q=caf%C3%A9", "%", "%0", "%zz", "100%"] {
+            assert!(!has_control(fine), "{fine}");
+        }
     }
 
     #[tokio::test]

@@ -356,8 +356,14 @@ fn order_problem(error: OrderError) -> Problem {
         OrderError::Overloaded(overloaded) => {
             Problem::unavailable(overloaded.to_string()).retry_after(overloaded.retry_after.as_secs().max(1))
         }
+        // The cause is logged with the request's id, never sent.
         OrderError::Store(StoreError::Unavailable(why)) => {
-            Problem::unavailable(format!("the order store is unavailable: {why}"))
+            tracing::warn!(target: "shop::api", %why, "order store unavailable");
+            Problem::unavailable("the order store is unavailable; try again")
+        }
+        OrderError::Store(StoreError::Refused(why)) => {
+            tracing::info!(target: "shop::api", %why, "the order store refused a value");
+            Problem::bad_request("the request holds a value the order store cannot take")
         }
         OrderError::Store(StoreError::Conflict(what)) => {
             Problem::conflict(format!("{what} changed concurrently; try again"))

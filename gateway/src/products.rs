@@ -336,8 +336,14 @@ fn inventory_problem(error: InventoryError) -> Problem {
                 other => Problem::conflict(other.to_string()),
             }
         }
+        // Causes are logged with the request's id, never sent.
         InventoryError::Store(StoreError::Unavailable(why)) => {
-            Problem::unavailable(format!("the inventory store is unavailable: {why}"))
+            tracing::warn!(target: "shop::api", %why, "inventory store unavailable");
+            Problem::unavailable("the inventory store is unavailable; try again")
+        }
+        InventoryError::Store(StoreError::Refused(why)) => {
+            tracing::info!(target: "shop::api", %why, "the inventory store refused a change");
+            Problem::conflict("the inventory store refused the change; nothing was written")
         }
         InventoryError::Store(StoreError::Conflict(what)) => {
             Problem::conflict(format!("{what} changed concurrently; try again"))
@@ -346,7 +352,8 @@ fn inventory_problem(error: InventoryError) -> Problem {
             Problem::unavailable(format!("{what} is busy; try again")).retry_after(1)
         }
         InventoryError::Lock(LockError::Unavailable(why)) => {
-            Problem::unavailable(format!("the lock service is unavailable: {why}"))
+            tracing::warn!(target: "shop::api", %why, "lock service unavailable");
+            Problem::unavailable("the lock service is unavailable; try again")
         }
         other => Problem::internal(other),
     }

@@ -267,7 +267,7 @@ async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries
     };
     assert_eq!(status("o-g2").await, Some(ReservationStatus::Reserved));
     assert_eq!(status("o-g3").await, Some(ReservationStatus::Rejected));
-    // One transaction: every event of the batch carries its start time.
+    // One transaction: every event of the batch carries its commit's time.
     let published: Vec<(String, String)> = sqlx::query_as(
         "SELECT envelope->>'aggregate_id', envelope->>'event_type' FROM inventory.outbox
          WHERE envelope->>'aggregate_id' LIKE 'o-g%' ORDER BY seq",
@@ -286,7 +286,7 @@ async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries
         ]
     );
     let commits: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT created_at) FROM inventory.outbox WHERE envelope->>'aggregate_id' LIKE 'o-g%'",
+        "SELECT count(DISTINCT at) FROM inventory.outbox WHERE envelope->>'aggregate_id' LIKE 'o-g%'",
     )
     .fetch_one(shop.store.pool())
     .await

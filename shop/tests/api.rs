@@ -592,6 +592,45 @@ async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
             400,
             None,
         ),
+        // NUL bytes and other control characters: refused at the edge, not
+        // handed to a database that would fail on them (the repro).
+        case("a NUL order id", "GET", "/api/orders/%00", Some(&alice), "", 400, None),
+        case(
+            "a NUL product id",
+            "GET",
+            "/api/products/%00",
+            Some(&alice),
+            "",
+            400,
+            None,
+        ),
+        case(
+            "a NUL cursor",
+            "GET",
+            "/api/orders?after=1_%00",
+            Some(&alice),
+            "",
+            400,
+            None,
+        ),
+        case(
+            "a NUL in a movements path",
+            "GET",
+            "/api/products/a%00b/movements",
+            Some(&admin),
+            "",
+            400,
+            None,
+        ),
+        case(
+            "an escape in an id",
+            "GET",
+            "/api/orders/a%1bb",
+            Some(&alice),
+            "",
+            400,
+            None,
+        ),
         case(
             "an unknown endpoint",
             "GET",
@@ -815,15 +854,7 @@ async fn distributed_intake_sheds_load_past_the_saga_backlog() {
     use shop_runtime::ports::OrderStore;
     let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
     let (namespace, _bus) = common::fresh_bus('k').await;
-    let entry = shop_runtime::ports::CatalogueEntry {
-        price: shop_rules::order::CataloguePrice {
-            product_id: "SKU-K".into(),
-            unit_price: 500,
-            currency: "KRW".into(),
-        },
-        source_version: 1,
-    };
-    store.update_catalogue(&entry).await.expect("priced");
+    common::price_directly(&store, "SKU-K", 500).await;
     let env = [("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_INTAKE_MAX_PENDING", "2")];
     let shop = RoleProcess::start("order", &url, namespace.as_str(), &env);
     let api = Api { addr: shop.addr };

@@ -194,16 +194,7 @@ async fn operators_read_and_change_orders_and_stock_from_the_command_line() {
     let desk = common::Desk::open(store.clone(), &namespace).await;
     desk.register("SKU-P", 10).await;
     // No roles run: the order side's price list is filled by hand, and orders stay PENDING.
-    use shop_runtime::ports::OrderStore;
-    let entry = shop_runtime::ports::CatalogueEntry {
-        price: shop_rules::order::CataloguePrice {
-            product_id: "SKU-P".into(),
-            unit_price: 3000,
-            currency: "KRW".into(),
-        },
-        source_version: 1,
-    };
-    store.update_catalogue(&entry).await.expect("priced");
+    common::price_directly(&store, "SKU-P", 3000).await;
     desk.place("p-1", "SKU-P", 2).await;
     desk.place("p-2", "SKU-P", 1).await;
     let env = [

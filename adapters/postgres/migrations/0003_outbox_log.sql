@@ -11,11 +11,13 @@
 DROP TABLE orders.inbox;
 DROP TABLE inventory.inbox;
 
+-- Times in milliseconds since the epoch, as in SQLite: the relay's code
+-- is shared (crate shop-adapter-sql).
 CREATE TABLE orders.outbox_cursor (
     id          int PRIMARY KEY CHECK (id = 1),
     position    bigint NOT NULL,
     holder      text,
-    lease_until timestamptz
+    lease_until bigint
 );
 INSERT INTO orders.outbox_cursor (id, position)
 SELECT 1, coalesce((SELECT min(seq) - 1 FROM orders.outbox WHERE sent_at IS NULL),
@@ -28,11 +30,17 @@ SELECT 1, coalesce((SELECT min(seq) - 1 FROM inventory.outbox WHERE sent_at IS N
 
 DROP INDEX orders.orders_outbox_unsent;
 DROP INDEX orders.orders_outbox_sent_at;
-ALTER TABLE orders.outbox DROP COLUMN event_id, DROP COLUMN leased_by, DROP COLUMN lease_until, DROP COLUMN sent_at;
+ALTER TABLE orders.outbox ADD COLUMN at bigint;
+UPDATE orders.outbox SET at = (extract(epoch FROM created_at) * 1000)::bigint;
+ALTER TABLE orders.outbox ALTER COLUMN at SET NOT NULL,
+    DROP COLUMN created_at, DROP COLUMN event_id, DROP COLUMN leased_by, DROP COLUMN lease_until, DROP COLUMN sent_at;
 
 DROP INDEX inventory.inventory_outbox_unsent;
 DROP INDEX inventory.inventory_outbox_sent_at;
-ALTER TABLE inventory.outbox DROP COLUMN event_id, DROP COLUMN leased_by, DROP COLUMN lease_until, DROP COLUMN sent_at;
+ALTER TABLE inventory.outbox ADD COLUMN at bigint;
+UPDATE inventory.outbox SET at = (extract(epoch FROM created_at) * 1000)::bigint;
+ALTER TABLE inventory.outbox ALTER COLUMN at SET NOT NULL,
+    DROP COLUMN created_at, DROP COLUMN event_id, DROP COLUMN leased_by, DROP COLUMN lease_until, DROP COLUMN sent_at;
 
 -- Intake counts the saga's backlog (PENDING orders) to shed load: a partial
 -- index keeps that count proportional to the backlog, not to all orders.

@@ -92,7 +92,7 @@ impl PgStore {
 
     /// The outbox of one context, over the same pool.
     pub fn outbox(&self, schema: Schema) -> PgOutbox {
-        PgOutbox::new(self.pool.clone(), schema)
+        outbox::outbox(self.pool.clone(), schema)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -23,7 +23,6 @@ macro_rules! in_schema {
         }
     };
 }
-pub(crate) use in_schema;
 
 impl Schema {
     /// The advisory lock key under which the schema's outbox numbers events.
@@ -51,17 +50,20 @@ pub(crate) async fn append_outbox<'e>(
         return Ok(());
     }
     // The lock and the insert in one round trip. Sequence numbers follow the
-    // order rows are inserted in; ORDINALITY makes that the order given.
+    // order rows are inserted in (ORDINALITY makes that the order given),
+    // and are taken one at a time (the sequence's CACHE is 1: a backend
+    // caching a range would break the commit order).
     sqlx::query(in_schema!(
         schema,
         "WITH numbering AS (SELECT pg_advisory_xact_lock($1))
          INSERT INTO ",
-        ".outbox (envelope)
-         SELECT envelope::jsonb FROM numbering, UNNEST($2::text[]) WITH ORDINALITY AS new (envelope, n)
+        ".outbox (envelope, at)
+         SELECT envelope::jsonb, $3 FROM numbering, UNNEST($2::text[]) WITH ORDINALITY AS new (envelope, n)
          ORDER BY n"
     ))
     .bind(schema.outbox_lock())
     .bind(&envelopes)
+    .bind(shop_adapter_sql::now_ms())
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;

@@ -23,7 +23,7 @@ mod outbox;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use shop_streams::Context;
 use sqlx::SqlitePool;
@@ -92,7 +92,7 @@ impl SqliteStore {
 
     /// The outbox of one context, over the same pool.
     pub fn outbox(&self, context: Context) -> SqliteOutbox {
-        SqliteOutbox::new(self.pool.clone(), context)
+        outbox::outbox(self.pool.clone(), context)
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -101,11 +101,7 @@ impl SqliteStore {
 }
 
 /// Milliseconds since the epoch, the unit of every time column.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use shop_adapter_sql::now_ms;
 
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)

@@ -85,6 +85,20 @@ impl Drop for RoleProcess {
     }
 }
 
+/// Prices `product_id` in the order side's catalogue copy directly, as the
+/// saga would from the inventory's events: for tests that run no inventory.
+pub async fn price_directly(store: &PgStore, product_id: &str, unit_price: i64) {
+    let entry = shop_runtime::ports::CatalogueEntry {
+        price: shop_rules::order::CataloguePrice {
+            product_id: product_id.into(),
+            unit_price,
+            currency: "KRW".into(),
+        },
+        source_version: 1,
+    };
+    store.update_catalogue(&entry).await.expect("priced");
+}
+
 /// A namespace no other run uses, and the bus on it.
 pub async fn fresh_bus(prefix: char) -> (Namespace, JetStreamBus) {
     let namespace = shop_testkit::shop::fresh_namespace(prefix);

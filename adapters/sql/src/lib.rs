@@ -1,0 +1,13 @@
+//! What the SQL adapters share, written once for PostgreSQL and SQLite.
+//!
+//! The two adapters keep what differs (connection setup, migrations,
+//! the batched writes each database does its own way); what is the same
+//! logic in the same SQL lives here, generic over the sqlx database: the
+//! outbox as its relay sees it ([`SqlOutbox`]), whose statements each
+//! adapter instantiates with its own table names ([`outbox_sql!`]).
+
+#![forbid(unsafe_code)]
+
+mod outbox;
+
+pub use outbox::{Driver, OutboxSql, SqlOutbox, now_ms};

@@ -7,6 +7,7 @@
 #   DURATION=10s bench/run.sh    # shorter runs, for trying it out
 #   RUNS="baselines distributed" bench/run.sh
 #   RESULTS=DIR RUNS=scenario bench/run.sh   # add to (or redo in) an earlier run's results
+#   BIN=DIR bench/run.sh         # the shop and shop-load binaries in DIR, not built here
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -32,9 +33,14 @@ export SHOP_JWT_SECRET=bench-secret
 # The load is the point: no rate limits in the way.
 export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
 
-echo "==> building (release)"
-cargo build --release --locked -p shop -p shop-load
-bin="$CARGO_TARGET_DIR/release"
+if [ -n "${BIN:-}" ]; then
+  # Binaries built elsewhere (another commit's, for a before/after in one session).
+  bin=$BIN
+else
+  echo "==> building (release)"
+  cargo build --release --locked -p shop -p shop-load
+  bin="$CARGO_TARGET_DIR/release"
+fi
 results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 work=$(mktemp -d)

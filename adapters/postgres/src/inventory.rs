@@ -36,13 +36,14 @@ impl InventoryStore for PgStore {
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
         let net = NetWrite::of(writes)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // Sorted by product: a fixed order of row locks, so two writers never deadlock.
+        let mut changed = Vec::with_capacity(net.products.len());
         for (before, after) in &net.products {
             match before {
-                Some(before) => update_product(&mut tx, after, before.version).await?,
+                Some(before) => changed.push((*after, before.version)),
                 None => insert_product(&mut tx, after).await?,
             }
         }
+        update_products(&mut tx, &changed).await?;
         let mut new = Vec::new();
         for &(before, after) in &net.reservations {
             match before {
@@ -125,28 +126,66 @@ fn product_from_row(row: &PgRow) -> Result<ProductStock, StoreError> {
     })
 }
 
-async fn update_product(
+/// Changed products, each fenced by the version it was read at, in two
+/// round trips however many there are.
+async fn update_products(
     tx: &mut Transaction<'static, Postgres>,
-    p: &ProductStock,
-    expected_version: u64,
+    changed: &[(&ProductStock, u64)],
 ) -> Result<(), StoreError> {
-    // The version in the WHERE clause is the fence: whatever a lock got
-    // wrong, a writer that read an older version changes nothing.
-    let updated = bind_product(
-        sqlx::query(
-            "UPDATE inventory.products
-         SET name = $2, unit_price = $3, currency = $4, available = $5, reserved = $6,
-             initial = $7, restocked = $8, adjusted = $9, deducted = $10, version = $11
-         WHERE product_id = $1 AND version = $12",
-        ),
-        p,
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = changed.iter().map(|(p, _)| p.product_id.as_str()).collect();
+    // Row locks in product order (`changed` is sorted by product, and so
+    // is this), so two writers of overlapping products queue instead of
+    // deadlocking.
+    sqlx::query("SELECT 1 FROM inventory.products WHERE product_id = ANY($1) ORDER BY product_id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    let numbers = |f: fn(&ProductStock) -> i64| changed.iter().map(|(p, _)| f(p)).collect::<Vec<_>>();
+    // The version in the join is the fence: whatever a lock got wrong, a
+    // writer that read an older version changes nothing.
+    let updated: Vec<String> = sqlx::query_scalar(
+        "UPDATE inventory.products p
+         SET name = u.name, unit_price = u.unit_price, currency = u.currency, available = u.available,
+             reserved = u.reserved, initial = u.initial, restocked = u.restocked, adjusted = u.adjusted,
+             deducted = u.deducted, version = u.version
+         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
+                     $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
+           AS u (id, name, unit_price, currency, available, reserved, initial, restocked, adjusted, deducted,
+                 version, expected)
+         WHERE p.product_id = u.id AND p.version = u.expected
+         RETURNING p.product_id",
     )
-    .bind(to_sql_version(expected_version))
-    .execute(&mut **tx)
+    .bind(&ids)
+    .bind(changed.iter().map(|(p, _)| p.name.as_str()).collect::<Vec<_>>())
+    .bind(numbers(|p| p.unit_price))
+    .bind(changed.iter().map(|(p, _)| p.currency.as_str()).collect::<Vec<_>>())
+    .bind(numbers(|p| p.available))
+    .bind(numbers(|p| p.reserved))
+    .bind(numbers(|p| p.initial))
+    .bind(numbers(|p| p.restocked))
+    .bind(numbers(|p| p.adjusted))
+    .bind(numbers(|p| p.deducted))
+    .bind(numbers(|p| to_sql_version(p.version)))
+    .bind(
+        changed
+            .iter()
+            .map(|(_, expected)| to_sql_version(*expected))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut **tx)
     .await
     .map_err(db_error)?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("product {}", p.product_id)));
+    if updated.len() < changed.len() {
+        let updated: std::collections::HashSet<&str> = updated.iter().map(String::as_str).collect();
+        let lost = changed.iter().find(|(p, _)| !updated.contains(p.product_id.as_str()));
+        return Err(StoreError::Conflict(format!(
+            "product {}",
+            lost.map_or("?", |(p, _)| p.product_id.as_str())
+        )));
     }
     Ok(())
 }

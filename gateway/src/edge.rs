@@ -138,7 +138,12 @@ mod tests {
             ));
         let listener = crate::bind(([127, 0, 0, 1], 0).into()).await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        tokio::spawn(crate::serve(listener, router, std::future::pending()));
+        tokio::spawn(crate::serve(
+            listener,
+            router,
+            crate::ServerLimits::default(),
+            std::future::pending(),
+        ));
 
         let started = std::time::Instant::now();
         let slow = get_path(addr, "/slow").await;

@@ -22,6 +22,7 @@ mod orders;
 mod problem;
 mod products;
 mod proxy;
+mod server;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub use orders::{ItemView, OrderView};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use products::ProductView;
 pub use proxy::{ProxySettings, Upstreams};
+pub use server::ServerLimits;
 pub use upstream::BadUpstream;
 
 /// Largest request body the API reads.
@@ -171,16 +173,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` within `limits` until `shutdown`
+/// completes (see [`ServerLimits`]: slow clients, connections, requests in
+/// flight).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // With the peer's address, for the per-address rate limit.
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router, limits, shutdown).await
 }
 
 /// A bare HTTP/1.1 client for this crate's tests: sends one request, reads

@@ -98,7 +98,12 @@ mod tests {
         let listener = crate::bind(([127, 0, 0, 1], 0).into()).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let router = ops_router(Arc::new(registry));
-        tokio::spawn(crate::serve(listener, router, std::future::pending()));
+        tokio::spawn(crate::serve(
+            listener,
+            router,
+            crate::ServerLimits::default(),
+            std::future::pending(),
+        ));
 
         let live = get(addr, "/health/live").await;
         assert!(live.starts_with("HTTP/1.1 200"), "{live}");

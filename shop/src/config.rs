@@ -46,6 +46,9 @@ const KNOWN: &[&str] = &[
     "group_commit",
     "handle_together",
     "outbox_retention_secs",
+    "header_read_timeout_ms",
+    "max_connections",
+    "max_in_flight",
     "intake_max_pending",
     "advertise_url",
     "announce_every_ms",
@@ -258,6 +261,10 @@ pub struct ServiceConfig {
     /// orders waiting for the saga (PENDING), new orders are refused with
     /// 503 and `Retry-After` until it catches up.
     pub intake_max_pending: Option<u64>,
+    /// `SHOP_HEADER_READ_TIMEOUT_MS` (5000), `SHOP_MAX_CONNECTIONS` (10000),
+    /// `SHOP_MAX_IN_FLIGHT` (4096): what the HTTP server takes on before it
+    /// closes a slow client or answers 503 at once.
+    pub server_limits: shop_gateway::ServerLimits,
 }
 
 impl ServiceConfig {
@@ -275,6 +282,7 @@ impl ServiceConfig {
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
             group_commit: switch("SHOP_GROUP_COMMIT")?,
             handle_together: switch("SHOP_HANDLE_TOGETHER")?,
+            server_limits: server_limits()?,
             intake_max_pending: match var("SHOP_INTAKE_MAX_PENDING").as_deref().map(str::trim) {
                 Some("off") => None,
                 _ => Some(number(
@@ -288,6 +296,29 @@ impl ServiceConfig {
             )?),
         })
     }
+}
+
+fn server_limits() -> anyhow::Result<shop_gateway::ServerLimits> {
+    let defaults = shop_gateway::ServerLimits::default();
+    let count = |name: &str, default: usize| -> anyhow::Result<usize> {
+        let value = number(name, u64::try_from(default).unwrap_or(u64::MAX))?;
+        match usize::try_from(value) {
+            Ok(0) | Err(_) => bail!("{name} must be a whole number from 1"),
+            Ok(value) => Ok(value),
+        }
+    };
+    let timeout_ms = number(
+        "SHOP_HEADER_READ_TIMEOUT_MS",
+        u64::try_from(defaults.header_read_timeout.as_millis()).unwrap_or(u64::MAX),
+    )?;
+    if timeout_ms == 0 {
+        bail!("SHOP_HEADER_READ_TIMEOUT_MS must be at least 1");
+    }
+    Ok(shop_gateway::ServerLimits {
+        header_read_timeout: Duration::from_millis(timeout_ms),
+        max_connections: count("SHOP_MAX_CONNECTIONS", defaults.max_connections)?,
+        max_in_flight: count("SHOP_MAX_IN_FLIGHT", defaults.max_in_flight)?,
+    })
 }
 
 /// An `on` (the default) or `off` setting.

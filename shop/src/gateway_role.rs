@@ -118,7 +118,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result
             ""
         },
     );
-    let served = shop_gateway::serve(listener, router, shutdown_signal()).await;
+    let served = shop_gateway::serve(listener, router, service.server_limits, shutdown_signal()).await;
     eprintln!("shop: stopping");
     health_checks.abort();
     if let Some(task) = listening_to_announcements {

@@ -256,7 +256,12 @@ where
             .await?;
         gateway = gateway.products(inventory);
     }
-    let http = tokio::spawn(shop_gateway::serve(listener, gateway.into_router(), shutdown_signal()));
+    let http = tokio::spawn(shop_gateway::serve(
+        listener,
+        gateway.into_router(),
+        service.server_limits,
+        shutdown_signal(),
+    ));
     let announcer = match wiring.announce_on {
         Some(bus) => {
             let settings = config::AnnounceConfig::from_env()?;

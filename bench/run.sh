@@ -29,7 +29,8 @@ USERS=${USERS:-1000}
 PRODUCTS=${PRODUCTS:-1000}
 RUNS=${RUNS:-"baselines distributed groupcommit together scenario embedded embedded-flash separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-export SHOP_JWT_SECRET=bench-secret
+export SHOP_JWT_SECRET=bench-secret-of-at-least-32-bytes-long
+export SHOP_DATA_KEY=0000000000000000000000000000000000000000000000000000000000000000
 # The load is the point: no rate limits in the way.
 export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
 

@@ -19,10 +19,6 @@ use sha2::{Digest, Sha256};
 
 use crate::problem::Problem;
 
-/// The development secret: fine on a laptop, never in production (the
-/// server warns when it runs with it).
-pub const DEVELOPMENT_SECRET: &str = "shop-development-secret-do-not-deploy";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -54,8 +50,9 @@ struct Claims {
 /// provider whose public key is configured, and API keys for third-party
 /// callers.
 pub struct Auth {
-    encoding: EncodingKey,
-    hs256: DecodingKey,
+    /// `None`: no shared secret, so no HS256 tokens (RS256 alone).
+    encoding: Option<EncodingKey>,
+    hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
     api_keys: Vec<ApiKey>,
 }
@@ -105,11 +102,23 @@ fn digest(key: &str) -> [u8; 32] {
 impl Auth {
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            hs256: DecodingKey::from_secret(secret),
+            encoding: Some(EncodingKey::from_secret(secret)),
+            hs256: Some(DecodingKey::from_secret(secret)),
             rs256: None,
             api_keys: Vec::new(),
         }
+    }
+
+    /// RS256 tokens from the holder of this public key, and no HS256 at all:
+    /// with no shared secret configured, none is accepted.
+    pub fn rs256_only(pem: &[u8]) -> Result<Self, KeyError> {
+        Self {
+            encoding: None,
+            hs256: None,
+            rs256: None,
+            api_keys: Vec::new(),
+        }
+        .with_rs256_public_key(pem)
     }
 
     /// Also accepts RS256 tokens signed by the holder of this public key.
@@ -141,21 +150,24 @@ impl Auth {
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| SignError(e.to_string()))
+        let encoding = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| SignError("no shared secret to sign with (RS256 only)".into()))?;
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).map_err(|e| SignError(e.to_string()))
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| Problem::unauthorized("the token is not a valid JWT"))?;
-        let (key, algorithm) = match (header.alg, &self.rs256) {
-            (Algorithm::HS256, _) => (&self.hs256, Algorithm::HS256),
-            (Algorithm::RS256, Some(key)) => (key, Algorithm::RS256),
+        let (key, algorithm) = match (header.alg, &self.hs256, &self.rs256) {
+            (Algorithm::HS256, Some(key), _) => (key, Algorithm::HS256),
+            (Algorithm::RS256, _, Some(key)) => (key, Algorithm::RS256),
             _ => {
-                let accepted = if self.rs256.is_some() {
-                    "HS256 or RS256"
-                } else {
-                    "HS256"
+                let accepted = match (&self.hs256, &self.rs256) {
+                    (Some(_), Some(_)) => "HS256 or RS256",
+                    (None, Some(_)) => "RS256",
+                    _ => "HS256",
                 };
                 return Err(Problem::unauthorized(format!(
                     "the token must be signed with {accepted}"

@@ -44,7 +44,8 @@ struct Cli {
     /// (an order instance behind a gateway) [default: --target].
     #[arg(long, global = true, value_name = "URL")]
     products_target: Option<String>,
-    /// The secret the shop verifies tokens with [default: the development secret].
+    /// The secret the shop verifies tokens with (its SHOP_JWT_SECRET; an
+    /// embedded shop's is in its data directory, secrets/jwt-secret).
     #[arg(long, global = true, env = "SHOP_JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Also write the results as JSON here (for `shop-load report`).
@@ -161,10 +162,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let secret = cli
-        .secret
-        .clone()
-        .unwrap_or_else(|| shop_gateway::DEVELOPMENT_SECRET.to_owned());
+    let secret = cli.secret.clone().unwrap_or_default();
     let products_target = cli.products_target.clone().unwrap_or_else(|| cli.target.clone());
     let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let mut report = Report::new(cli.name.clone().unwrap_or_else(|| command_line.clone()), command_line);

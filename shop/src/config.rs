@@ -107,11 +107,50 @@ fn flatten(table: &toml::Table, prefix: &str, into: &mut BTreeMap<String, String
     Ok(())
 }
 
-/// The setting `name` (`SHOP_...`): the environment's, else the file's.
+/// Settings that are secrets: each may instead be read from the file that
+/// `NAME_FILE` names (a mounted secret), its trailing newline dropped.
+pub const SECRETS: &[&str] = &[
+    "SHOP_JWT_SECRET",
+    "SHOP_JWT_PUBLIC_KEY",
+    "SHOP_DATA_KEY",
+    "SHOP_DATABASE_URL",
+    "SHOP_REDIS_URL",
+    "SHOP_NATS_CREDS",
+    "SHOP_PAYMENT_WEBHOOK_SECRET",
+];
+
+/// The setting `name` (`SHOP_...`): the environment's, else the config
+/// file's, else (for a secret) the contents of the file `NAME_FILE` names.
 pub fn var(name: &str) -> Option<String> {
-    std::env::var(name)
+    let direct = std::env::var(name)
         .ok()
-        .or_else(|| FILE.get().and_then(|file| file.get(name).cloned()))
+        .or_else(|| FILE.get().and_then(|file| file.get(name).cloned()));
+    match direct {
+        // An empty secret is no secret: its file may hold it.
+        Some(value) if value.is_empty() && SECRETS.contains(&name) => {
+            secret_from_file(name).ok().flatten().or(Some(value))
+        }
+        Some(value) => Some(value),
+        None => secret_from_file(name).ok().flatten(),
+    }
+}
+
+/// Why the file `NAME_FILE` names cannot be read, when it is set and cannot.
+pub fn secret_file_error(name: &str) -> Option<String> {
+    secret_from_file(name).err()
+}
+
+fn secret_from_file(name: &str) -> Result<Option<String>, String> {
+    if !SECRETS.contains(&name) {
+        return Ok(None);
+    }
+    let Some(path) = std::env::var(format!("{name}_FILE")).ok().filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned())),
+        Err(error) => Err(format!("{name}_FILE: cannot read {path}: {error}")),
+    }
 }
 
 /// Every `SHOP_*` setting, the environment's over the file's.
@@ -142,14 +181,6 @@ pub struct RulesConfig {
 /// `SHOP_NAMESPACE`: prefix of every stream, subject and key (default `shop`).
 pub fn namespace() -> String {
     var("SHOP_NAMESPACE").unwrap_or_else(|| "shop".to_owned())
-}
-
-/// `SHOP_JWT_SECRET`, and whether it is the development default.
-pub fn jwt_secret() -> (String, bool) {
-    match var("SHOP_JWT_SECRET").filter(|s| !s.is_empty()) {
-        Some(secret) => (secret, false),
-        None => (shop_gateway::DEVELOPMENT_SECRET.to_owned(), true),
-    }
 }
 
 /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).

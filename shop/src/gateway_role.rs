@@ -21,9 +21,10 @@ use shop_gateway::{Check, Gateway, Limits, Upstreams};
 use shop_streams::{Context, Namespace, Topology};
 
 use crate::config::{self, GatewayConfig, ServiceConfig};
+use crate::secrets::JwtKeys;
 use crate::serve_cmd::{auth, redis_check, shutdown_signal};
 
-pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result<()> {
+pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -> anyhow::Result<()> {
     let settings = GatewayConfig::from_env()?;
     if !settings.discovery && (settings.order.is_empty() || settings.inventory.is_empty()) {
         anyhow::bail!(
@@ -99,7 +100,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig) -> anyhow::Result
             redis_check(limiter.clone(), format!("{namespace}:gateway:ready")),
         ));
     }
-    let mut gateway = Gateway::new(auth()?, Arc::new(registry), checks)
+    let mut gateway = Gateway::new(auth(keys)?, Arc::new(registry), checks)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins()?)
         .proxy(&upstreams);

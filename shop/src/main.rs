@@ -10,6 +10,7 @@ mod migrate_cmd;
 mod ops_cmd;
 mod outbox_cmd;
 mod rules_cmd;
+mod secrets;
 mod serve_cmd;
 mod token_cmd;
 
@@ -99,10 +100,17 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<secrets::MissingSecret>() {
+            // One line naming the variable, and a code of its own.
+            Some(missing) => {
+                eprintln!("shop: {missing}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -42,6 +42,7 @@ use shop_streams::{Announcement, Context, Namespace, Topology};
 
 use crate::config::{self, Database, RulesConfig, ServiceConfig};
 use crate::rules_cmd;
+use crate::secrets::{self, JwtKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -69,14 +70,20 @@ impl Role {
 
 pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let service = ServiceConfig::from_env()?;
+    // Before anything starts: a role on real services without its secrets
+    // refuses to run (exit code 2, one line naming the variable).
+    let keys = match role {
+        Role::Gateway => secrets::distributed()?,
+        _ => secrets::for_database(&service.database)?,
+    };
     let rules = RulesConfig::from_env()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     match role {
-        Role::Gateway => runtime.block_on(crate::gateway_role::serve(listen, service))?,
-        _ => runtime.block_on(serve(role, listen, service, rules))?,
+        Role::Gateway => runtime.block_on(crate::gateway_role::serve(listen, service, &keys))?,
+        _ => runtime.block_on(serve(role, listen, service, rules, &keys))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -97,7 +104,14 @@ struct Wiring<S, B, L, O, R> {
     announce_on: Option<JetStreamBus>,
 }
 
-async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: RulesConfig) -> anyhow::Result<()> {
+async fn serve(
+    role: Role,
+    listen: SocketAddr,
+    service: ServiceConfig,
+    rules: RulesConfig,
+    keys: &JwtKeys,
+) -> anyhow::Result<()> {
+    let auth = auth(keys)?;
     let namespace = Namespace::new(&config::namespace())?;
     // Bound first: a taken port is reported before any connection is made.
     let listener = shop_gateway::bind(listen)
@@ -125,7 +139,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             mode: "embedded",
             announce_on: None,
         };
-        run_roles(role, listener, wiring, namespace, &service, rules).await
+        run_roles(role, listener, wiring, namespace, &service, rules, auth).await
     } else {
         let store = PgStore::connect(&PgSettings {
             max_connections: service.db_pool,
@@ -153,7 +167,7 @@ async fn serve(role: Role, listen: SocketAddr, service: ServiceConfig, rules: Ru
             mode: "distributed",
             announce_on: Some(announcer),
         };
-        run_roles(role, listener, wiring, namespace, &service, rules).await
+        run_roles(role, listener, wiring, namespace, &service, rules, auth).await
     }
 }
 
@@ -164,6 +178,7 @@ async fn run_roles<S, B, L, O, R>(
     namespace: Namespace,
     service: &ServiceConfig,
     rules_config: RulesConfig,
+    auth: Auth,
 ) -> anyhow::Result<()>
 where
     S: OrderStore + InventoryStore + Clone,
@@ -232,7 +247,7 @@ where
             Box::pin(async move { probe.dead_letters(1).await.map(drop).map_err(|e| e.to_string()) })
         }),
     ));
-    let mut gateway = Gateway::new(auth()?, Arc::new(registry), checks)
+    let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins()?);
@@ -336,21 +351,20 @@ fn redact(url: &str) -> String {
 
 /// The credential verifier: the HS256 secret (with a warning when it is the
 /// development one), an RS256 public key and API keys when configured.
-pub(crate) fn auth() -> anyhow::Result<Auth> {
-    let (secret, development) = config::jwt_secret();
-    if development {
-        tracing::warn!(
-            target: "shop::serve",
-            "SHOP_JWT_SECRET is not set: accepting tokens signed with the development secret; never deploy this"
-        );
-    }
-    let mut auth = Auth::hs256(secret.as_bytes());
-    if let Some(path) = config::var("SHOP_JWT_PUBLIC_KEY") {
-        let pem = std::fs::read(&path).with_context(|| format!("SHOP_JWT_PUBLIC_KEY: cannot read {path}"))?;
-        auth = auth
-            .with_rs256_public_key(&pem)
-            .with_context(|| format!("SHOP_JWT_PUBLIC_KEY={path}"))?;
-    }
+/// Who the API accepts: HS256 tokens under the shared secret (when there
+/// is one), RS256 tokens under the public key (when there is one), API keys.
+pub(crate) fn auth(keys: &JwtKeys) -> anyhow::Result<Auth> {
+    let mut auth = match (&keys.secret, &keys.public_key_pem) {
+        (Some(secret), pem) => {
+            let auth = Auth::hs256(secret.as_bytes());
+            match pem {
+                Some(pem) => auth.with_rs256_public_key(pem).context("SHOP_JWT_PUBLIC_KEY")?,
+                None => auth,
+            }
+        }
+        (None, Some(pem)) => Auth::rs256_only(pem).context("SHOP_JWT_PUBLIC_KEY")?,
+        (None, None) => anyhow::bail!("no JWT secret and no SHOP_JWT_PUBLIC_KEY"),
+    };
     for (name, role, key) in config::api_keys()? {
         auth = auth.with_api_key(&name, role, &key).context("SHOP_API_KEYS")?;
     }

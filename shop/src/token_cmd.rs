@@ -1,5 +1,6 @@
 //! `shop token`: a bearer token for trying the API, signed with
-//! `SHOP_JWT_SECRET` (or the development secret a server without one accepts).
+//! `SHOP_JWT_SECRET`, or in the embedded mode with the secret the server
+//! made in its data directory (made here first if the server has not run).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use shop_gateway::{Auth, Role};
 
-use crate::config;
+use crate::{config, secrets};
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -34,10 +35,13 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         TokenRole::Admin => Role::Admin,
         TokenRole::Payment => Role::Payment,
     };
-    let (secret, development) = config::jwt_secret();
-    if development {
-        eprintln!("shop: signing with the development secret (set SHOP_JWT_SECRET for anything real)");
-    }
+    let secret = match config::database()? {
+        config::Database::Embedded(url) => Some(secrets::embedded_jwt_secret(&secrets::data_dir(&url))?),
+        config::Database::Postgres(_) => config::var("SHOP_JWT_SECRET").filter(|s| !s.is_empty()),
+    };
+    let Some(secret) = secret else {
+        anyhow::bail!("SHOP_JWT_SECRET is not set: there is no secret to sign with");
+    };
     let ttl = Duration::from_secs(args.hours.saturating_mul(3600));
     println!("{}", Auth::hs256(secret.as_bytes()).issue(&args.sub, role, ttl)?);
     Ok(ExitCode::SUCCESS)

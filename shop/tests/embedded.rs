@@ -37,6 +37,33 @@ async fn with_nothing_configured_the_shop_runs_embedded_under_data() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    // Its own secrets, made on first start, for its user alone; `shop token`
+    // in the same directory signs with the same one.
+    use std::os::unix::fs::PermissionsExt;
+    let secret_file = dir.path().join("data/secrets/jwt-secret");
+    for file in [&secret_file, &dir.path().join("data/secrets/data-key")] {
+        let mode = std::fs::metadata(file)
+            .expect("made on first start")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+    let secret = std::fs::read_to_string(&secret_file).expect("readable");
+    let output = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["token", "--sub", "alice"])
+        .current_dir(dir.path())
+        .env_remove("SHOP_DATABASE_URL")
+        .env_remove("SHOP_JWT_SECRET")
+        .output()
+        .expect("shop token runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let key = jsonwebtoken::DecodingKey::from_secret(secret.trim().as_bytes());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let claims =
+        jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).expect("signed with the made secret");
+    assert_eq!(claims.claims["sub"], "alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,3 +119,76 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
     shop.kill();
     let _ = bus.delete_streams().await;
 }
+
+/// On real services a role without its secrets refuses to start: exit code
+/// 2 and one line naming the variable. The same secrets from files work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_on_real_services_refuses_to_start_without_its_secrets() {
+    use std::process::{Command, Stdio};
+
+    use common::{TEST_DATA_KEY, TEST_SECRET};
+
+    let (_store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let refused = |env: &[(&str, &str)]| -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_shop"))
+            .args(["serve", "--role", "order", "--listen", "127.0.0.1:0"])
+            .env("SHOP_DATABASE_URL", &url)
+            .env_remove("SHOP_JWT_SECRET")
+            .env_remove("SHOP_DATA_KEY")
+            .env_remove("SHOP_JWT_PUBLIC_KEY")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("the shop binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        lines[0].to_owned()
+    };
+    let line = refused(&[]);
+    assert!(line.contains("SHOP_JWT_SECRET is not set"), "{line}");
+    let line = refused(&[("SHOP_JWT_SECRET", "short")]);
+    assert!(line.contains("SHOP_JWT_SECRET must be at least 32 bytes"), "{line}");
+    let line = refused(&[("SHOP_JWT_SECRET", TEST_SECRET)]);
+    assert!(line.contains("SHOP_DATA_KEY is not set"), "{line}");
+    let line = refused(&[("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_DATA_KEY", "not-hex")]);
+    assert!(line.contains("SHOP_DATA_KEY must be 32 bytes"), "{line}");
+    let line = refused(&[
+        ("SHOP_JWT_SECRET_FILE", "/nonexistent/jwt"),
+        ("SHOP_DATA_KEY", TEST_DATA_KEY),
+    ]);
+    assert!(
+        line.contains("SHOP_JWT_SECRET_FILE: cannot read /nonexistent/jwt"),
+        "{line}"
+    );
+
+    // The same secrets mounted as files: it starts and serves.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (jwt, key) = (dir.path().join("jwt"), dir.path().join("key"));
+    std::fs::write(&jwt, format!("{TEST_SECRET}\n")).expect("written");
+    std::fs::write(&key, format!("{TEST_DATA_KEY}\n")).expect("written");
+    let (namespace, _bus) = common::fresh_bus('f').await;
+    let (jwt, key) = (jwt.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let env = [
+        ("SHOP_JWT_SECRET", ""),
+        ("SHOP_JWT_SECRET_FILE", jwt.as_str()),
+        ("SHOP_DATA_KEY", ""),
+        ("SHOP_DATA_KEY_FILE", key.as_str()),
+    ];
+    let shop = RoleProcess::start("order", &url, namespace.as_str(), &env);
+    let answer = common::call(
+        shop.addr,
+        "GET",
+        "/api/orders",
+        Some(&common::token("alice", "customer")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        answer.status, 200,
+        "a token under the file's secret is accepted: {}",
+        answer.body
+    );
+}

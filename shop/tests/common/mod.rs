@@ -39,6 +39,10 @@ impl RoleProcess {
             .env("SHOP_RULES_CACHE", "off")
             .env("SHOP_LISTEN", "127.0.0.1:0")
             .env("SHOP_INSTANCE_ID", format!("{namespace}-{role}"))
+            // The secrets a role on real services refuses to start without;
+            // `extra` may say otherwise.
+            .env("SHOP_JWT_SECRET", TEST_SECRET)
+            .env("SHOP_DATA_KEY", TEST_DATA_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -307,5 +311,9 @@ pub fn token(subject: &str, role: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-/// The secret the API tests' servers and tokens share.
-pub const TEST_SECRET: &str = "api-test-secret";
+/// The secret the API tests' servers and tokens share (32 bytes at least,
+/// as a role on real services demands).
+pub const TEST_SECRET: &str = "api-test-secret-of-at-least-32-bytes";
+
+/// The data key the test servers run with.
+pub const TEST_DATA_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";

@@ -1,0 +1,203 @@
+//! The secrets a role needs, failing closed.
+//!
+//! On real services (PostgreSQL, NATS, Redis) a role refuses to start
+//! without a JWT secret of at least 32 bytes (or an RS256 public key) and a
+//! data key, naming the variable in one line (exit code 2): a deployment
+//! that forgot its secrets must not run on a secret everybody knows. The
+//! embedded default needs no configuration: it creates random secrets in
+//! its data directory on first start (mode 0600), and `shop token` signs
+//! with the same file. Every secret may also come from a file
+//! (`NAME_FILE`, see [`crate::config::var`]).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config::{self, Database};
+
+/// Shortest HS256 secret accepted on real services.
+pub const MIN_JWT_SECRET: usize = 32;
+
+/// A role on real services that lacks a secret: one line naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MissingSecret(pub String);
+
+/// How tokens are checked: an HS256 secret, an RS256 public key, or both.
+#[derive(Debug, Clone)]
+pub struct JwtKeys {
+    pub secret: Option<String>,
+    pub public_key_pem: Option<Vec<u8>>,
+}
+
+/// The keys of a role on real services, or [`MissingSecret`].
+pub fn distributed() -> anyhow::Result<JwtKeys> {
+    let keys = JwtKeys {
+        secret: configured("SHOP_JWT_SECRET")?,
+        public_key_pem: public_key()?,
+    };
+    match (&keys.secret, &keys.public_key_pem) {
+        (Some(secret), _) if secret.len() < MIN_JWT_SECRET => {
+            return Err(MissingSecret(format!(
+                "SHOP_JWT_SECRET must be at least {MIN_JWT_SECRET} bytes (it has {}); or set only SHOP_JWT_PUBLIC_KEY for RS256 tokens",
+                secret.len()
+            ))
+            .into());
+        }
+        (None, None) => {
+            return Err(MissingSecret(format!(
+                "SHOP_JWT_SECRET is not set: a role on PostgreSQL, NATS or Redis needs a secret of at least {MIN_JWT_SECRET} bytes (or SHOP_JWT_PUBLIC_KEY)"
+            ))
+            .into());
+        }
+        _ => {}
+    }
+    match configured("SHOP_DATA_KEY")? {
+        Some(key) if is_data_key(&key) => Ok(keys),
+        Some(_) => Err(MissingSecret("SHOP_DATA_KEY must be 32 bytes as 64 hex digits (openssl rand -hex 32)".into()).into()),
+        None => Err(MissingSecret(
+            "SHOP_DATA_KEY is not set: a role on PostgreSQL, NATS or Redis needs a data key of 32 bytes as 64 hex digits (openssl rand -hex 32)".into(),
+        )
+        .into()),
+    }
+}
+
+/// The keys of the embedded mode: the configured ones, else those made on
+/// first start in `dir` (the data directory), with its data key.
+pub fn embedded(dir: &Path) -> anyhow::Result<JwtKeys> {
+    if configured("SHOP_DATA_KEY")?.is_none() {
+        made_once(&dir.join("secrets").join("data-key"))?;
+    }
+    Ok(JwtKeys {
+        secret: Some(embedded_jwt_secret(dir)?),
+        public_key_pem: public_key()?,
+    })
+}
+
+/// The embedded mode's JWT secret: `SHOP_JWT_SECRET`, else the one in `dir`
+/// (made there if no server has made it yet).
+pub fn embedded_jwt_secret(dir: &Path) -> anyhow::Result<String> {
+    match configured("SHOP_JWT_SECRET")? {
+        Some(secret) => Ok(secret),
+        None => made_once(&dir.join("secrets").join("jwt-secret")),
+    }
+}
+
+/// The keys this process's settings ask for: the embedded mode's (in the
+/// database's directory) or real services' (failing closed).
+pub fn for_database(database: &Database) -> anyhow::Result<JwtKeys> {
+    match database {
+        Database::Embedded(url) => embedded(&data_dir(url)),
+        Database::Postgres(_) => distributed(),
+    }
+}
+
+/// The directory of an embedded database URL (`sqlite://data/shop.db` -> `data`).
+pub fn data_dir(url: &str) -> PathBuf {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A secret setting, `None` when unset or empty; an unreadable `NAME_FILE` is an error.
+fn configured(name: &str) -> anyhow::Result<Option<String>> {
+    if let Some(error) = config::secret_file_error(name) {
+        return Err(MissingSecret(error).into());
+    }
+    Ok(config::var(name).filter(|value| !value.is_empty()))
+}
+
+/// `SHOP_JWT_PUBLIC_KEY`: the PEM itself, or (as before) the path of a PEM file.
+fn public_key() -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(value) = configured("SHOP_JWT_PUBLIC_KEY")? else {
+        return Ok(None);
+    };
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok(Some(value.into_bytes()));
+    }
+    std::fs::read(&value)
+        .map(Some)
+        .with_context(|| format!("SHOP_JWT_PUBLIC_KEY: cannot read {value}"))
+}
+
+fn is_data_key(key: &str) -> bool {
+    key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The secret in `path`, made there (32 random bytes as hex, readable by
+/// this user alone) when it is not yet.
+fn made_once(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut source| source.read_exact(&mut random))
+        .context("cannot read random bytes from /dev/urandom")?;
+    let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(secret)
+        }
+        // Another process made it first: theirs is the one.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .trim()
+            .to_owned()),
+        Err(error) => Err(error).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn an_embedded_secret_is_made_once_for_its_owner_alone() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("secrets").join("jwt-secret");
+        let first = made_once(&path).expect("made");
+        assert_eq!(first.len(), 64, "32 bytes as hex");
+        assert_eq!(made_once(&path).expect("read back"), first, "made once, then kept");
+        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let other = made_once(&dir.path().join("secrets").join("other")).expect("made");
+        assert_ne!(other, first, "random");
+    }
+
+    #[test]
+    fn data_keys_are_64_hex_digits_and_data_dirs_come_from_the_url() {
+        assert!(is_data_key(&"ab".repeat(32)));
+        assert!(!is_data_key(&"ab".repeat(31)));
+        assert!(!is_data_key(&"zz".repeat(32)));
+        assert_eq!(data_dir("sqlite://data/shop.db"), PathBuf::from("data"));
+        assert_eq!(
+            data_dir("sqlite:///var/lib/shop/shop.db?mode=rwc"),
+            PathBuf::from("/var/lib/shop")
+        );
+        assert_eq!(data_dir("sqlite://shop.db"), PathBuf::from("."));
+    }
+}

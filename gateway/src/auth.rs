@@ -43,6 +43,30 @@ struct Claims {
     role: Role,
     iat: u64,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+}
+
+/// What a token must say beyond its signature: its issuer and audience
+/// (when set), and a lifetime no longer than `max_ttl`. `exp` is always
+/// required and `nbf` honoured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenChecks {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub max_ttl: Duration,
+}
+
+impl Default for TokenChecks {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            max_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Issues and checks credentials: HS256 tokens signed with the shared
@@ -50,6 +74,7 @@ struct Claims {
 /// provider whose public key is configured, and API keys for third-party
 /// callers.
 pub struct Auth {
+    checks: TokenChecks,
     /// `None`: no shared secret, so no HS256 tokens (RS256 alone).
     encoding: Option<EncodingKey>,
     hs256: Option<DecodingKey>,
@@ -88,10 +113,23 @@ pub enum KeyError {
 /// The header third-party callers send their API key in.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-fn validation(algorithm: Algorithm) -> Validation {
+fn validation(algorithm: Algorithm, checks: &TokenChecks) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = 5;
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(issuer) = &checks.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    match &checks.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
     validation
 }
 
@@ -102,6 +140,7 @@ fn digest(key: &str) -> [u8; 32] {
 impl Auth {
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
+            checks: TokenChecks::default(),
             encoding: Some(EncodingKey::from_secret(secret)),
             hs256: Some(DecodingKey::from_secret(secret)),
             rs256: None,
@@ -113,12 +152,19 @@ impl Auth {
     /// with no shared secret configured, none is accepted.
     pub fn rs256_only(pem: &[u8]) -> Result<Self, KeyError> {
         Self {
+            checks: TokenChecks::default(),
             encoding: None,
             hs256: None,
             rs256: None,
             api_keys: Vec::new(),
         }
         .with_rs256_public_key(pem)
+    }
+
+    /// Checks tokens (and issues them) by `checks` instead of the defaults.
+    pub fn with_token_checks(mut self, checks: TokenChecks) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// Also accepts RS256 tokens signed by the holder of this public key.
@@ -149,6 +195,8 @@ impl Auth {
             role,
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
+            iss: self.checks.issuer.clone(),
+            aud: self.checks.audience.clone(),
         };
         let encoding = self
             .encoding
@@ -174,19 +222,31 @@ impl Auth {
                 )));
             }
         };
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation(algorithm)).map_err(|error| {
-            let why = match error.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::InvalidSignature => "the token's signature does not match",
-                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => {
-                    "the token lacks a subject, a role or an expiry"
-                }
-                _ => "the token is not a valid JWT",
-            };
-            Problem::unauthorized(why)
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &validation(algorithm, &self.checks)).map_err(|error| {
+                let why = match error.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+                    ErrorKind::InvalidIssuer => "the token's issuer is not the one this shop trusts",
+                    ErrorKind::InvalidAudience => "the token is meant for another audience",
+                    ErrorKind::InvalidSignature => "the token's signature does not match",
+                    ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => {
+                        "the token lacks a subject, a role or an expiry"
+                    }
+                    _ => "the token is not a valid JWT",
+                };
+                Problem::unauthorized(why)
+            })?;
         if data.claims.sub.is_empty() {
             return Err(Problem::unauthorized("the token's subject is empty"));
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let lifetime = data.claims.exp.saturating_sub(data.claims.iat.min(now));
+        if lifetime > self.checks.max_ttl.as_secs() {
+            return Err(Problem::unauthorized(format!(
+                "the token lives {lifetime} s, longer than the {} s this shop accepts",
+                self.checks.max_ttl.as_secs()
+            )));
         }
         Ok(Caller {
             subject: data.claims.sub,
@@ -277,5 +337,77 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 "send a bearer token (Authorization: Bearer <token>) or an API key (X-Api-Key)",
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::{Auth, Role, TokenChecks};
+
+    const SECRET: &[u8] = b"a-test-secret-of-at-least-32-bytes!!";
+
+    fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET)).expect("signed")
+    }
+
+    fn refusal(auth: &Auth, token: &str) -> String {
+        auth.verify(token).map(|_| String::new()).unwrap_or_else(|p| p.detail)
+    }
+
+    #[test]
+    fn issuer_audience_not_before_and_lifetime_are_checked() {
+        let checks = TokenChecks {
+            issuer: Some("https://id.shop.example".into()),
+            audience: Some("shop-api".into()),
+            max_ttl: Duration::from_secs(3600),
+        };
+        let auth = Auth::hs256(SECRET).with_token_checks(checks);
+        let t = now();
+        let good = json!({"sub": "alice", "role": "customer", "iat": t, "exp": t + 600,
+                          "iss": "https://id.shop.example", "aud": "shop-api"});
+        assert!(auth.verify(&signed(good.clone())).is_ok());
+        // What `shop token` issues under the same settings passes too.
+        let issued = auth
+            .issue("bob", Role::Admin, Duration::from_secs(600))
+            .expect("issued");
+        assert_eq!(auth.verify(&issued).map(|c| c.subject).ok().as_deref(), Some("bob"));
+
+        let mut other_issuer = good.clone();
+        other_issuer["iss"] = json!("https://evil.example");
+        assert!(refusal(&auth, &signed(other_issuer)).contains("issuer"));
+        let mut no_issuer = good.clone();
+        no_issuer.as_object_mut().expect("object").remove("iss");
+        assert!(!refusal(&auth, &signed(no_issuer)).is_empty());
+        let mut other_audience = good.clone();
+        other_audience["aud"] = json!("billing");
+        assert!(refusal(&auth, &signed(other_audience)).contains("audience"));
+        let mut not_yet = good.clone();
+        not_yet["nbf"] = json!(t + 600);
+        assert!(refusal(&auth, &signed(not_yet)).contains("not valid yet"));
+        let mut forever = good.clone();
+        forever["exp"] = json!(t + 48 * 3600);
+        assert!(refusal(&auth, &signed(forever)).contains("longer than"));
+        let mut no_expiry = good;
+        no_expiry.as_object_mut().expect("object").remove("exp");
+        assert!(!refusal(&auth, &signed(no_expiry)).is_empty());
+    }
+
+    #[test]
+    fn without_a_shared_secret_hs256_is_refused() {
+        // Any valid RSA public key will do: this one is only ever verified against.
+        let pem = include_bytes!("../../shop/tests/fixtures/rs256-test-public.pem");
+        let auth = Auth::rs256_only(pem).expect("a public key");
+        let token = signed(json!({"sub": "alice", "role": "customer", "iat": now(), "exp": now() + 60}));
+        assert!(refusal(&auth, &token).contains("RS256"));
+        assert!(auth.issue("x", Role::Customer, Duration::from_secs(60)).is_err());
     }
 }

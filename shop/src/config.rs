@@ -32,6 +32,9 @@ const KNOWN: &[&str] = &[
     "log",
     "jwt_secret",
     "jwt_public_key",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_max_ttl",
     "api_keys",
     "rate_limit_user",
     "cors_origins",
@@ -181,6 +184,43 @@ pub struct RulesConfig {
 /// `SHOP_NAMESPACE`: prefix of every stream, subject and key (default `shop`).
 pub fn namespace() -> String {
     var("SHOP_NAMESPACE").unwrap_or_else(|| "shop".to_owned())
+}
+
+/// `SHOP_JWT_ISSUER` and `SHOP_JWT_AUDIENCE` (checked when set) and
+/// `SHOP_JWT_MAX_TTL` (`24h` by default; `90m`, `3600s` or seconds): what a
+/// token must say, and how long it may live at most.
+pub fn token_checks() -> anyhow::Result<shop_gateway::TokenChecks> {
+    let defaults = shop_gateway::TokenChecks::default();
+    let max_ttl = match var("SHOP_JWT_MAX_TTL") {
+        None => defaults.max_ttl,
+        Some(text) => parse_duration(&text).with_context(|| format!("SHOP_JWT_MAX_TTL={text:?}"))?,
+    };
+    Ok(shop_gateway::TokenChecks {
+        issuer: var("SHOP_JWT_ISSUER").filter(|s| !s.is_empty()),
+        audience: var("SHOP_JWT_AUDIENCE").filter(|s| !s.is_empty()),
+        max_ttl,
+    })
+}
+
+/// `24h`, `90m`, `3600s`, `1d`, or a whole number of seconds.
+fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("expected a duration like 24h, 90m or 3600s"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => bail!("unknown unit {other:?} (use s, m, h or d)"),
+    };
+    match number.checked_mul(seconds) {
+        Some(0) | None => bail!("must be between 1 s and centuries"),
+        Some(total) => Ok(Duration::from_secs(total)),
+    }
 }
 
 /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).

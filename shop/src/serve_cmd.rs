@@ -364,7 +364,8 @@ pub(crate) fn auth(keys: &JwtKeys) -> anyhow::Result<Auth> {
         }
         (None, Some(pem)) => Auth::rs256_only(pem).context("SHOP_JWT_PUBLIC_KEY")?,
         (None, None) => anyhow::bail!("no JWT secret and no SHOP_JWT_PUBLIC_KEY"),
-    };
+    }
+    .with_token_checks(config::token_checks()?);
     for (name, role, key) in config::api_keys()? {
         auth = auth.with_api_key(&name, role, &key).context("SHOP_API_KEYS")?;
     }

@@ -43,6 +43,17 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("SHOP_JWT_SECRET is not set: there is no secret to sign with");
     };
     let ttl = Duration::from_secs(args.hours.saturating_mul(3600));
-    println!("{}", Auth::hs256(secret.as_bytes()).issue(&args.sub, role, ttl)?);
+    // Says what the servers of these settings check (issuer, audience),
+    // and lives no longer than they accept.
+    let checks = config::token_checks()?;
+    if ttl > checks.max_ttl {
+        anyhow::bail!(
+            "--hours {}: longer than SHOP_JWT_MAX_TTL ({} s), which servers refuse",
+            args.hours,
+            checks.max_ttl.as_secs()
+        );
+    }
+    let auth = Auth::hs256(secret.as_bytes()).with_token_checks(checks);
+    println!("{}", auth.issue(&args.sub, role, ttl)?);
     Ok(ExitCode::SUCCESS)
 }

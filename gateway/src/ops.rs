@@ -1,4 +1,8 @@
 //! Operations endpoints: `/health/live`, `/health/ready` and `/metrics`.
+//!
+//! Readiness answers its status to anyone (a load balancer needs no token),
+//! but which dependency failed, and how, only to an admin: the details name
+//! the infrastructure and carry its error text.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -6,13 +10,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
+
+use crate::auth::{Auth, Role};
 
 /// The content type of the metrics exposition.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -41,7 +47,11 @@ pub fn ops_router_with(registry: Arc<Registry>, checks: Vec<(&'static str, Check
         )
 }
 
-async fn ready(State(checks): State<Arc<Vec<(&'static str, Check)>>>) -> Response {
+async fn ready(
+    State(checks): State<Arc<Vec<(&'static str, Check)>>>,
+    auth: Option<Extension<Arc<Auth>>>,
+    headers: HeaderMap,
+) -> Response {
     let mut report = BTreeMap::new();
     let mut all = true;
     for (name, check) in checks.iter() {
@@ -58,7 +68,15 @@ async fn ready(State(checks): State<Arc<Vec<(&'static str, Check)>>>) -> Respons
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({"status": if all { "ready" } else { "unavailable" }, "checks": report});
+    let admin = auth
+        .and_then(|Extension(auth)| auth.authenticate(&headers))
+        .and_then(Result::ok)
+        .is_some_and(|caller| caller.role == Role::Admin);
+    let word = if all { "ready" } else { "unavailable" };
+    let body = match admin {
+        true => serde_json::json!({"status": word, "checks": report}),
+        false => serde_json::json!({"status": word}),
+    };
     crate::json::reply(status, &body)
 }
 

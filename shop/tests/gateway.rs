@@ -222,7 +222,7 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
             .await
             >= 1.0
     );
-    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    let ready = common::ready_as_admin(front.addr).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(
         ready.body.contains("\"inventory instances\":\"none available\""),
@@ -251,7 +251,7 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
     })
     .await;
     assert_eq!(front.metric(circuit, &[&served(&order_2_url)]).await, 0.0);
-    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    let ready = common::ready_as_admin(front.addr).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
 
     drop((gateway, order_1, order_2, inventory));
@@ -281,7 +281,7 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
     let early = front.call("GET", "/api/orders", &alice, None).await;
     assert_eq!(early.status, 503, "{}", early.body);
     assert!(early.body.contains("no order instance is available"), "{}", early.body);
-    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    let ready = common::ready_as_admin(front.addr).await;
     assert_eq!(ready.status, 503);
 
     let fast = [("SHOP_ANNOUNCE_EVERY_MS", "200")];
@@ -290,7 +290,7 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
     until(
         Duration::from_secs(20),
         "the gateway hearing of both contexts",
-        || async { common::http(front.addr, "GET", "/health/ready", &[], b"").await.status == 200 },
+        || async { common::ready_as_admin(front.addr).await.status == 200 },
     )
     .await;
     let lamp = json!({"id": "SKU-D", "name": "Lamp", "unit_price": 5000, "currency": "KRW", "stock": 10});
@@ -345,7 +345,7 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
     .await;
     let gone = front.call("GET", "/api/orders", &alice, None).await;
     assert_eq!(gone.status, 503, "{}", gone.body);
-    let ready = common::http(front.addr, "GET", "/health/ready", &[], b"").await;
+    let ready = common::ready_as_admin(front.addr).await;
     assert!(
         ready.body.contains("\"order instances\":\"none available\""),
         "{}",

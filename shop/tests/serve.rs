@@ -15,7 +15,10 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     let shop = RoleProcess::start("all", &url, namespace.as_str(), &[]);
     let live = shop.get("/health/live").await;
     assert_eq!(live.trim(), "ok");
-    let ready: serde_json::Value = serde_json::from_str(&shop.get("/health/ready").await).expect("JSON");
+    // Anyone learns the status; only an admin which dependency says what.
+    let anonymous: serde_json::Value = serde_json::from_str(&shop.get("/health/ready").await).expect("JSON");
+    assert_eq!(anonymous, serde_json::json!({"status": "ready"}));
+    let ready = common::ready_as_admin(shop.addr).await.json();
     assert_eq!(ready["status"], "ready", "{ready}");
     for check in ["database", "event bus", "redis"] {
         assert_eq!(ready["checks"][check], "ok", "{ready}");
@@ -95,7 +98,7 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
     let redis = TcpProxy::start(([127, 0, 0, 1], 6379).into()).await.expect("proxy");
     let redis_url = format!("redis://{}", redis.addr());
     let shop = RoleProcess::start("all", &url, namespace.as_str(), &[("SHOP_REDIS_URL", &redis_url)]);
-    let ready = |addr| async move { common::http(addr, "GET", "/health/ready", &[], b"").await };
+    let ready = |addr| async move { common::ready_as_admin(addr).await };
     assert_eq!(ready(shop.addr).await.status, 200);
 
     redis.cut();

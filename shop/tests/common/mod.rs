@@ -300,6 +300,12 @@ fn dechunk(mut rest: &str) -> String {
     body
 }
 
+/// `GET /health/ready` as an admin, who is told which check failed.
+pub async fn ready_as_admin(addr: SocketAddr) -> Answer {
+    let bearer = format!("Bearer {}", token("ops", "admin"));
+    http(addr, "GET", "/health/ready", &[("authorization", &bearer)], b"").await
+}
+
 /// A bearer token from `shop token`, as a user would get one.
 pub fn token(subject: &str, role: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_shop"))

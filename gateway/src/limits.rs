@@ -1,8 +1,9 @@
 //! Rate limits per user and per client address, on the `/api` routes.
 //!
 //! Counted by the runtime's rate-limit port (Redis shared by all instances,
-//! or in memory), answered with `429` and `Retry-After`. When the limiter
-//! cannot be reached the request goes through: limits protect the shop,
+//! with each instance's own count behind it while Redis is unreachable, or
+//! in memory), answered with `429` and `Retry-After`. Should a limiter fail
+//! with no fallback, the request goes through: limits protect the shop,
 //! they must not take it down with them.
 
 use std::future::Future;

@@ -16,13 +16,15 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
+use shop_adapter_memory::MemoryRateLimiter;
 use shop_adapter_redis::RedisRateLimiter;
 use shop_gateway::{Check, Gateway, Limits, Upstreams};
+use shop_runtime::ports::WithFallback;
 use shop_streams::{Context, Namespace, Topology};
 
 use crate::config::{self, GatewayConfig, ServiceConfig};
 use crate::secrets::JwtKeys;
-use crate::serve_cmd::{auth, redis_check, shutdown_signal};
+use crate::serve_cmd::{auth, redis_check, register_fallbacks, shutdown_signal};
 
 pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -> anyhow::Result<()> {
     let settings = GatewayConfig::from_env()?;
@@ -99,6 +101,11 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
             "redis",
             redis_check(limiter.clone(), format!("{namespace}:gateway:ready")),
         ));
+    }
+    // Redis unreachable: each gateway counts on its own, never no limit.
+    let limiter = limiter.map(|redis| WithFallback::new(redis, MemoryRateLimiter::new()));
+    if let Some(limiter) = &limiter {
+        register_fallbacks(&mut registry, limiter.fallbacks());
     }
     let mut gateway = Gateway::new(auth(keys)?, Arc::new(registry), checks)
         .request_timeout(service.request_timeout)

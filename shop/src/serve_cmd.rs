@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_memory::{MemoryKeyValue, MemoryLock, MemoryRateLimiter};
@@ -30,7 +31,7 @@ use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_gateway::{Auth, Check, Gateway, Limits};
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{
-    EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock,
+    EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock, WithFallback,
 };
 use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::backpressure::Backpressure;
@@ -93,6 +94,8 @@ struct Wiring<S, B, L, O, R> {
     store: S,
     bus: B,
     limiter: R,
+    /// Requests a shared limiter's local fallback counted (distributed mode).
+    limiter_fallbacks: Option<Counter>,
     /// Readiness checks of what only this mode has (Redis).
     checks: Vec<(&'static str, Check)>,
     /// Made only when the inventory role runs (the order role needs no lock).
@@ -131,6 +134,7 @@ async fn serve(
         let wiring = Wiring {
             bus,
             limiter: MemoryRateLimiter::new(),
+            limiter_fallbacks: None,
             checks: Vec::new(),
             lock: Some(MemoryLock::new()),
             kv: Arc::new(MemoryKeyValue::new()),
@@ -156,9 +160,14 @@ async fn serve(
         let redis = redis_check(probe, format!("{namespace}:ready"));
         let bus = JetStreamBus::connect(&service.nats_url, topology).await?;
         let announcer = bus.clone();
+        let limiter = WithFallback::new(
+            RedisRateLimiter::connect(&service.redis_url).await?,
+            MemoryRateLimiter::new(),
+        );
         let wiring = Wiring {
             bus,
-            limiter: RedisRateLimiter::connect(&service.redis_url).await?,
+            limiter_fallbacks: Some(limiter.fallbacks()),
+            limiter,
             checks: vec![("redis", redis)],
             lock,
             kv: Arc::new(RedisKeyValue::connect(&service.redis_url)?),
@@ -191,6 +200,9 @@ where
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    if let Some(fallbacks) = wiring.limiter_fallbacks.clone() {
+        register_fallbacks(&mut registry, fallbacks);
+    }
     let clock = Arc::new(SystemClock);
     let capabilities = Capabilities {
         clock: clock.clone(),
@@ -370,6 +382,16 @@ pub(crate) fn auth(keys: &JwtKeys) -> anyhow::Result<Auth> {
         auth = auth.with_api_key(&name, role, &key).context("SHOP_API_KEYS")?;
     }
     Ok(auth)
+}
+
+/// `shop_rate_limit_fallbacks`: requests counted per instance while the
+/// shared rate limiter was unreachable.
+pub(crate) fn register_fallbacks(registry: &mut Registry, fallbacks: Counter) {
+    registry.sub_registry_with_prefix("shop").register(
+        "rate_limit_fallbacks",
+        "Requests counted by this instance alone while the shared rate limiter was unreachable",
+        fallbacks,
+    );
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -97,7 +97,12 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
     let (namespace, bus) = common::fresh_bus('h').await;
     let redis = TcpProxy::start(([127, 0, 0, 1], 6379).into()).await.expect("proxy");
     let redis_url = format!("redis://{}", redis.addr());
-    let shop = RoleProcess::start("all", &url, namespace.as_str(), &[("SHOP_REDIS_URL", &redis_url)]);
+    let env = [
+        ("SHOP_REDIS_URL", redis_url.as_str()),
+        ("SHOP_RATE_LIMIT_USER", "2/3"),
+        ("SHOP_RATE_LIMIT_IP", "off"),
+    ];
+    let shop = RoleProcess::start("all", &url, namespace.as_str(), &env);
     let ready = |addr| async move { common::ready_as_admin(addr).await };
     assert_eq!(ready(shop.addr).await.status, 200);
 
@@ -109,6 +114,18 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
     assert_ne!(report["checks"]["redis"], "ok", "{report}");
     assert_eq!(report["checks"]["database"], "ok", "{report}");
     assert_eq!(shop.get("/health/live").await.trim(), "ok", "alive all the same");
+
+    // Redis gone, the rate limit still holds: counted by this instance.
+    let alice = common::token("alice", "customer");
+    let list = || common::call(shop.addr, "GET", "/api/orders", Some(&alice), &[], "");
+    for n in 0..3 {
+        assert_eq!(list().await.status, 200, "request {n} of the burst");
+    }
+    let limited = list().await;
+    assert_eq!(limited.status, 429, "over the limit without Redis: {}", limited.body);
+    let metrics = shop.get("/metrics").await;
+    let fallbacks = sample(&metrics, "shop_rate_limit_fallbacks_total").unwrap_or(0.0);
+    assert!(fallbacks >= 4.0, "counted locally: {fallbacks}");
 
     redis.restore();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

@@ -20,7 +20,7 @@ pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, checked_updates};
 pub use outbox::{Outbox, Pending};
-pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
+pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict, WithFallback};
 pub use store::{StoreError, Versioned};
 
 #[cfg(feature = "testkit")]

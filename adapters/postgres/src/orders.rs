@@ -120,7 +120,7 @@ impl OrderStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(version(count))
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {

@@ -6,10 +6,18 @@
 //! given up on. A pulled message is leased for the consumer's ack wait: one
 //! that is never settled comes back, as on JetStream. Publishing wakes the
 //! waiting subscriptions of this process at once.
+//!
+//! Acknowledgements share commits, as new orders do (`intake.rs`): with
+//! `synchronous = FULL` every commit flushes the log, and a consumer settles
+//! a whole batch at once, so one commit per ack would bound the saga by the
+//! disk's flush rate. The same writer keeps the stream bounded: messages
+//! every consumer is done with, older than the duplicate window, are pruned.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 use shop_streams::{ConsumerSpec, Context, Envelope, Topology};
 use sqlx::{Row, SqlitePool};
@@ -21,12 +29,21 @@ use crate::{SqliteStore, millis, now_ms};
 
 /// How often a waiting subscription looks for messages whose retry delay ran out.
 const POLL: Duration = Duration::from_millis(25);
+/// Most acknowledgements one commit carries.
+const ACK_BATCH: usize = 1024;
+/// How often the stream is pruned, and how many messages at most each time.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+const PRUNE_LIMIT: i64 = 20_000;
+
+/// A consumer's acknowledgement of one message: (consumer, sequence).
+type Ack = (Arc<str>, i64);
 
 #[derive(Debug, Clone)]
 pub struct SqliteBus {
     pool: SqlitePool,
     topology: Topology,
     published: Arc<Notify>,
+    acks: GroupCommit<Ack, Result<(), BusError>>,
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
@@ -34,12 +51,35 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
 }
 
 impl SqliteBus {
+    /// Needs a Tokio runtime: the acknowledgement writer is a task of its own.
     pub fn new(store: &SqliteStore, topology: Topology) -> Self {
+        let pool = store.pool().clone();
+        let acks = AckWriter {
+            pool: pool.clone(),
+            consumers: [Context::Order, Context::Inventory].map(|c| topology.consumer(c).durable),
+            keep: topology.stream(Context::Order).duplicate_window,
+            pruned_at: Arc::new(AtomicI64::new(now_ms())),
+        };
+        let acks = GroupCommit::start(1, ACK_BATCH, move |batch| {
+            let acks = acks.clone();
+            async move { acks.commit(batch).await }
+        });
         Self {
-            pool: store.pool().clone(),
+            pool,
             topology,
             published: Arc::new(Notify::new()),
+            acks,
         }
+    }
+
+    /// Removes up to `limit` messages every consumer is done with that were
+    /// published before `before_ms`; answers how many went.
+    pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, BusError> {
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("prune", e))?;
+        let consumers = [Context::Order, Context::Inventory].map(|c| self.topology.consumer(c).durable);
+        let pruned = prune_in(&mut tx, &consumers, before_ms, limit).await?;
+        tx.commit().await.map_err(|e| unavailable("prune", e))?;
+        Ok(pruned)
     }
 
     pub fn topology(&self) -> &Topology {
@@ -114,6 +154,94 @@ async fn insert(
     Ok(())
 }
 
+/// Commits acknowledgements in groups, and prunes the stream now and then.
+#[derive(Debug, Clone)]
+struct AckWriter {
+    pool: SqlitePool,
+    consumers: [String; 2],
+    /// Messages are kept this long after publishing, so a republished event
+    /// id is still recognised as a duplicate; beyond it, the handlers
+    /// (idempotent by the state they change) make a duplicate harmless, as
+    /// with JetStream's duplicate window.
+    keep: Duration,
+    pruned_at: Arc<AtomicI64>,
+}
+
+impl AckWriter {
+    async fn commit(&self, acks: Vec<Ack>) -> Vec<Result<(), BusError>> {
+        let outcome = self.write(&acks).await;
+        vec![outcome; acks.len()]
+    }
+
+    async fn write(&self, acks: &[Ack]) -> Result<(), BusError> {
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("ack", e))?;
+        // One statement per consumer, the sequences as a JSON array.
+        let mut by_consumer: Vec<(&str, Vec<i64>)> = Vec::new();
+        for (consumer, seq) in acks {
+            match by_consumer.iter_mut().find(|(c, _)| *c == &**consumer) {
+                Some((_, seqs)) => seqs.push(*seq),
+                None => by_consumer.push((consumer, vec![*seq])),
+            }
+        }
+        for (consumer, seqs) in by_consumer {
+            let seqs = serde_json::to_string(&seqs).map_err(|e| unavailable("ack", e))?;
+            sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq IN (SELECT value FROM json_each(?2))")
+                .bind(consumer)
+                .bind(seqs)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| unavailable("ack", e))?;
+        }
+        let now = now_ms();
+        let due = now.saturating_sub(self.pruned_at.load(Ordering::Relaxed)) >= millis(PRUNE_EVERY);
+        if due {
+            let pruned = prune_in(
+                &mut tx,
+                &self.consumers,
+                now.saturating_sub(millis(self.keep)),
+                PRUNE_LIMIT,
+            )
+            .await?;
+            tracing::debug!(target: "shop::bus", pruned, "stream pruned");
+        }
+        tx.commit().await.map_err(|e| unavailable("ack", e))?;
+        if due {
+            self.pruned_at.store(now, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Deletes up to `limit` messages published before `before_ms` that come
+/// before every consumer's oldest pending one (those are done with).
+async fn prune_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    consumers: &[String],
+    before_ms: i64,
+    limit: i64,
+) -> Result<u64, BusError> {
+    let mut first_pending = i64::MAX;
+    for consumer in consumers {
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM bus_pending WHERE consumer = ?1")
+            .bind(consumer)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| unavailable("prune", e))?;
+        first_pending = first_pending.min(oldest.unwrap_or(i64::MAX));
+    }
+    let pruned = sqlx::query(
+        "DELETE FROM bus_messages WHERE seq IN (
+             SELECT seq FROM bus_messages WHERE seq < ?1 AND published_at < ?2 ORDER BY seq LIMIT ?3)",
+    )
+    .bind(first_pending)
+    .bind(before_ms)
+    .bind(limit)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| unavailable("prune", e))?;
+    Ok(pruned.rows_affected())
+}
+
 impl EventBus for SqliteBus {
     type Subscription = SqliteSubscription;
 
@@ -139,6 +267,7 @@ impl EventBus for SqliteBus {
     async fn subscribe(&self, context: Context) -> Result<SqliteSubscription, BusError> {
         Ok(SqliteSubscription {
             pool: self.pool.clone(),
+            acks: self.acks.clone(),
             published: Arc::clone(&self.published),
             spec: self.topology.consumer(context),
             dead_lettered: 0,
@@ -193,6 +322,7 @@ impl EventBus for SqliteBus {
 #[derive(Debug)]
 pub struct SqliteSubscription {
     pool: SqlitePool,
+    acks: GroupCommit<Ack, Result<(), BusError>>,
     published: Arc<Notify>,
     spec: ConsumerSpec,
     dead_lettered: u64,
@@ -250,11 +380,13 @@ impl Subscription for SqliteSubscription {
             // Registered before looking, so a publish in between still wakes us.
             let published = self.published.notified();
             let mut batch = Vec::new();
+            let consumer: Arc<str> = Arc::from(self.spec.durable.as_str());
             for message in self.pull(max).await? {
                 let attempt = u64::try_from(message.deliveries).unwrap_or(1);
                 let key = Key {
                     pool: self.pool.clone(),
-                    consumer: self.spec.durable.clone(),
+                    acks: self.acks.clone(),
+                    consumer: Arc::clone(&consumer),
                     seq: message.seq,
                 };
                 let reason = match Envelope::from_bytes(&message.body) {
@@ -305,7 +437,8 @@ impl Subscription for SqliteSubscription {
 #[derive(Debug)]
 struct Key {
     pool: SqlitePool,
-    consumer: String,
+    acks: GroupCommit<Ack, Result<(), BusError>>,
+    consumer: Arc<str>,
     seq: i64,
 }
 
@@ -315,7 +448,7 @@ impl Key {
         sqlx::query(
             "INSERT INTO bus_dead_letters (consumer, subject, reason, deliveries, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .bind(&self.consumer)
+        .bind(&*self.consumer)
         .bind(subject)
         .bind(reason)
         .bind(i64::try_from(attempt).unwrap_or(i64::MAX))
@@ -329,7 +462,7 @@ impl Key {
 
     async fn settle_in(&self, tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), BusError> {
         sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq = ?2")
-            .bind(&self.consumer)
+            .bind(&*self.consumer)
             .bind(self.seq)
             .execute(&mut **tx)
             .await
@@ -357,18 +490,17 @@ impl Delivery for SqliteDelivery {
     }
 
     async fn ack(self) -> Result<(), BusError> {
-        sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq = ?2")
-            .bind(&self.key.consumer)
-            .bind(self.key.seq)
-            .execute(&self.key.pool)
+        let Key {
+            acks, consumer, seq, ..
+        } = self.key;
+        acks.submit((consumer, seq))
             .await
-            .map_err(|e| unavailable("ack", e))?;
-        Ok(())
+            .unwrap_or_else(|| Err(BusError::Unavailable("the acknowledgement writer stopped".into())))
     }
 
     async fn retry(self, delay: Duration) -> Result<(), BusError> {
         sqlx::query("UPDATE bus_pending SET visible_at = ?3 WHERE consumer = ?1 AND seq = ?2")
-            .bind(&self.key.consumer)
+            .bind(&*self.key.consumer)
             .bind(self.key.seq)
             .bind(now_ms().saturating_add(millis(delay)))
             .execute(&self.key.pool)

@@ -153,3 +153,71 @@ async fn leases_of_a_dead_process_can_be_released_at_start() {
     assert_eq!(again.len(), 1, "delivered again at once");
     assert_eq!(again[0].attempt(), 2);
 }
+
+fn confirmed(order_id: &str) -> shop_streams::Envelope {
+    shop_streams::Envelope::new(
+        &shop_streams::DomainEvent::Order(shop_rules::order::OrderEvent::Confirmed(
+            shop_rules::order::OrderTransition {
+                order_id: order_id.into(),
+                at: 1,
+            },
+        )),
+        2,
+        1,
+        shop_streams::RuleRef {
+            name: "order".into(),
+            hash: "0".repeat(64),
+        },
+        shop_streams::Trace::root(uuid::Uuid::now_v7()),
+    )
+}
+
+async fn stored_messages(store: &SqliteStore) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM bus_messages")
+        .fetch_one(store.pool())
+        .await
+        .expect("counted")
+}
+
+#[tokio::test]
+async fn pruning_removes_only_what_every_consumer_is_done_with() {
+    let (store, _dir) = fresh().await;
+    let bus = SqliteBus::new(&store, topology());
+    let events: Vec<_> = (0..5).map(|i| confirmed(&format!("o-{i}"))).collect();
+    bus.publish(&events).await.expect("published");
+    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut taken = inventory
+        .next_batch(10, std::time::Duration::from_millis(50))
+        .await
+        .expect("pulled");
+    assert_eq!(taken.len(), 5);
+    // The first three are handled; the fourth is still being handled.
+    let rest = taken.split_off(3);
+    for delivery in taken {
+        delivery.ack().await.expect("acked");
+    }
+    let later = i64::MAX;
+    assert_eq!(bus.prune(later, 100).await.expect("pruned"), 3, "the acknowledged ones");
+    assert_eq!(stored_messages(&store).await, 2);
+    assert_eq!(
+        bus.prune(later, 100).await.expect("pruned"),
+        0,
+        "nothing after a message still pending"
+    );
+    let mut rest = rest.into_iter();
+    let fourth = rest.next().expect("fourth");
+    fourth.retry(std::time::Duration::ZERO).await.expect("handed back");
+    let again = inventory
+        .next_batch(10, std::time::Duration::from_millis(50))
+        .await
+        .expect("pulled");
+    assert_eq!(again.len(), 1, "a pending message survives pruning");
+    assert_eq!(again[0].envelope().event_id, events[3].event_id);
+    // Within the duplicate window nothing goes, however done with.
+    for delivery in again.into_iter().chain(rest) {
+        delivery.ack().await.expect("acked");
+    }
+    assert_eq!(bus.prune(0, 100).await.expect("pruned"), 0, "too young");
+    assert_eq!(bus.prune(later, 100).await.expect("pruned"), 2);
+    assert_eq!(stored_messages(&store).await, 0);
+}

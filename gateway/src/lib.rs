@@ -43,7 +43,7 @@ pub use auth::{Auth, Caller, Role, TokenChecks};
 pub use breaker::{BreakerSettings, BreakerState};
 pub use limits::Limits;
 pub use openapi::ApiDoc;
-pub use ops::{Check, OPENMETRICS, ops_router, ops_router_with};
+pub use ops::{Check, Dependency, OPENMETRICS, ops_router, ops_router_with};
 pub use orders::{ItemView, OrderView};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use products::ProductView;
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Health and metrics only; add the contexts with [`Self::orders`] and
     /// [`Self::products`]. `/health/ready` runs `checks`.
-    pub fn new(auth: Auth, registry: Arc<Registry>, checks: Vec<(&'static str, Check)>) -> Self {
+    pub fn new(auth: Auth, registry: Arc<Registry>, checks: Vec<Dependency>) -> Self {
         Self {
             ops: ops_router_with(registry, checks).merge(openapi::router()),
             api: Router::new(),

@@ -3,6 +3,12 @@
 //! Readiness answers its status to anyone (a load balancer needs no token),
 //! but which dependency failed, and how, only to an admin: the details name
 //! the infrastructure and carry its error text.
+//!
+//! Each dependency is checked for what the instance needs it for: without a
+//! required one it cannot keep its promise (not ready, 503); without an
+//! optional one it still can, by a way around it (an outbox holds events
+//! while the broker is away, limits and locks fall back to per instance),
+//! so it stays ready and reports itself degraded.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,16 +32,49 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// One dependency's check: `Ok` when it answers.
 pub type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// How long a dependency may take to answer a readiness check.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A dependency `/health/ready` checks, and whether the instance is ready without it.
+#[derive(Clone)]
+pub struct Dependency {
+    pub name: &'static str,
+    /// Without it the instance is not ready; else only degraded.
+    pub required: bool,
+    pub check: Check,
+}
+
+impl Dependency {
+    /// The instance is not ready while `check` fails.
+    pub fn required(name: &'static str, check: Check) -> Self {
+        Self {
+            name,
+            required: true,
+            check,
+        }
+    }
+
+    /// The instance works around its absence: ready, reported degraded.
+    pub fn optional(name: &'static str, check: Check) -> Self {
+        Self {
+            name,
+            required: false,
+            check,
+        }
+    }
+}
+
+/// How long a required dependency may take to answer a readiness check.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long an optional one may: the instance works without it, so its
+/// absence must not make the answer slow enough to read as not ready.
+const OPTIONAL_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The endpoints every role serves, reading metrics from `registry`.
 pub fn ops_router(registry: Arc<Registry>) -> Router {
     ops_router_with(registry, Vec::new())
 }
 
-/// [`ops_router`], with `/health/ready` answering 200 only when every check does.
-pub fn ops_router_with(registry: Arc<Registry>, checks: Vec<(&'static str, Check)>) -> Router {
+/// [`ops_router`], with `/health/ready` answering 200 only when every
+/// required dependency answers (`"degraded"` when an optional one does not).
+pub fn ops_router_with(registry: Arc<Registry>, checks: Vec<Dependency>) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
@@ -48,31 +87,39 @@ pub fn ops_router_with(registry: Arc<Registry>, checks: Vec<(&'static str, Check
 }
 
 async fn ready(
-    State(checks): State<Arc<Vec<(&'static str, Check)>>>,
+    State(checks): State<Arc<Vec<Dependency>>>,
     auth: Option<Extension<Arc<Auth>>>,
     headers: HeaderMap,
 ) -> Response {
-    let mut report = BTreeMap::new();
-    let mut all = true;
-    for (name, check) in checks.iter() {
-        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
+    let outcomes = futures::future::join_all(checks.iter().map(|dependency| async move {
+        let limit = match dependency.required {
+            true => CHECK_TIMEOUT,
+            false => OPTIONAL_CHECK_TIMEOUT,
+        };
+        match tokio::time::timeout(limit, (dependency.check)()).await {
             Ok(Ok(())) => "ok".to_owned(),
             Ok(Err(error)) => error,
-            Err(_) => format!("no answer within {CHECK_TIMEOUT:?}"),
-        };
-        all &= outcome == "ok";
-        report.insert(*name, outcome);
+            Err(_) => format!("no answer within {limit:?}"),
+        }
+    }))
+    .await;
+    let mut report = BTreeMap::new();
+    let (mut ready, mut whole) = (true, true);
+    for (dependency, outcome) in checks.iter().zip(outcomes) {
+        let ok = outcome == "ok";
+        whole &= ok;
+        ready &= ok || !dependency.required;
+        report.insert(dependency.name, outcome);
     }
-    let status = if all {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let (status, word) = match (ready, whole) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
     let admin = auth
         .and_then(|Extension(auth)| auth.authenticate(&headers))
         .and_then(Result::ok)
         .is_some_and(|caller| caller.role == Role::Admin);
-    let word = if all { "ready" } else { "unavailable" };
     let body = match admin {
         true => serde_json::json!({"status": word, "checks": report}),
         false => serde_json::json!({"status": word}),

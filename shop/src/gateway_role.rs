@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_memory::MemoryRateLimiter;
 use shop_adapter_redis::RedisRateLimiter;
-use shop_gateway::{Check, Gateway, Limits, Upstreams};
+use shop_gateway::{Check, Dependency, Gateway, Limits, Upstreams};
 use shop_runtime::ports::WithFallback;
 use shop_streams::{Context, Namespace, Topology};
 
@@ -65,7 +65,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     };
     let health_checks = upstreams.keep_checking();
 
-    let mut checks: Vec<(&'static str, Check)> = [
+    let mut checks: Vec<Dependency> = [
         ("order instances", Context::Order),
         ("inventory instances", Context::Inventory),
     ]
@@ -81,7 +81,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
                 }
             })
         });
-        (name, check)
+        Dependency::required(name, check)
     })
     .collect();
     let (user, ip) = config::rate_limits()?;
@@ -93,11 +93,11 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
         trusted_proxies: config::trusted_proxies()?,
     };
     let limiter = match user.is_some() || ip.is_some() {
-        true => Some(RedisRateLimiter::connect(&service.redis_url).await?),
+        true => Some(RedisRateLimiter::connect_lazily(&service.redis_url)?),
         false => None,
     };
     if let Some(limiter) = &limiter {
-        checks.push((
+        checks.push(Dependency::optional(
             "redis",
             redis_check(limiter.clone(), format!("{namespace}:gateway:ready")),
         ));

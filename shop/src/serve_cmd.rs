@@ -28,7 +28,7 @@ use shop_adapter_memory::{MemoryKeyValue, MemoryLock, MemoryRateLimiter};
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock, RedisRateLimiter};
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
-use shop_gateway::{Auth, Check, Gateway, Limits};
+use shop_gateway::{Auth, Check, Dependency, Gateway, Limits};
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{
     EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock, WithFallback,
@@ -96,8 +96,10 @@ struct Wiring<S, B, L, O, R> {
     limiter: R,
     /// Requests a shared limiter's local fallback counted (distributed mode).
     limiter_fallbacks: Option<Counter>,
+    /// Locks the shared lock's local fallback gave (distributed mode).
+    lock_fallbacks: Option<Counter>,
     /// Readiness checks of what only this mode has (Redis).
-    checks: Vec<(&'static str, Check)>,
+    checks: Vec<Dependency>,
     /// Made only when the inventory role runs (the order role needs no lock).
     lock: Option<L>,
     kv: Arc<dyn KeyValue>,
@@ -135,6 +137,7 @@ async fn serve(
             bus,
             limiter: MemoryRateLimiter::new(),
             limiter_fallbacks: None,
+            lock_fallbacks: None,
             checks: Vec::new(),
             lock: Some(MemoryLock::new()),
             kv: Arc::new(MemoryKeyValue::new()),
@@ -152,25 +155,35 @@ async fn serve(
         })
         .await?;
         store.migrate().await?;
+        // Redis and NATS are connected lazily: an instance starts and takes
+        // orders while they are away (the outbox holds the events, limits
+        // and locks fall back to per instance) and uses them once they answer.
         let lock = match role.runs(Role::Inventory) {
-            true => Some(RedisLock::connect(&service.redis_url).await?),
+            true => Some(WithFallback::new(
+                RedisLock::connect_lazily(&service.redis_url)?,
+                MemoryLock::new(),
+            )),
             false => None,
         };
-        let probe = RedisRateLimiter::connect(&service.redis_url).await?;
-        let redis = redis_check(probe, format!("{namespace}:ready"));
-        let bus = JetStreamBus::connect(&service.nats_url, topology).await?;
+        let lock_fallbacks = lock.as_ref().map(WithFallback::fallbacks);
+        let redis = redis_check(
+            RedisRateLimiter::connect_lazily(&service.redis_url)?,
+            format!("{namespace}:ready"),
+        );
+        let bus = JetStreamBus::connect_lazily(&service.nats_url, topology).await?;
         let announcer = bus.clone();
         let limiter = WithFallback::new(
-            RedisRateLimiter::connect(&service.redis_url).await?,
+            RedisRateLimiter::connect_lazily(&service.redis_url)?,
             MemoryRateLimiter::new(),
         );
         let wiring = Wiring {
             bus,
             limiter_fallbacks: Some(limiter.fallbacks()),
+            lock_fallbacks,
             limiter,
-            checks: vec![("redis", redis)],
+            checks: vec![Dependency::optional("redis", redis)],
             lock,
-            kv: Arc::new(RedisKeyValue::connect(&service.redis_url)?),
+            kv: Arc::new(RedisKeyValue::connect_lazily(&service.redis_url)?),
             outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
             store,
             mode: "distributed",
@@ -202,6 +215,13 @@ where
     metrics.register(&mut registry);
     if let Some(fallbacks) = wiring.limiter_fallbacks.clone() {
         register_fallbacks(&mut registry, fallbacks);
+    }
+    if let Some(fallbacks) = wiring.lock_fallbacks.clone() {
+        registry.sub_registry_with_prefix("shop").register(
+            "lock_fallbacks",
+            "Locks this instance took on its own while the shared lock service was unreachable",
+            fallbacks,
+        );
     }
     let clock = Arc::new(SystemClock);
     let capabilities = Capabilities {
@@ -237,9 +257,11 @@ where
         key_prefix: format!("{namespace}:ratelimit:"),
         trusted_proxies: config::trusted_proxies()?,
     };
+    // Ready with the database alone: it is what intake writes orders and
+    // their events into. The broker and Redis have ways around them.
     let mut checks = wiring.checks;
     let probe = store.clone();
-    checks.push((
+    checks.push(Dependency::required(
         "database",
         Arc::new(move || {
             let probe = probe.clone();
@@ -252,7 +274,7 @@ where
         }),
     ));
     let probe = wiring.bus.clone();
-    checks.push((
+    checks.push(Dependency::optional(
         "event bus",
         Arc::new(move || {
             let probe = probe.clone();

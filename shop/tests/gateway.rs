@@ -356,3 +356,106 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
     drop((gateway, order_1, inventory));
     let _ = bus.delete_streams().await;
 }
+
+/// Intake needs its database alone: with Redis and NATS stopped, the order
+/// instances stay ready (degraded), a new one starts, and orders through
+/// the gateway are accepted into the outbox. When NATS returns they confirm
+/// (the inventory locking per instance while Redis is still away); when
+/// Redis returns every instance is whole again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_survives_redis_and_nats_outages_and_catches_up() {
+    use shop_testkit::{NatsServer, RedisServer};
+
+    let mut nats = NatsServer::start().expect("a private nats-server");
+    let mut redis = RedisServer::start().expect("a private redis-server");
+    let (nats_url, redis_url) = (nats.url(), redis.url());
+    let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
+    let namespace = shop_testkit::shop::fresh_namespace('o');
+    let ns = namespace.as_str();
+    let services = [
+        ("SHOP_NATS_URL", nats_url.as_str()),
+        ("SHOP_REDIS_URL", redis_url.as_str()),
+    ];
+    let inventory = instance("inventory", "inventory-1", &db, ns, &services);
+    let order_1 = instance("order", "order-1", &db, ns, &services);
+    let gateway = instance(
+        "gateway",
+        "gateway-1",
+        &db,
+        ns,
+        &[
+            services[0],
+            services[1],
+            ("SHOP_DISCOVERY", "off"),
+            ("SHOP_ORDER_UPSTREAMS", &url(order_1.addr)),
+            ("SHOP_INVENTORY_UPSTREAMS", &url(inventory.addr)),
+            ("SHOP_HEALTH_EVERY_MS", "200"),
+        ],
+    );
+    let front = Front { addr: gateway.addr };
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    let kettle = json!({"id": "SKU-O", "name": "Kettle", "unit_price": 3000, "currency": "KRW", "stock": 100});
+    let created = front.call("POST", "/api/products", &admin, Some(&kettle)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let first = front.place(&alice, "SKU-O", "o-0").await;
+    let first = first["order_id"].as_str().expect("an order id").to_owned();
+    front.confirmed(&alice, &first).await;
+
+    nats.kill();
+    redis.kill();
+    // Ready on the database alone; an admin sees what is missing.
+    let report = common::ready_as_admin(order_1.addr).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let report = report.json();
+    assert_eq!(report["status"], "degraded", "{report}");
+    assert_eq!(report["checks"]["database"], "ok", "{report}");
+    assert_ne!(report["checks"]["event bus"], "ok", "{report}");
+    assert_ne!(report["checks"]["redis"], "ok", "{report}");
+    // A role starts without them, and is ready.
+    let order_2 = instance("order", "order-2", &db, ns, &services);
+    assert_eq!(common::ready_as_admin(order_2.addr).await.status, 200);
+
+    let mut accepted = vec![first];
+    for n in 1..=5 {
+        let answer = front.place(&alice, "SKU-O", &format!("o-{n}")).await;
+        accepted.push(answer["order_id"].as_str().expect("an order id").to_owned());
+    }
+    let direct = common::call(
+        order_2.addr,
+        "POST",
+        "/api/orders",
+        Some(&alice),
+        &[("idempotency-key", "o-direct")],
+        &json!({"items": [{"product_id": "SKU-O", "quantity": 1}]}).to_string(),
+    )
+    .await;
+    assert_eq!(direct.status, 202, "{}", direct.body);
+    accepted.push(direct.json()["order_id"].as_str().expect("an order id").to_owned());
+    let gateway_ready = common::ready_as_admin(front.addr).await;
+    assert_eq!(
+        gateway_ready.status, 200,
+        "the gateway keeps its instances: {}",
+        gateway_ready.body
+    );
+
+    // NATS returns, Redis not yet: every accepted order confirms.
+    nats.restart().expect("nats-server restarts");
+    for id in &accepted {
+        front.confirmed(&alice, id).await;
+    }
+    let inventory_metrics = inventory.get("/metrics").await;
+    let lock_fallbacks = common::sample(&inventory_metrics, "shop_lock_fallbacks_total").unwrap_or(0.0);
+    assert!(lock_fallbacks >= 1.0, "reserved under a local lock: {lock_fallbacks}");
+
+    redis.restart().expect("redis-server restarts");
+    until(Duration::from_secs(30), "every instance whole again", || async {
+        let mut whole = true;
+        for addr in [order_1.addr, order_2.addr, inventory.addr] {
+            whole &= common::ready_as_admin(addr).await.json()["status"] == "ready";
+        }
+        whole
+    })
+    .await;
+    drop((gateway, order_1, order_2, inventory));
+}

@@ -97,6 +97,19 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
     let (namespace, bus) = common::fresh_bus('h').await;
     let redis = TcpProxy::start(([127, 0, 0, 1], 6379).into()).await.expect("proxy");
     let redis_url = format!("redis://{}", redis.addr());
+    // The test's database, reached through a proxy the test can cut.
+    let authority = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit('@').next()?.split('/').next())
+        .expect("a database URL with a host")
+        .to_owned();
+    let target = tokio::net::lookup_host(&authority)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .expect("the database's address");
+    let database = TcpProxy::start(target).await.expect("proxy");
+    let url = url.replace(&authority, &database.addr().to_string());
     let env = [
         ("SHOP_REDIS_URL", redis_url.as_str()),
         ("SHOP_RATE_LIMIT_USER", "2/3"),
@@ -106,11 +119,13 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
     let ready = |addr| async move { common::ready_as_admin(addr).await };
     assert_eq!(ready(shop.addr).await.status, 200);
 
+    // Without Redis the instance still keeps its promise (limits and locks
+    // fall back to per instance): ready, and degraded for whoever asks.
     redis.cut();
     let down = ready(shop.addr).await;
-    assert_eq!(down.status, 503, "{}", down.body);
+    assert_eq!(down.status, 200, "{}", down.body);
     let report = down.json();
-    assert_eq!(report["status"], "unavailable");
+    assert_eq!(report["status"], "degraded");
     assert_ne!(report["checks"]["redis"], "ok", "{report}");
     assert_eq!(report["checks"]["database"], "ok", "{report}");
     assert_eq!(shop.get("/health/live").await.trim(), "ok", "alive all the same");
@@ -129,10 +144,28 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
 
     redis.restore();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while ready(shop.addr).await.json()["status"] != "ready" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not whole again after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Without its database an instance can keep no promise: not ready.
+    database.cut();
+    let down = ready(shop.addr).await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    let report = down.json();
+    assert_eq!(report["status"], "unavailable", "{report}");
+    assert_ne!(report["checks"]["database"], "ok", "{report}");
+    assert_eq!(shop.get("/health/live").await.trim(), "ok", "alive all the same");
+    database.restore();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while ready(shop.addr).await.status != 200 {
         assert!(
             std::time::Instant::now() < deadline,
-            "not ready again after Redis returned"
+            "not ready again after the database returned"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

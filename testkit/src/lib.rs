@@ -6,6 +6,8 @@
 //!   it back, without touching the shared server other tests use.
 //! - [`NatsServer`]: a private `nats-server` with JetStream on a free
 //!   loopback port and its own store, which a test may kill and restart.
+//! - [`RedisServer`]: a private `redis-server` (nothing kept on disk) on a
+//!   free loopback port, which a test may kill and restart.
 //! - [`shop::Shop`]: every role of the shop in the test's process, wired to
 //!   the real services (or to a proxy or private server in front of them),
 //!   for the end-to-end tests and the Gherkin features.
@@ -16,7 +18,33 @@
 
 mod nats;
 mod proxy;
+mod redis;
 pub mod shop;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
 pub use nats::NatsServer;
 pub use proxy::TcpProxy;
+pub use redis::RedisServer;
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Waits until `what` accepts connections on `addr`.
+fn wait_for(what: &str, addr: SocketAddr, limit: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(std::io::Error::new(
+                    error.kind(),
+                    format!("{what} did not come up on {addr}: {error}"),
+                ));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

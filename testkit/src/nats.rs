@@ -1,9 +1,12 @@
 //! A private nats-server with JetStream, for tests that restart the broker.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+#[cfg(test)]
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::{free_port, wait_for};
 
 /// Where Debian installs it; `NATS_SERVER` overrides.
 const DEFAULT_BINARY: &str = "/usr/sbin/nats-server";
@@ -60,7 +63,11 @@ impl NatsServer {
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {binary}: {e}")))?;
         self.child = Some(child);
-        wait_for(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10))
+        wait_for(
+            "nats-server",
+            ([127, 0, 0, 1], self.port).into(),
+            Duration::from_secs(10),
+        )
     }
 
     /// The JetStream store directory.
@@ -72,26 +79,6 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
-fn wait_for(addr: SocketAddr, limit: Duration) -> std::io::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(_) => return Ok(()),
-            Err(error) if Instant::now() >= deadline => {
-                return Err(std::io::Error::new(
-                    error.kind(),
-                    format!("nats-server did not come up on {addr}: {error}"),
-                ));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The event bus on NATS JetStream.
 //!
 //! Streams and consumers come from `shop-streams`' [`Topology`] and are
-//! created on connect when missing. Publishes are pipelined and awaited as a
+//! created when missing, on connect or (connecting lazily) on first use. Publishes are pipelined and awaited as a
 //! batch, each with `Nats-Msg-Id` = event id. Subscriptions pull batches from
 //! a durable consumer shared by all instances of a role; what cannot be read
 //! or was delivered too often goes to the dead-letter stream with its reason,
@@ -14,12 +14,14 @@ mod announce;
 mod dead_letters;
 mod subscription;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, context::Context as JsContext, stream};
 use shop_runtime::ports::{BusError, DeadLetter, EventBus};
 use shop_streams::{Context, Envelope, StreamSpec, Topology};
+use tokio::sync::OnceCell;
 
 pub use announce::Announcer;
 pub use subscription::{JetStreamDelivery, JetStreamSubscription};
@@ -32,30 +34,47 @@ const PUBLISH_ATTEMPTS: usize = 3;
 pub struct JetStreamBus {
     js: JsContext,
     topology: Topology,
+    /// Set once the streams of `topology` are known to exist (or are not
+    /// this connection's business): until then, every use makes sure of them.
+    streams: Arc<OnceCell<()>>,
 }
 
 impl JetStreamBus {
-    /// Connects and makes sure the streams of `topology` exist.
+    /// Connects and makes sure the streams of `topology` exist: fails when
+    /// the server does not answer.
     pub async fn connect(url: &str, topology: Topology) -> Result<Self, BusError> {
-        let bus = Self::connect_without_streams(url, topology).await?;
-        for spec in [
-            bus.topology.stream(Context::Order),
-            bus.topology.stream(Context::Inventory),
-            bus.topology.dead_letter_stream(),
-        ] {
-            bus.ensure_stream(&spec).await?;
-        }
+        let bus = Self::open(url, topology, false).await?;
+        bus.streams().await?;
         Ok(bus)
     }
 
-    /// Connects without creating anything: for a gateway, which only hears
-    /// announcements and has no business making the contexts' streams.
+    /// Connects in the background and keeps trying, so a process starts
+    /// while NATS is away; only a malformed URL fails here. The streams are
+    /// made sure of on first use: until NATS answers, publishes and
+    /// subscriptions fail with [`BusError::Unavailable`] and are retried by
+    /// their callers.
+    pub async fn connect_lazily(url: &str, topology: Topology) -> Result<Self, BusError> {
+        Self::open(url, topology, true).await
+    }
+
+    /// Connects (in the background, as [`Self::connect_lazily`]) without
+    /// creating anything: for a gateway, which only hears announcements and
+    /// has no business making the contexts' streams.
     pub async fn connect_without_streams(url: &str, topology: Topology) -> Result<Self, BusError> {
-        let options = async_nats::ConnectOptions::new()
+        let bus = Self::open(url, topology, true).await?;
+        let _ = bus.streams.set(());
+        Ok(bus)
+    }
+
+    async fn open(url: &str, topology: Topology, in_background: bool) -> Result<Self, BusError> {
+        let mut options = async_nats::ConnectOptions::new()
             .name("shop")
             .connection_timeout(Duration::from_secs(3))
             // Keep reconnecting for ever: a restarted server is found again.
             .max_reconnects(None);
+        if in_background {
+            options = options.retry_on_initial_connect();
+        }
         let client = options
             .connect(url)
             .await
@@ -63,7 +82,25 @@ impl JetStreamBus {
         Ok(Self {
             js: jetstream::new(client),
             topology,
+            streams: Arc::new(OnceCell::new()),
         })
+    }
+
+    /// Makes sure, once per connection, that the streams exist.
+    async fn streams(&self) -> Result<(), BusError> {
+        self.streams
+            .get_or_try_init(|| async {
+                for spec in [
+                    self.topology.stream(Context::Order),
+                    self.topology.stream(Context::Inventory),
+                    self.topology.dead_letter_stream(),
+                ] {
+                    self.ensure_stream(&spec).await?;
+                }
+                Ok(())
+            })
+            .await
+            .copied()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -124,6 +161,7 @@ impl EventBus for JetStreamBus {
     type Subscription = JetStreamSubscription;
 
     async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
+        self.streams().await?;
         let mut pending: Vec<&Envelope> = events.iter().collect();
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
@@ -156,14 +194,17 @@ impl EventBus for JetStreamBus {
     }
 
     async fn subscribe(&self, context: Context) -> Result<JetStreamSubscription, BusError> {
+        self.streams().await?;
         JetStreamSubscription::open(self.js.clone(), self.topology.consumer(context)).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
+        self.streams().await?;
         dead_letters::list(&self.js, &self.topology, limit).await
     }
 
     async fn replay_dead_letter(&self, id: u64) -> Result<(), BusError> {
+        self.streams().await?;
         dead_letters::replay(&self.js, &self.topology, id).await
     }
 }

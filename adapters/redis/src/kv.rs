@@ -37,14 +37,20 @@ impl std::fmt::Debug for RedisKeyValue {
 impl RedisKeyValue {
     /// Checks the URL and that Redis answers.
     pub fn connect(url: &str) -> Result<Self, KvError> {
-        let kv = Self {
-            client: client(url).map_err(KvError::Unavailable)?,
-            idle: Mutex::new(Vec::new()),
-            increment: Script::new(INCREMENT),
-        };
+        let kv = Self::connect_lazily(url)?;
         kv.with(|c| redis::cmd("PING").query::<String>(c))
             .map_err(|e| KvError::Unavailable(format!("cannot reach Redis at {url}: {e}")))?;
         Ok(kv)
+    }
+
+    /// Checks the URL only: connections are opened when a call needs one,
+    /// so a process starts while Redis is away.
+    pub fn connect_lazily(url: &str) -> Result<Self, KvError> {
+        Ok(Self {
+            client: client(url).map_err(KvError::Unavailable)?,
+            idle: Mutex::new(Vec::new()),
+            increment: Script::new(INCREMENT),
+        })
     }
 
     fn with<T>(&self, call: impl FnOnce(&mut Connection) -> Result<T, RedisError>) -> Result<T, KvError> {

@@ -51,20 +51,38 @@ impl std::fmt::Debug for RedisLock {
 }
 
 impl RedisLock {
+    /// Connects now: fails when Redis does not answer.
     pub async fn connect(url: &str) -> Result<Self, LockError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(2);
-        let connection = ConnectionManager::new_with_config(client(url).map_err(LockError::Unavailable)?, config)
+        let connection = ConnectionManager::new_with_config(client(url).map_err(LockError::Unavailable)?, config())
             .await
             .map_err(|e| LockError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
-        Ok(Self {
+        Ok(Self::over(connection))
+    }
+
+    /// Connects on first use (and again after every failure), so a process
+    /// starts while Redis is away; only a malformed URL fails here. Must be
+    /// called inside a Tokio runtime.
+    pub fn connect_lazily(url: &str) -> Result<Self, LockError> {
+        let connection =
+            ConnectionManager::new_lazy_with_config(client(url).map_err(LockError::Unavailable)?, config())
+                .map_err(|e| LockError::Unavailable(format!("Redis at {url}: {e}")))?;
+        Ok(Self::over(connection))
+    }
+
+    fn over(connection: ConnectionManager) -> Self {
+        Self {
             connection,
             acquire: Script::new(ACQUIRE),
             release: Script::new(RELEASE),
-        })
+        }
     }
+}
+
+fn config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(2)
 }
 
 fn unavailable(error: redis::RedisError) -> LockError {

@@ -38,19 +38,38 @@ impl std::fmt::Debug for RedisRateLimiter {
 }
 
 impl RedisRateLimiter {
+    /// Connects now: fails when Redis does not answer.
     pub async fn connect(url: &str) -> Result<Self, RateLimitError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client(url).map_err(RateLimitError::Unavailable)?, config)
-            .await
-            .map_err(|e| RateLimitError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
-        Ok(Self {
+        let connection =
+            ConnectionManager::new_with_config(client(url).map_err(RateLimitError::Unavailable)?, config())
+                .await
+                .map_err(|e| RateLimitError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
+        Ok(Self::over(connection))
+    }
+
+    /// Connects on first use (and again after every failure), so a process
+    /// starts while Redis is away; only a malformed URL fails here. Must be
+    /// called inside a Tokio runtime.
+    pub fn connect_lazily(url: &str) -> Result<Self, RateLimitError> {
+        let connection =
+            ConnectionManager::new_lazy_with_config(client(url).map_err(RateLimitError::Unavailable)?, config())
+                .map_err(|e| RateLimitError::Unavailable(format!("Redis at {url}: {e}")))?;
+        Ok(Self::over(connection))
+    }
+
+    fn over(connection: ConnectionManager) -> Self {
+        Self {
             connection,
             gcra: Script::new(GCRA),
-        })
+        }
     }
+}
+
+fn config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(1)
 }
 
 impl RateLimiter for RedisRateLimiter {

@@ -41,3 +41,51 @@ pub trait Lock: Send + Sync + 'static {
     /// leave alone any key that expired and was taken by someone else.
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), LockError>> + Send;
 }
+
+/// Marks the leases of each side of a [`super::WithFallback`], so a lease
+/// goes back to the lock that gave it, whichever is in use by then.
+const SHARED: &str = "shared:";
+const LOCAL: &str = "local:";
+
+/// A shared lock with a local one behind it: while the shared one cannot be
+/// reached, each instance excludes on its own. Handlers of different
+/// instances may then meet on a product; the stores' version checks make
+/// that a retry, not an error.
+impl<P: Lock, F: Lock> Lock for super::WithFallback<P, F> {
+    async fn acquire(&self, keys: &[String], ttl: Duration, wait: Duration) -> Result<Lease, LockError> {
+        if self.try_primary() {
+            match self.primary.acquire(keys, ttl, wait).await {
+                Ok(lease) => {
+                    self.answered("lock");
+                    return Ok(marked(lease, SHARED));
+                }
+                Err(LockError::Unavailable(error)) => self.falling_back("lock", Some(&error)),
+                Err(busy) => return Err(busy),
+            }
+        } else {
+            self.falling_back("lock", None);
+        }
+        self.fallback
+            .acquire(keys, ttl, wait)
+            .await
+            .map(|lease| marked(lease, LOCAL))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        let unmarked = |token: &str| Lease {
+            keys: lease.keys.clone(),
+            token: token.to_owned(),
+        };
+        match (lease.token.strip_prefix(SHARED), lease.token.strip_prefix(LOCAL)) {
+            (Some(token), _) => self.primary.release(&unmarked(token)).await,
+            (_, Some(token)) => self.fallback.release(&unmarked(token)).await,
+            // Not one of ours: nothing of ours to free.
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+fn marked(mut lease: Lease, side: &str) -> Lease {
+    lease.token.insert_str(0, side);
+    lease
+}

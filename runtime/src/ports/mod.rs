@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod fallback;
 pub mod inventory_store;
 pub mod kv;
 pub mod lock;
@@ -15,12 +16,13 @@ pub mod store;
 
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use fallback::WithFallback;
 pub use inventory_store::{InventoryStore, InventoryWrite, NetWrite};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, checked_updates};
 pub use outbox::{Outbox, Pending};
-pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict, WithFallback};
+pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
 pub use store::{StoreError, Versioned};
 
 #[cfg(feature = "testkit")]

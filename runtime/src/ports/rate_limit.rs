@@ -47,52 +47,21 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn check(&self, key: &str, quota: Quota) -> impl Future<Output = Result<Verdict, RateLimitError>> + Send;
 }
 
-/// A shared limiter (Redis) with a local one behind it: while the shared
-/// one cannot be reached, each instance counts on its own, so an outage
-/// loosens the limits (to per instance) but never lifts them. The outage is
-/// logged when it starts and when it ends, not once per request, and every
-/// request counted locally is counted in [`Self::fallbacks`].
-#[derive(Debug)]
-pub struct WithFallback<P, F> {
-    primary: P,
-    fallback: F,
-    degraded: std::sync::atomic::AtomicBool,
-    fallbacks: prometheus_client::metrics::counter::Counter,
-}
-
-impl<P, F> WithFallback<P, F> {
-    pub fn new(primary: P, fallback: F) -> Self {
-        Self {
-            primary,
-            fallback,
-            degraded: std::sync::atomic::AtomicBool::new(false),
-            fallbacks: Default::default(),
-        }
-    }
-
-    /// Requests counted by the local limiter because the shared one failed.
-    pub fn fallbacks(&self) -> prometheus_client::metrics::counter::Counter {
-        self.fallbacks.clone()
-    }
-}
-
-impl<P: RateLimiter, F: RateLimiter> RateLimiter for WithFallback<P, F> {
+/// A shared limiter with a local one behind it: while the shared one
+/// cannot be reached, each instance counts on its own.
+impl<P: RateLimiter, F: RateLimiter> RateLimiter for super::WithFallback<P, F> {
     async fn check(&self, key: &str, quota: Quota) -> Result<Verdict, RateLimitError> {
-        use std::sync::atomic::Ordering;
-        match self.primary.check(key, quota).await {
-            Ok(verdict) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(target: "shop::limits", "the shared rate limiter answers again");
+        if self.try_primary() {
+            match self.primary.check(key, quota).await {
+                Ok(verdict) => {
+                    self.answered("rate limiter");
+                    return Ok(verdict);
                 }
-                Ok(verdict)
+                Err(error) => self.falling_back("rate limiter", Some(&error)),
             }
-            Err(error) => {
-                if !self.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(target: "shop::limits", %error, "shared rate limiter unreachable; counting per instance until it returns");
-                }
-                self.fallbacks.inc();
-                self.fallback.check(key, quota).await
-            }
+        } else {
+            self.falling_back("rate limiter", None);
         }
+        self.fallback.check(key, quota).await
     }
 }

@@ -114,7 +114,17 @@ impl Roles {
         bus: &B,
         settings: &RoleSettings,
     ) -> Result<(), BusError> {
-        let subscription = bus.subscribe(context).await?;
+        // The broker away at start is an outage like any later one: the
+        // outbox keeps what intake writes, and the consumer starts once the
+        // broker answers. A refusal is a misconfiguration: it stops the start.
+        let subscription = match bus.subscribe(context).await {
+            Ok(subscription) => Some(subscription),
+            Err(BusError::Unavailable(error)) => {
+                tracing::warn!(target: "shop::consumer", context = context.as_str(), %error, "event bus unreachable; consuming once it answers");
+                None
+            }
+            Err(refused) => return Err(refused),
+        };
         let relay = RelaySettings::named(format!("{}-{}", settings.instance, context.as_str()))
             .keeping(settings.outbox_retention);
         self.tasks.spawn(run_relay(
@@ -125,14 +135,25 @@ impl Roles {
             settings.metrics.clone(),
             self.stop.subscribe(),
         ));
-        let consumer = Consumer {
-            context,
-            subscription,
-            handler,
-            settings: settings.consumer,
-            metrics: settings.metrics.clone(),
-        };
-        self.tasks.spawn(run_consumer(consumer, self.stop.subscribe()));
+        let (consumer_settings, metrics, stop) = (settings.consumer, settings.metrics.clone(), self.stop.subscribe());
+        let bus = bus.clone();
+        self.tasks.spawn(async move {
+            let subscription = match subscription {
+                Some(subscription) => subscription,
+                None => match subscribe_when_up(&bus, context, consumer_settings, stop.clone()).await {
+                    Some(subscription) => subscription,
+                    None => return,
+                },
+            };
+            let consumer = Consumer {
+                context,
+                subscription,
+                handler,
+                settings: consumer_settings,
+                metrics,
+            };
+            run_consumer(consumer, stop).await;
+        });
         Ok(())
     }
 
@@ -140,5 +161,36 @@ impl Roles {
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Subscribes once the bus answers, trying again with a growing pause;
+/// `None` when asked to stop first (or when the bus refuses: logged).
+async fn subscribe_when_up<B: EventBus>(
+    bus: &B,
+    context: Context,
+    settings: ConsumerSettings,
+    mut stop: watch::Receiver<bool>,
+) -> Option<B::Subscription> {
+    let mut pause = settings.backoff;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        match bus.subscribe(context).await {
+            Ok(subscription) => {
+                tracing::info!(target: "shop::consumer", context = context.as_str(), "event bus answers; consuming");
+                return Some(subscription);
+            }
+            Err(BusError::Unavailable(error)) => {
+                tracing::debug!(target: "shop::consumer", context = context.as_str(), %error, "event bus still unreachable");
+                pause = (pause * 2).min(settings.max_backoff.min(Duration::from_secs(5)));
+            }
+            Err(refused) => {
+                tracing::error!(target: "shop::consumer", context = context.as_str(), error = %refused, "the event bus refused the subscription; not consuming");
+                return None;
+            }
+        }
     }
 }

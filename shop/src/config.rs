@@ -55,6 +55,8 @@ const KNOWN: &[&str] = &[
     "intake_max_pending",
     "advertise_url",
     "announce_every_ms",
+    "announce_key",
+    "upstream_allow",
     "order_upstreams",
     "inventory_upstreams",
     "discovery",
@@ -120,6 +122,7 @@ pub const SECRETS: &[&str] = &[
     "SHOP_REDIS_URL",
     "SHOP_NATS_CREDS",
     "SHOP_PAYMENT_WEBHOOK_SECRET",
+    "SHOP_ANNOUNCE_KEY",
 ];
 
 /// The setting `name` (`SHOP_...`): the environment's, else the config
@@ -447,6 +450,9 @@ pub struct GatewayConfig {
     /// `SHOP_DISCOVERY`: `nats` (default) hears the instances announce
     /// themselves on SHOP_NATS_URL; `off` uses the static lists alone.
     pub discovery: bool,
+    /// `SHOP_UPSTREAM_ALLOW`: instance addresses (`http://host:port`,
+    /// comma-separated) believed without a sealed announcement.
+    pub allow: Vec<String>,
     pub proxy: shop_gateway::ProxySettings,
 }
 
@@ -477,6 +483,7 @@ impl GatewayConfig {
             order: list("SHOP_ORDER_UPSTREAMS"),
             inventory: list("SHOP_INVENTORY_UPSTREAMS"),
             discovery,
+            allow: list("SHOP_UPSTREAM_ALLOW"),
             proxy,
         })
     }

@@ -10,20 +10,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_memory::MemoryRateLimiter;
 use shop_adapter_redis::RedisRateLimiter;
 use shop_gateway::{Check, Dependency, Gateway, Limits, Upstreams};
 use shop_runtime::ports::WithFallback;
-use shop_streams::{Context, Namespace, Topology};
+use shop_streams::{Context, Namespace, Topology, Trust};
 
 use crate::config::{self, GatewayConfig, ServiceConfig};
-use crate::secrets::JwtKeys;
+use crate::secrets::{self, JwtKeys, MissingSecret};
 use crate::serve_cmd::{auth, redis_check, register_fallbacks, shutdown_signal};
 
 pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -> anyhow::Result<()> {
@@ -51,13 +52,42 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     }
     let listening_to_announcements = match settings.discovery {
         true => {
+            // Only sealed announcements (or allowed addresses) are believed:
+            // the gateway forwards callers' credentials to what it believes.
+            let trust = Trust {
+                key: secrets::announcement_key(keys)?,
+                allow: settings.allow.clone(),
+            };
+            if !trust.admits_any() {
+                return Err(MissingSecret(
+                    "SHOP_DISCOVERY=nats needs SHOP_ANNOUNCE_KEY (or a SHOP_JWT_SECRET to derive it from) to verify instances' announcements, or SHOP_UPSTREAM_ALLOW listing the instances to believe; or set SHOP_DISCOVERY=off".into(),
+                )
+                .into());
+            }
             let bus =
                 JetStreamBus::connect_without_streams(&service.nats_url, Topology::new(namespace.clone())).await?;
-            let mut heard = bus.announcements().await?;
+            let mut heard = bus.announcements(trust).await?;
             let upstreams = Arc::clone(&upstreams);
+            let rejected = Counter::<u64>::default();
+            registry.sub_registry_with_prefix("shop_gateway").register(
+                "announcements_rejected",
+                "Announcements not believed: malformed, unsealed, forged or stale",
+                rejected.clone(),
+            );
             Some(tokio::spawn(async move {
+                // A flood of forgeries must not flood the log: one line a minute.
+                let mut logged: Option<Instant> = None;
                 while let Some(announcement) = heard.next().await {
-                    upstreams.heard(&announcement);
+                    match announcement {
+                        Ok(announcement) => upstreams.heard(&announcement),
+                        Err(why) => {
+                            rejected.inc();
+                            if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                                logged = Some(Instant::now());
+                                tracing::warn!(target: "shop::gateway", reason = %why, rejected = rejected.get(), "announcement not believed");
+                            }
+                        }
+                    }
                 }
             }))
         }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use shop_streams::AnnouncementKey;
+
 use crate::config::{self, Database};
 
 /// Shortest HS256 secret accepted on real services.
@@ -61,6 +63,27 @@ pub fn distributed() -> anyhow::Result<JwtKeys> {
             "SHOP_DATA_KEY is not set: a role on PostgreSQL, NATS or Redis needs a data key of 32 bytes as 64 hex digits (openssl rand -hex 32)".into(),
         )
         .into()),
+    }
+}
+
+/// The key instances seal their announcements with and gateways check
+/// them by: `SHOP_ANNOUNCE_KEY` (32 bytes or more), else one derived from
+/// the JWT secret every role of a deployment already shares; `None` when
+/// there is neither (RS256 tokens alone).
+pub fn announcement_key(keys: &JwtKeys) -> anyhow::Result<Option<AnnouncementKey>> {
+    match configured("SHOP_ANNOUNCE_KEY")? {
+        Some(key) => match AnnouncementKey::new(key.as_bytes()) {
+            Some(key) => Ok(Some(key)),
+            None => Err(MissingSecret(format!(
+                "SHOP_ANNOUNCE_KEY must be at least 32 bytes (it has {})",
+                key.len()
+            ))
+            .into()),
+        },
+        None => Ok(keys
+            .secret
+            .as_deref()
+            .and_then(|secret| AnnouncementKey::derived_from(secret.as_bytes()))),
     }
 }
 

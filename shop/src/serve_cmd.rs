@@ -39,7 +39,7 @@ use shop_runtime::saga::consumer::ConsumerSettings;
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
-use shop_streams::{Announcement, Context, Namespace, Topology};
+use shop_streams::{Announcement, AnnouncementKey, Context, Namespace, Topology};
 
 use crate::config::{self, Database, RulesConfig, ServiceConfig};
 use crate::rules_cmd;
@@ -105,8 +105,9 @@ struct Wiring<S, B, L, O, R> {
     kv: Arc<dyn KeyValue>,
     outboxes: (O, O),
     mode: &'static str,
-    /// Where this instance announces itself to gateways (distributed mode).
-    announce_on: Option<JetStreamBus>,
+    /// Where this instance announces itself to gateways, and the key it
+    /// seals its announcements with (distributed mode).
+    announce_on: Option<(JetStreamBus, Option<AnnouncementKey>)>,
 }
 
 async fn serve(
@@ -154,6 +155,10 @@ async fn serve(
             ..PgSettings::new(service.database.url())
         })
         .await?;
+        let announce_key = secrets::announcement_key(keys)?;
+        if announce_key.is_none() {
+            tracing::warn!(target: "shop::serve", "no SHOP_ANNOUNCE_KEY and no JWT secret: announcements go unsealed, and gateways take them in only from addresses on their SHOP_UPSTREAM_ALLOW");
+        }
         store.migrate().await?;
         // Redis and NATS are connected lazily: an instance starts and takes
         // orders while they are away (the outbox holds the events, limits
@@ -187,7 +192,7 @@ async fn serve(
             outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
             store,
             mode: "distributed",
-            announce_on: Some(announcer),
+            announce_on: Some((announcer, announce_key)),
         };
         run_roles(role, listener, wiring, namespace, &service, rules, auth).await
     }
@@ -312,7 +317,7 @@ where
         shutdown_signal(),
     ));
     let announcer = match wiring.announce_on {
-        Some(bus) => {
+        Some((bus, key)) => {
             let settings = config::AnnounceConfig::from_env()?;
             let url = settings.url.unwrap_or_else(|| advertised(listening));
             let contexts = [(Role::Order, Context::Order), (Role::Inventory, Context::Inventory)];
@@ -326,7 +331,7 @@ where
                     leaving: false,
                 })
                 .collect();
-            Some(bus.announce(announcements, settings.every))
+            Some(bus.announce(announcements, settings.every, key))
         }
         None => None,
     };

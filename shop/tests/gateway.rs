@@ -300,6 +300,58 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
     let id = order["order_id"].as_str().expect("an order id").to_owned();
     front.confirmed(&alice, &id).await;
 
+    // Forgeries change nothing: an unsealed join of an address the test
+    // listens on (it must never see a request, let alone a token), an
+    // unsealed leave and one sealed under another key.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let trap_url = url(trap.local_addr().expect("address"));
+    let subject = format!("{ns}.instances");
+    let order_1_url = url(order_1.addr);
+    let forged_join = json!({"context": "order", "url": trap_url, "instance": "evil"});
+    let forged_leave = json!({"context": "order", "url": order_1_url, "instance": "order-1", "leaving": true});
+    let wrong_key = shop_streams::AnnouncementKey::new(&[9; 32]).expect("32 bytes");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let sealed_leave = wrong_key.seal(
+        &shop_streams::Announcement {
+            context: shop_streams::Context::Order,
+            url: order_1_url.clone(),
+            instance: "order-1".into(),
+            leaving: true,
+        },
+        now_ms,
+    );
+    let client = bus.jetstream().client();
+    for _ in 0..3 {
+        for forged in [
+            forged_join.to_string().into_bytes(),
+            forged_leave.to_string().into_bytes(),
+            sealed_leave.clone(),
+        ] {
+            client.publish(subject.clone(), forged.into()).await.expect("published");
+        }
+    }
+    client.flush().await.expect("flushed");
+    until(Duration::from_secs(10), "the forgeries heard and rejected", || async {
+        let exposition = front.metrics().await;
+        common::sample(&exposition, "shop_gateway_announcements_rejected_total").unwrap_or(0.0) >= 9.0
+    })
+    .await;
+    for _ in 0..20 {
+        let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+    }
+    let exposition = front.metrics().await;
+    assert!(!exposition.contains(&trap_url), "the forged instance was never added");
+    assert!(
+        exposition.contains(&format!("upstream=\"{order_1_url}\"")),
+        "order-1 not forgotten"
+    );
+    let caught = tokio::time::timeout(Duration::from_millis(200), trap.accept()).await;
+    assert!(caught.is_err(), "the gateway never connected to the forged address");
+
     // A second order instance joins and gets its share, no restart needed.
     let order_2 = instance("order", "order-2", &db, ns, &fast);
     let served_2 = format!("upstream=\"{}\"", url(order_2.addr));

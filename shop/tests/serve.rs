@@ -208,6 +208,12 @@ async fn a_role_on_real_services_refuses_to_start_without_its_secrets() {
     let line = refused(&[("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_DATA_KEY", "not-hex")]);
     assert!(line.contains("SHOP_DATA_KEY must be 32 bytes"), "{line}");
     let line = refused(&[
+        ("SHOP_JWT_SECRET", TEST_SECRET),
+        ("SHOP_DATA_KEY", TEST_DATA_KEY),
+        ("SHOP_ANNOUNCE_KEY", "short"),
+    ]);
+    assert!(line.contains("SHOP_ANNOUNCE_KEY must be at least 32 bytes"), "{line}");
+    let line = refused(&[
         ("SHOP_JWT_SECRET_FILE", "/nonexistent/jwt"),
         ("SHOP_DATA_KEY", TEST_DATA_KEY),
     ]);

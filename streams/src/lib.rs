@@ -20,6 +20,6 @@ pub mod announcement;
 pub mod envelope;
 pub mod topology;
 
-pub use announcement::Announcement;
+pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};
 pub use envelope::{DecodeError, DomainEvent, Envelope, RuleRef, SCHEMA_VERSION, Trace};
 pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, StreamSpec, Topology};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use shop_runtime::ports::BusError;
-use shop_streams::Announcement;
+use shop_streams::{Announcement, AnnouncementKey, Rejected, Trust};
 use tokio::task::JoinHandle;
 
 use crate::JetStreamBus;
@@ -18,15 +18,37 @@ pub struct Announcer {
     client: async_nats::Client,
     subject: String,
     announcements: Vec<Announcement>,
+    key: Option<AnnouncementKey>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `announcement` as sent: sealed with `key` when there is one (else only
+/// gateways that allow its address take it in).
+fn wire(announcement: &Announcement, key: Option<&AnnouncementKey>) -> Vec<u8> {
+    match key {
+        Some(key) => key.seal(announcement, now_ms()),
+        None => announcement.to_bytes(),
+    }
 }
 
 impl JetStreamBus {
-    /// Publishes `announcements` now and every `every` after.
-    pub fn announce(&self, announcements: Vec<Announcement>, every: Duration) -> Announcer {
+    /// Publishes `announcements`, sealed with `key`, now and every `every` after.
+    pub fn announce(
+        &self,
+        announcements: Vec<Announcement>,
+        every: Duration,
+        key: Option<AnnouncementKey>,
+    ) -> Announcer {
         let client = self.jetstream().client();
         let subject = self.topology().announcements();
         let task = tokio::spawn({
-            let (client, subject, announcements) = (client.clone(), subject.clone(), announcements.clone());
+            let (client, subject, announcements, key) =
+                (client.clone(), subject.clone(), announcements.clone(), key.clone());
             async move {
                 let mut ticks = tokio::time::interval(every);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -34,7 +56,10 @@ impl JetStreamBus {
                     ticks.tick().await;
                     for announcement in &announcements {
                         // Not heard this time is heard the next: nothing to retry.
-                        if let Err(error) = client.publish(subject.clone(), announcement.to_bytes().into()).await {
+                        if let Err(error) = client
+                            .publish(subject.clone(), wire(announcement, key.as_ref()).into())
+                            .await
+                        {
                             tracing::debug!(target: "shop::announce", %error, "announcement not sent");
                         }
                     }
@@ -46,12 +71,16 @@ impl JetStreamBus {
             client,
             subject,
             announcements,
+            key,
         }
     }
 
-    /// Every announcement made in this namespace from now on; malformed ones
-    /// are logged and skipped.
-    pub async fn announcements(&self) -> Result<impl Stream<Item = Announcement> + Send + Unpin + use<>, BusError> {
+    /// Every announcement made in this namespace from now on, each admitted
+    /// by `trust` or rejected with the reason.
+    pub async fn announcements(
+        &self,
+        trust: Trust,
+    ) -> Result<impl Stream<Item = Result<Announcement, Rejected>> + Send + Unpin + use<>, BusError> {
         let subject = self.topology().announcements();
         let subscriber = self
             .jetstream()
@@ -59,11 +88,9 @@ impl JetStreamBus {
             .subscribe(subject.clone())
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot listen on {subject}: {e}")))?;
-        Ok(Box::pin(subscriber.filter_map(|message| async move {
-            Announcement::from_bytes(&message.payload)
-                .inspect_err(|error| tracing::warn!(target: "shop::announce", %error, "ignoring an announcement"))
-                .ok()
-        })))
+        Ok(Box::pin(
+            subscriber.map(move |message| trust.admit(&message.payload, now_ms())),
+        ))
     }
 }
 
@@ -78,7 +105,7 @@ impl Announcer {
             };
             let _ = self
                 .client
-                .publish(self.subject.clone(), leaving.to_bytes().into())
+                .publish(self.subject.clone(), wire(&leaving, self.key.as_ref()).into())
                 .await;
         }
         let _ = self.client.flush().await;

@@ -91,10 +91,15 @@ async fn an_unreachable_server_fails_fast_with_a_clear_error() {
 
 #[tokio::test]
 async fn instances_announce_themselves_until_they_leave() {
-    use shop_streams::Announcement;
+    use shop_streams::{Announcement, AnnouncementKey, Rejected, Trust};
 
     let bus = fresh_bus().await;
-    let mut heard = bus.announcements().await.expect("listening");
+    let key = AnnouncementKey::new(&[3; 32]).expect("32 bytes");
+    let trust = Trust {
+        key: Some(key.clone()),
+        allow: Vec::new(),
+    };
+    let mut heard = bus.announcements(trust).await.expect("listening");
     let order = Announcement {
         context: Context::Order,
         url: "http://127.0.0.1:18081".into(),
@@ -103,23 +108,32 @@ async fn instances_announce_themselves_until_they_leave() {
     };
     // Another namespace's instances are not heard here.
     let other = fresh_bus().await;
-    let _elsewhere = other.announce(vec![order.clone()], Duration::from_millis(20));
-    let announcer = bus.announce(vec![order.clone()], Duration::from_millis(50));
+    let _elsewhere = other.announce(vec![order.clone()], Duration::from_millis(20), Some(key.clone()));
+    let announcer = bus.announce(vec![order.clone()], Duration::from_millis(50), Some(key));
 
-    assert_eq!(next_heard(&mut heard).await.as_ref(), Some(&order), "heard at once");
-    assert_eq!(next_heard(&mut heard).await.as_ref(), Some(&order), "and again");
-    // A malformed announcement is skipped, not the end of the stream.
-    bus.jetstream()
-        .client()
-        .publish(bus.topology().announcements(), "nonsense".into())
-        .await
-        .expect("sent");
+    assert_eq!(next_heard(&mut heard).await, Some(Ok(order.clone())), "heard at once");
+    assert_eq!(next_heard(&mut heard).await, Some(Ok(order.clone())), "and again");
+    // A malformed or unsealed announcement is rejected, not the end of the stream.
+    for forged in [
+        "nonsense".to_owned(),
+        String::from_utf8(order.to_bytes()).expect("JSON"),
+    ] {
+        bus.jetstream()
+            .client()
+            .publish(bus.topology().announcements(), forged.into())
+            .await
+            .expect("sent");
+    }
     announcer.leave().await;
-    let mut last = None;
+    let (mut last, mut rejected) = (None, Vec::new());
     while let Some(announcement) = next_heard(&mut heard).await {
-        if announcement.leaving {
-            last = Some(announcement);
-            break;
+        match announcement {
+            Ok(announcement) if announcement.leaving => {
+                last = Some(announcement);
+                break;
+            }
+            Ok(_) => {}
+            Err(why) => rejected.push(why),
         }
     }
     assert_eq!(
@@ -127,14 +141,20 @@ async fn instances_announce_themselves_until_they_leave() {
         Some(Announcement { leaving: true, ..order }),
         "a leaving instance says so"
     );
+    assert!(
+        matches!(rejected[..], [Rejected::Malformed(_), Rejected::Unverified { .. }]),
+        "{rejected:?}"
+    );
     bus.delete_streams().await.expect("cleaned up");
     other.delete_streams().await.expect("cleaned up");
 }
 
+type Heard = Result<shop_streams::Announcement, shop_streams::Rejected>;
+
 /// The next announcement heard within five seconds.
-async fn next_heard<S>(heard: &mut S) -> Option<shop_streams::Announcement>
+async fn next_heard<S>(heard: &mut S) -> Option<Heard>
 where
-    S: futures::Stream<Item = shop_streams::Announcement> + Unpin,
+    S: futures::Stream<Item = Heard> + Unpin,
 {
     use futures::StreamExt;
     tokio::time::timeout(Duration::from_secs(5), heard.next())

@@ -511,3 +511,165 @@ async fn intake_survives_redis_and_nats_outages_and_catches_up() {
     .await;
     drop((gateway, order_1, order_2, inventory));
 }
+
+/// A hostile client cannot open the circuits: 10,000 requests of bad
+/// input (control bytes, broken JSON, impossible quantities, oversized or
+/// mistyped bodies, forged or missing tokens) through the gateway are each
+/// answered with a 4xx problem, none counts as an upstream failure, every
+/// breaker stays closed, and a good order still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_leave_every_breaker_closed() {
+    let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('x').await;
+    let ns = namespace.as_str();
+    let unlimited = [("SHOP_RATE_LIMIT_USER", "off"), ("SHOP_RATE_LIMIT_IP", "off")];
+    let inventory = instance("inventory", "inventory-1", &db, ns, &unlimited);
+    let order = instance("order", "order-1", &db, ns, &unlimited);
+    let (order_url, inventory_url) = (url(order.addr), url(inventory.addr));
+    let gateway = instance(
+        "gateway",
+        "gateway-1",
+        &db,
+        ns,
+        &[
+            unlimited[0],
+            unlimited[1],
+            ("SHOP_DISCOVERY", "off"),
+            ("SHOP_ORDER_UPSTREAMS", &order_url),
+            ("SHOP_INVENTORY_UPSTREAMS", &inventory_url),
+            ("SHOP_BREAKER_WINDOW", "10"),
+        ],
+    );
+    let front = Front { addr: gateway.addr };
+    let admin = token("ops", "admin");
+    let mallory = format!("Bearer {}", token("mallory", "customer"));
+    let json = ("content-type", "application/json");
+    let auth = ("authorization", mallory.as_str());
+    let huge = vec![b'x'; 70 * 1024];
+    let long_id = format!("/api/products/{}", "p".repeat(300));
+    type Hostile<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [u8]);
+    let hostile: Vec<Hostile> = vec![
+        ("GET", "/api/orders/%00", vec![auth], b""),
+        ("GET", "/api/products/a%00b/movements", vec![auth], b""),
+        ("GET", "/api/orders?after=1_%00", vec![auth], b""),
+        ("GET", "/api/orders?limit=99999999999", vec![auth], b""),
+        ("GET", "/api/orders/no-such-order", vec![auth], b""),
+        ("GET", &long_id, vec![auth], b""),
+        ("POST", "/api/orders", vec![auth, json], b"{not json"),
+        (
+            "POST",
+            "/api/orders",
+            vec![auth, json],
+            br#"{"items":[{"product_id":"SKU-X","quantity":-1}]}"#,
+        ),
+        (
+            "POST",
+            "/api/orders",
+            vec![auth, json],
+            br#"{"items":[{"product_id":"SKU-X","quantity":1e30}]}"#,
+        ),
+        (
+            "POST",
+            "/api/orders",
+            vec![auth, json],
+            br#"{"items":[{"product_id":"a\u0000b","quantity":1}]}"#,
+        ),
+        ("POST", "/api/orders", vec![auth, json], br#"{"items":[],"extra":true}"#),
+        (
+            "POST",
+            "/api/orders",
+            vec![auth, ("content-type", "text/plain")],
+            b"items",
+        ),
+        ("POST", "/api/orders", vec![auth, json], &huge),
+        ("POST", "/api/products", vec![auth, json], br#"{"id":"SKU-Y"}"#),
+        (
+            "PUT",
+            "/api/products/SKU-X/price",
+            vec![auth, json],
+            br#"{"unit_price":1}"#,
+        ),
+        (
+            "GET",
+            "/api/orders",
+            vec![("authorization", "Bearer forged.token.here")],
+            b"",
+        ),
+        ("GET", "/api/orders", vec![], b""),
+    ];
+    let kettle = json!({"id": "SKU-X", "name": "Kettle", "unit_price": 3000, "currency": "KRW", "stock": 10});
+    let created = front.call("POST", "/api/products", &admin, Some(&kettle)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    const TOTAL: usize = 10_000;
+    const CLIENTS: usize = 8;
+    let hostile = std::sync::Arc::new(
+        hostile
+            .into_iter()
+            .map(|(m, p, h, b)| {
+                let headers: Vec<(String, String)> = h.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+                (m.to_owned(), p.to_owned(), headers, b.to_vec())
+            })
+            .collect::<Vec<_>>(),
+    );
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let hostile = std::sync::Arc::clone(&hostile);
+            let addr = front.addr;
+            tokio::spawn(async move {
+                let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+                for n in (client..TOTAL).step_by(CLIENTS) {
+                    let (method, path, headers, body) = &hostile[n % hostile.len()];
+                    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    let answer = common::http(addr, method, path, &headers, body).await;
+                    assert!(
+                        (400..500).contains(&answer.status),
+                        "{method} {path}: {} {}",
+                        answer.status,
+                        answer.body
+                    );
+                    assert!(
+                        !answer.body.contains("database") && !answer.body.contains("sqlx"),
+                        "{}",
+                        answer.body
+                    );
+                    *statuses.entry(answer.status).or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for client in clients {
+        for (status, count) in client.await.expect("a client finished") {
+            *statuses.entry(status).or_default() += count;
+        }
+    }
+    assert_eq!(statuses.values().sum::<usize>(), TOTAL, "{statuses:?}");
+    eprintln!("hostile requests by status: {statuses:?}");
+
+    for upstream in [&order_url, &inventory_url] {
+        let served = format!("upstream=\"{upstream}\"");
+        assert_eq!(
+            front.metric("shop_gateway_circuit_state", &[&served]).await,
+            0.0,
+            "{upstream}"
+        );
+        let failed = front
+            .metric("shop_gateway_upstream_requests_total", &[&served, "outcome=\"error\""])
+            .await
+            + front
+                .metric("shop_gateway_upstream_requests_total", &[&served, "outcome=\"failed\""])
+                .await;
+        assert_eq!(failed, 0.0, "no hostile request counted against {upstream}");
+        let answered = front
+            .metric("shop_gateway_upstream_requests_total", &[&served, "outcome=\"ok\""])
+            .await;
+        assert!(answered >= 500.0, "{upstream} answered the bad input it was sent: {answered}");
+    }
+    let placed = front.place(&token("alice", "customer"), "SKU-X", "x-1").await;
+    let id = placed["order_id"].as_str().expect("an order id").to_owned();
+    front.confirmed(&token("alice", "customer"), &id).await;
+    drop((gateway, order, inventory));
+    let _ = bus.delete_streams().await;
+}

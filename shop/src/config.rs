@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use shop_adapter_jetstream::NatsEndpoint;
+use shop_adapter_redis::RedisEndpoint;
 use shop_runtime::ports::Quota;
 
 /// Settings read from the file, as `SHOP_*` names.
@@ -22,7 +24,10 @@ static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
 const KNOWN: &[&str] = &[
     "database_url",
     "nats_url",
+    "nats_creds",
+    "nats_tls_ca",
     "redis_url",
+    "redis_tls_ca",
     "namespace",
     "instance_id",
     "db_pool",
@@ -226,9 +231,37 @@ fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     }
 }
 
-/// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).
-pub fn nats_url() -> String {
-    var("SHOP_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned())
+/// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`; user and password in
+/// it, `tls://` for TLS), `SHOP_NATS_CREDS` (an nkey seed or a `.creds`
+/// file's contents; `_FILE` too) and `SHOP_NATS_TLS_CA` (a CA certificate
+/// file for a server under a private CA).
+pub fn nats() -> anyhow::Result<NatsEndpoint> {
+    if let Some(error) = secret_file_error("SHOP_NATS_CREDS") {
+        bail!(error);
+    }
+    let tls_ca = var("SHOP_NATS_TLS_CA").filter(|path| !path.trim().is_empty());
+    if let Some(path) = &tls_ca {
+        std::fs::metadata(path).with_context(|| format!("SHOP_NATS_TLS_CA: cannot read {path}"))?;
+    }
+    Ok(NatsEndpoint {
+        url: var("SHOP_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+        credentials: var("SHOP_NATS_CREDS").filter(|c| !c.trim().is_empty()),
+        tls_ca: tls_ca.map(PathBuf::from),
+    })
+}
+
+/// `SHOP_REDIS_URL` (default `redis://127.0.0.1:6379`; user and password
+/// in it, `rediss://` for TLS) and `SHOP_REDIS_TLS_CA` (a CA certificate
+/// file for a server under a private CA).
+pub fn redis() -> anyhow::Result<RedisEndpoint> {
+    let tls_ca = match var("SHOP_REDIS_TLS_CA").filter(|path| !path.trim().is_empty()) {
+        Some(path) => Some(std::fs::read(&path).with_context(|| format!("SHOP_REDIS_TLS_CA: cannot read {path}"))?),
+        None => None,
+    };
+    Ok(RedisEndpoint {
+        url: var("SHOP_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        tls_ca,
+    })
 }
 
 /// `SHOP_CORS_ORIGINS`: origins whose pages may call the API, separated by
@@ -307,10 +340,10 @@ fn parse_quota(text: &str) -> anyhow::Result<Option<Quota>> {
 pub struct ServiceConfig {
     /// `SHOP_DATABASE_URL`, and with it the mode.
     pub database: Database,
-    /// `SHOP_NATS_URL` (default `nats://127.0.0.1:4222`).
-    pub nats_url: String,
-    /// `SHOP_REDIS_URL` (default `redis://127.0.0.1:6379`).
-    pub redis_url: String,
+    /// `SHOP_NATS_URL`, `SHOP_NATS_CREDS`, `SHOP_NATS_TLS_CA` (see [`nats`]).
+    pub nats: NatsEndpoint,
+    /// `SHOP_REDIS_URL`, `SHOP_REDIS_TLS_CA` (see [`redis`]).
+    pub redis: RedisEndpoint,
     /// `SHOP_INSTANCE_ID` (default `<hostname>-<pid>`): names this process in
     /// outbox leases and logs.
     pub instance_id: String,
@@ -348,8 +381,8 @@ impl ServiceConfig {
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
             database,
-            nats_url: nats_url(),
-            redis_url: text("SHOP_REDIS_URL", "redis://127.0.0.1:6379"),
+            nats: nats()?,
+            redis: redis()?,
             instance_id: text("SHOP_INSTANCE_ID", &format!("{host}-{}", std::process::id())),
             db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
             expiry_every: Duration::from_millis(number("SHOP_EXPIRY_EVERY_MS", 1000)?),

@@ -46,7 +46,7 @@ pub fn run(command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
                 execute(&SqliteBus::new(&store, topology.clone()), &topology, command).await
             }
             Database::Postgres(_) => {
-                let bus = JetStreamBus::connect(&config::nats_url(), topology.clone()).await?;
+                let bus = JetStreamBus::connect(config::nats()?, topology.clone()).await?;
                 execute(&bus, &topology, command).await
             }
         }

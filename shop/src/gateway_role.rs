@@ -65,7 +65,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
                 .into());
             }
             let bus =
-                JetStreamBus::connect_without_streams(&service.nats_url, Topology::new(namespace.clone())).await?;
+                JetStreamBus::connect_without_streams(service.nats.clone(), Topology::new(namespace.clone())).await?;
             let mut heard = bus.announcements(trust).await?;
             let upstreams = Arc::clone(&upstreams);
             let rejected = Counter::<u64>::default();
@@ -123,7 +123,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
         trusted_proxies: config::trusted_proxies()?,
     };
     let limiter = match user.is_some() || ip.is_some() {
-        true => Some(RedisRateLimiter::connect_lazily(&service.redis_url)?),
+        true => Some(RedisRateLimiter::connect_lazily(service.redis.clone())?),
         false => None,
     };
     if let Some(limiter) = &limiter {

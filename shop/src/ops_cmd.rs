@@ -84,8 +84,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Database::Embedded(url) => execute(SqliteStore::open(&url).await?, MemoryLock::new(), command).await,
             Database::Postgres(url) => {
                 let store = PgStore::connect(&PgSettings::new(url)).await?;
-                let redis = config::var("SHOP_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-                execute(store, RedisLock::connect(&redis).await?, command).await
+                execute(store, RedisLock::connect(config::redis()?).await?, command).await
             }
         }
     })

@@ -165,20 +165,20 @@ async fn serve(
         // and locks fall back to per instance) and uses them once they answer.
         let lock = match role.runs(Role::Inventory) {
             true => Some(WithFallback::new(
-                RedisLock::connect_lazily(&service.redis_url)?,
+                RedisLock::connect_lazily(service.redis.clone())?,
                 MemoryLock::new(),
             )),
             false => None,
         };
         let lock_fallbacks = lock.as_ref().map(WithFallback::fallbacks);
         let redis = redis_check(
-            RedisRateLimiter::connect_lazily(&service.redis_url)?,
+            RedisRateLimiter::connect_lazily(service.redis.clone())?,
             format!("{namespace}:ready"),
         );
-        let bus = JetStreamBus::connect_lazily(&service.nats_url, topology).await?;
+        let bus = JetStreamBus::connect_lazily(service.nats.clone(), topology).await?;
         let announcer = bus.clone();
         let limiter = WithFallback::new(
-            RedisRateLimiter::connect_lazily(&service.redis_url)?,
+            RedisRateLimiter::connect_lazily(service.redis.clone())?,
             MemoryRateLimiter::new(),
         );
         let wiring = Wiring {
@@ -188,7 +188,7 @@ async fn serve(
             limiter,
             checks: vec![Dependency::optional("redis", redis)],
             lock,
-            kv: Arc::new(RedisKeyValue::connect_lazily(&service.redis_url)?),
+            kv: Arc::new(RedisKeyValue::connect_lazily(service.redis.clone())?),
             outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
             store,
             mode: "distributed",

@@ -665,7 +665,10 @@ async fn hostile_requests_leave_every_breaker_closed() {
         let answered = front
             .metric("shop_gateway_upstream_requests_total", &[&served, "outcome=\"ok\""])
             .await;
-        assert!(answered >= 500.0, "{upstream} answered the bad input it was sent: {answered}");
+        assert!(
+            answered >= 500.0,
+            "{upstream} answered the bad input it was sent: {answered}"
+        );
     }
     let placed = front.place(&token("alice", "customer"), "SKU-X", "x-1").await;
     let id = placed["order_id"].as_str().expect("an order id").to_owned();

@@ -8,6 +8,8 @@
 //!   loopback port and its own store, which a test may kill and restart.
 //! - [`RedisServer`]: a private `redis-server` (nothing kept on disk) on a
 //!   free loopback port, which a test may kill and restart.
+//! - [`TestCertificates`]: a private CA and a server certificate for
+//!   127.0.0.1, for NATS and Redis over TLS.
 //! - [`shop::Shop`]: every role of the shop in the test's process, wired to
 //!   the real services (or to a proxy or private server in front of them),
 //!   for the end-to-end tests and the Gherkin features.
@@ -20,6 +22,7 @@ mod nats;
 mod proxy;
 mod redis;
 pub mod shop;
+mod tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 pub use nats::NatsServer;
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
+pub use tls::TestCertificates;
 
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())

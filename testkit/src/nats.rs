@@ -18,17 +18,26 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    /// More arguments: a config file, TLS (see [`NatsServer::start_with`]).
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with more `nats-server` arguments (`-c FILE` for
+    /// accounts and users, `--tls ...`).
+    pub fn start_with(extra: &[&str]) -> std::io::Result<Self> {
         let store = tempfile::tempdir()?;
         let port = free_port()?;
         let mut server = Self {
             child: None,
             port,
             store,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.launch()?;
         Ok(server)
@@ -57,6 +66,7 @@ impl NatsServer {
         let child = Command::new(&binary)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.store.path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

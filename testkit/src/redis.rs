@@ -15,14 +15,24 @@ const DEFAULT_BINARY: &str = "/usr/bin/redis-server";
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// More arguments: a password, TLS (see [`RedisServer::start_with`]).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with more `redis-server` arguments (`--requirepass`,
+    /// `--tls-*`). With `--tls-port` in them, [`Self::port`] is the TLS port
+    /// and the plain one is off.
+    pub fn start_with(extra: &[&str]) -> std::io::Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port()?,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.launch()?;
         Ok(server)
@@ -30,6 +40,11 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on (TLS when started with `--tls-port`).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// SIGKILL: Redis vanishes mid-conversation.
@@ -48,8 +63,17 @@ impl RedisServer {
 
     fn launch(&mut self) -> std::io::Result<()> {
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| DEFAULT_BINARY.to_owned());
+        let port = self.port.to_string();
+        let tls = self.extra.iter().any(|a| a == "--tls-port");
+        let ports: Vec<&str> = match tls {
+            true => vec!["--port", "0", "--tls-port", &port],
+            false => vec!["--port", &port],
+        };
+        let extra = self.extra.iter().filter(|a| *a != "--tls-port");
         let child = Command::new(&binary)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
+            .args(extra)
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"])
             .arg(std::env::temp_dir())
             .stdin(Stdio::null())

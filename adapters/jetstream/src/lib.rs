@@ -30,6 +30,69 @@ pub use subscription::{JetStreamDelivery, JetStreamSubscription};
 /// reuses the event id, so the broker stores the event once.
 const PUBLISH_ATTEMPTS: usize = 3;
 
+/// Where NATS is and how to be let in: the URL (`nats://[user:password@]host:port`,
+/// `tls://` for TLS, several comma-separated for a cluster), credentials
+/// (an nkey seed, or the contents of a `.creds` file) and, for TLS under a
+/// private CA, that CA's certificate file.
+#[derive(Clone, Default)]
+pub struct NatsEndpoint {
+    pub url: String,
+    pub credentials: Option<String>,
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for NatsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsEndpoint")
+            .field("url", &self.redacted())
+            .field("credentials", &self.credentials.is_some())
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
+impl NatsEndpoint {
+    /// The URL without user and password, for messages and logs.
+    pub fn redacted(&self) -> String {
+        self.url
+            .split(',')
+            .map(|url| match (url.split_once("://"), url.rsplit_once('@')) {
+                (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+                _ => url.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl NatsEndpoint {
+    /// `user:password` (or a lone token) before the first URL's host.
+    fn user_info(&self) -> Option<(String, Option<String>)> {
+        let first = self.url.split(',').next()?;
+        let (_, rest) = first.split_once("://")?;
+        let (info, _) = rest.split('/').next()?.rsplit_once('@')?;
+        Some(match info.split_once(':') {
+            Some((user, password)) => (user.to_owned(), Some(password.to_owned())),
+            None => (info.to_owned(), None),
+        })
+    }
+}
+
+impl From<&str> for NatsEndpoint {
+    fn from(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<&String> for NatsEndpoint {
+    fn from(url: &String) -> Self {
+        Self::from(url.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct JetStreamBus {
     js: JsContext,
@@ -42,31 +105,34 @@ pub struct JetStreamBus {
 impl JetStreamBus {
     /// Connects and makes sure the streams of `topology` exist: fails when
     /// the server does not answer.
-    pub async fn connect(url: &str, topology: Topology) -> Result<Self, BusError> {
-        let bus = Self::open(url, topology, false).await?;
+    pub async fn connect(endpoint: impl Into<NatsEndpoint>, topology: Topology) -> Result<Self, BusError> {
+        let bus = Self::open(endpoint.into(), topology, false).await?;
         bus.streams().await?;
         Ok(bus)
     }
 
     /// Connects in the background and keeps trying, so a process starts
-    /// while NATS is away; only a malformed URL fails here. The streams are
-    /// made sure of on first use: until NATS answers, publishes and
-    /// subscriptions fail with [`BusError::Unavailable`] and are retried by
-    /// their callers.
-    pub async fn connect_lazily(url: &str, topology: Topology) -> Result<Self, BusError> {
-        Self::open(url, topology, true).await
+    /// while NATS is away; only a malformed URL or credentials fail here.
+    /// The streams are made sure of on first use: until NATS answers,
+    /// publishes and subscriptions fail with [`BusError::Unavailable`] and
+    /// are retried by their callers.
+    pub async fn connect_lazily(endpoint: impl Into<NatsEndpoint>, topology: Topology) -> Result<Self, BusError> {
+        Self::open(endpoint.into(), topology, true).await
     }
 
     /// Connects (in the background, as [`Self::connect_lazily`]) without
     /// creating anything: for a gateway, which only hears announcements and
     /// has no business making the contexts' streams.
-    pub async fn connect_without_streams(url: &str, topology: Topology) -> Result<Self, BusError> {
-        let bus = Self::open(url, topology, true).await?;
+    pub async fn connect_without_streams(
+        endpoint: impl Into<NatsEndpoint>,
+        topology: Topology,
+    ) -> Result<Self, BusError> {
+        let bus = Self::open(endpoint.into(), topology, true).await?;
         let _ = bus.streams.set(());
         Ok(bus)
     }
 
-    async fn open(url: &str, topology: Topology, in_background: bool) -> Result<Self, BusError> {
+    async fn open(endpoint: NatsEndpoint, topology: Topology, in_background: bool) -> Result<Self, BusError> {
         let mut options = async_nats::ConnectOptions::new()
             .name("shop")
             .connection_timeout(Duration::from_secs(3))
@@ -75,8 +141,30 @@ impl JetStreamBus {
         if in_background {
             options = options.retry_on_initial_connect();
         }
+        if let Some(credentials) = endpoint.credentials.as_deref().map(str::trim) {
+            options = match credentials.starts_with("SU") && !credentials.contains(char::is_whitespace) {
+                true => options.nkey(credentials.to_owned()),
+                false => options.credentials(credentials).map_err(|e| {
+                    BusError::Refused(format!(
+                        "NATS credentials are neither an nkey seed nor a .creds file: {e}"
+                    ))
+                })?,
+            };
+        }
+        // The client takes user and password (or a token) from its options,
+        // not from the URL: a URL that names them is read here.
+        if let Some((user, password)) = endpoint.user_info() {
+            options = match password {
+                Some(password) => options.user_and_password(user, password),
+                None => options.token(user),
+            };
+        }
+        if let Some(ca) = &endpoint.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let url = endpoint.redacted();
         let client = options
-            .connect(url)
+            .connect(endpoint.url.as_str())
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
         Ok(Self {

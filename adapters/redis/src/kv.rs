@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::{Connection, RedisError, Script};
 use shop_runtime::ports::{KeyValue, KvError};
 
-use crate::{TIMEOUT, client};
+use crate::{RedisEndpoint, TIMEOUT, client};
 
 const INCREMENT: &str = r"
 local created = redis.call('EXISTS', KEYS[1]) == 0
@@ -36,18 +36,19 @@ impl std::fmt::Debug for RedisKeyValue {
 
 impl RedisKeyValue {
     /// Checks the URL and that Redis answers.
-    pub fn connect(url: &str) -> Result<Self, KvError> {
-        let kv = Self::connect_lazily(url)?;
+    pub fn connect(endpoint: impl Into<RedisEndpoint>) -> Result<Self, KvError> {
+        let endpoint = endpoint.into();
+        let kv = Self::connect_lazily(endpoint.clone())?;
         kv.with(|c| redis::cmd("PING").query::<String>(c))
-            .map_err(|e| KvError::Unavailable(format!("cannot reach Redis at {url}: {e}")))?;
+            .map_err(|e| KvError::Unavailable(format!("cannot reach Redis at {}: {e}", endpoint.redacted())))?;
         Ok(kv)
     }
 
     /// Checks the URL only: connections are opened when a call needs one,
     /// so a process starts while Redis is away.
-    pub fn connect_lazily(url: &str) -> Result<Self, KvError> {
+    pub fn connect_lazily(endpoint: impl Into<RedisEndpoint>) -> Result<Self, KvError> {
         Ok(Self {
-            client: client(url).map_err(KvError::Unavailable)?,
+            client: client(&endpoint.into()).map_err(KvError::Unavailable)?,
             idle: Mutex::new(Vec::new()),
             increment: Script::new(INCREMENT),
         })

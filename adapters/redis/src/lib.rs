@@ -5,6 +5,10 @@
 //! Keys are used as given: callers put the deployment namespace in front
 //! (`{ns}:lock:...`, `{ns}:rules:{component}:...`), so several deployments
 //! share one Redis.
+//!
+//! Redis is reached as a [`RedisEndpoint`] says: AUTH by the URL's user
+//! and password, TLS by a `rediss://` URL (with a private CA's
+//! certificates when the server's is not publicly trusted).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +24,60 @@ pub use rate_limit::RedisRateLimiter;
 /// on a healthy network, so waiting longer only delays the error.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|e| format!("invalid Redis URL {url:?}: {e}"))
+/// Where Redis is, and how to trust it.
+#[derive(Clone, Default)]
+pub struct RedisEndpoint {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    pub url: String,
+    /// PEM certificates of the CA a `rediss://` server's certificate is
+    /// checked against, instead of the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEndpoint")
+            .field("url", &self.redacted())
+            .field("tls_ca", &self.tls_ca.is_some())
+            .finish()
+    }
+}
+
+impl RedisEndpoint {
+    /// The URL without its password, for messages and logs.
+    pub fn redacted(&self) -> String {
+        match (self.url.split_once("://"), self.url.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl From<&str> for RedisEndpoint {
+    fn from(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            tls_ca: None,
+        }
+    }
+}
+
+impl From<&String> for RedisEndpoint {
+    fn from(url: &String) -> Self {
+        Self::from(url.as_str())
+    }
+}
+
+fn client(endpoint: &RedisEndpoint) -> Result<redis::Client, String> {
+    let client = match &endpoint.tls_ca {
+        Some(ca) => redis::Client::build_with_tls(
+            endpoint.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        ),
+        None => redis::Client::open(endpoint.url.as_str()),
+    };
+    client.map_err(|e| format!("invalid Redis URL {}: {e}", endpoint.redacted()))
 }

@@ -10,7 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shop_runtime::ports::{Lease, Lock, LockError};
 use uuid::Uuid;
 
-use crate::{TIMEOUT, client};
+use crate::{RedisEndpoint, TIMEOUT, client};
 
 const ACQUIRE: &str = r"
 for _, key in ipairs(KEYS) do
@@ -52,20 +52,25 @@ impl std::fmt::Debug for RedisLock {
 
 impl RedisLock {
     /// Connects now: fails when Redis does not answer.
-    pub async fn connect(url: &str) -> Result<Self, LockError> {
-        let connection = ConnectionManager::new_with_config(client(url).map_err(LockError::Unavailable)?, config())
-            .await
-            .map_err(|e| LockError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
+    pub async fn connect(endpoint: impl Into<RedisEndpoint>) -> Result<Self, LockError> {
+        let endpoint = endpoint.into();
+        let connection =
+            ConnectionManager::new_with_config(client(&endpoint).map_err(LockError::Unavailable)?, config())
+                .await
+                .map_err(|e| {
+                    LockError::Unavailable(format!("cannot connect to Redis at {}: {e}", endpoint.redacted()))
+                })?;
         Ok(Self::over(connection))
     }
 
     /// Connects on first use (and again after every failure), so a process
     /// starts while Redis is away; only a malformed URL fails here. Must be
     /// called inside a Tokio runtime.
-    pub fn connect_lazily(url: &str) -> Result<Self, LockError> {
+    pub fn connect_lazily(endpoint: impl Into<RedisEndpoint>) -> Result<Self, LockError> {
+        let endpoint = endpoint.into();
         let connection =
-            ConnectionManager::new_lazy_with_config(client(url).map_err(LockError::Unavailable)?, config())
-                .map_err(|e| LockError::Unavailable(format!("Redis at {url}: {e}")))?;
+            ConnectionManager::new_lazy_with_config(client(&endpoint).map_err(LockError::Unavailable)?, config())
+                .map_err(|e| LockError::Unavailable(format!("Redis at {}: {e}", endpoint.redacted())))?;
         Ok(Self::over(connection))
     }
 

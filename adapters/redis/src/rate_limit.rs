@@ -7,7 +7,7 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shop_runtime::ports::{Quota, RateLimitError, RateLimiter, Verdict};
 
-use crate::{TIMEOUT, client};
+use crate::{RedisEndpoint, TIMEOUT, client};
 
 /// KEYS[1]: the key; ARGV: interval and tolerance in microseconds.
 /// Answers 0 when allowed, else the microseconds until it would be.
@@ -39,21 +39,25 @@ impl std::fmt::Debug for RedisRateLimiter {
 
 impl RedisRateLimiter {
     /// Connects now: fails when Redis does not answer.
-    pub async fn connect(url: &str) -> Result<Self, RateLimitError> {
+    pub async fn connect(endpoint: impl Into<RedisEndpoint>) -> Result<Self, RateLimitError> {
+        let endpoint = endpoint.into();
         let connection =
-            ConnectionManager::new_with_config(client(url).map_err(RateLimitError::Unavailable)?, config())
+            ConnectionManager::new_with_config(client(&endpoint).map_err(RateLimitError::Unavailable)?, config())
                 .await
-                .map_err(|e| RateLimitError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
+                .map_err(|e| {
+                    RateLimitError::Unavailable(format!("cannot connect to Redis at {}: {e}", endpoint.redacted()))
+                })?;
         Ok(Self::over(connection))
     }
 
     /// Connects on first use (and again after every failure), so a process
     /// starts while Redis is away; only a malformed URL fails here. Must be
     /// called inside a Tokio runtime.
-    pub fn connect_lazily(url: &str) -> Result<Self, RateLimitError> {
+    pub fn connect_lazily(endpoint: impl Into<RedisEndpoint>) -> Result<Self, RateLimitError> {
+        let endpoint = endpoint.into();
         let connection =
-            ConnectionManager::new_lazy_with_config(client(url).map_err(RateLimitError::Unavailable)?, config())
-                .map_err(|e| RateLimitError::Unavailable(format!("Redis at {url}: {e}")))?;
+            ConnectionManager::new_lazy_with_config(client(&endpoint).map_err(RateLimitError::Unavailable)?, config())
+                .map_err(|e| RateLimitError::Unavailable(format!("Redis at {}: {e}", endpoint.redacted())))?;
         Ok(Self::over(connection))
     }
 

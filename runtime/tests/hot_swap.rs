@@ -194,7 +194,101 @@ fn compiled_code_is_cached_across_starts() {
     for entry in std::fs::read_dir(cache.path()).expect("cache dir") {
         std::fs::write(entry.expect("entry").path(), b"corrupt").expect("corrupt");
     }
-    let third = common::start(settings);
+    let third = common::start(settings.clone());
     assert!(third.host.components().iter().all(|c| !c.from_cache));
     third.host.decide_order(None, &place()).expect("recompiled code runs");
+
+    // Altered code of the same length, or the files of another key: their
+    // tags do not verify, so they are compiled afresh, never loaded.
+    for entry in std::fs::read_dir(cache.path()).expect("cache dir") {
+        let path = entry.expect("entry").path();
+        let mut bytes = std::fs::read(&path).expect("cached code");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&path, bytes).expect("altered");
+    }
+    let fourth = common::start(settings.clone());
+    assert!(
+        fourth.host.components().iter().all(|c| !c.from_cache),
+        "altered code never loads"
+    );
+    let fifth = common::start(settings.clone());
+    assert!(
+        fifth.host.components().iter().all(|c| c.from_cache),
+        "rewritten by the fourth"
+    );
+    let other_key = RuleSettings {
+        cache_key: Some([42; 32]),
+        ..settings
+    };
+    let sixth = common::start(other_key);
+    assert!(
+        sixth.host.components().iter().all(|c| !c.from_cache),
+        "another key's files never load"
+    );
+}
+
+/// With a trust policy, a directory component runs only when its digest is
+/// allowed or a trusted key signed it: a tampered one is refused with a
+/// clear error, and the previous rules keep serving.
+#[test]
+fn only_trusted_components_from_the_directory_run() {
+    use ed25519_dalek::{Signer, SigningKey};
+    use shop_runtime::rules::RuleTrust;
+
+    let signer = SigningKey::from_bytes(&[5; 32]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("order.wasm");
+    let v1 = order_version("signed v1");
+    std::fs::write(&file, &v1).expect("write v1");
+    std::fs::write(dir.path().join("order.wasm.sig"), signer.sign(&v1).to_bytes()).expect("signature");
+    let settings = RuleSettings {
+        trust: Some(RuleTrust {
+            keys: vec![signer.verifying_key()],
+            ..RuleTrust::default()
+        }),
+        ..with_dir(dir.path())
+    };
+    let t = common::start(settings.clone());
+    let signed = order_hash(&t);
+
+    // Tampered: the bytes change, the signature does not.
+    std::fs::write(&file, order_version("tampered")).expect("tamper");
+    let error = t.host.reload().expect_err("a tampered component is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("order.wasm") && message.contains("refused"),
+        "{message}"
+    );
+    assert_eq!(order_hash(&t), signed, "the signed version keeps serving");
+    t.host.decide_order(None, &place()).expect("and answers");
+
+    // Allowed by digest instead: admitted without a signature.
+    let v2 = order_version("allowed v2");
+    let digest: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&v2))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(&file, &v2).expect("write v2");
+    std::fs::remove_file(dir.path().join("order.wasm.sig")).expect("unsigned");
+    let allowing = RuleSettings {
+        trust: Some(RuleTrust {
+            allowed: [digest.clone()].into(),
+            ..RuleTrust::default()
+        }),
+        ..with_dir(dir.path())
+    };
+    let allowed = common::start(allowing);
+    assert_eq!(order_hash(&allowed), digest);
+    // The same unsigned file under the signing policy alone is refused at start.
+    let capabilities = shop_runtime::rules::Capabilities {
+        clock: std::sync::Arc::new(shop_runtime::ports::SystemClock),
+        kv: std::sync::Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
+        namespace: "test".into(),
+    };
+    let refused = shop_runtime::rules::RuleHost::start(settings, capabilities).map(drop);
+    assert!(
+        matches!(refused, Err(shop_runtime::rules::LoadError::Untrusted { .. })),
+        "unsigned and not allowed: {refused:?}"
+    );
 }

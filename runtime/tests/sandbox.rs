@@ -97,6 +97,8 @@ fn inspect(bytes: Vec<u8>) -> LoadError {
         name: "candidate".into(),
         wasm: bytes.into(),
         origin: "test".into(),
+        builtin: false,
+        signature: None,
     };
     let error = t.host.inspect(&source).expect_err("must be refused");
     // The refusal leaves the active rules untouched.

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use shop_adapter_jetstream::NatsEndpoint;
 use shop_adapter_redis::RedisEndpoint;
 use shop_runtime::ports::Quota;
+use shop_runtime::rules::RuleTrust;
 
 /// Settings read from the file, as `SHOP_*` names.
 static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
@@ -46,6 +47,8 @@ const KNOWN: &[&str] = &[
     "request_timeout_ms",
     "rate_limit_ip",
     "rules_dir",
+    "rules_allow",
+    "rules_keys",
     "rules_cache",
     "rules_timeout_ms",
     "rules_memory_mb",
@@ -187,6 +190,14 @@ pub struct RulesConfig {
     /// `SHOP_RULES_CONFIG_<COMPONENT>_<KEY>=value`: a setting for one component,
     /// for example `SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=5`.
     pub component_config: BTreeMap<String, BTreeMap<String, String>>,
+    /// `SHOP_RULES_ALLOW` (SHA-256 digests as hex) and `SHOP_RULES_KEYS`
+    /// (Ed25519 public keys as hex), comma-separated: which directory
+    /// components may run; `None` when neither is set (any may).
+    pub trust: Option<RuleTrust>,
+    /// Authenticates the compiled-code cache: derived from the data key
+    /// (`SHOP_DATA_KEY`, or the embedded mode's own), which the cache
+    /// directory does not hold.
+    pub cache_key: Option<[u8; 32]>,
 }
 
 /// `SHOP_NAMESPACE`: prefix of every stream, subject and key (default `shop`).
@@ -607,15 +618,55 @@ impl RulesConfig {
                 component_config.entry(component).or_default().insert(key, value);
             }
         }
+        let allowed: std::collections::BTreeSet<String> = list("SHOP_RULES_ALLOW")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        if let Some(bad) = allowed
+            .iter()
+            .find(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            bail!("SHOP_RULES_ALLOW: {bad:?} is not a SHA-256 digest (64 hex digits)");
+        }
+        let mut keys = Vec::new();
+        for key in list("SHOP_RULES_KEYS") {
+            keys.push(
+                RuleTrust::key_from_hex(&key).with_context(|| {
+                    format!("SHOP_RULES_KEYS: {key:?} is not an Ed25519 public key (64 hex digits)")
+                })?,
+            );
+        }
+        let trust = (!allowed.is_empty() || !keys.is_empty()).then_some(RuleTrust { allowed, keys });
         Ok(Self {
             dir: var("SHOP_RULES_DIR").map(PathBuf::from),
+            trust,
             cache_dir,
+            cache_key: rules_cache_key(),
             call_timeout: Duration::from_millis(number("SHOP_RULES_TIMEOUT_MS", 100)?),
             memory_limit: usize::try_from(memory_mb << 20).context("SHOP_RULES_MEMORY_MB is too large")?,
             reservation_ttl: Duration::from_secs(number("SHOP_RESERVATION_TTL_SECS", 30 * 60)?),
             component_config,
         })
     }
+}
+
+/// The rules cache's key: derived from the data key, `SHOP_DATA_KEY` or
+/// the one the embedded mode made in its data directory; `None` (the cache
+/// then serves this process only) when there is neither yet.
+fn rules_cache_key() -> Option<[u8; 32]> {
+    use sha2::Digest;
+    let secret = var("SHOP_DATA_KEY")
+        .filter(|key| !key.trim().is_empty())
+        .or_else(|| match database() {
+            Ok(Database::Embedded(url)) => {
+                std::fs::read_to_string(crate::secrets::data_dir(&url).join("secrets").join("data-key")).ok()
+            }
+            _ => None,
+        })?;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"shop rules cache v1\0");
+    hasher.update(secret.trim().as_bytes());
+    Some(hasher.finalize().into())
 }
 
 /// Component names may contain dashes, keys too; environment variables cannot.

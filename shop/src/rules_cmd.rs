@@ -108,6 +108,8 @@ pub fn settings(config: RulesConfig) -> RuleSettings {
         builtin: shop_rules_bundle::default_sources(),
         dir: config.dir,
         cache_dir: config.cache_dir,
+        cache_key: config.cache_key,
+        trust: config.trust,
         call_timeout: config.call_timeout,
         memory_limit: config.memory_limit,
         component_config,

@@ -78,6 +78,14 @@ pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         _ => secrets::for_database(&service.database)?,
     };
     let rules = RulesConfig::from_env()?;
+    // On real services a rules directory is a way into every instance: it
+    // runs only components the deployment pinned or signed.
+    if matches!(service.database, Database::Postgres(_)) && rules.dir.is_some() && rules.trust.is_none() {
+        return Err(secrets::MissingSecret(
+            "SHOP_RULES_DIR on PostgreSQL, NATS or Redis runs only trusted components: set SHOP_RULES_ALLOW (their SHA-256 digests) or SHOP_RULES_KEYS (Ed25519 public keys that sign them)".into(),
+        )
+        .into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -214,6 +214,15 @@ async fn a_role_on_real_services_refuses_to_start_without_its_secrets() {
     ]);
     assert!(line.contains("SHOP_ANNOUNCE_KEY must be at least 32 bytes"), "{line}");
     let line = refused(&[
+        ("SHOP_JWT_SECRET", TEST_SECRET),
+        ("SHOP_DATA_KEY", TEST_DATA_KEY),
+        ("SHOP_RULES_DIR", "/tmp/any-rules"),
+    ]);
+    assert!(
+        line.contains("SHOP_RULES_DIR") && line.contains("SHOP_RULES_ALLOW"),
+        "{line}"
+    );
+    let line = refused(&[
         ("SHOP_JWT_SECRET_FILE", "/nonexistent/jwt"),
         ("SHOP_DATA_KEY", TEST_DATA_KEY),
     ]);

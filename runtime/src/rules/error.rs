@@ -36,6 +36,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{name}: refused: its SHA-256 {hash} is not on the allow list and it carries no signature of a trusted key"
+    )]
+    Untrusted { name: String, hash: String },
     #[error("the WebAssembly engine could not be configured: {0}")]
     Engine(String),
 }

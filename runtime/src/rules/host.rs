@@ -20,6 +20,7 @@ use super::component::{CallLimits, ComponentInfo, InventoryWorld, Loaded, OrderW
 use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
 use super::imports::Capabilities;
 use super::source::{self, RuleSource};
+use super::trust::RuleTrust;
 use crate::metrics::{Metrics, Timer};
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
@@ -34,6 +35,13 @@ pub struct RuleSettings {
     pub dir: Option<PathBuf>,
     /// Where compiled code is cached between runs; `None` compiles every start.
     pub cache_dir: Option<PathBuf>,
+    /// The key cached code is authenticated with (kept apart from the cache
+    /// directory); `None`: a random one of this process, so the cache only
+    /// serves reloads and hosts within it.
+    pub cache_key: Option<[u8; 32]>,
+    /// Which directory components may be loaded; `None` loads any
+    /// (development). Built-in components are part of the binary.
+    pub trust: Option<RuleTrust>,
     /// CPU budget of one call.
     pub call_timeout: Duration,
     /// Linear memory one instance may use.
@@ -52,6 +60,8 @@ impl Default for RuleSettings {
             builtin: Vec::new(),
             dir: None,
             cache_dir: None,
+            cache_key: None,
+            trust: None,
             call_timeout: Duration::from_millis(100),
             memory_limit: 64 << 20,
             pool_size: 16,
@@ -156,7 +166,10 @@ impl RuleHost {
             memory_limit: settings.memory_limit,
             pool_size: settings.pool_size,
         };
-        let cache = settings.cache_dir.as_deref().map(|dir| CodeCache::new(dir, &engine));
+        let cache = settings
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| CodeCache::new(dir, &engine, settings.cache_key));
         let loader = Loader {
             engine,
             settings,
@@ -373,6 +386,15 @@ impl Loader {
 
     fn load(&self, source: &RuleSource, previous: &[AnyLoaded]) -> Result<AnyLoaded, LoadError> {
         let hash = hex(&Sha256::digest(&source.wasm));
+        if let Some(trust) = &self.settings.trust
+            && !source.builtin
+            && !trust.admits(&hash, &source.wasm, source.signature.as_deref())
+        {
+            return Err(LoadError::Untrusted {
+                name: source.origin.clone(),
+                hash,
+            });
+        }
         if let Some(same) = previous
             .iter()
             .find(|p| *p.info().stamp.name == *source.name && *p.info().stamp.hash == *hash)

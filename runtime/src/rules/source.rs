@@ -12,6 +12,10 @@ pub struct RuleSource {
     pub wasm: Cow<'static, [u8]>,
     /// `builtin`, or the file it was read from.
     pub origin: String,
+    /// Part of the binary: trusted as the binary is.
+    pub builtin: bool,
+    /// The contents of `NAME.wasm.sig` beside the file, if there is one.
+    pub signature: Option<Vec<u8>>,
 }
 
 impl RuleSource {
@@ -20,10 +24,13 @@ impl RuleSource {
             name: name.to_owned(),
             wasm: Cow::Borrowed(wasm),
             origin: "builtin".to_owned(),
+            builtin: true,
+            signature: None,
         }
     }
 
-    /// Reads one `.wasm` file; its stem is its name.
+    /// Reads one `.wasm` file, and its `.wasm.sig` when there is one; its
+    /// stem is its name.
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
         let wasm = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
@@ -32,10 +39,24 @@ impl RuleSource {
         let name = path
             .file_stem()
             .map_or_else(|| "unnamed".to_owned(), |s| s.to_string_lossy().into_owned());
+        let mut sig = path.as_os_str().to_owned();
+        sig.push(".sig");
+        let signature = match std::fs::read(&sig) {
+            Ok(signature) => Some(signature),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(LoadError::Io {
+                    path: sig.into(),
+                    source,
+                });
+            }
+        };
         Ok(Self {
             name,
             wasm: Cow::Owned(wasm),
             origin: path.display().to_string(),
+            builtin: false,
+            signature,
         })
     }
 }

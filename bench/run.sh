@@ -74,6 +74,8 @@ stop_all() {
 fresh_db() {
   local name="bench_$(date +%s%N | tail -c 10)"
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
+  # Serving roles do not migrate; `shop migrate` is its own step.
+  SHOP_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$name" "$bin/shop" migrate >/dev/null
   echo "postgres://postgres@127.0.0.1:5432/$name"
 }
 load() { # name, then shop-load arguments

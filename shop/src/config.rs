@@ -56,6 +56,8 @@ const KNOWN: &[&str] = &[
     "trusted_proxies",
     "group_commit",
     "handle_together",
+    "migrate_on_start",
+    "migration_database_url",
     "outbox_retention_secs",
     "header_read_timeout_ms",
     "max_connections",
@@ -127,6 +129,7 @@ pub const SECRETS: &[&str] = &[
     "SHOP_JWT_PUBLIC_KEY",
     "SHOP_DATA_KEY",
     "SHOP_DATABASE_URL",
+    "SHOP_MIGRATION_DATABASE_URL",
     "SHOP_REDIS_URL",
     "SHOP_NATS_CREDS",
     "SHOP_PAYMENT_WEBHOOK_SECRET",
@@ -379,6 +382,10 @@ pub struct ServiceConfig {
     /// orders waiting for the saga (PENDING), new orders are refused with
     /// 503 and `Retry-After` until it catches up.
     pub intake_max_pending: Option<u64>,
+    /// `SHOP_MIGRATE_ON_START` (`off`, the default, or `on`): whether a
+    /// serving role on PostgreSQL migrates the schemas itself instead of
+    /// checking that `shop migrate` has.
+    pub migrate_on_start: bool,
     /// `SHOP_HEADER_READ_TIMEOUT_MS` (5000), `SHOP_MAX_CONNECTIONS` (10000),
     /// `SHOP_MAX_IN_FLIGHT` (4096): what the HTTP server takes on before it
     /// closes a slow client or answers 503 at once.
@@ -400,6 +407,7 @@ impl ServiceConfig {
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
             group_commit: switch("SHOP_GROUP_COMMIT")?,
             handle_together: switch("SHOP_HANDLE_TOGETHER")?,
+            migrate_on_start: switch_off_by_default("SHOP_MIGRATE_ON_START")?,
             server_limits: server_limits()?,
             intake_max_pending: match var("SHOP_INTAKE_MAX_PENDING").as_deref().map(str::trim) {
                 Some("off") => None,
@@ -441,8 +449,18 @@ fn server_limits() -> anyhow::Result<shop_gateway::ServerLimits> {
 
 /// An `on` (the default) or `off` setting.
 fn switch(name: &str) -> anyhow::Result<bool> {
+    switch_or(name, true)
+}
+
+/// `on` or `off`, `off` when unset.
+fn switch_off_by_default(name: &str) -> anyhow::Result<bool> {
+    switch_or(name, false)
+}
+
+fn switch_or(name: &str, default: bool) -> anyhow::Result<bool> {
     match var(name).as_deref().map(str::trim) {
-        None | Some("on") => Ok(true),
+        None => Ok(default),
+        Some("on") => Ok(true),
         Some("off") => Ok(false),
         Some(other) => bail!("{name}={other:?}: expected on or off"),
     }

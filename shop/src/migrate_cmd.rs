@@ -1,5 +1,10 @@
-//! `shop migrate`: bring the database's schemas up to this binary's version
-//! (`shop serve` does the same at start).
+//! `shop migrate`: bring the database's schemas up to this binary's version.
+//!
+//! On PostgreSQL this is its own step, run once per release with a role
+//! that may change the schemas (`SHOP_MIGRATION_DATABASE_URL`, else
+//! `SHOP_DATABASE_URL`); serving roles connect as roles that may only read
+//! and write their context's tables (deploy/postgres-roles.sql) and check
+//! that this has run. The embedded mode migrates itself at start.
 
 use std::process::ExitCode;
 
@@ -15,7 +20,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Database::Embedded(url) => {
                 SqliteStore::open(&url).await?;
             }
-            Database::Postgres(url) => PgStore::connect(&PgSettings::new(url)).await?.migrate().await?,
+            Database::Postgres(url) => {
+                let url = config::var("SHOP_MIGRATION_DATABASE_URL")
+                    .filter(|u| !u.trim().is_empty())
+                    .unwrap_or(url);
+                PgStore::connect(&PgSettings::new(url)).await?.migrate().await?;
+            }
         }
         println!("database migrated");
         Ok(ExitCode::SUCCESS)

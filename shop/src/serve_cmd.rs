@@ -167,7 +167,18 @@ async fn serve(
         if announce_key.is_none() {
             tracing::warn!(target: "shop::serve", "no SHOP_ANNOUNCE_KEY and no JWT secret: announcements go unsealed, and gateways take them in only from addresses on their SHOP_UPSTREAM_ALLOW");
         }
-        store.migrate().await?;
+        // Serving roles do not change the schema (they need no right to):
+        // `shop migrate` does, once per release, with a role that may.
+        if service.migrate_on_start {
+            store.migrate().await?;
+        } else {
+            let pending = store.pending_migrations().await?;
+            if !pending.is_empty() {
+                anyhow::bail!(
+                    "the database lacks migrations {pending:?} of this build: run `shop migrate` (with a role that may change the schemas), or set SHOP_MIGRATE_ON_START=on"
+                );
+            }
+        }
         // Redis and NATS are connected lazily: an instance starts and takes
         // orders while they are away (the outbox holds the events, limits
         // and locks fall back to per instance) and uses them once they answer.
@@ -273,16 +284,20 @@ where
     // Ready with the database alone: it is what intake writes orders and
     // their events into. The broker and Redis have ways around them.
     let mut checks = wiring.checks;
+    // Probed through the context this role runs: a least-privilege role
+    // may read its own schema only.
     let probe = store.clone();
+    let orders = role.runs(Role::Order);
     checks.push(Dependency::required(
         "database",
         Arc::new(move || {
             let probe = probe.clone();
             Box::pin(async move {
-                OrderStore::get(&probe, "ready-probe")
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let read = match orders {
+                    true => OrderStore::get(&probe, "ready-probe").await.map(drop),
+                    false => InventoryStore::product(&probe, "ready-probe").await.map(drop),
+                };
+                read.map_err(|e| e.to_string())
             })
         }),
     ));

@@ -1,8 +1,9 @@
 //! PostgreSQL adapters for the runtime's store and outbox ports.
 //!
 //! Each context lives in its own schema (`orders`, `inventory`), created by
-//! the migrations embedded in this crate ([`PgStore::migrate`], run at start
-//! and by `shop migrate`). A write commits state and outbox rows in one
+//! the migrations embedded in this crate ([`PgStore::migrate`], run by
+//! `shop migrate` with a role that may change the schemas; serving roles
+//! only check them with [`PgStore::pending_migrations`]). A write commits state and outbox rows in one
 //! transaction; versions fence concurrent writers, and CHECK
 //! constraints keep stock non-negative and balanced whatever a caller gets
 //! wrong. New orders are committed in groups under load (`intake.rs`).
@@ -55,6 +56,8 @@ pub enum PgError {
     Connect(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot read which migrations the database has run")]
+    Schema(#[source] sqlx::Error),
 }
 
 /// Both contexts' stores over one pool.
@@ -88,6 +91,25 @@ impl PgStore {
             .run(&self.pool)
             .await
             .map_err(PgError::Migrate)
+    }
+
+    /// The versions of this build's migrations the database has not run
+    /// (all of them on an empty database).
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, PgError> {
+        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(applied) => applied,
+            // undefined_table: nothing has run yet.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(error) => return Err(PgError::Schema(error)),
+        };
+        Ok(sqlx::migrate!("./migrations")
+            .iter()
+            .map(|migration| migration.version)
+            .filter(|version| !applied.contains(version))
+            .collect())
     }
 
     /// The outbox of one context, over the same pool.

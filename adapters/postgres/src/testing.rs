@@ -20,6 +20,15 @@ pub async fn fresh_store() -> PgStore {
 
 /// [`fresh_store`], with the database's URL for other processes.
 pub async fn fresh_database() -> (PgStore, String) {
+    let url = empty_database().await;
+    let store = PgStore::connect(&PgSettings::new(url.clone())).await.expect("connect");
+    store.migrate().await.expect("migrations apply");
+    store.migrate().await.expect("migrating twice is a no-op");
+    (store, url)
+}
+
+/// A new database with nothing in it (not migrated), and its URL.
+pub async fn empty_database() -> String {
     let admin = admin_url();
     let name = format!("shop_test_{}", Uuid::now_v7().simple());
     let mut connection = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable");
@@ -28,14 +37,10 @@ pub async fn fresh_database() -> (PgStore, String) {
         .execute(&mut connection)
         .await
         .expect("create the test database");
-    let url = match admin.rsplit_once('/') {
+    match admin.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("{admin} names no database"),
-    };
-    let store = PgStore::connect(&PgSettings::new(url.clone())).await.expect("connect");
-    store.migrate().await.expect("migrations apply");
-    store.migrate().await.expect("migrating twice is a no-op");
-    (store, url)
+    }
 }
 
 async fn drop_stale_databases(connection: &mut PgConnection) {

@@ -42,42 +42,11 @@ impl Front {
 
     /// Places an order once the order side knows the product.
     async fn place(&self, token: &str, product: &str, key: &str) -> Value {
-        let body = json!({"items": [{"product_id": product, "quantity": 1}]}).to_string();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let answer = common::call(
-                self.addr,
-                "POST",
-                "/api/orders",
-                Some(token),
-                &[("idempotency-key", key)],
-                &body,
-            )
-            .await;
-            if answer.status == 202 {
-                return answer.json();
-            }
-            assert!(
-                answer.status == 422 && Instant::now() < deadline,
-                "{}: {}",
-                answer.status,
-                answer.body
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::place(self.addr, token, product, key).await
     }
 
     async fn confirmed(&self, token: &str, id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let answer = self.call("GET", &format!("/api/orders/{id}"), token, None).await;
-            assert_eq!(answer.status, 200, "{}", answer.body);
-            if answer.json()["status"] == "CONFIRMED" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "order {id} never confirmed: {}", answer.body);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::confirmed(self.addr, token, id).await
     }
 }
 

@@ -7,7 +7,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{RoleProcess, TEST_DATA_KEY, TEST_SECRET, token};
 use serde_json::json;
@@ -123,37 +122,9 @@ async fn serving_roles_need_no_more_than_their_own_rows() {
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let alice = token("alice", "customer");
-    let body = json!({"items": [{"product_id": "SKU-L", "quantity": 1}]}).to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let id = loop {
-        let answer = common::call(
-            order.addr,
-            "POST",
-            "/api/orders",
-            Some(&alice),
-            &[("idempotency-key", "l-1")],
-            &body,
-        )
-        .await;
-        if answer.status == 202 {
-            break answer.json()["order_id"].as_str().expect("an order id").to_owned();
-        }
-        assert!(
-            answer.status == 422 && Instant::now() < deadline,
-            "{}: {}",
-            answer.status,
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    loop {
-        let answer = common::call(order.addr, "GET", &format!("/api/orders/{id}"), Some(&alice), &[], "").await;
-        if answer.json()["status"] == "CONFIRMED" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never confirmed: {}", answer.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let placed = common::place(order.addr, &alice, "SKU-L", "l-1").await;
+    let id = placed["order_id"].as_str().expect("an order id");
+    common::confirmed(order.addr, &alice, id).await;
     drop((order, inventory, order_db));
     let _ = bus.delete_streams().await;
 

@@ -199,35 +199,8 @@ async fn a_shop_runs_its_saga_over_secured_nats_and_redis() {
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    let order = json!({"items": [{"product_id": "SKU-S", "quantity": 1}]}).to_string();
-    let id = loop {
-        let answer = common::call(
-            shop.addr,
-            "POST",
-            "/api/orders",
-            Some(&alice),
-            &[("idempotency-key", "s-1")],
-            &order,
-        )
-        .await;
-        if answer.status == 202 {
-            break answer.json()["order_id"].as_str().expect("an order id").to_owned();
-        }
-        assert!(
-            answer.status == 422 && Instant::now() < deadline,
-            "{}: {}",
-            answer.status,
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    loop {
-        let answer = common::call(shop.addr, "GET", &format!("/api/orders/{id}"), Some(&alice), &[], "").await;
-        if answer.json()["status"] == "CONFIRMED" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never confirmed: {}", answer.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let placed = common::place(shop.addr, &alice, "SKU-S", "s-1").await;
+    let id = placed["order_id"].as_str().expect("an order id");
+    common::confirmed(shop.addr, &alice, id).await;
     shop.kill();
 }

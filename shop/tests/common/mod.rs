@@ -300,6 +300,48 @@ fn dechunk(mut rest: &str) -> String {
     body
 }
 
+/// Places an order of one `product` at `addr` once the order side knows
+/// the product (it answers 422 until the catalogue reaches it); the 202's body.
+pub async fn place(addr: SocketAddr, token: &str, product: &str, key: &str) -> serde_json::Value {
+    let body = serde_json::json!({"items": [{"product_id": product, "quantity": 1}]}).to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = call(
+            addr,
+            "POST",
+            "/api/orders",
+            Some(token),
+            &[("idempotency-key", key)],
+            &body,
+        )
+        .await;
+        if answer.status == 202 {
+            return answer.json();
+        }
+        assert!(
+            answer.status == 422 && Instant::now() < deadline,
+            "{}: {}",
+            answer.status,
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 20 s) until order `id`, read at `addr`, is CONFIRMED.
+pub async fn confirmed(addr: SocketAddr, token: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = call(addr, "GET", &format!("/api/orders/{id}"), Some(token), &[], "").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        if answer.json()["status"] == "CONFIRMED" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "order {id} never confirmed: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `GET /health/ready` as an admin, who is told which check failed.
 pub async fn ready_as_admin(addr: SocketAddr) -> Answer {
     let bearer = format!("Bearer {}", token("ops", "admin"));

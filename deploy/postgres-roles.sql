@@ -29,6 +29,13 @@ ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA public
 -- The contexts' schemas, owned by the migrator; the migrations find them.
 CREATE SCHEMA IF NOT EXISTS orders AUTHORIZATION shop_migrator;
 CREATE SCHEMA IF NOT EXISTS inventory AUTHORIZATION shop_migrator;
+CREATE SCHEMA IF NOT EXISTS access AUTHORIZATION shop_migrator;
+
+-- API keys: every serving role reads them; `shop apikey` writes them as
+-- the migrator (SHOP_MIGRATION_DATABASE_URL).
+GRANT USAGE ON SCHEMA access TO shop_order, shop_inventory;
+ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA access
+  GRANT SELECT ON TABLES TO shop_order, shop_inventory;
 
 GRANT USAGE ON SCHEMA orders TO shop_order;
 ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA orders

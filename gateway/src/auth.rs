@@ -6,7 +6,7 @@
 //! of `customer`, `admin` or `payment`. Third-party callers may send an API
 //! key instead (`X-Api-Key`), configured with its name and role.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -28,6 +28,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// `customer`, `admin` or `payment`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Customer, Self::Admin, Self::Payment]
+            .into_iter()
+            .find(|role| role.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Customer => "customer",
@@ -79,14 +86,52 @@ pub struct Auth {
     encoding: Option<EncodingKey>,
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
+    /// Keys from the configuration (`SHOP_API_KEYS`).
     api_keys: Vec<ApiKey>,
+    /// Keys from the deployment's key store, replaced as it changes.
+    stored: StoredApiKeys,
 }
 
-struct ApiKey {
-    name: String,
-    role: Role,
-    /// SHA-256 of the key: the secret itself is not kept around.
-    digest: [u8; 32],
+/// The SHA-256 of an API key, as it is stored and compared.
+pub fn api_key_digest(key: &str) -> [u8; 32] {
+    digest(key)
+}
+
+/// An API key as the verifier holds it: never the key, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub name: String,
+    /// Its scope: what it may call.
+    pub role: Role,
+    pub digest: [u8; 32],
+    /// Milliseconds since the epoch after which it is refused.
+    pub expires_ms: Option<i64>,
+}
+
+/// The stored keys an [`Auth`] accepts, shared with whatever keeps them
+/// current (`shop serve` reads the key store every few seconds).
+#[derive(Debug, Clone, Default)]
+pub struct StoredApiKeys(Arc<RwLock<Vec<ApiKey>>>);
+
+impl StoredApiKeys {
+    /// From now on, exactly `keys` (and the configured ones) are accepted.
+    pub fn replace(&self, keys: Vec<ApiKey>) {
+        match self.0.write() {
+            Ok(mut held) => *held = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+}
+
+/// Equal digests, compared in time that does not depend on where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl std::fmt::Debug for Auth {
@@ -145,6 +190,7 @@ impl Auth {
             hs256: Some(DecodingKey::from_secret(secret)),
             rs256: None,
             api_keys: Vec::new(),
+            stored: StoredApiKeys::default(),
         }
     }
 
@@ -157,6 +203,7 @@ impl Auth {
             hs256: None,
             rs256: None,
             api_keys: Vec::new(),
+            stored: StoredApiKeys::default(),
         }
         .with_rs256_public_key(pem)
     }
@@ -182,6 +229,7 @@ impl Auth {
         self.api_keys.push(ApiKey {
             name: name.to_owned(),
             role,
+            expires_ms: None,
             digest: digest(key),
         });
         Ok(self)
@@ -256,20 +304,30 @@ impl Auth {
 
     pub fn verify_api_key(&self, key: &str) -> Result<Caller, Problem> {
         let presented = digest(key);
-        // Every configured key is compared, whichever matches, so the time
-        // taken says nothing about which one came close.
+        let stored = self.stored.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Every key is compared, in constant time, whichever matches, so the
+        // time taken says nothing about which one came close.
         let mut found = None;
-        for candidate in &self.api_keys {
-            if candidate.digest == presented {
+        for candidate in self.api_keys.iter().chain(stored.iter()) {
+            if same(&candidate.digest, &presented) {
                 found = Some(candidate);
             }
         }
-        found
-            .map(|k| Caller {
-                subject: k.name.clone(),
-                role: k.role,
-            })
-            .ok_or_else(|| Problem::unauthorized("unknown API key"))
+        match found {
+            Some(key) if key.expires_ms.is_some_and(|expires| now_ms() >= expires) => {
+                Err(Problem::unauthorized("the API key has expired"))
+            }
+            Some(key) => Ok(Caller {
+                subject: key.name.clone(),
+                role: key.role,
+            }),
+            None => Err(Problem::unauthorized("unknown API key")),
+        }
+    }
+
+    /// The stored keys this verifier accepts, for whoever keeps them current.
+    pub fn stored_api_keys(&self) -> StoredApiKeys {
+        self.stored.clone()
     }
 
     /// The caller the request's credentials name: an `X-Api-Key`, or a
@@ -409,5 +467,35 @@ mod tests {
         let token = signed(json!({"sub": "alice", "role": "customer", "iat": now(), "exp": now() + 60}));
         assert!(refusal(&auth, &token).contains("RS256"));
         assert!(auth.issue("x", Role::Customer, Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn stored_api_keys_are_accepted_until_they_expire_or_are_replaced() {
+        let auth = Auth::hs256(SECRET);
+        let stored = auth.stored_api_keys();
+        let key = "k".repeat(64);
+        assert!(auth.verify_api_key(&key).is_err(), "not stored yet");
+        let live = super::ApiKey {
+            name: "partner".into(),
+            role: Role::Customer,
+            digest: super::api_key_digest(&key),
+            expires_ms: None,
+        };
+        stored.replace(vec![live.clone()]);
+        let caller = auth.verify_api_key(&key).expect("accepted");
+        assert_eq!((caller.subject.as_str(), caller.role), ("partner", Role::Customer));
+        stored.replace(vec![super::ApiKey {
+            expires_ms: Some(1),
+            ..live
+        }]);
+        let expired = auth.verify_api_key(&key).expect_err("expired");
+        assert!(format!("{expired:?}").contains("expired"), "{expired:?}");
+        stored.replace(Vec::new());
+        assert!(
+            auth.verify_api_key(&key).is_err(),
+            "revoked keys are dropped from the set"
+        );
+        assert_eq!(Role::parse("admin"), Some(Role::Admin));
+        assert_eq!(Role::parse("root"), None);
     }
 }

@@ -225,7 +225,7 @@ pub fn token_checks() -> anyhow::Result<shop_gateway::TokenChecks> {
 }
 
 /// `24h`, `90m`, `3600s`, `1d`, or a whole number of seconds.
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);

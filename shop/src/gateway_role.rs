@@ -23,7 +23,9 @@ use shop_gateway::{Check, Dependency, Gateway, Limits, Upstreams};
 use shop_runtime::ports::WithFallback;
 use shop_streams::{Context, Namespace, Topology, Trust};
 
-use crate::config::{self, GatewayConfig, ServiceConfig};
+use shop_adapter_postgres::{PgSettings, PgStore};
+
+use crate::config::{self, Database, GatewayConfig, ServiceConfig};
 use crate::secrets::{self, JwtKeys, MissingSecret};
 use crate::serve_cmd::{auth, redis_check, register_fallbacks, shutdown_signal};
 
@@ -137,7 +139,30 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     if let Some(limiter) = &limiter {
         register_fallbacks(&mut registry, limiter.fallbacks());
     }
-    let mut gateway = Gateway::new(auth(keys)?, Arc::new(registry), checks)
+    let auth = auth(keys)?;
+    // Stored API keys are checked at the front door too, when the gateway
+    // can read the deployment's database; else only configured ones.
+    let api_keys = match &service.database {
+        Database::Postgres(url) => {
+            let settings = PgSettings {
+                max_connections: 1,
+                group_commit: false,
+                ..PgSettings::new(url.clone())
+            };
+            match PgStore::connect(&settings).await {
+                Ok(store) => Some(crate::apikey_cmd::keep_current(
+                    store.api_keys(),
+                    auth.stored_api_keys(),
+                )),
+                Err(error) => {
+                    tracing::warn!(target: "shop::gateway", error = %error, "no database: stored API keys are not accepted here");
+                    None
+                }
+            }
+        }
+        Database::Embedded(_) => None,
+    };
+    let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins()?)
         .proxy(&upstreams);
@@ -159,6 +184,9 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     let served = shop_gateway::serve(listener, router, service.server_limits, shutdown_signal()).await;
     eprintln!("shop: stopping");
     health_checks.abort();
+    if let Some(task) = api_keys {
+        task.abort();
+    }
     if let Some(task) = listening_to_announcements {
         task.abort();
     }

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod apikey_cmd;
 mod config;
 mod dead_letters_cmd;
 mod gateway_role;
@@ -71,6 +72,9 @@ enum Command {
     /// Read stock and its audit trail; restock and adjust as an operator.
     #[command(subcommand)]
     Stock(ops_cmd::StockCommand),
+    /// Create, list and revoke the API keys third-party callers send as X-Api-Key.
+    #[command(subcommand)]
+    Apikey(apikey_cmd::ApiKeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Command::Token(args) => token_cmd::run(args),
         Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command)),
         Command::Stock(command) => ops_cmd::run(ops_cmd::Command::Stock(command)),
+        Command::Apikey(command) => apikey_cmd::run(command),
     });
     match outcome {
         Ok(code) => code,

@@ -31,7 +31,8 @@ use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_gateway::{Auth, Check, Dependency, Gateway, Limits};
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{
-    EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock, WithFallback,
+    ApiKeyStore, EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock,
+    WithFallback,
 };
 use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::backpressure::Backpressure;
@@ -98,8 +99,10 @@ pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
 }
 
 /// What the roles run on: the adapters of one mode, wired to the ports.
-struct Wiring<S, B, L, O, R> {
+struct Wiring<S, B, L, O, R, K> {
     store: S,
+    /// The deployment's API keys.
+    api_keys: K,
     bus: B,
     limiter: R,
     /// Requests a shared limiter's local fallback counted (distributed mode).
@@ -143,6 +146,7 @@ async fn serve(
             tracing::info!(target: "shop::serve", released, "messages of a stopped process delivered again");
         }
         let wiring = Wiring {
+            api_keys: store.api_keys(),
             bus,
             limiter: MemoryRateLimiter::new(),
             limiter_fallbacks: None,
@@ -201,6 +205,7 @@ async fn serve(
             MemoryRateLimiter::new(),
         );
         let wiring = Wiring {
+            api_keys: store.api_keys(),
             bus,
             limiter_fallbacks: Some(limiter.fallbacks()),
             lock_fallbacks,
@@ -217,10 +222,10 @@ async fn serve(
     }
 }
 
-async fn run_roles<S, B, L, O, R>(
+async fn run_roles<S, B, L, O, R, K>(
     role: Role,
     listener: tokio::net::TcpListener,
-    wiring: Wiring<S, B, L, O, R>,
+    wiring: Wiring<S, B, L, O, R, K>,
     namespace: Namespace,
     service: &ServiceConfig,
     rules_config: RulesConfig,
@@ -232,8 +237,10 @@ where
     L: Lock,
     O: Outbox,
     R: RateLimiter,
+    K: ApiKeyStore,
 {
     let listening = listener.local_addr().context("the listening address")?;
+    let api_keys = crate::apikey_cmd::keep_current(wiring.api_keys, auth.stored_api_keys());
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -376,6 +383,7 @@ where
         announcer.leave().await;
     }
     roles.stop().await;
+    api_keys.abort();
     Ok(())
 }
 

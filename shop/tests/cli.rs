@@ -272,3 +272,98 @@ async fn a_rule_component_is_validated_then_loaded_into_the_watched_directory() 
     assert!(!refused.status.success(), "garbage is not loaded");
     assert!(!watched.path().join("garbage.wasm").exists());
 }
+
+/// `shop apikey`: a key made on the command line works through a gateway
+/// and an order instance within seconds, is listed without its secret,
+/// stops working when it expires or is revoked, and is kept only as a
+/// digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_made_listed_expired_and_revoked_for_the_whole_deployment() {
+    use std::time::Instant;
+
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('k').await;
+    let ns = namespace.as_str();
+    let order = common::RoleProcess::start("order", &url, ns, &[]);
+    let upstream = format!("http://{}", order.addr);
+    let gateway = common::RoleProcess::start(
+        "gateway",
+        &url,
+        ns,
+        &[
+            ("SHOP_DISCOVERY", "off"),
+            ("SHOP_ORDER_UPSTREAMS", &upstream),
+            ("SHOP_INVENTORY_UPSTREAMS", &upstream),
+        ],
+    );
+    let env = [("SHOP_DATABASE_URL", url.as_str())];
+    let created = shop(&["apikey", "create", "partner", "--role", "customer"], &env);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let key = stdout(&created).trim().to_owned();
+    assert_eq!(key.len(), 64, "a fresh 256-bit key: {key}");
+    let short = shop(
+        &["apikey", "create", "trial", "--role", "customer", "--expires", "4s"],
+        &env,
+    );
+    assert!(short.status.success(), "{}", stderr(&short));
+    let trial = stdout(&short).trim().to_owned();
+    let taken = shop(&["apikey", "create", "partner", "--role", "admin"], &env);
+    assert!(!taken.status.success(), "a name is taken once");
+    assert!(stderr(&taken).contains("exists"), "{}", stderr(&taken));
+    let bad = shop(&["apikey", "create", "x", "--role", "root"], &env);
+    assert!(!bad.status.success() && stderr(&bad).contains("customer, admin or payment"));
+
+    let with_key = |key: String| {
+        let addrs = [gateway.addr, order.addr];
+        async move {
+            let mut statuses = Vec::new();
+            for addr in addrs {
+                statuses.push(
+                    common::http(addr, "GET", "/api/orders", &[("x-api-key", &key)], b"")
+                        .await
+                        .status,
+                );
+            }
+            statuses
+        }
+    };
+    let until = |key: String, want: u16, what: &'static str| {
+        let with_key = &with_key;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let statuses = with_key(key.clone()).await;
+                if statuses.iter().all(|s| *s == want) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{what}: {statuses:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    until(key.clone(), 200, "the new key accepted by the gateway and the instance").await;
+    until(trial.clone(), 200, "the trial key accepted").await;
+    assert_eq!(with_key("0".repeat(64)).await, vec![401, 401], "an unknown key");
+
+    let listed = stdout(&shop(&["apikey", "list"], &env));
+    assert!(listed.contains("partner") && listed.contains("active"), "{listed}");
+    assert!(!listed.contains(&key), "the key itself is never shown again");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT digest FROM access.api_keys")
+        .fetch_all(store.pool())
+        .await
+        .expect("read");
+    assert!(
+        stored.iter().all(|d| d.len() == 64 && *d != key),
+        "only digests are stored"
+    );
+
+    until(trial, 401, "the trial key refused once expired").await;
+    let revoked = shop(&["apikey", "revoke", "partner"], &env);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    until(key, 401, "the revoked key refused everywhere").await;
+    let listed = stdout(&shop(&["apikey", "list"], &env));
+    assert!(listed.contains("revoked") && listed.contains("expired"), "{listed}");
+    assert!(!shop(&["apikey", "revoke", "nobody"], &env).status.success());
+    drop((gateway, order));
+    let _ = bus.delete_streams().await;
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-pub use outbox::PgOutbox;
+pub use outbox::{PgApiKeys, PgOutbox};
 pub use schema::Schema;
 
 /// Pool settings; the defaults suit one process on a small machine.
@@ -115,6 +115,11 @@ impl PgStore {
     /// The outbox of one context, over the same pool.
     pub fn outbox(&self, schema: Schema) -> PgOutbox {
         outbox::outbox(self.pool.clone(), schema)
+    }
+
+    /// The API keys, over the same pool.
+    pub fn api_keys(&self) -> PgApiKeys {
+        outbox::api_keys(self.pool.clone())
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -6,7 +6,7 @@
 //! visible to the relay has a higher number than every event visible
 //! before it.
 
-use shop_adapter_sql::{Driver, OutboxSql, SqlOutbox, outbox_sql};
+use shop_adapter_sql::{ApiKeySql, Driver, OutboxSql, SqlApiKeys, SqlOutbox, api_keys_sql, outbox_sql};
 use sqlx::postgres::PgQueryResult;
 use sqlx::{PgPool, Postgres};
 
@@ -28,4 +28,17 @@ pub(crate) fn outbox(pool: PgPool, schema: Schema) -> PgOutbox {
         rows_affected: PgQueryResult::rows_affected,
     };
     SqlOutbox::new(pool, sql, driver)
+}
+
+/// API keys in `access.api_keys`, over the same shared SQL.
+pub type PgApiKeys = SqlApiKeys<Postgres>;
+
+static API_KEYS: ApiKeySql = api_keys_sql!("access.api_keys");
+
+pub(crate) fn api_keys(pool: PgPool) -> PgApiKeys {
+    let driver = Driver {
+        db_error,
+        rows_affected: PgQueryResult::rows_affected,
+    };
+    SqlApiKeys::new(pool, &API_KEYS, driver)
 }

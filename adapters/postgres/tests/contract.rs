@@ -18,6 +18,11 @@ async fn inventory_store_contract() {
 }
 
 #[tokio::test]
+async fn api_key_store_contract() {
+    contracts::api_keys::run(&fresh_store().await.api_keys()).await;
+}
+
+#[tokio::test]
 async fn order_outbox_contract() {
     let store = fresh_store().await;
     contracts::outbox::run(&store, &store.outbox(Schema::Orders)).await;

@@ -4,10 +4,13 @@
 //! the batched writes each database does its own way); what is the same
 //! logic in the same SQL lives here, generic over the sqlx database: the
 //! outbox as its relay sees it ([`SqlOutbox`]), whose statements each
-//! adapter instantiates with its own table names ([`outbox_sql!`]).
+//! adapter instantiates with its own table names ([`outbox_sql!`]), and the
+//! API keys ([`SqlApiKeys`], [`api_keys_sql!`]).
 
 #![forbid(unsafe_code)]
 
+mod api_keys;
 mod outbox;
 
+pub use api_keys::{ApiKeySql, SqlApiKeys};
 pub use outbox::{Driver, OutboxSql, SqlOutbox, now_ms};

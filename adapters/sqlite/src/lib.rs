@@ -30,7 +30,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use bus::{SqliteBus, SqliteDelivery, SqliteSubscription};
-pub use outbox::SqliteOutbox;
+pub use outbox::{SqliteApiKeys, SqliteOutbox};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteError {
@@ -88,6 +88,11 @@ impl SqliteStore {
     /// A new database in `dir`, for tests and tools.
     pub async fn open_in(dir: &Path) -> Result<Self, SqliteError> {
         Self::open(&format!("sqlite://{}", dir.join("shop.db").display())).await
+    }
+
+    /// The API keys, over the same pool.
+    pub fn api_keys(&self) -> SqliteApiKeys {
+        outbox::api_keys(self.pool.clone())
     }
 
     /// The outbox of one context, over the same pool.

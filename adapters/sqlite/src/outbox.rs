@@ -4,7 +4,7 @@
 //! SQLite has one writer at a time, so events are numbered in the order
 //! their transactions commit: reading "after the cursor" never skips one.
 
-use shop_adapter_sql::{Driver, OutboxSql, SqlOutbox, outbox_sql};
+use shop_adapter_sql::{ApiKeySql, Driver, OutboxSql, SqlApiKeys, SqlOutbox, api_keys_sql, outbox_sql};
 use shop_runtime::ports::StoreError;
 use shop_streams::{Context, Envelope};
 use sqlx::sqlite::SqliteQueryResult;
@@ -28,6 +28,19 @@ pub type SqliteOutbox = SqlOutbox<Sqlite>;
 
 static ORDERS: OutboxSql = outbox_sql!("orders_outbox", "orders_outbox_cursor", "o.envelope");
 static INVENTORY: OutboxSql = outbox_sql!("inventory_outbox", "inventory_outbox_cursor", "o.envelope");
+
+/// API keys in the `api_keys` table, over the same shared SQL.
+pub type SqliteApiKeys = SqlApiKeys<Sqlite>;
+
+static API_KEYS: ApiKeySql = api_keys_sql!("api_keys");
+
+pub(crate) fn api_keys(pool: SqlitePool) -> SqliteApiKeys {
+    let driver = Driver {
+        db_error,
+        rows_affected: SqliteQueryResult::rows_affected,
+    };
+    SqlApiKeys::new(pool, &API_KEYS, driver)
+}
 
 pub(crate) fn outbox(pool: SqlitePool, context: Context) -> SqliteOutbox {
     let sql = match context {

@@ -29,6 +29,12 @@ async fn inventory_store_contract() {
 }
 
 #[tokio::test]
+async fn api_key_store_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::api_keys::run(&store.api_keys()).await;
+}
+
+#[tokio::test]
 async fn order_outbox_contract() {
     let (store, _dir) = fresh().await;
     contracts::outbox::run(&store, &store.outbox(Context::Order)).await;

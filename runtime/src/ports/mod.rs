@@ -3,6 +3,7 @@
 //! Each port documents its contract in "MUST" sentences; `testkit` turns each
 //! contract into a suite every adapter runs against itself.
 
+pub mod api_keys;
 pub mod bus;
 pub mod clock;
 pub mod fallback;
@@ -14,6 +15,7 @@ pub mod outbox;
 pub mod rate_limit;
 pub mod store;
 
+pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fallback::WithFallback;

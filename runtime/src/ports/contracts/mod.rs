@@ -2,6 +2,7 @@
 //! call each `run` against a fresh, empty store (their own database or
 //! schema) and drive the futures with whatever executor they use.
 
+pub mod api_keys;
 pub mod bus;
 pub mod inventory_store;
 pub mod lock;

@@ -17,6 +17,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use shop_runtime::ports::{Clock, SystemClock};
+
 use crate::problem::Problem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,12 +128,6 @@ impl StoredApiKeys {
 /// Equal digests, compared in time that does not depend on where they differ.
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl std::fmt::Debug for Auth {
@@ -314,7 +310,7 @@ impl Auth {
             }
         }
         match found {
-            Some(key) if key.expires_ms.is_some_and(|expires| now_ms() >= expires) => {
+            Some(key) if key.expires_ms.is_some_and(|expires| SystemClock.now_ms() >= expires) => {
                 Err(Problem::unauthorized("the API key has expired"))
             }
             Some(key) => Ok(Caller {

@@ -14,7 +14,7 @@ use clap::Subcommand;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
 use shop_gateway::{ApiKey, Role, StoredApiKeys, api_key_digest};
-use shop_runtime::ports::{ApiKeyRecord, ApiKeyStore, StoreError};
+use shop_runtime::ports::{ApiKeyRecord, ApiKeyStore, Clock, StoreError, SystemClock};
 
 use crate::config::{self, Database};
 
@@ -57,7 +57,7 @@ pub fn run(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn execute(store: impl ApiKeyStore, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
-    let now = now_ms();
+    let now = SystemClock.now_ms();
     match command {
         ApiKeyCommand::Create { name, role, expires } => {
             if name.trim().is_empty() || name.chars().any(char::is_control) || name.len() > 100 {
@@ -69,7 +69,7 @@ async fn execute(store: impl ApiKeyStore, command: ApiKeyCommand) -> anyhow::Res
             let lifetime = expires
                 .map(|text| config::parse_duration(&text).with_context(|| format!("--expires {text:?}")))
                 .transpose()?;
-            let key = random_key()?;
+            let key = crate::secrets::random_hex()?;
             let record = ApiKeyRecord {
                 name: name.clone(),
                 role,
@@ -159,22 +159,6 @@ pub fn keep_current(store: impl ApiKeyStore, stored: StoredApiKeys) -> tokio::ta
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// 32 random bytes as 64 hex digits.
-fn random_key() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| random.read_exact(&mut bytes))
-        .context("cannot read random bytes from /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -407,7 +407,7 @@ impl ServiceConfig {
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
             group_commit: switch("SHOP_GROUP_COMMIT")?,
             handle_together: switch("SHOP_HANDLE_TOGETHER")?,
-            migrate_on_start: switch_off_by_default("SHOP_MIGRATE_ON_START")?,
+            migrate_on_start: switch_or("SHOP_MIGRATE_ON_START", false)?,
             server_limits: server_limits()?,
             intake_max_pending: match var("SHOP_INTAKE_MAX_PENDING").as_deref().map(str::trim) {
                 Some("off") => None,
@@ -452,11 +452,7 @@ fn switch(name: &str) -> anyhow::Result<bool> {
     switch_or(name, true)
 }
 
-/// `on` or `off`, `off` when unset.
-fn switch_off_by_default(name: &str) -> anyhow::Result<bool> {
-    switch_or(name, false)
-}
-
+/// `on` or `off`, `default` when unset.
 fn switch_or(name: &str, default: bool) -> anyhow::Result<bool> {
     match var(name).as_deref().map(str::trim) {
         None => Ok(default),

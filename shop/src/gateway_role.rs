@@ -27,7 +27,7 @@ use shop_adapter_postgres::{PgSettings, PgStore};
 
 use crate::config::{self, Database, GatewayConfig, ServiceConfig};
 use crate::secrets::{self, JwtKeys, MissingSecret};
-use crate::serve_cmd::{auth, redis_check, register_fallbacks, shutdown_signal};
+use crate::serve_cmd::{Fallback, auth, redis_check, register_fallbacks, shutdown_signal};
 
 pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -> anyhow::Result<()> {
     let settings = GatewayConfig::from_env()?;
@@ -137,7 +137,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     // Redis unreachable: each gateway counts on its own, never no limit.
     let limiter = limiter.map(|redis| WithFallback::new(redis, MemoryRateLimiter::new()));
     if let Some(limiter) = &limiter {
-        register_fallbacks(&mut registry, limiter.fallbacks());
+        register_fallbacks(&mut registry, Fallback::RateLimit, limiter.fallbacks());
     }
     let auth = auth(keys)?;
     // Stored API keys are checked at the front door too, when the gateway

@@ -156,6 +156,15 @@ fn is_data_key(key: &str) -> bool {
     key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// 32 random bytes as 64 hex digits: a new secret or API key.
+pub(crate) fn random_hex() -> anyhow::Result<String> {
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut source| source.read_exact(&mut random))
+        .context("cannot read random bytes from /dev/urandom")?;
+    Ok(shop_streams::hex::encode(&random))
+}
+
 /// The secret in `path`, made there (32 random bytes as hex, readable by
 /// this user alone) when it is not yet.
 fn made_once(path: &Path) -> anyhow::Result<String> {
@@ -167,11 +176,7 @@ fn made_once(path: &Path) -> anyhow::Result<String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut random = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut source| source.read_exact(&mut random))
-        .context("cannot read random bytes from /dev/urandom")?;
-    let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = random_hex()?;
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

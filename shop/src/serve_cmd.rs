@@ -194,16 +194,12 @@ async fn serve(
             false => None,
         };
         let lock_fallbacks = lock.as_ref().map(WithFallback::fallbacks);
-        let redis = redis_check(
-            RedisRateLimiter::connect_lazily(service.redis.clone())?,
-            format!("{namespace}:ready"),
-        );
+        // One connection serves the rate limits and the readiness probe.
+        let shared_limiter = RedisRateLimiter::connect_lazily(service.redis.clone())?;
+        let redis = redis_check(shared_limiter.clone(), format!("{namespace}:ready"));
         let bus = JetStreamBus::connect_lazily(service.nats.clone(), topology).await?;
         let announcer = bus.clone();
-        let limiter = WithFallback::new(
-            RedisRateLimiter::connect_lazily(service.redis.clone())?,
-            MemoryRateLimiter::new(),
-        );
+        let limiter = WithFallback::new(shared_limiter, MemoryRateLimiter::new());
         let wiring = Wiring {
             api_keys: store.api_keys(),
             bus,
@@ -245,14 +241,10 @@ where
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     if let Some(fallbacks) = wiring.limiter_fallbacks.clone() {
-        register_fallbacks(&mut registry, fallbacks);
+        register_fallbacks(&mut registry, Fallback::RateLimit, fallbacks);
     }
     if let Some(fallbacks) = wiring.lock_fallbacks.clone() {
-        registry.sub_registry_with_prefix("shop").register(
-            "lock_fallbacks",
-            "Locks this instance took on its own while the shared lock service was unreachable",
-            fallbacks,
-        );
+        register_fallbacks(&mut registry, Fallback::Lock, fallbacks);
     }
     let clock = Arc::new(SystemClock);
     let capabilities = Capabilities {
@@ -442,14 +434,29 @@ pub(crate) fn auth(keys: &JwtKeys) -> anyhow::Result<Auth> {
     Ok(auth)
 }
 
-/// `shop_rate_limit_fallbacks`: requests counted per instance while the
-/// shared rate limiter was unreachable.
-pub(crate) fn register_fallbacks(registry: &mut Registry, fallbacks: Counter) {
-    registry.sub_registry_with_prefix("shop").register(
-        "rate_limit_fallbacks",
-        "Requests counted by this instance alone while the shared rate limiter was unreachable",
-        fallbacks,
-    );
+/// `shop_rate_limit_fallbacks` / `shop_lock_fallbacks`: calls answered by
+/// this instance alone while the shared service was unreachable.
+pub(crate) fn register_fallbacks(registry: &mut Registry, of: Fallback, fallbacks: Counter) {
+    let (name, help) = match of {
+        Fallback::RateLimit => (
+            "rate_limit_fallbacks",
+            "Requests counted by this instance alone while the shared rate limiter was unreachable",
+        ),
+        Fallback::Lock => (
+            "lock_fallbacks",
+            "Locks this instance took on its own while the shared lock service was unreachable",
+        ),
+    };
+    registry
+        .sub_registry_with_prefix("shop")
+        .register(name, help, fallbacks);
+}
+
+/// The shared services an instance does without, on its own, while they are away.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fallback {
+    RateLimit,
+    Lock,
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::{Context, DecodeError, Topology};
+use crate::{Context, DecodeError, Topology, hex};
 
 /// One instance serving one context's API at `url`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,13 +79,20 @@ impl AnnouncementKey {
     /// A key of its own derived from a shared secret the deployment already
     /// holds (the JWT secret), so a deployment needs no second secret.
     pub fn derived_from(secret: &[u8]) -> Option<Self> {
-        (secret.len() >= 32).then(|| Self(mac(secret, &[b"shop announcements v1"]).to_vec()))
+        (secret.len() >= 32).then(|| {
+            Self(
+                mac(secret, &[b"shop announcements v1"])
+                    .finalize()
+                    .into_bytes()
+                    .to_vec(),
+            )
+        })
     }
 
     /// `announcement` as sent at `now_ms`: its fields, `at_ms` and `seal`.
     pub fn seal(&self, announcement: &Announcement, now_ms: u64) -> Vec<u8> {
         let body = announcement.to_bytes();
-        let seal = hex(&mac(&self.0, &[&body, &now_ms.to_be_bytes()]));
+        let seal = hex::encode(&mac(&self.0, &[&body, &now_ms.to_be_bytes()]).finalize().into_bytes());
         let sealed = Sealed {
             announcement: announcement.clone(),
             at_ms: Some(now_ms),
@@ -102,12 +109,9 @@ impl AnnouncementKey {
             return Err(Rejected::Unverified { url: url() });
         };
         let body = sealed.announcement.to_bytes();
-        let mut check = Hmac::<Sha256>::new_from_slice(&self.0).map_err(|_| Rejected::Unverified { url: url() })?;
-        check.update(&body);
-        check.update(&at_ms.to_be_bytes());
-        let seal = unhex(seal).ok_or_else(|| Rejected::Unverified { url: url() })?;
+        let seal = hex::decode(seal).ok_or_else(|| Rejected::Unverified { url: url() })?;
         // Compared in constant time.
-        check
+        mac(&self.0, &[&body, &at_ms.to_be_bytes()])
             .verify_slice(&seal)
             .map_err(|_| Rejected::Unverified { url: url() })?;
         let skew_ms = now_ms.abs_diff(at_ms);
@@ -159,29 +163,13 @@ struct Sealed {
     seal: Option<String>,
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC takes keys of any length; the error cannot happen.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return [0; 32];
-    };
+/// The HMAC-SHA256 of `parts` under `key`, to finalize or verify.
+fn mac(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     for part in parts {
         mac.update(part);
     }
-    mac.finalize().into_bytes().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
+    mac
 }
 
 impl Topology {

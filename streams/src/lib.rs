@@ -7,6 +7,7 @@
 //!   its version, causation and correlation ids, and the stamp of the rule
 //!   component that decided it; the payload is the domain event as JSON.
 //! - [`announcement`]: how instances tell gateways where they serve.
+//! - [`hex`]: how bytes (digests, seals, signatures) are written as text.
 //! - [`topology`]: subject names per context, and the streams and durable
 //!   consumers (with their dead-letter path) as plain data that the JetStream
 //!   adapter applies.
@@ -18,6 +19,7 @@
 
 pub mod announcement;
 pub mod envelope;
+pub mod hex;
 pub mod topology;
 
 pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};

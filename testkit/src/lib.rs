@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod nats;
+mod process;
 mod proxy;
 mod redis;
 pub mod shop;

@@ -1,12 +1,14 @@
 //! A private nats-server with JetStream, for tests that restart the broker.
 
+use std::ffi::OsString;
 #[cfg(test)]
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[cfg(test)]
 use std::time::Duration;
 
-use crate::{free_port, wait_for};
+use crate::free_port;
+use crate::process::ServerProcess;
 
 /// Where Debian installs it; `NATS_SERVER` overrides.
 const DEFAULT_BINARY: &str = "/usr/sbin/nats-server";
@@ -15,11 +17,9 @@ const DEFAULT_BINARY: &str = "/usr/sbin/nats-server";
 /// store directory that survives [`NatsServer::restart`]. Killed on drop.
 #[derive(Debug)]
 pub struct NatsServer {
-    child: Option<Child>,
+    process: ServerProcess,
     port: u16,
     store: tempfile::TempDir,
-    /// More arguments: a config file, TLS (see [`NatsServer::start_with`]).
-    extra: Vec<String>,
 }
 
 impl NatsServer {
@@ -33,14 +33,17 @@ impl NatsServer {
     pub fn start_with(extra: &[&str]) -> std::io::Result<Self> {
         let store = tempfile::tempdir()?;
         let port = free_port()?;
-        let mut server = Self {
-            child: None,
+        let mut args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        args.push(store.path().into());
+        args.extend(extra.iter().map(OsString::from));
+        Ok(Self {
+            process: ServerProcess::start("nats-server", "NATS_SERVER", DEFAULT_BINARY, args, port)?,
             port,
             store,
-            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        server.launch()?;
-        Ok(server)
+        })
     }
 
     pub fn url(&self) -> String {
@@ -49,46 +52,17 @@ impl NatsServer {
 
     /// SIGKILL: the broker vanishes mid-conversation.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) -> std::io::Result<()> {
-        self.kill();
-        self.launch()
-    }
-
-    fn launch(&mut self) -> std::io::Result<()> {
-        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| DEFAULT_BINARY.to_owned());
-        let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store.path())
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {binary}: {e}")))?;
-        self.child = Some(child);
-        wait_for(
-            "nats-server",
-            ([127, 0, 0, 1], self.port).into(),
-            Duration::from_secs(10),
-        )
+        self.process.restart()
     }
 
     /// The JetStream store directory.
     pub fn store(&self) -> &Path {
         self.store.path()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

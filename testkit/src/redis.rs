@@ -1,9 +1,9 @@
 //! A private redis-server, for tests that stop Redis under a running shop.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::ffi::OsString;
 
-use crate::{free_port, wait_for};
+use crate::free_port;
+use crate::process::ServerProcess;
 
 /// Where Debian installs it; `REDIS_SERVER` overrides.
 const DEFAULT_BINARY: &str = "/usr/bin/redis-server";
@@ -13,10 +13,8 @@ const DEFAULT_BINARY: &str = "/usr/bin/redis-server";
 /// Killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Option<Child>,
+    process: ServerProcess,
     port: u16,
-    /// More arguments: a password, TLS (see [`RedisServer::start_with`]).
-    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -29,13 +27,24 @@ impl RedisServer {
     /// `--tls-*`). With `--tls-port` in them, [`Self::port`] is the TLS port
     /// and the plain one is off.
     pub fn start_with(extra: &[&str]) -> std::io::Result<Self> {
-        let mut server = Self {
-            child: None,
-            port: free_port()?,
-            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+        let port = free_port()?;
+        let port_text = port.to_string();
+        let ports: Vec<&str> = match extra.contains(&"--tls-port") {
+            true => vec!["--port", "0", "--tls-port", &port_text],
+            false => vec!["--port", &port_text],
         };
-        server.launch()?;
-        Ok(server)
+        let mut args: Vec<OsString> = ["--bind", "127.0.0.1"]
+            .into_iter()
+            .chain(ports)
+            .map(OsString::from)
+            .collect();
+        args.extend(extra.iter().filter(|a| **a != "--tls-port").map(OsString::from));
+        args.extend(["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"].map(OsString::from));
+        args.push(std::env::temp_dir().into());
+        Ok(Self {
+            process: ServerProcess::start("redis-server", "REDIS_SERVER", DEFAULT_BINARY, args, port)?,
+            port,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -49,56 +58,19 @@ impl RedisServer {
 
     /// SIGKILL: Redis vanishes mid-conversation.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same port.
     pub fn restart(&mut self) -> std::io::Result<()> {
-        self.kill();
-        self.launch()
-    }
-
-    fn launch(&mut self) -> std::io::Result<()> {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| DEFAULT_BINARY.to_owned());
-        let port = self.port.to_string();
-        let tls = self.extra.iter().any(|a| a == "--tls-port");
-        let ports: Vec<&str> = match tls {
-            true => vec!["--port", "0", "--tls-port", &port],
-            false => vec!["--port", &port],
-        };
-        let extra = self.extra.iter().filter(|a| *a != "--tls-port");
-        let child = Command::new(&binary)
-            .args(["--bind", "127.0.0.1"])
-            .args(ports)
-            .args(extra)
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"])
-            .arg(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {binary}: {e}")))?;
-        self.child = Some(child);
-        wait_for(
-            "redis-server",
-            ([127, 0, 0, 1], self.port).into(),
-            Duration::from_secs(10),
-        )
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.restart()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
 
     use super::*;
 

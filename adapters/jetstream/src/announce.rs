@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use shop_runtime::ports::BusError;
+use shop_runtime::ports::{BusError, Clock, SystemClock};
 use shop_streams::{Announcement, AnnouncementKey, Rejected, Trust};
 use tokio::task::JoinHandle;
 
@@ -22,9 +22,7 @@ pub struct Announcer {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(SystemClock.now_ms()).unwrap_or(0)
 }
 
 /// `announcement` as sent: sealed with `key` when there is one (else only

@@ -68,6 +68,28 @@ impl From<&String> for RedisEndpoint {
     }
 }
 
+/// The shared, self-reconnecting connection the async adapters use; its
+/// commands are tried `retries` more times after a failure.
+fn manager_config(retries: usize) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(retries)
+}
+
+/// Connected now: fails when Redis does not answer.
+async fn connected(endpoint: &RedisEndpoint, retries: usize) -> Result<redis::aio::ConnectionManager, String> {
+    redis::aio::ConnectionManager::new_with_config(client(endpoint)?, manager_config(retries))
+        .await
+        .map_err(|e| format!("cannot connect to Redis at {}: {e}", endpoint.redacted()))
+}
+
+/// Connected on first use (and again after every failure).
+fn connected_lazily(endpoint: &RedisEndpoint, retries: usize) -> Result<redis::aio::ConnectionManager, String> {
+    redis::aio::ConnectionManager::new_lazy_with_config(client(endpoint)?, manager_config(retries))
+        .map_err(|e| format!("Redis at {}: {e}", endpoint.redacted()))
+}
+
 fn client(endpoint: &RedisEndpoint) -> Result<redis::Client, String> {
     let client = match &endpoint.tls_ca {
         Some(ca) => redis::Client::build_with_tls(

@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use shop_runtime::ports::{Lease, Lock, LockError};
 use uuid::Uuid;
 
-use crate::{RedisEndpoint, TIMEOUT, client};
+use crate::{RedisEndpoint, connected, connected_lazily};
 
 const ACQUIRE: &str = r"
 for _, key in ipairs(KEYS) do
@@ -37,6 +37,9 @@ return freed
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
+/// Further tries of a command after a failed one.
+const RETRIES: usize = 2;
+
 #[derive(Clone)]
 pub struct RedisLock {
     connection: ConnectionManager,
@@ -53,25 +56,16 @@ impl std::fmt::Debug for RedisLock {
 impl RedisLock {
     /// Connects now: fails when Redis does not answer.
     pub async fn connect(endpoint: impl Into<RedisEndpoint>) -> Result<Self, LockError> {
-        let endpoint = endpoint.into();
-        let connection =
-            ConnectionManager::new_with_config(client(&endpoint).map_err(LockError::Unavailable)?, config())
-                .await
-                .map_err(|e| {
-                    LockError::Unavailable(format!("cannot connect to Redis at {}: {e}", endpoint.redacted()))
-                })?;
-        Ok(Self::over(connection))
+        let connection = connected(&endpoint.into(), RETRIES).await;
+        Ok(Self::over(connection.map_err(LockError::Unavailable)?))
     }
 
     /// Connects on first use (and again after every failure), so a process
     /// starts while Redis is away; only a malformed URL fails here. Must be
     /// called inside a Tokio runtime.
     pub fn connect_lazily(endpoint: impl Into<RedisEndpoint>) -> Result<Self, LockError> {
-        let endpoint = endpoint.into();
-        let connection =
-            ConnectionManager::new_lazy_with_config(client(&endpoint).map_err(LockError::Unavailable)?, config())
-                .map_err(|e| LockError::Unavailable(format!("Redis at {}: {e}", endpoint.redacted())))?;
-        Ok(Self::over(connection))
+        let connection = connected_lazily(&endpoint.into(), RETRIES);
+        Ok(Self::over(connection.map_err(LockError::Unavailable)?))
     }
 
     fn over(connection: ConnectionManager) -> Self {
@@ -81,13 +75,6 @@ impl RedisLock {
             release: Script::new(RELEASE),
         }
     }
-}
-
-fn config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT))
-        .set_number_of_retries(2)
 }
 
 fn unavailable(error: redis::RedisError) -> LockError {

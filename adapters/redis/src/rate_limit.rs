@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use shop_runtime::ports::{Quota, RateLimitError, RateLimiter, Verdict};
 
-use crate::{RedisEndpoint, TIMEOUT, client};
+use crate::{RedisEndpoint, connected, connected_lazily};
 
 /// KEYS[1]: the key; ARGV: interval and tolerance in microseconds.
 /// Answers 0 when allowed, else the microseconds until it would be.
@@ -25,6 +25,9 @@ redis.call('SET', KEYS[1], next, 'PX', math.ceil(tolerance / 1000) + 1)
 return 0
 ";
 
+/// Further tries of a command after a failed one.
+const RETRIES: usize = 1;
+
 #[derive(Clone)]
 pub struct RedisRateLimiter {
     connection: ConnectionManager,
@@ -40,25 +43,16 @@ impl std::fmt::Debug for RedisRateLimiter {
 impl RedisRateLimiter {
     /// Connects now: fails when Redis does not answer.
     pub async fn connect(endpoint: impl Into<RedisEndpoint>) -> Result<Self, RateLimitError> {
-        let endpoint = endpoint.into();
-        let connection =
-            ConnectionManager::new_with_config(client(&endpoint).map_err(RateLimitError::Unavailable)?, config())
-                .await
-                .map_err(|e| {
-                    RateLimitError::Unavailable(format!("cannot connect to Redis at {}: {e}", endpoint.redacted()))
-                })?;
-        Ok(Self::over(connection))
+        let connection = connected(&endpoint.into(), RETRIES).await;
+        Ok(Self::over(connection.map_err(RateLimitError::Unavailable)?))
     }
 
     /// Connects on first use (and again after every failure), so a process
     /// starts while Redis is away; only a malformed URL fails here. Must be
     /// called inside a Tokio runtime.
     pub fn connect_lazily(endpoint: impl Into<RedisEndpoint>) -> Result<Self, RateLimitError> {
-        let endpoint = endpoint.into();
-        let connection =
-            ConnectionManager::new_lazy_with_config(client(&endpoint).map_err(RateLimitError::Unavailable)?, config())
-                .map_err(|e| RateLimitError::Unavailable(format!("Redis at {}: {e}", endpoint.redacted())))?;
-        Ok(Self::over(connection))
+        let connection = connected_lazily(&endpoint.into(), RETRIES);
+        Ok(Self::over(connection.map_err(RateLimitError::Unavailable)?))
     }
 
     fn over(connection: ConnectionManager) -> Self {
@@ -67,13 +61,6 @@ impl RedisRateLimiter {
             gcra: Script::new(GCRA),
         }
     }
-}
-
-fn config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT))
-        .set_number_of_retries(1)
 }
 
 impl RateLimiter for RedisRateLimiter {

@@ -2,6 +2,7 @@
 //! its digest as hex text and times as integer milliseconds.
 
 use shop_runtime::ports::{ApiKeyRecord, ApiKeyStore, StoreError};
+use shop_streams::hex;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::Driver;
@@ -74,21 +75,6 @@ fn corrupt(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("stored API key cannot be read: {error}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn digest(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(digest)
-}
-
 impl<DB> ApiKeyStore for SqlApiKeys<DB>
 where
     DB: Database,
@@ -103,7 +89,7 @@ where
         sqlx::query::<DB>(self.sql.create)
             .bind(record.name.clone())
             .bind(record.role.clone())
-            .bind(hex(&record.digest))
+            .bind(hex::encode(&record.digest))
             .bind(record.created_ms)
             .bind(record.expires_ms)
             .execute(&self.pool)
@@ -128,7 +114,9 @@ where
                 Ok(ApiKeyRecord {
                     name: row.try_get(0).map_err(corrupt)?,
                     role: row.try_get(1).map_err(corrupt)?,
-                    digest: digest(&text).ok_or_else(|| corrupt("a digest that is not 64 hex digits"))?,
+                    digest: hex::decode(&text)
+                        .and_then(|bytes| bytes.try_into().ok())
+                        .ok_or_else(|| corrupt("a digest that is not 64 hex digits"))?,
                     created_ms: row.try_get(3).map_err(corrupt)?,
                     expires_ms: row.try_get(4).map_err(corrupt)?,
                     revoked_ms: row.try_get(5).map_err(corrupt)?,

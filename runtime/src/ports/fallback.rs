@@ -10,6 +10,7 @@
 //! call, so calls do not each wait out its connection timeout.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -21,7 +22,10 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 pub struct WithFallback<P, F> {
     pub(crate) primary: P,
     pub(crate) fallback: F,
-    /// Since when the shared service is away, and when it was last tried.
+    /// Whether the shared service is away: read on every call, so a
+    /// working one costs no lock.
+    away: AtomicBool,
+    /// While it is away: when it was last tried.
     outage: Mutex<Option<Instant>>,
     fallbacks: Counter,
 }
@@ -31,6 +35,7 @@ impl<P, F> WithFallback<P, F> {
         Self {
             primary,
             fallback,
+            away: AtomicBool::new(false),
             outage: Mutex::new(None),
             fallbacks: Counter::default(),
         }
@@ -44,6 +49,9 @@ impl<P, F> WithFallback<P, F> {
     /// Whether to try the shared service: always while it works, once per
     /// [`RETRY_EVERY`] while it is away.
     pub(crate) fn try_primary(&self) -> bool {
+        if !self.away.load(Ordering::Relaxed) {
+            return true;
+        }
         let Ok(mut outage) = self.outage.lock() else {
             return true;
         };
@@ -59,9 +67,13 @@ impl<P, F> WithFallback<P, F> {
 
     /// The shared service answered: an outage, if any, is over.
     pub(crate) fn answered(&self, target: &'static str) {
+        if !self.away.load(Ordering::Relaxed) {
+            return;
+        }
         if let Ok(mut outage) = self.outage.lock()
             && outage.take().is_some()
         {
+            self.away.store(false, Ordering::Relaxed);
             tracing::warn!(target: "shop::fallback", service = target, "the shared service answers again");
         }
     }
@@ -73,6 +85,7 @@ impl<P, F> WithFallback<P, F> {
         if let (Some(error), Ok(mut outage)) = (error, self.outage.lock())
             && outage.replace(Instant::now()).is_none()
         {
+            self.away.store(true, Ordering::Relaxed);
             tracing::warn!(
                 target: "shop::fallback",
                 service = target,

@@ -385,7 +385,7 @@ impl Loader {
     }
 
     fn load(&self, source: &RuleSource, previous: &[AnyLoaded]) -> Result<AnyLoaded, LoadError> {
-        let hash = hex(&Sha256::digest(&source.wasm));
+        let hash = shop_streams::hex::encode(&Sha256::digest(&source.wasm));
         if let Some(trust) = &self.settings.trust
             && !source.builtin
             && !trust.admits(&hash, &source.wasm, source.signature.as_deref())
@@ -566,8 +566,4 @@ fn not_component_binary(wasm: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use shop_streams::hex;
 
 #[derive(Debug, Clone, Default)]
 pub struct RuleTrust {
@@ -20,7 +21,7 @@ pub struct RuleTrust {
 impl RuleTrust {
     /// A key from its 32 bytes as 64 hex digits.
     pub fn key_from_hex(text: &str) -> Option<VerifyingKey> {
-        let bytes: [u8; 32] = unhex(text.trim())?.try_into().ok()?;
+        let bytes: [u8; 32] = hex::decode(text.trim())?.try_into().ok()?;
         VerifyingKey::from_bytes(&bytes).ok()
     }
 
@@ -40,19 +41,9 @@ impl RuleTrust {
 fn parse_signature(bytes: &[u8]) -> Option<Signature> {
     let raw: [u8; 64] = match bytes.len() {
         64 => bytes.try_into().ok()?,
-        _ => unhex(std::str::from_utf8(bytes).ok()?.trim())?.try_into().ok()?,
+        _ => hex::decode(std::str::from_utf8(bytes).ok()?.trim())?.try_into().ok()?,
     };
     Some(Signature::from_bytes(&raw))
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -73,9 +64,9 @@ mod tests {
         assert!(trust.admits(&"ab".repeat(32), b"anything", None), "on the allow list");
         let signed = signer.sign(wasm).to_bytes();
         assert!(trust.admits("cd", wasm, Some(&signed)), "raw signature");
-        let hex: String = signed.iter().map(|b| format!("{b:02x}")).collect();
+        let text = hex::encode(&signed);
         assert!(
-            trust.admits("cd", wasm, Some(format!("{hex}\n").as_bytes())),
+            trust.admits("cd", wasm, Some(format!("{text}\n").as_bytes())),
             "hex signature"
         );
         assert!(
@@ -88,12 +79,7 @@ mod tests {
         );
         assert!(!trust.admits("cd", wasm, None), "unsigned");
         assert!(!trust.admits("cd", wasm, Some(b"garbage")), "not a signature");
-        let key: String = signer
-            .verifying_key()
-            .to_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key = hex::encode(&signer.verifying_key().to_bytes());
         assert_eq!(RuleTrust::key_from_hex(&key), Some(signer.verifying_key()));
         assert_eq!(RuleTrust::key_from_hex("zz"), None);
     }

@@ -7,8 +7,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Query, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::problem::Problem;
 
@@ -60,6 +60,24 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     })
 }
 
+/// A whole number as JSON Schema counts one: `2` and `2.0` alike (JSON has
+/// one number type, and the OpenAPI document says `integer`), refused when it
+/// has a fraction or lies outside `i64`. For `#[serde(deserialize_with)]`.
+pub fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    // 2^63: the first f64 past i64::MAX; every f64 below it with no fraction fits.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(f as i64),
+        _ => Err(D::Error::custom(format!(
+            "expected a whole number within 64 bits, got {number}"
+        ))),
+    }
+}
+
 /// A JSON response with a status.
 pub fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
@@ -82,5 +100,43 @@ pub fn page_limit(asked: Option<u32>, default: u32, max: u32) -> Result<u32, Pro
         Ok(limit)
     } else {
         Err(Problem::invalid("limit", format!("limit must be 1 to {max}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Count {
+        #[serde(deserialize_with = "super::whole")]
+        n: i64,
+    }
+
+    fn read(json: &str) -> Result<i64, String> {
+        serde_json::from_str::<Count>(json)
+            .map(|c| c.n)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn whole_numbers_are_read_with_or_without_a_zero_fraction() {
+        assert_eq!(read(r#"{"n": 342}"#), Ok(342));
+        assert_eq!(read(r#"{"n": 342.0}"#), Ok(342));
+        assert_eq!(read(r#"{"n": -4e3}"#), Ok(-4000));
+        assert_eq!(read(r#"{"n": -9223372036854775808}"#), Ok(i64::MIN));
+    }
+
+    #[test]
+    fn fractions_and_numbers_past_64_bits_are_refused() {
+        for json in [
+            r#"{"n": 2.5}"#,
+            r#"{"n": 1e30}"#,
+            r#"{"n": 9223372036854775808}"#,
+            r#"{"n": 9223372036854775808.0}"#,
+            r#"{"n": "2"}"#,
+        ] {
+            assert!(read(json).is_err(), "{json} was read");
+        }
     }
 }

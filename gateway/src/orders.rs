@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::json::{self, Body, reply};
-use crate::openapi::ApiProblems;
+use crate::openapi::{ApiProblems, BodyProblems};
 use crate::problem::Problem;
 
-/// Longest `Idempotency-Key` accepted.
+/// Longest `Idempotency-Key` accepted (visible ASCII, no spaces).
 const MAX_KEY_LEN: usize = 255;
 /// Most orders one page lists.
 const MAX_PAGE: u32 = 100;
@@ -36,16 +36,25 @@ pub fn router<S: OrderStore>(orders: Arc<OrderService<S>>) -> Router {
         .with_state(orders)
 }
 
+// The limits in the schemas below are the built-in rule book's
+// (`shop_rules::common`, `shop_rules::order`); a test in openapi.rs keeps
+// them equal.
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaceBody {
+    /// One line per product; a product may appear once.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<ItemBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ItemBody {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", example = "SKU-1")]
     product_id: String,
+    #[serde(deserialize_with = "json::whole")]
+    #[schema(minimum = 1, maximum = 10000, example = 2)]
     quantity: i64,
 }
 
@@ -109,7 +118,7 @@ fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
     let key = key
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .filter(|k| (1..=MAX_KEY_LEN).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             Problem::bad_request(format!(
                 "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
@@ -123,15 +132,17 @@ fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
 /// Places an order for the caller (a customer). Nothing is reserved yet:
 /// the order is `PENDING` until the inventory answers through the saga.
 #[utoipa::path(
-    post, path = "/api/orders", tag = "orders",
+    operation_id = "placeOrder", post, path = "/api/orders", tag = "orders",
     request_body = PlaceBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first order")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "Makes retries safe: the same key and body return the first order")),
     responses(
         (status = 202, description = "Accepted and stored with its event", body = OrderView),
-        (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a customer", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable (`field` names it), a product is unknown or listed twice, \
+                                     currencies are mixed, the total is too large, a policy refuses, or the key was used for another order",
+         body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
         ApiProblems,
     ),
     security(("bearer" = []))
@@ -176,8 +187,8 @@ async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &
 
 /// One order: the caller's own, or any for admin and payment.
 #[utoipa::path(
-    get, path = "/api/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "The order id")),
+    operation_id = "readOrder", get, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
@@ -196,11 +207,27 @@ pub(crate) async fn read<S: OrderStore>(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only orders in this status.
+    #[param(value_type = Option<StatusName>, inline, nullable = false)]
     status: Option<String>,
+    /// Orders per page (default 20).
+    #[param(nullable = false, minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// The `next` of the previous page.
+    #[param(nullable = false, pattern = "^[0-9]{1,18}_[A-Za-z0-9._:-]{1,64}$")]
     after: Option<String>,
+}
+
+/// An order's status, as the API writes it.
+#[derive(ToSchema)]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+enum StatusName {
+    PENDING,
+    CONFIRMED,
+    COMPLETED,
+    CANCELLED,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -213,7 +240,7 @@ pub(crate) struct OrderPage {
 
 /// The caller's orders, newest first.
 #[utoipa::path(
-    get, path = "/api/orders", tag = "orders",
+    operation_id = "listOrders", get, path = "/api/orders", tag = "orders",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
@@ -253,14 +280,23 @@ pub(crate) async fn list<S: OrderStore>(
     Ok(reply(StatusCode::OK, &page))
 }
 
+/// Exactly as the API writes statuses, so the document's enum is the whole truth.
 fn parse_status(text: &str) -> Result<OrderStatus, Problem> {
-    OrderStatus::parse(text)
+    OrderStatus::ALL
+        .into_iter()
+        .find(|status| status.as_str() == text)
         .ok_or_else(|| Problem::invalid("status", "status must be PENDING, CONFIRMED, COMPLETED or CANCELLED"))
 }
 
+/// `{created_at}_{order_id}` as `list` writes it: 1 to 18 digits (always an
+/// i64), an underscore, an order id.
 fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
     let bad = || Problem::invalid("after", "after must be the `next` of a previous page");
     let (created_at, order_id) = text.split_once('_').ok_or_else(bad)?;
+    let digits = (1..=18).contains(&created_at.len()) && created_at.bytes().all(|b| b.is_ascii_digit());
+    if !digits || shop_rules::common::check_id("after", order_id).is_err() {
+        return Err(bad());
+    }
     Ok(OrderCursor {
         created_at: created_at.parse().map_err(|_| bad())?,
         order_id: order_id.to_owned(),
@@ -269,8 +305,8 @@ fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
 
 /// Cancels an order that is still `PENDING` (its owner, or an admin).
 #[utoipa::path(
-    post, path = "/api/orders/{id}/cancel", tag = "orders",
-    params(("id" = String, Path, description = "The order id")),
+    operation_id = "cancelOrder", post, path = "/api/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id")),
     responses(
         (status = 200, description = "Cancelled", body = OrderView),
         (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
@@ -297,8 +333,8 @@ pub(crate) async fn cancel<S: OrderStore>(
 
 /// Payment confirmed: a `CONFIRMED` order becomes `COMPLETED` and its stock is deducted.
 #[utoipa::path(
-    post, path = "/api/orders/{id}/complete", tag = "orders",
-    params(("id" = String, Path, description = "The order id")),
+    operation_id = "completeOrder", post, path = "/api/orders/{id}/complete", tag = "orders",
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id")),
     responses(
         (status = 200, description = "Completed", body = OrderView),
         (status = 403, description = "Not payment or admin", body = Problem, content_type = "application/problem+json"),

@@ -9,7 +9,8 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use shop_rules::inventory::{
-    Adjust, ChangePrice, InventoryCommand, InventoryRejection, Movement, ProductStock, RegisterProduct, Restock,
+    Adjust, ChangePrice, InventoryCommand, InventoryRejection, MAX_STOCK, Movement, ProductStock, RegisterProduct,
+    Restock,
 };
 use shop_runtime::ports::{InventoryStore, Lock, LockError, StoreError};
 use shop_runtime::saga::inventory::{InventoryError, InventoryService};
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::json::{self, Body, reply};
-use crate::openapi::{AdminProblems, ApiProblems};
+use crate::openapi::{AdminProblems, ApiProblems, BodyProblems};
 use crate::problem::Problem;
 
 /// Most movements one page lists.
@@ -38,32 +39,84 @@ pub fn router<S: InventoryStore, L: Lock>(inventory: Inventory<S, L>) -> Router 
         .with_state(inventory)
 }
 
+// The limits in the schemas below are the built-in rule book's
+// (`shop_rules::common`, `shop_rules::inventory`); a test in openapi.rs
+// keeps them equal. Text must hold a character that is not Unicode
+// White_Space, which is what the rules' `trim()` leaves.
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBody {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", example = "SKU-1")]
     id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        example = "Mug"
+    )]
     name: String,
+    /// In minor units of `currency`.
+    #[serde(deserialize_with = "json::whole")]
+    #[schema(minimum = 0, maximum = 1000000000000000i64, example = 12000)]
     unit_price: i64,
+    /// ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$", example = "KRW")]
     currency: String,
+    #[serde(deserialize_with = "json::whole")]
+    #[schema(minimum = 0, maximum = 1000000000, example = 100)]
     stock: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestockBody {
+    #[serde(deserialize_with = "json::whole")]
+    #[schema(minimum = 1, maximum = 1000000000)]
     quantity: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdjustBody {
+    /// Units to add (positive) or take away (negative); never 0.
+    #[serde(deserialize_with = "json::whole")]
+    #[schema(schema_with = delta_schema)]
     delta: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     reason: String,
+}
+
+/// `delta`: a non-zero whole number of at most `MAX_STOCK` units either way.
+fn delta_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+    let range = |low: i64, high: i64| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(low))
+            .maximum(Some(high))
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(range(-MAX_STOCK, -1))
+            .item(range(1, MAX_STOCK))
+            .description(Some("Units to add (positive) or take away (negative); never 0."))
+            .build(),
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PriceBody {
+    #[serde(deserialize_with = "json::whole")]
+    #[schema(minimum = 0, maximum = 1000000000000000i64)]
     unit_price: i64,
 }
 
@@ -122,12 +175,13 @@ async fn current<S: InventoryStore, L: Lock>(
 
 /// Registers a product with its initial stock (admin).
 #[utoipa::path(
-    post, path = "/api/products", tag = "products",
+    operation_id = "registerProduct", post, path = "/api/products", tag = "products",
     request_body = RegisterBody,
     responses(
         (status = 201, description = "Registered", body = ProductView),
         (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
+        BodyProblems,
         ApiProblems,
     ),
     security(("bearer" = []))
@@ -155,8 +209,8 @@ pub(crate) async fn register<S: InventoryStore, L: Lock>(
 
 /// A product with its stock: available, reserved and deducted units.
 #[utoipa::path(
-    get, path = "/api/products/{id}", tag = "products",
-    params(("id" = String, Path, description = "The product id")),
+    operation_id = "readProduct", get, path = "/api/products/{id}", tag = "products",
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
@@ -174,12 +228,14 @@ pub(crate) async fn read<S: InventoryStore, L: Lock>(
 
 /// Adds delivered units (admin).
 #[utoipa::path(
-    post, path = "/api/products/{id}/restock", tag = "products",
+    operation_id = "restockProduct", post, path = "/api/products/{id}/restock", tag = "products",
     request_body = RestockBody,
-    params(("id" = String, Path, description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
     responses(
         (status = 200, description = "Restocked", body = ProductView),
+        (status = 409, description = "The product would hold more than 1,000,000,000 units", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
+        BodyProblems,
         ApiProblems,
     ),
     security(("bearer" = []))
@@ -199,13 +255,14 @@ pub(crate) async fn restock<S: InventoryStore, L: Lock>(
 
 /// Corrects the available units up or down, with a reason (admin).
 #[utoipa::path(
-    post, path = "/api/products/{id}/adjust", tag = "products",
+    operation_id = "adjustStock", post, path = "/api/products/{id}/adjust", tag = "products",
     request_body = AdjustBody,
-    params(("id" = String, Path, description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
     responses(
         (status = 200, description = "Adjusted", body = ProductView),
-        (status = 409, description = "Stock would go negative", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stock would go negative, or the product would hold more than 1,000,000,000 units", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
+        BodyProblems,
         ApiProblems,
     ),
     security(("bearer" = []))
@@ -226,12 +283,13 @@ pub(crate) async fn adjust<S: InventoryStore, L: Lock>(
 
 /// Changes the price new orders pay (admin).
 #[utoipa::path(
-    put, path = "/api/products/{id}/price", tag = "products",
+    operation_id = "changePrice", put, path = "/api/products/{id}/price", tag = "products",
     request_body = PriceBody,
-    params(("id" = String, Path, description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
     responses(
         (status = 200, description = "Repriced", body = ProductView),
         AdminProblems,
+        BodyProblems,
         ApiProblems,
     ),
     security(("bearer" = []))
@@ -251,9 +309,13 @@ pub(crate) async fn price<S: InventoryStore, L: Lock>(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// The `next` of the previous page.
+    #[param(nullable = false, minimum = 0, maximum = 9223372036854775807i64)]
     after: Option<u64>,
+    /// Movements per page (default 100).
+    #[param(nullable = false, minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -290,8 +352,8 @@ pub(crate) struct MovementPage {
 
 /// The product's audit trail, oldest first (admin).
 #[utoipa::path(
-    get, path = "/api/products/{id}/movements", tag = "products",
-    params(("id" = String, Path, description = "The product id"), PageQuery),
+    operation_id = "listMovements", get, path = "/api/products/{id}/movements", tag = "products",
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"), PageQuery),
     responses(
         (status = 200, description = "A page of movements", body = MovementPage),
         AdminProblems,
@@ -308,6 +370,9 @@ pub(crate) async fn movements<S: InventoryStore, L: Lock>(
     caller.require(&[Role::Admin])?;
     let query = json::query(query)?;
     let limit = json::page_limit(query.limit, 100, MAX_PAGE)?;
+    if query.after.is_some_and(|after| after > i64::MAX as u64) {
+        return Err(Problem::invalid("after", "after must be the `next` of a previous page"));
+    }
     current(&inventory, &id).await?;
     let found = inventory
         .movements(&id, query.after.unwrap_or(0), limit)
@@ -331,7 +396,8 @@ fn inventory_problem(error: InventoryError) -> Problem {
                 InventoryRejection::InvalidField(e) => Problem::invalid(e.field, detail),
                 InventoryRejection::ProductExists(_) => Problem::conflict(detail).field("id"),
                 InventoryRejection::UnknownProduct(_) => Problem::not_found(detail),
-                InventoryRejection::QuantityTooLarge(_) => Problem::invalid("quantity", detail),
+                // Too many for the product as it stands, not a bad field: a conflict, like going below zero.
+                InventoryRejection::QuantityTooLarge(_) => Problem::conflict(detail),
                 InventoryRejection::WouldGoNegative(_) => Problem::conflict(detail).field("delta"),
                 other => Problem::conflict(other.to_string()),
             }

@@ -27,7 +27,7 @@ SEPARATE_RATE=${SEPARATE_RATE:-1000}
 USERS=${USERS:-1000}
 # Orders spread over this many products (the issue's target: >= 1,000).
 PRODUCTS=${PRODUCTS:-1000}
-RUNS=${RUNS:-"baselines distributed groupcommit together scenario embedded embedded-flash separate"}
+RUNS=${RUNS:-"baselines distributed groupcommit together slow-clients scenario embedded embedded-flash separate"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export SHOP_JWT_SECRET=bench-secret-of-at-least-32-bytes-long
 export SHOP_DATA_KEY=0000000000000000000000000000000000000000000000000000000000000000
@@ -98,7 +98,14 @@ pg_ticks() {
   local master; master=$(pgrep -o -x postgres)
   echo $((total + $(awk '{print $16 + $17}' "/proc/$master/stat")))
 }
-nats_ticks() { ticks "$(pgrep -o -x nats-server)"; }
+# The machine's nats-server, or the nodes a run started (`nats_pids`).
+nats_ticks() {
+  if [ ${#nats_pids[@]} -eq 0 ]; then ticks "$(pgrep -o -x nats-server)"; return; fi
+  local total=0 pid
+  for pid in "${nats_pids[@]}"; do total=$((total + $(ticks "$pid"))); done
+  echo "$total"
+}
+nats_pids=()
 cost_begin() { # after the shop is ready: the shops' pids
   cost_pids=("$@")
   cost_shop0=0; for pid in "${cost_pids[@]}"; do cost_shop0=$((cost_shop0 + $(ticks "$pid"))); done
@@ -208,6 +215,14 @@ for run in $RUNS; do
       stop_all
     done
     ;;
+  slow-clients)
+    # Product reads at 200/s with no slow client, then with 1,000 half-sent
+    # requests held open (replaced as the header read timeout cuts them).
+    distributed slow
+    load "slow-clients" --target http://127.0.0.1:18080 slow-clients --slow "${SLOW:-1000}" --rate 200 \
+      --duration "${SLOW_DURATION:-30s}"
+    stop_all
+    ;;
   scenario)
     distributed scenario
     load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s \
@@ -241,6 +256,44 @@ for run in $RUNS; do
     load "separate-direct-to-order" --target http://127.0.0.1:18082 --products-target http://127.0.0.1:18081 \
       intake --rate "$SEPARATE_RATE" --duration "$DURATION" --settle 30s
     stop_all
+    ;;
+  cluster)
+    # 2 order + 2 inventory instances behind a gateway, against a 3-node
+    # NATS cluster (started here on loopback, stopped after) with every
+    # stream replicated 3 times: what replication costs, and that the saga
+    # holds its invariants on it.
+    nodes=() nats_pids=()
+    for n in 1 2 3; do
+      routes=$(for m in 1 2 3; do [ "$m" = "$n" ] || printf 'nats://127.0.0.1:1622%s,' "$m"; done)
+      mkdir -p "$work/nats-$n"
+      nats-server -a 127.0.0.1 -p "1422$n" -js -sd "$work/nats-$n" -n "bench-node-$n" \
+        --cluster_name shopbench --cluster "nats://127.0.0.1:1622$n" --routes "${routes%,}" \
+        >"$work/nats-$n.log" 2>&1 &
+      pids+=($!)
+      nats_pids+=($!)
+      nodes+=("nats://127.0.0.1:1422$n")
+    done
+    # The cluster elects a meta leader before streams can be made.
+    for _ in $(seq 1 100); do
+      if grep -qi "metadata leader" "$work"/nats-*.log; then break; fi
+      sleep 0.2
+    done
+    db=$(fresh_db)
+    urls=$(IFS=,; echo "${nodes[*]}")
+    common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="c$(date +%s)" SHOP_DB_POOL=16 SHOP_NATS_URL="$urls" SHOP_NATS_REPLICAS=3)
+    serve 18081 "$work/inventory-1.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
+    serve 18083 "$work/inventory-2.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-2
+    serve 18082 "$work/order-1.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
+    serve 18084 "$work/order-2.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-2
+    serve 18080 "$work/gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \
+      SHOP_ORDER_UPSTREAMS=http://127.0.0.1:18082,http://127.0.0.1:18084 \
+      SHOP_INVENTORY_UPSTREAMS=http://127.0.0.1:18081,http://127.0.0.1:18083
+    current_db=$db
+    cost_begin "${pids[@]:3}"
+    load "cluster-r3-via-gateway" --target http://127.0.0.1:18080 intake --rate "$SEPARATE_RATE" --duration "$DURATION" \
+      --products "$PRODUCTS" --settle 60s
+    costed
+    nats_pids=()
     ;;
   *) echo "unknown run $run" >&2; exit 2 ;;
   esac

@@ -47,6 +47,15 @@ impl Api {
     pub fn target(&self) -> String {
         format!("http://{}", self.authority)
     }
+
+    /// The target's socket address, for raw connections.
+    pub async fn socket_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let port = self.authority.port_u16().unwrap_or(80);
+        tokio::net::lookup_host((self.authority.host(), port))
+            .await?
+            .next()
+            .with_context(|| format!("{} resolves to no address", self.authority))
+    }
 }
 
 impl Api {

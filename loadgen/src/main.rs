@@ -16,6 +16,7 @@ mod pace;
 mod record;
 mod report;
 mod shop;
+mod slow;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -115,6 +116,21 @@ enum Command {
         stock: i64,
         #[arg(long, default_value_t = 5000.0)]
         rate: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Normal requests (product reads at --rate for --duration) with no slow
+    /// clients, then the same with --slow half-sent requests held open.
+    SlowClients {
+        #[arg(long, default_value_t = 1000)]
+        slow: usize,
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        #[arg(long, default_value = "20s", value_parser = duration)]
+        duration: Duration,
+        /// How often each slow client sends one more byte of its header.
+        #[arg(long, default_value = "1s", value_parser = duration)]
+        trickle: Duration,
         #[command(flatten)]
         common: Common,
     },
@@ -282,6 +298,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     invariants.confirmations_per_second
                 );
             }
+        }
+        Command::SlowClients {
+            slow,
+            rate,
+            duration,
+            trickle,
+            common,
+        } => {
+            let (shop, products) =
+                ready(&cli.target, &products_target, &secret, &common, |shop| plenty(shop, 1)).await?;
+            let path = format!("/api/products/{}", products[0].0);
+            let count = (rate * duration.as_secs_f64()) as u64;
+            let reads = |kind: &'static str| {
+                let (shop, path) = (Arc::clone(&shop), path.clone());
+                pace::at_rate(rate, count, common.max_in_flight, move |i, due| {
+                    let (shop, path) = (Arc::clone(&shop), path.clone());
+                    async move {
+                        shop.read(kind, i as usize, &path, due).await;
+                    }
+                })
+            };
+            let started = shop.recorder.reset();
+            reads("read, no slow clients").await;
+            let addr = shop.api.socket_addr().await?;
+            // Held through the second phase and a little past it.
+            let until = Instant::now() + duration + Duration::from_secs(3);
+            let held = slow::hold(addr, slow, trickle, until).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let paced = reads("read, slow clients held").await;
+            let opened = held.opened.load(std::sync::atomic::Ordering::Relaxed);
+            let cut = held.cut.load(std::sync::atomic::Ordering::Relaxed);
+            let refused = held.refused.load(std::sync::atomic::Ordering::Relaxed);
+            println!(
+                "slow clients: {slow} held open at a time; {opened} opened, {cut} cut off by the server, {refused} refused"
+            );
+            report.target_rate = Some(rate);
+            let no_check = Common {
+                no_check: true,
+                ..common
+            };
+            finish(&mut report, &shop, &products, &no_check, paced, started).await?;
         }
         Command::EchoServer { listen } => {
             baseline::echo_server(listen).await?;

@@ -174,9 +174,17 @@ impl Shop {
             .await
     }
 
+    /// Reads `path` as `user`, wanting a 200, recorded as `kind` and timed from `due`.
+    pub async fn read(&self, kind: &'static str, user: usize, path: &str, due: Instant) -> bool {
+        self.timed_from(due, kind, Method::GET, path, user).await
+    }
+
     /// One request of `user` that wants a 200, recorded as `kind`.
     async fn timed(&self, kind: &'static str, method: Method, path: &str, user: usize) -> bool {
-        let started = Instant::now();
+        self.timed_from(Instant::now(), kind, method, path, user).await
+    }
+
+    async fn timed_from(&self, started: Instant, kind: &'static str, method: Method, path: &str, user: usize) -> bool {
         let user = &self.users[user % self.users.len()];
         let outcome = self
             .api

@@ -153,6 +153,30 @@ costed() {
   stop_all
   cost_report "$current_db"
 }
+# A gateway, 2 order and 2 inventory instances on NATS at $2 (streams in
+# $3 copies), loaded through the gateway and costed; run name $1.
+four_instances() {
+  local name=$1 urls=$2 replicas=$3 first=${#pids[@]}
+  current_db=$(fresh_db)
+  local common=(SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="c$(date +%s%N | tail -c 9)" SHOP_DB_POOL=16
+    SHOP_NATS_URL="$urls" SHOP_NATS_REPLICAS="$replicas")
+  serve 18081 "$work/$name-inventory-1.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
+  serve 18083 "$work/$name-inventory-2.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-2
+  serve 18082 "$work/$name-order-1.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
+  serve 18084 "$work/$name-order-2.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-2
+  serve 18080 "$work/$name-gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \
+    SHOP_ORDER_UPSTREAMS=http://127.0.0.1:18082,http://127.0.0.1:18084 \
+    SHOP_INVENTORY_UPSTREAMS=http://127.0.0.1:18081,http://127.0.0.1:18083
+  cost_begin "${pids[@]:$first}"
+  load "$name" --target http://127.0.0.1:18080 intake --rate "$SEPARATE_RATE" --duration "$DURATION" \
+    --products "$PRODUCTS" --settle 60s
+  # The shops only: NATS nodes this run started stay up for the next.
+  cost_end
+  for pid in "${pids[@]:$first}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]:$first}"; do wait "$pid" 2>/dev/null || true; done
+  pids=("${pids[@]:0:$first}")
+  cost_report "$current_db"
+}
 embedded() {
   local dir="$work/embedded-$1"
   mkdir -p "$dir"
@@ -223,11 +247,35 @@ for run in $RUNS; do
       --duration "${SLOW_DURATION:-30s}"
     stop_all
     ;;
+  relaywake)
+    # The outbox relays polling every 10 ms, then woken by the commit
+    # (PostgreSQL NOTIFY): the shop's CPU while idle for 20 s, then the
+    # sustained intake with its accepted->CONFIRMED latency.
+    for setting in off on; do
+      distributed "wake-$setting" SHOP_RELAY_WAKE=$setting
+      before=$(ticks "${pids[0]}")
+      sleep 20
+      echo "==> relays woken by the commit $setting: idle shop CPU $(( ($(ticks "${pids[0]}") - before) * 1000 / $(getconf CLK_TCK) / 20 )) ms per second"
+      load "sustained-relay-wake-$setting" --target http://127.0.0.1:18080 intake --rate "$SUSTAINED" \
+        --duration "$DURATION" --products "$PRODUCTS"
+      costed
+    done
+    ;;
   scenario)
     distributed scenario
+    rss() { awk '/VmRSS/ {print $2 / 1024}' "/proc/${pids[0]}/status"; }
+    rss_start=$(rss)
     load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s \
       --duration "${SCENARIO_DURATION:-120s}" --settle 300s
+    echo "==> seed scenario: shop RSS $rss_start MiB at the start, $(rss) MiB at the end"
     stop_all
+    ;;
+  hotsku)
+    # One product, 128 closed-loop connections placing one-unit orders.
+    distributed hotsku
+    load "hot-sku-128-connections" --target http://127.0.0.1:18080 intake --rate 0 --workers 128 \
+      --products 1 --duration "$DURATION"
+    costed
     ;;
   embedded)
     embedded intake
@@ -258,10 +306,12 @@ for run in $RUNS; do
     stop_all
     ;;
   cluster)
-    # 2 order + 2 inventory instances behind a gateway, against a 3-node
-    # NATS cluster (started here on loopback, stopped after) with every
-    # stream replicated 3 times: what replication costs, and that the saga
-    # holds its invariants on it.
+    # 2 order + 2 inventory instances behind a gateway: first on this
+    # machine's single nats-server (streams in 1 copy), then on a 3-node
+    # NATS cluster started here on loopback (streams in 3 replicas, the
+    # nodes stopped after): what replication costs, and that the saga holds
+    # its invariants on it.
+    four_instances cluster-r1-via-gateway nats://127.0.0.1:4222 1
     nodes=() nats_pids=()
     for n in 1 2 3; do
       routes=$(for m in 1 2 3; do [ "$m" = "$n" ] || printf 'nats://127.0.0.1:1622%s,' "$m"; done)
@@ -278,21 +328,8 @@ for run in $RUNS; do
       if grep -qi "metadata leader" "$work"/nats-*.log; then break; fi
       sleep 0.2
     done
-    db=$(fresh_db)
-    urls=$(IFS=,; echo "${nodes[*]}")
-    common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="c$(date +%s)" SHOP_DB_POOL=16 SHOP_NATS_URL="$urls" SHOP_NATS_REPLICAS=3)
-    serve 18081 "$work/inventory-1.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
-    serve 18083 "$work/inventory-2.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-2
-    serve 18082 "$work/order-1.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
-    serve 18084 "$work/order-2.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-2
-    serve 18080 "$work/gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \
-      SHOP_ORDER_UPSTREAMS=http://127.0.0.1:18082,http://127.0.0.1:18084 \
-      SHOP_INVENTORY_UPSTREAMS=http://127.0.0.1:18081,http://127.0.0.1:18083
-    current_db=$db
-    cost_begin "${pids[@]:3}"
-    load "cluster-r3-via-gateway" --target http://127.0.0.1:18080 intake --rate "$SEPARATE_RATE" --duration "$DURATION" \
-      --products "$PRODUCTS" --settle 60s
-    costed
+    four_instances cluster-r3-via-gateway "$(IFS=,; echo "${nodes[*]}")" 3
+    stop_all
     nats_pids=()
     ;;
   *) echo "unknown run $run" >&2; exit 2 ;;

@@ -56,6 +56,8 @@ const KNOWN: &[&str] = &[
     "trusted_proxies",
     "group_commit",
     "handle_together",
+    "nats_replicas",
+    "relay_wake",
     "migrate_on_start",
     "migration_database_url",
     "outbox_retention_secs",
@@ -375,6 +377,13 @@ pub struct ServiceConfig {
     /// message in it to their handler at once (inventory reserves them in
     /// one transaction).
     pub handle_together: bool,
+    /// `SHOP_NATS_REPLICAS` (1 to 5, default 1): copies of each stream a
+    /// JetStream cluster keeps (3 survives the loss of one node).
+    pub nats_replicas: usize,
+    /// `SHOP_RELAY_WAKE` (`on`, the default, or `off`): the outbox relays
+    /// wait for the commit (PostgreSQL NOTIFY; in-process on SQLite) instead
+    /// of polling every 10 ms.
+    pub relay_wake: bool,
     /// `SHOP_OUTBOX_RETENTION_SECS` (default 900): how long published events
     /// stay in the outbox, for `shop outbox republish`, before they are pruned.
     pub outbox_retention: Duration,
@@ -407,6 +416,11 @@ impl ServiceConfig {
             request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
             group_commit: switch("SHOP_GROUP_COMMIT")?,
             handle_together: switch("SHOP_HANDLE_TOGETHER")?,
+            nats_replicas: match number("SHOP_NATS_REPLICAS", 1)? {
+                n @ 1..=5 => n as usize,
+                other => bail!("SHOP_NATS_REPLICAS={other}: expected 1 to 5"),
+            },
+            relay_wake: switch("SHOP_RELAY_WAKE")?,
             migrate_on_start: switch_or("SHOP_MIGRATE_ON_START", false)?,
             server_limits: server_limits()?,
             intake_max_pending: match var("SHOP_INTAKE_MAX_PENDING").as_deref().map(str::trim) {

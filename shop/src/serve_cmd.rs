@@ -134,7 +134,7 @@ async fn serve(
     let listener = shop_gateway::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let topology = Topology::new(namespace.clone());
+    let topology = Topology::new(namespace.clone()).replicated(service.nats_replicas);
     if let Database::Embedded(url) = &service.database {
         let mut store = SqliteStore::open(url).await?;
         if !service.group_commit {
@@ -263,6 +263,7 @@ where
         reservation_ttl,
         expiry_every: service.expiry_every,
         outbox_retention: service.outbox_retention,
+        relay_wake: service.relay_wake,
         metrics: metrics.clone(),
         consumer: ConsumerSettings {
             together: service.handle_together,

@@ -100,6 +100,8 @@ pub struct StreamSpec {
     /// How long messages are kept. The database stays the source of truth:
     /// published outbox rows can be republished while the outbox keeps them.
     pub max_age: Duration,
+    /// Copies a clustered broker keeps (1 on a single server).
+    pub replicas: usize,
 }
 
 /// A durable pull consumer, shared by every instance of the consuming role.
@@ -128,11 +130,18 @@ pub struct ConsumerSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     namespace: Namespace,
+    replicas: usize,
 }
 
 impl Topology {
     pub fn new(namespace: Namespace) -> Self {
-        Self { namespace }
+        Self { namespace, replicas: 1 }
+    }
+
+    /// Streams kept in `replicas` copies (a JetStream cluster's R3, say).
+    pub fn replicated(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     pub fn namespace(&self) -> &Namespace {
@@ -151,6 +160,7 @@ impl Topology {
             subjects: vec![format!("{}.{context}.>", self.namespace)],
             duplicate_window: Duration::from_secs(2 * 60),
             max_age: Duration::from_secs(7 * 24 * 3600),
+            replicas: self.replicas,
         }
     }
 
@@ -161,6 +171,7 @@ impl Topology {
             subjects: vec![format!("{}.dead.>", self.namespace)],
             duplicate_window: Duration::from_secs(2 * 60),
             max_age: Duration::from_secs(30 * 24 * 3600),
+            replicas: self.replicas,
         }
     }
 

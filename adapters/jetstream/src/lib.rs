@@ -163,8 +163,15 @@ impl JetStreamBus {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         let url = endpoint.redacted();
+        // A cluster's servers, comma-separated: the client takes them as a list.
+        let servers: Vec<&str> = endpoint
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         let client = options
-            .connect(endpoint.url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
         Ok(Self {
@@ -207,6 +214,7 @@ impl JetStreamBus {
                 subjects: spec.subjects.clone(),
                 duplicate_window: spec.duplicate_window,
                 max_age: spec.max_age,
+                num_replicas: spec.replicas,
                 storage: stream::StorageType::File,
                 ..Default::default()
             })

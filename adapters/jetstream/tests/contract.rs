@@ -90,6 +90,19 @@ async fn an_unreachable_server_fails_fast_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_cluster_is_given_as_a_comma_separated_list_of_servers() {
+    let url = std::env::var("SHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    // A server that is down and one that is up: the client tries the list.
+    let servers = format!("nats://127.0.0.1:1, {url}");
+    let simple = Uuid::now_v7().simple().to_string();
+    let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
+    let bus = JetStreamBus::connect(servers.as_str(), Topology::new(namespace).replicated(1))
+        .await
+        .expect("one of the listed servers answers");
+    bus.delete_streams().await.expect("cleaned up");
+}
+
+#[tokio::test]
 async fn instances_announce_themselves_until_they_leave() {
     use shop_streams::{Announcement, AnnouncementKey, Rejected, Trust};
 

@@ -18,7 +18,9 @@ mod outbox;
 mod schema;
 #[cfg(feature = "testkit")]
 pub mod testing;
+mod wake;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -66,6 +68,8 @@ pub struct PgStore {
     pool: PgPool,
     /// New orders, committed in groups (unless switched off).
     intake: Option<intake::Intake>,
+    /// What wakes the outboxes' relays, heard from the writers' NOTIFY.
+    wake: Arc<wake::Wake>,
 }
 
 impl PgStore {
@@ -82,6 +86,7 @@ impl PgStore {
         Ok(Self {
             intake: settings.group_commit.then(|| intake::Intake::start(pool.clone())),
             pool,
+            wake: Arc::default(),
         })
     }
 
@@ -114,7 +119,8 @@ impl PgStore {
 
     /// The outbox of one context, over the same pool.
     pub fn outbox(&self, schema: Schema) -> PgOutbox {
-        outbox::outbox(self.pool.clone(), schema)
+        let committed = wake::Wake::signal(&self.wake, &self.pool, schema.context());
+        outbox::outbox(self.pool.clone(), schema, committed)
     }
 
     /// The API keys, over the same pool.

@@ -6,7 +6,7 @@
 //! visible to the relay has a higher number than every event visible
 //! before it.
 
-use shop_adapter_sql::{ApiKeySql, Driver, OutboxSql, SqlApiKeys, SqlOutbox, api_keys_sql, outbox_sql};
+use shop_adapter_sql::{ApiKeySql, CommitSignal, Driver, OutboxSql, SqlApiKeys, SqlOutbox, api_keys_sql, outbox_sql};
 use sqlx::postgres::PgQueryResult;
 use sqlx::{PgPool, Postgres};
 
@@ -18,7 +18,8 @@ pub type PgOutbox = SqlOutbox<Postgres>;
 static ORDERS: OutboxSql = outbox_sql!("orders.outbox", "orders.outbox_cursor", "o.envelope::text");
 static INVENTORY: OutboxSql = outbox_sql!("inventory.outbox", "inventory.outbox_cursor", "o.envelope::text");
 
-pub(crate) fn outbox(pool: PgPool, schema: Schema) -> PgOutbox {
+/// `committed` is rung by the store's listener (see `wake.rs`).
+pub(crate) fn outbox(pool: PgPool, schema: Schema, committed: CommitSignal) -> PgOutbox {
     let sql = match schema {
         Schema::Orders => &ORDERS,
         Schema::Inventory => &INVENTORY,
@@ -27,7 +28,7 @@ pub(crate) fn outbox(pool: PgPool, schema: Schema) -> PgOutbox {
         db_error,
         rows_affected: PgQueryResult::rows_affected,
     };
-    SqlOutbox::new(pool, sql, driver)
+    SqlOutbox::new(pool, sql, driver, committed)
 }
 
 /// API keys in `access.api_keys`, over the same shared SQL.

@@ -25,6 +25,21 @@ macro_rules! in_schema {
 }
 
 impl Schema {
+    /// The channel writers NOTIFY when they append to the schema's outbox.
+    pub(crate) fn outbox_channel(self) -> &'static str {
+        match self {
+            Self::Orders => "orders_outbox",
+            Self::Inventory => "inventory_outbox",
+        }
+    }
+
+    pub(crate) fn context(self) -> shop_streams::Context {
+        match self {
+            Self::Orders => shop_streams::Context::Order,
+            Self::Inventory => shop_streams::Context::Inventory,
+        }
+    }
+
     /// The advisory lock key under which the schema's outbox numbers events.
     fn outbox_lock(self) -> i64 {
         // "outbox" in ASCII, and the schema.
@@ -52,10 +67,11 @@ pub(crate) async fn append_outbox<'e>(
     // The lock and the insert in one round trip. Sequence numbers follow the
     // order rows are inserted in (ORDINALITY makes that the order given),
     // and are taken one at a time (the sequence's CACHE is 1: a backend
-    // caching a range would break the commit order).
+    // caching a range would break the commit order). The NOTIFY goes out
+    // at commit, to every relay listening on the database.
     sqlx::query(in_schema!(
         schema,
-        "WITH numbering AS (SELECT pg_advisory_xact_lock($1))
+        "WITH numbering AS (SELECT pg_advisory_xact_lock($1), pg_notify($4, ''))
          INSERT INTO ",
         ".outbox (envelope, at)
          SELECT envelope::jsonb, $3 FROM numbering, UNNEST($2::text[]) WITH ORDINALITY AS new (envelope, n)
@@ -64,6 +80,7 @@ pub(crate) async fn append_outbox<'e>(
     .bind(schema.outbox_lock())
     .bind(&envelopes)
     .bind(shop_adapter_sql::now_ms())
+    .bind(schema.outbox_channel())
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;

@@ -13,4 +13,4 @@ mod api_keys;
 mod outbox;
 
 pub use api_keys::{ApiKeySql, SqlApiKeys};
-pub use outbox::{Driver, OutboxSql, SqlOutbox, now_ms};
+pub use outbox::{CommitSignal, Driver, OutboxSignals, OutboxSql, SqlOutbox, now_ms};

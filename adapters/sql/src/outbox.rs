@@ -9,10 +9,13 @@
 //! epoch from the relays' clocks: a lease is a few seconds, far above the
 //! skew of clocks kept by NTP.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shop_runtime::ports::{Outbox, Pending, StoreError};
+use shop_streams::Context;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use tokio::sync::Notify;
 
 /// One outbox's statements, in the SQL both databases speak (`$N`
 /// parameters, integer milliseconds). Built by [`outbox_sql!`].
@@ -112,12 +115,51 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Rung when events were committed to an outbox; what its relay waits on
+/// between rounds. A ring with nobody waiting is kept for the next wait, so
+/// none is lost between two rounds; rings in between collapse into one.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSignal(Arc<Notify>);
+
+impl CommitSignal {
+    pub fn ring(&self) {
+        self.0.notify_one();
+    }
+
+    pub async fn wait(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// The commit signals of both contexts' outboxes in one database.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSignals {
+    orders: CommitSignal,
+    inventory: CommitSignal,
+}
+
+impl OutboxSignals {
+    pub fn of(&self, context: Context) -> &CommitSignal {
+        match context {
+            Context::Order => &self.orders,
+            Context::Inventory => &self.inventory,
+        }
+    }
+
+    /// Both: for when what was committed is not known.
+    pub fn ring_all(&self) {
+        self.orders.ring();
+        self.inventory.ring();
+    }
+}
+
 /// A context's outbox in a database of kind `DB`.
 #[derive(Debug)]
 pub struct SqlOutbox<DB: Database> {
     pool: Pool<DB>,
     sql: &'static OutboxSql,
     driver: Driver<DB>,
+    committed: CommitSignal,
 }
 
 /// What the shared code needs of an adapter that sqlx's traits do not say.
@@ -148,13 +190,20 @@ impl<DB: Database> Clone for SqlOutbox<DB> {
             pool: self.pool.clone(),
             sql: self.sql,
             driver: self.driver,
+            committed: self.committed.clone(),
         }
     }
 }
 
 impl<DB: Database> SqlOutbox<DB> {
-    pub fn new(pool: Pool<DB>, sql: &'static OutboxSql, driver: Driver<DB>) -> Self {
-        Self { pool, sql, driver }
+    /// `committed` is rung by the adapter when events were committed.
+    pub fn new(pool: Pool<DB>, sql: &'static OutboxSql, driver: Driver<DB>, committed: CommitSignal) -> Self {
+        Self {
+            pool,
+            sql,
+            driver,
+            committed,
+        }
     }
 }
 
@@ -295,6 +344,10 @@ where
                 return Ok(number(again));
             }
         }
+    }
+
+    async fn committed(&self) {
+        self.committed.wait().await;
     }
 
     async fn prune(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use shop_adapter_sql::OutboxSignals;
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::StoreError;
@@ -32,8 +33,8 @@ pub(crate) struct Intake {
 
 impl Intake {
     /// One writer: SQLite has one anyway.
-    pub(crate) fn start(pool: SqlitePool) -> Self {
-        let group = GroupCommit::start(1, BATCH, move |batch| commit(pool.clone(), batch));
+    pub(crate) fn start(pool: SqlitePool, signals: OutboxSignals) -> Self {
+        let group = GroupCommit::start(1, BATCH, move |batch| commit(pool.clone(), signals.clone(), batch));
         Self { group }
     }
 
@@ -52,8 +53,12 @@ impl Intake {
     }
 }
 
-async fn commit(pool: SqlitePool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
-    match insert(&pool, &batch).await {
+async fn commit(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
+    let inserted = insert(&pool, &batch).await;
+    if inserted.is_ok() {
+        signals.of(Context::Order).ring();
+    }
+    match inserted {
         Ok(written) => written
             .into_iter()
             .zip(&batch)

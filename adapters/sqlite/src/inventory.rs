@@ -47,7 +47,9 @@ impl InventoryStore for SqliteStore {
         }
         insert_movements(&mut tx, &net.movements).await?;
         append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.signals.of(Context::Inventory).ring();
+        Ok(())
     }
 
     async fn movements(&self, product_id: &str, after: u64, limit: u32) -> Result<Vec<(u64, Movement)>, StoreError> {

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use shop_adapter_sql::OutboxSignals;
 use shop_streams::Context;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// New orders, committed in groups (unless switched off).
     intake: Option<intake::Intake>,
+    /// Rung after each commit that may have appended to an outbox.
+    signals: OutboxSignals,
 }
 
 impl SqliteStore {
@@ -73,9 +76,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(SqliteError::Migrate)?;
+        let signals = OutboxSignals::default();
         Ok(Self {
-            intake: Some(intake::Intake::start(pool.clone())),
+            intake: Some(intake::Intake::start(pool.clone(), signals.clone())),
             pool,
+            signals,
         })
     }
 
@@ -97,7 +102,7 @@ impl SqliteStore {
 
     /// The outbox of one context, over the same pool.
     pub fn outbox(&self, context: Context) -> SqliteOutbox {
-        outbox::outbox(self.pool.clone(), context)
+        outbox::outbox(self.pool.clone(), context, self.signals.of(context).clone())
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -106,6 +106,7 @@ impl OrderStore for SqliteStore {
         };
         append_outbox(&mut tx, Context::Order, write.events).await?;
         tx.commit().await.map_err(db_error)?;
+        self.signals.of(Context::Order).ring();
         Ok(new_version)
     }
 
@@ -126,7 +127,9 @@ impl OrderStore for SqliteStore {
             update_existing(&mut tx, order, &state_of(order)?, expected).await?;
         }
         append_outbox(&mut tx, Context::Order, updates.iter().flat_map(|u| u.events)).await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.signals.of(Context::Order).ring();
+        Ok(())
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {

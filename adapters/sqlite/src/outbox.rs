@@ -4,7 +4,7 @@
 //! SQLite has one writer at a time, so events are numbered in the order
 //! their transactions commit: reading "after the cursor" never skips one.
 
-use shop_adapter_sql::{ApiKeySql, Driver, OutboxSql, SqlApiKeys, SqlOutbox, api_keys_sql, outbox_sql};
+use shop_adapter_sql::{ApiKeySql, CommitSignal, Driver, OutboxSql, SqlApiKeys, SqlOutbox, api_keys_sql, outbox_sql};
 use shop_runtime::ports::StoreError;
 use shop_streams::{Context, Envelope};
 use sqlx::sqlite::SqliteQueryResult;
@@ -42,7 +42,9 @@ pub(crate) fn api_keys(pool: SqlitePool) -> SqliteApiKeys {
     SqlApiKeys::new(pool, &API_KEYS, driver)
 }
 
-pub(crate) fn outbox(pool: SqlitePool, context: Context) -> SqliteOutbox {
+/// One process writes the database, so the writers ring `committed`
+/// themselves after each commit.
+pub(crate) fn outbox(pool: SqlitePool, context: Context, committed: CommitSignal) -> SqliteOutbox {
     let sql = match context {
         Context::Order => &ORDERS,
         Context::Inventory => &INVENTORY,
@@ -51,7 +53,7 @@ pub(crate) fn outbox(pool: SqlitePool, context: Context) -> SqliteOutbox {
         db_error,
         rows_affected: SqliteQueryResult::rows_affected,
     };
-    SqlOutbox::new(pool, sql, driver)
+    SqlOutbox::new(pool, sql, driver, committed)
 }
 
 /// Appends events to the context's outbox, in order.

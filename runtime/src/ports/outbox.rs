@@ -70,6 +70,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// will so go out again. A cursor already before that point stays.
     fn rewind_to(&self, since_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// MUST resolve soon after a writer of this process commits events to
+    /// this outbox, and after writers of other processes do where the
+    /// database can tell (PostgreSQL's NOTIFY); MAY resolve when none did.
+    /// The relay waits on it between rounds and still polls now and then,
+    /// so a missed signal costs latency, never an event.
+    fn committed(&self) -> impl Future<Output = ()> + Send;
+
     /// MUST delete up to `limit` events at or before the cursor that were
     /// committed before `before_ms`, oldest first, and return how many; never
     /// one after the cursor.

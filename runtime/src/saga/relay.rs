@@ -24,8 +24,14 @@ pub struct RelaySettings {
     pub batch: u32,
     /// How long the cursor stays this relay's after each round.
     pub lease: Duration,
-    /// Pause when nothing is pending (or another relay holds the lease).
+    /// Whether the relay waits for the outbox's commit signal between rounds;
+    /// off, it polls every `idle` (for comparisons).
+    pub wake: bool,
+    /// Pause when nothing is pending: the longest a waiting relay sleeps
+    /// when woken by the commit, the poll interval when not.
     pub idle: Duration,
+    /// Pause while another relay holds the lease.
+    pub standby: Duration,
     /// Pause after a failure.
     pub backoff: Duration,
     /// How often the backlog is counted for the metrics.
@@ -42,7 +48,9 @@ impl RelaySettings {
             name: name.into(),
             batch: 1000,
             lease: Duration::from_secs(10),
-            idle: Duration::from_millis(10),
+            wake: true,
+            idle: Duration::from_millis(250),
+            standby: Duration::from_millis(500),
             backoff: Duration::from_millis(500),
             backlog_every: Duration::from_secs(5),
             keep: DEFAULT_KEEP,
@@ -54,7 +62,17 @@ impl RelaySettings {
         self.keep = keep;
         self
     }
+
+    /// Polls every 10 ms instead of waiting for the commit signal.
+    pub fn polling(mut self) -> Self {
+        self.wake = false;
+        self.idle = POLL;
+        self
+    }
 }
+
+/// The poll interval of a relay not woken by the commit.
+const POLL: Duration = Duration::from_millis(10);
 
 /// How long published events stay in the outbox by default.
 pub const DEFAULT_KEEP: Duration = Duration::from_secs(15 * 60);
@@ -70,20 +88,33 @@ pub enum RelayError {
     Publish(#[source] BusError),
 }
 
-/// One round: read what is pending, publish it, advance. Returns how many
-/// events went out (0 also when another relay holds the lease).
+/// What one round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Published this many events.
+    Sent(usize),
+    /// Holds the lease; nothing was pending.
+    Idle,
+    /// Another relay holds the lease.
+    Standby,
+}
+
+/// One round: read what is pending, publish it, advance.
 pub async fn relay_once(
     outbox: &impl Outbox,
     bus: &impl EventBus,
     settings: &RelaySettings,
-) -> Result<usize, RelayError> {
+) -> Result<Round, RelayError> {
     let pending = outbox
         .pending(&settings.name, settings.batch, settings.lease)
         .await
         .map_err(RelayError::Outbox)?;
-    let Some(pending) = pending.filter(|p| !p.events.is_empty()) else {
-        return Ok(0);
+    let Some(pending) = pending else {
+        return Ok(Round::Standby);
     };
+    if pending.events.is_empty() {
+        return Ok(Round::Idle);
+    }
     bus.publish(&pending.events).await.map_err(RelayError::Publish)?;
     let moved = outbox
         .advance(&settings.name, pending.cursor, pending.last, settings.lease)
@@ -92,7 +123,7 @@ pub async fn relay_once(
     if !moved {
         tracing::debug!(target: "shop::relay", relay = settings.name, "cursor moved meanwhile; reading again");
     }
-    Ok(pending.events.len())
+    Ok(Round::Sent(pending.events.len()))
 }
 
 /// Deletes published events older than `settings.keep`, chunk by chunk.
@@ -136,17 +167,31 @@ pub async fn run_relay(
                 Err(error) => tracing::warn!(target: "shop::relay", %context, %error, "outbox not pruned"),
             }
         }
-        let pause = match relay_once(&outbox, &bus, &settings).await {
-            Ok(0) => settings.idle,
-            Ok(sent) => {
+        let (pause, woken_by_commit) = match relay_once(&outbox, &bus, &settings).await {
+            Ok(Round::Sent(sent)) => {
                 tracing::debug!(target: "shop::relay", relay = settings.name, sent, "published");
                 continue;
             }
+            Ok(Round::Idle) => (settings.idle, settings.wake),
+            Ok(Round::Standby) => (settings.standby, false),
             Err(error) => {
                 tracing::warn!(target: "shop::relay", relay = settings.name, %error, "relay round failed; retrying");
-                settings.backoff
+                (settings.backoff, false)
             }
         };
-        let _ = tokio::time::timeout(pause, stop.changed()).await;
+        // The poll stays as a floor: a signal lost with a listener's
+        // connection costs at most `idle`.
+        let commit = async {
+            if woken_by_commit {
+                outbox.committed().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = commit => {}
+            () = tokio::time::sleep(pause) => {}
+        }
     }
 }

@@ -32,6 +32,8 @@ pub struct RoleSettings {
     pub expiry_every: Duration,
     /// How long published events stay in the outboxes.
     pub outbox_retention: Duration,
+    /// Relays wait for their outbox's commit signal (off: they poll).
+    pub relay_wake: bool,
     pub metrics: Metrics,
 }
 
@@ -43,6 +45,7 @@ impl RoleSettings {
             reservation_ttl: Duration::from_secs(30 * 60),
             expiry_every: Duration::from_secs(1),
             outbox_retention: super::relay::DEFAULT_KEEP,
+            relay_wake: true,
             metrics: Metrics::default(),
         }
     }
@@ -127,6 +130,7 @@ impl Roles {
         };
         let relay = RelaySettings::named(format!("{}-{}", settings.instance, context.as_str()))
             .keeping(settings.outbox_retention);
+        let relay = if settings.relay_wake { relay } else { relay.polling() };
         self.tasks.spawn(run_relay(
             context,
             outbox,

@@ -22,6 +22,7 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     a_lease_that_ran_out_changes_hands(outbox, &written).await;
     concurrent_commits_are_all_read_once(store, outbox, &mut written).await;
     rewinding_publishes_again_and_pruning_keeps_the_unpublished(outbox, &written, before_writing).await;
+    a_commit_wakes_a_waiting_relay(store, outbox).await;
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -190,6 +191,31 @@ async fn rewinding_publishes_again_and_pruning_keeps_the_unpublished(
     assert_eq!(outbox.prune(future, 1_000).await, Ok(total - 50));
     assert_eq!(outbox.rewind_to(before_writing - 60_000).await, Ok(0), "pruned is gone");
     assert_eq!(outbox.backlog().await, Ok(0));
+}
+
+async fn a_commit_wakes_a_waiting_relay(store: &impl OrderStore, outbox: &impl Outbox) {
+    // The earlier writes' signal may be kept for one wait: take it.
+    within(Duration::from_millis(200), outbox.committed()).await;
+    let waiting = within(Duration::from_secs(10), outbox.committed());
+    let (woken, _) = futures::join!(waiting, write(store, "ob-wake".into()));
+    assert!(
+        woken,
+        "a relay waiting on committed() was not woken within 10 s of a commit"
+    );
+}
+
+/// Whether `future` finished within `limit` (timed without any particular executor).
+async fn within(limit: Duration, future: impl std::future::Future<Output = ()>) -> bool {
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = tx.send(());
+    });
+    futures::pin_mut!(future);
+    matches!(
+        futures::future::select(future, rx).await,
+        futures::future::Either::Left(_)
+    )
 }
 
 /// A short pause that needs no particular executor.

@@ -266,7 +266,7 @@ for run in $RUNS; do
     rss() { awk '/VmRSS/ {print $2 / 1024}' "/proc/${pids[0]}/status"; }
     rss_start=$(rss)
     load "seed-scenario" --target http://127.0.0.1:18080 scenario --users "$USERS" --ramp 60s \
-      --duration "${SCENARIO_DURATION:-120s}" --settle 300s
+      --duration "${SCENARIO_DURATION:-120s}" --settle "${SCENARIO_SETTLE:-300s}"
     echo "==> seed scenario: shop RSS $rss_start MiB at the start, $(rss) MiB at the end"
     stop_all
     ;;

@@ -330,7 +330,12 @@ pub async fn place(addr: SocketAddr, token: &str, product: &str, key: &str) -> s
 
 /// Waits (up to 20 s) until order `id`, read at `addr`, is CONFIRMED.
 pub async fn confirmed(addr: SocketAddr, token: &str, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    confirmed_within(Duration::from_secs(20), addr, token, id).await;
+}
+
+/// Waits (up to `limit`) until order `id`, read at `addr`, is CONFIRMED.
+pub async fn confirmed_within(limit: Duration, addr: SocketAddr, token: &str, id: &str) {
+    let deadline = Instant::now() + limit;
     loop {
         let answer = call(addr, "GET", &format!("/api/orders/{id}"), Some(token), &[], "").await;
         assert_eq!(answer.status, 200, "{}", answer.body);

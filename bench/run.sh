@@ -42,6 +42,7 @@ else
   cargo build --release --locked -p shop -p shop-load
   bin="$CARGO_TARGET_DIR/release"
 fi
+. bench/lib.sh
 results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 work=$(mktemp -d)
@@ -58,25 +59,12 @@ serve() {
   local port=$1 log=$2; shift 2
   env "$@" SHOP_LISTEN="127.0.0.1:$port" "$bin/shop" serve >"$log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 300); do
-    if curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "shop on port $port did not become ready; its log:" >&2
-  cat "$log" >&2
-  exit 1
+  wait_ready "$port" "$log"
 }
 stop_all() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
-}
-fresh_db() {
-  local name="bench_$(date +%s%N | tail -c 10)"
-  psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
-  # Serving roles do not migrate; `shop migrate` is its own step.
-  SHOP_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$name" "$bin/shop" migrate >/dev/null
-  echo "postgres://postgres@127.0.0.1:5432/$name"
 }
 load() { # name, then shop-load arguments
   local name=$1; shift
@@ -143,7 +131,7 @@ PY
 # Each run gets a shop of its own, so no run inherits another's backlog.
 distributed() { # log name, then more environment
   local log=$1; shift
-  current_db=$(fresh_db)
+  current_db=$(fresh_db bench)
   serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="b$(date +%s%N | tail -c 9)" SHOP_DB_POOL=32 "$@"
   cost_begin "${pids[@]}"
 }
@@ -157,7 +145,7 @@ costed() {
 # $3 copies), loaded through the gateway and costed; run name $1.
 four_instances() {
   local name=$1 urls=$2 replicas=$3 first=${#pids[@]}
-  current_db=$(fresh_db)
+  current_db=$(fresh_db bench)
   local common=(SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="c$(date +%s%N | tail -c 9)" SHOP_DB_POOL=16
     SHOP_NATS_URL="$urls" SHOP_NATS_REPLICAS="$replicas")
   serve 18081 "$work/$name-inventory-1.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
@@ -292,7 +280,7 @@ for run in $RUNS; do
     stop_all
     ;;
   separate)
-    db=$(fresh_db)
+    db=$(fresh_db bench)
     ns="p$(date +%s)"
     common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$ns" SHOP_DB_POOL=32)
     serve 18081 "$work/inventory.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1

@@ -21,6 +21,7 @@ bin=${BIN:-${CARGO_TARGET_DIR:-target}/debug}
 examples=${EXAMPLES:-300}
 min_cases=${MIN_CASES:-5000}
 venv=${VENV:-/var/tmp/shop-conformance-venv}
+. bench/lib.sh
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(embedded distributed)
 
@@ -51,13 +52,7 @@ base="http://127.0.0.1:$port"
 serve() {
   env "$@" SHOP_LISTEN="127.0.0.1:$port" "$bin/shop" serve >"$work/shop.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 300); do
-    if curl -fs "$base/health/ready" >/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "the shop did not become ready; its log:" >&2
-  cat "$work/shop.log" >&2
-  exit 1
+  wait_ready "$port" "$work/shop.log"
 }
 
 # One schemathesis run; prints its summary and adds its cases to $cases.
@@ -88,10 +83,7 @@ for mode in "${modes[@]}"; do
       serve SHOP_DATABASE_URL="sqlite://$work/shop.db"
       ;;
     distributed)
-      db="conformance_$(date +%s%N | tail -c 10)"
-      psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
-      url="postgres://postgres@127.0.0.1:5432/$db"
-      SHOP_DATABASE_URL=$url "$bin/shop" migrate >/dev/null
+      url=$(fresh_db conformance)
       serve SHOP_DATABASE_URL="$url" SHOP_NATS_URL=nats://127.0.0.1:4222 SHOP_REDIS_URL=redis://127.0.0.1:6379 \
         SHOP_NAMESPACE="conf$(date +%s%N | tail -c 9)"
       ;;

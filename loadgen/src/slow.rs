@@ -36,14 +36,15 @@ pub async fn hold(addr: SocketAddr, count: usize, trickle: Duration, until: Inst
             while Instant::now() < until {
                 held.opened.fetch_add(1, Ordering::Relaxed);
                 match one(addr, trickle, until).await {
-                    Ok(true) => held.cut.fetch_add(1, Ordering::Relaxed),
-                    Ok(false) => 0,
+                    Ok(true) => {
+                        held.cut.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
                     Err(_) => {
                         held.refused.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(trickle).await;
-                        0
                     }
-                };
+                }
             }
         });
     }
@@ -60,13 +61,8 @@ async fn one(addr: SocketAddr, trickle: Duration, until: Instant) -> std::io::Re
     let mut buffer = [0u8; 512];
     while Instant::now() < until {
         tokio::select! {
-            read = stream.read(&mut buffer) => {
-                // An answer (408, 400) or the end of the stream: the server let go.
-                return match read {
-                    Ok(_) => Ok(true),
-                    Err(_) => Ok(true),
-                };
-            }
+            // An answer (408, 400), the end of the stream or an error: the server let go.
+            _ = stream.read(&mut buffer) => return Ok(true),
             () = tokio::time::sleep(trickle) => {
                 if stream.write_all(b"x").await.is_err() {
                     return Ok(true);

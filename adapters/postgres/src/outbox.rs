@@ -24,22 +24,20 @@ pub(crate) fn outbox(pool: PgPool, schema: Schema, committed: CommitSignal) -> P
         Schema::Orders => &ORDERS,
         Schema::Inventory => &INVENTORY,
     };
-    let driver = Driver {
-        db_error,
-        rows_affected: PgQueryResult::rows_affected,
-    };
-    SqlOutbox::new(pool, sql, driver, committed)
+    SqlOutbox::new(pool, sql, DRIVER, committed)
 }
 
 /// API keys in `access.api_keys`, over the same shared SQL.
 pub type PgApiKeys = SqlApiKeys<Postgres>;
 
+/// What the shared SQL code needs of this driver, for the outboxes and the keys.
+const DRIVER: Driver<Postgres> = Driver {
+    db_error,
+    rows_affected: PgQueryResult::rows_affected,
+};
+
 static API_KEYS: ApiKeySql = api_keys_sql!("access.api_keys");
 
 pub(crate) fn api_keys(pool: PgPool) -> PgApiKeys {
-    let driver = Driver {
-        db_error,
-        rows_affected: PgQueryResult::rows_affected,
-    };
-    SqlApiKeys::new(pool, &API_KEYS, driver)
+    SqlApiKeys::new(pool, &API_KEYS, DRIVER)
 }

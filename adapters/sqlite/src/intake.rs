@@ -5,16 +5,15 @@
 
 use std::collections::HashSet;
 
-use shop_adapter_sql::OutboxSignals;
+use shop_adapter_sql::{CommitSignal, OutboxSignals};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::StoreError;
 use shop_streams::{Context, Envelope};
 use sqlx::SqlitePool;
 
-use crate::error::db_error;
 use crate::orders::insert_new;
-use crate::outbox::{append_outbox, begin};
+use crate::outbox::{append_outbox, begin, commit};
 
 /// Most orders one transaction carries.
 const BATCH: usize = 256;
@@ -34,7 +33,7 @@ pub(crate) struct Intake {
 impl Intake {
     /// One writer: SQLite has one anyway.
     pub(crate) fn start(pool: SqlitePool, signals: OutboxSignals) -> Self {
-        let group = GroupCommit::start(1, BATCH, move |batch| commit(pool.clone(), signals.clone(), batch));
+        let group = GroupCommit::start(1, BATCH, move |batch| write_batch(pool.clone(), signals.clone(), batch));
         Self { group }
     }
 
@@ -53,12 +52,8 @@ impl Intake {
     }
 }
 
-async fn commit(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
-    let inserted = insert(&pool, &batch).await;
-    if inserted.is_ok() {
-        signals.of(Context::Order).ring();
-    }
-    match inserted {
+async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
+    match insert(&pool, signals.of(Context::Order), &batch).await {
         Ok(written) => written
             .into_iter()
             .zip(&batch)
@@ -72,7 +67,7 @@ async fn commit(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) 
 }
 
 /// One transaction; for each order, whether it was written (its id was free).
-async fn insert(pool: &SqlitePool, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
+async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
     let mut tx = begin(pool).await?;
     let mut taken = HashSet::with_capacity(batch.len());
     let mut written = Vec::with_capacity(batch.len());
@@ -88,6 +83,6 @@ async fn insert(pool: &SqlitePool, batch: &[NewOrder]) -> Result<Vec<bool>, Stor
         }
         written.push(fresh);
     }
-    tx.commit().await.map_err(db_error)?;
+    commit(tx, committed).await?;
     Ok(written)
 }

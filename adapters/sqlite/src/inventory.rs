@@ -11,7 +11,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql as to_sql_version, version};
-use crate::outbox::{append_outbox, begin};
+use crate::outbox::{append_outbox, begin, commit};
 
 type SqlQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
 
@@ -47,9 +47,7 @@ impl InventoryStore for SqliteStore {
         }
         insert_movements(&mut tx, &net.movements).await?;
         append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.signals.of(Context::Inventory).ring();
-        Ok(())
+        commit(tx, self.signals.of(Context::Inventory)).await
     }
 
     async fn movements(&self, product_id: &str, after: u64, limit: u32) -> Result<Vec<(u64, Movement)>, StoreError> {

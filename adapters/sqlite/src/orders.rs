@@ -8,7 +8,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql, version};
-use crate::outbox::{append_outbox, begin};
+use crate::outbox::{append_outbox, begin, commit};
 
 fn order_from(row: &SqliteRow) -> Result<Order, StoreError> {
     let text: String = row.try_get("state").map_err(|e| corrupt("order", e))?;
@@ -105,8 +105,7 @@ impl OrderStore for SqliteStore {
             }
         };
         append_outbox(&mut tx, Context::Order, write.events).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.signals.of(Context::Order).ring();
+        commit(tx, self.signals.of(Context::Order)).await?;
         Ok(new_version)
     }
 
@@ -127,9 +126,7 @@ impl OrderStore for SqliteStore {
             update_existing(&mut tx, order, &state_of(order)?, expected).await?;
         }
         append_outbox(&mut tx, Context::Order, updates.iter().flat_map(|u| u.events)).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.signals.of(Context::Order).ring();
-        Ok(())
+        commit(tx, self.signals.of(Context::Order)).await
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {

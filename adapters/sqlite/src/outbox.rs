@@ -32,14 +32,16 @@ static INVENTORY: OutboxSql = outbox_sql!("inventory_outbox", "inventory_outbox_
 /// API keys in the `api_keys` table, over the same shared SQL.
 pub type SqliteApiKeys = SqlApiKeys<Sqlite>;
 
+/// What the shared SQL code needs of this driver, for the outboxes and the keys.
+const DRIVER: Driver<Sqlite> = Driver {
+    db_error,
+    rows_affected: SqliteQueryResult::rows_affected,
+};
+
 static API_KEYS: ApiKeySql = api_keys_sql!("api_keys");
 
 pub(crate) fn api_keys(pool: SqlitePool) -> SqliteApiKeys {
-    let driver = Driver {
-        db_error,
-        rows_affected: SqliteQueryResult::rows_affected,
-    };
-    SqlApiKeys::new(pool, &API_KEYS, driver)
+    SqlApiKeys::new(pool, &API_KEYS, DRIVER)
 }
 
 /// One process writes the database, so the writers ring `committed`
@@ -49,11 +51,7 @@ pub(crate) fn outbox(pool: SqlitePool, context: Context, committed: CommitSignal
         Context::Order => &ORDERS,
         Context::Inventory => &INVENTORY,
     };
-    let driver = Driver {
-        db_error,
-        rows_affected: SqliteQueryResult::rows_affected,
-    };
-    SqlOutbox::new(pool, sql, driver, committed)
+    SqlOutbox::new(pool, sql, DRIVER, committed)
 }
 
 /// Appends events to the context's outbox, in order.
@@ -86,4 +84,12 @@ pub(crate) async fn append_outbox<'e>(
 /// writers queue instead of failing to upgrade a read lock.
 pub(crate) async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
+}
+
+/// Commits a transaction that may have appended to an outbox, then wakes
+/// that outbox's relay.
+pub(crate) async fn commit(tx: Transaction<'static, Sqlite>, committed: &CommitSignal) -> Result<(), StoreError> {
+    tx.commit().await.map_err(db_error)?;
+    committed.ring();
+    Ok(())
 }

@@ -204,28 +204,28 @@ async fn a_commit_wakes_a_waiting_relay(store: &impl OrderStore, outbox: &impl O
     );
 }
 
-/// Whether `future` finished within `limit` (timed without any particular executor).
+/// Whether `future` finished within `limit`.
 async fn within(limit: Duration, future: impl std::future::Future<Output = ()>) -> bool {
+    futures::pin_mut!(future);
+    matches!(
+        futures::future::select(future, timer(limit)).await,
+        futures::future::Either::Left(_)
+    )
+}
+
+/// A short pause.
+async fn tokio_free_pause() {
+    let _ = timer(Duration::from_millis(5)).await;
+}
+
+/// Resolves after `limit`, on a thread of its own: the contracts run on any executor.
+fn timer(limit: Duration) -> futures::channel::oneshot::Receiver<()> {
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         let _ = tx.send(());
     });
-    futures::pin_mut!(future);
-    matches!(
-        futures::future::select(future, rx).await,
-        futures::future::Either::Left(_)
-    )
-}
-
-/// A short pause that needs no particular executor.
-async fn tokio_free_pause() {
-    let (tx, rx) = futures::channel::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(5));
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
+    rx
 }
 
 fn now_ms() -> i64 {

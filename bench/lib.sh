@@ -1,0 +1,24 @@
+# Shell helpers shared by bench/run.sh and conformance/run.sh (sourced, not
+# run). Both expect `$bin` to name the directory holding the `shop` binary.
+
+# Waits (up to 30 s) until the shop on 127.0.0.1:$1 is ready; otherwise
+# prints its log ($2) and exits.
+wait_ready() {
+  local port=$1 log=$2
+  for _ in $(seq 1 300); do
+    if curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "shop on port $port did not become ready; its log:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# Creates a PostgreSQL database named $1_<digits>, migrates it with
+# `shop migrate` (serving roles do not migrate), and prints its URL.
+fresh_db() {
+  local name="$1_$(date +%s%N | tail -c 10)"
+  psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
+  SHOP_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$name" "$bin/shop" migrate >/dev/null
+  echo "postgres://postgres@127.0.0.1:5432/$name"
+}

@@ -25,7 +25,10 @@ fn shared_host() -> &'static (Arc<RuleHost>, Arc<ManualClock>) {
     HOST.get_or_init(|| {
         let clock = Arc::new(ManualClock::new(T0));
         let settings = RuleSettings {
-            builtin: shop_rules_bundle::default_sources(),
+            builtin: shop_rules_bundle::DEFAULT
+                .iter()
+                .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
+                .collect(),
             ..RuleSettings::default()
         };
         let capabilities = Capabilities {

@@ -23,13 +23,13 @@ use crate::problem::Problem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum CallerRole {
     Customer,
     Admin,
     Payment,
 }
 
-impl Role {
+impl CallerRole {
     /// `customer`, `admin` or `payment`.
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Customer, Self::Admin, Self::Payment]
@@ -49,7 +49,7 @@ impl Role {
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
-    role: Role,
+    role: CallerRole,
     iat: u64,
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +104,7 @@ pub fn api_key_digest(key: &str) -> [u8; 32] {
 pub struct ApiKey {
     pub name: String,
     /// Its scope: what it may call.
-    pub role: Role,
+    pub role: CallerRole,
     pub digest: [u8; 32],
     /// Milliseconds since the epoch after which it is refused.
     pub expires_ms: Option<i64>,
@@ -218,7 +218,7 @@ impl Auth {
     }
 
     /// Accepts `key` in the `X-Api-Key` header as `name` in `role`.
-    pub fn with_api_key(mut self, name: &str, role: Role, key: &str) -> Result<Self, KeyError> {
+    pub fn with_api_key(mut self, name: &str, role: CallerRole, key: &str) -> Result<Self, KeyError> {
         if key.len() < 16 {
             return Err(KeyError::ShortApiKey(name.to_owned()));
         }
@@ -232,7 +232,7 @@ impl Auth {
     }
 
     /// An HS256 token for `subject` in `role`, valid for `ttl`.
-    pub fn issue(&self, subject: &str, role: Role, ttl: Duration) -> Result<String, SignError> {
+    pub fn issue(&self, subject: &str, role: CallerRole, ttl: Duration) -> Result<String, SignError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = Claims {
             sub: subject.to_owned(),
@@ -355,12 +355,12 @@ impl Auth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub subject: String,
-    pub role: Role,
+    pub role: CallerRole,
 }
 
 impl Caller {
     /// `Ok` when the caller has one of `roles`, a 403 problem otherwise.
-    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+    pub fn require(&self, roles: &[CallerRole]) -> Result<(), Problem> {
         if roles.contains(&self.role) {
             return Ok(());
         }
@@ -401,7 +401,7 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
 
-    use super::{Auth, Role, TokenChecks};
+    use super::{Auth, CallerRole, TokenChecks};
 
     const SECRET: &[u8] = b"a-test-secret-of-at-least-32-bytes!!";
 
@@ -431,7 +431,7 @@ mod tests {
         assert!(auth.verify(&signed(good.clone())).is_ok());
         // What `shop token` issues under the same settings passes too.
         let issued = auth
-            .issue("bob", Role::Admin, Duration::from_secs(600))
+            .issue("bob", CallerRole::Admin, Duration::from_secs(600))
             .expect("issued");
         assert_eq!(auth.verify(&issued).map(|c| c.subject).ok().as_deref(), Some("bob"));
 
@@ -462,7 +462,7 @@ mod tests {
         let auth = Auth::rs256_only(pem).expect("a public key");
         let token = signed(json!({"sub": "alice", "role": "customer", "iat": now(), "exp": now() + 60}));
         assert!(refusal(&auth, &token).contains("RS256"));
-        assert!(auth.issue("x", Role::Customer, Duration::from_secs(60)).is_err());
+        assert!(auth.issue("x", CallerRole::Customer, Duration::from_secs(60)).is_err());
     }
 
     #[test]
@@ -473,13 +473,16 @@ mod tests {
         assert!(auth.verify_api_key(&key).is_err(), "not stored yet");
         let live = super::ApiKey {
             name: "partner".into(),
-            role: Role::Customer,
+            role: CallerRole::Customer,
             digest: super::api_key_digest(&key),
             expires_ms: None,
         };
         stored.replace(vec![live.clone()]);
         let caller = auth.verify_api_key(&key).expect("accepted");
-        assert_eq!((caller.subject.as_str(), caller.role), ("partner", Role::Customer));
+        assert_eq!(
+            (caller.subject.as_str(), caller.role),
+            ("partner", CallerRole::Customer)
+        );
         stored.replace(vec![super::ApiKey {
             expires_ms: Some(1),
             ..live
@@ -491,7 +494,7 @@ mod tests {
             auth.verify_api_key(&key).is_err(),
             "revoked keys are dropped from the set"
         );
-        assert_eq!(Role::parse("admin"), Some(Role::Admin));
-        assert_eq!(Role::parse("root"), None);
+        assert_eq!(CallerRole::parse("admin"), Some(CallerRole::Admin));
+        assert_eq!(CallerRole::parse("root"), None);
     }
 }

@@ -39,7 +39,7 @@ use shop_runtime::saga::orders::OrderService;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use auth::{ApiKey, Auth, Caller, Role, StoredApiKeys, TokenChecks, api_key_digest};
+pub use auth::{ApiKey, Auth, Caller, CallerRole, StoredApiKeys, TokenChecks, api_key_digest};
 pub use breaker::{BreakerSettings, BreakerState};
 pub use limits::Limits;
 pub use openapi::ApiDoc;

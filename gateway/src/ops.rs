@@ -24,7 +24,7 @@ use axum::{Extension, Router};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
-use crate::auth::{Auth, Role};
+use crate::auth::{Auth, CallerRole};
 
 /// The content type of the metrics exposition.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -119,7 +119,7 @@ async fn ready(
     let admin = auth
         .and_then(|Extension(auth)| auth.authenticate(&headers))
         .and_then(Result::ok)
-        .is_some_and(|caller| caller.role == Role::Admin);
+        .is_some_and(|caller| caller.role == CallerRole::Admin);
     let body = match admin {
         true => serde_json::json!({"status": word, "checks": report}),
         false => serde_json::json!({"status": word}),

@@ -15,7 +15,7 @@ use shop_streams::Trace;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, CallerRole};
 use crate::json::{self, Body, reply};
 use crate::openapi::{ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -153,7 +153,7 @@ pub(crate) async fn place<S: OrderStore>(
     headers: HeaderMap,
     Body(body): Body<PlaceBody>,
 ) -> Result<Response, Problem> {
-    caller.require(&[Role::Customer])?;
+    caller.require(&[CallerRole::Customer])?;
     let order_id = order_id(&caller, &headers)?;
     let new = NewOrder {
         order_id,
@@ -180,7 +180,7 @@ pub(crate) async fn place<S: OrderStore>(
 async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &str) -> Result<Order, Problem> {
     let order = orders.get(id).await.map_err(order_problem)?;
     match order {
-        Some(order) if caller.role != Role::Customer || order.customer_id == caller.subject => Ok(order),
+        Some(order) if caller.role != CallerRole::Customer || order.customer_id == caller.subject => Ok(order),
         _ => Err(Problem::not_found(format!("no order {id}"))),
     }
 }
@@ -320,9 +320,9 @@ pub(crate) async fn cancel<S: OrderStore>(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(&[Role::Customer, Role::Admin])?;
+    caller.require(&[CallerRole::Customer, CallerRole::Admin])?;
     visible(&orders, &caller, &id).await?;
-    let reason = if caller.role == Role::Admin {
+    let reason = if caller.role == CallerRole::Admin {
         CancelReason::Admin
     } else {
         CancelReason::Customer
@@ -349,7 +349,7 @@ pub(crate) async fn complete<S: OrderStore>(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(&[Role::Payment, Role::Admin])?;
+    caller.require(&[CallerRole::Payment, CallerRole::Admin])?;
     let order = orders.complete(&id, trace()).await.map_err(order_problem)?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }

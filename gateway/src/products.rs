@@ -18,7 +18,7 @@ use shop_streams::Trace;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, CallerRole};
 use crate::json::{self, Body, reply};
 use crate::openapi::{AdminProblems, ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -153,7 +153,7 @@ async fn run<S: InventoryStore, L: Lock>(
     product_id: &str,
     command: InventoryCommand,
 ) -> Result<ProductView, Problem> {
-    caller.require(&[Role::Admin])?;
+    caller.require(&[CallerRole::Admin])?;
     inventory
         .admin(command, Trace::root(Uuid::now_v7()))
         .await
@@ -367,7 +367,7 @@ pub(crate) async fn movements<S: InventoryStore, L: Lock>(
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    caller.require(&[Role::Admin])?;
+    caller.require(&[CallerRole::Admin])?;
     let query = json::query(query)?;
     let limit = json::page_limit(query.limit, 100, MAX_PAGE)?;
     if query.after.is_some_and(|after| after > i64::MAX as u64) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::http::{Method, StatusCode};
-use shop_gateway::{Auth, Role};
+use shop_gateway::{Auth, CallerRole};
 
 use crate::client::{Api, Failure};
 use crate::record::Recorder;
@@ -55,7 +55,7 @@ impl Shop {
         let run = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
         let users = (0..users.max(1))
             .map(|n| {
-                let token = auth.issue(&format!("load-{run}-{n}"), Role::Customer, day)?;
+                let token = auth.issue(&format!("load-{run}-{n}"), CallerRole::Customer, day)?;
                 Ok(User {
                     token,
                     accepted: Mutex::new(Vec::new()),
@@ -65,7 +65,7 @@ impl Shop {
         Ok(Self {
             api,
             products_api,
-            admin: auth.issue(&format!("load-{run}-admin"), Role::Admin, day)?,
+            admin: auth.issue(&format!("load-{run}-admin"), CallerRole::Admin, day)?,
             users,
             run,
             unanswered: AtomicU64::new(0),

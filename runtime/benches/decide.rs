@@ -40,7 +40,10 @@ fn three_line_order() -> OrderCommand {
 
 fn host(pool_size: usize) -> RuleHost {
     let settings = RuleSettings {
-        builtin: shop_rules_bundle::default_sources(),
+        builtin: shop_rules_bundle::DEFAULT
+            .iter()
+            .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
+            .collect(),
         pool_size,
         ..RuleSettings::default()
     };

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
-use shop_gateway::{ApiKey, Role, StoredApiKeys, api_key_digest};
+use shop_gateway::{ApiKey, CallerRole, StoredApiKeys, api_key_digest};
 use shop_runtime::ports::{ApiKeyRecord, ApiKeyStore, Clock, StoreError, SystemClock};
 
 use crate::config::{self, Database};
@@ -63,7 +63,7 @@ async fn execute(store: impl ApiKeyStore, command: ApiKeyCommand) -> anyhow::Res
             if name.trim().is_empty() || name.chars().any(char::is_control) || name.len() > 100 {
                 bail!("a key's name is 1 to 100 characters, none of them control characters");
             }
-            if Role::parse(&role).is_none() {
+            if CallerRole::parse(&role).is_none() {
                 bail!("--role {role:?}: expected customer, admin or payment");
             }
             let lifetime = expires
@@ -138,7 +138,7 @@ pub fn keep_current(store: impl ApiKeyStore, stored: StoredApiKeys) -> tokio::ta
                         .filter(|record| record.revoked_ms.is_none())
                         .filter_map(|record| {
                             Some(ApiKey {
-                                role: Role::parse(&record.role)?,
+                                role: CallerRole::parse(&record.role)?,
                                 name: record.name,
                                 digest: record.digest,
                                 expires_ms: record.expires_ms,

@@ -301,7 +301,7 @@ pub fn cors_origins() -> anyhow::Result<Vec<axum::http::HeaderValue>> {
 
 /// `SHOP_API_KEYS`: third-party callers as `name:role:key`, separated by
 /// commas (`shipping:admin:0123456789abcdef...`).
-pub fn api_keys() -> anyhow::Result<Vec<(String, shop_gateway::Role, String)>> {
+pub fn api_keys() -> anyhow::Result<Vec<(String, shop_gateway::CallerRole, String)>> {
     let Some(text) = var("SHOP_API_KEYS") else {
         return Ok(Vec::new());
     };
@@ -314,9 +314,9 @@ pub fn api_keys() -> anyhow::Result<Vec<(String, shop_gateway::Role, String)>> {
                 bail!("SHOP_API_KEYS: expected name:role:key, found an entry with fewer parts");
             };
             let role = match role {
-                "customer" => shop_gateway::Role::Customer,
-                "admin" => shop_gateway::Role::Admin,
-                "payment" => shop_gateway::Role::Payment,
+                "customer" => shop_gateway::CallerRole::Customer,
+                "admin" => shop_gateway::CallerRole::Admin,
+                "payment" => shop_gateway::CallerRole::Payment,
                 other => bail!("SHOP_API_KEYS: {name} has the unknown role {other:?} (customer, admin or payment)"),
             };
             Ok((name.to_owned(), role, key.to_owned()))

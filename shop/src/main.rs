@@ -52,7 +52,7 @@ enum Command {
     Serve {
         /// Which roles this process runs [default: all; SHOP_ROLE].
         #[arg(long, value_enum)]
-        role: Option<serve_cmd::Role>,
+        role: Option<serve_cmd::ProcessRole>,
         /// Where the HTTP endpoints listen; port 0 picks a free port
         /// [default: 127.0.0.1:8080; SHOP_LISTEN].
         #[arg(long)]
@@ -120,12 +120,12 @@ fn main() -> ExitCode {
 }
 
 /// The command line over `SHOP_ROLE` / `SHOP_LISTEN` over the defaults.
-fn serve(role: Option<serve_cmd::Role>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+fn serve(role: Option<serve_cmd::ProcessRole>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let role = match (role, config::var("SHOP_ROLE")) {
         (Some(role), _) => role,
-        (None, Some(text)) => serve_cmd::Role::from_str(&text, true)
+        (None, Some(text)) => serve_cmd::ProcessRole::from_str(&text, true)
             .map_err(|_| anyhow::anyhow!("SHOP_ROLE={text:?}: expected order, inventory, all or gateway"))?,
-        (None, None) => serve_cmd::Role::All,
+        (None, None) => serve_cmd::ProcessRole::All,
     };
     let listen = match (listen, config::var("SHOP_LISTEN")) {
         (Some(listen), _) => listen,

@@ -105,7 +105,10 @@ pub fn settings(config: RulesConfig) -> RuleSettings {
         .entry("reservation-ttl-ms".to_owned())
         .or_insert_with(|| config.reservation_ttl.as_millis().to_string());
     RuleSettings {
-        builtin: shop_rules_bundle::default_sources(),
+        builtin: shop_rules_bundle::DEFAULT
+            .iter()
+            .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
+            .collect(),
         dir: config.dir,
         cache_dir: config.cache_dir,
         cache_key: config.cache_key,

@@ -47,7 +47,7 @@ use crate::rules_cmd;
 use crate::secrets::{self, JwtKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
+pub enum ProcessRole {
     Order,
     Inventory,
     All,
@@ -55,27 +55,27 @@ pub enum Role {
     Gateway,
 }
 
-impl Role {
-    fn runs(self, role: Role) -> bool {
-        self == Role::All || self == role
+impl ProcessRole {
+    fn runs(self, role: ProcessRole) -> bool {
+        self == ProcessRole::All || self == role
     }
 
     fn describe(self) -> &'static str {
         match self {
-            Role::Order => "the order role",
-            Role::Inventory => "the inventory role",
-            Role::All => "every role",
-            Role::Gateway => "the gateway",
+            ProcessRole::Order => "the order role",
+            ProcessRole::Inventory => "the inventory role",
+            ProcessRole::All => "every role",
+            ProcessRole::Gateway => "the gateway",
         }
     }
 }
 
-pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+pub fn run(role: ProcessRole, listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let service = ServiceConfig::from_env()?;
     // Before anything starts: a role on real services without its secrets
     // refuses to run (exit code 2, one line naming the variable).
     let keys = match role {
-        Role::Gateway => secrets::distributed()?,
+        ProcessRole::Gateway => secrets::distributed()?,
         _ => secrets::for_database(&service.database)?,
     };
     let rules = RulesConfig::from_env()?;
@@ -92,7 +92,7 @@ pub fn run(role: Role, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         .build()
         .context("start the async runtime")?;
     match role {
-        Role::Gateway => runtime.block_on(crate::gateway_role::serve(listen, service, &keys))?,
+        ProcessRole::Gateway => runtime.block_on(crate::gateway_role::serve(listen, service, &keys))?,
         _ => runtime.block_on(serve(role, listen, service, rules, &keys))?,
     }
     Ok(ExitCode::SUCCESS)
@@ -122,7 +122,7 @@ struct Wiring<S, B, L, O, R, K> {
 }
 
 async fn serve(
-    role: Role,
+    role: ProcessRole,
     listen: SocketAddr,
     service: ServiceConfig,
     rules: RulesConfig,
@@ -186,7 +186,7 @@ async fn serve(
         // Redis and NATS are connected lazily: an instance starts and takes
         // orders while they are away (the outbox holds the events, limits
         // and locks fall back to per instance) and uses them once they answer.
-        let lock = match role.runs(Role::Inventory) {
+        let lock = match role.runs(ProcessRole::Inventory) {
             true => Some(WithFallback::new(
                 RedisLock::connect_lazily(service.redis.clone())?,
                 MemoryLock::new(),
@@ -219,7 +219,7 @@ async fn serve(
 }
 
 async fn run_roles<S, B, L, O, R, K>(
-    role: Role,
+    role: ProcessRole,
     listener: tokio::net::TcpListener,
     wiring: Wiring<S, B, L, O, R, K>,
     namespace: Namespace,
@@ -287,7 +287,7 @@ where
     // Probed through the context this role runs: a least-privilege role
     // may read its own schema only.
     let probe = store.clone();
-    let orders = role.runs(Role::Order);
+    let orders = role.runs(ProcessRole::Order);
     checks.push(Dependency::required(
         "database",
         Arc::new(move || {
@@ -313,7 +313,7 @@ where
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins()?);
-    if role.runs(Role::Order) {
+    if role.runs(ProcessRole::Order) {
         let orders = Arc::new(
             OrderService::new(store.clone(), rules.clone(), clock.clone())
                 .with_metrics(metrics.clone())
@@ -324,7 +324,7 @@ where
             .await?;
         gateway = gateway.orders(orders);
     }
-    if let (true, Some(lock)) = (role.runs(Role::Inventory), wiring.lock) {
+    if let (true, Some(lock)) = (role.runs(ProcessRole::Inventory), wiring.lock) {
         let inventory = Arc::new(
             InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone()),
         );
@@ -343,7 +343,10 @@ where
         Some((bus, key)) => {
             let settings = config::AnnounceConfig::from_env()?;
             let url = settings.url.unwrap_or_else(|| advertised(listening));
-            let contexts = [(Role::Order, Context::Order), (Role::Inventory, Context::Inventory)];
+            let contexts = [
+                (ProcessRole::Order, Context::Order),
+                (ProcessRole::Inventory, Context::Inventory),
+            ];
             let announcements = contexts
                 .into_iter()
                 .filter(|(runs, _)| role.runs(*runs))

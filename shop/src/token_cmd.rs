@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use shop_gateway::{Auth, Role};
+use shop_gateway::{Auth, CallerRole};
 
 use crate::{config, secrets};
 
@@ -31,9 +31,9 @@ enum TokenRole {
 
 pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let role = match args.role {
-        TokenRole::Customer => Role::Customer,
-        TokenRole::Admin => Role::Admin,
-        TokenRole::Payment => Role::Payment,
+        TokenRole::Customer => CallerRole::Customer,
+        TokenRole::Admin => CallerRole::Admin,
+        TokenRole::Payment => CallerRole::Payment,
     };
     let secret = match config::database()? {
         config::Database::Embedded(url) => Some(secrets::embedded_jwt_secret(&secrets::data_dir(&url))?),

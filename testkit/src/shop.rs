@@ -111,7 +111,10 @@ pub async fn start_with(options: Options) -> Shop {
         namespace: namespace.to_string(),
     };
     let mut settings = RuleSettings {
-        builtin: shop_rules_bundle::default_sources(),
+        builtin: shop_rules_bundle::DEFAULT
+            .iter()
+            .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
+            .collect(),
         ..RuleSettings::default()
     };
     if let Some(ttl) = reservation_ttl {

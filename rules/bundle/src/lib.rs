@@ -3,7 +3,9 @@
 //! `build.rs` compiles the guest crates under `rules/` for `wasm32-wasip2`
 //! (with a nested cargo and its own target directory, so it never waits on
 //! the outer build's lock) and this crate embeds the resulting components.
-//! The host loads these unless a rules directory overrides them.
+//! The host loads these unless a rules directory overrides them. This crate
+//! holds bytes only and depends on nothing: whoever wires the host turns
+//! them into sources (`RuleSource::builtin(c.name, c.wasm)`).
 
 /// A component as shipped: a name for humans and its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -32,18 +34,6 @@ pub const PURCHASE_LIMIT: BundledComponent = BundledComponent {
 
 /// The components the host loads by default.
 pub const DEFAULT: [BundledComponent; 2] = [ORDER, INVENTORY];
-
-impl BundledComponent {
-    /// The component as the rules host loads it.
-    pub fn source(self) -> shop_runtime::rules::RuleSource {
-        shop_runtime::rules::RuleSource::builtin(self.name, self.wasm)
-    }
-}
-
-/// [`DEFAULT`] as the rules host loads it: `RuleSettings::builtin`.
-pub fn default_sources() -> Vec<shop_runtime::rules::RuleSource> {
-    DEFAULT.into_iter().map(BundledComponent::source).collect()
-}
 
 /// Test fixtures, built only with the `fixtures` feature.
 #[cfg(feature = "fixtures")]

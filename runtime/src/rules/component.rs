@@ -15,31 +15,32 @@ use super::imports::{Capabilities, HostState};
 
 /// Which contract a component fulfils, recognised from its exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
+pub enum ComponentKind {
     Order,
     Inventory,
     Policy,
 }
 
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Order, Role::Inventory, Role::Policy];
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 3] = [ComponentKind::Order, ComponentKind::Inventory, ComponentKind::Policy];
 
-    /// The fully qualified interface a component of this role exports.
+    /// The fully qualified interface a component of this kind exports, at
+    /// the contract version this host implements.
     pub fn export(self) -> &'static str {
         match self {
-            Role::Order => "shop:rules/order-rules@0.1.0",
-            Role::Inventory => "shop:rules/inventory-rules@0.1.0",
-            Role::Policy => "shop:rules/order-policy@0.1.0",
+            ComponentKind::Order => concat!("shop:rules/order-rules@", contract_version!()),
+            ComponentKind::Inventory => concat!("shop:rules/inventory-rules@", contract_version!()),
+            ComponentKind::Policy => concat!("shop:rules/order-policy@", contract_version!()),
         }
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
-            Role::Order => "order",
-            Role::Inventory => "inventory",
-            Role::Policy => "policy",
+            ComponentKind::Order => "order",
+            ComponentKind::Inventory => "inventory",
+            ComponentKind::Policy => "policy",
         })
     }
 }
@@ -61,7 +62,7 @@ impl fmt::Display for RuleStamp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentInfo {
     pub stamp: RuleStamp,
-    pub role: Role,
+    pub role: ComponentKind,
     /// Where it came from: `builtin` or a file path.
     pub origin: String,
     /// Whether its compiled code came from the on-disk cache.
@@ -72,7 +73,7 @@ pub struct ComponentInfo {
 pub(crate) trait World: 'static {
     type Pre: Send + Sync;
     type Bindings: Send;
-    const ROLE: Role;
+    const ROLE: ComponentKind;
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()>;
     fn pre(instance: InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
@@ -85,7 +86,7 @@ pub(crate) struct PolicyWorld;
 impl World for OrderWorld {
     type Pre = order_world::OrderPre<HostState>;
     type Bindings = order_world::Order;
-    const ROLE: Role = Role::Order;
+    const ROLE: ComponentKind = ComponentKind::Order;
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         order_world::Order::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
     }
@@ -100,7 +101,7 @@ impl World for OrderWorld {
 impl World for InventoryWorld {
     type Pre = inventory_world::InventoryPre<HostState>;
     type Bindings = inventory_world::Inventory;
-    const ROLE: Role = Role::Inventory;
+    const ROLE: ComponentKind = ComponentKind::Inventory;
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         inventory_world::Inventory::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
     }
@@ -115,7 +116,7 @@ impl World for InventoryWorld {
 impl World for PolicyWorld {
     type Pre = policy_world::PolicyPre<HostState>;
     type Bindings = policy_world::Policy;
-    const ROLE: Role = Role::Policy;
+    const ROLE: ComponentKind = ComponentKind::Policy;
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         policy_world::Policy::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
     }

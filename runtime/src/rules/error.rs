@@ -24,12 +24,12 @@ pub enum LoadError {
     Start { name: String, reason: String },
     #[error("both {first} and {second} provide the {role} rules; keep one")]
     Ambiguous {
-        role: super::Role,
+        role: super::ComponentKind,
         first: String,
         second: String,
     },
     #[error("no component provides the {0} rules")]
-    Missing(super::Role),
+    Missing(super::ComponentKind),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

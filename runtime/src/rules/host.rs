@@ -16,7 +16,9 @@ use wasmtime::component::Component;
 
 use super::bindings::{inventory_types, order_types};
 use super::cache::CodeCache;
-use super::component::{CallLimits, ComponentInfo, InventoryWorld, Loaded, OrderWorld, PolicyWorld, Role, RuleStamp};
+use super::component::{
+    CallLimits, ComponentInfo, ComponentKind, InventoryWorld, Loaded, OrderWorld, PolicyWorld, RuleStamp,
+};
 use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
 use super::imports::Capabilities;
 use super::source::{self, RuleSource};
@@ -363,8 +365,8 @@ impl Loader {
             let component = self.load(source, previous)?;
             hashes.push(component.info().stamp.hash.to_string());
             match component {
-                AnyLoaded::Order(c) => choose(&mut order, c, Role::Order)?,
-                AnyLoaded::Inventory(c) => choose(&mut inventory, c, Role::Inventory)?,
+                AnyLoaded::Order(c) => choose(&mut order, c, ComponentKind::Order)?,
+                AnyLoaded::Inventory(c) => choose(&mut inventory, c, ComponentKind::Inventory)?,
                 AnyLoaded::Policy(c) => {
                     policies.retain(|p| p.info.stamp.name != c.info.stamp.name);
                     policies.push(c);
@@ -373,8 +375,8 @@ impl Loader {
         }
         policies.sort_by(|a, b| a.info.stamp.name.cmp(&b.info.stamp.name));
         let set = RuleSet {
-            order: order.ok_or(LoadError::Missing(Role::Order))?,
-            inventory: inventory.ok_or(LoadError::Missing(Role::Inventory))?,
+            order: order.ok_or(LoadError::Missing(ComponentKind::Order))?,
+            inventory: inventory.ok_or(LoadError::Missing(ComponentKind::Inventory))?,
             policies,
             fingerprint,
         };
@@ -434,9 +436,9 @@ impl Loader {
             };
         }
         Ok(match role {
-            Role::Order => loaded!(Order),
-            Role::Inventory => loaded!(Inventory),
-            Role::Policy => loaded!(Policy),
+            ComponentKind::Order => loaded!(Order),
+            ComponentKind::Inventory => loaded!(Inventory),
+            ComponentKind::Policy => loaded!(Policy),
         })
     }
 
@@ -469,13 +471,13 @@ impl Loader {
         Ok((component, from_cache))
     }
 
-    fn role_of(&self, component: &Component, name: &str) -> Result<Role, LoadError> {
+    fn role_of(&self, component: &Component, name: &str) -> Result<ComponentKind, LoadError> {
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
             .map(|(export, _)| export.to_owned())
             .collect();
-        let roles: Vec<Role> = Role::ALL
+        let roles: Vec<ComponentKind> = ComponentKind::ALL
             .into_iter()
             .filter(|role| exports.iter().any(|e| e == role.export()))
             .collect();
@@ -483,7 +485,7 @@ impl Loader {
             [role] => Ok(*role),
             [] => Err(LoadError::UnknownContract {
                 name: name.to_owned(),
-                expected: Role::ALL.map(Role::export).join(", "),
+                expected: ComponentKind::ALL.map(ComponentKind::export).join(", "),
                 found: if exports.is_empty() {
                     "nothing".to_owned()
                 } else {
@@ -521,7 +523,7 @@ fn stamped<T, R, W: Mirror<T>, X: Mirror<R>>(
 fn choose<W: super::component::World>(
     slot: &mut Option<Arc<Loaded<W>>>,
     candidate: Arc<Loaded<W>>,
-    role: Role,
+    role: ComponentKind,
 ) -> Result<(), LoadError> {
     match slot {
         // A directory component overrides the built-in one; two of either kind is a mistake.

@@ -10,6 +10,14 @@
 //! components run only when [`RuleTrust`] admits them. [`RuleHost::reload`] swaps in changed
 //! components atomically: calls in flight finish on the version they started.
 
+/// The contract version this host implements: the WIT package's version,
+/// as a literal so that export names can be built from it with `concat!`.
+macro_rules! contract_version {
+    () => {
+        "0.1.0"
+    };
+}
+
 mod bindings;
 mod cache;
 mod component;
@@ -19,7 +27,7 @@ mod imports;
 mod source;
 mod trust;
 
-pub use component::{ComponentInfo, Role, RuleStamp};
+pub use component::{ComponentInfo, ComponentKind, RuleStamp};
 pub use error::{FaultKind, LoadError, PolicyViolation, RuleError, RuleFault};
 pub use host::{Decided, ReloadReport, RuleHost, RuleSettings, WatchHandle};
 pub use imports::Capabilities;
@@ -27,4 +35,26 @@ pub use source::RuleSource;
 pub use trust::RuleTrust;
 
 /// The contract version this host implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = contract_version!();
+
+#[cfg(test)]
+mod tests {
+    use super::{CONTRACT_VERSION, ComponentKind};
+
+    #[test]
+    fn the_contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../rules/wit/shop-rules.wit");
+        let package = wit
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("package "))
+            .expect("the WIT file declares its package");
+        assert_eq!(package, format!("shop:rules@{CONTRACT_VERSION};"));
+        for kind in ComponentKind::ALL {
+            assert!(
+                kind.export().ends_with(&format!("@{CONTRACT_VERSION}")),
+                "{}",
+                kind.export()
+            );
+        }
+    }
+}

@@ -139,7 +139,10 @@ impl Desk {
             namespace: namespace.to_string(),
         };
         let settings = RuleSettings {
-            builtin: shop_rules_bundle::default_sources(),
+            builtin: shop_rules_bundle::DEFAULT
+                .iter()
+                .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
+                .collect(),
             ..RuleSettings::default()
         };
         let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));

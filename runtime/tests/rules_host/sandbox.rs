@@ -2,7 +2,7 @@
 //! panics and stack overflows become clean faults, bad components are refused
 //! with a clear error, and the host keeps serving after each.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,10 @@ fn place(customer: &str) -> OrderCommand {
 /// A host whose order rules are the rogue component.
 fn rogue_host(timeout: Duration, memory_limit: usize) -> common::TestHost {
     common::start(RuleSettings {
-        builtin: vec![ROGUE_ORDER.source(), shop_rules_bundle::INVENTORY.source()],
+        builtin: vec![
+            RuleSource::builtin(ROGUE_ORDER.name, ROGUE_ORDER.wasm),
+            RuleSource::builtin(shop_rules_bundle::INVENTORY.name, shop_rules_bundle::INVENTORY.wasm),
+        ],
         call_timeout: timeout,
         memory_limit,
         ..RuleSettings::default()

@@ -1,7 +1,7 @@
 //! The host capabilities the components import: config, clock and the
 //! key-value store, exercised through the example purchase-limit policy.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use shop_adapter_memory::MemoryKeyValue;
 use shop_rules::order::{CancelReason, CataloguePrice, LineRequest, OrderCommand, OrderStatus, PlaceOrder};
 use shop_rules::spec::T0;
 use shop_runtime::ports::{KeyValue, KvError};
-use shop_runtime::rules::{RuleError, RuleSettings};
+use shop_runtime::rules::{RuleError, RuleSettings, RuleSource};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -39,7 +39,10 @@ fn config(component: &str, pairs: &[(&str, &str)]) -> BTreeMap<String, BTreeMap<
 
 fn with_policy(pairs: &[(&str, &str)]) -> RuleSettings {
     let mut settings = common::default_settings();
-    settings.builtin.push(shop_rules_bundle::PURCHASE_LIMIT.source());
+    settings.builtin.push(RuleSource::builtin(
+        shop_rules_bundle::PURCHASE_LIMIT.name,
+        shop_rules_bundle::PURCHASE_LIMIT.wasm,
+    ));
     settings.component_config = config("purchase-limit", pairs);
     settings
 }

@@ -1,5 +1,4 @@
 //! Shared set-up for the rules host tests.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -10,7 +9,10 @@ use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
 
 pub fn default_settings() -> RuleSettings {
     RuleSettings {
-        builtin: shop_rules_bundle::default_sources(),
+        builtin: shop_rules_bundle::DEFAULT
+            .iter()
+            .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
+            .collect(),
         ..RuleSettings::default()
     }
 }

@@ -1,7 +1,7 @@
 //! Loading from a rules directory: hot swaps under load, refusals that keep
 //! the old rules, the directory watcher, and the compiled-code cache.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shop_rules::order::{CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
-use shop_runtime::rules::{Role, RuleSettings};
+use shop_runtime::rules::{ComponentKind, RuleSettings};
 
 fn place() -> OrderCommand {
     OrderCommand::Place(PlaceOrder {
@@ -43,7 +43,7 @@ fn order_hash(t: &common::TestHost) -> String {
     t.host
         .components()
         .into_iter()
-        .find(|c| c.role == Role::Order)
+        .find(|c| c.role == ComponentKind::Order)
         .map(|c| c.stamp.hash.to_string())
         .expect("order rules")
 }
@@ -59,7 +59,7 @@ fn a_changed_component_is_swapped_in_without_failing_calls_in_flight() {
         t.host
             .components()
             .iter()
-            .find(|c| c.role == Role::Order)
+            .find(|c| c.role == ComponentKind::Order)
             .map(|c| c.origin.clone()),
         Some(file.display().to_string()),
         "the directory's order rules replace the built-in ones"
@@ -133,7 +133,7 @@ fn removing_a_directory_component_brings_the_builtin_back() {
     let order = report
         .active
         .iter()
-        .find(|c| c.role == Role::Order)
+        .find(|c| c.role == ComponentKind::Order)
         .expect("order rules");
     assert_eq!(order.origin, "builtin");
 }
@@ -153,7 +153,7 @@ fn the_watcher_loads_a_policy_dropped_into_the_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = common::start(with_dir(dir.path()));
     let _watch = t.host.watch(Duration::from_millis(20));
-    assert!(t.host.components().iter().all(|c| c.role != Role::Policy));
+    assert!(t.host.components().iter().all(|c| c.role != ComponentKind::Policy));
 
     std::fs::write(
         dir.path().join("purchase-limit.wasm"),
@@ -161,7 +161,7 @@ fn the_watcher_loads_a_policy_dropped_into_the_directory() {
     )
     .expect("write");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while t.host.components().iter().all(|c| c.role != Role::Policy) {
+    while t.host.components().iter().all(|c| c.role != ComponentKind::Policy) {
         assert!(Instant::now() < deadline, "the watcher never loaded the policy");
         thread::sleep(Duration::from_millis(20));
     }
@@ -169,7 +169,7 @@ fn the_watcher_loads_a_policy_dropped_into_the_directory() {
         .host
         .components()
         .into_iter()
-        .find(|c| c.role == Role::Policy)
+        .find(|c| c.role == ComponentKind::Policy)
         .expect("policy");
     assert_eq!(&*policy.stamp.name, "purchase-limit");
 }

@@ -1,7 +1,7 @@
 //! The rule book's cases again, this time through the WebAssembly components
 //! and the host: the same table `shop-rules` runs natively.
 
-mod common;
+use crate::common;
 
 use shop_rules::inventory::InventoryState;
 use shop_rules::spec::{inventory_cases, order_cases};

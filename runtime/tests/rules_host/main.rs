@@ -1,0 +1,8 @@
+//! The rules host with the shipped components and test fixtures: one test
+//! binary, so wasmtime links once.
+
+mod capabilities;
+mod common;
+mod hot_swap;
+mod sandbox;
+mod spec_through_wasm;

@@ -1,5 +1,6 @@
 //! From database errors to the ports' errors.
 
+pub(crate) use shop_adapter_sql::rows::to_sql;
 use shop_runtime::ports::StoreError;
 
 /// SQLSTATE codes the stores answer differently.
@@ -22,17 +23,4 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
         }
     }
     StoreError::Unavailable(error.to_string())
-}
-
-/// A row value that cannot be read back is a broken store, not bad input.
-pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored {what} cannot be read: {error}"))
-}
-
-pub(crate) fn version(raw: i64) -> u64 {
-    u64::try_from(raw).unwrap_or(0)
-}
-
-pub(crate) fn to_sql_version(version: u64) -> i64 {
-    i64::try_from(version).unwrap_or(i64::MAX)
 }

@@ -1,19 +1,15 @@
 //! `InventoryStore` on PostgreSQL: schema `inventory`.
 
-use shop_rules::inventory::{
-    InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
-};
+use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 
 use crate::PgStore;
-use crate::error::{corrupt, db_error, to_sql_version, version};
+use crate::error::{db_error, to_sql};
 use crate::schema::{Schema, append_outbox, json};
-
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+use crate::statements::STATEMENTS;
+use shop_adapter_sql::rows;
 
 impl InventoryStore for PgStore {
     async fn load(&self, product_ids: &[String], order_id: Option<&str>) -> Result<InventoryState, StoreError> {
@@ -25,7 +21,7 @@ impl InventoryStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let products = rows.iter().map(product_from_row).collect::<Result<_, _>>()?;
+        let products = rows.iter().map(rows::product).collect::<Result<_, _>>()?;
         let reservation = match order_id {
             Some(order_id) => self.reservation(order_id).await?,
             None => None,
@@ -40,7 +36,7 @@ impl InventoryStore for PgStore {
         for (before, after) in &net.products {
             match before {
                 Some(before) => changed.push((*after, before.version)),
-                None => insert_product(&mut tx, after).await?,
+                None => STATEMENTS.insert_product(&mut tx, after).await?,
             }
         }
         update_products(&mut tx, &changed).await?;
@@ -58,32 +54,7 @@ impl InventoryStore for PgStore {
     }
 
     async fn movements(&self, product_id: &str, after: u64, limit: u32) -> Result<Vec<(u64, Movement)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory.movements
-             WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(product_id)
-        .bind(to_sql_version(after))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let read = |e| corrupt("movement", e);
-                let seq: i64 = row.try_get("seq").map_err(read)?;
-                let kind: String = row.try_get("kind").map_err(read)?;
-                let movement = Movement {
-                    product_id: row.try_get("product_id").map_err(read)?,
-                    kind: MovementKind::parse(&kind).ok_or_else(|| corrupt("movement kind", &kind))?,
-                    quantity: row.try_get("quantity").map_err(read)?,
-                    order_id: row.try_get("order_id").map_err(read)?,
-                    reason: row.try_get("reason").map_err(read)?,
-                    at: row.try_get("at").map_err(read)?,
-                };
-                Ok((version(seq), movement))
-            })
-            .collect()
+        STATEMENTS.movements(&self.pool, product_id, after, limit).await
     }
 
     async fn product(&self, product_id: &str) -> Result<Option<ProductStock>, StoreError> {
@@ -92,38 +63,8 @@ impl InventoryStore for PgStore {
     }
 
     async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, StoreError> {
-        let row = sqlx::query("SELECT status, lines FROM inventory.reservations WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let read = |e| corrupt("reservation", e);
-        let status: String = row.try_get("status").map_err(read)?;
-        let lines: Json<Vec<StockLine>> = row.try_get("lines").map_err(read)?;
-        Ok(Some(Reservation {
-            order_id: order_id.to_owned(),
-            status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservation status", &status))?,
-            lines: lines.0,
-        }))
+        STATEMENTS.reservation(&self.pool, order_id).await
     }
-}
-
-fn product_from_row(row: &PgRow) -> Result<ProductStock, StoreError> {
-    let read = |e| corrupt("product", e);
-    Ok(ProductStock {
-        product_id: row.try_get("product_id").map_err(read)?,
-        name: row.try_get("name").map_err(read)?,
-        unit_price: row.try_get("unit_price").map_err(read)?,
-        currency: row.try_get("currency").map_err(read)?,
-        available: row.try_get("available").map_err(read)?,
-        reserved: row.try_get("reserved").map_err(read)?,
-        initial: row.try_get("initial").map_err(read)?,
-        restocked: row.try_get("restocked").map_err(read)?,
-        adjusted: row.try_get("adjusted").map_err(read)?,
-        deducted: row.try_get("deducted").map_err(read)?,
-        version: version(row.try_get("version").map_err(read)?),
-    })
 }
 
 /// Changed products, each fenced by the version it was read at, in two
@@ -169,11 +110,11 @@ async fn update_products(
     .bind(numbers(|p| p.restocked))
     .bind(numbers(|p| p.adjusted))
     .bind(numbers(|p| p.deducted))
-    .bind(numbers(|p| to_sql_version(p.version)))
+    .bind(numbers(|p| to_sql(p.version)))
     .bind(
         changed
             .iter()
-            .map(|(_, expected)| to_sql_version(*expected))
+            .map(|(_, expected)| to_sql(*expected))
             .collect::<Vec<_>>(),
     )
     .fetch_all(&mut **tx)
@@ -188,40 +129,6 @@ async fn update_products(
         )));
     }
     Ok(())
-}
-
-async fn insert_product(tx: &mut Transaction<'static, Postgres>, p: &ProductStock) -> Result<(), StoreError> {
-    let inserted = bind_product(
-        sqlx::query(
-            "INSERT INTO inventory.products
-         (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted, deducted, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (product_id) DO NOTHING",
-        ),
-        p,
-    )
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("product {} already exists", p.product_id)));
-    }
-    Ok(())
-}
-
-/// Binds a product's columns as $1 to $11, in table order.
-fn bind_product<'q>(query: PgQuery<'q>, p: &'q ProductStock) -> PgQuery<'q> {
-    query
-        .bind(&p.product_id)
-        .bind(&p.name)
-        .bind(p.unit_price)
-        .bind(&p.currency)
-        .bind(p.available)
-        .bind(p.reserved)
-        .bind(p.initial)
-        .bind(p.restocked)
-        .bind(p.adjusted)
-        .bind(p.deducted)
-        .bind(to_sql_version(p.version))
 }
 
 /// Reservations are fenced by their status: a write applies only to the

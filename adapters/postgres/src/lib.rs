@@ -16,6 +16,7 @@ mod inventory;
 mod orders;
 mod outbox;
 mod schema;
+mod statements;
 #[cfg(feature = "testkit")]
 pub mod testing;
 mod wake;

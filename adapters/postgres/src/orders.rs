@@ -2,24 +2,20 @@
 
 use std::collections::HashSet;
 
-use shop_rules::order::{CataloguePrice, Order};
+use shop_rules::order::Order;
 use shop_runtime::ports::{CatalogueEntry, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates};
-use sqlx::postgres::PgRow;
+use sqlx::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
 
 use crate::PgStore;
-use crate::error::{corrupt, db_error, to_sql_version, version};
+use crate::error::{db_error, to_sql};
 use crate::schema::{Schema, append_outbox, json};
+use crate::statements::STATEMENTS;
+use shop_adapter_sql::rows;
 
 impl OrderStore for PgStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
-        let row = sqlx::query("SELECT state, version FROM orders.orders WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(versioned_order).transpose()
+        STATEMENTS.order(&self.pool, order_id).await
     }
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
@@ -58,7 +54,7 @@ impl OrderStore for PgStore {
                 .bind(order.status.as_str())
                 .bind(order.confirmed_at)
                 .bind(Json(order))
-                .bind(to_sql_version(expected))
+                .bind(to_sql(expected))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -79,7 +75,7 @@ impl OrderStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(versioned_order).collect()
+        rows.iter().map(rows::versioned_order).collect()
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
@@ -99,7 +95,7 @@ impl OrderStore for PgStore {
             .bind(orders.iter().map(|(o, _)| o.status.as_str()).collect::<Vec<_>>())
             .bind(orders.iter().map(|(o, _)| o.confirmed_at).collect::<Vec<_>>())
             .bind(orders.iter().map(|(o, _)| json(*o)).collect::<Result<Vec<_>, _>>()?)
-            .bind(orders.iter().map(|(_, v)| to_sql_version(*v)).collect::<Vec<_>>())
+            .bind(orders.iter().map(|(_, v)| to_sql(*v)).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -115,24 +111,11 @@ impl OrderStore for PgStore {
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {
-        // An index-only count over the partial index of PENDING orders.
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'PENDING'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        STATEMENTS.pending_count(&self.pool).await
     }
 
     async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT order_id FROM orders.orders WHERE status = 'CONFIRMED' AND confirmed_at < $1
-             ORDER BY confirmed_at LIMIT $2",
-        )
-        .bind(cutoff_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)
+        STATEMENTS.confirmed_before(&self.pool, cutoff_ms, limit).await
     }
 
     async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
@@ -143,55 +126,12 @@ impl OrderStore for PgStore {
     }
 
     async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state FROM orders.orders
-             WHERE customer_id = $1
-               AND ($2::text IS NULL OR status = $2)
-               AND ($3::bigint IS NULL OR (created_at, order_id) < ($3, $4))
-             ORDER BY created_at DESC, order_id DESC
-             LIMIT $5",
-        )
-        .bind(query.customer_id)
-        .bind(query.status.map(|s| s.as_str()))
-        .bind(query.after.map(|c| c.created_at))
-        .bind(query.after.map(|c| c.order_id.as_str()))
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
-                Ok(state.0)
-            })
-            .collect()
+        STATEMENTS.customer_orders(&self.pool, query).await
     }
 
     async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO orders.catalogue (product_id, unit_price, currency, source_version) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (product_id) DO UPDATE
-             SET unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency, source_version = EXCLUDED.source_version
-             WHERE orders.catalogue.source_version < EXCLUDED.source_version",
-        )
-        .bind(&entry.price.product_id)
-        .bind(entry.price.unit_price)
-        .bind(&entry.price.currency)
-        .bind(to_sql_version(entry.source_version))
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        STATEMENTS.update_catalogue(&self.pool, entry).await
     }
-}
-
-fn versioned_order(row: &PgRow) -> Result<Versioned<Order>, StoreError> {
-    let state: Json<Order> = row.try_get("state").map_err(|e| corrupt("order", e))?;
-    let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
-    Ok(Versioned {
-        value: state.0,
-        version: version(stored),
-    })
 }
 
 /// The catalogue entries of the listed products that are known.
@@ -203,17 +143,5 @@ pub(crate) async fn read_catalogue(pool: &PgPool, product_ids: &[String]) -> Res
     .fetch_all(pool)
     .await
     .map_err(db_error)?;
-    rows.iter()
-        .map(|row| {
-            let read = |e| corrupt("catalogue entry", e);
-            Ok(CatalogueEntry {
-                price: CataloguePrice {
-                    product_id: row.try_get("product_id").map_err(read)?,
-                    unit_price: row.try_get("unit_price").map_err(read)?,
-                    currency: row.try_get("currency").map_err(read)?,
-                },
-                source_version: version(row.try_get("source_version").map_err(read)?),
-            })
-        })
-        .collect()
+    rows.iter().map(rows::catalogue_entry).collect()
 }

@@ -1,5 +1,6 @@
 //! From SQLite errors to the ports' errors.
 
+pub(crate) use shop_adapter_sql::rows::{corrupt, to_sql};
 use shop_runtime::ports::StoreError;
 
 /// SQLite result codes the stores answer differently (extended codes).
@@ -12,19 +13,6 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
         return StoreError::Refused(db.message().to_owned());
     }
     StoreError::Unavailable(error.to_string())
-}
-
-/// A row value that cannot be read back is a broken store, not bad input.
-pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored {what} cannot be read: {error}"))
-}
-
-pub(crate) fn version(raw: i64) -> u64 {
-    u64::try_from(raw).unwrap_or(0)
-}
-
-pub(crate) fn to_sql(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A list bound as one JSON array, read back with `json_each`.

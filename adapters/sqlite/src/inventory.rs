@@ -1,19 +1,15 @@
 //! `InventoryStore` on SQLite: the `inventory_*` tables.
 
-use shop_rules::inventory::{
-    InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
-};
+use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
 use shop_streams::Context;
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::{corrupt, db_error, json_list, to_sql as to_sql_version, version};
+use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
-
-type SqlQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
+use crate::statements::STATEMENTS;
+use shop_adapter_sql::{bind_product, rows};
 
 impl InventoryStore for SqliteStore {
     async fn load(&self, product_ids: &[String], order_id: Option<&str>) -> Result<InventoryState, StoreError> {
@@ -25,7 +21,7 @@ impl InventoryStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let products = rows.iter().map(product_from_row).collect::<Result<_, _>>()?;
+        let products = rows.iter().map(rows::product).collect::<Result<_, _>>()?;
         let reservation = match order_id {
             Some(order_id) => self.reservation(order_id).await?,
             None => None,
@@ -39,7 +35,7 @@ impl InventoryStore for SqliteStore {
         for (before, after) in &net.products {
             match before {
                 Some(before) => update_product(&mut tx, after, before.version).await?,
-                None => insert_product(&mut tx, after).await?,
+                None => STATEMENTS.insert_product(&mut tx, after).await?,
             }
         }
         for (before, after) in &net.reservations {
@@ -51,32 +47,7 @@ impl InventoryStore for SqliteStore {
     }
 
     async fn movements(&self, product_id: &str, after: u64, limit: u32) -> Result<Vec<(u64, Movement)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory_movements
-             WHERE product_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )
-        .bind(product_id)
-        .bind(to_sql_version(after))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let read = |e| corrupt("movement", e);
-                let seq: i64 = row.try_get("seq").map_err(read)?;
-                let kind: String = row.try_get("kind").map_err(read)?;
-                let movement = Movement {
-                    product_id: row.try_get("product_id").map_err(read)?,
-                    kind: MovementKind::parse(&kind).ok_or_else(|| corrupt("movement kind", &kind))?,
-                    quantity: row.try_get("quantity").map_err(read)?,
-                    order_id: row.try_get("order_id").map_err(read)?,
-                    reason: row.try_get("reason").map_err(read)?,
-                    at: row.try_get("at").map_err(read)?,
-                };
-                Ok((version(seq), movement))
-            })
-            .collect()
+        STATEMENTS.movements(&self.pool, product_id, after, limit).await
     }
 
     async fn product(&self, product_id: &str) -> Result<Option<ProductStock>, StoreError> {
@@ -85,39 +56,8 @@ impl InventoryStore for SqliteStore {
     }
 
     async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, StoreError> {
-        let row = sqlx::query("SELECT status, lines FROM inventory_reservations WHERE order_id = ?1")
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let read = |e| corrupt("reservation", e);
-        let status: String = row.try_get("status").map_err(read)?;
-        let lines: String = row.try_get("lines").map_err(read)?;
-        let lines: Vec<StockLine> = serde_json::from_str(&lines).map_err(|e| corrupt("reservation", e))?;
-        Ok(Some(Reservation {
-            order_id: order_id.to_owned(),
-            status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservation status", &status))?,
-            lines,
-        }))
+        STATEMENTS.reservation(&self.pool, order_id).await
     }
-}
-
-fn product_from_row(row: &SqliteRow) -> Result<ProductStock, StoreError> {
-    let read = |e| corrupt("product", e);
-    Ok(ProductStock {
-        product_id: row.try_get("product_id").map_err(read)?,
-        name: row.try_get("name").map_err(read)?,
-        unit_price: row.try_get("unit_price").map_err(read)?,
-        currency: row.try_get("currency").map_err(read)?,
-        available: row.try_get("available").map_err(read)?,
-        reserved: row.try_get("reserved").map_err(read)?,
-        initial: row.try_get("initial").map_err(read)?,
-        restocked: row.try_get("restocked").map_err(read)?,
-        adjusted: row.try_get("adjusted").map_err(read)?,
-        deducted: row.try_get("deducted").map_err(read)?,
-        version: version(row.try_get("version").map_err(read)?),
-    })
 }
 
 async fn update_product(
@@ -136,7 +76,7 @@ async fn update_product(
         ),
         p,
     )
-    .bind(to_sql_version(expected_version))
+    .bind(to_sql(expected_version))
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
@@ -144,40 +84,6 @@ async fn update_product(
         return Err(StoreError::Conflict(format!("product {}", p.product_id)));
     }
     Ok(())
-}
-
-async fn insert_product(tx: &mut Transaction<'static, Sqlite>, p: &ProductStock) -> Result<(), StoreError> {
-    let inserted = bind_product(
-        sqlx::query(
-            "INSERT INTO inventory_products
-         (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted, deducted, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (product_id) DO NOTHING",
-        ),
-        p,
-    )
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("product {} already exists", p.product_id)));
-    }
-    Ok(())
-}
-
-/// Binds a product's columns as ?1 to ?11, in table order.
-fn bind_product<'q>(query: SqlQuery<'q>, p: &'q ProductStock) -> SqlQuery<'q> {
-    query
-        .bind(&p.product_id)
-        .bind(&p.name)
-        .bind(p.unit_price)
-        .bind(&p.currency)
-        .bind(p.available)
-        .bind(p.reserved)
-        .bind(p.initial)
-        .bind(p.restocked)
-        .bind(p.adjusted)
-        .bind(p.deducted)
-        .bind(to_sql_version(p.version))
 }
 
 /// Reservations are fenced by their status: a write applies only to the

@@ -20,6 +20,7 @@ mod intake;
 mod inventory;
 mod orders;
 mod outbox;
+mod statements;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,27 +1,15 @@
 //! `OrderStore` on SQLite: the `orders_*` tables.
 
-use shop_rules::order::{CataloguePrice, Order};
+use shop_rules::order::Order;
 use shop_runtime::ports::{CatalogueEntry, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates};
 use shop_streams::Context;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::{corrupt, db_error, json_list, to_sql, version};
+use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
-
-fn order_from(row: &SqliteRow) -> Result<Order, StoreError> {
-    let text: String = row.try_get("state").map_err(|e| corrupt("order", e))?;
-    serde_json::from_str(&text).map_err(|e| corrupt("order", e))
-}
-
-fn versioned_order(row: &SqliteRow) -> Result<Versioned<Order>, StoreError> {
-    let stored: i64 = row.try_get("version").map_err(|e| corrupt("order", e))?;
-    Ok(Versioned {
-        value: order_from(row)?,
-        version: version(stored),
-    })
-}
+use crate::statements::STATEMENTS;
+use shop_adapter_sql::rows;
 
 fn state_of(order: &Order) -> Result<String, StoreError> {
     serde_json::to_string(order).map_err(|e| corrupt("order", e))
@@ -76,12 +64,7 @@ async fn update_existing(
 
 impl OrderStore for SqliteStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
-        let row = sqlx::query("SELECT state, version FROM orders_orders WHERE order_id = ?1")
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(versioned_order).transpose()
+        STATEMENTS.order(&self.pool, order_id).await
     }
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
@@ -116,7 +99,7 @@ impl OrderStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
-        rows.iter().map(versioned_order).collect()
+        rows.iter().map(rows::versioned_order).collect()
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
@@ -130,23 +113,11 @@ impl OrderStore for SqliteStore {
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders_orders WHERE status = 'PENDING'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        STATEMENTS.pending_count(&self.pool).await
     }
 
     async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT order_id FROM orders_orders WHERE status = 'CONFIRMED' AND confirmed_at < ?1
-             ORDER BY confirmed_at LIMIT ?2",
-        )
-        .bind(cutoff_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)
+        STATEMENTS.confirmed_before(&self.pool, cutoff_ms, limit).await
     }
 
     async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
@@ -158,55 +129,14 @@ impl OrderStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let read = |e| corrupt("catalogue entry", e);
-                Ok(CatalogueEntry {
-                    price: CataloguePrice {
-                        product_id: row.try_get("product_id").map_err(read)?,
-                        unit_price: row.try_get("unit_price").map_err(read)?,
-                        currency: row.try_get("currency").map_err(read)?,
-                    },
-                    source_version: version(row.try_get("source_version").map_err(read)?),
-                })
-            })
-            .collect()
+        rows.iter().map(rows::catalogue_entry).collect()
     }
 
     async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state FROM orders_orders
-             WHERE customer_id = ?1
-               AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR (created_at, order_id) < (?3, ?4))
-             ORDER BY created_at DESC, order_id DESC
-             LIMIT ?5",
-        )
-        .bind(query.customer_id)
-        .bind(query.status.map(|s| s.as_str()))
-        .bind(query.after.map(|c| c.created_at))
-        .bind(query.after.map(|c| c.order_id.as_str()))
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(order_from).collect()
+        STATEMENTS.customer_orders(&self.pool, query).await
     }
 
     async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO orders_catalogue (product_id, unit_price, currency, source_version) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (product_id) DO UPDATE
-             SET unit_price = excluded.unit_price, currency = excluded.currency, source_version = excluded.source_version
-             WHERE orders_catalogue.source_version < excluded.source_version",
-        )
-        .bind(&entry.price.product_id)
-        .bind(entry.price.unit_price)
-        .bind(&entry.price.currency)
-        .bind(to_sql(entry.source_version))
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        STATEMENTS.update_catalogue(&self.pool, entry).await
     }
 }

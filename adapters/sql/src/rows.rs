@@ -1,0 +1,134 @@
+//! The stores' rows read back into the domain, the same way in both
+//! databases: by column name, with JSON columns through sqlx's `Json`
+//! (PostgreSQL `jsonb`, SQLite text).
+
+use shop_rules::inventory::{Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine};
+use shop_rules::order::{CataloguePrice, Order};
+use shop_runtime::ports::{CatalogueEntry, StoreError, Versioned};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// A row value that cannot be read back is a broken store, not bad input.
+pub fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("stored {what} cannot be read: {error}"))
+}
+
+/// A stored version or sequence number (a signed 64-bit column) as the
+/// ports count it.
+pub fn version(raw: i64) -> u64 {
+    u64::try_from(raw).unwrap_or(0)
+}
+
+/// A version or sequence number as the signed 64-bit column keeps it.
+pub fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The typed reads the mappers below make of a row, for any database
+/// whose driver decodes these types (both of ours do).
+pub trait StoreRow {
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+    fn number(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn order_state(&self, column: &str) -> Result<Order, sqlx::Error>;
+    fn stock_lines(&self, column: &str) -> Result<Vec<StockLine>, sqlx::Error>;
+}
+
+impl<R: Row> StoreRow for R
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    String: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    Json<Order>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    Json<Vec<StockLine>>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn number(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn order_state(&self, column: &str) -> Result<Order, sqlx::Error> {
+        self.try_get::<Json<Order>, _>(column).map(|json| json.0)
+    }
+
+    fn stock_lines(&self, column: &str) -> Result<Vec<StockLine>, sqlx::Error> {
+        self.try_get::<Json<Vec<StockLine>>, _>(column).map(|json| json.0)
+    }
+}
+
+/// A product's stock row: every column of the products table.
+pub fn product(row: &impl StoreRow) -> Result<ProductStock, StoreError> {
+    let read = |e| corrupt("product", e);
+    Ok(ProductStock {
+        product_id: row.text("product_id").map_err(read)?,
+        name: row.text("name").map_err(read)?,
+        unit_price: row.number("unit_price").map_err(read)?,
+        currency: row.text("currency").map_err(read)?,
+        available: row.number("available").map_err(read)?,
+        reserved: row.number("reserved").map_err(read)?,
+        initial: row.number("initial").map_err(read)?,
+        restocked: row.number("restocked").map_err(read)?,
+        adjusted: row.number("adjusted").map_err(read)?,
+        deducted: row.number("deducted").map_err(read)?,
+        version: version(row.number("version").map_err(read)?),
+    })
+}
+
+/// A stock movement with its sequence number (`seq`).
+pub fn movement(row: &impl StoreRow) -> Result<(u64, Movement), StoreError> {
+    let read = |e| corrupt("movement", e);
+    let kind = row.text("kind").map_err(read)?;
+    let movement = Movement {
+        product_id: row.text("product_id").map_err(read)?,
+        kind: MovementKind::parse(&kind).ok_or_else(|| corrupt("movement kind", &kind))?,
+        quantity: row.number("quantity").map_err(read)?,
+        order_id: row.maybe_text("order_id").map_err(read)?,
+        reason: row.maybe_text("reason").map_err(read)?,
+        at: row.number("at").map_err(read)?,
+    };
+    Ok((version(row.number("seq").map_err(read)?), movement))
+}
+
+/// The reservation of `order_id`, from its `status` and `lines` columns.
+pub fn reservation(order_id: &str, row: &impl StoreRow) -> Result<Reservation, StoreError> {
+    let read = |e| corrupt("reservation", e);
+    let status = row.text("status").map_err(read)?;
+    Ok(Reservation {
+        order_id: order_id.to_owned(),
+        status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservation status", &status))?,
+        lines: row.stock_lines("lines").map_err(read)?,
+    })
+}
+
+/// An order from its `state` column.
+pub fn order(row: &impl StoreRow) -> Result<Order, StoreError> {
+    row.order_state("state").map_err(|e| corrupt("order", e))
+}
+
+/// An order from its `state` column, with its `version`.
+pub fn versioned_order(row: &impl StoreRow) -> Result<Versioned<Order>, StoreError> {
+    Ok(Versioned {
+        value: order(row)?,
+        version: version(row.number("version").map_err(|e| corrupt("order", e))?),
+    })
+}
+
+/// A catalogue entry as the order context keeps it.
+pub fn catalogue_entry(row: &impl StoreRow) -> Result<CatalogueEntry, StoreError> {
+    let read = |e| corrupt("catalogue entry", e);
+    Ok(CatalogueEntry {
+        price: CataloguePrice {
+            product_id: row.text("product_id").map_err(read)?,
+            unit_price: row.number("unit_price").map_err(read)?,
+            currency: row.text("currency").map_err(read)?,
+        },
+        source_version: version(row.number("source_version").map_err(read)?),
+    })
+}

@@ -1,0 +1,211 @@
+//! The stores' statements that both databases run the same way: the same
+//! parameters bound in the same order, the rows read by [`crate::rows`].
+//! Each adapter gives its own SQL text ([`StoreSql`]); batched writes,
+//! which each database does its own way, stay in the adapters.
+
+use shop_rules::inventory::{Movement, ProductStock, Reservation};
+use shop_rules::order::Order;
+use shop_runtime::ports::{CatalogueEntry, OrderQuery, StoreError, Versioned};
+use sqlx::query::Query;
+use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+
+use crate::rows::{self, StoreRow, corrupt, to_sql};
+
+/// One adapter's SQL for [`Statements`]; `$N` is the N-th parameter.
+#[derive(Debug)]
+pub struct StoreSql {
+    /// `$1` order id: its `state` and `version`.
+    pub order: &'static str,
+    /// The number of PENDING orders, as `count`.
+    pub pending_count: &'static str,
+    /// `$1` cutoff, `$2` limit: ids (`order_id`) of orders confirmed before the cutoff, oldest first.
+    pub confirmed_before: &'static str,
+    /// `$1` customer, `$2` status or NULL, `$3` cursor's created_at or
+    /// NULL, `$4` cursor's order id, `$5` limit: their `state`, newest first.
+    pub customer_orders: &'static str,
+    /// `$1` product, `$2` unit price, `$3` currency, `$4` source version:
+    /// stores the entry unless that or a newer version is stored.
+    pub update_catalogue: &'static str,
+    /// `$1` product, `$2` after sequence, `$3` limit: movements in order.
+    pub movements: &'static str,
+    /// `$1` order id: the reservation's `status` and `lines`.
+    pub reservation: &'static str,
+    /// `$1`..`$11` the product's columns in table order: inserts it unless its id is taken.
+    pub insert_product: &'static str,
+}
+
+/// [`StoreSql`] run on a database of kind `DB`.
+pub struct Statements<DB: Database> {
+    sql: &'static StoreSql,
+    /// The adapter's own mapping of driver errors.
+    db_error: fn(sqlx::Error) -> StoreError,
+    /// How many rows a statement changed.
+    rows_affected: fn(&DB::QueryResult) -> u64,
+}
+
+impl<DB: Database> std::fmt::Debug for Statements<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statements")
+            .field("sql", self.sql)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> Clone for Statements<DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: Database> Copy for Statements<DB> {}
+
+impl<DB: Database> Statements<DB> {
+    pub const fn new(
+        sql: &'static StoreSql,
+        db_error: fn(sqlx::Error) -> StoreError,
+        rows_affected: fn(&DB::QueryResult) -> u64,
+    ) -> Self {
+        Self {
+            sql,
+            db_error,
+            rows_affected,
+        }
+    }
+}
+
+impl<DB> Statements<DB>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    DB::Row: StoreRow,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a String: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    Option<i64>: Type<DB> + for<'q> Encode<'q, DB>,
+{
+    pub async fn order(&self, pool: &Pool<DB>, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
+        let row = sqlx::query::<DB>(self.sql.order)
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.db_error)?;
+        row.as_ref().map(rows::versioned_order).transpose()
+    }
+
+    pub async fn pending_count(&self, pool: &Pool<DB>) -> Result<u64, StoreError> {
+        let row = sqlx::query::<DB>(self.sql.pending_count)
+            .fetch_one(pool)
+            .await
+            .map_err(self.db_error)?;
+        let count = row.number("count").map_err(|e| corrupt("order count", e))?;
+        Ok(rows::version(count))
+    }
+
+    pub async fn confirmed_before(
+        &self,
+        pool: &Pool<DB>,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query::<DB>(self.sql.confirmed_before)
+            .bind(cutoff_ms)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(self.db_error)?
+            .iter()
+            .map(|row| row.text("order_id").map_err(|e| corrupt("order id", e)))
+            .collect()
+    }
+
+    pub async fn customer_orders(&self, pool: &Pool<DB>, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {
+        sqlx::query::<DB>(self.sql.customer_orders)
+            .bind(query.customer_id)
+            .bind(query.status.map(|s| s.as_str()))
+            .bind(query.after.map(|c| c.created_at))
+            .bind(query.after.map(|c| c.order_id.as_str()))
+            .bind(i64::from(query.limit))
+            .fetch_all(pool)
+            .await
+            .map_err(self.db_error)?
+            .iter()
+            .map(rows::order)
+            .collect()
+    }
+
+    pub async fn update_catalogue(&self, pool: &Pool<DB>, entry: &CatalogueEntry) -> Result<(), StoreError> {
+        sqlx::query::<DB>(self.sql.update_catalogue)
+            .bind(&entry.price.product_id)
+            .bind(entry.price.unit_price)
+            .bind(&entry.price.currency)
+            .bind(to_sql(entry.source_version))
+            .execute(pool)
+            .await
+            .map_err(self.db_error)?;
+        Ok(())
+    }
+
+    pub async fn movements(
+        &self,
+        pool: &Pool<DB>,
+        product_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Movement)>, StoreError> {
+        sqlx::query::<DB>(self.sql.movements)
+            .bind(product_id)
+            .bind(to_sql(after))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(self.db_error)?
+            .iter()
+            .map(rows::movement)
+            .collect()
+    }
+
+    pub async fn reservation(&self, pool: &Pool<DB>, order_id: &str) -> Result<Option<Reservation>, StoreError> {
+        let row = sqlx::query::<DB>(self.sql.reservation)
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.db_error)?;
+        row.map(|row| rows::reservation(order_id, &row)).transpose()
+    }
+
+    /// Inserts `p` in the transaction `tx` is; a conflict when its id is taken.
+    pub async fn insert_product(&self, tx: &mut DB::Connection, p: &ProductStock) -> Result<(), StoreError> {
+        let inserted = bind_product(sqlx::query::<DB>(self.sql.insert_product), p)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db_error)?;
+        if (self.rows_affected)(&inserted) == 0 {
+            return Err(StoreError::Conflict(format!("product {} already exists", p.product_id)));
+        }
+        Ok(())
+    }
+}
+
+/// Binds a product's columns as `$1` to `$11`, in table order.
+pub fn bind_product<'q, DB>(query: Query<'q, DB, DB::Arguments>, p: &'q ProductStock) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'a> &'a String: Encode<'a, DB> + Type<DB>,
+    i64: Type<DB> + for<'e> Encode<'e, DB>,
+{
+    query
+        .bind(&p.product_id)
+        .bind(&p.name)
+        .bind(p.unit_price)
+        .bind(&p.currency)
+        .bind(p.available)
+        .bind(p.reserved)
+        .bind(p.initial)
+        .bind(p.restocked)
+        .bind(p.adjusted)
+        .bind(p.deducted)
+        .bind(to_sql(p.version))
+}

@@ -1,0 +1,35 @@
+//! This adapter's SQL for the statements both databases run alike.
+
+use shop_adapter_sql::{Statements, StoreSql};
+use sqlx::Sqlite;
+use sqlx::sqlite::SqliteQueryResult;
+
+use crate::error::db_error;
+
+static SQL: StoreSql = StoreSql {
+    order: "SELECT state, version FROM orders_orders WHERE order_id = $1",
+    pending_count: "SELECT count(*) AS count FROM orders_orders WHERE status = 'PENDING'",
+    confirmed_before: "SELECT order_id FROM orders_orders WHERE status = 'CONFIRMED' AND confirmed_at < $1
+                       ORDER BY confirmed_at LIMIT $2",
+    customer_orders: "SELECT state FROM orders_orders
+                      WHERE customer_id = $1
+                        AND ($2 IS NULL OR status = $2)
+                        AND ($3 IS NULL OR (created_at, order_id) < ($3, $4))
+                      ORDER BY created_at DESC, order_id DESC
+                      LIMIT $5",
+    update_catalogue: "INSERT INTO orders_catalogue (product_id, unit_price, currency, source_version)
+                       VALUES ($1, $2, $3, $4)
+                       ON CONFLICT (product_id) DO UPDATE
+                       SET unit_price = excluded.unit_price, currency = excluded.currency,
+                           source_version = excluded.source_version
+                       WHERE orders_catalogue.source_version < excluded.source_version",
+    movements: "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory_movements
+                WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    reservation: "SELECT status, lines FROM inventory_reservations WHERE order_id = $1",
+    insert_product: "INSERT INTO inventory_products
+                     (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
+                      deducted, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (product_id) DO NOTHING",
+};
+
+pub(crate) const STATEMENTS: Statements<Sqlite> = Statements::new(&SQL, db_error, SqliteQueryResult::rows_affected);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use shop_runtime::ports::{BusError, Clock, SystemClock};
+use shop_runtime::ports::{BusError, Cause, Clock, SystemClock};
 use shop_streams::{Announcement, AnnouncementKey, Rejected, Trust};
 use tokio::task::JoinHandle;
 
@@ -85,7 +85,7 @@ impl JetStreamBus {
             .client()
             .subscribe(subject.clone())
             .await
-            .map_err(|e| BusError::Unavailable(format!("cannot listen on {subject}: {e}")))?;
+            .map_err(|e| BusError::Unavailable(Cause::context(format!("cannot listen on {subject}"), e)))?;
         Ok(Box::pin(
             subscriber.map(move |message| trust.admit(&message.payload, now_ms())),
         ))

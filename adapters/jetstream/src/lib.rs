@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, context::Context as JsContext, stream};
-use shop_runtime::ports::{BusError, DeadLetter, EventBus};
+use shop_runtime::ports::{BusError, Cause, DeadLetter, EventBus};
 use shop_streams::{Context, Envelope, StreamSpec, Topology};
 use tokio::sync::OnceCell;
 
@@ -173,7 +173,7 @@ impl JetStreamBus {
         let client = options
             .connect(servers)
             .await
-            .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
+            .map_err(|e| BusError::Unavailable(Cause::context(format!("cannot connect to NATS at {url}"), e)))?;
         Ok(Self {
             js: jetstream::new(client),
             topology,
@@ -249,8 +249,8 @@ impl JetStreamBus {
     }
 }
 
-pub(crate) fn unavailable(what: String, error: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(format!("{what}: {error}"))
+pub(crate) fn unavailable(what: String, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BusError {
+    BusError::Unavailable(Cause::context(what, error))
 }
 
 impl EventBus for JetStreamBus {

@@ -1,7 +1,7 @@
 //! From database errors to the ports' errors.
 
 pub(crate) use shop_adapter_sql::rows::to_sql;
-use shop_runtime::ports::StoreError;
+use shop_runtime::ports::{Cause, StoreError};
 
 /// SQLSTATE codes the stores answer differently.
 const CHECK_VIOLATION: &str = "23514";
@@ -22,5 +22,5 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
             _ => {}
         }
     }
-    StoreError::Unavailable(error.to_string())
+    StoreError::Unavailable(Cause::new(error))
 }

@@ -41,3 +41,17 @@ async fn the_database_itself_refuses_negative_stock() {
     let error = refused.expect_err("CHECK constraint");
     assert!(error.to_string().contains("products_available_check"), "{error}");
 }
+
+#[tokio::test]
+async fn an_outage_keeps_the_driver_error_as_its_cause() {
+    use shop_runtime::ports::{OrderStore, StoreError};
+    let store = fresh_store().await;
+    store.pool().close().await;
+    let Err(StoreError::Unavailable(cause)) = store.get("o-1").await else {
+        panic!("a closed pool is an outage");
+    };
+    assert!(
+        matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed)),
+        "{cause:?}"
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::{Connection, RedisError, Script};
-use shop_runtime::ports::{KeyValue, KvError};
+use shop_runtime::ports::{Cause, KeyValue, KvError};
 
 use crate::{RedisEndpoint, TIMEOUT, client};
 
@@ -39,8 +39,12 @@ impl RedisKeyValue {
     pub fn connect(endpoint: impl Into<RedisEndpoint>) -> Result<Self, KvError> {
         let endpoint = endpoint.into();
         let kv = Self::connect_lazily(endpoint.clone())?;
-        kv.with(|c| redis::cmd("PING").query::<String>(c))
-            .map_err(|e| KvError::Unavailable(format!("cannot reach Redis at {}: {e}", endpoint.redacted())))?;
+        kv.with(|c| redis::cmd("PING").query::<String>(c)).map_err(|e| {
+            KvError::Unavailable(Cause::context(
+                format!("cannot reach Redis at {}", endpoint.redacted()),
+                e,
+            ))
+        })?;
         Ok(kv)
     }
 
@@ -58,7 +62,7 @@ impl RedisKeyValue {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut connection = match idle {
             Some(connection) => connection,
-            None => self.open().map_err(|e| KvError::Unavailable(e.to_string()))?,
+            None => self.open().map_err(|e| KvError::Unavailable(Cause::new(e)))?,
         };
         match call(&mut connection) {
             Ok(value) => {
@@ -71,7 +75,7 @@ impl RedisKeyValue {
             }
             // The connection is dropped: after an I/O error or a timeout it
             // may be mid-reply, and opening another is cheap.
-            Err(error) => Err(KvError::Unavailable(error.to_string())),
+            Err(error) => Err(KvError::Unavailable(Cause::new(error))),
         }
     }
 
@@ -106,7 +110,7 @@ impl KeyValue for RedisKeyValue {
     fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError> {
         let outcome = self.with(|c| self.increment.key(key).arg(delta).arg(ttl.map_or(0, millis)).invoke(c));
         match outcome {
-            Err(KvError::Unavailable(message)) if message.contains("not an integer") => {
+            Err(KvError::Unavailable(message)) if message.to_string().contains("not an integer") => {
                 Err(KvError::NotACounter(key.to_owned()))
             }
             other => other,

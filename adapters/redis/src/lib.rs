@@ -20,6 +20,8 @@ pub use kv::RedisKeyValue;
 pub use lock::RedisLock;
 pub use rate_limit::RedisRateLimiter;
 
+use shop_runtime::ports::Cause;
+
 /// Connect and command timeouts: Redis answers in well under a millisecond
 /// on a healthy network, so waiting longer only delays the error.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -78,19 +80,19 @@ fn manager_config(retries: usize) -> redis::aio::ConnectionManagerConfig {
 }
 
 /// Connected now: fails when Redis does not answer.
-async fn connected(endpoint: &RedisEndpoint, retries: usize) -> Result<redis::aio::ConnectionManager, String> {
+async fn connected(endpoint: &RedisEndpoint, retries: usize) -> Result<redis::aio::ConnectionManager, Cause> {
     redis::aio::ConnectionManager::new_with_config(client(endpoint)?, manager_config(retries))
         .await
-        .map_err(|e| format!("cannot connect to Redis at {}: {e}", endpoint.redacted()))
+        .map_err(|e| Cause::context(format!("cannot connect to Redis at {}", endpoint.redacted()), e))
 }
 
 /// Connected on first use (and again after every failure).
-fn connected_lazily(endpoint: &RedisEndpoint, retries: usize) -> Result<redis::aio::ConnectionManager, String> {
+fn connected_lazily(endpoint: &RedisEndpoint, retries: usize) -> Result<redis::aio::ConnectionManager, Cause> {
     redis::aio::ConnectionManager::new_lazy_with_config(client(endpoint)?, manager_config(retries))
-        .map_err(|e| format!("Redis at {}: {e}", endpoint.redacted()))
+        .map_err(|e| Cause::context(format!("Redis at {}", endpoint.redacted()), e))
 }
 
-fn client(endpoint: &RedisEndpoint) -> Result<redis::Client, String> {
+fn client(endpoint: &RedisEndpoint) -> Result<redis::Client, Cause> {
     let client = match &endpoint.tls_ca {
         Some(ca) => redis::Client::build_with_tls(
             endpoint.url.as_str(),
@@ -101,5 +103,5 @@ fn client(endpoint: &RedisEndpoint) -> Result<redis::Client, String> {
         ),
         None => redis::Client::open(endpoint.url.as_str()),
     };
-    client.map_err(|e| format!("invalid Redis URL {}: {e}", endpoint.redacted()))
+    client.map_err(|e| Cause::context(format!("invalid Redis URL {}", endpoint.redacted()), e))
 }

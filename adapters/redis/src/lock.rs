@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 use redis::aio::ConnectionManager;
-use shop_runtime::ports::{Lease, Lock, LockError};
+use shop_runtime::ports::{Cause, Lease, Lock, LockError};
 use uuid::Uuid;
 
 use crate::{RedisEndpoint, connected, connected_lazily};
@@ -78,7 +78,7 @@ impl RedisLock {
 }
 
 fn unavailable(error: redis::RedisError) -> LockError {
-    LockError::Unavailable(error.to_string())
+    LockError::Unavailable(Cause::new(error))
 }
 
 impl Lock for RedisLock {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
-use shop_runtime::ports::{Quota, RateLimitError, RateLimiter, Verdict};
+use shop_runtime::ports::{Cause, Quota, RateLimitError, RateLimiter, Verdict};
 
 use crate::{RedisEndpoint, connected, connected_lazily};
 
@@ -75,7 +75,7 @@ impl RateLimiter for RedisRateLimiter {
             .arg(tolerance)
             .invoke_async(&mut connection)
             .await
-            .map_err(|e| RateLimitError::Unavailable(e.to_string()))?;
+            .map_err(|e| RateLimitError::Unavailable(Cause::new(e)))?;
         Ok(match wait {
             0 => Verdict::Allowed,
             micros => Verdict::Limited {

@@ -39,7 +39,7 @@ async fn an_unreachable_redis_fails_fast_with_a_clear_error() {
         .await
         .expect_err("nothing on port 1");
     assert!(
-        matches!(&error, LockError::Unavailable(m) if m.contains("cannot connect to Redis")),
+        matches!(&error, LockError::Unavailable(m) if m.to_string().contains("cannot connect to Redis")),
         "{error}"
     );
     let error = RedisKeyValue::connect("redis://127.0.0.1:1").expect_err("nothing on port 1");

@@ -212,7 +212,7 @@ fn millis(duration: Duration) -> i64 {
 }
 
 fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored outbox row cannot be read: {error}"))
+    StoreError::Unavailable(format!("stored outbox row cannot be read: {error}").into())
 }
 
 fn number(raw: i64) -> u64 {

@@ -10,7 +10,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 /// A row value that cannot be read back is a broken store, not bad input.
 pub fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored {what} cannot be read: {error}"))
+    StoreError::Unavailable(format!("stored {what} cannot be read: {error}").into())
 }
 
 /// A stored version or sequence number (a signed 64-bit column) as the

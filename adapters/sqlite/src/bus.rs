@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::{BusError, DeadLetter, Delivery, EventBus, Subscription};
+use shop_runtime::ports::{BusError, Cause, DeadLetter, Delivery, EventBus, Subscription};
 use shop_streams::{ConsumerSpec, Context, Envelope, Topology};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
@@ -46,8 +46,8 @@ pub struct SqliteBus {
     acks: GroupCommit<Ack, Result<(), BusError>>,
 }
 
-fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(format!("{what}: {error}"))
+fn unavailable(what: &str, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BusError {
+    BusError::Unavailable(Cause::context(what, error))
 }
 
 impl SqliteBus {

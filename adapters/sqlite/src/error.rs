@@ -1,7 +1,7 @@
 //! From SQLite errors to the ports' errors.
 
 pub(crate) use shop_adapter_sql::rows::{corrupt, to_sql};
-use shop_runtime::ports::StoreError;
+use shop_runtime::ports::{Cause, StoreError};
 
 /// SQLite result codes the stores answer differently (extended codes).
 const CONSTRAINT_CHECK: &str = "275";
@@ -12,7 +12,7 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
     {
         return StoreError::Refused(db.message().to_owned());
     }
-    StoreError::Unavailable(error.to_string())
+    StoreError::Unavailable(Cause::new(error))
 }
 
 /// A list bound as one JSON array, read back with `json_each`.

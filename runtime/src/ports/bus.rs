@@ -17,7 +17,7 @@ pub enum BusError {
     /// publish the outcome is unknown: publish again (the event id makes the
     /// second one harmless).
     #[error("event bus unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] super::Cause),
     /// The broker refused the request (for example an unknown dead letter).
     #[error("event bus refused the request: {0}")]
     Refused(String),

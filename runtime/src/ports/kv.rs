@@ -10,7 +10,7 @@ use std::time::Duration;
 pub enum KvError {
     /// The store could not be reached or did not answer in time.
     #[error("key-value store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] super::Cause),
     /// `increment` met a value that is not a decimal integer.
     #[error("value at {0} is not an integer counter")]
     NotACounter(String),

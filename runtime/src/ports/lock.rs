@@ -15,7 +15,7 @@ pub enum LockError {
     #[error("lock busy: {0}")]
     Busy(String),
     #[error("lock service unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] super::Cause),
 }
 
 /// Proof of holding some keys, until released or `ttl` passes.

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod bus;
+pub mod cause;
 pub mod clock;
 pub mod fallback;
 pub mod inventory_store;
@@ -17,6 +18,7 @@ pub mod store;
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
+pub use cause::Cause;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fallback::WithFallback;
 pub use inventory_store::{InventoryStore, InventoryWrite, NetWrite};

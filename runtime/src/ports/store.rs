@@ -28,5 +28,5 @@ pub enum StoreError {
     /// The store could not be reached or failed; nothing was written, and the
     /// caller may retry.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] super::Cause),
 }

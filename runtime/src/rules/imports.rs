@@ -112,7 +112,7 @@ impl config::Host for HostState {
 
 fn kv_error(error: KvError) -> kv::KvError {
     match error {
-        KvError::Unavailable(reason) => kv::KvError::Unavailable(reason),
+        KvError::Unavailable(reason) => kv::KvError::Unavailable(reason.to_string()),
         invalid @ KvError::NotACounter(_) => kv::KvError::Invalid(invalid.to_string()),
     }
 }

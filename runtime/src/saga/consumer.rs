@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::{HandleError, Handler, at_most};
 use crate::metrics::Metrics;
-use crate::ports::{Delivery, Subscription};
+use crate::ports::{BusError, Delivery, Subscription};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerSettings {
@@ -64,8 +64,10 @@ pub struct Consumer<S, H> {
     pub metrics: Metrics,
 }
 
-/// Handles and settles one batch; returns how many messages it took.
-pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S, H>) -> Result<usize, String> {
+/// Handles and settles one batch; returns how many messages it took. An
+/// error is the bus's failure to deliver a batch: what the handler makes of
+/// each message is settled with that message, never returned here.
+pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S, H>) -> Result<usize, BusError> {
     let Consumer {
         context,
         subscription,
@@ -73,10 +75,7 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
         settings,
         metrics,
     } = consumer;
-    let batch = subscription
-        .next_batch(settings.batch, settings.wait)
-        .await
-        .map_err(|e| e.to_string())?;
+    let batch = subscription.next_batch(settings.batch, settings.wait).await?;
     metrics.dead_lettered(*context, subscription.take_dead_lettered());
     let taken = batch.len();
     let mut sequences: Vec<Vec<S::Delivery>> = Vec::new();

@@ -313,6 +313,60 @@ mod tests {
         }
     }
 
+    /// Where the golden samples of this schema version live: one file per
+    /// event type, the envelope as a producer of this version wrote it.
+    fn golden_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("golden")
+            .join(format!("v{SCHEMA_VERSION}"))
+    }
+
+    /// An envelope with fixed ids, so that its bytes are the same every run.
+    fn fixed(event: &DomainEvent) -> Envelope {
+        let trace = Trace {
+            correlation_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            causation_id: Some(Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002)),
+        };
+        let mut envelope = Envelope::new(event, 3, 1_767_225_600_000, rule(), trace);
+        envelope.event_id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0003);
+        envelope
+    }
+
+    /// The wire form of every event is pinned by a golden sample: a change
+    /// to a payload's encoding fails here, and each stored sample must still
+    /// decode into the event it was written from, so events already in a
+    /// stream stay readable. `SHOP_UPDATE_GOLDEN=1` writes missing or
+    /// changed samples (for a deliberate, versioned change only).
+    #[test]
+    fn golden_samples_pin_the_wire_form_of_every_event() {
+        let dir = golden_dir();
+        let update = std::env::var_os("SHOP_UPDATE_GOLDEN").is_some_and(|v| v == "1");
+        let events = every_event();
+        let mut names: Vec<&str> = events.iter().map(DomainEvent::name).collect();
+        names.sort_unstable();
+        names.dedup();
+        // Order{Confirmed,Completed} share a payload type, so do
+        // Stock{Reserved,Deducted}: the first event of each type is its sample.
+        for name in names {
+            let event = events.iter().find(|e| e.name() == name).expect("listed");
+            let path = dir.join(format!("{name}.json"));
+            let written = serde_json::to_value(fixed(event)).expect("serialises");
+            if update {
+                std::fs::create_dir_all(&dir).expect("golden dir");
+                let text = serde_json::to_string_pretty(&written).expect("pretty") + "\n";
+                std::fs::write(&path, text).expect("write golden sample");
+            }
+            let stored = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (SHOP_UPDATE_GOLDEN=1 writes it)", path.display()));
+            let stored_value: Value = serde_json::from_slice(&stored).expect("golden sample is JSON");
+            assert_eq!(written, stored_value, "{name}: the wire form changed against {}", path.display());
+            let decoded = Envelope::from_bytes(&stored).expect("golden envelope decodes");
+            assert_eq!(decoded.event().expect("golden payload decodes"), *event, "{name}");
+        }
+        let samples = std::fs::read_dir(&dir).expect("golden dir").count();
+        assert_eq!(samples, 13, "one sample per event type in {}", dir.display());
+    }
+
     #[test]
     fn aggregates_and_contexts_are_named() {
         let events = every_event();

@@ -16,7 +16,7 @@ use shop_adapter_sqlite::SqliteStore;
 use shop_gateway::{ApiKey, CallerRole, StoredApiKeys, api_key_digest};
 use shop_runtime::ports::{ApiKeyRecord, ApiKeyStore, Clock, StoreError, SystemClock};
 
-use crate::config::{self, Database};
+use crate::config::{self, Database, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {
@@ -37,13 +37,15 @@ pub enum ApiKeyCommand {
     Revoke { name: String },
 }
 
-pub fn run(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
-    let database = config::database()?;
+pub fn run(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let database = config::database(settings)?;
     config::block_on(async move {
         match database {
             Database::Embedded(url) => execute(SqliteStore::open(&url).await?.api_keys(), command).await,
             Database::Postgres(url) => {
-                let url = config::var("SHOP_MIGRATION_DATABASE_URL")
+                let url = settings
+                    .migration_database_url
+                    .clone()
                     .filter(|u| !u.trim().is_empty())
                     .unwrap_or(url);
                 let settings = PgSettings {

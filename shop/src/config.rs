@@ -1,96 +1,241 @@
-//! Typed configuration from `SHOP_*` environment variables, over an
-//! optional TOML file (`--config FILE` or `SHOP_CONFIG`).
+//! The shop's settings: one typed [`Settings`] value, read once from an
+//! optional TOML file (`--config FILE` or `SHOP_CONFIG`) and the `SHOP_*`
+//! environment variables, then passed down to what needs a part of it.
 //!
 //! The file holds the same settings under their names without the prefix,
 //! in lower case (`database_url = "postgres://..."`, `db_pool = 32`), and
 //! component settings as tables (`[rules_config.purchase-limit]`). The
 //! environment wins over the file, so one file can serve several instances
-//! that differ by a variable or two.
+//! that differ by a variable or two. A name the file does not know is an
+//! error; the environment's other `SHOP_*` variables are not settings of
+//! this process and are left alone. Each default lives in one place: the
+//! accessor or the derived configuration below that reads the field.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 use shop_adapter_jetstream::NatsEndpoint;
 use shop_adapter_redis::RedisEndpoint;
 use shop_runtime::ports::Quota;
 use shop_runtime::rules::RuleTrust;
 
-/// Settings read from the file, as `SHOP_*` names.
-static FILE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+use crate::secrets::MissingSecret;
 
-/// The settings a file may hold, by their file names.
-const KNOWN: &[&str] = &[
-    "database_url",
-    "nats_url",
-    "nats_creds",
-    "nats_tls_ca",
-    "redis_url",
-    "redis_tls_ca",
-    "namespace",
-    "instance_id",
-    "db_pool",
-    "expiry_every_ms",
-    "listen",
-    "role",
-    "log",
+/// `on` or `off` (a TOML file may also say `true` or `false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    #[serde(alias = "true")]
+    On,
+    #[serde(alias = "false")]
+    Off,
+}
+
+impl Switch {
+    fn or(setting: Option<Switch>, default: bool) -> bool {
+        setting.map_or(default, |s| s == Switch::On)
+    }
+}
+
+/// Every setting by its short name (`SHOP_DB_POOL` is `db_pool`), as given:
+/// `None` when neither the file nor the environment sets it. Numbers and
+/// switches are checked when read; what needs more (URLs, lists, rates,
+/// durations with units) is checked by the accessor that reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database_url: Option<String>,
+    pub migration_database_url: Option<String>,
+    pub migrate_on_start: Option<Switch>,
+    pub db_pool: Option<u32>,
+    pub group_commit: Option<Switch>,
+    pub nats_url: Option<String>,
+    pub nats_creds: Option<String>,
+    pub nats_tls_ca: Option<String>,
+    pub nats_replicas: Option<u64>,
+    pub redis_url: Option<String>,
+    pub redis_tls_ca: Option<String>,
+    pub namespace: Option<String>,
+    pub instance_id: Option<String>,
+    pub role: Option<String>,
+    pub listen: Option<String>,
+    pub log: Option<String>,
+    pub expiry_every_ms: Option<u64>,
+    pub handle_together: Option<Switch>,
+    pub relay_wake: Option<Switch>,
+    pub outbox_retention_secs: Option<u64>,
+    pub intake_max_pending: Option<String>,
+    pub request_timeout_ms: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_in_flight: Option<u64>,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_max_ttl: Option<String>,
+    pub data_key: Option<String>,
+    pub api_keys: Option<String>,
+    pub rate_limit_user: Option<String>,
+    pub rate_limit_ip: Option<String>,
+    pub cors_origins: Option<String>,
+    pub trusted_proxies: Option<String>,
+    pub rules_dir: Option<String>,
+    pub rules_allow: Option<String>,
+    pub rules_keys: Option<String>,
+    pub rules_cache: Option<String>,
+    pub rules_timeout_ms: Option<u64>,
+    pub rules_memory_mb: Option<u64>,
+    pub reservation_ttl_secs: Option<u64>,
+    pub advertise_url: Option<String>,
+    pub announce_every_ms: Option<u64>,
+    pub announce_key: Option<String>,
+    pub upstream_allow: Option<String>,
+    pub order_upstreams: Option<String>,
+    pub inventory_upstreams: Option<String>,
+    pub discovery: Option<String>,
+    pub upstream_connect_timeout_ms: Option<u64>,
+    pub upstream_timeout_ms: Option<u64>,
+    pub upstream_attempts: Option<u64>,
+    pub retry_backoff_ms: Option<u64>,
+    pub breaker_window: Option<u64>,
+    pub breaker_open_ms: Option<u64>,
+    pub health_every_ms: Option<u64>,
+    pub forget_after_ms: Option<u64>,
+    /// `SHOP_RULES_CONFIG_<COMPONENT>_<KEY>` and the file's
+    /// `[rules_config.<component>]` tables, by component and key.
+    #[serde(skip)]
+    pub rules_config: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Settings that are secrets: each may instead be read from the file that
+/// `NAME_FILE` names (a mounted secret), its trailing newline dropped.
+const SECRETS: &[&str] = &[
     "jwt_secret",
     "jwt_public_key",
-    "jwt_issuer",
-    "jwt_audience",
-    "jwt_max_ttl",
-    "api_keys",
-    "rate_limit_user",
-    "cors_origins",
-    "request_timeout_ms",
-    "rate_limit_ip",
-    "rules_dir",
-    "rules_allow",
-    "rules_keys",
-    "rules_cache",
-    "rules_timeout_ms",
-    "rules_memory_mb",
-    "reservation_ttl_secs",
-    "trusted_proxies",
-    "group_commit",
-    "handle_together",
-    "nats_replicas",
-    "relay_wake",
-    "migrate_on_start",
+    "data_key",
+    "database_url",
     "migration_database_url",
-    "outbox_retention_secs",
-    "header_read_timeout_ms",
-    "max_connections",
-    "max_in_flight",
-    "intake_max_pending",
-    "advertise_url",
-    "announce_every_ms",
+    "redis_url",
+    "nats_creds",
     "announce_key",
-    "upstream_allow",
-    "order_upstreams",
-    "inventory_upstreams",
-    "discovery",
-    "upstream_connect_timeout_ms",
-    "upstream_timeout_ms",
-    "upstream_attempts",
-    "retry_backoff_ms",
-    "breaker_window",
-    "breaker_open_ms",
-    "health_every_ms",
-    "forget_after_ms",
 ];
 
-/// Reads the TOML file at `path` into the settings; call once, before any
-/// setting is read.
-pub fn load_file(path: &Path) -> anyhow::Result<()> {
+const PREFIX: &str = "SHOP_";
+const RULES_CONFIG: &str = "rules_config_";
+
+impl Settings {
+    /// The settings of this process: the file at `file` (when given) under
+    /// the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let file = match file {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        Self::from_sources(file, std::env::vars())
+    }
+
+    /// The settings of `file` (short names) under `env` (`SHOP_*` names).
+    fn from_sources(
+        file: BTreeMap<String, String>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let fields = field_names();
+        let mut merged = file;
+        let mut secret_files = BTreeMap::new();
+        for (name, value) in env {
+            let Some(short) = name.strip_prefix(PREFIX).map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            if let Some(secret) = short.strip_suffix("_file").filter(|s| SECRETS.contains(s)) {
+                secret_files.insert(secret.to_owned(), (name, value));
+            } else if fields.contains(&short.as_str()) || short.starts_with(RULES_CONFIG) {
+                merged.insert(short, value);
+            }
+        }
+        // An empty secret is no secret: its file may hold it.
+        for (secret, (variable, path)) in secret_files {
+            if path.is_empty() || merged.get(&secret).is_some_and(|value| !value.is_empty()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| MissingSecret(format!("{variable}: cannot read {path}: {error}")))?;
+            merged.insert(secret, text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        let mut rules_config: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut plain = Vec::with_capacity(merged.len());
+        for (name, value) in merged {
+            match name.strip_prefix(RULES_CONFIG) {
+                Some(rest) => {
+                    let (component, key) = split_component_key(&rest.to_ascii_uppercase()).with_context(|| {
+                        format!(
+                            "SHOP_{}: expected SHOP_RULES_CONFIG_<COMPONENT>_<KEY>",
+                            name.to_ascii_uppercase()
+                        )
+                    })?;
+                    rules_config.entry(component).or_default().insert(key, value);
+                }
+                None => plain.push((name.to_ascii_uppercase(), value)),
+            }
+        }
+        // envy names a value it cannot read by the key it was given: the
+        // variable's name without its prefix, which gets it back here.
+        let mut settings: Settings = envy::from_iter(plain)
+            .map_err(|error| anyhow::anyhow!("{}", error.to_string().replace("provided by ", "provided by SHOP_")))?;
+        settings.rules_config = rules_config;
+        Ok(settings)
+    }
+}
+
+/// The names of [`Settings`]' fields, as serde sees them: what the
+/// environment may set.
+fn field_names() -> &'static [&'static str] {
+    struct Fields(Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only the field names are read"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(serde::de::Error::custom("only the field names are read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields = Fields(None);
+    let _ = Settings::deserialize(&mut fields);
+    fields.0.unwrap_or_default()
+}
+
+/// The TOML file at `path` as settings by their short names.
+fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     let mut settings = BTreeMap::new();
     flatten(&table, "", &mut settings).with_context(|| format!("in {}", path.display()))?;
-    let _ = FILE.set(settings);
-    Ok(())
+    let fields = field_names();
+    if let Some(unknown) = settings
+        .keys()
+        .find(|name| !name.starts_with(RULES_CONFIG) && !fields.contains(&name.as_str()))
+    {
+        bail!(
+            "in {}: unknown setting {unknown:?}; known: {}, and [rules_config.<component>] tables",
+            path.display(),
+            fields.join(", ")
+        );
+    }
+    Ok(settings)
 }
 
 fn flatten(table: &toml::Table, prefix: &str, into: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
@@ -98,10 +243,10 @@ fn flatten(table: &toml::Table, prefix: &str, into: &mut BTreeMap<String, String
         let name = format!("{prefix}{key}");
         let text = match value {
             toml::Value::Table(inner) if prefix.is_empty() && key == "rules_config" => {
-                flatten(inner, "rules_config_", into)?;
+                flatten(inner, RULES_CONFIG, into)?;
                 continue;
             }
-            toml::Value::Table(inner) if prefix == "rules_config_" => {
+            toml::Value::Table(inner) if prefix == RULES_CONFIG => {
                 flatten(inner, &format!("{name}_"), into)?;
                 continue;
             }
@@ -113,70 +258,9 @@ fn flatten(table: &toml::Table, prefix: &str, into: &mut BTreeMap<String, String
                 other.type_str()
             ),
         };
-        if !prefix.starts_with("rules_config_") && !KNOWN.contains(&name.as_str()) {
-            bail!(
-                "unknown setting {name:?}; known: {}, and [rules_config.<component>] tables",
-                KNOWN.join(", ")
-            );
-        }
-        into.insert(format!("SHOP_{}", name.replace('-', "_").to_ascii_uppercase()), text);
+        into.insert(name.replace('-', "_").to_ascii_lowercase(), text);
     }
     Ok(())
-}
-
-/// Settings that are secrets: each may instead be read from the file that
-/// `NAME_FILE` names (a mounted secret), its trailing newline dropped.
-pub const SECRETS: &[&str] = &[
-    "SHOP_JWT_SECRET",
-    "SHOP_JWT_PUBLIC_KEY",
-    "SHOP_DATA_KEY",
-    "SHOP_DATABASE_URL",
-    "SHOP_MIGRATION_DATABASE_URL",
-    "SHOP_REDIS_URL",
-    "SHOP_NATS_CREDS",
-    "SHOP_PAYMENT_WEBHOOK_SECRET",
-    "SHOP_ANNOUNCE_KEY",
-];
-
-/// The setting `name` (`SHOP_...`): the environment's, else the config
-/// file's, else (for a secret) the contents of the file `NAME_FILE` names.
-pub fn var(name: &str) -> Option<String> {
-    let direct = std::env::var(name)
-        .ok()
-        .or_else(|| FILE.get().and_then(|file| file.get(name).cloned()));
-    match direct {
-        // An empty secret is no secret: its file may hold it.
-        Some(value) if value.is_empty() && SECRETS.contains(&name) => {
-            secret_from_file(name).ok().flatten().or(Some(value))
-        }
-        Some(value) => Some(value),
-        None => secret_from_file(name).ok().flatten(),
-    }
-}
-
-/// Why the file `NAME_FILE` names cannot be read, when it is set and cannot.
-pub fn secret_file_error(name: &str) -> Option<String> {
-    secret_from_file(name).err()
-}
-
-fn secret_from_file(name: &str) -> Result<Option<String>, String> {
-    if !SECRETS.contains(&name) {
-        return Ok(None);
-    }
-    let Some(path) = std::env::var(format!("{name}_FILE")).ok().filter(|p| !p.is_empty()) else {
-        return Ok(None);
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned())),
-        Err(error) => Err(format!("{name}_FILE: cannot read {path}: {error}")),
-    }
-}
-
-/// Every `SHOP_*` setting, the environment's over the file's.
-fn vars() -> BTreeMap<String, String> {
-    let mut all = FILE.get().cloned().unwrap_or_default();
-    all.extend(std::env::vars().filter(|(name, _)| name.starts_with("SHOP_")));
-    all
 }
 
 /// The settings of the rules host.
@@ -206,22 +290,22 @@ pub struct RulesConfig {
 }
 
 /// `SHOP_NAMESPACE`: prefix of every stream, subject and key (default `shop`).
-pub fn namespace() -> String {
-    var("SHOP_NAMESPACE").unwrap_or_else(|| "shop".to_owned())
+pub fn namespace(s: &Settings) -> &str {
+    s.namespace.as_deref().unwrap_or("shop")
 }
 
 /// `SHOP_JWT_ISSUER` and `SHOP_JWT_AUDIENCE` (checked when set) and
 /// `SHOP_JWT_MAX_TTL` (`24h` by default; `90m`, `3600s` or seconds): what a
 /// token must say, and how long it may live at most.
-pub fn token_checks() -> anyhow::Result<shop_gateway::TokenChecks> {
+pub fn token_checks(s: &Settings) -> anyhow::Result<shop_gateway::TokenChecks> {
     let defaults = shop_gateway::TokenChecks::default();
-    let max_ttl = match var("SHOP_JWT_MAX_TTL") {
+    let max_ttl = match s.jwt_max_ttl.clone() {
         None => defaults.max_ttl,
         Some(text) => parse_duration(&text).with_context(|| format!("SHOP_JWT_MAX_TTL={text:?}"))?,
     };
     Ok(shop_gateway::TokenChecks {
-        issuer: var("SHOP_JWT_ISSUER").filter(|s| !s.is_empty()),
-        audience: var("SHOP_JWT_AUDIENCE").filter(|s| !s.is_empty()),
+        issuer: s.jwt_issuer.clone().filter(|s| !s.is_empty()),
+        audience: s.jwt_audience.clone().filter(|s| !s.is_empty()),
         max_ttl,
     })
 }
@@ -251,17 +335,14 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
 /// it, `tls://` for TLS), `SHOP_NATS_CREDS` (an nkey seed or a `.creds`
 /// file's contents; `_FILE` too) and `SHOP_NATS_TLS_CA` (a CA certificate
 /// file for a server under a private CA).
-pub fn nats() -> anyhow::Result<NatsEndpoint> {
-    if let Some(error) = secret_file_error("SHOP_NATS_CREDS") {
-        bail!(error);
-    }
-    let tls_ca = var("SHOP_NATS_TLS_CA").filter(|path| !path.trim().is_empty());
+pub fn nats(s: &Settings) -> anyhow::Result<NatsEndpoint> {
+    let tls_ca = s.nats_tls_ca.clone().filter(|path| !path.trim().is_empty());
     if let Some(path) = &tls_ca {
         std::fs::metadata(path).with_context(|| format!("SHOP_NATS_TLS_CA: cannot read {path}"))?;
     }
     Ok(NatsEndpoint {
-        url: var("SHOP_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
-        credentials: var("SHOP_NATS_CREDS").filter(|c| !c.trim().is_empty()),
+        url: s.nats_url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+        credentials: s.nats_creds.clone().filter(|c| !c.trim().is_empty()),
         tls_ca: tls_ca.map(PathBuf::from),
     })
 }
@@ -269,21 +350,24 @@ pub fn nats() -> anyhow::Result<NatsEndpoint> {
 /// `SHOP_REDIS_URL` (default `redis://127.0.0.1:6379`; user and password
 /// in it, `rediss://` for TLS) and `SHOP_REDIS_TLS_CA` (a CA certificate
 /// file for a server under a private CA).
-pub fn redis() -> anyhow::Result<RedisEndpoint> {
-    let tls_ca = match var("SHOP_REDIS_TLS_CA").filter(|path| !path.trim().is_empty()) {
+pub fn redis(s: &Settings) -> anyhow::Result<RedisEndpoint> {
+    let tls_ca = match s.redis_tls_ca.clone().filter(|path| !path.trim().is_empty()) {
         Some(path) => Some(std::fs::read(&path).with_context(|| format!("SHOP_REDIS_TLS_CA: cannot read {path}"))?),
         None => None,
     };
     Ok(RedisEndpoint {
-        url: var("SHOP_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        url: s
+            .redis_url
+            .clone()
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
         tls_ca,
     })
 }
 
 /// `SHOP_CORS_ORIGINS`: origins whose pages may call the API, separated by
 /// commas (default none: no CORS headers).
-pub fn cors_origins() -> anyhow::Result<Vec<axum::http::HeaderValue>> {
-    let Some(text) = var("SHOP_CORS_ORIGINS") else {
+pub fn cors_origins(s: &Settings) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+    let Some(text) = s.cors_origins.clone() else {
         return Ok(Vec::new());
     };
     text.split(',')
@@ -301,8 +385,8 @@ pub fn cors_origins() -> anyhow::Result<Vec<axum::http::HeaderValue>> {
 
 /// `SHOP_API_KEYS`: third-party callers as `name:role:key`, separated by
 /// commas (`shipping:admin:0123456789abcdef...`).
-pub fn api_keys() -> anyhow::Result<Vec<(String, shop_gateway::CallerRole, String)>> {
-    let Some(text) = var("SHOP_API_KEYS") else {
+pub fn api_keys(s: &Settings) -> anyhow::Result<Vec<(String, shop_gateway::CallerRole, String)>> {
+    let Some(text) = s.api_keys.clone() else {
         return Ok(Vec::new());
     };
     text.split(',')
@@ -326,14 +410,14 @@ pub fn api_keys() -> anyhow::Result<Vec<(String, shop_gateway::CallerRole, Strin
 
 /// `SHOP_RATE_LIMIT_USER` (default `100/200`) and `SHOP_RATE_LIMIT_IP`
 /// (default `1000/2000`): `RATE/BURST` per second, or `off`.
-pub fn rate_limits() -> anyhow::Result<(Option<Quota>, Option<Quota>)> {
-    let read = |name: &str, default: &str| {
-        let text = var(name).unwrap_or_else(|| default.to_owned());
+pub fn rate_limits(s: &Settings) -> anyhow::Result<(Option<Quota>, Option<Quota>)> {
+    let read = |name: &str, value: &Option<String>, default: &str| {
+        let text = value.clone().unwrap_or_else(|| default.to_owned());
         parse_quota(&text).with_context(|| format!("{name}={text:?}: expected RATE/BURST (like 100/200) or off"))
     };
     Ok((
-        read("SHOP_RATE_LIMIT_USER", "100/200")?,
-        read("SHOP_RATE_LIMIT_IP", "1000/2000")?,
+        read("SHOP_RATE_LIMIT_USER", &s.rate_limit_user, "100/200")?,
+        read("SHOP_RATE_LIMIT_IP", &s.rate_limit_ip, "1000/2000")?,
     ))
 }
 
@@ -402,53 +486,56 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let database = database()?;
-        let text = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
+        let database = database(s)?;
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
             database,
-            nats: nats()?,
-            redis: redis()?,
-            instance_id: text("SHOP_INSTANCE_ID", &format!("{host}-{}", std::process::id())),
-            db_pool: u32::try_from(number("SHOP_DB_POOL", 16)?).context("SHOP_DB_POOL is too large")?,
-            expiry_every: Duration::from_millis(number("SHOP_EXPIRY_EVERY_MS", 1000)?),
-            request_timeout: Duration::from_millis(number("SHOP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
-            group_commit: switch("SHOP_GROUP_COMMIT")?,
-            handle_together: switch("SHOP_HANDLE_TOGETHER")?,
-            nats_replicas: match number("SHOP_NATS_REPLICAS", 1)? {
+            nats: nats(s)?,
+            redis: redis(s)?,
+            instance_id: s
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            db_pool: s.db_pool.unwrap_or(16),
+            expiry_every: Duration::from_millis(num(s.expiry_every_ms, 1000)?),
+            request_timeout: Duration::from_millis(num(s.request_timeout_ms, 10_000)?.max(1)),
+            group_commit: Switch::or(s.group_commit, true),
+            handle_together: Switch::or(s.handle_together, true),
+            nats_replicas: match num(s.nats_replicas, 1)? {
                 n @ 1..=5 => n as usize,
                 other => bail!("SHOP_NATS_REPLICAS={other}: expected 1 to 5"),
             },
-            relay_wake: switch("SHOP_RELAY_WAKE")?,
-            migrate_on_start: switch_or("SHOP_MIGRATE_ON_START", false)?,
-            server_limits: server_limits()?,
-            intake_max_pending: match var("SHOP_INTAKE_MAX_PENDING").as_deref().map(str::trim) {
+            relay_wake: Switch::or(s.relay_wake, true),
+            migrate_on_start: Switch::or(s.migrate_on_start, false),
+            server_limits: server_limits(s)?,
+            intake_max_pending: match s.intake_max_pending.as_deref().map(str::trim) {
                 Some("off") => None,
-                _ => Some(number(
-                    "SHOP_INTAKE_MAX_PENDING",
-                    shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING,
-                )?),
+                None => Some(shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING),
+                Some(text) => Some(
+                    text.parse()
+                        .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
+                ),
             },
-            outbox_retention: Duration::from_secs(number(
-                "SHOP_OUTBOX_RETENTION_SECS",
+            outbox_retention: Duration::from_secs(num(
+                s.outbox_retention_secs,
                 shop_runtime::saga::relay::DEFAULT_KEEP.as_secs(),
             )?),
         })
     }
 }
 
-fn server_limits() -> anyhow::Result<shop_gateway::ServerLimits> {
+fn server_limits(s: &Settings) -> anyhow::Result<shop_gateway::ServerLimits> {
     let defaults = shop_gateway::ServerLimits::default();
-    let count = |name: &str, default: usize| -> anyhow::Result<usize> {
-        let value = number(name, u64::try_from(default).unwrap_or(u64::MAX))?;
+    let count = |name: &str, value: Option<u64>, default: usize| -> anyhow::Result<usize> {
+        let value = num(value, u64::try_from(default).unwrap_or(u64::MAX))?;
         match usize::try_from(value) {
             Ok(0) | Err(_) => bail!("{name} must be a whole number from 1"),
             Ok(value) => Ok(value),
         }
     };
-    let timeout_ms = number(
-        "SHOP_HEADER_READ_TIMEOUT_MS",
+    let timeout_ms = num(
+        s.header_read_timeout_ms,
         u64::try_from(defaults.header_read_timeout.as_millis()).unwrap_or(u64::MAX),
     )?;
     if timeout_ms == 0 {
@@ -456,31 +543,16 @@ fn server_limits() -> anyhow::Result<shop_gateway::ServerLimits> {
     }
     Ok(shop_gateway::ServerLimits {
         header_read_timeout: Duration::from_millis(timeout_ms),
-        max_connections: count("SHOP_MAX_CONNECTIONS", defaults.max_connections)?,
-        max_in_flight: count("SHOP_MAX_IN_FLIGHT", defaults.max_in_flight)?,
+        max_connections: count("SHOP_MAX_CONNECTIONS", s.max_connections, defaults.max_connections)?,
+        max_in_flight: count("SHOP_MAX_IN_FLIGHT", s.max_in_flight, defaults.max_in_flight)?,
     })
-}
-
-/// An `on` (the default) or `off` setting.
-fn switch(name: &str) -> anyhow::Result<bool> {
-    switch_or(name, true)
-}
-
-/// `on` or `off`, `default` when unset.
-fn switch_or(name: &str, default: bool) -> anyhow::Result<bool> {
-    match var(name).as_deref().map(str::trim) {
-        None => Ok(default),
-        Some("on") => Ok(true),
-        Some("off") => Ok(false),
-        Some(other) => bail!("{name}={other:?}: expected on or off"),
-    }
 }
 
 /// `SHOP_TRUSTED_PROXIES`: addresses of the gateways in front of this
 /// instance, separated by commas; their `X-Forwarded-For` names the caller
 /// whose address the rate limit counts (default none).
-pub fn trusted_proxies() -> anyhow::Result<Vec<std::net::IpAddr>> {
-    list("SHOP_TRUSTED_PROXIES")
+pub fn trusted_proxies(s: &Settings) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    list(&s.trusted_proxies)
         .into_iter()
         .map(|entry| {
             entry
@@ -503,10 +575,10 @@ pub struct AnnounceConfig {
 }
 
 impl AnnounceConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            url: var("SHOP_ADVERTISE_URL").filter(|url| !url.trim().is_empty()),
-            every: Duration::from_millis(number("SHOP_ANNOUNCE_EVERY_MS", 2000)?.max(10)),
+            url: s.advertise_url.clone().filter(|url| !url.trim().is_empty()),
+            every: Duration::from_millis(num(s.announce_every_ms, 2000)?.max(10)),
         })
     }
 }
@@ -529,41 +601,42 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let discovery = match var("SHOP_DISCOVERY").as_deref().map(str::trim) {
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
+        let discovery = match s.discovery.clone().as_deref().map(str::trim) {
             None | Some("nats") => true,
             Some("off") => false,
             Some(other) => bail!("SHOP_DISCOVERY={other:?}: expected nats or off"),
         };
-        let millis = |name: &str, default: u64| -> anyhow::Result<Duration> {
-            Ok(Duration::from_millis(number(name, default)?.max(1)))
+        let millis = |value: Option<u64>, default: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_millis(num(value, default)?.max(1)))
         };
         let defaults = shop_gateway::ProxySettings::default();
         let proxy = shop_gateway::ProxySettings {
-            connect_timeout: millis("SHOP_UPSTREAM_CONNECT_TIMEOUT_MS", 3000)?,
-            read_timeout: millis("SHOP_UPSTREAM_TIMEOUT_MS", 10_000)?,
-            attempts: u32::try_from(number("SHOP_UPSTREAM_ATTEMPTS", 3)?.clamp(1, 10)).unwrap_or(3),
-            backoff: millis("SHOP_RETRY_BACKOFF_MS", 50)?,
+            connect_timeout: millis(s.upstream_connect_timeout_ms, 3000)?,
+            read_timeout: millis(s.upstream_timeout_ms, 10_000)?,
+            attempts: u32::try_from(num(s.upstream_attempts, 3)?.clamp(1, 10)).unwrap_or(3),
+            backoff: millis(s.retry_backoff_ms, 50)?,
             breaker: shop_gateway::BreakerSettings {
-                window: usize::try_from(number("SHOP_BREAKER_WINDOW", 20)?.clamp(2, 10_000)).unwrap_or(20),
-                open_for: millis("SHOP_BREAKER_OPEN_MS", 30_000)?,
+                window: usize::try_from(num(s.breaker_window, 20)?.clamp(2, 10_000)).unwrap_or(20),
+                open_for: millis(s.breaker_open_ms, 30_000)?,
             },
-            health_every: millis("SHOP_HEALTH_EVERY_MS", 2000)?,
-            forget_after: millis("SHOP_FORGET_AFTER_MS", defaults.forget_after.as_millis() as u64)?,
+            health_every: millis(s.health_every_ms, 2000)?,
+            forget_after: millis(s.forget_after_ms, defaults.forget_after.as_millis() as u64)?,
         };
         Ok(Self {
-            order: list("SHOP_ORDER_UPSTREAMS"),
-            inventory: list("SHOP_INVENTORY_UPSTREAMS"),
+            order: list(&s.order_upstreams),
+            inventory: list(&s.inventory_upstreams),
             discovery,
-            allow: list("SHOP_UPSTREAM_ALLOW"),
+            allow: list(&s.upstream_allow),
             proxy,
         })
     }
 }
 
 /// A comma-separated setting's entries, trimmed, without empty ones.
-fn list(name: &str) -> Vec<String> {
-    var(name)
+fn list(value: &Option<String>) -> Vec<String> {
+    value
+        .as_deref()
         .map(|text| {
             text.split(',')
                 .map(str::trim)
@@ -595,8 +668,10 @@ impl Database {
 }
 
 /// `SHOP_DATABASE_URL` (default `sqlite://data/shop.db`).
-pub fn database() -> anyhow::Result<Database> {
-    let url = var("SHOP_DATABASE_URL")
+pub fn database(s: &Settings) -> anyhow::Result<Database> {
+    let url = s
+        .database_url
+        .clone()
         .filter(|url| !url.trim().is_empty())
         .unwrap_or_else(|| EMBEDDED_DATABASE.to_owned());
     if url.starts_with("sqlite:") {
@@ -617,36 +692,23 @@ pub fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -
         .block_on(work)
 }
 
-fn number(name: &str, default: u64) -> anyhow::Result<u64> {
-    match var(name) {
-        None => Ok(default),
-        Some(text) => text
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={text:?} is not a whole number")),
-    }
+/// A number setting, `default` when unset (numbers are checked when the settings are read).
+fn num(value: Option<u64>, default: u64) -> anyhow::Result<u64> {
+    Ok(value.unwrap_or(default))
 }
 
 impl RulesConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let cache_dir = match var("SHOP_RULES_CACHE") {
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
+        let cache_dir = match s.rules_cache.clone() {
             Some(value) if value == "off" => None,
             Some(value) => Some(PathBuf::from(value)),
             None => Some(PathBuf::from("data/rules-cache")),
         };
-        let memory_mb = number("SHOP_RULES_MEMORY_MB", 64)?;
+        let memory_mb = num(s.rules_memory_mb, 64)?;
         if memory_mb == 0 {
             bail!("SHOP_RULES_MEMORY_MB must be at least 1");
         }
-        let mut component_config: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (name, value) in vars() {
-            if let Some(rest) = name.strip_prefix("SHOP_RULES_CONFIG_") {
-                let (component, key) = split_component_key(rest)
-                    .with_context(|| format!("{name}: expected SHOP_RULES_CONFIG_<COMPONENT>_<KEY>"))?;
-                component_config.entry(component).or_default().insert(key, value);
-            }
-        }
-        let allowed: std::collections::BTreeSet<String> = list("SHOP_RULES_ALLOW")
+        let allowed: std::collections::BTreeSet<String> = list(&s.rules_allow)
             .into_iter()
             .map(|d| d.to_ascii_lowercase())
             .collect();
@@ -657,7 +719,7 @@ impl RulesConfig {
             bail!("SHOP_RULES_ALLOW: {bad:?} is not a SHA-256 digest (64 hex digits)");
         }
         let mut keys = Vec::new();
-        for key in list("SHOP_RULES_KEYS") {
+        for key in list(&s.rules_keys) {
             keys.push(
                 RuleTrust::key_from_hex(&key).with_context(|| {
                     format!("SHOP_RULES_KEYS: {key:?} is not an Ed25519 public key (64 hex digits)")
@@ -666,14 +728,14 @@ impl RulesConfig {
         }
         let trust = (!allowed.is_empty() || !keys.is_empty()).then_some(RuleTrust { allowed, keys });
         Ok(Self {
-            dir: var("SHOP_RULES_DIR").map(PathBuf::from),
+            dir: s.rules_dir.clone().map(PathBuf::from),
             trust,
             cache_dir,
-            cache_key: rules_cache_key(),
-            call_timeout: Duration::from_millis(number("SHOP_RULES_TIMEOUT_MS", 100)?),
+            cache_key: rules_cache_key(s),
+            call_timeout: Duration::from_millis(num(s.rules_timeout_ms, 100)?),
             memory_limit: usize::try_from(memory_mb << 20).context("SHOP_RULES_MEMORY_MB is too large")?,
-            reservation_ttl: Duration::from_secs(number("SHOP_RESERVATION_TTL_SECS", 30 * 60)?),
-            component_config,
+            reservation_ttl: Duration::from_secs(num(s.reservation_ttl_secs, 30 * 60)?),
+            component_config: s.rules_config.clone(),
         })
     }
 }
@@ -681,11 +743,13 @@ impl RulesConfig {
 /// The rules cache's key: derived from the data key, `SHOP_DATA_KEY` or
 /// the one the embedded mode made in its data directory; `None` (the cache
 /// then serves this process only) when there is neither yet.
-fn rules_cache_key() -> Option<[u8; 32]> {
+fn rules_cache_key(s: &Settings) -> Option<[u8; 32]> {
     use sha2::Digest;
-    let secret = var("SHOP_DATA_KEY")
+    let secret = s
+        .data_key
+        .clone()
         .filter(|key| !key.trim().is_empty())
-        .or_else(|| match database() {
+        .or_else(|| match database(s) {
             Ok(Database::Embedded(url)) => {
                 std::fs::read_to_string(crate::secrets::data_dir(&url).join("secrets").join("data-key")).ok()
             }
@@ -714,36 +778,100 @@ fn split_component_key(rest: &str) -> Option<(String, String)> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{flatten, split_component_key};
+    use super::{Settings, Switch, read_file, split_component_key};
 
-    fn settings(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
-        let table: toml::Table = toml::from_str(text)?;
-        let mut into = BTreeMap::new();
-        flatten(&table, "", &mut into)?;
-        Ok(into)
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn file(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("shop.toml");
+        std::fs::write(&path, text)?;
+        read_file(&path)
     }
 
     #[test]
     fn a_config_file_holds_the_environment_settings_by_their_short_names() {
-        let file = settings(
+        let file = file(
             r#"
             database_url = "postgres://db/shop"
             db_pool = 32
+            group_commit = false
             [rules_config.purchase-limit]
             max-units-per-day = 5
             "#,
         )
         .expect("valid");
+        let settings = Settings::from_sources(file, env(&[])).expect("typed");
+        assert_eq!(settings.database_url.as_deref(), Some("postgres://db/shop"));
+        assert_eq!(settings.db_pool, Some(32));
+        assert_eq!(settings.group_commit, Some(Switch::Off));
         assert_eq!(
-            file.get("SHOP_DATABASE_URL").map(String::as_str),
-            Some("postgres://db/shop")
+            settings.rules_config["purchase-limit"]["max-units-per-day"].as_str(),
+            "5"
         );
-        assert_eq!(file.get("SHOP_DB_POOL").map(String::as_str), Some("32"));
-        let component = file
-            .keys()
-            .find_map(|name| name.strip_prefix("SHOP_RULES_CONFIG_"))
-            .and_then(split_component_key);
-        assert_eq!(component, Some(("purchase-limit".into(), "max-units-per-day".into())));
+    }
+
+    #[test]
+    fn the_environment_wins_and_its_other_variables_are_left_alone() {
+        let file = file("db_pool = 32\nnamespace = \"from-file\"").expect("valid");
+        let settings = Settings::from_sources(
+            file,
+            env(&[
+                ("SHOP_DB_POOL", "8"),
+                ("SHOP_RELAY_WAKE", "off"),
+                ("SHOP_TEST_DATABASE_URL", "postgres://elsewhere"),
+                ("SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY", "3"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("typed");
+        assert_eq!(settings.db_pool, Some(8));
+        assert_eq!(settings.namespace.as_deref(), Some("from-file"));
+        assert_eq!(settings.relay_wake, Some(Switch::Off));
+        assert_eq!(settings.rules_config["purchase-limit"]["max-units-per-day"], "3");
+        assert_eq!(settings.database_url, None);
+    }
+
+    #[test]
+    fn a_bad_value_or_an_unknown_name_is_refused_by_name() {
+        let number =
+            Settings::from_sources(BTreeMap::new(), env(&[("SHOP_DB_POOL", "many")])).expect_err("not a number");
+        assert!(format!("{number:#}").contains("SHOP_DB_POOL"), "{number:#}");
+        let switch =
+            Settings::from_sources(BTreeMap::new(), env(&[("SHOP_RELAY_WAKE", "maybe")])).expect_err("not on/off");
+        assert!(format!("{switch:#}").contains("maybe"), "{switch:#}");
+        let typo = file("databse_url = \"x\"").expect_err("unknown");
+        assert!(typo.to_string().contains("databse_url"), "{typo}");
+        let list = file("db_pool = [1, 2]").expect_err("not a scalar");
+        assert!(format!("{list:#}").contains("db_pool"), "{list:#}");
+    }
+
+    #[test]
+    fn a_secret_may_come_from_the_file_its_name_file_variable_names() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("jwt");
+        std::fs::write(&path, "s3cret\n").expect("written");
+        let path = path.to_string_lossy().into_owned();
+        let settings = Settings::from_sources(
+            BTreeMap::new(),
+            env(&[("SHOP_JWT_SECRET", ""), ("SHOP_JWT_SECRET_FILE", &path)]),
+        )
+        .expect("read");
+        assert_eq!(settings.jwt_secret.as_deref(), Some("s3cret"));
+        let missing = Settings::from_sources(BTreeMap::new(), env(&[("SHOP_DATA_KEY_FILE", "/nonexistent/key")]))
+            .expect_err("unreadable");
+        assert!(
+            missing
+                .to_string()
+                .starts_with("SHOP_DATA_KEY_FILE: cannot read /nonexistent/key"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -760,14 +888,6 @@ mod tests {
         for bad in ["100", "0/5", "5/0", "a/b", "-1/2", ""] {
             assert!(super::parse_quota(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_config_file_with_a_typo_or_a_list_is_refused_by_name() {
-        let typo = settings("databse_url = \"x\"").expect_err("unknown");
-        assert!(typo.to_string().contains("databse_url"), "{typo}");
-        let list = settings("db_pool = [1, 2]").expect_err("not a scalar");
-        assert!(list.to_string().contains("db_pool"), "{list}");
     }
 
     #[test]

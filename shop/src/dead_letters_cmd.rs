@@ -15,7 +15,7 @@ use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_runtime::ports::EventBus;
 use shop_streams::{Namespace, Topology};
 
-use crate::config::{self, Database};
+use crate::config::{self, Database, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
@@ -36,17 +36,17 @@ pub enum DeadLettersCommand {
     },
 }
 
-pub fn run(command: DeadLettersCommand) -> anyhow::Result<ExitCode> {
-    let database = config::database()?;
+pub fn run(command: DeadLettersCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let database = config::database(settings)?;
     config::block_on(async {
-        let topology = Topology::new(Namespace::new(&config::namespace())?);
+        let topology = Topology::new(Namespace::new(config::namespace(settings))?);
         match database {
             Database::Embedded(url) => {
                 let store = SqliteStore::open(&url).await?;
                 execute(&SqliteBus::new(&store, topology.clone()), &topology, command).await
             }
             Database::Postgres(_) => {
-                let bus = JetStreamBus::connect(config::nats()?, topology.clone()).await?;
+                let bus = JetStreamBus::connect(config::nats(settings)?, topology.clone()).await?;
                 execute(&bus, &topology, command).await
             }
         }

@@ -25,40 +25,45 @@ use shop_streams::{Context, Namespace, Topology, Trust};
 
 use shop_adapter_postgres::{PgSettings, PgStore};
 
-use crate::config::{self, Database, GatewayConfig, ServiceConfig};
+use crate::config::{self, Database, GatewayConfig, ServiceConfig, Settings};
 use crate::secrets::{self, JwtKeys, MissingSecret};
 use crate::serve_cmd::{Fallback, auth, redis_check, register_fallbacks, shutdown_signal};
 
-pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -> anyhow::Result<()> {
-    let settings = GatewayConfig::from_env()?;
-    if !settings.discovery && (settings.order.is_empty() || settings.inventory.is_empty()) {
+pub async fn serve(
+    listen: SocketAddr,
+    settings: &Settings,
+    service: ServiceConfig,
+    keys: &JwtKeys,
+) -> anyhow::Result<()> {
+    let routing = GatewayConfig::from_settings(settings)?;
+    if !routing.discovery && (routing.order.is_empty() || routing.inventory.is_empty()) {
         anyhow::bail!(
             "with SHOP_DISCOVERY=off the gateway needs SHOP_ORDER_UPSTREAMS and SHOP_INVENTORY_UPSTREAMS (http://host:port, separated by commas)"
         );
     }
-    let namespace = Namespace::new(&config::namespace())?;
+    let namespace = Namespace::new(config::namespace(settings))?;
     let listener = shop_gateway::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let listening = listener.local_addr().context("the listening address")?;
 
     let mut registry = Registry::default();
-    let upstreams = Upstreams::new(settings.proxy.clone(), &mut registry);
+    let upstreams = Upstreams::new(routing.proxy.clone(), &mut registry);
     for (context, urls, name) in [
-        (Context::Order, &settings.order, "SHOP_ORDER_UPSTREAMS"),
-        (Context::Inventory, &settings.inventory, "SHOP_INVENTORY_UPSTREAMS"),
+        (Context::Order, &routing.order, "SHOP_ORDER_UPSTREAMS"),
+        (Context::Inventory, &routing.inventory, "SHOP_INVENTORY_UPSTREAMS"),
     ] {
         for url in urls {
             upstreams.add(context, url).context(name)?;
         }
     }
-    let listening_to_announcements = match settings.discovery {
+    let listening_to_announcements = match routing.discovery {
         true => {
             // Only sealed announcements (or allowed addresses) are believed:
             // the gateway forwards callers' credentials to what it believes.
             let trust = Trust {
-                key: secrets::announcement_key(keys)?,
-                allow: settings.allow.clone(),
+                key: secrets::announcement_key(settings, keys)?,
+                allow: routing.allow.clone(),
             };
             if !trust.admits_any() {
                 return Err(MissingSecret(
@@ -116,13 +121,13 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
         Dependency::required(name, check)
     })
     .collect();
-    let (user, ip) = config::rate_limits()?;
+    let (user, ip) = config::rate_limits(settings)?;
     let limits = Limits {
         user,
         ip,
         // Apart from the instances' own counts behind it.
         key_prefix: format!("{namespace}:gateway:ratelimit:"),
-        trusted_proxies: config::trusted_proxies()?,
+        trusted_proxies: config::trusted_proxies(settings)?,
     };
     let limiter = match user.is_some() || ip.is_some() {
         true => Some(RedisRateLimiter::connect_lazily(service.redis.clone())?),
@@ -139,7 +144,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     if let Some(limiter) = &limiter {
         register_fallbacks(&mut registry, Fallback::RateLimit, limiter.fallbacks());
     }
-    let auth = auth(keys)?;
+    let auth = auth(settings, keys)?;
     // Stored API keys are checked at the front door too, when the gateway
     // can read the deployment's database; else only configured ones.
     let api_keys = match &service.database {
@@ -164,7 +169,7 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     };
     let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
         .request_timeout(service.request_timeout)
-        .cors(config::cors_origins()?)
+        .cors(config::cors_origins(settings)?)
         .proxy(&upstreams);
     if let Some(limiter) = limiter {
         gateway = gateway.rate_limits(limiter, limits);
@@ -173,9 +178,9 @@ pub async fn serve(listen: SocketAddr, service: ServiceConfig, keys: &JwtKeys) -
     eprintln!(
         "shop: the gateway running as {} (namespace {namespace}, {} order and {} inventory instances listed{}), listening on http://{listening}",
         service.instance_id,
-        settings.order.len(),
-        settings.inventory.len(),
-        if settings.discovery {
+        routing.order.len(),
+        routing.inventory.len(),
+        if routing.discovery {
             ", hearing announcements on NATS"
         } else {
             ""

@@ -22,6 +22,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::Settings;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shop",
@@ -79,10 +81,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = cli.config.as_deref().map(config::load_file).transpose();
+    // Read once; every command gets the part it needs from this value.
+    let settings = Settings::load(cli.config.as_deref());
     tracing_subscriber::fmt()
         .with_env_filter(
-            config::var("SHOP_LOG")
+            settings
+                .as_ref()
+                .ok()
+                .and_then(|settings| settings.log.as_deref())
                 .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
                 .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn")),
         )
@@ -92,16 +98,19 @@ fn main() -> ExitCode {
         role: None,
         listen: None,
     });
-    let outcome = loaded.and_then(|_| match command {
-        Command::Rules(command) => rules_cmd::run(command),
-        Command::Migrate => migrate_cmd::run(),
-        Command::Serve { role, listen } => serve(role, listen),
-        Command::DeadLetters(command) => dead_letters_cmd::run(command),
-        Command::Outbox(command) => outbox_cmd::run(command),
-        Command::Token(args) => token_cmd::run(args),
-        Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command)),
-        Command::Stock(command) => ops_cmd::run(ops_cmd::Command::Stock(command)),
-        Command::Apikey(command) => apikey_cmd::run(command),
+    let outcome = settings.and_then(|settings| {
+        let settings = &settings;
+        match command {
+            Command::Rules(command) => rules_cmd::run(command, settings),
+            Command::Migrate => migrate_cmd::run(settings),
+            Command::Serve { role, listen } => serve(role, listen, settings),
+            Command::DeadLetters(command) => dead_letters_cmd::run(command, settings),
+            Command::Outbox(command) => outbox_cmd::run(command, settings),
+            Command::Token(args) => token_cmd::run(args, settings),
+            Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command), settings),
+            Command::Stock(command) => ops_cmd::run(ops_cmd::Command::Stock(command), settings),
+            Command::Apikey(command) => apikey_cmd::run(command, settings),
+        }
     });
     match outcome {
         Ok(code) => code,
@@ -120,19 +129,23 @@ fn main() -> ExitCode {
 }
 
 /// The command line over `SHOP_ROLE` / `SHOP_LISTEN` over the defaults.
-fn serve(role: Option<serve_cmd::ProcessRole>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
-    let role = match (role, config::var("SHOP_ROLE")) {
+fn serve(
+    role: Option<serve_cmd::ProcessRole>,
+    listen: Option<SocketAddr>,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let role = match (role, settings.role.as_deref()) {
         (Some(role), _) => role,
-        (None, Some(text)) => serve_cmd::ProcessRole::from_str(&text, true)
+        (None, Some(text)) => serve_cmd::ProcessRole::from_str(text, true)
             .map_err(|_| anyhow::anyhow!("SHOP_ROLE={text:?}: expected order, inventory, all or gateway"))?,
         (None, None) => serve_cmd::ProcessRole::All,
     };
-    let listen = match (listen, config::var("SHOP_LISTEN")) {
+    let listen = match (listen, settings.listen.as_deref()) {
         (Some(listen), _) => listen,
         (None, Some(text)) => text
             .parse()
             .with_context(|| format!("SHOP_LISTEN={text:?} is not an address like 127.0.0.1:8080"))?,
         (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    serve_cmd::run(role, listen)
+    serve_cmd::run(role, listen, settings)
 }

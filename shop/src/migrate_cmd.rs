@@ -11,17 +11,19 @@ use std::process::ExitCode;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
 
-use crate::config::{self, Database};
+use crate::config::{self, Database, Settings};
 
-pub fn run() -> anyhow::Result<ExitCode> {
-    let database = config::database()?;
+pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let database = config::database(settings)?;
     config::block_on(async {
         match database {
             Database::Embedded(url) => {
                 SqliteStore::open(&url).await?;
             }
             Database::Postgres(url) => {
-                let url = config::var("SHOP_MIGRATION_DATABASE_URL")
+                let url = settings
+                    .migration_database_url
+                    .clone()
                     .filter(|u| !u.trim().is_empty())
                     .unwrap_or(url);
                 PgStore::connect(&PgSettings::new(url)).await?.migrate().await?;

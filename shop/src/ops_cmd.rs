@@ -23,7 +23,7 @@ use shop_runtime::saga::orders::OrderService;
 use shop_streams::{Namespace, Trace};
 use uuid::Uuid;
 
-use crate::config::{self, Database, RulesConfig};
+use crate::config::{self, Database, RulesConfig, Settings};
 use crate::rules_cmd;
 
 #[derive(Debug, Subcommand)]
@@ -76,26 +76,34 @@ pub enum Command {
     Stock(StockCommand),
 }
 
-pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let database = config::database()?;
+pub fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let database = config::database(settings)?;
     config::block_on(async {
         match database {
             // The versions fence any concurrent writer; a local lock suffices here.
-            Database::Embedded(url) => execute(SqliteStore::open(&url).await?, MemoryLock::new(), command).await,
+            Database::Embedded(url) => {
+                execute(SqliteStore::open(&url).await?, MemoryLock::new(), command, settings).await
+            }
             Database::Postgres(url) => {
                 let store = PgStore::connect(&PgSettings::new(url)).await?;
-                execute(store, RedisLock::connect(config::redis()?).await?, command).await
+                execute(
+                    store,
+                    RedisLock::connect(config::redis(settings)?).await?,
+                    command,
+                    settings,
+                )
+                .await
             }
         }
     })
 }
 
-async fn execute<S, L>(store: S, lock: L, command: Command) -> anyhow::Result<ExitCode>
+async fn execute<S, L>(store: S, lock: L, command: Command, settings: &Settings) -> anyhow::Result<ExitCode>
 where
     S: OrderStore + InventoryStore + Clone,
     L: Lock,
 {
-    let namespace = Namespace::new(&config::namespace())?;
+    let namespace = Namespace::new(config::namespace(settings))?;
     let clock = Arc::new(SystemClock);
     let capabilities = Capabilities {
         clock: clock.clone(),
@@ -103,7 +111,11 @@ where
         namespace: namespace.to_string(),
     };
     let rules = Arc::new(
-        RuleHost::start(rules_cmd::settings(RulesConfig::from_env()?), capabilities).context("loading the rules")?,
+        RuleHost::start(
+            rules_cmd::rule_settings(RulesConfig::from_settings(settings)?),
+            capabilities,
+        )
+        .context("loading the rules")?,
     );
     let trace = Trace::root(Uuid::now_v7());
     match command {

@@ -16,7 +16,7 @@ use shop_adapter_sqlite::SqliteStore;
 use shop_runtime::ports::Outbox;
 use shop_streams::Context;
 
-use crate::config::{self, Database};
+use crate::config::{self, Database, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
@@ -52,8 +52,8 @@ impl Which {
     }
 }
 
-pub fn run(command: OutboxCommand) -> anyhow::Result<ExitCode> {
-    let database = config::database()?;
+pub fn run(command: OutboxCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let database = config::database(settings)?;
     config::block_on(async {
         match database {
             Database::Embedded(url) => {

@@ -10,7 +10,7 @@ use shop_adapter_memory::MemoryKeyValue;
 use shop_runtime::ports::SystemClock;
 use shop_runtime::rules::{Capabilities, ComponentInfo, RuleHost, RuleSettings, RuleSource};
 
-use crate::config::{self, RulesConfig};
+use crate::config::{self, RulesConfig, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
@@ -36,15 +36,15 @@ pub enum RulesCommand {
     },
 }
 
-pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: RulesCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
         RulesCommand::List => {
-            let host = start(RulesConfig::from_env()?)?;
+            let host = start(RulesConfig::from_settings(settings)?, config::namespace(settings))?;
             print_table(&host.components());
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Validate { files } => {
-            let host = start(RulesConfig::from_env()?)?;
+            let host = start(RulesConfig::from_settings(settings)?, config::namespace(settings))?;
             let mut failed = false;
             for file in files {
                 match RuleSource::from_file(&file).and_then(|source| host.inspect(&source)) {
@@ -58,11 +58,11 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         RulesCommand::Load { file } => {
-            let config = RulesConfig::from_env()?;
+            let config = RulesConfig::from_settings(settings)?;
             let Some(dir) = config.dir.clone() else {
                 anyhow::bail!("SHOP_RULES_DIR is not set: there is no directory the running shops watch");
             };
-            let host = start(config)?;
+            let host = start(config, config::namespace(settings))?;
             let source = RuleSource::from_file(&file)?;
             let info = host.inspect(&source).context("not loaded")?;
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -97,7 +97,7 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Settings for the host from the typed configuration.
-pub fn settings(config: RulesConfig) -> RuleSettings {
+pub fn rule_settings(config: RulesConfig) -> RuleSettings {
     let mut component_config = config.component_config;
     component_config
         .entry("order".to_owned())
@@ -120,13 +120,13 @@ pub fn settings(config: RulesConfig) -> RuleSettings {
     }
 }
 
-fn start(config: RulesConfig) -> anyhow::Result<Arc<RuleHost>> {
+fn start(config: RulesConfig, namespace: &str) -> anyhow::Result<Arc<RuleHost>> {
     let capabilities = Capabilities {
         clock: Arc::new(SystemClock),
         kv: Arc::new(MemoryKeyValue::new()),
-        namespace: config::namespace(),
+        namespace: namespace.to_owned(),
     };
-    let host = RuleHost::start(settings(config), capabilities).context("loading the rules")?;
+    let host = RuleHost::start(rule_settings(config), capabilities).context("loading the rules")?;
     Ok(Arc::new(host))
 }
 

@@ -7,7 +7,7 @@
 //! embedded default needs no configuration: it creates random secrets in
 //! its data directory on first start (mode 0600), and `shop token` signs
 //! with the same file. Every secret may also come from a file
-//! (`NAME_FILE`, see [`crate::config::var`]).
+//! (`NAME_FILE`, see [`crate::config::Settings`]).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,7 +17,7 @@ use anyhow::Context;
 
 use shop_streams::AnnouncementKey;
 
-use crate::config::{self, Database};
+use crate::config::{Database, Settings};
 
 /// Shortest HS256 secret accepted on real services.
 pub const MIN_JWT_SECRET: usize = 32;
@@ -35,10 +35,10 @@ pub struct JwtKeys {
 }
 
 /// The keys of a role on real services, or [`MissingSecret`].
-pub fn distributed() -> anyhow::Result<JwtKeys> {
+pub fn distributed(settings: &Settings) -> anyhow::Result<JwtKeys> {
     let keys = JwtKeys {
-        secret: configured("SHOP_JWT_SECRET")?,
-        public_key_pem: public_key()?,
+        secret: configured(&settings.jwt_secret),
+        public_key_pem: public_key(settings)?,
     };
     match (&keys.secret, &keys.public_key_pem) {
         (Some(secret), _) if secret.len() < MIN_JWT_SECRET => {
@@ -56,7 +56,7 @@ pub fn distributed() -> anyhow::Result<JwtKeys> {
         }
         _ => {}
     }
-    match configured("SHOP_DATA_KEY")? {
+    match configured(&settings.data_key) {
         Some(key) if is_data_key(&key) => Ok(keys),
         Some(_) => Err(MissingSecret("SHOP_DATA_KEY must be 32 bytes as 64 hex digits (openssl rand -hex 32)".into()).into()),
         None => Err(MissingSecret(
@@ -70,8 +70,8 @@ pub fn distributed() -> anyhow::Result<JwtKeys> {
 /// them by: `SHOP_ANNOUNCE_KEY` (32 bytes or more), else one derived from
 /// the JWT secret every role of a deployment already shares; `None` when
 /// there is neither (RS256 tokens alone).
-pub fn announcement_key(keys: &JwtKeys) -> anyhow::Result<Option<AnnouncementKey>> {
-    match configured("SHOP_ANNOUNCE_KEY")? {
+pub fn announcement_key(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Option<AnnouncementKey>> {
+    match configured(&settings.announce_key) {
         Some(key) => match AnnouncementKey::new(key.as_bytes()) {
             Some(key) => Ok(Some(key)),
             None => Err(MissingSecret(format!(
@@ -89,20 +89,20 @@ pub fn announcement_key(keys: &JwtKeys) -> anyhow::Result<Option<AnnouncementKey
 
 /// The keys of the embedded mode: the configured ones, else those made on
 /// first start in `dir` (the data directory), with its data key.
-pub fn embedded(dir: &Path) -> anyhow::Result<JwtKeys> {
-    if configured("SHOP_DATA_KEY")?.is_none() {
+pub fn embedded(settings: &Settings, dir: &Path) -> anyhow::Result<JwtKeys> {
+    if configured(&settings.data_key).is_none() {
         made_once(&dir.join("secrets").join("data-key"))?;
     }
     Ok(JwtKeys {
-        secret: Some(embedded_jwt_secret(dir)?),
-        public_key_pem: public_key()?,
+        secret: Some(embedded_jwt_secret(settings, dir)?),
+        public_key_pem: public_key(settings)?,
     })
 }
 
 /// The embedded mode's JWT secret: `SHOP_JWT_SECRET`, else the one in `dir`
 /// (made there if no server has made it yet).
-pub fn embedded_jwt_secret(dir: &Path) -> anyhow::Result<String> {
-    match configured("SHOP_JWT_SECRET")? {
+pub fn embedded_jwt_secret(settings: &Settings, dir: &Path) -> anyhow::Result<String> {
+    match configured(&settings.jwt_secret) {
         Some(secret) => Ok(secret),
         None => made_once(&dir.join("secrets").join("jwt-secret")),
     }
@@ -110,10 +110,10 @@ pub fn embedded_jwt_secret(dir: &Path) -> anyhow::Result<String> {
 
 /// The keys this process's settings ask for: the embedded mode's (in the
 /// database's directory) or real services' (failing closed).
-pub fn for_database(database: &Database) -> anyhow::Result<JwtKeys> {
+pub fn for_database(settings: &Settings, database: &Database) -> anyhow::Result<JwtKeys> {
     match database {
-        Database::Embedded(url) => embedded(&data_dir(url)),
-        Database::Postgres(_) => distributed(),
+        Database::Embedded(url) => embedded(settings, &data_dir(url)),
+        Database::Postgres(_) => distributed(settings),
     }
 }
 
@@ -131,17 +131,15 @@ pub fn data_dir(url: &str) -> PathBuf {
     }
 }
 
-/// A secret setting, `None` when unset or empty; an unreadable `NAME_FILE` is an error.
-fn configured(name: &str) -> anyhow::Result<Option<String>> {
-    if let Some(error) = config::secret_file_error(name) {
-        return Err(MissingSecret(error).into());
-    }
-    Ok(config::var(name).filter(|value| !value.is_empty()))
+/// A secret setting, `None` when unset or empty (an unreadable `NAME_FILE`
+/// stopped the settings from loading already).
+fn configured(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|value| !value.is_empty())
 }
 
 /// `SHOP_JWT_PUBLIC_KEY`: the PEM itself, or (as before) the path of a PEM file.
-fn public_key() -> anyhow::Result<Option<Vec<u8>>> {
-    let Some(value) = configured("SHOP_JWT_PUBLIC_KEY")? else {
+fn public_key(settings: &Settings) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(value) = configured(&settings.jwt_public_key) else {
         return Ok(None);
     };
     if value.trim_start().starts_with("-----BEGIN") {

@@ -42,7 +42,7 @@ use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
 use shop_streams::{Announcement, AnnouncementKey, Context, Namespace, Topology};
 
-use crate::config::{self, Database, RulesConfig, ServiceConfig};
+use crate::config::{self, Database, RulesConfig, ServiceConfig, Settings};
 use crate::rules_cmd;
 use crate::secrets::{self, JwtKeys};
 
@@ -70,15 +70,15 @@ impl ProcessRole {
     }
 }
 
-pub fn run(role: ProcessRole, listen: SocketAddr) -> anyhow::Result<ExitCode> {
-    let service = ServiceConfig::from_env()?;
+pub fn run(role: ProcessRole, listen: SocketAddr, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let service = ServiceConfig::from_settings(settings)?;
     // Before anything starts: a role on real services without its secrets
     // refuses to run (exit code 2, one line naming the variable).
     let keys = match role {
-        ProcessRole::Gateway => secrets::distributed()?,
-        _ => secrets::for_database(&service.database)?,
+        ProcessRole::Gateway => secrets::distributed(settings)?,
+        _ => secrets::for_database(settings, &service.database)?,
     };
-    let rules = RulesConfig::from_env()?;
+    let rules = RulesConfig::from_settings(settings)?;
     // On real services a rules directory is a way into every instance: it
     // runs only components the deployment pinned or signed.
     if matches!(service.database, Database::Postgres(_)) && rules.dir.is_some() && rules.trust.is_none() {
@@ -92,8 +92,8 @@ pub fn run(role: ProcessRole, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         .build()
         .context("start the async runtime")?;
     match role {
-        ProcessRole::Gateway => runtime.block_on(crate::gateway_role::serve(listen, service, &keys))?,
-        _ => runtime.block_on(serve(role, listen, service, rules, &keys))?,
+        ProcessRole::Gateway => runtime.block_on(crate::gateway_role::serve(listen, settings, service, &keys))?,
+        _ => runtime.block_on(serve(role, listen, settings, service, rules, &keys))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -124,12 +124,13 @@ struct Wiring<S, B, L, O, R, K> {
 async fn serve(
     role: ProcessRole,
     listen: SocketAddr,
+    settings: &Settings,
     service: ServiceConfig,
     rules: RulesConfig,
     keys: &JwtKeys,
 ) -> anyhow::Result<()> {
-    let auth = auth(keys)?;
-    let namespace = Namespace::new(&config::namespace())?;
+    let auth = auth(settings, keys)?;
+    let namespace = Namespace::new(config::namespace(settings))?;
     // Bound first: a taken port is reported before any connection is made.
     let listener = shop_gateway::bind(listen)
         .await
@@ -159,7 +160,7 @@ async fn serve(
             mode: "embedded",
             announce_on: None,
         };
-        run_roles(role, listener, wiring, namespace, &service, rules, auth).await
+        run_roles(role, listener, wiring, settings, &service, rules, auth).await
     } else {
         let store = PgStore::connect(&PgSettings {
             max_connections: service.db_pool,
@@ -167,7 +168,7 @@ async fn serve(
             ..PgSettings::new(service.database.url())
         })
         .await?;
-        let announce_key = secrets::announcement_key(keys)?;
+        let announce_key = secrets::announcement_key(settings, keys)?;
         if announce_key.is_none() {
             tracing::warn!(target: "shop::serve", "no SHOP_ANNOUNCE_KEY and no JWT secret: announcements go unsealed, and gateways take them in only from addresses on their SHOP_UPSTREAM_ALLOW");
         }
@@ -214,7 +215,7 @@ async fn serve(
             mode: "distributed",
             announce_on: Some((announcer, announce_key)),
         };
-        run_roles(role, listener, wiring, namespace, &service, rules, auth).await
+        run_roles(role, listener, wiring, settings, &service, rules, auth).await
     }
 }
 
@@ -222,7 +223,7 @@ async fn run_roles<S, B, L, O, R, K>(
     role: ProcessRole,
     listener: tokio::net::TcpListener,
     wiring: Wiring<S, B, L, O, R, K>,
-    namespace: Namespace,
+    settings: &Settings,
     service: &ServiceConfig,
     rules_config: RulesConfig,
     auth: Auth,
@@ -236,6 +237,7 @@ where
     K: ApiKeyStore,
 {
     let listening = listener.local_addr().context("the listening address")?;
+    let namespace = Namespace::new(config::namespace(settings))?;
     let api_keys = crate::apikey_cmd::keep_current(wiring.api_keys, auth.stored_api_keys());
     let metrics = Metrics::default();
     let mut registry = Registry::default();
@@ -253,13 +255,13 @@ where
         namespace: namespace.to_string(),
     };
     let reservation_ttl = rules_config.reservation_ttl;
-    let mut rule_settings = rules_cmd::settings(rules_config);
+    let mut rule_settings = rules_cmd::rule_settings(rules_config);
     rule_settings.metrics = metrics.clone();
     let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
     let _watch = rules.watch(Duration::from_secs(2));
 
     let named = RoleSettings::named(service.instance_id.clone());
-    let settings = RoleSettings {
+    let saga = RoleSettings {
         reservation_ttl,
         expiry_every: service.expiry_every,
         outbox_retention: service.outbox_retention,
@@ -274,12 +276,12 @@ where
     let store = wiring.store;
     let (order_outbox, inventory_outbox) = wiring.outboxes;
     let mut roles = Roles::new();
-    let (user, ip) = config::rate_limits()?;
+    let (user, ip) = config::rate_limits(settings)?;
     let limits = Limits {
         user,
         ip,
         key_prefix: format!("{namespace}:ratelimit:"),
-        trusted_proxies: config::trusted_proxies()?,
+        trusted_proxies: config::trusted_proxies(settings)?,
     };
     // Ready with the database alone: it is what intake writes orders and
     // their events into. The broker and Redis have ways around them.
@@ -312,7 +314,7 @@ where
     let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
-        .cors(config::cors_origins()?);
+        .cors(config::cors_origins(settings)?);
     if role.runs(ProcessRole::Order) {
         let orders = Arc::new(
             OrderService::new(store.clone(), rules.clone(), clock.clone())
@@ -320,7 +322,7 @@ where
                 .with_backpressure(Backpressure::new(service.intake_max_pending)),
         );
         roles
-            .start_order(orders.clone(), order_outbox, &wiring.bus, &settings)
+            .start_order(orders.clone(), order_outbox, &wiring.bus, &saga)
             .await?;
         gateway = gateway.orders(orders);
     }
@@ -329,7 +331,7 @@ where
             InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone()),
         );
         roles
-            .start_inventory(inventory.clone(), inventory_outbox, &wiring.bus, &settings)
+            .start_inventory(inventory.clone(), inventory_outbox, &wiring.bus, &saga)
             .await?;
         gateway = gateway.products(inventory);
     }
@@ -341,8 +343,8 @@ where
     ));
     let announcer = match wiring.announce_on {
         Some((bus, key)) => {
-            let settings = config::AnnounceConfig::from_env()?;
-            let url = settings.url.unwrap_or_else(|| advertised(listening));
+            let announce = config::AnnounceConfig::from_settings(settings)?;
+            let url = announce.url.unwrap_or_else(|| advertised(listening));
             let contexts = [
                 (ProcessRole::Order, Context::Order),
                 (ProcessRole::Inventory, Context::Inventory),
@@ -357,7 +359,7 @@ where
                     leaving: false,
                 })
                 .collect();
-            Some(bus.announce(announcements, settings.every, key))
+            Some(bus.announce(announcements, announce.every, key))
         }
         None => None,
     };
@@ -367,7 +369,7 @@ where
         service.instance_id,
         wiring.mode,
         redact(service.database.url()),
-        config::namespace()
+        config::namespace(settings)
     );
     match http.await {
         Ok(Ok(())) => {}
@@ -419,7 +421,7 @@ fn redact(url: &str) -> String {
 /// development one), an RS256 public key and API keys when configured.
 /// Who the API accepts: HS256 tokens under the shared secret (when there
 /// is one), RS256 tokens under the public key (when there is one), API keys.
-pub(crate) fn auth(keys: &JwtKeys) -> anyhow::Result<Auth> {
+pub(crate) fn auth(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Auth> {
     let mut auth = match (&keys.secret, &keys.public_key_pem) {
         (Some(secret), pem) => {
             let auth = Auth::hs256(secret.as_bytes());
@@ -431,8 +433,8 @@ pub(crate) fn auth(keys: &JwtKeys) -> anyhow::Result<Auth> {
         (None, Some(pem)) => Auth::rs256_only(pem).context("SHOP_JWT_PUBLIC_KEY")?,
         (None, None) => anyhow::bail!("no JWT secret and no SHOP_JWT_PUBLIC_KEY"),
     }
-    .with_token_checks(config::token_checks()?);
-    for (name, role, key) in config::api_keys()? {
+    .with_token_checks(config::token_checks(settings)?);
+    for (name, role, key) in config::api_keys(settings)? {
         auth = auth.with_api_key(&name, role, &key).context("SHOP_API_KEYS")?;
     }
     Ok(auth)

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use shop_gateway::{Auth, CallerRole};
 
-use crate::{config, secrets};
+use crate::config::{self, Settings};
+use crate::secrets;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -29,15 +30,15 @@ enum TokenRole {
     Payment,
 }
 
-pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: TokenArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let role = match args.role {
         TokenRole::Customer => CallerRole::Customer,
         TokenRole::Admin => CallerRole::Admin,
         TokenRole::Payment => CallerRole::Payment,
     };
-    let secret = match config::database()? {
-        config::Database::Embedded(url) => Some(secrets::embedded_jwt_secret(&secrets::data_dir(&url))?),
-        config::Database::Postgres(_) => config::var("SHOP_JWT_SECRET").filter(|s| !s.is_empty()),
+    let secret = match config::database(settings)? {
+        config::Database::Embedded(url) => Some(secrets::embedded_jwt_secret(settings, &secrets::data_dir(&url))?),
+        config::Database::Postgres(_) => settings.jwt_secret.clone().filter(|s| !s.is_empty()),
     };
     let Some(secret) = secret else {
         anyhow::bail!("SHOP_JWT_SECRET is not set: there is no secret to sign with");
@@ -45,7 +46,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let ttl = Duration::from_secs(args.hours.saturating_mul(3600));
     // Says what the servers of these settings check (issuer, audience),
     // and lives no longer than they accept.
-    let checks = config::token_checks()?;
+    let checks = config::token_checks(settings)?;
     if ttl > checks.max_ttl {
         anyhow::bail!(
             "--hours {}: longer than SHOP_JWT_MAX_TTL ({} s), which servers refuse",

@@ -359,7 +359,12 @@ mod tests {
             let stored = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("{}: {e} (SHOP_UPDATE_GOLDEN=1 writes it)", path.display()));
             let stored_value: Value = serde_json::from_slice(&stored).expect("golden sample is JSON");
-            assert_eq!(written, stored_value, "{name}: the wire form changed against {}", path.display());
+            assert_eq!(
+                written,
+                stored_value,
+                "{name}: the wire form changed against {}",
+                path.display()
+            );
             let decoded = Envelope::from_bytes(&stored).expect("golden envelope decodes");
             assert_eq!(decoded.event().expect("golden payload decodes"), *event, "{name}");
         }

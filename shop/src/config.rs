@@ -138,6 +138,13 @@ impl Settings {
         Self::from_sources(file, std::env::vars())
     }
 
+    /// The settings `vars` (`SHOP_*` names) give alone, without a file and
+    /// without this process's environment: for a shop embedded in another
+    /// program, and for tests that run several shops in one process.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        Self::from_sources(BTreeMap::new(), vars.into_iter())
+    }
+
     /// The settings of `file` (short names) under `env` (`SHOP_*` names).
     fn from_sources(
         file: BTreeMap<String, String>,

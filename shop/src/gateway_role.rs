@@ -25,16 +25,17 @@ use shop_streams::{Context, Namespace, Topology, Trust};
 
 use shop_adapter_postgres::{PgSettings, PgStore};
 
+use crate::app::App;
 use crate::config::{self, Database, GatewayConfig, ServiceConfig, Settings};
 use crate::secrets::{self, JwtKeys, MissingSecret};
-use crate::serve_cmd::{Fallback, auth, redis_check, register_fallbacks, shutdown_signal};
+use crate::wiring::{Fallback, auth, redis_check, register_fallbacks};
 
-pub async fn serve(
+pub(crate) async fn start(
     listen: SocketAddr,
     settings: &Settings,
     service: ServiceConfig,
     keys: &JwtKeys,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<App> {
     let routing = GatewayConfig::from_settings(settings)?;
     if !routing.discovery && (routing.order.is_empty() || routing.inventory.is_empty()) {
         anyhow::bail!(
@@ -186,14 +187,13 @@ pub async fn serve(
             ""
         },
     );
-    let served = shop_gateway::serve(listener, router, service.server_limits, shutdown_signal()).await;
-    eprintln!("shop: stopping");
-    health_checks.abort();
-    if let Some(task) = api_keys {
-        task.abort();
-    }
-    if let Some(task) = listening_to_announcements {
-        task.abort();
-    }
-    served.context("the HTTP server stopped")
+    App::serving(listener, router, service.server_limits, async move {
+        health_checks.abort();
+        if let Some(task) = api_keys {
+            task.abort();
+        }
+        if let Some(task) = listening_to_announcements {
+            task.abort();
+        }
+    })
 }

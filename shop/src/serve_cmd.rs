@@ -28,11 +28,10 @@ use shop_adapter_memory::{MemoryKeyValue, MemoryLock, MemoryRateLimiter};
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock, RedisRateLimiter};
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
-use shop_gateway::{Auth, Check, Dependency, Gateway, Limits};
+use shop_gateway::{Auth, Dependency, Gateway, Limits};
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{
-    ApiKeyStore, EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, Quota, RateLimiter, SystemClock,
-    WithFallback,
+    ApiKeyStore, EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, RateLimiter, SystemClock, WithFallback,
 };
 use shop_runtime::rules::{Capabilities, RuleHost};
 use shop_runtime::saga::backpressure::Backpressure;
@@ -42,9 +41,11 @@ use shop_runtime::saga::orders::OrderService;
 use shop_runtime::saga::roles::{RoleSettings, Roles};
 use shop_streams::{Announcement, AnnouncementKey, Context, Namespace, Topology};
 
+use crate::app::App;
 use crate::config::{self, Database, RulesConfig, ServiceConfig, Settings};
 use crate::rules_cmd;
 use crate::secrets::{self, JwtKeys};
+use crate::wiring::{Fallback, auth, redis_check, register_fallbacks};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProcessRole {
@@ -71,30 +72,14 @@ impl ProcessRole {
 }
 
 pub fn run(role: ProcessRole, listen: SocketAddr, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let service = ServiceConfig::from_settings(settings)?;
-    // Before anything starts: a role on real services without its secrets
-    // refuses to run (exit code 2, one line naming the variable).
-    let keys = match role {
-        ProcessRole::Gateway => secrets::distributed(settings)?,
-        _ => secrets::for_database(settings, &service.database)?,
-    };
-    let rules = RulesConfig::from_settings(settings)?;
-    // On real services a rules directory is a way into every instance: it
-    // runs only components the deployment pinned or signed.
-    if matches!(service.database, Database::Postgres(_)) && rules.dir.is_some() && rules.trust.is_none() {
-        return Err(secrets::MissingSecret(
-            "SHOP_RULES_DIR on PostgreSQL, NATS or Redis runs only trusted components: set SHOP_RULES_ALLOW (their SHA-256 digests) or SHOP_RULES_KEYS (Ed25519 public keys that sign them)".into(),
-        )
-        .into());
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    match role {
-        ProcessRole::Gateway => runtime.block_on(crate::gateway_role::serve(listen, settings, service, &keys))?,
-        _ => runtime.block_on(serve(role, listen, settings, service, rules, &keys))?,
-    }
+    runtime.block_on(async {
+        let app = App::build(settings, role, listen).await?;
+        app.run_until_stopped().await
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -121,14 +106,16 @@ struct Wiring<S, B, L, O, R, K> {
     announce_on: Option<(JetStreamBus, Option<AnnouncementKey>)>,
 }
 
-async fn serve(
+/// The order and inventory roles of `role`, on the adapters of the mode
+/// `service.database` selects, serving on `listen`.
+pub(crate) async fn start(
     role: ProcessRole,
     listen: SocketAddr,
     settings: &Settings,
     service: ServiceConfig,
     rules: RulesConfig,
     keys: &JwtKeys,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<App> {
     let auth = auth(settings, keys)?;
     let namespace = Namespace::new(config::namespace(settings))?;
     // Bound first: a taken port is reported before any connection is made.
@@ -227,7 +214,7 @@ async fn run_roles<S, B, L, O, R, K>(
     service: &ServiceConfig,
     rules_config: RulesConfig,
     auth: Auth,
-) -> anyhow::Result<()>
+) -> anyhow::Result<App>
 where
     S: OrderStore + InventoryStore + Clone,
     B: EventBus + Clone,
@@ -335,12 +322,6 @@ where
             .await?;
         gateway = gateway.products(inventory);
     }
-    let http = tokio::spawn(shop_gateway::serve(
-        listener,
-        gateway.into_router(),
-        service.server_limits,
-        shutdown_signal(),
-    ));
     let announcer = match wiring.announce_on {
         Some((bus, key)) => {
             let announce = config::AnnounceConfig::from_settings(settings)?;
@@ -371,29 +352,12 @@ where
         redact(service.database.url()),
         config::namespace(settings)
     );
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::error!(%error, "the HTTP server stopped"),
-        Err(error) => tracing::error!(%error, "the HTTP server task failed"),
-    }
-    eprintln!("shop: stopping");
-    if let Some(announcer) = announcer {
-        announcer.leave().await;
-    }
-    roles.stop().await;
-    api_keys.abort();
-    Ok(())
-}
-
-/// Readiness of Redis: a rate-limit check on `key` that can never be refused.
-pub(crate) fn redis_check(probe: RedisRateLimiter, key: String) -> Check {
-    Arc::new(move || {
-        let (probe, key) = (probe.clone(), key.clone());
-        let plenty = Quota {
-            per_second: u32::MAX,
-            burst: u32::MAX,
-        };
-        Box::pin(async move { probe.check(&key, plenty).await.map(drop).map_err(|e| e.to_string()) })
+    App::serving(listener, gateway.into_router(), service.server_limits, async move {
+        if let Some(announcer) = announcer {
+            announcer.leave().await;
+        }
+        roles.stop().await;
+        api_keys.abort();
     })
 }
 
@@ -414,66 +378,5 @@ fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
         _ => url.to_owned(),
-    }
-}
-
-/// The credential verifier: the HS256 secret (with a warning when it is the
-/// development one), an RS256 public key and API keys when configured.
-/// Who the API accepts: HS256 tokens under the shared secret (when there
-/// is one), RS256 tokens under the public key (when there is one), API keys.
-pub(crate) fn auth(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Auth> {
-    let mut auth = match (&keys.secret, &keys.public_key_pem) {
-        (Some(secret), pem) => {
-            let auth = Auth::hs256(secret.as_bytes());
-            match pem {
-                Some(pem) => auth.with_rs256_public_key(pem).context("SHOP_JWT_PUBLIC_KEY")?,
-                None => auth,
-            }
-        }
-        (None, Some(pem)) => Auth::rs256_only(pem).context("SHOP_JWT_PUBLIC_KEY")?,
-        (None, None) => anyhow::bail!("no JWT secret and no SHOP_JWT_PUBLIC_KEY"),
-    }
-    .with_token_checks(config::token_checks(settings)?);
-    for (name, role, key) in config::api_keys(settings)? {
-        auth = auth.with_api_key(&name, role, &key).context("SHOP_API_KEYS")?;
-    }
-    Ok(auth)
-}
-
-/// `shop_rate_limit_fallbacks` / `shop_lock_fallbacks`: calls answered by
-/// this instance alone while the shared service was unreachable.
-pub(crate) fn register_fallbacks(registry: &mut Registry, of: Fallback, fallbacks: Counter) {
-    let (name, help) = match of {
-        Fallback::RateLimit => (
-            "rate_limit_fallbacks",
-            "Requests counted by this instance alone while the shared rate limiter was unreachable",
-        ),
-        Fallback::Lock => (
-            "lock_fallbacks",
-            "Locks this instance took on its own while the shared lock service was unreachable",
-        ),
-    };
-    registry
-        .sub_registry_with_prefix("shop")
-        .register(name, help, fallbacks);
-}
-
-/// The shared services an instance does without, on its own, while they are away.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Fallback {
-    RateLimit,
-    Lock,
-}
-
-pub(crate) async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Answer, RoleProcess, TEST_SECRET, http, token};
+use common::{Answer, InProcess, TEST_SECRET, http, token};
 use serde_json::{Value, json};
 
 struct Api {
@@ -57,12 +57,12 @@ enum Mode {
     Embedded,
 }
 
-/// A fresh shop process in `mode`; the directory holds the embedded database.
-async fn start(mode: Mode, prefix: char) -> (Api, RoleProcess, tempfile::TempDir) {
+/// A fresh shop in `mode`, in this process; the directory holds the embedded database.
+async fn start(mode: Mode, prefix: char) -> (Api, InProcess, tempfile::TempDir) {
     start_with(mode, prefix, &[]).await
 }
 
-async fn start_with(mode: Mode, prefix: char, extra: &[(&str, &str)]) -> (Api, RoleProcess, tempfile::TempDir) {
+async fn start_with(mode: Mode, prefix: char, extra: &[(&str, &str)]) -> (Api, InProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (url, namespace) = match mode {
         Mode::Distributed => {
@@ -77,7 +77,7 @@ async fn start_with(mode: Mode, prefix: char, extra: &[(&str, &str)]) -> (Api, R
     };
     let mut env = vec![("SHOP_JWT_SECRET", TEST_SECRET)];
     env.extend_from_slice(extra);
-    let shop = RoleProcess::start("all", &url, &namespace, &env);
+    let shop = InProcess::start(shop::ProcessRole::All, &url, &namespace, &env).await;
     (Api { addr: shop.addr }, shop, dir)
 }
 
@@ -148,7 +148,7 @@ async fn a_burst_over_the_limits_gets_429(mode: Mode) {
         200,
         "the allowance comes back at 2 a second"
     );
-    shop.kill();
+    shop.stop().await;
 
     // Per address: even callers without a token are counted.
     let (api, shop, _dir) = start_with(
@@ -160,7 +160,7 @@ async fn a_burst_over_the_limits_gets_429(mode: Mode) {
     assert_eq!(api.call("GET", "/api/orders", None, None).await.status, 401);
     assert_eq!(api.call("GET", "/api/orders", None, None).await.status, 401);
     assert_eq!(api.call("GET", "/api/orders", None, None).await.status, 429);
-    shop.kill();
+    shop.stop().await;
 }
 
 async fn a_customer_orders_through_the_api_and_the_saga_answers(mode: Mode) {
@@ -315,7 +315,7 @@ async fn a_customer_orders_through_the_api_and_the_saga_answers(mode: Mode) {
         Some(2.0),
         "{metrics}"
     );
-    shop.kill();
+    shop.stop().await;
 }
 
 async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
@@ -700,7 +700,7 @@ async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
         Some(1),
         "only the initial stock"
     );
-    shop.kill();
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,7 +745,7 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
         answer.header("access-control-allow-origin"),
         Some("https://admin.example")
     );
-    shop.kill();
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -787,7 +787,7 @@ async fn the_openapi_document_describes_every_endpoint_and_the_ui_serves_it() {
     let ui = api.call("GET", "/docs/", None, None).await;
     assert_eq!(ui.status, 200);
     assert!(ui.body.contains("swagger"), "{}", &ui.body[..ui.body.len().min(200)]);
-    shop.kill();
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -842,7 +842,7 @@ async fn identity_provider_tokens_and_api_keys_are_accepted() {
     let unknown = with_key("not-a-key-at-all-000", "GET", "/api/products/SKU-K", None).await;
     assert_eq!(unknown.status, 401);
     assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
-    shop.kill();
+    shop.stop().await;
 }
 
 /// Past `SHOP_INTAKE_MAX_PENDING` orders waiting for the saga, intake answers
@@ -856,7 +856,7 @@ async fn distributed_intake_sheds_load_past_the_saga_backlog() {
     let (namespace, _bus) = common::fresh_bus('k').await;
     common::price_directly(&store, "SKU-K", 500).await;
     let env = [("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_INTAKE_MAX_PENDING", "2")];
-    let shop = RoleProcess::start("order", &url, namespace.as_str(), &env);
+    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
     let api = Api { addr: shop.addr };
     let alice = token("alice", "customer");
     let mut accepted = Vec::new();

@@ -7,13 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Answer, RoleProcess, TEST_SECRET, token};
+use common::{Answer, InProcess, TEST_SECRET, token};
 use cucumber::{World, given, then, when};
 use serde_json::{Value, json};
 
 #[derive(World, Default)]
 struct ApiWorld {
-    shop: Option<RoleProcess>,
+    shop: Option<InProcess>,
     _dir: Option<tempfile::TempDir>,
     tokens: BTreeMap<String, String>,
     /// Each customer's last order id.
@@ -64,12 +64,15 @@ impl ApiWorld {
 async fn a_shop(world: &mut ApiWorld) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("shop.db").display());
-    world.shop = Some(RoleProcess::start(
-        "all",
-        &url,
-        "shop",
-        &[("SHOP_JWT_SECRET", TEST_SECRET)],
-    ));
+    world.shop = Some(
+        InProcess::start(
+            shop::ProcessRole::All,
+            &url,
+            "shop",
+            &[("SHOP_JWT_SECRET", TEST_SECRET)],
+        )
+        .await,
+    );
     world._dir = Some(dir);
 }
 

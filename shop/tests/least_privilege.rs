@@ -8,7 +8,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{RoleProcess, TEST_DATA_KEY, TEST_SECRET, token};
+use common::{InProcess, TEST_DATA_KEY, TEST_SECRET, token};
 use serde_json::json;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -104,8 +104,8 @@ async fn serving_roles_need_no_more_than_their_own_rows() {
     // The saga, on those roles alone.
     let (namespace, bus) = common::fresh_bus('l').await;
     let ns = namespace.as_str();
-    let inventory = RoleProcess::start("inventory", &inventory_url, ns, &[]);
-    let order = RoleProcess::start("order", &order_url, ns, &[]);
+    let inventory = InProcess::start(shop::ProcessRole::Inventory, &inventory_url, ns, &[]).await;
+    let order = InProcess::start(shop::ProcessRole::Order, &order_url, ns, &[]).await;
     for addr in [inventory.addr, order.addr] {
         let ready = common::ready_as_admin(addr).await;
         assert_eq!(ready.status, 200, "{}", ready.body);

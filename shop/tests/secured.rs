@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RoleProcess, token};
+use common::{InProcess, token};
 use serde_json::json;
 use shop_adapter_jetstream::{JetStreamBus, NatsEndpoint};
 use shop_adapter_redis::{RedisEndpoint, RedisKeyValue, RedisLock, RedisRateLimiter};
@@ -164,8 +164,8 @@ async fn a_shop_runs_its_saga_over_secured_nats_and_redis() {
     );
     let (seed_file, ca) = (seed_file.to_string_lossy(), certificates.ca());
     let ca = ca.to_string_lossy();
-    let shop = RoleProcess::start(
-        "all",
+    let shop = InProcess::start(
+        shop::ProcessRole::All,
         &db,
         namespace.as_str(),
         &[
@@ -175,7 +175,8 @@ async fn a_shop_runs_its_saga_over_secured_nats_and_redis() {
             ("SHOP_REDIS_URL", &redis_url),
             ("SHOP_REDIS_TLS_CA", &ca),
         ],
-    );
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let report = common::ready_as_admin(shop.addr).await;
@@ -202,5 +203,5 @@ async fn a_shop_runs_its_saga_over_secured_nats_and_redis() {
     let placed = common::place(shop.addr, &alice, "SKU-S", "s-1").await;
     let id = placed["order_id"].as_str().expect("an order id");
     common::confirmed(shop.addr, &alice, id).await;
-    shop.kill();
+    shop.stop().await;
 }

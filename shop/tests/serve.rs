@@ -5,14 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Desk, RoleProcess, sample};
+use common::{Desk, InProcess, sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
     let (namespace, bus) = common::fresh_bus('m').await;
     let desk = Desk::open(store, &namespace).await;
-    let shop = RoleProcess::start("all", &url, namespace.as_str(), &[]);
+    let shop = InProcess::start(shop::ProcessRole::All, &url, namespace.as_str(), &[]).await;
     let live = shop.get("/health/live").await;
     assert_eq!(live.trim(), "ok");
     // Anyone learns the status; only an admin which dependency says what.
@@ -85,7 +85,7 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
         }
     }
     assert!(asked >= 8, "the dashboard queries the shop's metrics");
-    shop.kill();
+    shop.stop().await;
     let _ = bus.delete_streams().await;
 }
 
@@ -115,7 +115,7 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
         ("SHOP_RATE_LIMIT_USER", "2/3"),
         ("SHOP_RATE_LIMIT_IP", "off"),
     ];
-    let shop = RoleProcess::start("all", &url, namespace.as_str(), &env);
+    let shop = InProcess::start(shop::ProcessRole::All, &url, namespace.as_str(), &env).await;
     let ready = |addr| async move { common::ready_as_admin(addr).await };
     assert_eq!(ready(shop.addr).await.status, 200);
 
@@ -169,7 +169,7 @@ async fn readiness_follows_the_dependencies_while_liveness_does_not() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    shop.kill();
+    shop.stop().await;
     let _ = bus.delete_streams().await;
 }
 
@@ -244,7 +244,7 @@ async fn a_role_on_real_services_refuses_to_start_without_its_secrets() {
         ("SHOP_DATA_KEY", ""),
         ("SHOP_DATA_KEY_FILE", key.as_str()),
     ];
-    let shop = RoleProcess::start("order", &url, namespace.as_str(), &env);
+    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
     let answer = common::call(
         shop.addr,
         "GET",

@@ -89,6 +89,73 @@ impl Drop for RoleProcess {
     }
 }
 
+/// A shop built by `shop::App` inside this test process (the composition
+/// root `shop serve` uses), serving on a free port until stopped or dropped.
+#[derive(Debug)]
+pub struct InProcess {
+    /// Where its HTTP endpoints listen.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    /// `role` on `database_url` and `namespace` with the test secrets and
+    /// `extra` settings (`SHOP_*` names), as [`RoleProcess::start`] starts
+    /// a process; the settings come from these pairs alone.
+    pub async fn start(role: shop::ProcessRole, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Self {
+        let mut vars = vec![
+            ("SHOP_DATABASE_URL", database_url.to_owned()),
+            ("SHOP_NAMESPACE", namespace.to_owned()),
+            ("SHOP_RULES_CACHE", "off".to_owned()),
+            ("SHOP_INSTANCE_ID", format!("{namespace}-{role:?}")),
+            ("SHOP_JWT_SECRET", TEST_SECRET.to_owned()),
+            ("SHOP_DATA_KEY", TEST_DATA_KEY.to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(name, value)| (*name, (*value).to_owned())));
+        let settings = shop::Settings::from_vars(vars.into_iter().map(|(name, value)| (name.to_owned(), value)))
+            .expect("the test settings read");
+        let app = shop::App::build(&settings, role, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("the shop starts");
+        let addr = app.addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            running: Some(running),
+        }
+    }
+
+    /// `GET path` on its HTTP endpoints; the body of its 200.
+    pub async fn get(&self, path: &str) -> String {
+        let answer = http(self.addr, "GET", path, &[], b"").await;
+        assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+        answer.body
+    }
+
+    /// Stops it as SIGTERM would: requests in flight finish, roles stop.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.expect("the shop task").expect("the shop stops cleanly");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Prices `product_id` in the order side's catalogue copy directly, as the
 /// saga would from the inventory's events: for tests that run no inventory.
 pub async fn price_directly(store: &PgStore, product_id: &str, unit_price: i64) {

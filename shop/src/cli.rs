@@ -1,0 +1,138 @@
+//! The `shop` command line: every command, over the [`Settings`] read once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Settings;
+use crate::{apikey_cmd, dead_letters_cmd, migrate_cmd, ops_cmd, outbox_cmd, rules_cmd, secrets, serve_cmd, token_cmd};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shop",
+    version,
+    about = "The order and inventory core of the shop",
+    long_about = "The order and inventory core of the shop.\n\nRun without a command, it serves every role embedded: SQLite under ./data, \
+                  the REST API on 127.0.0.1:8080. `shop token --sub alice` prints a token to call it with."
+)]
+struct Cli {
+    /// A TOML file of settings (the `SHOP_*` variables by their short names);
+    /// the environment wins over it.
+    #[arg(long, global = true, env = "SHOP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Without a command, `serve` with its defaults: the embedded shop.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect, validate and export the rule components.
+    #[command(subcommand)]
+    Rules(rules_cmd::RulesCommand),
+    /// Apply the database migrations embedded in this binary (SHOP_DATABASE_URL).
+    Migrate,
+    /// Run roles of the shop until SIGINT or SIGTERM: embedded on SQLite by
+    /// default, distributed with SHOP_DATABASE_URL=postgres://..., SHOP_NATS_URL, SHOP_REDIS_URL.
+    Serve {
+        /// Which roles this process runs [default: all; SHOP_ROLE].
+        #[arg(long, value_enum)]
+        role: Option<serve_cmd::ProcessRole>,
+        /// Where the HTTP endpoints listen; port 0 picks a free port
+        /// [default: 127.0.0.1:8080; SHOP_LISTEN].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// List and replay the messages consumers gave up on (embedded, or SHOP_NATS_URL and SHOP_NAMESPACE).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(dead_letters_cmd::DeadLettersCommand),
+    /// Inspect the outboxes and republish sent events (embedded, or SHOP_DATABASE_URL).
+    #[command(subcommand)]
+    Outbox(outbox_cmd::OutboxCommand),
+    /// Print a bearer token for the API (signed with SHOP_JWT_SECRET).
+    Token(token_cmd::TokenArgs),
+    /// Read, cancel and complete orders as an operator.
+    #[command(subcommand)]
+    Orders(ops_cmd::OrdersCommand),
+    /// Read stock and its audit trail; restock and adjust as an operator.
+    #[command(subcommand)]
+    Stock(ops_cmd::StockCommand),
+    /// Create, list and revoke the API keys third-party callers send as X-Api-Key.
+    #[command(subcommand)]
+    Apikey(apikey_cmd::ApiKeyCommand),
+}
+
+/// Runs the command the arguments name; what `shop` does.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Read once; every command gets the part it needs from this value.
+    let settings = Settings::load(cli.config.as_deref());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            settings
+                .as_ref()
+                .ok()
+                .and_then(|settings| settings.log.as_deref())
+                .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
+                .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let command = cli.command.unwrap_or(Command::Serve {
+        role: None,
+        listen: None,
+    });
+    let outcome = settings.and_then(|settings| {
+        let settings = &settings;
+        match command {
+            Command::Rules(command) => rules_cmd::run(command, settings),
+            Command::Migrate => migrate_cmd::run(settings),
+            Command::Serve { role, listen } => serve(role, listen, settings),
+            Command::DeadLetters(command) => dead_letters_cmd::run(command, settings),
+            Command::Outbox(command) => outbox_cmd::run(command, settings),
+            Command::Token(args) => token_cmd::run(args, settings),
+            Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command), settings),
+            Command::Stock(command) => ops_cmd::run(ops_cmd::Command::Stock(command), settings),
+            Command::Apikey(command) => apikey_cmd::run(command, settings),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => match error.downcast_ref::<secrets::MissingSecret>() {
+            // One line naming the variable, and a code of its own.
+            Some(missing) => {
+                eprintln!("shop: {missing}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The command line over `SHOP_ROLE` / `SHOP_LISTEN` over the defaults.
+fn serve(
+    role: Option<serve_cmd::ProcessRole>,
+    listen: Option<SocketAddr>,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let role = match (role, settings.role.as_deref()) {
+        (Some(role), _) => role,
+        (None, Some(text)) => serve_cmd::ProcessRole::from_str(text, true)
+            .map_err(|_| anyhow::anyhow!("SHOP_ROLE={text:?}: expected order, inventory, all or gateway"))?,
+        (None, None) => serve_cmd::ProcessRole::All,
+    };
+    let listen = match (listen, settings.listen.as_deref()) {
+        (Some(listen), _) => listen,
+        (None, Some(text)) => text
+            .parse()
+            .with_context(|| format!("SHOP_LISTEN={text:?} is not an address like 127.0.0.1:8080"))?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+    serve_cmd::run(role, listen, settings)
+}

@@ -1,0 +1,27 @@
+//! `shop`: the composition root. The only crate that knows every adapter:
+//! [`app::App::build`] wires them to the runtime's ports for the roles a
+//! process runs, and [`cli`] is the command line over it. Everything else
+//! depends inward (rules <- runtime <- adapters, gateway).
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+
+mod apikey_cmd;
+mod dead_letters_cmd;
+mod gateway_role;
+mod migrate_cmd;
+mod ops_cmd;
+mod outbox_cmd;
+mod rules_cmd;
+mod secrets;
+pub mod serve_cmd;
+mod token_cmd;
+mod wiring;
+
+pub use app::App;
+pub use config::Settings;
+pub use secrets::MissingSecret;
+pub use serve_cmd::ProcessRole;

@@ -2,9 +2,12 @@
 //! the operations endpoints every role serves.
 //!
 //! Handlers are thin: they check the caller's role, turn JSON into a use
-//! case's input, call the runtime's services and turn the outcome into JSON
-//! or an RFC 9457 problem. They know the services' ports only as generic
-//! parameters, so the same API runs on PostgreSQL or on the embedded store.
+//! case's input, call the context's use cases (`OrderUseCases`,
+//! `InventoryUseCases`) and turn the outcome into JSON or an RFC 9457
+//! problem. They know neither the services' stores nor their locks, so the
+//! same API runs on PostgreSQL or on the embedded store. The gateway role's
+//! forwarding (`forward`: proxy, upstreams, breakers) is a module of its
+//! own that the REST API does not depend on.
 //! The `shop` binary builds a [`Gateway`] with the contexts its role runs,
 //! or, for the gateway role, with [`Upstreams`] that forward `/api` to the
 //! instances that run them.
@@ -12,8 +15,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-mod breaker;
 mod edge;
+mod forward;
 mod json;
 mod limits;
 mod openapi;
@@ -21,9 +24,7 @@ mod ops;
 mod orders;
 mod problem;
 mod products;
-mod proxy;
 mod server;
-mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,23 +34,20 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
-use shop_runtime::ports::{InventoryStore, Lock, OrderStore, RateLimiter};
-use shop_runtime::saga::inventory::InventoryService;
-use shop_runtime::saga::orders::OrderService;
+use shop_runtime::ports::RateLimiter;
+use shop_runtime::saga::use_cases::{InventoryUseCases, OrderUseCases};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::{ApiKey, Auth, Caller, CallerRole, StoredApiKeys, TokenChecks, api_key_digest};
-pub use breaker::{BreakerSettings, BreakerState};
+pub use forward::{BadUpstream, BreakerSettings, BreakerState, ProxySettings, Upstreams};
 pub use limits::Limits;
 pub use openapi::ApiDoc;
 pub use ops::{Check, Dependency, OPENMETRICS, ops_router, ops_router_with};
 pub use orders::{ItemView, OrderView};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use products::ProductView;
-pub use proxy::{ProxySettings, Upstreams};
 pub use server::ServerLimits;
-pub use upstream::BadUpstream;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -122,13 +120,13 @@ impl Gateway {
     }
 
     /// Serves `/api/orders`.
-    pub fn orders<S: OrderStore>(mut self, orders: Arc<OrderService<S>>) -> Self {
+    pub fn orders<O: OrderUseCases>(mut self, orders: Arc<O>) -> Self {
         self.api = self.api.merge(orders::router(orders));
         self
     }
 
     /// Serves `/api/products`.
-    pub fn products<S: InventoryStore, L: Lock>(mut self, inventory: Arc<InventoryService<S, L>>) -> Self {
+    pub fn products<I: InventoryUseCases>(mut self, inventory: Arc<I>) -> Self {
         self.api = self.api.merge(products::router(inventory));
         self
     }

@@ -9,8 +9,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use shop_rules::order::{CancelReason, LineRequest, Order, OrderRejection, OrderStatus};
-use shop_runtime::ports::{OrderCursor, OrderQuery, OrderStore, StoreError};
-use shop_runtime::saga::orders::{NewOrder, OrderError, OrderService};
+use shop_runtime::ports::{OrderCursor, OrderQuery, StoreError};
+use shop_runtime::saga::orders::{NewOrder, OrderError};
+use shop_runtime::saga::use_cases::OrderUseCases;
 use shop_streams::Trace;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -27,12 +28,12 @@ const MAX_PAGE: u32 = 100;
 /// Idempotency keys map to order ids in this UUIDv5 namespace.
 const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_1a7e_0b8d_4c7a_9e51_2d4f_6a3b_8c90);
 
-pub fn router<S: OrderStore>(orders: Arc<OrderService<S>>) -> Router {
+pub fn router<O: OrderUseCases>(orders: Arc<O>) -> Router {
     Router::new()
-        .route("/api/orders", post(place::<S>).get(list::<S>))
-        .route("/api/orders/{id}", get(read::<S>))
-        .route("/api/orders/{id}/cancel", post(cancel::<S>))
-        .route("/api/orders/{id}/complete", post(complete::<S>))
+        .route("/api/orders", post(place::<O>).get(list::<O>))
+        .route("/api/orders/{id}", get(read::<O>))
+        .route("/api/orders/{id}/cancel", post(cancel::<O>))
+        .route("/api/orders/{id}/complete", post(complete::<O>))
         .with_state(orders)
 }
 
@@ -147,8 +148,8 @@ fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn place<S: OrderStore>(
-    State(orders): State<Arc<OrderService<S>>>,
+pub(crate) async fn place<O: OrderUseCases>(
+    State(orders): State<Arc<O>>,
     caller: Caller,
     headers: HeaderMap,
     Body(body): Body<PlaceBody>,
@@ -177,7 +178,7 @@ pub(crate) async fn place<S: OrderStore>(
 
 /// The order, if the caller may see it: customers see their own only, and
 /// someone else's order is as absent to them as one that does not exist.
-async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &str) -> Result<Order, Problem> {
+async fn visible<O: OrderUseCases>(orders: &O, caller: &Caller, id: &str) -> Result<Order, Problem> {
     let order = orders.get(id).await.map_err(order_problem)?;
     match order {
         Some(order) if caller.role != CallerRole::Customer || order.customer_id == caller.subject => Ok(order),
@@ -196,12 +197,12 @@ async fn visible<S: OrderStore>(orders: &OrderService<S>, caller: &Caller, id: &
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn read<S: OrderStore>(
-    State(orders): State<Arc<OrderService<S>>>,
+pub(crate) async fn read<O: OrderUseCases>(
+    State(orders): State<Arc<O>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let order = visible(&orders, &caller, &id).await?;
+    let order = visible(orders.as_ref(), &caller, &id).await?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 
@@ -249,8 +250,8 @@ pub(crate) struct OrderPage {
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn list<S: OrderStore>(
-    State(orders): State<Arc<OrderService<S>>>,
+pub(crate) async fn list<O: OrderUseCases>(
+    State(orders): State<Arc<O>>,
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -315,13 +316,13 @@ fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn cancel<S: OrderStore>(
-    State(orders): State<Arc<OrderService<S>>>,
+pub(crate) async fn cancel<O: OrderUseCases>(
+    State(orders): State<Arc<O>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Customer, CallerRole::Admin])?;
-    visible(&orders, &caller, &id).await?;
+    visible(orders.as_ref(), &caller, &id).await?;
     let reason = if caller.role == CallerRole::Admin {
         CancelReason::Admin
     } else {
@@ -344,8 +345,8 @@ pub(crate) async fn cancel<S: OrderStore>(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn complete<S: OrderStore>(
-    State(orders): State<Arc<OrderService<S>>>,
+pub(crate) async fn complete<O: OrderUseCases>(
+    State(orders): State<Arc<O>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {

@@ -12,8 +12,9 @@ use shop_rules::inventory::{
     Adjust, ChangePrice, InventoryCommand, InventoryRejection, MAX_STOCK, Movement, ProductStock, RegisterProduct,
     Restock,
 };
-use shop_runtime::ports::{InventoryStore, Lock, LockError, StoreError};
-use shop_runtime::saga::inventory::{InventoryError, InventoryService};
+use shop_runtime::ports::{LockError, StoreError};
+use shop_runtime::saga::inventory::InventoryError;
+use shop_runtime::saga::use_cases::InventoryUseCases;
 use shop_streams::Trace;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -26,16 +27,14 @@ use crate::problem::Problem;
 /// Most movements one page lists.
 const MAX_PAGE: u32 = 500;
 
-type Inventory<S, L> = Arc<InventoryService<S, L>>;
-
-pub fn router<S: InventoryStore, L: Lock>(inventory: Inventory<S, L>) -> Router {
+pub fn router<I: InventoryUseCases>(inventory: Arc<I>) -> Router {
     Router::new()
-        .route("/api/products", post(register::<S, L>))
-        .route("/api/products/{id}", get(read::<S, L>))
-        .route("/api/products/{id}/restock", post(restock::<S, L>))
-        .route("/api/products/{id}/adjust", post(adjust::<S, L>))
-        .route("/api/products/{id}/price", put(price::<S, L>))
-        .route("/api/products/{id}/movements", get(movements::<S, L>))
+        .route("/api/products", post(register::<I>))
+        .route("/api/products/{id}", get(read::<I>))
+        .route("/api/products/{id}/restock", post(restock::<I>))
+        .route("/api/products/{id}/adjust", post(adjust::<I>))
+        .route("/api/products/{id}/price", put(price::<I>))
+        .route("/api/products/{id}/movements", get(movements::<I>))
         .with_state(inventory)
 }
 
@@ -147,8 +146,8 @@ impl From<ProductStock> for ProductView {
     }
 }
 
-async fn run<S: InventoryStore, L: Lock>(
-    inventory: &InventoryService<S, L>,
+async fn run<I: InventoryUseCases>(
+    inventory: &I,
     caller: &Caller,
     product_id: &str,
     command: InventoryCommand,
@@ -161,10 +160,7 @@ async fn run<S: InventoryStore, L: Lock>(
     current(inventory, product_id).await
 }
 
-async fn current<S: InventoryStore, L: Lock>(
-    inventory: &InventoryService<S, L>,
-    product_id: &str,
-) -> Result<ProductView, Problem> {
+async fn current<I: InventoryUseCases>(inventory: &I, product_id: &str) -> Result<ProductView, Problem> {
     inventory
         .product(product_id)
         .await
@@ -186,8 +182,8 @@ async fn current<S: InventoryStore, L: Lock>(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn register<S: InventoryStore, L: Lock>(
-    State(inventory): State<Inventory<S, L>>,
+pub(crate) async fn register<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
     caller: Caller,
     Body(body): Body<RegisterBody>,
 ) -> Result<Response, Problem> {
@@ -199,7 +195,7 @@ pub(crate) async fn register<S: InventoryStore, L: Lock>(
         currency: body.currency,
         initial_stock: body.stock,
     });
-    let product = run(&inventory, &caller, &id, command).await?;
+    let product = run(inventory.as_ref(), &caller, &id, command).await?;
     let mut response = reply(StatusCode::CREATED, &product);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/products/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -218,12 +214,12 @@ pub(crate) async fn register<S: InventoryStore, L: Lock>(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn read<S: InventoryStore, L: Lock>(
-    State(inventory): State<Inventory<S, L>>,
+pub(crate) async fn read<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    Ok(reply(StatusCode::OK, &current(&inventory, &id).await?))
+    Ok(reply(StatusCode::OK, &current(inventory.as_ref(), &id).await?))
 }
 
 /// Adds delivered units (admin).
@@ -240,8 +236,8 @@ pub(crate) async fn read<S: InventoryStore, L: Lock>(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn restock<S: InventoryStore, L: Lock>(
-    State(inventory): State<Inventory<S, L>>,
+pub(crate) async fn restock<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<RestockBody>,
@@ -250,7 +246,10 @@ pub(crate) async fn restock<S: InventoryStore, L: Lock>(
         product_id: id.clone(),
         quantity: body.quantity,
     });
-    Ok(reply(StatusCode::OK, &run(&inventory, &caller, &id, command).await?))
+    Ok(reply(
+        StatusCode::OK,
+        &run(inventory.as_ref(), &caller, &id, command).await?,
+    ))
 }
 
 /// Corrects the available units up or down, with a reason (admin).
@@ -267,8 +266,8 @@ pub(crate) async fn restock<S: InventoryStore, L: Lock>(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn adjust<S: InventoryStore, L: Lock>(
-    State(inventory): State<Inventory<S, L>>,
+pub(crate) async fn adjust<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<AdjustBody>,
@@ -278,7 +277,10 @@ pub(crate) async fn adjust<S: InventoryStore, L: Lock>(
         delta: body.delta,
         reason: body.reason,
     });
-    Ok(reply(StatusCode::OK, &run(&inventory, &caller, &id, command).await?))
+    Ok(reply(
+        StatusCode::OK,
+        &run(inventory.as_ref(), &caller, &id, command).await?,
+    ))
 }
 
 /// Changes the price new orders pay (admin).
@@ -294,8 +296,8 @@ pub(crate) async fn adjust<S: InventoryStore, L: Lock>(
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn price<S: InventoryStore, L: Lock>(
-    State(inventory): State<Inventory<S, L>>,
+pub(crate) async fn price<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<PriceBody>,
@@ -304,7 +306,10 @@ pub(crate) async fn price<S: InventoryStore, L: Lock>(
         product_id: id.clone(),
         unit_price: body.unit_price,
     });
-    Ok(reply(StatusCode::OK, &run(&inventory, &caller, &id, command).await?))
+    Ok(reply(
+        StatusCode::OK,
+        &run(inventory.as_ref(), &caller, &id, command).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -361,8 +366,8 @@ pub(crate) struct MovementPage {
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn movements<S: InventoryStore, L: Lock>(
-    State(inventory): State<Inventory<S, L>>,
+pub(crate) async fn movements<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
@@ -373,7 +378,7 @@ pub(crate) async fn movements<S: InventoryStore, L: Lock>(
     if query.after.is_some_and(|after| after > i64::MAX as u64) {
         return Err(Problem::invalid("after", "after must be the `next` of a previous page"));
     }
-    current(&inventory, &id).await?;
+    current(inventory.as_ref(), &id).await?;
     let found = inventory
         .movements(&id, query.after.unwrap_or(0), limit)
         .await

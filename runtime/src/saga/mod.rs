@@ -21,6 +21,7 @@ pub mod orders;
 pub mod relay;
 pub mod roles;
 mod turns;
+pub mod use_cases;
 
 use std::future::Future;
 

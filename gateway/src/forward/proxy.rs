@@ -26,10 +26,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
 use shop_streams::{Announcement, Context};
 
+use super::breaker::BreakerSettings;
+use super::upstream::{BadUpstream, GatewayMetrics, Instance, Outcome, OutcomeLabels, Pool, ServiceLabels};
 use crate::auth::Caller;
-use crate::breaker::BreakerSettings;
 use crate::problem::Problem;
-use crate::upstream::{BadUpstream, GatewayMetrics, Instance, Outcome, OutcomeLabels, Pool, ServiceLabels};
 
 /// How the gateway talks to its upstreams.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl Default for ProxySettings {
             backoff: Duration::from_millis(50),
             breaker: BreakerSettings::default(),
             health_every: Duration::from_secs(2),
-            forget_after: crate::upstream::FORGET_AFTER,
+            forget_after: super::upstream::FORGET_AFTER,
         }
     }
 }

@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use shop_streams::Context;
 
-use crate::breaker::{Breaker, BreakerSettings, BreakerState, Permit};
+use super::breaker::{Breaker, BreakerSettings, BreakerState, Permit};
 
 /// `http://host:port`, the only form an upstream address takes.
 #[derive(Debug, thiserror::Error)]

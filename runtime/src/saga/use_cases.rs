@@ -1,0 +1,111 @@
+//! What the driving side (the REST API, operator tools) asks of each
+//! context, as traits: a handler names the use cases it needs, not how a
+//! service is built (its store, its lock). [`OrderService`] and
+//! [`InventoryService`] are the implementations.
+
+use std::future::Future;
+
+use shop_rules::inventory::{Decision, InventoryCommand, Movement, ProductStock};
+use shop_rules::order::{CancelReason, Order};
+use shop_streams::Trace;
+
+use super::inventory::{InventoryError, InventoryService};
+use super::orders::{NewOrder, OrderError, OrderService};
+use crate::ports::{InventoryStore, Lock, OrderQuery, OrderStore};
+
+/// The order context's use cases.
+pub trait OrderUseCases: Send + Sync + 'static {
+    /// MUST accept `new` at most once under its order id: the same request
+    /// again gets the order back, a different one under that id
+    /// [`OrderError::KeyReused`].
+    fn place_once(&self, new: NewOrder, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send;
+
+    /// MUST return `None` for an order that does not exist.
+    fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Order>, OrderError>> + Send;
+
+    /// MUST return the customer's orders newest first, as the query pages them.
+    fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send;
+
+    /// MUST cancel the order as the rules allow, or say why not.
+    fn cancel(
+        &self,
+        order_id: &str,
+        reason: CancelReason,
+        trace: Trace,
+    ) -> impl Future<Output = Result<Order, OrderError>> + Send;
+
+    /// MUST complete a confirmed order, or say why not.
+    fn complete(&self, order_id: &str, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send;
+}
+
+/// The inventory context's use cases.
+pub trait InventoryUseCases: Send + Sync + 'static {
+    /// MUST return `None` for a product that is not registered.
+    fn product(&self, product_id: &str) -> impl Future<Output = Result<Option<ProductStock>, InventoryError>> + Send;
+
+    /// MUST return the product's movements after the one numbered `after`, oldest first.
+    fn movements(
+        &self,
+        product_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(u64, Movement)>, InventoryError>> + Send;
+
+    /// MUST apply an administrator's command (register, restock, adjust,
+    /// change price) as the rules decide, and refuse the saga's own.
+    fn admin(
+        &self,
+        command: InventoryCommand,
+        trace: Trace,
+    ) -> impl Future<Output = Result<Decision, InventoryError>> + Send;
+}
+
+impl<S: OrderStore> OrderUseCases for OrderService<S> {
+    fn place_once(&self, new: NewOrder, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send {
+        OrderService::place_once(self, new, trace)
+    }
+
+    fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Order>, OrderError>> + Send {
+        OrderService::get(self, order_id)
+    }
+
+    fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send {
+        OrderService::customer_orders(self, query)
+    }
+
+    fn cancel(
+        &self,
+        order_id: &str,
+        reason: CancelReason,
+        trace: Trace,
+    ) -> impl Future<Output = Result<Order, OrderError>> + Send {
+        OrderService::cancel(self, order_id, reason, trace)
+    }
+
+    fn complete(&self, order_id: &str, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send {
+        OrderService::complete(self, order_id, trace)
+    }
+}
+
+impl<S: InventoryStore, L: Lock> InventoryUseCases for InventoryService<S, L> {
+    fn product(&self, product_id: &str) -> impl Future<Output = Result<Option<ProductStock>, InventoryError>> + Send {
+        InventoryService::product(self, product_id)
+    }
+
+    fn movements(
+        &self,
+        product_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(u64, Movement)>, InventoryError>> + Send {
+        InventoryService::movements(self, product_id, after, limit)
+    }
+
+    fn admin(
+        &self,
+        command: InventoryCommand,
+        trace: Trace,
+    ) -> impl Future<Output = Result<Decision, InventoryError>> + Send {
+        InventoryService::admin(self, command, trace)
+    }
+}

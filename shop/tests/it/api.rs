@@ -3,7 +3,7 @@
 //! flow, idempotent retries, roles, and a battery of bad input that must all
 //! end in a 4xx problem and write nothing.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! configured keeps everything under `./data`, and a process killed mid-saga
 //! loses nothing when it starts again.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The operator commands, run as the real binary against the real services.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `shop serve --role all` as a process: it runs the saga and tells
 //! Prometheus what it did.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

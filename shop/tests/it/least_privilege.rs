@@ -4,7 +4,7 @@
 //! unmigrated database, `shop migrate` runs as the migrator, and then an
 //! order and an inventory instance run the whole saga as those roles.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

@@ -5,7 +5,7 @@
 //! gateway's own problem answer when no instance can serve, and instances
 //! found and forgotten through their NATS announcements.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! `shop serve --role inventory` process against PostgreSQL, JetStream and
 //! Redis on 127.0.0.1; the order side runs in the test.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

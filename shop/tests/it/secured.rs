@@ -4,7 +4,7 @@
 //! right credentials and CA and are kept out without them; `shop serve`
 //! takes them from its settings and runs the whole saga through them.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,15 @@
+//! The shop's integration tests against the real services, in one binary
+//! so the whole shop links once. The Gherkin scenarios (`features.rs`) run
+//! under cucumber's own harness beside it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api;
+mod cli;
+mod embedded;
+mod gateway;
+mod kill;
+mod least_privilege;
+mod secured;
+mod serve;

@@ -43,11 +43,7 @@ pub fn run(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<ExitCo
         match database {
             Database::Embedded(url) => execute(SqliteStore::open(&url).await?.api_keys(), command).await,
             Database::Postgres(url) => {
-                let url = settings
-                    .migration_database_url
-                    .clone()
-                    .filter(|u| !u.trim().is_empty())
-                    .unwrap_or(url);
+                let url = config::migration_url(settings, url);
                 let settings = PgSettings {
                     max_connections: 1,
                     ..PgSettings::new(url)

@@ -690,6 +690,15 @@ pub fn database(s: &Settings) -> anyhow::Result<Database> {
     }
 }
 
+/// `SHOP_MIGRATION_DATABASE_URL` (the role that may change the schemas),
+/// else `url`, the serving one.
+pub fn migration_url(s: &Settings, url: String) -> String {
+    s.migration_database_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or(url)
+}
+
 /// Runs a command's async work on a runtime of its own thread.
 pub fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()

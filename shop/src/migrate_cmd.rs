@@ -21,11 +21,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
                 SqliteStore::open(&url).await?;
             }
             Database::Postgres(url) => {
-                let url = settings
-                    .migration_database_url
-                    .clone()
-                    .filter(|u| !u.trim().is_empty())
-                    .unwrap_or(url);
+                let url = config::migration_url(settings, url);
                 PgStore::connect(&PgSettings::new(url)).await?.migrate().await?;
             }
         }

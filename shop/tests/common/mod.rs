@@ -76,7 +76,7 @@ impl RoleProcess {
 
     /// `GET path` on the role's HTTP endpoints; the body of its 200.
     pub async fn get(&self, path: &str) -> String {
-        let answer = http(self.addr, "GET", path, &[], b"").await;
+        let answer = call(self.addr, "GET", path, None, &[], "").await;
         assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
         answer.body
     }
@@ -132,7 +132,7 @@ impl InProcess {
 
     /// `GET path` on its HTTP endpoints; the body of its 200.
     pub async fn get(&self, path: &str) -> String {
-        let answer = http(self.addr, "GET", path, &[], b"").await;
+        let answer = call(self.addr, "GET", path, None, &[], "").await;
         assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
         answer.body
     }
@@ -302,8 +302,9 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection: enough of a client for
-/// tests, and it sends exactly the bytes it is given.
+/// One HTTP/1.1 request on a fresh connection, byte for byte as given: for
+/// what a well-behaved client would refuse to send (malformed bodies,
+/// odd headers, the wrong content type). [`call`] is the API caller.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -336,8 +337,9 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     Answer { status, headers, body }
 }
 
-/// A JSON request as an API caller sends it: with a bearer token when
-/// given, and any `extra` headers (an idempotency key, say).
+/// A JSON request as an API caller sends it, through a real HTTP client
+/// (hyper's): with a bearer token when given, and any `extra` headers (an
+/// idempotency key, say).
 pub async fn call(
     addr: SocketAddr,
     method: &str,
@@ -346,13 +348,37 @@ pub async fn call(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Answer {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(bearer) = &bearer {
-        headers.push(("authorization", bearer));
+    use axum::body::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
     }
-    headers.extend_from_slice(extra);
-    http(addr, method, path, &headers, body.as_bytes()).await
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("a well-formed request");
+    let response = client.request(request).await.expect("an HTTP answer");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let body = response.into_body().collect().await.expect("the whole body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -419,8 +445,7 @@ pub async fn confirmed_within(limit: Duration, addr: SocketAddr, token: &str, id
 
 /// `GET /health/ready` as an admin, who is told which check failed.
 pub async fn ready_as_admin(addr: SocketAddr) -> Answer {
-    let bearer = format!("Bearer {}", token("ops", "admin"));
-    http(addr, "GET", "/health/ready", &[("authorization", &bearer)], b"").await
+    call(addr, "GET", "/health/ready", Some(&token("ops", "admin")), &[], "").await
 }
 
 /// A bearer token from `shop token`, as a user would get one.

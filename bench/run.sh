@@ -8,6 +8,7 @@
 #   RUNS="baselines distributed" bench/run.sh
 #   RESULTS=DIR RUNS=scenario bench/run.sh   # add to (or redo in) an earlier run's results
 #   BIN=DIR bench/run.sh         # the shop and shop-load binaries in DIR, not built here
+#   RUNS=bounded bench/run.sh    # 10 minutes of intake: table and stream sizes every minute
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -128,6 +129,35 @@ print(f"|  | tables (ins/upd/del): {tables} | | | | | | |", file=sys.stderr)
 PY
 }
 
+# One line of sizes at minute $3: live rows and bytes of every table of the
+# shop's database $1, and messages and bytes of every stream of namespace $2
+# (read from JetStream's API over the NATS protocol).
+sizes() {
+  local db=$1 ns=$2 minute=$3
+  local tables; tables=$(psql -h 127.0.0.1 -U postgres -d "${db##*/}" -tA -c "
+    SELECT string_agg(schemaname || '.' || relname || ' ' || n_live_tup || '/' ||
+                      pg_size_pretty(pg_total_relation_size(relid)), ', ' ORDER BY schemaname, relname)
+    FROM pg_stat_user_tables WHERE schemaname IN ('orders', 'inventory')")
+  local streams; streams=$(python3 - "$ns" <<'PY'
+import json, socket, sys
+ns = sys.argv[1]
+s = socket.create_connection(("127.0.0.1", 4222), timeout=5)
+f = s.makefile("rb")
+f.readline()  # INFO
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.sizes 1\r\n')
+out = []
+for name in (f"{ns}_order", f"{ns}_inventory", f"{ns}_dead_letters"):
+    s.sendall(f"PUB $JS.API.STREAM.INFO.{name} _INBOX.sizes 0\r\n\r\n".encode())
+    while not (line := f.readline()).startswith(b"MSG"):
+        pass
+    info = json.loads(f.read(int(line.split()[-1]) + 2))
+    state = info.get("state", {})
+    out.append(f"{name} {state.get('messages', '?')}/{state.get('bytes', 0) // 1024} KiB")
+print(", ".join(out))
+PY
+)
+  echo "$minute: $tables; $streams"
+}
 # Each run gets a shop of its own, so no run inherits another's backlog.
 distributed() { # log name, then more environment
   local log=$1; shift
@@ -248,6 +278,29 @@ for run in $RUNS; do
         --duration "$DURATION" --products "$PRODUCTS"
       costed
     done
+    ;;
+  bounded)
+    # Intake at a rate the saga keeps up with for BOUNDED_DURATION (10 min),
+    # the outbox kept for BOUNDED_RETENTION (the streams' 2-minute dedup
+    # window): every minute the rows and bytes of each table and the
+    # messages and bytes of each stream, to show what stays bounded.
+    distributed bounded SHOP_OUTBOX_RETENTION_SECS="${BOUNDED_RETENTION:-120}"
+    ns=$(tr '\0' '\n' <"/proc/${pids[0]}/environ" | sed -n 's/^SHOP_NAMESPACE=//p')
+    (
+      for minute in $(seq 0 $(( ${BOUNDED_DURATION_S:-600} / 60 + 2 ))); do
+        sizes "$current_db" "$ns" "$minute"
+        sleep 60
+      done
+    ) >"$results/bounded.txt" 2>&1 &
+    sampler=$!
+    load "bounded-state-${BOUNDED_RATE:-$SUSTAINED}-per-s" --target http://127.0.0.1:18080 intake \
+      --rate "${BOUNDED_RATE:-$SUSTAINED}" --duration "${BOUNDED_DURATION_S:-600}s" --products "$PRODUCTS" --settle 120s
+    sleep 5
+    sizes "$current_db" "$ns" end >>"$results/bounded.txt"
+    kill "$sampler" 2>/dev/null || true
+    echo "==> table and stream sizes (minute: rows/bytes per table; messages/bytes per stream)"
+    cat "$results/bounded.txt"
+    costed
     ;;
   scenario)
     distributed scenario

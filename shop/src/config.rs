@@ -374,17 +374,13 @@ pub fn redis(s: &Settings) -> anyhow::Result<RedisEndpoint> {
 /// `SHOP_CORS_ORIGINS`: origins whose pages may call the API, separated by
 /// commas (default none: no CORS headers).
 pub fn cors_origins(s: &Settings) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
-    let Some(text) = s.cors_origins.clone() else {
-        return Ok(Vec::new());
-    };
-    text.split(',')
-        .map(str::trim)
-        .filter(|origin| !origin.is_empty())
+    list(&s.cors_origins)
+        .into_iter()
         .map(|origin| {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 bail!("SHOP_CORS_ORIGINS: {origin:?} is not an origin like https://shop.example");
             }
-            axum::http::HeaderValue::from_str(origin)
+            axum::http::HeaderValue::from_str(&origin)
                 .with_context(|| format!("SHOP_CORS_ORIGINS: {origin:?} is not a valid header value"))
         })
         .collect()
@@ -393,22 +389,15 @@ pub fn cors_origins(s: &Settings) -> anyhow::Result<Vec<axum::http::HeaderValue>
 /// `SHOP_API_KEYS`: third-party callers as `name:role:key`, separated by
 /// commas (`shipping:admin:0123456789abcdef...`).
 pub fn api_keys(s: &Settings) -> anyhow::Result<Vec<(String, shop_gateway::CallerRole, String)>> {
-    let Some(text) = s.api_keys.clone() else {
-        return Ok(Vec::new());
-    };
-    text.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
+    list(&s.api_keys)
+        .into_iter()
         .map(|entry| {
             let mut parts = entry.splitn(3, ':');
             let (Some(name), Some(role), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
                 bail!("SHOP_API_KEYS: expected name:role:key, found an entry with fewer parts");
             };
-            let role = match role {
-                "customer" => shop_gateway::CallerRole::Customer,
-                "admin" => shop_gateway::CallerRole::Admin,
-                "payment" => shop_gateway::CallerRole::Payment,
-                other => bail!("SHOP_API_KEYS: {name} has the unknown role {other:?} (customer, admin or payment)"),
+            let Some(role) = shop_gateway::CallerRole::parse(role) else {
+                bail!("SHOP_API_KEYS: {name} has the unknown role {role:?} (customer, admin or payment)");
             };
             Ok((name.to_owned(), role, key.to_owned()))
         })
@@ -505,11 +494,11 @@ impl ServiceConfig {
                 .clone()
                 .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
             db_pool: s.db_pool.unwrap_or(16),
-            expiry_every: Duration::from_millis(num(s.expiry_every_ms, 1000)?),
-            request_timeout: Duration::from_millis(num(s.request_timeout_ms, 10_000)?.max(1)),
+            expiry_every: Duration::from_millis(s.expiry_every_ms.unwrap_or(1000)),
+            request_timeout: Duration::from_millis(s.request_timeout_ms.unwrap_or(10_000).max(1)),
             group_commit: Switch::or(s.group_commit, true),
             handle_together: Switch::or(s.handle_together, true),
-            nats_replicas: match num(s.nats_replicas, 1)? {
+            nats_replicas: match s.nats_replicas.unwrap_or(1) {
                 n @ 1..=5 => n as usize,
                 other => bail!("SHOP_NATS_REPLICAS={other}: expected 1 to 5"),
             },
@@ -524,10 +513,10 @@ impl ServiceConfig {
                         .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
                 ),
             },
-            outbox_retention: Duration::from_secs(num(
-                s.outbox_retention_secs,
-                shop_runtime::saga::relay::DEFAULT_KEEP.as_secs(),
-            )?),
+            outbox_retention: Duration::from_secs(
+                s.outbox_retention_secs
+                    .unwrap_or(shop_runtime::saga::relay::DEFAULT_KEEP.as_secs()),
+            ),
         })
     }
 }
@@ -535,16 +524,15 @@ impl ServiceConfig {
 fn server_limits(s: &Settings) -> anyhow::Result<shop_gateway::ServerLimits> {
     let defaults = shop_gateway::ServerLimits::default();
     let count = |name: &str, value: Option<u64>, default: usize| -> anyhow::Result<usize> {
-        let value = num(value, u64::try_from(default).unwrap_or(u64::MAX))?;
+        let value = value.unwrap_or(u64::try_from(default).unwrap_or(u64::MAX));
         match usize::try_from(value) {
             Ok(0) | Err(_) => bail!("{name} must be a whole number from 1"),
             Ok(value) => Ok(value),
         }
     };
-    let timeout_ms = num(
-        s.header_read_timeout_ms,
-        u64::try_from(defaults.header_read_timeout.as_millis()).unwrap_or(u64::MAX),
-    )?;
+    let timeout_ms = s
+        .header_read_timeout_ms
+        .unwrap_or(u64::try_from(defaults.header_read_timeout.as_millis()).unwrap_or(u64::MAX));
     if timeout_ms == 0 {
         bail!("SHOP_HEADER_READ_TIMEOUT_MS must be at least 1");
     }
@@ -585,7 +573,7 @@ impl AnnounceConfig {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
             url: s.advertise_url.clone().filter(|url| !url.trim().is_empty()),
-            every: Duration::from_millis(num(s.announce_every_ms, 2000)?.max(10)),
+            every: Duration::from_millis(s.announce_every_ms.unwrap_or(2000).max(10)),
         })
     }
 }
@@ -609,26 +597,24 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
-        let discovery = match s.discovery.clone().as_deref().map(str::trim) {
+        let discovery = match s.discovery.as_deref().map(str::trim) {
             None | Some("nats") => true,
             Some("off") => false,
             Some(other) => bail!("SHOP_DISCOVERY={other:?}: expected nats or off"),
         };
-        let millis = |value: Option<u64>, default: u64| -> anyhow::Result<Duration> {
-            Ok(Duration::from_millis(num(value, default)?.max(1)))
-        };
+        let millis = |value: Option<u64>, default: u64| Duration::from_millis(value.unwrap_or(default).max(1));
         let defaults = shop_gateway::ProxySettings::default();
         let proxy = shop_gateway::ProxySettings {
-            connect_timeout: millis(s.upstream_connect_timeout_ms, 3000)?,
-            read_timeout: millis(s.upstream_timeout_ms, 10_000)?,
-            attempts: u32::try_from(num(s.upstream_attempts, 3)?.clamp(1, 10)).unwrap_or(3),
-            backoff: millis(s.retry_backoff_ms, 50)?,
+            connect_timeout: millis(s.upstream_connect_timeout_ms, 3000),
+            read_timeout: millis(s.upstream_timeout_ms, 10_000),
+            attempts: u32::try_from(s.upstream_attempts.unwrap_or(3).clamp(1, 10)).unwrap_or(3),
+            backoff: millis(s.retry_backoff_ms, 50),
             breaker: shop_gateway::BreakerSettings {
-                window: usize::try_from(num(s.breaker_window, 20)?.clamp(2, 10_000)).unwrap_or(20),
-                open_for: millis(s.breaker_open_ms, 30_000)?,
+                window: usize::try_from(s.breaker_window.unwrap_or(20).clamp(2, 10_000)).unwrap_or(20),
+                open_for: millis(s.breaker_open_ms, 30_000),
             },
-            health_every: millis(s.health_every_ms, 2000)?,
-            forget_after: millis(s.forget_after_ms, defaults.forget_after.as_millis() as u64)?,
+            health_every: millis(s.health_every_ms, 2000),
+            forget_after: millis(s.forget_after_ms, defaults.forget_after.as_millis() as u64),
         };
         Ok(Self {
             order: list(&s.order_upstreams),
@@ -708,11 +694,6 @@ pub fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -
         .block_on(work)
 }
 
-/// A number setting, `default` when unset (numbers are checked when the settings are read).
-fn num(value: Option<u64>, default: u64) -> anyhow::Result<u64> {
-    Ok(value.unwrap_or(default))
-}
-
 impl RulesConfig {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         let cache_dir = match s.rules_cache.clone() {
@@ -720,7 +701,7 @@ impl RulesConfig {
             Some(value) => Some(PathBuf::from(value)),
             None => Some(PathBuf::from("data/rules-cache")),
         };
-        let memory_mb = num(s.rules_memory_mb, 64)?;
+        let memory_mb = s.rules_memory_mb.unwrap_or(64);
         if memory_mb == 0 {
             bail!("SHOP_RULES_MEMORY_MB must be at least 1");
         }
@@ -748,9 +729,9 @@ impl RulesConfig {
             trust,
             cache_dir,
             cache_key: rules_cache_key(s),
-            call_timeout: Duration::from_millis(num(s.rules_timeout_ms, 100)?),
+            call_timeout: Duration::from_millis(s.rules_timeout_ms.unwrap_or(100)),
             memory_limit: usize::try_from(memory_mb << 20).context("SHOP_RULES_MEMORY_MB is too large")?,
-            reservation_ttl: Duration::from_secs(num(s.reservation_ttl_secs, 30 * 60)?),
+            reservation_ttl: Duration::from_secs(s.reservation_ttl_secs.unwrap_or(30 * 60)),
             component_config: s.rules_config.clone(),
         })
     }

@@ -30,8 +30,8 @@ pub(crate) fn outbox(pool: PgPool, schema: Schema, committed: CommitSignal) -> P
 /// API keys in `access.api_keys`, over the same shared SQL.
 pub type PgApiKeys = SqlApiKeys<Postgres>;
 
-/// What the shared SQL code needs of this driver, for the outboxes and the keys.
-const DRIVER: Driver<Postgres> = Driver {
+/// What the shared SQL code needs of this driver: the outboxes, the keys, the statements.
+pub(crate) const DRIVER: Driver<Postgres> = Driver {
     db_error,
     rows_affected: PgQueryResult::rows_affected,
 };

@@ -2,9 +2,8 @@
 
 use shop_adapter_sql::{Statements, StoreSql};
 use sqlx::Postgres;
-use sqlx::postgres::PgQueryResult;
 
-use crate::error::db_error;
+use crate::outbox::DRIVER;
 
 static SQL: StoreSql = StoreSql {
     order: "SELECT state, version FROM orders.orders WHERE order_id = $1",
@@ -33,4 +32,4 @@ static SQL: StoreSql = StoreSql {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (product_id) DO NOTHING",
 };
 
-pub(crate) const STATEMENTS: Statements<Postgres> = Statements::new(&SQL, db_error, PgQueryResult::rows_affected);
+pub(crate) const STATEMENTS: Statements<Postgres> = Statements::new(&SQL, DRIVER);

@@ -72,7 +72,7 @@ impl<DB: Database> SqlApiKeys<DB> {
 }
 
 fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored API key cannot be read: {error}").into())
+    crate::rows::corrupt("API key", error)
 }
 
 impl<DB> ApiKeyStore for SqlApiKeys<DB>

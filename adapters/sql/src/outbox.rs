@@ -17,6 +17,8 @@ use shop_streams::Context;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use tokio::sync::Notify;
 
+use crate::rows;
+
 /// One outbox's statements, in the SQL both databases speak (`$N`
 /// parameters, integer milliseconds). Built by [`outbox_sql!`].
 #[derive(Debug)]
@@ -212,15 +214,7 @@ fn millis(duration: Duration) -> i64 {
 }
 
 fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("stored outbox row cannot be read: {error}").into())
-}
-
-fn number(raw: i64) -> u64 {
-    u64::try_from(raw).unwrap_or(0)
-}
-
-fn signed(number: u64) -> i64 {
-    i64::try_from(number).unwrap_or(i64::MAX)
+    rows::corrupt("outbox row", error)
 }
 
 impl<DB> SqlOutbox<DB>
@@ -251,15 +245,15 @@ where
         let until: Option<i64> = first.try_get(2).map_err(corrupt)?;
         let fresh = holder.as_deref() == Some(relay) && until.is_some_and(|at| at > fresh_until);
         let mut pending = Pending {
-            cursor: number(position),
-            last: number(position),
+            cursor: rows::version(position),
+            last: rows::version(position),
             events: Vec::with_capacity(rows.len()),
         };
         for row in &rows {
             let seq: Option<i64> = row.try_get(3).map_err(corrupt)?;
             let text: Option<String> = row.try_get(4).map_err(corrupt)?;
             if let (Some(seq), Some(text)) = (seq, text) {
-                pending.last = number(seq);
+                pending.last = rows::version(seq);
                 pending.events.push(serde_json::from_str(&text).map_err(corrupt)?);
             }
         }
@@ -309,8 +303,8 @@ where
     async fn advance(&self, relay: &str, from: u64, to: u64, lease: Duration) -> Result<bool, StoreError> {
         let moved = sqlx::query::<DB>(self.sql.advance)
             .bind(relay.to_owned())
-            .bind(signed(from))
-            .bind(signed(to))
+            .bind(rows::to_sql(from))
+            .bind(rows::to_sql(to))
             .bind(now_ms().saturating_add(millis(lease)))
             .execute(&self.pool)
             .await
@@ -319,7 +313,7 @@ where
     }
 
     async fn backlog(&self) -> Result<u64, StoreError> {
-        Ok(number(self.count(self.sql.backlog, &[]).await?))
+        Ok(rows::version(self.count(self.sql.backlog, &[]).await?))
     }
 
     async fn rewind_to(&self, since_ms: i64) -> Result<u64, StoreError> {
@@ -341,7 +335,7 @@ where
                 .await
                 .map_err(self.driver.db_error)?;
             if (self.driver.rows_affected)(&moved) == 1 {
-                return Ok(number(again));
+                return Ok(rows::version(again));
             }
         }
     }

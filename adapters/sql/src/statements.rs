@@ -9,6 +9,7 @@ use shop_runtime::ports::{CatalogueEntry, OrderQuery, StoreError, Versioned};
 use sqlx::query::Query;
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
+use crate::Driver;
 use crate::rows::{self, StoreRow, corrupt, to_sql};
 
 /// One adapter's SQL for [`Statements`]; `$N` is the N-th parameter.
@@ -34,42 +35,16 @@ pub struct StoreSql {
     pub insert_product: &'static str,
 }
 
-/// [`StoreSql`] run on a database of kind `DB`.
+/// [`StoreSql`] run on a database of kind `DB`, through the adapter's [`Driver`].
+#[derive(Debug)]
 pub struct Statements<DB: Database> {
     sql: &'static StoreSql,
-    /// The adapter's own mapping of driver errors.
-    db_error: fn(sqlx::Error) -> StoreError,
-    /// How many rows a statement changed.
-    rows_affected: fn(&DB::QueryResult) -> u64,
+    driver: Driver<DB>,
 }
-
-impl<DB: Database> std::fmt::Debug for Statements<DB> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Statements")
-            .field("sql", self.sql)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<DB: Database> Clone for Statements<DB> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<DB: Database> Copy for Statements<DB> {}
 
 impl<DB: Database> Statements<DB> {
-    pub const fn new(
-        sql: &'static StoreSql,
-        db_error: fn(sqlx::Error) -> StoreError,
-        rows_affected: fn(&DB::QueryResult) -> u64,
-    ) -> Self {
-        Self {
-            sql,
-            db_error,
-            rows_affected,
-        }
+    pub const fn new(sql: &'static StoreSql, driver: Driver<DB>) -> Self {
+        Self { sql, driver }
     }
 }
 
@@ -91,7 +66,7 @@ where
             .bind(order_id)
             .fetch_optional(pool)
             .await
-            .map_err(self.db_error)?;
+            .map_err(self.driver.db_error)?;
         row.as_ref().map(rows::versioned_order).transpose()
     }
 
@@ -99,7 +74,7 @@ where
         let row = sqlx::query::<DB>(self.sql.pending_count)
             .fetch_one(pool)
             .await
-            .map_err(self.db_error)?;
+            .map_err(self.driver.db_error)?;
         let count = row.number("count").map_err(|e| corrupt("order count", e))?;
         Ok(rows::version(count))
     }
@@ -115,7 +90,7 @@ where
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await
-            .map_err(self.db_error)?
+            .map_err(self.driver.db_error)?
             .iter()
             .map(|row| row.text("order_id").map_err(|e| corrupt("order id", e)))
             .collect()
@@ -130,7 +105,7 @@ where
             .bind(i64::from(query.limit))
             .fetch_all(pool)
             .await
-            .map_err(self.db_error)?
+            .map_err(self.driver.db_error)?
             .iter()
             .map(rows::order)
             .collect()
@@ -144,7 +119,7 @@ where
             .bind(to_sql(entry.source_version))
             .execute(pool)
             .await
-            .map_err(self.db_error)?;
+            .map_err(self.driver.db_error)?;
         Ok(())
     }
 
@@ -161,7 +136,7 @@ where
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await
-            .map_err(self.db_error)?
+            .map_err(self.driver.db_error)?
             .iter()
             .map(rows::movement)
             .collect()
@@ -172,7 +147,7 @@ where
             .bind(order_id)
             .fetch_optional(pool)
             .await
-            .map_err(self.db_error)?;
+            .map_err(self.driver.db_error)?;
         row.map(|row| rows::reservation(order_id, &row)).transpose()
     }
 
@@ -181,8 +156,8 @@ where
         let inserted = bind_product(sqlx::query::<DB>(self.sql.insert_product), p)
             .execute(&mut *tx)
             .await
-            .map_err(self.db_error)?;
-        if (self.rows_affected)(&inserted) == 0 {
+            .map_err(self.driver.db_error)?;
+        if (self.driver.rows_affected)(&inserted) == 0 {
             return Err(StoreError::Conflict(format!("product {} already exists", p.product_id)));
         }
         Ok(())

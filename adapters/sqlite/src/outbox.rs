@@ -32,8 +32,8 @@ static INVENTORY: OutboxSql = outbox_sql!("inventory_outbox", "inventory_outbox_
 /// API keys in the `api_keys` table, over the same shared SQL.
 pub type SqliteApiKeys = SqlApiKeys<Sqlite>;
 
-/// What the shared SQL code needs of this driver, for the outboxes and the keys.
-const DRIVER: Driver<Sqlite> = Driver {
+/// What the shared SQL code needs of this driver: the outboxes, the keys, the statements.
+pub(crate) const DRIVER: Driver<Sqlite> = Driver {
     db_error,
     rows_affected: SqliteQueryResult::rows_affected,
 };

@@ -2,9 +2,8 @@
 
 use shop_adapter_sql::{Statements, StoreSql};
 use sqlx::Sqlite;
-use sqlx::sqlite::SqliteQueryResult;
 
-use crate::error::db_error;
+use crate::outbox::DRIVER;
 
 static SQL: StoreSql = StoreSql {
     order: "SELECT state, version FROM orders_orders WHERE order_id = $1",
@@ -32,4 +31,4 @@ static SQL: StoreSql = StoreSql {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (product_id) DO NOTHING",
 };
 
-pub(crate) const STATEMENTS: Statements<Sqlite> = Statements::new(&SQL, db_error, SqliteQueryResult::rows_affected);
+pub(crate) const STATEMENTS: Statements<Sqlite> = Statements::new(&SQL, DRIVER);

@@ -34,21 +34,11 @@ impl RoleProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
         command
             .args(["serve", "--role", role])
-            .env("SHOP_DATABASE_URL", database_url)
-            .env("SHOP_NAMESPACE", namespace)
-            .env("SHOP_RULES_CACHE", "off")
             .env("SHOP_LISTEN", "127.0.0.1:0")
-            .env("SHOP_INSTANCE_ID", format!("{namespace}-{role}"))
-            // The secrets a role on real services refuses to start without;
-            // `extra` may say otherwise.
-            .env("SHOP_JWT_SECRET", TEST_SECRET)
-            .env("SHOP_DATA_KEY", TEST_DATA_KEY)
+            .envs(test_settings(role, database_url, namespace, extra))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (name, value) in extra {
-            command.env(name, value);
-        }
         let mut child = command.spawn().expect("the shop binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (found, address) = mpsc::channel();
@@ -76,9 +66,7 @@ impl RoleProcess {
 
     /// `GET path` on the role's HTTP endpoints; the body of its 200.
     pub async fn get(&self, path: &str) -> String {
-        let answer = call(self.addr, "GET", path, None, &[], "").await;
-        assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
-        answer.body
+        get_ok(self.addr, path).await
     }
 }
 
@@ -87,6 +75,33 @@ impl Drop for RoleProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The settings a test shop runs with, as `SHOP_*` pairs: its database and
+/// namespace, no rules cache, and the secrets a role on real services
+/// refuses to start without; `extra` comes last and may say otherwise.
+fn test_settings(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("SHOP_DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("SHOP_NAMESPACE".to_owned(), namespace.to_owned()),
+        ("SHOP_RULES_CACHE".to_owned(), "off".to_owned()),
+        ("SHOP_INSTANCE_ID".to_owned(), format!("{namespace}-{role}")),
+        ("SHOP_JWT_SECRET".to_owned(), TEST_SECRET.to_owned()),
+        ("SHOP_DATA_KEY".to_owned(), TEST_DATA_KEY.to_owned()),
+    ];
+    vars.extend(
+        extra
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+    );
+    vars
+}
+
+/// `GET path` at `addr`; the body of its 200.
+async fn get_ok(addr: SocketAddr, path: &str) -> String {
+    let answer = call(addr, "GET", path, None, &[], "").await;
+    assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+    answer.body
 }
 
 /// A shop built by `shop::App` inside this test process (the composition
@@ -104,17 +119,8 @@ impl InProcess {
     /// `extra` settings (`SHOP_*` names), as [`RoleProcess::start`] starts
     /// a process; the settings come from these pairs alone.
     pub async fn start(role: shop::ProcessRole, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Self {
-        let mut vars = vec![
-            ("SHOP_DATABASE_URL", database_url.to_owned()),
-            ("SHOP_NAMESPACE", namespace.to_owned()),
-            ("SHOP_RULES_CACHE", "off".to_owned()),
-            ("SHOP_INSTANCE_ID", format!("{namespace}-{role:?}")),
-            ("SHOP_JWT_SECRET", TEST_SECRET.to_owned()),
-            ("SHOP_DATA_KEY", TEST_DATA_KEY.to_owned()),
-        ];
-        vars.extend(extra.iter().map(|(name, value)| (*name, (*value).to_owned())));
-        let settings = shop::Settings::from_vars(vars.into_iter().map(|(name, value)| (name.to_owned(), value)))
-            .expect("the test settings read");
+        let vars = test_settings(&format!("{role:?}"), database_url, namespace, extra);
+        let settings = shop::Settings::from_vars(vars).expect("the test settings read");
         let app = shop::App::build(&settings, role, SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("the shop starts");
@@ -132,9 +138,7 @@ impl InProcess {
 
     /// `GET path` on its HTTP endpoints; the body of its 200.
     pub async fn get(&self, path: &str) -> String {
-        let answer = call(self.addr, "GET", path, None, &[], "").await;
-        assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
-        answer.body
+        get_ok(self.addr, path).await
     }
 
     /// Stops it as SIGTERM would: requests in flight finish, roles stop.

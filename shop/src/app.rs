@@ -57,7 +57,7 @@ impl App {
             )
             .into());
         }
-        crate::serve_cmd::start(role, listen, settings, service, rules, &keys).await
+        crate::serve_cmd::start(role, listen, settings, service, &keys).await
     }
 
     /// Serves `router` on `listener` within `limits` until stopped, then

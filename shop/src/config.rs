@@ -68,6 +68,8 @@ pub struct Settings {
     pub relay_wake: Option<Switch>,
     pub outbox_retention_secs: Option<u64>,
     pub intake_max_pending: Option<String>,
+    pub stream_max_age_secs: Option<u64>,
+    pub stream_max_bytes: Option<String>,
     pub request_timeout_ms: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
     pub max_connections: Option<u64>,
@@ -471,6 +473,10 @@ pub struct ServiceConfig {
     /// orders waiting for the saga (PENDING), new orders are refused with
     /// 503 and `Retry-After` until it catches up.
     pub intake_max_pending: Option<u64>,
+    /// `SHOP_STREAM_MAX_AGE_SECS` (default a week) and `SHOP_STREAM_MAX_BYTES`
+    /// (default 1 GiB, none when intake has no backlog bound; or `off`): how much history each context's event
+    /// stream keeps (see [`shop_streams::Retention`]).
+    pub stream_retention: shop_streams::Retention,
     /// `SHOP_MIGRATE_ON_START` (`off`, the default, or `on`): whether a
     /// serving role on PostgreSQL migrates the schemas itself instead of
     /// checking that `shop migrate` has.
@@ -484,6 +490,14 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         let database = database(s)?;
+        let intake_max_pending = match s.intake_max_pending.as_deref().map(str::trim) {
+            Some("off") => None,
+            None => Some(shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING),
+            Some(text) => Some(
+                text.parse()
+                    .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
+            ),
+        };
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
             database,
@@ -505,19 +519,48 @@ impl ServiceConfig {
             relay_wake: Switch::or(s.relay_wake, true),
             migrate_on_start: Switch::or(s.migrate_on_start, false),
             server_limits: server_limits(s)?,
-            intake_max_pending: match s.intake_max_pending.as_deref().map(str::trim) {
-                Some("off") => None,
-                None => Some(shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING),
-                Some(text) => Some(
-                    text.parse()
-                        .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
-                ),
-            },
+            stream_retention: stream_retention(s, intake_max_pending)?,
+            intake_max_pending,
             outbox_retention: Duration::from_secs(
                 s.outbox_retention_secs
                     .unwrap_or(shop_runtime::saga::relay::DEFAULT_KEEP.as_secs()),
             ),
         })
+    }
+}
+
+/// Bytes the events of one order waiting for the saga may take in a stream,
+/// generously: its creation, cancellation and confirmation envelopes.
+const STREAM_BYTES_PER_PENDING_ORDER: u64 = 4 * 1024;
+
+/// The event streams' limits. A byte limit must hold every event intake
+/// lets wait for the saga (its backlog bound): below that, a consumer that
+/// fell behind could lose events it has not read.
+fn stream_retention(s: &Settings, intake_max_pending: Option<u64>) -> anyhow::Result<shop_streams::Retention> {
+    let default = shop_streams::Retention::DEFAULT;
+    let max_age = match s.stream_max_age_secs {
+        Some(0) => bail!("SHOP_STREAM_MAX_AGE_SECS must be at least 1"),
+        Some(secs) => Duration::from_secs(secs),
+        None => default.max_age,
+    };
+    let max_bytes = match s.stream_max_bytes.as_deref().map(str::trim) {
+        None if intake_max_pending.is_none() => None,
+        None => default.max_bytes,
+        Some("off") => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .with_context(|| format!("SHOP_STREAM_MAX_BYTES={text:?}: expected a number of bytes or off"))?,
+        ),
+    };
+    match (max_bytes, intake_max_pending) {
+        (Some(_), None) => bail!(
+            "SHOP_STREAM_MAX_BYTES needs SHOP_INTAKE_MAX_PENDING: without a backlog bound a stream's byte limit could drop events the saga has not read (set SHOP_STREAM_MAX_BYTES=off)"
+        ),
+        (Some(bytes), Some(pending)) if bytes < pending.saturating_mul(STREAM_BYTES_PER_PENDING_ORDER) => bail!(
+            "SHOP_STREAM_MAX_BYTES={bytes} cannot hold the events of SHOP_INTAKE_MAX_PENDING={pending} waiting orders: give it at least {} bytes",
+            pending.saturating_mul(STREAM_BYTES_PER_PENDING_ORDER)
+        ),
+        _ => Ok(shop_streams::Retention { max_age, max_bytes }),
     }
 }
 
@@ -570,11 +613,11 @@ pub struct AnnounceConfig {
 }
 
 impl AnnounceConfig {
-    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
             url: s.advertise_url.clone().filter(|url| !url.trim().is_empty()),
             every: Duration::from_millis(s.announce_every_ms.unwrap_or(2000).max(10)),
-        })
+        }
     }
 }
 
@@ -790,6 +833,51 @@ mod tests {
         let path = dir.path().join("shop.toml");
         std::fs::write(&path, text)?;
         read_file(&path)
+    }
+
+    #[test]
+    fn a_stream_byte_limit_must_hold_the_backlog_intake_lets_wait() {
+        let service = |pairs: &[(&str, &str)]| {
+            let settings = Settings::from_vars(env(pairs)).expect("typed");
+            super::ServiceConfig::from_settings(&settings)
+        };
+        let default = service(&[]).expect("the defaults hold together");
+        assert_eq!(default.stream_retention, shop_streams::Retention::DEFAULT);
+
+        let chosen = service(&[
+            ("SHOP_STREAM_MAX_AGE_SECS", "3600"),
+            ("SHOP_STREAM_MAX_BYTES", "41943040"),
+            ("SHOP_INTAKE_MAX_PENDING", "10000"),
+        ])
+        .expect("40 MiB holds 10,000 waiting orders");
+        assert_eq!(chosen.stream_retention.max_age, std::time::Duration::from_secs(3600));
+        assert_eq!(chosen.stream_retention.max_bytes, Some(41_943_040));
+        let unlimited = service(&[("SHOP_STREAM_MAX_BYTES", "off"), ("SHOP_INTAKE_MAX_PENDING", "off")])
+            .expect("no limit needs no bound");
+        assert_eq!(unlimited.stream_retention.max_bytes, None);
+
+        let too_small = service(&[("SHOP_STREAM_MAX_BYTES", "1048576")]).expect_err("1 MiB < 50,000 orders");
+        assert!(
+            too_small.to_string().contains("SHOP_INTAKE_MAX_PENDING=50000"),
+            "{too_small}"
+        );
+        let unbounded = service(&[("SHOP_INTAKE_MAX_PENDING", "off")]).expect("no bound, no byte limit by default");
+        assert_eq!(unbounded.stream_retention.max_bytes, None);
+        let unbounded = service(&[
+            ("SHOP_INTAKE_MAX_PENDING", "off"),
+            ("SHOP_STREAM_MAX_BYTES", "1073741824"),
+        ])
+        .expect_err("a byte limit needs a bound");
+        assert!(
+            unbounded.to_string().contains("SHOP_STREAM_MAX_BYTES=off"),
+            "{unbounded}"
+        );
+        let malformed = service(&[("SHOP_STREAM_MAX_BYTES", "1G")]).expect_err("bytes are a number");
+        assert!(
+            malformed.to_string().contains("SHOP_STREAM_MAX_BYTES=\"1G\""),
+            "{malformed}"
+        );
+        assert!(service(&[("SHOP_STREAM_MAX_AGE_SECS", "0")]).is_err());
     }
 
     #[test]

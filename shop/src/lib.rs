@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod contexts;
 
 mod apikey_cmd;
 mod dead_letters_cmd;
@@ -23,5 +24,6 @@ mod wiring;
 
 pub use app::App;
 pub use config::Settings;
+pub use contexts::{Contexts, Outboxes, Ports};
 pub use secrets::MissingSecret;
 pub use serve_cmd::ProcessRole;

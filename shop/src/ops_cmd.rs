@@ -16,15 +16,13 @@ use shop_adapter_sqlite::SqliteStore;
 use shop_gateway::{OrderView, ProductView};
 use shop_rules::inventory::{Adjust, InventoryCommand, Restock};
 use shop_rules::order::{CancelReason, OrderStatus};
-use shop_runtime::ports::{InventoryStore, Lock, OrderQuery, OrderStore, SystemClock};
-use shop_runtime::rules::{Capabilities, RuleHost};
-use shop_runtime::saga::inventory::InventoryService;
-use shop_runtime::saga::orders::OrderService;
-use shop_streams::{Namespace, Trace};
+use shop_runtime::ports::{InventoryStore, Lock, OrderQuery, OrderStore};
+use shop_streams::Trace;
 use uuid::Uuid;
 
-use crate::config::{self, Database, RulesConfig, Settings};
-use crate::rules_cmd;
+use crate::config::{self, Database, Settings};
+use crate::contexts::{Contexts, Ports};
+use crate::serve_cmd::ProcessRole;
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
@@ -78,49 +76,48 @@ pub enum Command {
 
 pub fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
     let database = config::database(settings)?;
+    let role = match command {
+        Command::Orders(_) => ProcessRole::Order,
+        Command::Stock(_) => ProcessRole::Inventory,
+    };
     config::block_on(async {
         match database {
             // The versions fence any concurrent writer; a local lock suffices here.
             Database::Embedded(url) => {
-                execute(SqliteStore::open(&url).await?, MemoryLock::new(), command, settings).await
+                let ports = Ports {
+                    store: SqliteStore::open(&url).await?,
+                    lock: Some(MemoryLock::new()),
+                    kv: Arc::new(MemoryKeyValue::new()),
+                };
+                execute(Contexts::build(role, ports, settings)?, command).await
             }
             Database::Postgres(url) => {
-                let store = PgStore::connect(&PgSettings::new(url)).await?;
-                execute(
-                    store,
-                    RedisLock::connect(config::redis(settings)?).await?,
-                    command,
-                    settings,
-                )
-                .await
+                let lock = match role {
+                    ProcessRole::Inventory => Some(RedisLock::connect(config::redis(settings)?).await?),
+                    _ => None,
+                };
+                let ports = Ports {
+                    store: PgStore::connect(&PgSettings::new(url)).await?,
+                    lock,
+                    kv: Arc::new(MemoryKeyValue::new()),
+                };
+                execute(Contexts::build(role, ports, settings)?, command).await
             }
         }
     })
 }
 
-async fn execute<S, L>(store: S, lock: L, command: Command, settings: &Settings) -> anyhow::Result<ExitCode>
+/// Runs `command` on the use cases of `contexts` (built without their saga:
+/// the events the command decides wait in the outbox for a serving relay).
+async fn execute<S, L>(contexts: Contexts<S, L>, command: Command) -> anyhow::Result<ExitCode>
 where
     S: OrderStore + InventoryStore + Clone,
     L: Lock,
 {
-    let namespace = Namespace::new(config::namespace(settings))?;
-    let clock = Arc::new(SystemClock);
-    let capabilities = Capabilities {
-        clock: clock.clone(),
-        kv: Arc::new(MemoryKeyValue::new()),
-        namespace: namespace.to_string(),
-    };
-    let rules = Arc::new(
-        RuleHost::start(
-            rules_cmd::rule_settings(RulesConfig::from_settings(settings)?),
-            capabilities,
-        )
-        .context("loading the rules")?,
-    );
     let trace = Trace::root(Uuid::now_v7());
     match command {
         Command::Orders(command) => {
-            let orders = OrderService::new(store, rules, clock);
+            let orders = contexts.orders.context("the order context")?;
             match command {
                 OrdersCommand::Show { id } => match orders.get(&id).await? {
                     Some(order) => print(&OrderView::from(&order)),
@@ -148,7 +145,7 @@ where
             }
         }
         Command::Stock(command) => {
-            let inventory = InventoryService::new(store, lock, rules, clock, namespace);
+            let inventory = contexts.inventory.context("the inventory context")?;
             let product = match command {
                 StockCommand::Show { product } => product,
                 StockCommand::Movements { product, after, limit } => {

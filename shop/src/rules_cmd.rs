@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use shop_adapter_memory::MemoryKeyValue;
 use shop_runtime::ports::SystemClock;
-use shop_runtime::rules::{Capabilities, ComponentInfo, RuleHost, RuleSettings, RuleSource};
+use shop_runtime::rules::{Capabilities, ComponentInfo, RuleHost, RuleSource};
 
 use crate::config::{self, RulesConfig, Settings};
 
@@ -96,37 +96,13 @@ pub fn run(command: RulesCommand, settings: &Settings) -> anyhow::Result<ExitCod
     }
 }
 
-/// Settings for the host from the typed configuration.
-pub fn rule_settings(config: RulesConfig) -> RuleSettings {
-    let mut component_config = config.component_config;
-    component_config
-        .entry("order".to_owned())
-        .or_default()
-        .entry("reservation-ttl-ms".to_owned())
-        .or_insert_with(|| config.reservation_ttl.as_millis().to_string());
-    RuleSettings {
-        builtin: shop_rules_bundle::DEFAULT
-            .iter()
-            .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
-            .collect(),
-        dir: config.dir,
-        cache_dir: config.cache_dir,
-        cache_key: config.cache_key,
-        trust: config.trust,
-        call_timeout: config.call_timeout,
-        memory_limit: config.memory_limit,
-        component_config,
-        ..RuleSettings::default()
-    }
-}
-
 fn start(config: RulesConfig, namespace: &str) -> anyhow::Result<Arc<RuleHost>> {
     let capabilities = Capabilities {
         clock: Arc::new(SystemClock),
         kv: Arc::new(MemoryKeyValue::new()),
         namespace: namespace.to_owned(),
     };
-    let host = RuleHost::start(rule_settings(config), capabilities).context("loading the rules")?;
+    let host = RuleHost::start(crate::contexts::rule_settings(config), capabilities).context("loading the rules")?;
     Ok(Arc::new(host))
 }
 

@@ -17,7 +17,6 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
@@ -29,21 +28,12 @@ use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock, RedisRateLimiter};
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_gateway::{Auth, Dependency, Gateway, Limits};
-use shop_runtime::metrics::Metrics;
-use shop_runtime::ports::{
-    ApiKeyStore, EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, RateLimiter, SystemClock, WithFallback,
-};
-use shop_runtime::rules::{Capabilities, RuleHost};
-use shop_runtime::saga::backpressure::Backpressure;
-use shop_runtime::saga::consumer::ConsumerSettings;
-use shop_runtime::saga::inventory::InventoryService;
-use shop_runtime::saga::orders::OrderService;
-use shop_runtime::saga::roles::{RoleSettings, Roles};
+use shop_runtime::ports::{ApiKeyStore, EventBus, InventoryStore, Lock, OrderStore, Outbox, RateLimiter, WithFallback};
 use shop_streams::{Announcement, AnnouncementKey, Context, Namespace, Topology};
 
 use crate::app::App;
-use crate::config::{self, Database, RulesConfig, ServiceConfig, Settings};
-use crate::rules_cmd;
+use crate::config::{self, Database, ServiceConfig, Settings};
+use crate::contexts::{Contexts, Outboxes, Ports, saga_settings};
 use crate::secrets::{self, JwtKeys};
 use crate::wiring::{Fallback, auth, redis_check, register_fallbacks};
 
@@ -57,7 +47,7 @@ pub enum ProcessRole {
 }
 
 impl ProcessRole {
-    fn runs(self, role: ProcessRole) -> bool {
+    pub(crate) fn runs(self, role: ProcessRole) -> bool {
         self == ProcessRole::All || self == role
     }
 
@@ -85,7 +75,6 @@ pub fn run(role: ProcessRole, listen: SocketAddr, settings: &Settings) -> anyhow
 
 /// What the roles run on: the adapters of one mode, wired to the ports.
 struct Wiring<S, B, L, O, R, K> {
-    store: S,
     /// The deployment's API keys.
     api_keys: K,
     bus: B,
@@ -96,10 +85,9 @@ struct Wiring<S, B, L, O, R, K> {
     lock_fallbacks: Option<Counter>,
     /// Readiness checks of what only this mode has (Redis).
     checks: Vec<Dependency>,
-    /// Made only when the inventory role runs (the order role needs no lock).
-    lock: Option<L>,
-    kv: Arc<dyn KeyValue>,
-    outboxes: (O, O),
+    /// The lock is made only when the inventory role runs.
+    ports: Ports<S, L>,
+    outboxes: Outboxes<O>,
     mode: &'static str,
     /// Where this instance announces itself to gateways, and the key it
     /// seals its announcements with (distributed mode).
@@ -113,7 +101,6 @@ pub(crate) async fn start(
     listen: SocketAddr,
     settings: &Settings,
     service: ServiceConfig,
-    rules: RulesConfig,
     keys: &JwtKeys,
 ) -> anyhow::Result<App> {
     let auth = auth(settings, keys)?;
@@ -122,7 +109,9 @@ pub(crate) async fn start(
     let listener = shop_gateway::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let topology = Topology::new(namespace.clone()).replicated(service.nats_replicas);
+    let topology = Topology::new(namespace.clone())
+        .replicated(service.nats_replicas)
+        .retained(service.stream_retention);
     if let Database::Embedded(url) = &service.database {
         let mut store = SqliteStore::open(url).await?;
         if !service.group_commit {
@@ -140,14 +129,19 @@ pub(crate) async fn start(
             limiter_fallbacks: None,
             lock_fallbacks: None,
             checks: Vec::new(),
-            lock: Some(MemoryLock::new()),
-            kv: Arc::new(MemoryKeyValue::new()),
-            outboxes: (store.outbox(Context::Order), store.outbox(Context::Inventory)),
-            store,
+            outboxes: Outboxes {
+                order: store.outbox(Context::Order),
+                inventory: store.outbox(Context::Inventory),
+            },
+            ports: Ports {
+                store,
+                lock: Some(MemoryLock::new()),
+                kv: Arc::new(MemoryKeyValue::new()),
+            },
             mode: "embedded",
             announce_on: None,
         };
-        run_roles(role, listener, wiring, settings, &service, rules, auth).await
+        run_roles(role, listener, wiring, settings, &service, auth).await
     } else {
         let store = PgStore::connect(&PgSettings {
             max_connections: service.db_pool,
@@ -195,14 +189,19 @@ pub(crate) async fn start(
             lock_fallbacks,
             limiter,
             checks: vec![Dependency::optional("redis", redis)],
-            lock,
-            kv: Arc::new(RedisKeyValue::connect_lazily(service.redis.clone())?),
-            outboxes: (store.outbox(Schema::Orders), store.outbox(Schema::Inventory)),
-            store,
+            outboxes: Outboxes {
+                order: store.outbox(Schema::Orders),
+                inventory: store.outbox(Schema::Inventory),
+            },
+            ports: Ports {
+                store,
+                lock,
+                kv: Arc::new(RedisKeyValue::connect_lazily(service.redis.clone())?),
+            },
             mode: "distributed",
             announce_on: Some((announcer, announce_key)),
         };
-        run_roles(role, listener, wiring, settings, &service, rules, auth).await
+        run_roles(role, listener, wiring, settings, &service, auth).await
     }
 }
 
@@ -212,7 +211,6 @@ async fn run_roles<S, B, L, O, R, K>(
     wiring: Wiring<S, B, L, O, R, K>,
     settings: &Settings,
     service: &ServiceConfig,
-    rules_config: RulesConfig,
     auth: Auth,
 ) -> anyhow::Result<App>
 where
@@ -224,45 +222,21 @@ where
     K: ApiKeyStore,
 {
     let listening = listener.local_addr().context("the listening address")?;
-    let namespace = Namespace::new(config::namespace(settings))?;
+    let namespace = config::namespace(settings);
     let api_keys = crate::apikey_cmd::keep_current(wiring.api_keys, auth.stored_api_keys());
-    let metrics = Metrics::default();
+    let probe = wiring.ports.store.clone();
+    let mut contexts = Contexts::build(role, wiring.ports, settings)?;
+    contexts
+        .start_saga(&wiring.bus, wiring.outboxes, saga_settings(settings)?)
+        .await?;
     let mut registry = Registry::default();
-    metrics.register(&mut registry);
+    contexts.metrics.register(&mut registry);
     if let Some(fallbacks) = wiring.limiter_fallbacks.clone() {
         register_fallbacks(&mut registry, Fallback::RateLimit, fallbacks);
     }
     if let Some(fallbacks) = wiring.lock_fallbacks.clone() {
         register_fallbacks(&mut registry, Fallback::Lock, fallbacks);
     }
-    let clock = Arc::new(SystemClock);
-    let capabilities = Capabilities {
-        clock: clock.clone(),
-        kv: wiring.kv,
-        namespace: namespace.to_string(),
-    };
-    let reservation_ttl = rules_config.reservation_ttl;
-    let mut rule_settings = rules_cmd::rule_settings(rules_config);
-    rule_settings.metrics = metrics.clone();
-    let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
-    let _watch = rules.watch(Duration::from_secs(2));
-
-    let named = RoleSettings::named(service.instance_id.clone());
-    let saga = RoleSettings {
-        reservation_ttl,
-        expiry_every: service.expiry_every,
-        outbox_retention: service.outbox_retention,
-        relay_wake: service.relay_wake,
-        metrics: metrics.clone(),
-        consumer: ConsumerSettings {
-            together: service.handle_together,
-            ..named.consumer
-        },
-        ..named
-    };
-    let store = wiring.store;
-    let (order_outbox, inventory_outbox) = wiring.outboxes;
-    let mut roles = Roles::new();
     let (user, ip) = config::rate_limits(settings)?;
     let limits = Limits {
         user,
@@ -275,7 +249,6 @@ where
     let mut checks = wiring.checks;
     // Probed through the context this role runs: a least-privilege role
     // may read its own schema only.
-    let probe = store.clone();
     let orders = role.runs(ProcessRole::Order);
     checks.push(Dependency::required(
         "database",
@@ -302,29 +275,15 @@ where
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins(settings)?);
-    if role.runs(ProcessRole::Order) {
-        let orders = Arc::new(
-            OrderService::new(store.clone(), rules.clone(), clock.clone())
-                .with_metrics(metrics.clone())
-                .with_backpressure(Backpressure::new(service.intake_max_pending)),
-        );
-        roles
-            .start_order(orders.clone(), order_outbox, &wiring.bus, &saga)
-            .await?;
+    if let Some(orders) = contexts.orders.clone() {
         gateway = gateway.orders(orders);
     }
-    if let (true, Some(lock)) = (role.runs(ProcessRole::Inventory), wiring.lock) {
-        let inventory = Arc::new(
-            InventoryService::new(store.clone(), lock, rules.clone(), clock, namespace).with_metrics(metrics.clone()),
-        );
-        roles
-            .start_inventory(inventory.clone(), inventory_outbox, &wiring.bus, &saga)
-            .await?;
+    if let Some(inventory) = contexts.inventory.clone() {
         gateway = gateway.products(inventory);
     }
     let announcer = match wiring.announce_on {
         Some((bus, key)) => {
-            let announce = config::AnnounceConfig::from_settings(settings)?;
+            let announce = config::AnnounceConfig::from_settings(settings);
             let url = announce.url.unwrap_or_else(|| advertised(listening));
             let contexts = [
                 (ProcessRole::Order, Context::Order),
@@ -350,13 +309,13 @@ where
         service.instance_id,
         wiring.mode,
         redact(service.database.url()),
-        config::namespace(settings)
+        namespace
     );
     App::serving(listener, gateway.into_router(), service.server_limits, async move {
         if let Some(announcer) = announcer {
             announcer.leave().await;
         }
-        roles.stop().await;
+        contexts.stop().await;
         api_keys.abort();
     })
 }

@@ -100,6 +100,8 @@ pub struct StreamSpec {
     /// How long messages are kept. The database stays the source of truth:
     /// published outbox rows can be republished while the outbox keeps them.
     pub max_age: Duration,
+    /// Past this many bytes the oldest messages go (`None`: no byte limit).
+    pub max_bytes: Option<u64>,
     /// Copies a clustered broker keeps (1 on a single server).
     pub replicas: usize,
 }
@@ -126,16 +128,56 @@ pub struct ConsumerSpec {
     pub dead_letter_subject: String,
 }
 
+/// How much of its history each context's event stream keeps.
+///
+/// The saga's consumers read near the head: intake stops accepting orders
+/// once the saga's backlog reaches its bound (the shop's
+/// `SHOP_INTAKE_MAX_PENDING`), so what a consumer has yet to read is bounded
+/// by that backlog, and a byte limit well above it drops only messages the
+/// saga has read. The limits shape the stream as a history (replays, late
+/// subscribers), not the saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    /// `None`: no byte limit.
+    pub max_bytes: Option<u64>,
+}
+
+impl Retention {
+    /// A week, at most 1 GiB per context.
+    pub const DEFAULT: Retention = Retention {
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        max_bytes: Some(1 << 30),
+    };
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// All names of one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     namespace: Namespace,
     replicas: usize,
+    retention: Retention,
 }
 
 impl Topology {
     pub fn new(namespace: Namespace) -> Self {
-        Self { namespace, replicas: 1 }
+        Self {
+            namespace,
+            replicas: 1,
+            retention: Retention::DEFAULT,
+        }
+    }
+
+    /// Event streams that keep `retention` of their history.
+    pub fn retained(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Streams kept in `replicas` copies (a JetStream cluster's R3, say).
@@ -159,7 +201,8 @@ impl Topology {
             name: format!("{}_{context}", self.namespace),
             subjects: vec![format!("{}.{context}.>", self.namespace)],
             duplicate_window: Duration::from_secs(2 * 60),
-            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_age: self.retention.max_age,
+            max_bytes: self.retention.max_bytes,
             replicas: self.replicas,
         }
     }
@@ -171,6 +214,8 @@ impl Topology {
             subjects: vec![format!("{}.dead.>", self.namespace)],
             duplicate_window: Duration::from_secs(2 * 60),
             max_age: Duration::from_secs(30 * 24 * 3600),
+            // Dead letters wait for an operator: none is dropped for space.
+            max_bytes: None,
             replicas: self.replicas,
         }
     }

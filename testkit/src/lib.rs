@@ -10,9 +10,10 @@
 //!   free loopback port, which a test may kill and restart.
 //! - [`TestCertificates`]: a private CA and a server certificate for
 //!   127.0.0.1, for NATS and Redis over TLS.
-//! - [`shop::Shop`]: every role of the shop in the test's process, wired to
-//!   the real services (or to a proxy or private server in front of them),
-//!   for the end-to-end tests and the Gherkin features.
+//! - [`shop::Shop`]: every role of the shop in the test's process, wired by
+//!   the shop's own composition root (`shop::Contexts`) to the real services
+//!   (or to a proxy or private server in front of them), for the end-to-end
+//!   tests and the Gherkin features.
 //!
 //! Test support only: nothing in the product depends on this crate.
 

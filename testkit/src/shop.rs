@@ -1,22 +1,23 @@
 //! Every role of the shop in the test's process, on the real services:
 //! PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (or a proxy or private
 //! server in front of them), each shop with its own database, namespace and keys.
+//! The contexts are wired by the shop's own composition root
+//! ([`shop::Contexts`]); only the adapters, with their fault points, are the
+//! test's choice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shop::{Contexts, Outboxes, Ports, ProcessRole};
 use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::RedisLock;
 use shop_rules::inventory::{InventoryCommand, RegisterProduct};
 use shop_rules::order::{LineRequest, Order, OrderStatus};
-use shop_runtime::ports::{InventoryStore, Lease, Lock, LockError, SystemClock};
-use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
-use shop_runtime::saga::consumer::ConsumerSettings;
+use shop_runtime::ports::{InventoryStore, KeyValue, Lease, Lock, LockError};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::{NewOrder, OrderError, OrderService};
-use shop_runtime::saga::roles::{RoleSettings, Roles};
 use shop_streams::{Namespace, Topology, Trace};
 use uuid::Uuid;
 
@@ -28,7 +29,7 @@ pub struct Shop {
     pub orders: Arc<OrderService<PgStore>>,
     pub inventory: Arc<InventoryService<PgStore, TestLock>>,
     pub bus: JetStreamBus,
-    roles: Roles,
+    running: Vec<Contexts<PgStore, TestLock>>,
 }
 
 /// Every role in this process, on its own database, namespace and keys,
@@ -104,62 +105,56 @@ pub async fn start_with(options: Options) -> Shop {
     let bus = JetStreamBus::connect(&nats_url, Topology::new(namespace.clone()))
         .await
         .expect("NATS is reachable");
-    let clock = Arc::new(SystemClock);
-    let capabilities = Capabilities {
-        clock: clock.clone(),
-        kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
-        namespace: namespace.to_string(),
-    };
-    let mut settings = RuleSettings {
-        builtin: shop_rules_bundle::DEFAULT
-            .iter()
-            .map(|c| shop_runtime::rules::RuleSource::builtin(c.name, c.wasm))
-            .collect(),
-        ..RuleSettings::default()
+    let mut settings = shop::Settings {
+        namespace: Some(namespace.to_string()),
+        ..shop::Settings::default()
     };
     if let Some(ttl) = reservation_ttl {
-        let config = settings.component_config.entry("order".into()).or_default();
+        let config = settings.rules_config.entry("order".into()).or_default();
         config.insert("reservation-ttl-ms".into(), ttl.as_millis().to_string());
     }
-    let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
-    let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
-    let mut instances = Vec::new();
-    for _ in 0..inventory_instances.max(1) {
+    let mut saga = shop::contexts::saga_settings(&settings).expect("the saga's settings");
+    saga.instance = namespace.to_string();
+    saga.consumer.wait = Duration::from_millis(200);
+    let ports = |lock| Ports {
+        store: store.clone(),
+        lock,
+        kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()) as Arc<dyn KeyValue>,
+    };
+    let outboxes = || Outboxes {
+        order: store.outbox(Schema::Orders),
+        inventory: store.outbox(Schema::Inventory),
+    };
+    // One process with every role, and more inventory instances beside it
+    // on the same consumer, as separate processes would be.
+    let mut running = Vec::new();
+    for instance in 0..inventory_instances.max(1) {
         let lock = if lock_off {
             TestLock::Off
         } else {
             TestLock::Redis(RedisLock::connect(&redis_url).await.expect("Redis is reachable"))
         };
-        let service = InventoryService::new(store.clone(), lock, rules.clone(), clock.clone(), namespace.clone());
-        instances.push(Arc::new(service));
-    }
-    let inventory = instances[0].clone();
-
-    let settings = RoleSettings {
-        consumer: ConsumerSettings {
-            wait: Duration::from_millis(200),
-            ..ConsumerSettings::default()
-        },
-        ..RoleSettings::named(namespace.as_str())
-    };
-    let mut roles = Roles::new();
-    for handler in instances {
-        roles
-            .start_inventory(handler, store.outbox(Schema::Inventory), &bus, &settings)
+        let role = if instance == 0 {
+            ProcessRole::All
+        } else {
+            ProcessRole::Inventory
+        };
+        let mut contexts = Contexts::build(role, ports(Some(lock)), &settings).expect("the contexts build");
+        contexts
+            .start_saga(&bus, outboxes(), saga.clone())
             .await
-            .expect("inventory role starts");
+            .expect("the saga starts");
+        running.push(contexts);
     }
-    roles
-        .start_order(orders.clone(), store.outbox(Schema::Orders), &bus, &settings)
-        .await
-        .expect("order role starts");
+    let orders = running[0].orders.clone().expect("the order context");
+    let inventory = running[0].inventory.clone().expect("the inventory context");
     Shop {
         store,
         observer,
         orders,
         inventory,
         bus,
-        roles,
+        running,
     }
 }
 
@@ -234,7 +229,9 @@ impl Shop {
     }
 
     pub async fn shutdown(self) {
-        self.roles.stop().await;
+        for contexts in self.running {
+            contexts.stop().await;
+        }
         let _ = self.bus.delete_streams().await;
     }
 }

@@ -207,19 +207,45 @@ impl JetStreamBus {
         &self.js
     }
 
+    /// Creates the stream `spec` describes, or brings an existing one's
+    /// retention limits to the spec's (the settings of the newest start win).
     async fn ensure_stream(&self, spec: &StreamSpec) -> Result<stream::Stream, BusError> {
-        self.js
-            .get_or_create_stream(stream::Config {
-                name: spec.name.clone(),
-                subjects: spec.subjects.clone(),
-                duplicate_window: spec.duplicate_window,
-                max_age: spec.max_age,
-                num_replicas: spec.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+        let config = stream::Config {
+            name: spec.name.clone(),
+            subjects: spec.subjects.clone(),
+            duplicate_window: spec.duplicate_window,
+            max_age: spec.max_age,
+            max_bytes: spec
+                .max_bytes
+                .map_or(-1, |bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: spec.replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let mut stream = self
+            .js
+            .get_or_create_stream(config.clone())
             .await
-            .map_err(|e| unavailable(format!("stream {}", spec.name), e))
+            .map_err(|e| unavailable(format!("stream {}", spec.name), e))?;
+        let current = &stream.cached_info().config;
+        if current.max_age != config.max_age || current.max_bytes != config.max_bytes {
+            let updated = stream::Config {
+                max_age: config.max_age,
+                max_bytes: config.max_bytes,
+                ..current.clone()
+            };
+            self.js
+                .update_stream(updated)
+                .await
+                .map_err(|e| unavailable(format!("update the limits of stream {}", spec.name), e))?;
+            tracing::info!(target: "shop::bus", stream = %spec.name, max_age = ?spec.max_age, max_bytes = ?spec.max_bytes, "stream retention changed");
+            stream
+                .info()
+                .await
+                .map_err(|e| unavailable(format!("stream {}", spec.name), e))?;
+        }
+        Ok(stream)
     }
 
     /// Deletes this namespace's streams (and with them its consumers).

@@ -175,3 +175,63 @@ where
         .ok()
         .flatten()
 }
+
+/// A context's stream keeps the history its retention allows: past the byte
+/// limit the oldest messages go; a start with other limits changes them.
+#[tokio::test]
+async fn a_stream_keeps_the_history_its_retention_allows() {
+    use shop_rules::order::{OrderEvent, OrderTransition};
+    use shop_streams::{DomainEvent, Envelope, Retention, RuleRef, Trace};
+
+    let url = std::env::var("SHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let simple = Uuid::now_v7().simple().to_string();
+    let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
+    let small = Retention {
+        max_age: Duration::from_secs(3600),
+        max_bytes: Some(16 * 1024),
+    };
+    let bus = JetStreamBus::connect(&url, Topology::new(namespace.clone()).retained(small))
+        .await
+        .expect("NATS is reachable");
+    let events: Vec<_> = (0..200)
+        .map(|n| {
+            let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
+                order_id: format!("o-{n}"),
+                at: n,
+            }));
+            let rule = RuleRef {
+                name: "order".into(),
+                hash: "0".repeat(64),
+            };
+            Envelope::new(&event, 3, 1, rule, Trace::root(Uuid::now_v7()))
+        })
+        .collect();
+    bus.publish(&events).await.expect("published");
+
+    let stream_info = |bus: &JetStreamBus| {
+        let js = bus.jetstream().clone();
+        let name = bus.topology().stream(Context::Order).name;
+        async move {
+            let mut stream = js.get_stream(&name).await.expect("the stream");
+            stream.info().await.expect("its state").clone()
+        }
+    };
+    let info = stream_info(&bus).await;
+    assert_eq!(info.state.last_sequence, 200, "every event was stored");
+    assert!(info.state.bytes <= 16 * 1024, "{} bytes kept", info.state.bytes);
+    assert!(info.state.first_sequence > 1, "the oldest went first");
+    assert_eq!(info.config.max_age, Duration::from_secs(3600));
+
+    // Another start with other limits brings the stream to them.
+    let wider = Retention {
+        max_age: Duration::from_secs(7200),
+        max_bytes: None,
+    };
+    let again = JetStreamBus::connect(&url, Topology::new(namespace).retained(wider))
+        .await
+        .expect("NATS is reachable");
+    again.publish(&events[..1]).await.expect("published");
+    let config = stream_info(&again).await.config;
+    assert_eq!((config.max_age, config.max_bytes), (Duration::from_secs(7200), -1));
+    bus.delete_streams().await.expect("cleaned up");
+}

@@ -9,24 +9,10 @@ use crate::PgStore;
 use crate::error::{db_error, to_sql};
 use crate::schema::{Schema, append_outbox, json};
 use crate::statements::STATEMENTS;
-use shop_adapter_sql::rows;
 
 impl InventoryStore for PgStore {
     async fn load(&self, product_ids: &[String], order_id: Option<&str>) -> Result<InventoryState, StoreError> {
-        let rows = sqlx::query(
-            "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted, deducted, version
-             FROM inventory.products WHERE product_id = ANY($1) ORDER BY product_id",
-        )
-        .bind(product_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let products = rows.iter().map(rows::product).collect::<Result<_, _>>()?;
-        let reservation = match order_id {
-            Some(order_id) => self.reservation(order_id).await?,
-            None => None,
-        };
-        Ok(InventoryState { products, reservation })
+        STATEMENTS.inventory_state(&self.pool, product_ids, order_id).await
     }
 
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {

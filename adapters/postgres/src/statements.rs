@@ -26,6 +26,9 @@ static SQL: StoreSql = StoreSql {
     movements: "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory.movements
                 WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory.reservations WHERE order_id = $1",
+    products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
+                      deducted, version
+               FROM inventory.products WHERE product_id = ANY($1) ORDER BY product_id",
     insert_product: "INSERT INTO inventory.products
                      (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version)

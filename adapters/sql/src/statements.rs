@@ -3,7 +3,7 @@
 //! Each adapter gives its own SQL text ([`StoreSql`]); batched writes,
 //! which each database does its own way, stay in the adapters.
 
-use shop_rules::inventory::{Movement, ProductStock, Reservation};
+use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_rules::order::Order;
 use shop_runtime::ports::{CatalogueEntry, OrderQuery, StoreError, Versioned};
 use sqlx::query::Query;
@@ -31,6 +31,9 @@ pub struct StoreSql {
     pub movements: &'static str,
     /// `$1` order id: the reservation's `status` and `lines`.
     pub reservation: &'static str,
+    /// `$1` the product ids, as the adapter binds a list: their columns
+    /// in table order, by product id.
+    pub products: &'static str,
     /// `$1`..`$11` the product's columns in table order: inserts it unless its id is taken.
     pub insert_product: &'static str,
 }
@@ -149,6 +152,30 @@ where
             .await
             .map_err(self.driver.db_error)?;
         row.map(|row| rows::reservation(order_id, &row)).transpose()
+    }
+
+    /// The stock of `product_ids` (bound as `ids`, the list the adapter's
+    /// [`StoreSql::products`] takes) and the reservation of `order_id`.
+    pub async fn inventory_state<'q, P>(
+        &self,
+        pool: &Pool<DB>,
+        ids: P,
+        order_id: Option<&str>,
+    ) -> Result<InventoryState, StoreError>
+    where
+        P: Encode<'q, DB> + Type<DB> + Send + 'q,
+    {
+        let rows = sqlx::query::<DB>(self.sql.products)
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        let products = rows.iter().map(rows::product).collect::<Result<_, _>>()?;
+        let reservation = match order_id {
+            Some(order_id) => self.reservation(pool, order_id).await?,
+            None => None,
+        };
+        Ok(InventoryState { products, reservation })
     }
 
     /// Inserts `p` in the transaction `tx` is; a conflict when its id is taken.

@@ -9,24 +9,13 @@ use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::STATEMENTS;
-use shop_adapter_sql::{bind_product, rows};
+use shop_adapter_sql::bind_product;
 
 impl InventoryStore for SqliteStore {
     async fn load(&self, product_ids: &[String], order_id: Option<&str>) -> Result<InventoryState, StoreError> {
-        let rows = sqlx::query(
-            "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted, deducted, version
-             FROM inventory_products WHERE product_id IN (SELECT value FROM json_each(?1)) ORDER BY product_id",
-        )
-        .bind(json_list(product_ids))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let products = rows.iter().map(rows::product).collect::<Result<_, _>>()?;
-        let reservation = match order_id {
-            Some(order_id) => self.reservation(order_id).await?,
-            None => None,
-        };
-        Ok(InventoryState { products, reservation })
+        STATEMENTS
+            .inventory_state(&self.pool, json_list(product_ids), order_id)
+            .await
     }
 
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {

@@ -25,6 +25,9 @@ static SQL: StoreSql = StoreSql {
     movements: "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory_movements
                 WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory_reservations WHERE order_id = $1",
+    products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
+                      deducted, version
+               FROM inventory_products WHERE product_id IN (SELECT value FROM json_each($1)) ORDER BY product_id",
     insert_product: "INSERT INTO inventory_products
                      (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version)

@@ -260,3 +260,50 @@ async fn a_role_on_real_services_refuses_to_start_without_its_secrets() {
         answer.body
     );
 }
+
+/// The rules directory is watched for as long as the shop serves, not only
+/// while it starts: a plugin dropped in later decides the next orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_shop_swaps_in_a_plugin_dropped_into_its_rules_directory() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rules = dir.path().join("rules.d");
+    std::fs::create_dir(&rules).expect("the rules directory");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let rules_dir = rules.to_string_lossy().into_owned();
+    let shop = InProcess::start(
+        shop::ProcessRole::All,
+        &url,
+        "swap",
+        &[
+            ("SHOP_RULES_DIR", rules_dir.as_str()),
+            ("SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY", "1"),
+        ],
+    )
+    .await;
+    let admin = common::token("root", "admin");
+    let alice = common::token("alice", "customer");
+    let mug = serde_json::json!({"id": "SKU-W", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 100});
+    let created = common::call(shop.addr, "POST", "/api/products", Some(&admin), &[], &mug.to_string()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // Accepted once the order side knows the product: no limit is loaded yet.
+    common::place(shop.addr, &alice, "SKU-W", "w-0").await;
+
+    std::fs::write(
+        rules.join("purchase-limit.wasm"),
+        shop_rules_bundle::PURCHASE_LIMIT.wasm,
+    )
+    .expect("the plugin written");
+    let body = serde_json::json!({"items": [{"product_id": "SKU-W", "quantity": 2}]}).to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        let answer = common::call(shop.addr, "POST", "/api/orders", Some(&alice), &[], &body).await;
+        if answer.status != 202 {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "the plugin was never swapped in");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("purchase-limit"), "{}", refused.body);
+    shop.stop().await;
+}

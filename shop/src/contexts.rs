@@ -1,0 +1,175 @@
+//! The order and inventory contexts wired to the adapters a process runs
+//! them on: the rules host, the use cases, and the saga roles that connect
+//! the contexts over the event bus. This is the one place that builds them:
+//! [`crate::App`] puts HTTP in front, `shop orders` and `shop stock` call the
+//! use cases once, and the end-to-end tests (testkit) drive them on adapters
+//! with fault points of their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shop_runtime::metrics::Metrics;
+use shop_runtime::ports::{EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
+use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource, WatchHandle};
+use shop_runtime::saga::backpressure::Backpressure;
+use shop_runtime::saga::consumer::ConsumerSettings;
+use shop_runtime::saga::inventory::InventoryService;
+use shop_runtime::saga::orders::OrderService;
+use shop_runtime::saga::roles::{RoleSettings, Roles};
+use shop_streams::Namespace;
+
+use crate::config::{self, RulesConfig, ServiceConfig, Settings};
+use crate::serve_cmd::ProcessRole;
+
+/// What a process's contexts keep their state in, besides the event bus.
+pub struct Ports<S, L> {
+    pub store: S,
+    /// The inventory context's lock; needed only where inventory runs.
+    pub lock: Option<L>,
+    /// The rules' key-value capability.
+    pub kv: Arc<dyn KeyValue>,
+}
+
+/// The outboxes the saga's relays publish, one per context.
+pub struct Outboxes<O> {
+    pub order: O,
+    pub inventory: O,
+}
+
+/// The contexts one process runs, built by [`Contexts::build`]; their saga
+/// runs from [`Contexts::start_saga`] until [`Contexts::stop`].
+pub struct Contexts<S, L> {
+    /// The order context's use cases, where the process runs it.
+    pub orders: Option<Arc<OrderService<S>>>,
+    /// The inventory context's use cases, where the process runs it.
+    pub inventory: Option<Arc<InventoryService<S, L>>>,
+    /// What the use cases, the rules and the saga count.
+    pub metrics: Metrics,
+    roles: Roles,
+    /// Swaps the rules when their directory changes, for as long as the
+    /// contexts live.
+    _watch: WatchHandle,
+}
+
+impl<S, L> Contexts<S, L>
+where
+    S: OrderStore + InventoryStore + Clone,
+    L: Lock,
+{
+    /// The use cases of the contexts `role` runs, on `ports`, with the rules
+    /// and limits `settings` give. Fails when a rule component does not
+    /// load, a setting is malformed, or inventory runs without a lock.
+    pub fn build(role: ProcessRole, ports: Ports<S, L>, settings: &Settings) -> anyhow::Result<Self> {
+        let Ports { store, lock, kv } = ports;
+        let service = ServiceConfig::from_settings(settings)?;
+        let namespace = Namespace::new(config::namespace(settings))?;
+        let metrics = Metrics::default();
+        let clock = Arc::new(SystemClock);
+        let capabilities = Capabilities {
+            clock: clock.clone(),
+            kv,
+            namespace: namespace.to_string(),
+        };
+        let mut rule_settings = rule_settings(RulesConfig::from_settings(settings)?);
+        rule_settings.metrics = metrics.clone();
+        let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
+        let watch = rules.watch(Duration::from_secs(2));
+        let orders = role.runs(ProcessRole::Order).then(|| {
+            Arc::new(
+                OrderService::new(store.clone(), rules.clone(), clock.clone())
+                    .with_metrics(metrics.clone())
+                    .with_backpressure(Backpressure::new(service.intake_max_pending)),
+            )
+        });
+        let inventory = match (role.runs(ProcessRole::Inventory), lock) {
+            (false, _) => None,
+            (true, Some(lock)) => Some(Arc::new(
+                InventoryService::new(store, lock, rules, clock, namespace).with_metrics(metrics.clone()),
+            )),
+            (true, None) => anyhow::bail!("the inventory context needs a lock"),
+        };
+        Ok(Self {
+            orders,
+            inventory,
+            metrics,
+            roles: Roles::new(),
+            _watch: watch,
+        })
+    }
+
+    /// Starts the saga of the contexts built: each relays its outbox to
+    /// `bus` and consumes the other's events; orders also expire their
+    /// reservations. `saga` comes from [`saga_settings`].
+    pub async fn start_saga<B, O>(&mut self, bus: &B, outboxes: Outboxes<O>, saga: RoleSettings) -> anyhow::Result<()>
+    where
+        B: EventBus + Clone,
+        O: Outbox,
+    {
+        let saga = RoleSettings {
+            metrics: self.metrics.clone(),
+            ..saga
+        };
+        if let Some(orders) = &self.orders {
+            self.roles
+                .start_order(orders.clone(), outboxes.order, bus, &saga)
+                .await
+                .context("starting the order saga")?;
+        }
+        if let Some(inventory) = &self.inventory {
+            self.roles
+                .start_inventory(inventory.clone(), outboxes.inventory, bus, &saga)
+                .await
+                .context("starting the inventory saga")?;
+        }
+        Ok(())
+    }
+
+    /// Stops relays, consumers and expiry, letting the batch in hand finish.
+    pub async fn stop(self) {
+        self.roles.stop().await;
+    }
+}
+
+/// How the saga's relays, consumers and expiry run, as `settings` say.
+pub fn saga_settings(settings: &Settings) -> anyhow::Result<RoleSettings> {
+    let service = ServiceConfig::from_settings(settings)?;
+    let rules = RulesConfig::from_settings(settings)?;
+    let named = RoleSettings::named(service.instance_id);
+    Ok(RoleSettings {
+        reservation_ttl: rules.reservation_ttl,
+        expiry_every: service.expiry_every,
+        outbox_retention: service.outbox_retention,
+        relay_wake: service.relay_wake,
+        consumer: ConsumerSettings {
+            together: service.handle_together,
+            ..named.consumer
+        },
+        ..named
+    })
+}
+
+/// Settings for the rules host from the typed configuration: the built-in
+/// components, then what the rules directory adds.
+pub(crate) fn rule_settings(config: RulesConfig) -> RuleSettings {
+    let mut component_config = config.component_config;
+    component_config
+        .entry("order".to_owned())
+        .or_default()
+        .entry("reservation-ttl-ms".to_owned())
+        .or_insert_with(|| config.reservation_ttl.as_millis().to_string());
+    RuleSettings {
+        builtin: shop_rules_bundle::DEFAULT
+            .iter()
+            .map(|c| RuleSource::builtin(c.name, c.wasm))
+            .collect(),
+        dir: config.dir,
+        cache_dir: config.cache_dir,
+        cache_key: config.cache_key,
+        trust: config.trust,
+        call_timeout: config.call_timeout,
+        memory_limit: config.memory_limit,
+        component_config,
+        ..RuleSettings::default()
+    }
+}

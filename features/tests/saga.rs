@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use cucumber::{World, given, then, when};
+use shop_e2e::{Options, Shop, eventually, start_with};
 use shop_rules::order::{CancelReason, Order, OrderStatus};
 use shop_streams::{Envelope, Trace};
-use shop_testkit::shop::{Options, Shop, eventually, start_with};
 use uuid::Uuid;
 
 #[derive(World, Default)]

@@ -10,10 +10,8 @@
 //!   free loopback port, which a test may kill and restart.
 //! - [`TestCertificates`]: a private CA and a server certificate for
 //!   127.0.0.1, for NATS and Redis over TLS.
-//! - [`shop::Shop`]: every role of the shop in the test's process, wired by
-//!   the shop's own composition root (`shop::Contexts`) to the real services
-//!   (or to a proxy or private server in front of them), for the end-to-end
-//!   tests and the Gherkin features.
+//! - [`fresh_namespace`], [`eventually`]: what every test on shared servers
+//!   needs: names no other run uses, and patience with a saga.
 //!
 //! Test support only: nothing in the product depends on this crate.
 
@@ -23,11 +21,13 @@ mod nats;
 mod process;
 mod proxy;
 mod redis;
-pub mod shop;
 mod tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+
+use shop_streams::Namespace;
+use uuid::Uuid;
 
 pub use nats::NatsServer;
 pub use proxy::TcpProxy;
@@ -53,4 +53,33 @@ fn wait_for(what: &str, addr: SocketAddr, limit: Duration) -> std::io::Result<()
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// A namespace no other test run uses: `prefix` and the random tail of a UUIDv7.
+pub fn fresh_namespace(prefix: char) -> Namespace {
+    let simple = Uuid::now_v7().simple().to_string();
+    Namespace::new(&format!("{prefix}{}", &simple[simple.len() - 12..])).expect("a valid namespace")
+}
+
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(Duration::from_secs(20), what, check).await;
+}
+
+pub async fn eventually_within<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
 }

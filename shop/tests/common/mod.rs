@@ -176,7 +176,7 @@ pub async fn price_directly(store: &PgStore, product_id: &str, unit_price: i64) 
 
 /// A namespace no other run uses, and the bus on it.
 pub async fn fresh_bus(prefix: char) -> (Namespace, JetStreamBus) {
-    let namespace = shop_testkit::shop::fresh_namespace(prefix);
+    let namespace = shop_testkit::fresh_namespace(prefix);
     let bus = JetStreamBus::connect("nats://127.0.0.1:4222", Topology::new(namespace.clone()))
         .await
         .expect("NATS is reachable");

@@ -391,7 +391,7 @@ async fn intake_survives_redis_and_nats_outages_and_catches_up() {
     let mut redis = RedisServer::start().expect("a private redis-server");
     let (nats_url, redis_url) = (nats.url(), redis.url());
     let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
-    let namespace = shop_testkit::shop::fresh_namespace('o');
+    let namespace = shop_testkit::fresh_namespace('o');
     let ns = namespace.as_str();
     let services = [
         ("SHOP_NATS_URL", nats_url.as_str()),

@@ -67,7 +67,7 @@ async fn the_bus_gets_into_a_secured_nats_only_with_credentials_and_the_ca() {
     let user = nkeys::KeyPair::new_user();
     let seed = user.seed().expect("a seed");
     let (_nats, port) = secured_nats(&certificates, dir.path(), &user.public_key());
-    let topology = || Topology::new(shop_testkit::shop::fresh_namespace('t'));
+    let topology = || Topology::new(shop_testkit::fresh_namespace('t'));
     let endpoint = |url: String, credentials: Option<&str>, ca: bool| NatsEndpoint {
         url,
         credentials: credentials.map(str::to_owned),
@@ -157,7 +157,7 @@ async fn a_shop_runs_its_saga_over_secured_nats_and_redis() {
     let (_nats, port) = secured_nats(&certificates, dir.path(), &user.public_key());
     let redis = secured_redis(&certificates);
     let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
-    let namespace = shop_testkit::shop::fresh_namespace('s');
+    let namespace = shop_testkit::fresh_namespace('s');
     let (nats_url, redis_url) = (
         format!("tls://127.0.0.1:{port}"),
         format!("rediss://:{PASSWORD}@127.0.0.1:{}", redis.port()),

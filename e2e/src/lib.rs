@@ -1,4 +1,5 @@
-//! Every role of the shop in the test's process, on the real services:
+//! The whole shop in a test's process, for the end-to-end tests and the
+//! Gherkin features: every role on the real services:
 //! PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (or a proxy or private
 //! server in front of them), each shop with its own database, namespace and keys.
 //! The contexts are wired by the shop's own composition root
@@ -7,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shop::{Contexts, Outboxes, Ports, ProcessRole};
 use shop_adapter_jetstream::JetStreamBus;
@@ -18,7 +19,8 @@ use shop_rules::order::{LineRequest, Order, OrderStatus};
 use shop_runtime::ports::{InventoryStore, KeyValue, Lease, Lock, LockError};
 use shop_runtime::saga::inventory::InventoryService;
 use shop_runtime::saga::orders::{NewOrder, OrderError, OrderService};
-use shop_streams::{Namespace, Topology, Trace};
+use shop_streams::{Topology, Trace};
+pub use shop_testkit::{eventually, eventually_within, fresh_namespace};
 use uuid::Uuid;
 
 pub struct Shop {
@@ -234,33 +236,4 @@ impl Shop {
         }
         let _ = self.bus.delete_streams().await;
     }
-}
-
-/// A namespace no other test run uses: `prefix` and the random tail of a UUIDv7.
-pub fn fresh_namespace(prefix: char) -> Namespace {
-    let simple = Uuid::now_v7().simple().to_string();
-    Namespace::new(&format!("{prefix}{}", &simple[simple.len() - 12..])).expect("a valid namespace")
-}
-
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    eventually_within(Duration::from_secs(20), what, check).await;
-}
-
-pub async fn eventually_within<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use shop_adapter_redis::RedisLock;
+use shop_e2e::{Options, Shop, eventually_within, start_with};
 use shop_rules::order::OrderStatus;
 use shop_runtime::ports::{Lock, LockError, Outbox};
 use shop_runtime::saga::orders::OrderError;
-use shop_testkit::shop::{Options, Shop, eventually_within, start_with};
 use shop_testkit::{NatsServer, TcpProxy};
 
 async fn orders_in(shop: &Shop, status: &str) -> i64 {

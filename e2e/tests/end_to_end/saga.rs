@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shop_e2e::{Options, Shop, eventually, eventually_within, start, start_with};
 use shop_rules::inventory::ReservationStatus;
 use shop_rules::order::{CancelReason, OrderStatus};
 use shop_runtime::ports::{InventoryStore, OrderStore};
 use shop_streams::{Context, Trace};
-use shop_testkit::shop::{Options, Shop, eventually, eventually_within, start, start_with};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,13 +6,13 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use shop_adapter_memory::MemoryKeyValue;
 use shop_rules::env::FixedEnv;
 use shop_rules::order::{self, CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
 use shop_rules::spec::T0;
-use shop_runtime::ports::ManualClock;
+use shop_runtime::ports::{KeyValue, KvError, ManualClock};
 use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
 
 fn three_line_order() -> OrderCommand {
@@ -38,6 +38,31 @@ fn three_line_order() -> OrderCommand {
     })
 }
 
+/// The bundled order and inventory rules never call the key-value store
+/// (only policy plugins do), so the bench gives them none.
+struct NoStore;
+
+impl KeyValue for NoStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Err(NoStore::refused(key))
+    }
+    fn set(&self, key: &str, _: &[u8], _: Option<Duration>) -> Result<(), KvError> {
+        Err(NoStore::refused(key))
+    }
+    fn increment(&self, key: &str, _: i64, _: Option<Duration>) -> Result<i64, KvError> {
+        Err(NoStore::refused(key))
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        Err(NoStore::refused(key))
+    }
+}
+
+impl NoStore {
+    fn refused(key: &str) -> KvError {
+        KvError::Unavailable(format!("no store in the bench: {key}").into())
+    }
+}
+
 fn host(pool_size: usize) -> RuleHost {
     let settings = RuleSettings {
         builtin: shop_rules_bundle::DEFAULT
@@ -49,7 +74,7 @@ fn host(pool_size: usize) -> RuleHost {
     };
     let capabilities = Capabilities {
         clock: Arc::new(ManualClock::new(T0)),
-        kv: Arc::new(MemoryKeyValue::new()),
+        kv: Arc::new(NoStore),
         namespace: "bench".into(),
     };
     RuleHost::start(settings, capabilities).expect("the bundled rules load")

@@ -2,4 +2,5 @@
 //! its composition root: one binary, so the adapters link once.
 
 mod faults;
+mod layout;
 mod saga;

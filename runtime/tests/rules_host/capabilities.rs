@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use shop_adapter_memory::MemoryKeyValue;
 use shop_rules::order::{CancelReason, CataloguePrice, LineRequest, OrderCommand, OrderStatus, PlaceOrder};
 use shop_rules::spec::T0;
 use shop_runtime::ports::{KeyValue, KvError};
@@ -125,7 +124,7 @@ impl KeyValue for DownStore {
 
 #[test]
 fn a_store_outage_allows_orders_unless_configured_to_deny() {
-    let memory = Arc::new(MemoryKeyValue::new());
+    let memory = Arc::new(common::MapKv::default());
     let open = common::start_with_kv(with_policy(&[]), Arc::new(DownStore), memory.clone());
     open.host
         .check_policies(&order("o-1", "alice", 1))

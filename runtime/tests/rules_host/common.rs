@@ -1,10 +1,11 @@
 //! Shared set-up for the rules host tests.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use shop_adapter_memory::MemoryKeyValue;
 use shop_rules::spec::T0;
-use shop_runtime::ports::{KeyValue, ManualClock};
+use shop_runtime::ports::{KeyValue, KvError, ManualClock};
 use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings};
 
 pub fn default_settings() -> RuleSettings {
@@ -20,15 +21,56 @@ pub fn default_settings() -> RuleSettings {
 pub struct TestHost {
     pub host: Arc<RuleHost>,
     pub clock: Arc<ManualClock>,
-    pub kv: Arc<MemoryKeyValue>,
+    pub kv: Arc<MapKv>,
+}
+
+/// The rules' key-value store as a plain map, for the host's tests: they run
+/// on a manual clock, so nothing they store lives long enough to expire (the
+/// adapters' own suites check expiry).
+#[derive(Debug, Default)]
+pub struct MapKv(Mutex<HashMap<String, Vec<u8>>>);
+
+impl MapKv {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl KeyValue for MapKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.map().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], _: Option<Duration>) -> Result<(), KvError> {
+        self.map().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn increment(&self, key: &str, delta: i64, _: Option<Duration>) -> Result<i64, KvError> {
+        let mut map = self.map();
+        let now = match map.get(key) {
+            Some(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| text.parse::<i64>().ok())
+                .ok_or_else(|| KvError::NotACounter(key.to_owned()))?,
+            None => 0,
+        } + delta;
+        map.insert(key.to_owned(), now.to_string().into_bytes());
+        Ok(now)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.map().remove(key);
+        Ok(())
+    }
 }
 
 pub fn start(settings: RuleSettings) -> TestHost {
-    let kv = Arc::new(MemoryKeyValue::new());
+    let kv = Arc::new(MapKv::default());
     start_with_kv(settings, kv.clone(), kv)
 }
 
-pub fn start_with_kv(settings: RuleSettings, kv: Arc<dyn KeyValue>, memory: Arc<MemoryKeyValue>) -> TestHost {
+pub fn start_with_kv(settings: RuleSettings, kv: Arc<dyn KeyValue>, memory: Arc<MapKv>) -> TestHost {
     let clock = Arc::new(ManualClock::new(T0));
     let capabilities = Capabilities {
         clock: clock.clone(),

@@ -283,7 +283,7 @@ fn only_trusted_components_from_the_directory_run() {
     // The same unsigned file under the signing policy alone is refused at start.
     let capabilities = shop_runtime::rules::Capabilities {
         clock: std::sync::Arc::new(shop_runtime::ports::SystemClock),
-        kv: std::sync::Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
+        kv: std::sync::Arc::new(common::MapKv::default()),
         namespace: "test".into(),
     };
     let refused = shop_runtime::rules::RuleHost::start(settings, capabilities).map(drop);

@@ -176,7 +176,7 @@ fn two_order_components_in_one_directory_are_ambiguous() {
     };
     let capabilities = shop_runtime::rules::Capabilities {
         clock: std::sync::Arc::new(shop_runtime::ports::SystemClock),
-        kv: std::sync::Arc::new(shop_adapter_memory::MemoryKeyValue::new()),
+        kv: std::sync::Arc::new(common::MapKv::default()),
         namespace: "test".into(),
     };
     let error = shop_runtime::rules::RuleHost::start(settings, capabilities).expect_err("ambiguous");

@@ -283,8 +283,11 @@ for run in $RUNS; do
     # Intake at a rate the saga keeps up with for BOUNDED_DURATION (10 min),
     # the outbox kept for BOUNDED_RETENTION (the streams' 2-minute dedup
     # window): every minute the rows and bytes of each table and the
-    # messages and bytes of each stream, to show what stays bounded.
-    distributed bounded SHOP_OUTBOX_RETENTION_SECS="${BOUNDED_RETENTION:-120}"
+    # messages and bytes of each stream, to show what stays bounded. The
+    # streams keep BOUNDED_STREAM_BYTES (256 MiB: above the 200 MB the
+    # default intake bound may leave unread, reached within two minutes).
+    distributed bounded SHOP_OUTBOX_RETENTION_SECS="${BOUNDED_RETENTION:-120}" \
+      SHOP_STREAM_MAX_BYTES="${BOUNDED_STREAM_BYTES:-268435456}"
     ns=$(tr '\0' '\n' <"/proc/${pids[0]}/environ" | sed -n 's/^SHOP_NAMESPACE=//p')
     (
       for minute in $(seq 0 $(( ${BOUNDED_DURATION_S:-600} / 60 + 2 ))); do

@@ -170,7 +170,7 @@ impl Shop {
             initial_stock: stock,
         });
         self.inventory
-            .admin(command, Trace::root(Uuid::now_v7()))
+            .admin(command, None, Trace::root(Uuid::now_v7()))
             .await
             .expect("registered");
         // The order side learns the price through the saga.

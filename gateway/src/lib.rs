@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod conditional;
 mod edge;
 mod forward;
 mod json;

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, CallerRole};
+use crate::conditional;
 use crate::json::{self, Body, reply};
 use crate::openapi::{ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -189,9 +190,12 @@ async fn visible<O: OrderUseCases>(orders: &O, caller: &Caller, id: &str) -> Res
 /// One order: the caller's own, or any for admin and payment.
 #[utoipa::path(
     operation_id = "readOrder", get, path = "/api/orders/{id}", tag = "orders",
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client holds: 304 while it is current")),
     responses(
-        (status = 200, description = "The order", body = OrderView),
+        (status = 200, description = "The order; `ETag` changes whenever it does", body = OrderView,
+            headers(("ETag" = String, description = "A digest of this representation, quoted"), ("Cache-Control" = String, description = "private, no-cache"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`"),
         (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
         ApiProblems,
     ),
@@ -201,9 +205,10 @@ pub(crate) async fn read<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let order = visible(orders.as_ref(), &caller, &id).await?;
-    Ok(reply(StatusCode::OK, &OrderView::from(&order)))
+    Ok(conditional::reply_tagged(&headers, None, &OrderView::from(&order)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

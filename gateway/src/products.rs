@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, CallerRole};
+use crate::conditional;
 use crate::json::{self, Body, reply};
 use crate::openapi::{AdminProblems, ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -151,13 +152,24 @@ async fn run<I: InventoryUseCases>(
     caller: &Caller,
     product_id: &str,
     command: InventoryCommand,
+    conditions: Option<&HeaderMap>,
 ) -> Result<ProductView, Problem> {
     caller.require(&[CallerRole::Admin])?;
+    let expected = conditions.map(conditional::if_match).transpose()?.flatten();
     inventory
-        .admin(command, Trace::root(Uuid::now_v7()))
+        .admin(command, expected, Trace::root(Uuid::now_v7()))
         .await
         .map_err(inventory_problem)?;
     current(inventory, product_id).await
+}
+
+/// A change's answer: the product as it now stands, tagged with its version.
+fn changed(product: &ProductView) -> Response {
+    let mut response = reply(StatusCode::OK, product);
+    if let Ok(tag) = HeaderValue::from_str(&conditional::version_tag(product.version)) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
 }
 
 async fn current<I: InventoryUseCases>(inventory: &I, product_id: &str) -> Result<ProductView, Problem> {
@@ -195,7 +207,7 @@ pub(crate) async fn register<I: InventoryUseCases>(
         currency: body.currency,
         initial_stock: body.stock,
     });
-    let product = run(inventory.as_ref(), &caller, &id, command).await?;
+    let product = run(inventory.as_ref(), &caller, &id, command, None).await?;
     let mut response = reply(StatusCode::CREATED, &product);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/products/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -206,9 +218,12 @@ pub(crate) async fn register<I: InventoryUseCases>(
 /// A product with its stock: available, reserved and deducted units.
 #[utoipa::path(
     operation_id = "readProduct", get, path = "/api/products/{id}", tag = "products",
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client holds: 304 while it is current")),
     responses(
-        (status = 200, description = "The product", body = ProductView),
+        (status = 200, description = "The product; `ETag` is its version", body = ProductView,
+            headers(("ETag" = String, description = "The product's version, quoted"), ("Cache-Control" = String, description = "private, no-cache"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current version"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
         ApiProblems,
     ),
@@ -218,18 +233,23 @@ pub(crate) async fn read<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     _caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    Ok(reply(StatusCode::OK, &current(inventory.as_ref(), &id).await?))
+    let product = current(inventory.as_ref(), &id).await?;
+    let tag = conditional::version_tag(product.version);
+    Ok(conditional::reply_tagged(&headers, Some(tag), &product))
 }
 
 /// Adds delivered units (admin).
 #[utoipa::path(
     operation_id = "restockProduct", post, path = "/api/products/{id}/restock", tag = "products",
     request_body = RestockBody,
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only at this version of the product (its `ETag`); 412 when it moved")),
     responses(
         (status = 200, description = "Restocked", body = ProductView),
         (status = 409, description = "The product would hold more than 1,000,000,000 units", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the product is no longer at", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
         BodyProblems,
         ApiProblems,
@@ -240,15 +260,15 @@ pub(crate) async fn restock<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Body(body): Body<RestockBody>,
 ) -> Result<Response, Problem> {
     let command = InventoryCommand::Restock(Restock {
         product_id: id.clone(),
         quantity: body.quantity,
     });
-    Ok(reply(
-        StatusCode::OK,
-        &run(inventory.as_ref(), &caller, &id, command).await?,
+    Ok(changed(
+        &run(inventory.as_ref(), &caller, &id, command, Some(&headers)).await?,
     ))
 }
 
@@ -256,10 +276,12 @@ pub(crate) async fn restock<I: InventoryUseCases>(
 #[utoipa::path(
     operation_id = "adjustStock", post, path = "/api/products/{id}/adjust", tag = "products",
     request_body = AdjustBody,
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only at this version of the product (its `ETag`); 412 when it moved")),
     responses(
         (status = 200, description = "Adjusted", body = ProductView),
         (status = 409, description = "Stock would go negative, or the product would hold more than 1,000,000,000 units", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the product is no longer at", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
         BodyProblems,
         ApiProblems,
@@ -270,6 +292,7 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Body(body): Body<AdjustBody>,
 ) -> Result<Response, Problem> {
     let command = InventoryCommand::Adjust(Adjust {
@@ -277,9 +300,8 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
         delta: body.delta,
         reason: body.reason,
     });
-    Ok(reply(
-        StatusCode::OK,
-        &run(inventory.as_ref(), &caller, &id, command).await?,
+    Ok(changed(
+        &run(inventory.as_ref(), &caller, &id, command, Some(&headers)).await?,
     ))
 }
 
@@ -287,9 +309,11 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
 #[utoipa::path(
     operation_id = "changePrice", put, path = "/api/products/{id}/price", tag = "products",
     request_body = PriceBody,
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id")),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only at this version of the product (its `ETag`); 412 when it moved")),
     responses(
         (status = 200, description = "Repriced", body = ProductView),
+        (status = 412, description = "`If-Match` names a version the product is no longer at", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
         BodyProblems,
         ApiProblems,
@@ -300,15 +324,15 @@ pub(crate) async fn price<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Body(body): Body<PriceBody>,
 ) -> Result<Response, Problem> {
     let command = InventoryCommand::ChangePrice(ChangePrice {
         product_id: id.clone(),
         unit_price: body.unit_price,
     });
-    Ok(reply(
-        StatusCode::OK,
-        &run(inventory.as_ref(), &caller, &id, command).await?,
+    Ok(changed(
+        &run(inventory.as_ref(), &caller, &id, command, Some(&headers)).await?,
     ))
 }
 
@@ -422,6 +446,14 @@ fn inventory_problem(error: InventoryError) -> Problem {
         InventoryError::Lock(LockError::Busy(what)) => {
             Problem::unavailable(format!("{what} is busy; try again")).retry_after(1)
         }
+        InventoryError::VersionMoved {
+            product,
+            expected,
+            current,
+        } => conditional::precondition_failed(match current {
+            Some(current) => format!("product {product} is at version {current}, not {expected}: read it again"),
+            None => format!("no product {product}"),
+        }),
         InventoryError::Lock(LockError::Unavailable(why)) => {
             tracing::warn!(target: "shop::api", %why, "lock service unavailable");
             Problem::unavailable("the lock service is unavailable; try again")

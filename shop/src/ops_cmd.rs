@@ -166,7 +166,7 @@ where
                         product_id: product.clone(),
                         quantity,
                     });
-                    inventory.admin(command, trace).await?;
+                    inventory.admin(command, None, trace).await?;
                     product
                 }
                 StockCommand::Adjust { product, delta, reason } => {
@@ -175,7 +175,7 @@ where
                         delta,
                         reason,
                     });
-                    inventory.admin(command, trace).await?;
+                    inventory.admin(command, None, trace).await?;
                     product
                 }
             };

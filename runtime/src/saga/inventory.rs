@@ -45,6 +45,14 @@ pub enum InventoryError {
     Lock(#[from] LockError),
     #[error("order commands arrive as events, not as administrator commands")]
     NotAdmin,
+    /// The command was to apply to `expected`, and the product has moved
+    /// on (or does not exist: `current` is `None`). Nothing was written.
+    #[error("product {product} is at version {current:?}, not {expected}")]
+    VersionMoved {
+        product: String,
+        expected: u64,
+        current: Option<u64>,
+    },
 }
 
 impl From<RuleError<InventoryRejection>> for InventoryError {
@@ -63,6 +71,8 @@ struct Job<'a> {
     products: &'a [String],
     order_id: Option<&'a str>,
     command: &'a InventoryCommand,
+    /// The version the (one) product must be at for the command to apply.
+    expected: Option<u64>,
     trace: Trace,
 }
 
@@ -123,7 +133,15 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
     /// An administrator's command: register, restock, adjust or change price.
     /// Reservations, releases and deductions arrive as order events through
     /// [`Self::handle`] and are refused here.
-    pub async fn admin(&self, command: InventoryCommand, trace: Trace) -> Result<Decision, InventoryError> {
+    /// An administrator's command; with `expected`, only while the product
+    /// is at that version (checked on the state the command is decided and
+    /// fenced on, so it cannot move in between).
+    pub async fn admin(
+        &self,
+        command: InventoryCommand,
+        expected: Option<u64>,
+        trace: Trace,
+    ) -> Result<Decision, InventoryError> {
         let product = match &command {
             InventoryCommand::RegisterProduct(c) => c.product_id.clone(),
             InventoryCommand::Restock(c) => c.product_id.clone(),
@@ -137,6 +155,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             products: &[product],
             order_id: None,
             command: &command,
+            expected,
             trace,
         };
         self.execute(job).await
@@ -182,11 +201,22 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             products,
             order_id,
             command,
+            expected,
             trace,
         } = job;
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let before = self.store.load(products, order_id).await?;
+            if let (Some(expected), Some(product)) = (expected, products.first()) {
+                let current = before.product(product).map(|p| p.version);
+                if current != Some(expected) {
+                    return Err(InventoryError::VersionMoved {
+                        product: product.clone(),
+                        expected,
+                        current,
+                    });
+                }
+            }
             let decided = self.rules.decide_inventory(&before, command)?;
             let (after, envelopes) = self.outcome(&before, &decided, trace)?;
             let write = InventoryWrite {
@@ -341,6 +371,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             products: &products,
             order_id: Some(&order_id),
             command: &command,
+            expected: None,
             trace,
         };
         match self.execute(job).await {

@@ -52,10 +52,14 @@ pub trait InventoryUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(u64, Movement)>, InventoryError>> + Send;
 
     /// MUST apply an administrator's command (register, restock, adjust,
-    /// change price) as the rules decide, and refuse the saga's own.
+    /// change price) as the rules decide, and refuse the saga's own. With
+    /// `expected`, MUST write nothing and return
+    /// [`InventoryError::VersionMoved`] unless the product is at that version
+    /// when the command is decided.
     fn admin(
         &self,
         command: InventoryCommand,
+        expected: Option<u64>,
         trace: Trace,
     ) -> impl Future<Output = Result<Decision, InventoryError>> + Send;
 }
@@ -104,8 +108,9 @@ impl<S: InventoryStore, L: Lock> InventoryUseCases for InventoryService<S, L> {
     fn admin(
         &self,
         command: InventoryCommand,
+        expected: Option<u64>,
         trace: Trace,
     ) -> impl Future<Output = Result<Decision, InventoryError>> + Send {
-        InventoryService::admin(self, command, trace)
+        InventoryService::admin(self, command, expected, trace)
     }
 }

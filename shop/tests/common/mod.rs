@@ -236,7 +236,7 @@ impl Desk {
             initial_stock: stock,
         });
         self.admin
-            .admin(register, Trace::root(Uuid::now_v7()))
+            .admin(register, None, Trace::root(Uuid::now_v7()))
             .await
             .expect("registered");
     }

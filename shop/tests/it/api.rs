@@ -703,6 +703,122 @@ async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
     shop.stop().await;
 }
 
+/// Reads carry an `ETag`; `If-None-Match` saves the body while it holds,
+/// and a product changes under `If-Match` only at the version read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_requests_save_bodies_and_lost_updates() {
+    let (api, shop, _dir) = start(Mode::Embedded, 'c').await;
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    let call = |method: &'static str,
+                path: String,
+                token: String,
+                headers: Vec<(&'static str, String)>,
+                body: &'static str| {
+        let addr = api.addr;
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            common::call(addr, method, &path, Some(&token), &headers, body).await
+        }
+    };
+    let mug = json!({"id": "SKU-C", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 5});
+    assert_eq!(
+        api.call("POST", "/api/products", Some(&admin), Some(&mug)).await.status,
+        201
+    );
+
+    let read = call("GET", "/api/products/SKU-C".into(), alice.clone(), vec![], "").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    assert_eq!(read.header("cache-control"), Some("private, no-cache"));
+    let held = vec![("if-none-match", "\"1\"".to_owned())];
+    let unchanged = call("GET", "/api/products/SKU-C".into(), alice.clone(), held.clone(), "").await;
+    assert_eq!(unchanged.status, 304);
+    assert!(unchanged.body.is_empty(), "{}", unchanged.body);
+    assert_eq!(unchanged.header("etag"), Some("\"1\""));
+
+    // Two admins read version 1; the first change wins, the second is refused.
+    let at_1 = vec![("if-match", "\"1\"".to_owned())];
+    let restocked = call(
+        "POST",
+        "/api/products/SKU-C/restock".into(),
+        admin.clone(),
+        at_1.clone(),
+        r#"{"quantity": 3}"#,
+    )
+    .await;
+    assert_eq!(restocked.status, 200, "{}", restocked.body);
+    assert_eq!(restocked.header("etag"), Some("\"2\""));
+    let repriced = call(
+        "PUT",
+        "/api/products/SKU-C/price".into(),
+        admin.clone(),
+        at_1,
+        r#"{"unit_price": 900}"#,
+    )
+    .await;
+    assert_eq!(repriced.status, 412, "{}", repriced.body);
+    assert!(repriced.body.contains("version 2"), "{}", repriced.body);
+    let product = call("GET", "/api/products/SKU-C".into(), alice.clone(), held, "").await;
+    assert_eq!(product.status, 200, "the copy held is stale");
+    assert_eq!(
+        product.json()["unit_price"],
+        1200,
+        "nothing written by the refused change"
+    );
+    assert_eq!(product.json()["available"], 8);
+    let at_2 = vec![("if-match", "\"2\"".to_owned())];
+    let adjusted = call(
+        "POST",
+        "/api/products/SKU-C/adjust".into(),
+        admin.clone(),
+        at_2,
+        r#"{"delta": -1, "reason": "broken"}"#,
+    )
+    .await;
+    assert_eq!(adjusted.status, 200, "{}", adjusted.body);
+    let not_a_version = vec![("if-match", "\"v2\"".to_owned())];
+    let refused = call(
+        "POST",
+        "/api/products/SKU-C/restock".into(),
+        admin.clone(),
+        not_a_version,
+        r#"{"quantity": 1}"#,
+    )
+    .await;
+    assert_eq!(refused.status, 412, "{}", refused.body);
+    // Conditions are checked for admins only: others are refused first.
+    let stale = vec![("if-match", "\"1\"".to_owned())];
+    let customer = call(
+        "POST",
+        "/api/products/SKU-C/restock".into(),
+        alice.clone(),
+        stale,
+        r#"{"quantity": 1}"#,
+    )
+    .await;
+    assert_eq!(customer.status, 403, "{}", customer.body);
+
+    // An order's tag follows its representation.
+    let placed = api.place(&alice, &order_body("SKU-C", 1), None).await;
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.json()["order_id"].as_str().expect("an id").to_owned();
+    api.order_reaches(&alice, &id, "CONFIRMED").await;
+    let order = call("GET", format!("/api/orders/{id}"), alice.clone(), vec![], "").await;
+    assert_eq!(order.header("cache-control"), Some("private, no-cache"));
+    let tag = order.header("etag").expect("an ETag").to_owned();
+    let held = vec![("if-none-match", tag.clone())];
+    let same = call("GET", format!("/api/orders/{id}"), alice.clone(), held.clone(), "").await;
+    assert_eq!(same.status, 304, "{}", same.body);
+    let completed = call("POST", format!("/api/orders/{id}/complete"), admin.clone(), vec![], "").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    let now = call("GET", format!("/api/orders/{id}"), alice.clone(), held, "").await;
+    assert_eq!(now.status, 200, "the order moved on");
+    assert_eq!(now.json()["status"], "COMPLETED");
+    assert_ne!(now.header("etag"), Some(tag.as_str()));
+    shop.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_on_allowed_origins_may_call_the_api() {
     let cors = [("SHOP_CORS_ORIGINS", "https://shop.example, https://admin.example")];

@@ -121,6 +121,23 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
     assert_eq!(anonymous.status, 401, "the gateway turns strangers away itself");
     let unknown = front.call("GET", "/api/nothing", &alice, None).await;
     assert_eq!(unknown.status, 404);
+    // Conditions pass through to the instances, and their answers back.
+    let product = front.call("GET", "/api/products/SKU-G", &alice, None).await;
+    let tag = product.header("etag").expect("an ETag").to_owned();
+    let held = [("if-none-match", tag.as_str())];
+    let unchanged = common::call(front.addr, "GET", "/api/products/SKU-G", Some(&alice), &held, "").await;
+    assert_eq!(unchanged.status, 304, "{}", unchanged.body);
+    let stale = [("if-match", "\"999\"")];
+    let refused = common::call(
+        front.addr,
+        "PUT",
+        "/api/products/SKU-G/price",
+        Some(&admin),
+        &stale,
+        r#"{"unit_price": 1}"#,
+    )
+    .await;
+    assert_eq!(refused.status, 412, "{}", refused.body);
 
     // Round-robin: both order instances serve.
     for _ in 0..10 {

@@ -1,0 +1,132 @@
+//! Conditional requests (RFC 9110 §13): an entity tag on what a client
+//! reads, `If-None-Match` to skip a body the client already holds, and
+//! `If-Match` to change a product only at the version the client read
+//! (optimistic concurrency over HTTP).
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+
+/// Caches may keep the answer, for this caller alone, and must ask again
+/// (conditionally) before using it.
+const CACHE_CONTROL: &str = "private, no-cache";
+
+/// A product's tag: its version, which every change moves.
+pub(crate) fn version_tag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// An order's tag: a digest of its representation (orders carry no version
+/// in their view).
+fn content_tag(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// `200` with `value` tagged `tag` (or tagged by its content when `None`),
+/// or `304` with no body when the request's `If-None-Match` names the tag.
+pub(crate) fn reply_tagged<T: Serialize>(headers: &HeaderMap, tag: Option<String>, value: &T) -> Response {
+    let body = match serde_json::to_vec(value) {
+        Ok(body) => body,
+        Err(error) => return Problem::internal(error).into_response(),
+    };
+    let tag = tag.unwrap_or_else(|| content_tag(&body));
+    let mut response = if none_match(headers, &tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    response
+}
+
+/// Whether `If-None-Match` names `tag` (weakly compared) or is `*`.
+fn none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
+}
+
+/// The version `If-Match` asks a change to apply at: `None` when the request
+/// sets no condition (or `*`, which any existing product meets).
+///
+/// A tag that is not a product version can match nothing: 412 at once.
+/// Several versions are refused (400): a change applies at one.
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let mut tags = Vec::new();
+    for value in headers.get_all(header::IF_MATCH) {
+        let value = value
+            .to_str()
+            .map_err(|_| Problem::bad_request("If-Match must be entity tags in visible ASCII"))?;
+        tags.extend(value.split(',').map(str::trim).filter(|t| !t.is_empty()));
+    }
+    match tags.as_slice() {
+        [] => Ok(None),
+        tags if tags.contains(&"*") => Ok(None),
+        [tag] => {
+            // Versions are strong: a weak tag never matches for a change.
+            let version = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(|t| t.parse::<u64>().ok());
+            version
+                .map(Some)
+                .ok_or_else(|| precondition_failed(format!("If-Match {tag} names no version of this product")))
+        }
+        _ => Err(Problem::bad_request(
+            "If-Match names one version: a change applies at one",
+        )),
+    }
+}
+
+/// 412: the resource is no longer what the client's condition describes.
+pub(crate) fn precondition_failed(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::PRECONDITION_FAILED, "precondition-failed", detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: header::HeaderName, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_str(value).expect("a header value"));
+        headers
+    }
+
+    #[test]
+    fn if_none_match_matches_the_tag_weakly_or_any() {
+        let tag = version_tag(7);
+        assert!(none_match(&headers(header::IF_NONE_MATCH, "\"7\""), &tag));
+        assert!(none_match(&headers(header::IF_NONE_MATCH, "\"3\", W/\"7\""), &tag));
+        assert!(none_match(&headers(header::IF_NONE_MATCH, "*"), &tag));
+        assert!(!none_match(&headers(header::IF_NONE_MATCH, "\"8\""), &tag));
+        assert!(!none_match(&HeaderMap::new(), &tag));
+    }
+
+    #[test]
+    fn if_match_names_one_strong_version() {
+        assert_eq!(if_match(&HeaderMap::new()).ok(), Some(None));
+        assert_eq!(if_match(&headers(header::IF_MATCH, "*")).ok(), Some(None));
+        assert_eq!(if_match(&headers(header::IF_MATCH, "\"12\"")).ok(), Some(Some(12)));
+        let weak = if_match(&headers(header::IF_MATCH, "W/\"12\"")).expect_err("weak");
+        assert_eq!(weak.status, 412);
+        let other = if_match(&headers(header::IF_MATCH, "\"abc\"")).expect_err("not a version");
+        assert_eq!(other.status, 412);
+        let two = if_match(&headers(header::IF_MATCH, "\"1\", \"2\"")).expect_err("two");
+        assert_eq!(two.status, 400);
+    }
+}

@@ -36,6 +36,9 @@ export SHOP_DATA_KEY=00000000000000000000000000000000000000000000000000000000000
 # The fuzzer sends thousands of requests as two callers: no rate limit in
 # the way (the limiter has its own tests).
 export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_LOG=${SHOP_LOG:-warn}
+# Each run's streams are left behind on the shared server: none may reserve
+# space there (JetStream reserves a stream's byte limit when it creates it).
+export SHOP_STREAM_MAX_BYTES=off
 
 work=$(mktemp -d)
 pid=

@@ -93,6 +93,7 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         orders::cancel,
         orders::complete,
         products::register,
+        products::list,
         products::read,
         products::restock,
         products::adjust,

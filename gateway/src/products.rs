@@ -28,9 +28,12 @@ use crate::problem::Problem;
 /// Most movements one page lists.
 const MAX_PAGE: u32 = 500;
 
+/// Most products one page lists.
+const MAX_PRODUCTS_PAGE: u32 = 100;
+
 pub fn router<I: InventoryUseCases>(inventory: Arc<I>) -> Router {
     Router::new()
-        .route("/api/products", post(register::<I>))
+        .route("/api/products", post(register::<I>).get(list::<I>))
         .route("/api/products/{id}", get(read::<I>))
         .route("/api/products/{id}/restock", post(restock::<I>))
         .route("/api/products/{id}/adjust", post(adjust::<I>))
@@ -412,6 +415,79 @@ pub(crate) async fn movements<I: InventoryUseCases>(
         .flatten();
     let page = MovementPage {
         items: found.into_iter().map(|(_, m)| MovementView::from(m)).collect(),
+        next,
+    };
+    Ok(reply(StatusCode::OK, &page))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProductQuery {
+    /// The `next` of the previous page: products with ids after it.
+    #[param(nullable = false, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
+    after: Option<String>,
+    /// Products per page (default 20).
+    #[param(nullable = false, minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// Only products whose id or name contains this text, ignoring ASCII case.
+    #[param(nullable = false, min_length = 1, max_length = 200)]
+    q: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProductPage {
+    items: Vec<ProductView>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// Products in id order, a page at a time; `q` searches ids and names.
+#[utoipa::path(
+    operation_id = "listProducts", get, path = "/api/products", tag = "products",
+    params(ProductQuery),
+    responses(
+        (status = 200, description = "A page of products", body = ProductPage),
+        (status = 422, description = "`limit`, `after` or `q` out of range; `field` names it", body = Problem, content_type = "application/problem+json"),
+        ApiProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list<I: InventoryUseCases>(
+    State(inventory): State<Arc<I>>,
+    _caller: Caller,
+    query: Result<Query<ProductQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let query = json::query(query)?;
+    let limit = json::page_limit(query.limit, 20, MAX_PRODUCTS_PAGE)?;
+    if let Some(after) = &query.after {
+        let valid = (1..=64).contains(&after.len())
+            && after
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if !valid {
+            return Err(Problem::invalid("after", "after must be the `next` of a previous page"));
+        }
+    }
+    if let Some(q) = &query.q {
+        let length = q.chars().count();
+        if !(1..=200).contains(&length) || q.chars().any(char::is_control) {
+            return Err(Problem::invalid(
+                "q",
+                "q must be 1 to 200 characters, none of them control characters",
+            ));
+        }
+    }
+    let found = inventory
+        .products(query.after.as_deref(), query.q.as_deref(), limit)
+        .await
+        .map_err(inventory_problem)?;
+    let next = (found.len() == limit as usize)
+        .then(|| found.last().map(|p| p.product_id.clone()))
+        .flatten();
+    let page = ProductPage {
+        items: found.into_iter().map(ProductView::from).collect(),
         next,
     };
     Ok(reply(StatusCode::OK, &page))

@@ -529,6 +529,10 @@ impl ServiceConfig {
     }
 }
 
+/// `SHOP_STREAM_MAX_BYTES` by default: 1 GiB per context's stream (which
+/// JetStream reserves on the server when it creates the stream).
+const DEFAULT_STREAM_MAX_BYTES: u64 = 1 << 30;
+
 /// Bytes the events of one order waiting for the saga may take in a stream,
 /// generously: its creation, cancellation and confirmation envelopes.
 const STREAM_BYTES_PER_PENDING_ORDER: u64 = 4 * 1024;
@@ -545,7 +549,7 @@ fn stream_retention(s: &Settings, intake_max_pending: Option<u64>) -> anyhow::Re
     };
     let max_bytes = match s.stream_max_bytes.as_deref().map(str::trim) {
         None if intake_max_pending.is_none() => None,
-        None => default.max_bytes,
+        None => Some(DEFAULT_STREAM_MAX_BYTES),
         Some("off") => None,
         Some(text) => Some(
             text.parse::<u64>()
@@ -842,7 +846,11 @@ mod tests {
             super::ServiceConfig::from_settings(&settings)
         };
         let default = service(&[]).expect("the defaults hold together");
-        assert_eq!(default.stream_retention, shop_streams::Retention::DEFAULT);
+        assert_eq!(
+            default.stream_retention.max_age,
+            shop_streams::Retention::DEFAULT.max_age
+        );
+        assert_eq!(default.stream_retention.max_bytes, Some(1 << 30));
 
         let chosen = service(&[
             ("SHOP_STREAM_MAX_AGE_SECS", "3600"),

@@ -144,10 +144,13 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// A week, at most 1 GiB per context.
+    /// A week, with no byte limit. JetStream reserves a stream's byte
+    /// limit on the server when it creates the stream, so a limit is the
+    /// deployment's choice (the shop's settings default to one), not the
+    /// library's: tests and tools make many namespaces on one server.
     pub const DEFAULT: Retention = Retention {
         max_age: Duration::from_secs(7 * 24 * 3600),
-        max_bytes: Some(1 << 30),
+        max_bytes: None,
     };
 }
 

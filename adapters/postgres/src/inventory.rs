@@ -43,6 +43,15 @@ impl InventoryStore for PgStore {
         STATEMENTS.movements(&self.pool, product_id, after, limit).await
     }
 
+    async fn products(
+        &self,
+        after: Option<&str>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ProductStock>, StoreError> {
+        STATEMENTS.product_page(&self.pool, after, search, limit).await
+    }
+
     async fn product(&self, product_id: &str) -> Result<Option<ProductStock>, StoreError> {
         let state = self.load(&[product_id.to_owned()], None).await?;
         Ok(state.products.into_iter().next())

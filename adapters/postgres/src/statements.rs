@@ -29,6 +29,12 @@ static SQL: StoreSql = StoreSql {
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version
                FROM inventory.products WHERE product_id = ANY($1) ORDER BY product_id",
+    product_page: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
+                          deducted, version
+                   FROM inventory.products
+                   WHERE ($1::text IS NULL OR product_id > $1)
+                     AND ($2::text IS NULL OR product_id ILIKE $2 ESCAPE '\\' OR name ILIKE $2 ESCAPE '\\')
+                   ORDER BY product_id LIMIT $3",
     insert_product: "INSERT INTO inventory.products
                      (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version)

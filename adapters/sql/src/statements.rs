@@ -34,6 +34,10 @@ pub struct StoreSql {
     /// `$1` the product ids, as the adapter binds a list: their columns
     /// in table order, by product id.
     pub products: &'static str,
+    /// `$1` id to start after or NULL, `$2` LIKE pattern (escaped with `\`)
+    /// or NULL, `$3` limit: products' columns in table order, by id, those
+    /// whose id or name matches the pattern ignoring ASCII case.
+    pub product_page: &'static str,
     /// `$1`..`$11` the product's columns in table order: inserts it unless its id is taken.
     pub insert_product: &'static str,
 }
@@ -178,6 +182,24 @@ where
         Ok(InventoryState { products, reservation })
     }
 
+    pub async fn product_page(
+        &self,
+        pool: &Pool<DB>,
+        after: Option<&str>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ProductStock>, StoreError> {
+        let pattern = search.map(like_pattern);
+        let rows = sqlx::query::<DB>(self.sql.product_page)
+            .bind(after)
+            .bind(pattern.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        rows.iter().map(rows::product).collect()
+    }
+
     /// Inserts `p` in the transaction `tx` is; a conflict when its id is taken.
     pub async fn insert_product(&self, tx: &mut DB::Connection, p: &ProductStock) -> Result<(), StoreError> {
         let inserted = bind_product(sqlx::query::<DB>(self.sql.insert_product), p)
@@ -189,6 +211,20 @@ where
         }
         Ok(())
     }
+}
+
+/// `%text%` for LIKE, with LIKE's own characters in `text` escaped by `\`.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Binds a product's columns as `$1` to `$11`, in table order.

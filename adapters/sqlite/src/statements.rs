@@ -28,6 +28,13 @@ static SQL: StoreSql = StoreSql {
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version
                FROM inventory_products WHERE product_id IN (SELECT value FROM json_each($1)) ORDER BY product_id",
+    // SQLite's LIKE ignores ASCII case.
+    product_page: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
+                          deducted, version
+                   FROM inventory_products
+                   WHERE ($1 IS NULL OR product_id > $1)
+                     AND ($2 IS NULL OR product_id LIKE $2 ESCAPE '\\' OR name LIKE $2 ESCAPE '\\')
+                   ORDER BY product_id LIMIT $3",
     insert_product: "INSERT INTO inventory_products
                      (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version)

@@ -61,6 +61,17 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// MUST return the product, or `None`.
     fn product(&self, product_id: &str) -> impl Future<Output = Result<Option<ProductStock>, StoreError>> + Send;
 
+    /// MUST return products in id order, `limit` at most, with ids after
+    /// `after` (from the first when `None`), and with `search` only those
+    /// whose id or name contains it, ignoring ASCII case (`%` and `_` in
+    /// it are plain characters).
+    fn products(
+        &self,
+        after: Option<&str>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ProductStock>, StoreError>> + Send;
+
     /// MUST return the order's reservation, or `None`.
     fn reservation(&self, order_id: &str) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
 }

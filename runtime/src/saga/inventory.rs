@@ -120,6 +120,17 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         Ok(self.store.product(product_id).await?)
     }
 
+    /// Products in id order after `after`, those matching `search` (id or
+    /// name, ignoring ASCII case) when given.
+    pub async fn products(
+        &self,
+        after: Option<&str>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ProductStock>, InventoryError> {
+        Ok(self.store.products(after, search, limit).await?)
+    }
+
     /// The product's audit trail, oldest first, after the movement numbered `after`.
     pub async fn movements(
         &self,

@@ -43,6 +43,16 @@ pub trait InventoryUseCases: Send + Sync + 'static {
     /// MUST return `None` for a product that is not registered.
     fn product(&self, product_id: &str) -> impl Future<Output = Result<Option<ProductStock>, InventoryError>> + Send;
 
+    /// MUST return products in id order, `limit` at most, after the id
+    /// `after`; with `search`, only those whose id or name contains it
+    /// (ignoring ASCII case).
+    fn products(
+        &self,
+        after: Option<&str>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ProductStock>, InventoryError>> + Send;
+
     /// MUST return the product's movements after the one numbered `after`, oldest first.
     fn movements(
         &self,
@@ -103,6 +113,15 @@ impl<S: InventoryStore, L: Lock> InventoryUseCases for InventoryService<S, L> {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(u64, Movement)>, InventoryError>> + Send {
         InventoryService::movements(self, product_id, after, limit)
+    }
+
+    fn products(
+        &self,
+        after: Option<&str>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ProductStock>, InventoryError>> + Send {
+        InventoryService::products(self, after, search, limit)
     }
 
     fn admin(

@@ -88,6 +88,9 @@ fn test_settings(role: &str, database_url: &str, namespace: &str, extra: &[(&str
         ("SHOP_INSTANCE_ID".to_owned(), format!("{namespace}-{role}")),
         ("SHOP_JWT_SECRET".to_owned(), TEST_SECRET.to_owned()),
         ("SHOP_DATA_KEY".to_owned(), TEST_DATA_KEY.to_owned()),
+        // JetStream reserves a byte limit on the server for every stream:
+        // hundreds of test namespaces would exhaust it.
+        ("SHOP_STREAM_MAX_BYTES".to_owned(), "off".to_owned()),
     ];
     vars.extend(
         extra

@@ -703,6 +703,71 @@ async fn bad_input_gets_a_4xx_problem_and_writes_nothing(mode: Mode) {
     shop.stop().await;
 }
 
+/// Anyone signed in lists the catalogue a page at a time, and searches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_lists_in_pages_and_searches_ids_and_names() {
+    let (api, shop, _dir) = start(Mode::Embedded, 'l').await;
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    for (id, name) in [("SKU-3", "Tea Cup"), ("SKU-1", "Blue Mug"), ("SKU-2", "Red Mug")] {
+        let product = json!({"id": id, "name": name, "unit_price": 900, "currency": "KRW", "stock": 5});
+        assert_eq!(
+            api.call("POST", "/api/products", Some(&admin), Some(&product))
+                .await
+                .status,
+            201
+        );
+    }
+    let first = api.call("GET", "/api/products?limit=2", Some(&alice), None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json();
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| p["id"].as_str().expect("an id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["SKU-1", "SKU-2"]);
+    assert_eq!(first["items"][0]["available"], 5);
+    assert_eq!(first["next"], "SKU-2");
+    let second = api
+        .call("GET", "/api/products?limit=2&after=SKU-2", Some(&alice), None)
+        .await
+        .json();
+    assert_eq!(ids(&second), ["SKU-3"]);
+    assert!(second.get("next").is_none(), "the last page: {second}");
+
+    let mugs = api.call("GET", "/api/products?q=mUG", Some(&alice), None).await.json();
+    assert_eq!(ids(&mugs), ["SKU-1", "SKU-2"]);
+    let by_id = api
+        .call("GET", "/api/products?q=sku-3", Some(&alice), None)
+        .await
+        .json();
+    assert_eq!(ids(&by_id), ["SKU-3"]);
+    let none = api.call("GET", "/api/products?q=%25", Some(&alice), None).await.json();
+    assert_eq!(ids(&none), Vec::<String>::new(), "% searches for itself");
+
+    for (query, field) in [("limit=0", "limit"), ("limit=101", "limit"), ("after=a%20b", "after")] {
+        let refused = api
+            .call("GET", &format!("/api/products?{query}"), Some(&alice), None)
+            .await;
+        assert_eq!(refused.status, 422, "{query}: {}", refused.body);
+        assert_eq!(refused.json()["field"], field, "{query}");
+    }
+    let long = format!("/api/products?q={}", "x".repeat(201));
+    assert_eq!(api.call("GET", &long, Some(&alice), None).await.status, 422);
+    assert_eq!(
+        api.call("GET", "/api/products?sort=name", Some(&alice), None)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(api.call("GET", "/api/products", None, None).await.status, 401);
+    shop.stop().await;
+}
+
 /// Reads carry an `ETag`; `If-None-Match` saves the body while it holds,
 /// and a product changes under `If-Match` only at the version read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

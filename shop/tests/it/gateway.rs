@@ -121,6 +121,9 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
     assert_eq!(anonymous.status, 401, "the gateway turns strangers away itself");
     let unknown = front.call("GET", "/api/nothing", &alice, None).await;
     assert_eq!(unknown.status, 404);
+    let listed = front.call("GET", "/api/products?q=mug", &alice, None).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json()["items"][0]["id"], "SKU-G");
     // Conditions pass through to the instances, and their answers back.
     let product = front.call("GET", "/api/products/SKU-G", &alice, None).await;
     let tag = product.header("etag").expect("an ETag").to_owned();

@@ -62,6 +62,7 @@ pub async fn run(store: &impl InventoryStore) {
     an_order_is_reserved_once(store).await;
     movements_page_oldest_first(store).await;
     many_writes_commit_together_or_not_at_all(store).await;
+    products_list_in_id_order_and_search_by_id_or_name(store).await;
 }
 
 async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), StoreError> {
@@ -79,6 +80,52 @@ async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), S
             events: &[],
         })
         .await
+}
+
+async fn products_list_in_id_order_and_search_by_id_or_name(store: &impl InventoryStore) {
+    for (id, name) in [
+        ("Q3", "Red CUP"),
+        ("Q1", "blue mug"),
+        ("Q2", "50%_off tray"),
+        ("Q4", "a\\b"),
+    ] {
+        let p = ProductStock {
+            name: name.into(),
+            ..product(id, 1)
+        };
+        register(store, &p).await.expect("registered");
+    }
+    let ids = |found: Vec<ProductStock>| found.into_iter().map(|p| p.product_id).collect::<Vec<_>>();
+    let everything = ids(store.products(None, None, 1000).await.expect("listed"));
+    let mut sorted = everything.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(everything, sorted, "in id order, each once");
+    assert!(everything.len() >= 4, "{everything:?}");
+
+    // Page by page, each after the last id of the one before: the same list.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ids(store.products(after.as_deref(), None, 2).await.expect("a page"));
+        assert!(page.len() <= 2);
+        let Some(last) = page.last().cloned() else { break };
+        paged.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(paged, everything);
+
+    let search =
+        |text: &'static str| async move { ids(store.products(None, Some(text), 100).await.expect("searched")) };
+    assert_eq!(search("BLUE").await, ["Q1"], "names, ignoring case");
+    assert_eq!(search("cup").await, ["Q3"]);
+    assert_eq!(search("q2").await, ["Q2"], "ids, ignoring case");
+    assert_eq!(search("%").await, ["Q2"], "% is a plain character");
+    assert_eq!(search("_").await, ["Q2"], "_ is a plain character");
+    assert_eq!(search("\\").await, ["Q4"], "\\ is a plain character");
+    assert_eq!(search("nothing like it").await, Vec::<String>::new());
+    let after_q1 = ids(store.products(Some("Q1"), Some("q"), 100).await.expect("searched"));
+    assert_eq!(after_q1, ["Q2", "Q3", "Q4"], "search and cursor together");
 }
 
 async fn register_and_load(store: &impl InventoryStore) {

@@ -132,6 +132,7 @@ async fn together<D: Delivery, H: Handler>(
         .zip(outcomes)
         .map(|(delivery, outcome)| {
             metrics.handled(context, &delivery.envelope().event_type, elapsed);
+            metrics.delivered(context, delivery.envelope().occurred_at);
             settle(delivery, outcome, context, settings, metrics)
         })
         .collect();
@@ -186,6 +187,7 @@ async fn handle_one<D: Delivery, H: Handler>(
     let started = Instant::now();
     let outcome = handler.handle(delivery.envelope()).await;
     metrics.handled(context, &delivery.envelope().event_type, started.elapsed());
+    metrics.delivered(context, delivery.envelope().occurred_at);
     settle(delivery, outcome, context, settings, metrics).await;
 }
 

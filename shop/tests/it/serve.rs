@@ -56,6 +56,10 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
         "no more than a lock per reservation"
     );
     assert_eq!(value("shop_inventory_messages_one_by_one_total"), 0.0);
+    // The seed's message delay (commit to handled), per consuming context.
+    assert!(value("shop_message_delay_seconds_count{context=\"inventory\"}") >= 5.0);
+    assert!(value("shop_message_delay_seconds_count{context=\"order\"}") >= 5.0);
+    assert!(value("shop_message_delay_seconds_sum{context=\"inventory\"}") < 30.0 * 5.0);
     // Sampled gauges: present once the relay and the consumer have counted.
     for gauge in [
         "shop_outbox_backlog{context=\"order\"}",

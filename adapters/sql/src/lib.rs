@@ -8,7 +8,7 @@
 //! API keys ([`SqlApiKeys`], [`api_keys_sql!`]), and the row mappers and
 //! number conversions both stores read with ([`rows`]), and the stores'
 //! statements that run alike in both ([`Statements`] over each adapter's
-//! [`StoreSql`]).
+//! [`StoreSql`], and [`inventory_reads!`], the store's reads written once).
 
 #![forbid(unsafe_code)]
 

@@ -213,6 +213,47 @@ where
     }
 }
 
+/// The [`InventoryStore`](shop_runtime::ports::InventoryStore) reads that
+/// both adapters answer alike, inside their `impl InventoryStore`:
+/// through `$statements` (their [`Statements`]) on `self.pool`.
+#[macro_export]
+macro_rules! inventory_reads {
+    ($statements:path) => {
+        async fn movements(
+            &self,
+            product_id: &str,
+            after: u64,
+            limit: u32,
+        ) -> Result<Vec<(u64, ::shop_rules::inventory::Movement)>, ::shop_runtime::ports::StoreError> {
+            $statements.movements(&self.pool, product_id, after, limit).await
+        }
+
+        async fn products(
+            &self,
+            after: Option<&str>,
+            search: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<::shop_rules::inventory::ProductStock>, ::shop_runtime::ports::StoreError> {
+            $statements.product_page(&self.pool, after, search, limit).await
+        }
+
+        async fn product(
+            &self,
+            product_id: &str,
+        ) -> Result<Option<::shop_rules::inventory::ProductStock>, ::shop_runtime::ports::StoreError> {
+            let state = self.load(&[product_id.to_owned()], None).await?;
+            Ok(state.products.into_iter().next())
+        }
+
+        async fn reservation(
+            &self,
+            order_id: &str,
+        ) -> Result<Option<::shop_rules::inventory::Reservation>, ::shop_runtime::ports::StoreError> {
+            $statements.reservation(&self.pool, order_id).await
+        }
+    };
+}
+
 /// `%text%` for LIKE, with LIKE's own characters in `text` escaped by `\`.
 fn like_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);

@@ -35,27 +35,7 @@ impl InventoryStore for SqliteStore {
         commit(tx, self.signals.of(Context::Inventory)).await
     }
 
-    async fn movements(&self, product_id: &str, after: u64, limit: u32) -> Result<Vec<(u64, Movement)>, StoreError> {
-        STATEMENTS.movements(&self.pool, product_id, after, limit).await
-    }
-
-    async fn products(
-        &self,
-        after: Option<&str>,
-        search: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<ProductStock>, StoreError> {
-        STATEMENTS.product_page(&self.pool, after, search, limit).await
-    }
-
-    async fn product(&self, product_id: &str) -> Result<Option<ProductStock>, StoreError> {
-        let state = self.load(&[product_id.to_owned()], None).await?;
-        Ok(state.products.into_iter().next())
-    }
-
-    async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, StoreError> {
-        STATEMENTS.reservation(&self.pool, order_id).await
-    }
+    shop_adapter_sql::inventory_reads!(STATEMENTS);
 }
 
 async fn update_product(

@@ -61,10 +61,12 @@ fn none_match(headers: &HeaderMap, tag: &str) -> bool {
 }
 
 /// The version `If-Match` asks a change to apply at: `None` when the request
-/// sets no condition (or `*`, which any existing product meets).
+/// sets no condition (no header, an empty one, or `*`, which any existing
+/// product meets).
 ///
-/// A tag that is not a product version can match nothing: 412 at once.
-/// Several versions are refused (400): a change applies at one.
+/// Anything but `*` or one product version in quotes (`"12"`) is refused
+/// with 400, as the OpenAPI document's pattern says: a weak tag, another
+/// kind of tag, or several versions (a change applies at one).
 pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     let mut tags = Vec::new();
     for value in headers.get_all(header::IF_MATCH) {
@@ -74,17 +76,18 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
         tags.extend(value.split(',').map(str::trim).filter(|t| !t.is_empty()));
     }
     match tags.as_slice() {
+        // Absent, or empty: no condition.
         [] => Ok(None),
         tags if tags.contains(&"*") => Ok(None),
         [tag] => {
-            // Versions are strong: a weak tag never matches for a change.
             let version = tag
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|t| t.parse::<u64>().ok());
-            version
-                .map(Some)
-                .ok_or_else(|| precondition_failed(format!("If-Match {tag} names no version of this product")))
+            version.map(Some).ok_or_else(|| {
+                Problem::bad_request(format!("If-Match {tag:?} is not *, nor a product version in quotes"))
+            })
         }
         _ => Err(Problem::bad_request(
             "If-Match names one version: a change applies at one",
@@ -118,14 +121,15 @@ mod tests {
     }
 
     #[test]
-    fn if_match_names_one_strong_version() {
+    fn if_match_names_one_version_in_quotes() {
         assert_eq!(if_match(&HeaderMap::new()).ok(), Some(None));
         assert_eq!(if_match(&headers(header::IF_MATCH, "*")).ok(), Some(None));
         assert_eq!(if_match(&headers(header::IF_MATCH, "\"12\"")).ok(), Some(Some(12)));
-        let weak = if_match(&headers(header::IF_MATCH, "W/\"12\"")).expect_err("weak");
-        assert_eq!(weak.status, 412);
-        let other = if_match(&headers(header::IF_MATCH, "\"abc\"")).expect_err("not a version");
-        assert_eq!(other.status, 412);
+        assert_eq!(if_match(&headers(header::IF_MATCH, "")).ok(), Some(None));
+        for malformed in ["W/\"12\"", "\"abc\"", "12", "null", "\"\"", "\"99999999999999999999\""] {
+            let refused = if_match(&headers(header::IF_MATCH, malformed)).expect_err(malformed);
+            assert_eq!(refused.status, 400, "{malformed}");
+        }
         let two = if_match(&headers(header::IF_MATCH, "\"1\", \"2\"")).expect_err("two");
         assert_eq!(two.status, 400);
     }

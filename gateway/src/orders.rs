@@ -191,7 +191,7 @@ async fn visible<O: OrderUseCases>(orders: &O, caller: &Caller, id: &str) -> Res
 #[utoipa::path(
     operation_id = "readOrder", get, path = "/api/orders/{id}", tag = "orders",
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id"),
-        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client holds: 304 while it is current")),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The `ETag` the client holds: 304 while it is current")),
     responses(
         (status = 200, description = "The order; `ETag` changes whenever it does", body = OrderView,
             headers(("ETag" = String, description = "A digest of this representation, quoted"), ("Cache-Control" = String, description = "private, no-cache"))),

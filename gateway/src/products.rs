@@ -222,7 +222,7 @@ pub(crate) async fn register<I: InventoryUseCases>(
 #[utoipa::path(
     operation_id = "readProduct", get, path = "/api/products/{id}", tag = "products",
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
-        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client holds: 304 while it is current")),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The `ETag` the client holds: 304 while it is current")),
     responses(
         (status = 200, description = "The product; `ETag` is its version", body = ProductView,
             headers(("ETag" = String, description = "The product's version, quoted"), ("Cache-Control" = String, description = "private, no-cache"))),
@@ -248,7 +248,7 @@ pub(crate) async fn read<I: InventoryUseCases>(
     operation_id = "restockProduct", post, path = "/api/products/{id}/restock", tag = "products",
     request_body = RestockBody,
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
-        ("If-Match" = Option<String>, Header, description = "Apply only at this version of the product (its `ETag`); 412 when it moved")),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|"[0-9]{1,19}")?$"#, description = "Apply only at this version of the product (its `ETag`, a number in quotes); 412 when it moved")),
     responses(
         (status = 200, description = "Restocked", body = ProductView),
         (status = 409, description = "The product would hold more than 1,000,000,000 units", body = Problem, content_type = "application/problem+json"),
@@ -280,7 +280,7 @@ pub(crate) async fn restock<I: InventoryUseCases>(
     operation_id = "adjustStock", post, path = "/api/products/{id}/adjust", tag = "products",
     request_body = AdjustBody,
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
-        ("If-Match" = Option<String>, Header, description = "Apply only at this version of the product (its `ETag`); 412 when it moved")),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|"[0-9]{1,19}")?$"#, description = "Apply only at this version of the product (its `ETag`, a number in quotes); 412 when it moved")),
     responses(
         (status = 200, description = "Adjusted", body = ProductView),
         (status = 409, description = "Stock would go negative, or the product would hold more than 1,000,000,000 units", body = Problem, content_type = "application/problem+json"),
@@ -313,7 +313,7 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
     operation_id = "changePrice", put, path = "/api/products/{id}/price", tag = "products",
     request_body = PriceBody,
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The product id"),
-        ("If-Match" = Option<String>, Header, description = "Apply only at this version of the product (its `ETag`); 412 when it moved")),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|"[0-9]{1,19}")?$"#, description = "Apply only at this version of the product (its `ETag`, a number in quotes); 412 when it moved")),
     responses(
         (status = 200, description = "Repriced", body = ProductView),
         (status = 412, description = "`If-Match` names a version the product is no longer at", body = Problem, content_type = "application/problem+json"),
@@ -431,7 +431,12 @@ pub(crate) struct ProductQuery {
     #[param(nullable = false, minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// Only products whose id or name contains this text, ignoring ASCII case.
-    #[param(nullable = false, min_length = 1, max_length = 200)]
+    #[param(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     q: Option<String>,
 }
 
@@ -526,10 +531,9 @@ fn inventory_problem(error: InventoryError) -> Problem {
             product,
             expected,
             current,
-        } => conditional::precondition_failed(match current {
-            Some(current) => format!("product {product} is at version {current}, not {expected}: read it again"),
-            None => format!("no product {product}"),
-        }),
+        } => conditional::precondition_failed(format!(
+            "product {product} is at version {current}, not {expected}: read it again"
+        )),
         InventoryError::Lock(LockError::Unavailable(why)) => {
             tracing::warn!(target: "shop::api", %why, "lock service unavailable");
             Problem::unavailable("the lock service is unavailable; try again")

@@ -46,12 +46,12 @@ pub enum InventoryError {
     #[error("order commands arrive as events, not as administrator commands")]
     NotAdmin,
     /// The command was to apply to `expected`, and the product has moved
-    /// on (or does not exist: `current` is `None`). Nothing was written.
-    #[error("product {product} is at version {current:?}, not {expected}")]
+    /// on to `current`. Nothing was written.
+    #[error("product {product} is at version {current}, not {expected}")]
     VersionMoved {
         product: String,
         expected: u64,
-        current: Option<u64>,
+        current: u64,
     },
 }
 
@@ -218,17 +218,24 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let before = self.store.load(products, order_id).await?;
-            if let (Some(expected), Some(product)) = (expected, products.first()) {
-                let current = before.product(product).map(|p| p.version);
-                if current != Some(expected) {
+            let decided = self.rules.decide_inventory(&before, command);
+            // A command the rules refuse is refused as such at any version
+            // (it could not apply at the current one either), and one for a
+            // product that does not exist as unknown.
+            let product = products.first().and_then(|id| before.product(id));
+            if let (Some(expected), Some(product)) = (expected, product) {
+                let current = product.version;
+                let product = product.product_id.clone();
+                let refused = matches!(decided, Err(RuleError::Rejected(_)));
+                if current != expected && !refused {
                     return Err(InventoryError::VersionMoved {
-                        product: product.clone(),
+                        product,
                         expected,
                         current,
                     });
                 }
             }
-            let decided = self.rules.decide_inventory(&before, command)?;
+            let decided = decided?;
             let (after, envelopes) = self.outcome(&before, &decided, trace)?;
             let write = InventoryWrite {
                 before: &before,

@@ -64,8 +64,9 @@ pub trait InventoryUseCases: Send + Sync + 'static {
     /// MUST apply an administrator's command (register, restock, adjust,
     /// change price) as the rules decide, and refuse the saga's own. With
     /// `expected`, MUST write nothing and return
-    /// [`InventoryError::VersionMoved`] unless the product is at that version
-    /// when the command is decided.
+    /// [`InventoryError::VersionMoved`] when the product exists at another
+    /// version and the rules accept the command (one they refuse is refused
+    /// as such; a missing product as unknown).
     fn admin(
         &self,
         command: InventoryCommand,

@@ -40,12 +40,17 @@ pub(crate) fn reply_tagged<T: Serialize>(headers: &HeaderMap, tag: Option<String
     } else {
         (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    tagged(response, &tag)
+}
+
+/// `response` with `tag` as its `ETag`.
+pub(crate) fn tagged(mut response: Response, tag: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
     response
 }
 

@@ -168,11 +168,10 @@ async fn run<I: InventoryUseCases>(
 
 /// A change's answer: the product as it now stands, tagged with its version.
 fn changed(product: &ProductView) -> Response {
-    let mut response = reply(StatusCode::OK, product);
-    if let Ok(tag) = HeaderValue::from_str(&conditional::version_tag(product.version)) {
-        response.headers_mut().insert(header::ETAG, tag);
-    }
-    response
+    conditional::tagged(
+        reply(StatusCode::OK, product),
+        &conditional::version_tag(product.version),
+    )
 }
 
 async fn current<I: InventoryUseCases>(inventory: &I, product_id: &str) -> Result<ProductView, Problem> {
@@ -466,14 +465,12 @@ pub(crate) async fn list<I: InventoryUseCases>(
 ) -> Result<Response, Problem> {
     let query = json::query(query)?;
     let limit = json::page_limit(query.limit, 20, MAX_PRODUCTS_PAGE)?;
-    if let Some(after) = &query.after {
-        let valid = (1..=64).contains(&after.len())
-            && after
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if !valid {
-            return Err(Problem::invalid("after", "after must be the `next` of a previous page"));
-        }
+    if query
+        .after
+        .as_deref()
+        .is_some_and(|after| shop_rules::common::check_id("after", after).is_err())
+    {
+        return Err(Problem::invalid("after", "after must be the `next` of a previous page"));
     }
     if let Some(q) = &query.q {
         let length = q.chars().count();

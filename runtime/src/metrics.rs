@@ -240,10 +240,8 @@ impl Metrics {
     /// An event committed at `occurred_at` (ms since the epoch) finished
     /// its handling now. A clock behind the producer's counts as 0.
     pub fn delivered(&self, context: Context, occurred_at: i64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let delay_ms = now.saturating_sub(occurred_at).max(0);
+        use crate::ports::{Clock, SystemClock};
+        let delay_ms = SystemClock.now_ms().saturating_sub(occurred_at).max(0);
         self.message_delay
             .get_or_create(&labels(context))
             .observe(delay_ms as f64 / 1000.0);

@@ -487,17 +487,22 @@ pub struct ServiceConfig {
     pub server_limits: shop_gateway::ServerLimits,
 }
 
+/// `SHOP_INTAKE_MAX_PENDING` (default 50000, or `off`: `None`).
+pub fn intake_max_pending(s: &Settings) -> anyhow::Result<Option<u64>> {
+    Ok(match s.intake_max_pending.as_deref().map(str::trim) {
+        Some("off") => None,
+        None => Some(shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING),
+        Some(text) => Some(
+            text.parse()
+                .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
+        ),
+    })
+}
+
 impl ServiceConfig {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         let database = database(s)?;
-        let intake_max_pending = match s.intake_max_pending.as_deref().map(str::trim) {
-            Some("off") => None,
-            None => Some(shop_runtime::saga::backpressure::DEFAULT_MAX_PENDING),
-            Some(text) => Some(
-                text.parse()
-                    .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
-            ),
-        };
+        let intake_max_pending = intake_max_pending(s)?;
         let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
             database,

@@ -62,7 +62,7 @@ where
     /// load, a setting is malformed, or inventory runs without a lock.
     pub fn build(role: ProcessRole, ports: Ports<S, L>, settings: &Settings) -> anyhow::Result<Self> {
         let Ports { store, lock, kv } = ports;
-        let service = ServiceConfig::from_settings(settings)?;
+        let intake_max_pending = config::intake_max_pending(settings)?;
         let namespace = Namespace::new(config::namespace(settings))?;
         let metrics = Metrics::default();
         let clock = Arc::new(SystemClock);
@@ -79,7 +79,7 @@ where
             Arc::new(
                 OrderService::new(store.clone(), rules.clone(), clock.clone())
                     .with_metrics(metrics.clone())
-                    .with_backpressure(Backpressure::new(service.intake_max_pending)),
+                    .with_backpressure(Backpressure::new(intake_max_pending)),
             )
         });
         let inventory = match (role.runs(ProcessRole::Inventory), lock) {

@@ -154,12 +154,6 @@ impl Retention {
     };
 }
 
-impl Default for Retention {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
 /// All names of one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

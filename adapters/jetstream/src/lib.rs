@@ -209,7 +209,7 @@ impl JetStreamBus {
 
     /// Creates the stream `spec` describes, or brings an existing one's
     /// retention limits to the spec's (the settings of the newest start win).
-    async fn ensure_stream(&self, spec: &StreamSpec) -> Result<stream::Stream, BusError> {
+    async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
         let config = stream::Config {
             name: spec.name.clone(),
             subjects: spec.subjects.clone(),
@@ -223,7 +223,7 @@ impl JetStreamBus {
             storage: stream::StorageType::File,
             ..Default::default()
         };
-        let mut stream = self
+        let stream = self
             .js
             .get_or_create_stream(config.clone())
             .await
@@ -240,12 +240,8 @@ impl JetStreamBus {
                 .await
                 .map_err(|e| unavailable(format!("update the limits of stream {}", spec.name), e))?;
             tracing::info!(target: "shop::bus", stream = %spec.name, max_age = ?spec.max_age, max_bytes = ?spec.max_bytes, "stream retention changed");
-            stream
-                .info()
-                .await
-                .map_err(|e| unavailable(format!("stream {}", spec.name), e))?;
         }
-        Ok(stream)
+        Ok(())
     }
 
     /// Deletes this namespace's streams (and with them its consumers).

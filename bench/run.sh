@@ -9,6 +9,7 @@
 #   RESULTS=DIR RUNS=scenario bench/run.sh   # add to (or redo in) an earlier run's results
 #   BIN=DIR bench/run.sh         # the shop and shop-load binaries in DIR, not built here
 #   RUNS=bounded bench/run.sh    # 10 minutes of intake: table and stream sizes every minute
+#   RUNS=balancing bench/run.sh  # the gateway's balancing strategies at BALANCE_RATE (4,000/s)
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -25,6 +26,7 @@ FLASH_SETTLE=${FLASH_SETTLE:-420s}
 SUSTAINED=${SUSTAINED:-2000}
 HIGH=${HIGH:-4000}
 SEPARATE_RATE=${SEPARATE_RATE:-1000}
+BALANCE_RATE=${BALANCE_RATE:-4000}
 USERS=${USERS:-1000}
 # Orders spread over this many products (the issue's target: >= 1,000).
 PRODUCTS=${PRODUCTS:-1000}
@@ -376,6 +378,38 @@ for run in $RUNS; do
     stop_all
     nats_pids=()
     ;;
+  balancing)
+    # The gateway alone in front of three order upstreams that answer
+    # without I/O (shop-load echo-server), BALANCE_RATE orders/s offered
+    # through it with each balancing strategy in turn: what choosing costs.
+    ups=()
+    for port in 18091 18092 18093; do
+      "$bin/shop-load" echo-server --listen "127.0.0.1:$port" >"$work/echo-$port.log" 2>&1 &
+      pids+=($!)
+      ups+=("http://127.0.0.1:$port")
+    done
+    sleep 0.5
+    for strategy in round-robin least-requests weighted hash; do
+      serve 18080 "$work/gateway-$strategy.log" SHOP_ROLE=gateway SHOP_DISCOVERY=off SHOP_LB_ORDER="$strategy" \
+        SHOP_ORDER_UPSTREAMS="$(IFS=,; echo "${ups[*]}")" SHOP_INVENTORY_UPSTREAMS="${ups[0]}"
+      gateway=${pids[-1]}
+      before=$(ticks "$gateway")
+      load "gateway-$strategy" --target http://127.0.0.1:18080 intake --rate "$BALANCE_RATE" --duration "$DURATION" --no-check
+      after=$(ticks "$gateway")
+      python3 - "$strategy" "$((after - before))" "$(getconf CLK_TCK)" "$results/gateway-$strategy.json" \
+        >>"$results/balancing.md" <<'PY'
+import json, sys
+strategy, ticks, hz, path = sys.argv[1:]
+run = json.load(open(path))
+answered = max(int(run.get("sent", 0)), 1)
+print(f"| {strategy} | {answered:,} | {float(ticks) / float(hz) * 1e6 / answered:,.1f} |")
+PY
+      kill "$gateway"
+      wait "$gateway" 2>/dev/null || true
+      unset 'pids[-1]'
+    done
+    stop_all
+    ;;
   *) echo "unknown run $run" >&2; exit 2 ;;
   esac
 done
@@ -399,6 +433,14 @@ echo "==> writing docs/benchmarks.md"
     echo "| run | confirmed | row writes | NATS messages | shop CPU µs | postgres CPU µs | nats-server CPU µs | load generator CPU µs |"
     echo "|---|---|---|---|---|---|---|---|"
     cat "$results/costs.md"
+  fi
+  if [ -s "$results/balancing.md" ]; then
+    echo
+    echo "The gateway's CPU per request, by balancing strategy (upstreams without I/O):"
+    echo
+    echo "| strategy | requests sent | gateway CPU µs per request |"
+    echo "|---|---|---|"
+    cat "$results/balancing.md"
   fi
   echo "<!-- load:end -->"
 } >"$work/section.md"

@@ -17,6 +17,7 @@
 pub mod auth;
 mod conditional;
 mod edge;
+mod expand;
 mod forward;
 mod json;
 mod limits;
@@ -41,7 +42,8 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::{ApiKey, Auth, Caller, CallerRole, StoredApiKeys, TokenChecks, api_key_digest};
-pub use forward::{BadUpstream, BreakerSettings, BreakerState, ProxySettings, Upstreams};
+pub use expand::{LineProduct, ProductsPart};
+pub use forward::{BadBalance, BadUpstream, Balance, BreakerSettings, BreakerState, ProxySettings, Upstreams};
 pub use limits::Limits;
 pub use openapi::ApiDoc;
 pub use ops::{Check, Dependency, OPENMETRICS, ops_router, ops_router_with};
@@ -57,6 +59,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Gateway {
     ops: Router,
     api: Router,
+    /// Where expanded orders find their products: the inventory context
+    /// when this process runs it.
+    catalog: Option<expand::Catalog>,
     auth: Arc<Auth>,
     limits: Option<limits::LimitState>,
     timeout: Duration,
@@ -80,6 +85,7 @@ impl Gateway {
         Self {
             ops: ops_router_with(registry, checks).merge(openapi::router()),
             api: Router::new(),
+            catalog: None,
             auth: Arc::new(auth),
             limits: None,
             timeout: REQUEST_TIMEOUT,
@@ -128,6 +134,7 @@ impl Gateway {
 
     /// Serves `/api/products`.
     pub fn products<I: InventoryUseCases>(mut self, inventory: Arc<I>) -> Self {
+        self.catalog = Some(expand::Catalog::of(Arc::clone(&inventory)));
         self.api = self.api.merge(products::router(inventory));
         self
     }
@@ -139,11 +146,13 @@ impl Gateway {
     }
 
     pub fn into_router(self) -> Router {
-        let api = match self.limits {
-            Some(state) => self
-                .api
-                .layer(axum::middleware::from_fn_with_state(state, limits::limit)),
+        let api = match self.catalog {
+            Some(catalog) => self.api.layer(Extension(catalog)),
             None => self.api,
+        };
+        let api = match self.limits {
+            Some(state) => api.layer(axum::middleware::from_fn_with_state(state, limits::limit)),
+            None => api,
         };
         let router = self
             .ops

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use shop_rules::order::{CancelReason, LineRequest, Order, OrderRejection, OrderStatus};
 use shop_runtime::ports::{OrderCursor, OrderQuery, StoreError};
@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, CallerRole};
 use crate::conditional;
+use crate::expand::{self, Catalog, Expand, LineProduct, ProductsPart, ReadQuery};
 use crate::json::{self, Body, reply};
 use crate::openapi::{ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -60,11 +61,12 @@ pub(crate) struct ItemBody {
     quantity: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+// Deserialize: the gateway role reads an order instance's answer to expand it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
     pub order_id: String,
     pub customer_id: String,
-    pub status: &'static str,
+    pub status: String,
     pub items: Vec<ItemView>,
     pub total: i64,
     pub currency: String,
@@ -74,13 +76,20 @@ pub struct OrderView {
     pub confirmed_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
+    /// With `?expand=products`: whether the lines carry their products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub products: Option<ProductsPart>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ItemView {
     pub product_id: String,
     pub quantity: u32,
     pub unit_price: i64,
+    /// With `?expand=products`: the product as the inventory sees it now
+    /// (absent when the inventory did not answer or knows no such product).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<LineProduct>,
 }
 
 impl From<&Order> for OrderView {
@@ -88,7 +97,7 @@ impl From<&Order> for OrderView {
         Self {
             order_id: order.id.clone(),
             customer_id: order.customer_id.clone(),
-            status: order.status.as_str(),
+            status: order.status.as_str().to_owned(),
             items: order
                 .lines
                 .iter()
@@ -96,6 +105,7 @@ impl From<&Order> for OrderView {
                     product_id: l.product_id.clone(),
                     quantity: l.quantity,
                     unit_price: l.unit_price,
+                    product: None,
                 })
                 .collect(),
             total: order.total(),
@@ -103,6 +113,7 @@ impl From<&Order> for OrderView {
             created_at: order.created_at,
             confirmed_at: order.confirmed_at,
             cancel_reason: order.cancel_reason.as_ref().map(|r| r.as_str().to_owned()),
+            products: None,
         }
     }
 }
@@ -191,9 +202,12 @@ async fn visible<O: OrderUseCases>(orders: &O, caller: &Caller, id: &str) -> Res
 #[utoipa::path(
     operation_id = "readOrder", get, path = "/api/orders/{id}", tag = "orders",
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The order id"),
+        ReadQuery,
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "The `ETag` the client holds: 304 while it is current")),
     responses(
-        (status = 200, description = "The order; `ETag` changes whenever it does", body = OrderView,
+        (status = 200, description = "The order; `ETag` changes whenever it does. With `expand=products` each line \
+                                     also carries its product's current name and availability, and `products` says whether \
+                                     the inventory answered (`unavailable`: the order alone)", body = OrderView,
             headers(("ETag" = String, description = "A digest of this representation, quoted"), ("Cache-Control" = String, description = "private, no-cache"))),
         (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`"),
         (status = 404, description = "No such order (or not the caller's)", body = Problem, content_type = "application/problem+json"),
@@ -205,10 +219,22 @@ pub(crate) async fn read<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+    catalog: Option<Extension<Catalog>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let query = json::query(query)?;
     let order = visible(orders.as_ref(), &caller, &id).await?;
-    Ok(conditional::reply_tagged(&headers, None, &OrderView::from(&order)))
+    let mut view = OrderView::from(&order);
+    if query.expand == Some(Expand::Products) {
+        // An order instance without the inventory context cannot see products.
+        let found = match catalog {
+            Some(Extension(catalog)) => catalog.look_up(&view).await,
+            None => Err(expand::Unavailable),
+        };
+        expand::compose(&mut view, found);
+    }
+    Ok(conditional::reply_tagged(&headers, None, &view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

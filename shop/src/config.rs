@@ -95,6 +95,9 @@ pub struct Settings {
     pub advertise_url: Option<String>,
     pub announce_every_ms: Option<u64>,
     pub announce_key: Option<String>,
+    pub instance_weight: Option<u64>,
+    pub lb_order: Option<String>,
+    pub lb_inventory: Option<String>,
     pub upstream_allow: Option<String>,
     pub order_upstreams: Option<String>,
     pub inventory_upstreams: Option<String>,
@@ -619,14 +622,22 @@ pub struct AnnounceConfig {
     pub url: Option<String>,
     /// `SHOP_ANNOUNCE_EVERY_MS` (default 2000).
     pub every: Duration,
+    /// `SHOP_INSTANCE_WEIGHT`: this instance's share under weighted
+    /// balancing, 1 to 1000 (default 1).
+    pub weight: u32,
 }
 
 impl AnnounceConfig {
-    pub fn from_settings(s: &Settings) -> Self {
-        Self {
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
+        let weight = s.instance_weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            bail!("SHOP_INSTANCE_WEIGHT={weight}: expected 1 to 1000");
+        }
+        Ok(Self {
             url: s.advertise_url.clone().filter(|url| !url.trim().is_empty()),
             every: Duration::from_millis(s.announce_every_ms.unwrap_or(2000).max(10)),
-        }
+            weight: u32::try_from(weight).unwrap_or(1),
+        })
     }
 }
 
@@ -656,7 +667,15 @@ impl GatewayConfig {
         };
         let millis = |value: Option<u64>, default: u64| Duration::from_millis(value.unwrap_or(default).max(1));
         let defaults = shop_gateway::ProxySettings::default();
+        let balance = |value: &Option<String>, name: &str, default| match value.as_deref() {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<shop_gateway::Balance>()
+                .with_context(|| format!("SHOP_{name}")),
+        };
         let proxy = shop_gateway::ProxySettings {
+            order_balance: balance(&s.lb_order, "LB_ORDER", defaults.order_balance)?,
+            inventory_balance: balance(&s.lb_inventory, "LB_INVENTORY", defaults.inventory_balance)?,
             connect_timeout: millis(s.upstream_connect_timeout_ms, 3000),
             read_timeout: millis(s.upstream_timeout_ms, 10_000),
             attempts: u32::try_from(s.upstream_attempts.unwrap_or(3).clamp(1, 10)).unwrap_or(3),

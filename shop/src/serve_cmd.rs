@@ -283,7 +283,7 @@ where
     }
     let announcer = match wiring.announce_on {
         Some((bus, key)) => {
-            let announce = config::AnnounceConfig::from_settings(settings);
+            let announce = config::AnnounceConfig::from_settings(settings)?;
             let url = announce.url.unwrap_or_else(|| advertised(listening));
             let contexts = [
                 (ProcessRole::Order, Context::Order),
@@ -297,6 +297,7 @@ where
                     url: url.clone(),
                     instance: service.instance_id.clone(),
                     leaving: false,
+                    weight: announce.weight,
                 })
                 .collect();
             Some(bus.announce(announcements, announce.every, key))

@@ -33,6 +33,14 @@ pub struct Announcement {
     /// Sent once by an instance that is stopping.
     #[serde(default)]
     pub leaving: bool,
+    /// Its share of requests under weighted balancing, against the other
+    /// instances of its context (`SHOP_INSTANCE_WEIGHT`; absent means 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Announcement {
@@ -191,6 +199,7 @@ mod tests {
             url: "http://127.0.0.1:8081".into(),
             instance: "order-1".into(),
             leaving: false,
+            weight: 1,
         };
         let bytes = announcement.to_bytes();
         assert!(String::from_utf8_lossy(&bytes).contains("\"context\":\"order\""));
@@ -220,6 +229,7 @@ mod tests {
             url: "http://10.0.0.7:8081".into(),
             instance: "inventory-1".into(),
             leaving: false,
+            weight: 1,
         }
     }
 

@@ -1,9 +1,11 @@
-//! A loopback TCP proxy that can cut its target off.
+//! A loopback TCP proxy that can cut its target off or slow it down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -12,6 +14,8 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     addr: SocketAddr,
     up: Arc<watch::Sender<bool>>,
+    /// Microseconds each chunk from the target waits before the client gets it.
+    latency: Arc<AtomicU64>,
 }
 
 impl TcpProxy {
@@ -20,8 +24,16 @@ impl TcpProxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let up = Arc::new(watch::channel(true).0);
-        tokio::spawn(accept(listener, target, Arc::clone(&up)));
-        Ok(Self { addr, up })
+        let latency = Arc::new(AtomicU64::new(0));
+        tokio::spawn(accept(listener, target, Arc::clone(&up), Arc::clone(&latency)));
+        Ok(Self { addr, up, latency })
+    }
+
+    /// From now on every answer the target sends (each chunk of it) reaches
+    /// the client `latency` later: a slow instance, a long link.
+    pub fn slow_down(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency.store(micros, Ordering::Relaxed);
     }
 
     /// Where clients connect instead of the target.
@@ -47,7 +59,7 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept(listener: TcpListener, target: SocketAddr, up: Arc<watch::Sender<bool>>) {
+async fn accept(listener: TcpListener, target: SocketAddr, up: Arc<watch::Sender<bool>>, latency: Arc<AtomicU64>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
@@ -60,16 +72,35 @@ async fn accept(listener: TcpListener, target: SocketAddr, up: Arc<watch::Sender
             drop(client);
             continue;
         }
-        tokio::spawn(forward(client, target, up.subscribe()));
+        tokio::spawn(forward(client, target, up.subscribe(), Arc::clone(&latency)));
     }
 }
 
-async fn forward(mut client: TcpStream, target: SocketAddr, mut up: watch::Receiver<bool>) {
-    let Ok(mut server) = TcpStream::connect(target).await else {
+async fn forward(client: TcpStream, target: SocketAddr, mut up: watch::Receiver<bool>, latency: Arc<AtomicU64>) {
+    let Ok(server) = TcpStream::connect(target).await else {
         return;
     };
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let requests = async {
+        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+        let _ = to_server.shutdown().await;
+    };
+    let answers = async {
+        let mut chunk = vec![0u8; 16 * 1024];
+        while let Ok(read @ 1..) = from_server.read(&mut chunk).await {
+            let wait = latency.load(Ordering::Relaxed);
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            if to_client.write_all(&chunk[..read]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_client.shutdown().await;
+    };
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => {}
+        _ = async { tokio::join!(requests, answers) } => {}
         _ = up.wait_for(|up| !*up) => {}
     }
 }
@@ -115,5 +146,20 @@ mod tests {
         proxy.restore();
         let mut again = TcpStream::connect(proxy.addr()).await.expect("connect");
         assert_eq!(round_trip(&mut again).await.expect("forwarded again"), b"ping");
+    }
+
+    #[tokio::test]
+    async fn slows_answers_down() {
+        let proxy = TcpProxy::start(echo_server().await).await.expect("proxy");
+        let mut stream = TcpStream::connect(proxy.addr()).await.expect("connect");
+        round_trip(&mut stream).await.expect("forwarded");
+        proxy.slow_down(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        assert_eq!(round_trip(&mut stream).await.expect("forwarded"), b"ping");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

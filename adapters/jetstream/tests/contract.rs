@@ -118,6 +118,7 @@ async fn instances_announce_themselves_until_they_leave() {
         url: "http://127.0.0.1:18081".into(),
         instance: "order-1".into(),
         leaving: false,
+        weight: 1,
     };
     // Another namespace's instances are not heard here.
     let other = fresh_bus().await;

@@ -7,12 +7,15 @@
 //!   when no instance can take one;
 //! - [`upstream`]: the instances of each context, health checks and the
 //!   rotation;
+//! - [`balance`]: the strategies that order the instances for a request;
 //! - [`breaker`]: one circuit breaker per instance.
 
+pub(crate) mod balance;
 pub(crate) mod breaker;
 pub(crate) mod proxy;
 pub(crate) mod upstream;
 
+pub use balance::{BadBalance, Balance};
 pub use breaker::{BreakerSettings, BreakerState};
 pub use proxy::{ProxySettings, Upstreams};
 pub use upstream::BadUpstream;

@@ -1,14 +1,18 @@
 //! The gateway role: `/api` requests forwarded to the order and inventory
 //! instances.
 //!
-//! Each request goes to the next instance in the rotation of its context
-//! ([`Pool`]). An attempt that fails (no connection, no answer in time, or a
+//! Each request goes to an instance of its context ([`Pool`]), chosen by
+//! the context's [`Balance`] among those in the rotation. An attempt that fails (no connection, no answer in time, or a
 //! 502/503/504) counts against that instance's circuit breaker and, when the
 //! request may be repeated, is tried again on another instance after an
 //! exponential backoff with jitter. A request may be repeated when it is
 //! idempotent by its method or carries an `Idempotency-Key`, or when it never
 //! left the gateway (the connection could not be made). When no instance can
 //! take a request, the gateway answers a 503 problem itself.
+//!
+//! `GET /api/orders/{id}?expand=products` is composed here: the order from
+//! an order instance, each line's product from an inventory instance, and
+//! the order alone (marked so) when the inventory side cannot answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,14 +30,22 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
 use shop_streams::{Announcement, Context};
 
+use super::balance::Balance;
 use super::breaker::BreakerSettings;
 use super::upstream::{BadUpstream, GatewayMetrics, Instance, Outcome, OutcomeLabels, Pool, ServiceLabels};
 use crate::auth::Caller;
+use crate::conditional;
+use crate::expand::{self, Expand, LineProduct, ReadQuery};
+use crate::orders::OrderView;
 use crate::problem::Problem;
 
 /// How the gateway talks to its upstreams.
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
+    /// How order instances share the requests (`SHOP_LB_ORDER`).
+    pub order_balance: Balance,
+    /// How inventory instances share the requests (`SHOP_LB_INVENTORY`).
+    pub inventory_balance: Balance,
     /// Time to open a connection to an instance.
     pub connect_timeout: Duration,
     /// Time for an instance to answer a request in full.
@@ -53,6 +65,10 @@ pub struct ProxySettings {
 impl Default for ProxySettings {
     fn default() -> Self {
         Self {
+            // Intake's cost varies with the order and with the instance's
+            // own load: the idlest instance answers soonest.
+            order_balance: Balance::LeastRequests,
+            inventory_balance: Balance::RoundRobin,
             connect_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(10),
             attempts: 3,
@@ -102,8 +118,18 @@ impl Upstreams {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Arc::new(Self {
-            order: Pool::new(Context::Order, settings.breaker, metrics.clone()),
-            inventory: Pool::new(Context::Inventory, settings.breaker, metrics.clone()),
+            order: Pool::new(
+                Context::Order,
+                settings.order_balance,
+                settings.breaker,
+                metrics.clone(),
+            ),
+            inventory: Pool::new(
+                Context::Inventory,
+                settings.inventory_balance,
+                settings.breaker,
+                metrics.clone(),
+            ),
             client,
             settings,
             metrics,
@@ -129,7 +155,7 @@ impl Upstreams {
             pool.forget(&announcement.url);
             return;
         }
-        match pool.heard(&announcement.url, Instant::now()) {
+        match pool.heard(&announcement.url, announcement.weight, Instant::now()) {
             Ok(true) => {
                 tracing::info!(target: "shop::gateway", instance = %announcement.instance, url = %announcement.url, "instance announced itself")
             }
@@ -217,7 +243,7 @@ enum Attempt {
 // it would refuse; instances verify it again.
 async fn forward(
     State((upstreams, context)): State<(Arc<Upstreams>, Context)>,
-    _caller: Caller,
+    caller: Caller,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
@@ -229,10 +255,106 @@ async fn forward(
         )
         .into_response();
     };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string());
+    // The hash strategy's key: the verified caller, else where they call from.
+    let key = match (caller.subject.is_empty(), &peer) {
+        (true, Some(ip)) => ip.as_str(),
+        _ => caller.subject.as_str(),
+    };
+    if context == Context::Order && expands_products(&parts) {
+        return compose_order(&upstreams, parts, key).await;
+    }
+    relay(&upstreams, context, &parts, body, key).await
+}
+
+/// Whether the request is `GET /api/orders/{id}?expand=products`.
+fn expands_products(parts: &Parts) -> bool {
+    let one_order = parts
+        .uri
+        .path()
+        .strip_prefix("/api/orders/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    let expand = axum::extract::Query::<ReadQuery>::try_from_uri(&parts.uri).ok();
+    parts.method == Method::GET && one_order && expand.is_some_and(|q| q.expand == Some(Expand::Products))
+}
+
+/// The order from an order instance, its lines' products from inventory
+/// instances (or marked unavailable), tagged by the composed whole.
+async fn compose_order(upstreams: &Upstreams, parts: Parts, key: &str) -> Response {
+    // The order instance answers the plain order in full; the condition
+    // applies to the composition.
+    let mut plain = parts.clone();
+    plain.uri = axum::http::Uri::builder()
+        .path_and_query(parts.uri.path())
+        .build()
+        .unwrap_or_else(|_| parts.uri.clone());
+    plain.headers.remove(header::IF_NONE_MATCH);
+    let answer = relay(upstreams, Context::Order, &plain, Bytes::new(), key).await;
+    if answer.status() != StatusCode::OK {
+        return answer;
+    }
+    let body = match axum::body::to_bytes(answer.into_body(), MAX_ANSWER).await {
+        Ok(body) => body,
+        Err(error) => {
+            return Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-failed",
+                format!("the order answer broke off: {error}"),
+            )
+            .into_response();
+        }
+    };
+    let Ok(mut order) = serde_json::from_slice::<OrderView>(&body) else {
+        return Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream-failed",
+            "the order instance answered something that is not an order",
+        )
+        .into_response();
+    };
+    let product = |product_id: String| {
+        let mut one = plain.clone();
+        one.headers.remove(header::IF_MATCH);
+        async move {
+            let path = format!("/api/products/{product_id}");
+            one.uri = path.parse().map_err(|_| expand::Unavailable)?;
+            let answer = relay(upstreams, Context::Inventory, &one, Bytes::new(), key).await;
+            match answer.status() {
+                StatusCode::OK => {
+                    let body = axum::body::to_bytes(answer.into_body(), MAX_ANSWER)
+                        .await
+                        .map_err(|_| expand::Unavailable)?;
+                    serde_json::from_slice::<LineProduct>(&body)
+                        .map(Some)
+                        .map_err(|_| expand::Unavailable)
+                }
+                StatusCode::NOT_FOUND => Ok(None),
+                _ => Err(expand::Unavailable),
+            }
+        }
+    };
+    // A slow inventory must not hold the order back for a full read timeout.
+    let limit = upstreams.settings.read_timeout.min(EXPANSION_TIMEOUT);
+    let found = tokio::time::timeout(limit, expand::look_up(&order, product))
+        .await
+        .unwrap_or(Err(expand::Unavailable));
+    expand::compose(&mut order, found);
+    conditional::reply_tagged(&parts.headers, None, &order)
+}
+
+/// The longest the products of an expanded order are waited for.
+const EXPANSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends the request to an instance of `context`, and again to another
+/// after a failure where that is safe; the answer, or the gateway's own.
+async fn relay(upstreams: &Upstreams, context: Context, parts: &Parts, body: Bytes, key: &str) -> Response {
     let repeatable = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE)
         || parts.headers.contains_key("idempotency-key");
     let pool = upstreams.pool(context);
-    let headers = forwarded_headers(&parts);
+    let headers = forwarded_headers(parts);
     let mut tried: Vec<Arc<Instance>> = Vec::new();
     let mut last: Option<Attempt> = None;
     for attempt in 0..upstreams.settings.attempts.max(1) {
@@ -244,10 +366,12 @@ async fn forward(
                 .inc();
             tokio::time::sleep(backoff(upstreams.settings.backoff, attempt)).await;
         }
-        let Some((instance, permit)) = pool.pick(Instant::now(), &tried) else {
+        let Some((instance, permit)) = pool.pick(Instant::now(), &tried, key) else {
             break;
         };
-        let outcome = send(&upstreams, &instance, &parts, &headers, body.clone()).await;
+        let sending = instance.sending();
+        let outcome = send(upstreams, &instance, parts, &headers, body.clone()).await;
+        drop(sending);
         let now = Instant::now();
         let (label, again) = match &outcome {
             Attempt::Answered(response) if retry_status(response.status()) => (Outcome::error, repeatable),
@@ -306,10 +430,10 @@ async fn forward(
         )
         .into_response(),
         Some(Attempt::NotSent(detail)) => {
-            unavailable(&upstreams, context, format!("no {} instance could be reached ({detail})", context.as_str()))
+            unavailable(upstreams, context, format!("no {} instance could be reached ({detail})", context.as_str()))
         }
         None => unavailable(
-            &upstreams,
+            upstreams,
             context,
             format!(
                 "no {} instance is available (none known, failing health checks, or circuits open)",

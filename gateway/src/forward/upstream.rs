@@ -4,10 +4,11 @@
 //! An instance is in the rotation while its last health check passed and its
 //! circuit breaker lets calls through. Instances come from a static list
 //! (kept for good) or from announcements (forgotten when they leave or fall
-//! silent). The choice is round-robin over those in the rotation, skipping
-//! the ones a request already tried when others are left.
+//! silent). The pool's [`Balance`] orders them for each request; the first
+//! in that order that is in the rotation takes it, and the ones a request
+//! already tried come last.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use shop_streams::Context;
 
+use super::balance::{self, Balance, Candidate};
 use super::breaker::{Breaker, BreakerSettings, BreakerState, Permit};
 
 /// `http://host:port`, the only form an upstream address takes.
@@ -37,6 +39,10 @@ pub struct Instance {
     /// From a static list: never forgotten.
     fixed: bool,
     heard: Mutex<Instant>,
+    /// As last announced (1 for listed instances).
+    weight: AtomicU32,
+    /// This gateway's requests to it still unanswered.
+    in_flight: AtomicUsize,
 }
 
 impl Instance {
@@ -56,7 +62,15 @@ impl Instance {
             healthy: AtomicBool::new(true),
             fixed,
             heard: Mutex::new(now),
+            weight: AtomicU32::new(1),
+            in_flight: AtomicUsize::new(0),
         })
+    }
+
+    /// Counts a request in flight to this instance until the guard drops.
+    pub fn sending(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
     }
 
     pub fn url(&self) -> &str {
@@ -78,6 +92,16 @@ impl Instance {
 
     fn in_rotation(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// A request on its way to an instance; see [`Instance::sending`].
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Instance);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -156,6 +180,7 @@ impl GatewayMetrics {
 #[derive(Debug)]
 pub struct Pool {
     context: Context,
+    balance: Balance,
     breaker: BreakerSettings,
     instances: RwLock<Vec<Arc<Instance>>>,
     next: AtomicUsize,
@@ -163,9 +188,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(context: Context, breaker: BreakerSettings, metrics: GatewayMetrics) -> Self {
+    pub fn new(context: Context, balance: Balance, breaker: BreakerSettings, metrics: GatewayMetrics) -> Self {
         Self {
             context,
+            balance,
             breaker,
             instances: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
@@ -183,15 +209,19 @@ impl Pool {
         Ok(())
     }
 
-    /// An announcement from the instance at `url`: added when new, kept
-    /// alive otherwise. `true` when it was new.
-    pub fn heard(&self, url: &str, now: Instant) -> Result<bool, BadUpstream> {
+    /// An announcement from the instance at `url` with `weight`: added
+    /// when new, kept alive (and reweighed) otherwise. `true` when it was new.
+    pub fn heard(&self, url: &str, weight: u32, now: Instant) -> Result<bool, BadUpstream> {
         let url = url.trim().trim_end_matches('/');
+        let weight = weight.max(1);
         if let Some(known) = self.read().iter().find(|i| i.url == url) {
             *known.heard.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+            known.weight.store(weight, Ordering::Relaxed);
             return Ok(false);
         }
-        self.insert(Instance::new(url, self.breaker, false, now)?);
+        let instance = Instance::new(url, self.breaker, false, now)?;
+        instance.weight.store(weight, Ordering::Relaxed);
+        self.insert(instance);
         Ok(true)
     }
 
@@ -256,17 +286,27 @@ impl Pool {
         self.read().iter().filter_map(|i| i.breaker.opens_again_at()).min()
     }
 
-    /// The next instance in the rotation whose breaker gives a permit,
-    /// preferring those not in `tried`.
-    pub fn pick(&self, now: Instant, tried: &[Arc<Instance>]) -> Option<(Arc<Instance>, Permit)> {
+    /// The first instance in the balance's order for `caller` that is in
+    /// the rotation and whose breaker gives a permit, preferring those not
+    /// in `tried`.
+    pub fn pick(&self, now: Instant, tried: &[Arc<Instance>], caller: &str) -> Option<(Arc<Instance>, Permit)> {
         let instances = self.instances();
         if instances.is_empty() {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let in_turn = || (0..instances.len()).map(|n| &instances[(start + n) % instances.len()]);
-        let fresh = in_turn().filter(|i| !tried.iter().any(|t| Arc::ptr_eq(t, i)));
-        let again = in_turn().filter(|i| tried.iter().any(|t| Arc::ptr_eq(t, i)));
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates: Vec<Candidate<'_>> = instances
+            .iter()
+            .map(|i| Candidate {
+                url: &i.url,
+                in_flight: i.in_flight.load(Ordering::Relaxed),
+                weight: i.weight.load(Ordering::Relaxed),
+            })
+            .collect();
+        let order = balance::order(self.balance, &candidates, turn, caller);
+        let in_order = || order.iter().map(|&n| &instances[n]);
+        let fresh = in_order().filter(|i| !tried.iter().any(|t| Arc::ptr_eq(t, i)));
+        let again = in_order().filter(|i| tried.iter().any(|t| Arc::ptr_eq(t, i)));
         fresh.chain(again).filter(|i| i.in_rotation()).find_map(|instance| {
             let permit = instance.breaker.try_acquire(now)?;
             self.show_circuit(instance);
@@ -321,7 +361,7 @@ mod tests {
             window: 4,
             open_for: Duration::from_secs(30),
         };
-        Pool::new(Context::Order, breaker, GatewayMetrics::default())
+        Pool::new(Context::Order, Balance::RoundRobin, breaker, GatewayMetrics::default())
     }
 
     fn urls(picked: &[Arc<Instance>]) -> Vec<&str> {
@@ -335,7 +375,7 @@ mod tests {
             pool.add(url).expect("valid");
         }
         let now = Instant::now();
-        let picked: Vec<_> = (0..6).map(|_| pool.pick(now, &[]).expect("one").0).collect();
+        let picked: Vec<_> = (0..6).map(|_| pool.pick(now, &[], "").expect("one").0).collect();
         assert_eq!(
             urls(&picked),
             [
@@ -347,14 +387,14 @@ mod tests {
                 "http://c:1"
             ]
         );
-        let first = pool.pick(now, &[]).expect("one").0;
-        let second = pool.pick(now, std::slice::from_ref(&first)).expect("one").0;
+        let first = pool.pick(now, &[], "").expect("one").0;
+        let second = pool.pick(now, std::slice::from_ref(&first), "").expect("one").0;
         assert_ne!(first.url(), second.url());
         // Only one instance: a retry goes back to it.
         let lonely = self::pool();
         lonely.add("http://a:1").expect("valid");
-        let only = lonely.pick(now, &[]).expect("one").0;
-        assert_eq!(lonely.pick(now, &[only]).expect("again").0.url(), "http://a:1");
+        let only = lonely.pick(now, &[], "").expect("one").0;
+        assert_eq!(lonely.pick(now, &[only], "").expect("again").0.url(), "http://a:1");
     }
 
     #[test]
@@ -365,18 +405,18 @@ mod tests {
         let now = Instant::now();
         let [a, b] = [0, 1].map(|n| pool.instances()[n].clone());
         pool.checked(&a, false);
-        assert!((0..4).all(|_| pool.pick(now, &[]).expect("b").0.url() == "http://b:1"));
+        assert!((0..4).all(|_| pool.pick(now, &[], "").expect("b").0.url() == "http://b:1"));
         assert_eq!(pool.available(now), 1);
         for _ in 0..2 {
-            let (instance, permit) = pool.pick(now, &[]).expect("b");
+            let (instance, permit) = pool.pick(now, &[], "").expect("b");
             assert!(Arc::ptr_eq(&instance, &b));
             permit.failed(now);
         }
-        assert!(pool.pick(now, &[]).is_none(), "a is unhealthy, b's circuit is open");
+        assert!(pool.pick(now, &[], "").is_none(), "a is unhealthy, b's circuit is open");
         assert_eq!(pool.available(now), 0);
         assert_eq!(pool.next_probe(), Some(now + Duration::from_secs(30)));
         pool.checked(&a, true);
-        assert_eq!(pool.pick(now, &[]).expect("a is back").0.url(), "http://a:1");
+        assert_eq!(pool.pick(now, &[], "").expect("a is back").0.url(), "http://a:1");
     }
 
     #[test]
@@ -384,10 +424,10 @@ mod tests {
         let pool = pool();
         pool.add("http://fixed:1").expect("valid");
         let start = Instant::now();
-        assert_eq!(pool.heard("http://x:1", start).ok(), Some(true));
-        assert_eq!(pool.heard("http://y:1", start).ok(), Some(true));
+        assert_eq!(pool.heard("http://x:1", 1, start).ok(), Some(true));
+        assert_eq!(pool.heard("http://y:1", 1, start).ok(), Some(true));
         let later = start + Duration::from_secs(8);
-        assert_eq!(pool.heard("http://x:1", later).ok(), Some(false), "known already");
+        assert_eq!(pool.heard("http://x:1", 1, later).ok(), Some(false), "known already");
         assert!(pool.forget_silent(start + Duration::from_secs(5)));
         let left: Vec<_> = pool.instances();
         assert_eq!(urls(&left), ["http://fixed:1", "http://x:1"]);

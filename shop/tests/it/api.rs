@@ -768,6 +768,67 @@ async fn the_catalogue_lists_in_pages_and_searches_ids_and_names() {
     shop.stop().await;
 }
 
+/// One process running both contexts expands an order with its lines'
+/// products as the inventory sees them now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expanded_order_carries_its_products_current_names_and_availability() {
+    let (api, shop, _dir) = start(Mode::Embedded, 'x').await;
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    for (id, name) in [("SKU-1", "Blue Mug"), ("SKU-2", "Red Mug")] {
+        let product = json!({"id": id, "name": name, "unit_price": 900, "currency": "KRW", "stock": 5});
+        let created = api.call("POST", "/api/products", Some(&admin), Some(&product)).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let order = json!({"items": [{"product_id": "SKU-2", "quantity": 2}, {"product_id": "SKU-1", "quantity": 1}]});
+    let placed = api.place(&alice, &order, None).await;
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.json()["order_id"].as_str().expect("an id").to_owned();
+    api.order_reaches(&alice, &id, "CONFIRMED").await;
+    let path = format!("/api/orders/{id}?expand=products");
+    let expanded = api.call("GET", &path, Some(&alice), None).await;
+    assert_eq!(expanded.status, 200, "{}", expanded.body);
+    let view = expanded.json();
+    assert_eq!(view["products"], "included");
+    assert_eq!(view["items"][0]["product"], json!({"name": "Red Mug", "available": 3}));
+    assert_eq!(view["items"][1]["product"], json!({"name": "Blue Mug", "available": 4}));
+    let plain = api
+        .call("GET", &format!("/api/orders/{id}"), Some(&alice), None)
+        .await
+        .json();
+    assert!(
+        plain.get("products").is_none() && plain["items"][0].get("product").is_none(),
+        "{plain}"
+    );
+
+    // The composition is what the tag covers: a product change moves it.
+    let tag = expanded.header("etag").expect("an ETag").to_owned();
+    let restock = json!({"quantity": 10});
+    let restocked = api
+        .call("POST", "/api/products/SKU-2/restock", Some(&admin), Some(&restock))
+        .await;
+    assert_eq!(restocked.status, 200, "{}", restocked.body);
+    let held = [("if-none-match", tag.as_str())];
+    let moved = common::call(api.addr, "GET", &path, Some(&alice), &held, "").await;
+    assert_eq!(
+        moved.status, 200,
+        "the restock changed the expanded order: {}",
+        moved.body
+    );
+    assert_eq!(moved.json()["items"][0]["product"]["available"], 13);
+
+    let other = api
+        .call(
+            "GET",
+            &format!("/api/orders/{id}?expand=everything"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 400, "{}", other.body);
+    shop.stop().await;
+}
+
 /// Reads carry an `ETag`; `If-None-Match` saves the body while it holds,
 /// and a product changes under `If-Match` only at the version read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! `shop serve --role gateway` in front of separate order and inventory
-//! processes, on PostgreSQL, JetStream and Redis: round-robin, retries on
+//! processes, on PostgreSQL, JetStream and Redis: balancing, retries on
 //! another instance, a circuit breaker that opens against a real failing
 //! upstream (cut off by a TCP proxy) and closes again once it is back, the
 //! gateway's own problem answer when no instance can serve, and instances
@@ -142,7 +142,30 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
     .await;
     assert_eq!(refused.status, 412, "{}", refused.body);
 
-    // Round-robin: both order instances serve.
+    // The gateway composes an expanded order from both contexts; its tag
+    // is the composition's.
+    let expanded_path = format!("/api/orders/{id}?expand=products");
+    let expanded = front.call("GET", &expanded_path, &alice, None).await;
+    assert_eq!(expanded.status, 200, "{}", expanded.body);
+    let composed = expanded.json();
+    assert_eq!(composed["products"], "included", "{composed}");
+    assert_eq!(composed["items"][0]["product"]["name"], "Mug");
+    assert_eq!(composed["items"][0]["product"]["available"], 99);
+    let expanded_tag = expanded.header("etag").expect("an ETag").to_owned();
+    let plain = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
+    assert_ne!(plain.header("etag"), Some(expanded_tag.as_str()));
+    let held = [("if-none-match", expanded_tag.as_str())];
+    let unchanged = common::call(front.addr, "GET", &expanded_path, Some(&alice), &held, "").await;
+    assert_eq!(unchanged.status, 304, "{}", unchanged.body);
+    let bob = token("bob", "customer");
+    let strangers = front.call("GET", &expanded_path, &bob, None).await;
+    assert_eq!(
+        strangers.status, 404,
+        "someone else's order stays hidden: {}",
+        strangers.body
+    );
+
+    // Balanced: both order instances serve.
     for _ in 0..10 {
         let read = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
         assert_eq!(read.status, 200, "{}", read.body);
@@ -211,6 +234,13 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
             .await
             >= 1.0
     );
+    // Orders still read, expanded too: the product part marked unavailable.
+    let expanded = front.call("GET", &expanded_path, &alice, None).await;
+    assert_eq!(expanded.status, 200, "{}", expanded.body);
+    let alone = expanded.json();
+    assert_eq!(alone["products"], "unavailable", "{alone}");
+    assert_eq!(alone["order_id"], id.as_str());
+    assert!(alone["items"][0].get("product").is_none(), "{alone}");
     let ready = common::ready_as_admin(front.addr).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(
@@ -309,6 +339,7 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
             url: order_1_url.clone(),
             instance: "order-1".into(),
             leaving: true,
+            weight: 1,
         },
         now_ms,
     );
@@ -395,6 +426,172 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
     assert!(ready.body.contains("\"inventory instances\":\"ok\""), "{}", ready.body);
 
     drop((gateway, order_1, inventory));
+    let _ = bus.delete_streams().await;
+}
+
+/// Requests to each inventory upstream the gateway at `front` counted as
+/// answered, by upstream URL.
+async fn served(front: &Front, upstreams: &[String]) -> Vec<f64> {
+    let exposition = front.metrics().await;
+    upstreams
+        .iter()
+        .map(|upstream| {
+            let labels = format!("{{service=\"inventory\",upstream=\"{upstream}\",outcome=\"ok\"}}");
+            common::sample(&exposition, &format!("shop_gateway_upstream_requests_total{labels}")).unwrap_or(0.0)
+        })
+        .collect()
+}
+
+/// `count` reads of a product through `front` by `tokens` in turn, `at_once` at a time.
+async fn read_product(front: &Front, tokens: &[String], count: usize, at_once: usize) {
+    use futures::StreamExt as _;
+    futures::stream::iter(0..count)
+        .map(|n| {
+            let token = &tokens[n % tokens.len()];
+            async move { front.call("GET", "/api/products/SKU-B", token, None).await }
+        })
+        .buffer_unordered(at_once)
+        .for_each(|answer| async move { assert_eq!(answer.status, 200, "{}", answer.body) })
+        .await;
+}
+
+/// Three inventory instances (weights 1, 2 and 3 announced) behind three
+/// gateways, one per strategy: weighted shares follow the weights,
+/// least-requests starves the instance made slow, and hashing keeps each
+/// customer on one instance, moving only the newcomer's share when a fourth
+/// instance joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_balancing_strategy_shares_requests_as_it_promises() {
+    let (_store, db) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('b').await;
+    let ns = namespace.as_str();
+    // Thousands of reads a second from one address: no rate limits in the way.
+    let unlimited = [("SHOP_RATE_LIMIT_USER", "off"), ("SHOP_RATE_LIMIT_IP", "off")];
+    let announcing = |weight: &str| {
+        let mut settings = unlimited.to_vec();
+        settings.extend([("SHOP_ANNOUNCE_EVERY_MS", "200"), ("SHOP_INSTANCE_WEIGHT", weight)]);
+        instance("inventory", &format!("inventory-w{weight}"), &db, ns, &settings)
+    };
+    let inventories: Vec<RoleProcess> = ["1", "2", "3"].map(announcing).into();
+    let urls: Vec<String> = inventories.iter().map(|i| url(i.addr)).collect();
+    const LB: &str = "SHOP_LB_INVENTORY";
+    let gateway = |id: &str, extra: &[(&str, &str)]| {
+        let mut settings = unlimited.to_vec();
+        settings.push(("SHOP_HEALTH_EVERY_MS", "200"));
+        settings.extend_from_slice(extra);
+        instance("gateway", id, &db, ns, &settings)
+    };
+    let weighted = gateway("gateway-w", &[(LB, "weighted")]);
+    let hashing = gateway("gateway-h", &[(LB, "hash")]);
+    // The first instance is reached through a proxy that slows it down.
+    let slow = TcpProxy::start(inventories[0].addr).await.expect("proxy");
+    let listed = [url(slow.addr()), urls[1].clone(), urls[2].clone()];
+    let least = gateway(
+        "gateway-l",
+        &[
+            ("SHOP_DISCOVERY", "off"),
+            ("SHOP_ORDER_UPSTREAMS", "http://127.0.0.1:9"),
+            ("SHOP_INVENTORY_UPSTREAMS", &listed.join(",")),
+            (LB, "least-requests"),
+        ],
+    );
+    let admin = token("ops", "admin");
+    let customers: Vec<String> = (0..200).map(|n| token(&format!("customer-{n}"), "customer")).collect();
+    let [weighted, hashing, least] = [&weighted, &hashing, &least].map(|g| Front { addr: g.addr });
+    for front in [&weighted, &hashing] {
+        until(Duration::from_secs(20), "the gateway hearing all three", || async {
+            let exposition = front.metrics().await;
+            exposition
+                .matches("shop_gateway_upstream_healthy{service=\"inventory\"")
+                .count()
+                == 3
+        })
+        .await;
+    }
+    let bulb = json!({"id": "SKU-B", "name": "Bulb", "unit_price": 900, "currency": "KRW", "stock": 10});
+    let created = weighted.call("POST", "/api/products", &admin, Some(&bulb)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // Weighted: 6,000 reads share 1:2:3.
+    let before = served(&weighted, &urls).await;
+    read_product(&weighted, &customers, 6000, 16).await;
+    let after = served(&weighted, &urls).await;
+    let shares: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    for (share, weight) in shares.iter().zip([1.0, 2.0, 3.0]) {
+        let expected = 1000.0 * weight;
+        assert!(
+            (share - expected).abs() <= expected * 0.05,
+            "{shares:?} is not 1:2:3 within 5%"
+        );
+    }
+
+    // Least-requests: the slow instance holds its requests longer and is
+    // given clearly fewer.
+    slow.slow_down(Duration::from_millis(40));
+    let before = served(&least, &listed).await;
+    read_product(&least, &customers, 900, 12).await;
+    let after = served(&least, &listed).await;
+    let shares: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let fastest_share = shares[1].min(shares[2]);
+    assert!(
+        shares[0] * 3.0 < fastest_share,
+        "the slow instance got {} of 900, the others {} and {}",
+        shares[0],
+        shares[1],
+        shares[2]
+    );
+    slow.slow_down(Duration::ZERO);
+
+    // Hash: each customer's reads land on one instance...
+    async fn placement(front: &Front, customers: &[String], urls: &[String]) -> Vec<usize> {
+        let mut placed = Vec::new();
+        for customer in customers {
+            let before = served(front, urls).await;
+            read_product(front, std::slice::from_ref(customer), 3, 1).await;
+            let after = served(front, urls).await;
+            let grown: Vec<usize> = (0..urls.len()).filter(|&n| after[n] > before[n]).collect();
+            assert_eq!(grown.len(), 1, "one customer's reads went to {grown:?}");
+            assert_eq!(after[grown[0]] - before[grown[0]], 3.0);
+            placed.push(grown[0]);
+        }
+        placed
+    }
+    let placed = placement(&hashing, &customers, &urls).await;
+    for n in 0..3 {
+        let share = placed.iter().filter(|&&p| p == n).count();
+        assert!(
+            (30..110).contains(&share),
+            "instance {n} holds {share} of 200 customers"
+        );
+    }
+    // ... and when a fourth joins, only the customers it takes move.
+    let fourth = announcing("4");
+    let mut urls = urls;
+    urls.push(url(fourth.addr));
+    until(Duration::from_secs(20), "the gateway hearing the fourth", || async {
+        hashing
+            .metrics()
+            .await
+            .matches("shop_gateway_upstream_healthy{service=\"inventory\"")
+            .count()
+            == 4
+    })
+    .await;
+    let replaced = placement(&hashing, &customers, &urls).await;
+    let moved: Vec<usize> = placed
+        .iter()
+        .zip(&replaced)
+        .filter(|(before, after)| before != after)
+        .map(|(_, after)| *after)
+        .collect();
+    assert!(moved.iter().all(|&to| to == 3), "customers moved only to the newcomer");
+    let share = moved.len() as f64 / customers.len() as f64;
+    assert!(
+        (0.12..0.40).contains(&share),
+        "{share} of the customers moved; about a quarter should"
+    );
+
+    drop((inventories, fourth));
     let _ = bus.delete_streams().await;
 }
 

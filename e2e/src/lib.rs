@@ -6,6 +6,8 @@
 //! ([`shop::Contexts`]); only the adapters, with their fault points, are the
 //! test's choice.
 
+pub mod catalogue;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,7 +232,16 @@ impl Shop {
         (p.available, p.reserved, p.deducted)
     }
 
+    /// Stops every role, checks that every event left in the streams
+    /// validates against the published catalogue, and deletes the streams.
     pub async fn shutdown(self) {
+        self.assert_events_conform().await;
+        self.shutdown_unchecked().await;
+    }
+
+    /// Stops every role and deletes the streams, for a test that put
+    /// malformed messages there on purpose.
+    pub async fn shutdown_unchecked(self) {
         for contexts in self.running {
             contexts.stop().await;
         }

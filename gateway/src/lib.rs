@@ -126,6 +126,19 @@ impl Gateway {
         self
     }
 
+    /// Serves `document`, the deployment's event catalogue (AsyncAPI), at
+    /// `/asyncapi.json`, to anyone: like `/openapi.json`, it describes the
+    /// contract, not data.
+    pub fn asyncapi(mut self, document: serde_json::Value) -> Self {
+        let body = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+        let serve = move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        };
+        self.ops = self.ops.route("/asyncapi.json", axum::routing::get(serve));
+        self
+    }
+
     /// Serves `/api/orders`.
     pub fn orders<O: OrderUseCases>(mut self, orders: Arc<O>) -> Self {
         self.api = self.api.merge(orders::router(orders));

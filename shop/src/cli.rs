@@ -8,7 +8,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Settings;
-use crate::{apikey_cmd, dead_letters_cmd, migrate_cmd, ops_cmd, outbox_cmd, rules_cmd, secrets, serve_cmd, token_cmd};
+use crate::{
+    apikey_cmd, dead_letters_cmd, events_cmd, migrate_cmd, ops_cmd, outbox_cmd, rules_cmd, secrets, serve_cmd,
+    token_cmd,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +52,9 @@ enum Command {
     /// List and replay the messages consumers gave up on (embedded, or SHOP_NATS_URL and SHOP_NAMESPACE).
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(dead_letters_cmd::DeadLettersCommand),
+    /// Write the event catalogue (AsyncAPI 3.0 with a JSON Schema per event) for subscribers.
+    #[command(subcommand)]
+    Events(events_cmd::EventsCommand),
     /// Inspect the outboxes and republish sent events (embedded, or SHOP_DATABASE_URL).
     #[command(subcommand)]
     Outbox(outbox_cmd::OutboxCommand),
@@ -92,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate_cmd::run(settings),
             Command::Serve { role, listen } => serve(role, listen, settings),
             Command::DeadLetters(command) => dead_letters_cmd::run(command, settings),
+            Command::Events(command) => events_cmd::run(command, settings),
             Command::Outbox(command) => outbox_cmd::run(command, settings),
             Command::Token(args) => token_cmd::run(args, settings),
             Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command), settings),

@@ -169,6 +169,7 @@ pub(crate) async fn start(
         Database::Embedded(_) => None,
     };
     let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
+        .asyncapi(shop_streams::catalogue::asyncapi(&Topology::new(namespace.clone())))
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins(settings)?)
         .proxy(&upstreams);

@@ -12,6 +12,7 @@ pub mod contexts;
 
 mod apikey_cmd;
 mod dead_letters_cmd;
+mod events_cmd;
 mod gateway_role;
 mod migrate_cmd;
 mod ops_cmd;

@@ -271,7 +271,9 @@ where
             Box::pin(async move { probe.dead_letters(1).await.map(drop).map_err(|e| e.to_string()) })
         }),
     ));
+    let events = shop_streams::catalogue::asyncapi(&Topology::new(Namespace::new(namespace)?));
     let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
+        .asyncapi(events)
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins(settings)?);

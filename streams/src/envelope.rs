@@ -28,7 +28,7 @@ pub enum DomainEvent {
 }
 
 /// Which rule component decided an event: its name and content hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleRef {
     pub name: String,
     pub hash: String,
@@ -61,7 +61,7 @@ impl Trace {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Envelope {
     /// UUIDv7: unique, time-ordered, and the broker's `Nats-Msg-Id`.
     pub event_id: Uuid,
@@ -96,8 +96,8 @@ pub enum DecodeError {
 
 /// The payload of `ReservationVoided`, an object rather than a bare string so
 /// it can grow fields.
-#[derive(Serialize, Deserialize)]
-struct Voided {
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Voided {
     order_id: String,
 }
 

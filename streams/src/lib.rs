@@ -6,6 +6,8 @@
 //!   the broker's deduplication id), type and schema version, the aggregate and
 //!   its version, causation and correlation ids, and the stamp of the rule
 //!   component that decided it; the payload is the domain event as JSON.
+//! - [`catalogue`]: the JSON Schemas of the envelope and every payload, in
+//!   an AsyncAPI 3.0 document of a deployment's subjects and consumers.
 //! - [`announcement`]: how instances tell gateways where they serve.
 //! - [`hex`]: how bytes (digests, seals, signatures) are written as text.
 //! - [`topology`]: subject names per context, and the streams and durable
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod announcement;
+pub mod catalogue;
 pub mod envelope;
 pub mod hex;
 pub mod topology;

@@ -25,7 +25,7 @@ pub mod dead_letter_header {
 }
 
 /// A bounded context: who owns an event, and whose stream it goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Context {
     Order,

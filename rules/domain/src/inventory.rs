@@ -15,6 +15,7 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProductStock {
     pub product_id: String,
     pub name: String,
@@ -38,6 +39,7 @@ impl ProductStock {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ReservationStatus {
     Reserved,
@@ -66,6 +68,7 @@ impl ReservationStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StockLine {
     pub product_id: String,
     pub quantity: i64,
@@ -73,6 +76,7 @@ pub struct StockLine {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reservation {
     pub order_id: String,
     pub status: ReservationStatus,
@@ -81,6 +85,7 @@ pub struct Reservation {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InventoryState {
     pub products: Vec<ProductStock>,
     pub reservation: Option<Reservation>,
@@ -98,6 +103,7 @@ impl InventoryState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegisterProduct {
     pub product_id: String,
     pub name: String,
@@ -108,6 +114,7 @@ pub struct RegisterProduct {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Restock {
     pub product_id: String,
     pub quantity: i64,
@@ -115,6 +122,7 @@ pub struct Restock {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Adjust {
     pub product_id: String,
     pub delta: i64,
@@ -123,6 +131,7 @@ pub struct Adjust {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChangePrice {
     pub product_id: String,
     pub unit_price: i64,
@@ -130,6 +139,7 @@ pub struct ChangePrice {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderLines {
     pub order_id: String,
     pub lines: Vec<StockLine>,
@@ -137,6 +147,7 @@ pub struct OrderLines {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ReleaseReason {
     Cancelled,
@@ -145,6 +156,7 @@ pub enum ReleaseReason {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Release {
     pub order_id: String,
     pub reason: ReleaseReason,
@@ -152,6 +164,7 @@ pub struct Release {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum InventoryCommand {
     RegisterProduct(RegisterProduct),
     Restock(Restock),
@@ -164,6 +177,7 @@ pub enum InventoryCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PriceChanged {
     pub product_id: String,
     pub old_price: i64,
@@ -173,6 +187,7 @@ pub struct PriceChanged {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Shortage {
     pub product_id: String,
     pub requested: i64,
@@ -181,6 +196,7 @@ pub struct Shortage {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InsufficientStock {
     pub order_id: String,
     pub shortages: Vec<Shortage>,
@@ -188,6 +204,7 @@ pub struct InsufficientStock {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StockRestored {
     pub order_id: String,
     pub lines: Vec<StockLine>,
@@ -196,6 +213,7 @@ pub struct StockRestored {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum InventoryEvent {
     ProductRegistered(RegisterProduct),
     Restocked(Restock),
@@ -226,6 +244,7 @@ impl InventoryEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum MovementKind {
     Initial,
@@ -268,6 +287,7 @@ impl MovementKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Movement {
     pub product_id: String,
     pub kind: MovementKind,
@@ -279,6 +299,7 @@ pub struct Movement {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Decision {
     pub events: Vec<InventoryEvent>,
     pub movements: Vec<Movement>,
@@ -286,6 +307,7 @@ pub struct Decision {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WouldGoNegative {
     pub product_id: String,
     pub available: i64,
@@ -294,6 +316,7 @@ pub struct WouldGoNegative {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum InventoryRejection {
     InvalidField(FieldError),
     ProductExists(String),

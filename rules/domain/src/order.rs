@@ -13,6 +13,7 @@ pub const MAX_LINE_QUANTITY: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
 pub enum OrderStatus {
     Pending,
@@ -56,6 +57,7 @@ impl fmt::Display for OrderStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum CancelReason {
     Customer,
@@ -79,6 +81,7 @@ impl CancelReason {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderLine {
     pub product_id: String,
     pub quantity: u32,
@@ -87,6 +90,7 @@ pub struct OrderLine {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Order {
     pub id: String,
     pub customer_id: String,
@@ -116,6 +120,7 @@ fn total_of(lines: &[OrderLine]) -> Option<i64> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LineRequest {
     pub product_id: String,
     pub quantity: i64,
@@ -123,6 +128,7 @@ pub struct LineRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CataloguePrice {
     pub product_id: String,
     pub unit_price: i64,
@@ -131,6 +137,7 @@ pub struct CataloguePrice {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlaceOrder {
     pub order_id: String,
     pub customer_id: String,
@@ -140,6 +147,7 @@ pub struct PlaceOrder {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum OrderCommand {
     Place(PlaceOrder),
     Confirm,
@@ -149,6 +157,7 @@ pub enum OrderCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderCreated {
     pub order_id: String,
     pub customer_id: String,
@@ -160,6 +169,7 @@ pub struct OrderCreated {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderTransition {
     pub order_id: String,
     pub at: i64,
@@ -167,6 +177,7 @@ pub struct OrderTransition {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderCancelled {
     pub order_id: String,
     pub reason: CancelReason,
@@ -175,6 +186,7 @@ pub struct OrderCancelled {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum OrderEvent {
     Created(OrderCreated),
     Confirmed(OrderTransition),
@@ -203,6 +215,7 @@ impl OrderEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatusChange {
     pub from: OrderStatus,
     pub to: OrderStatus,
@@ -210,6 +223,7 @@ pub struct StatusChange {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum OrderRejection {
     InvalidField(FieldError),
     NoLines,

@@ -1004,6 +1004,15 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_every_endpoint_and_the_ui_serves_it() {
     let (api, shop, _dir) = start(Mode::Embedded, 'd').await;
+    // The event catalogue of this shop's namespace, to anyone.
+    let events = api.call("GET", "/asyncapi.json", None, None).await;
+    assert_eq!(events.status, 200, "{}", events.body);
+    let events = events.json();
+    assert_eq!(events["asyncapi"], "3.0.0");
+    let address = events["channels"]["OrderCreated"]["address"]
+        .as_str()
+        .expect("an address");
+    assert_eq!(address, "shop.order.OrderCreated", "the default namespace's subject");
     let document = api.call("GET", "/openapi.json", None, None).await;
     assert_eq!(document.status, 200);
     let document = document.json();

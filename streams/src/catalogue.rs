@@ -1,0 +1,261 @@
+//! The event catalogue for subscribers: a JSON Schema of the envelope and of
+//! every payload, generated from the Rust types that write them, inside an
+//! AsyncAPI 3.0 document of a deployment's streams, subjects, consumers and
+//! messages.
+//!
+//! A subscriber validates a message of type `T` against the payload schema
+//! of `components.messages.T` in [`asyncapi`]'s document
+//! (`#/components/schemas/TEvent`): the envelope with its `event_type`,
+//! `context` and `schema_version` fixed and its payload described. Schemas are open (unknown fields allowed), so a producer may
+//! add fields within a schema version; the change policy is in
+//! docs/events/README.md.
+
+use schemars::generate::SchemaSettings;
+use schemars::{Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+use shop_rules::inventory::{
+    Adjust, InsufficientStock, OrderLines, PriceChanged, RegisterProduct, Restock, StockRestored,
+};
+use shop_rules::order::{OrderCancelled, OrderCreated, OrderTransition};
+
+use crate::envelope::{Envelope, SCHEMA_VERSION, Voided};
+use crate::topology::{Context, Topology};
+
+/// Where the document keeps its schemas; every `$ref` points here.
+const SCHEMAS: &str = "/components/schemas";
+
+/// One event type: its name on the wire, its context, what it means, and
+/// its payload's schema.
+struct EventType {
+    name: &'static str,
+    context: Context,
+    summary: &'static str,
+    payload: Schema,
+}
+
+/// Every event type the shop writes, with its payload type: the same pairs
+/// `envelope::decode` reads (a test keeps the two lists equal).
+fn event_types(generator: &mut SchemaGenerator) -> Vec<EventType> {
+    use Context::{Inventory, Order};
+    let event = |name, context, summary, payload| EventType {
+        name,
+        context,
+        summary,
+        payload,
+    };
+    vec![
+        event(
+            "OrderCreated",
+            Order,
+            "An order was accepted; the inventory is asked to reserve its lines.",
+            generator.subschema_for::<OrderCreated>(),
+        ),
+        event(
+            "OrderConfirmed",
+            Order,
+            "The order's stock is reserved: it awaits payment.",
+            generator.subschema_for::<OrderTransition>(),
+        ),
+        event(
+            "OrderCompleted",
+            Order,
+            "The order was paid: its reserved stock is deducted.",
+            generator.subschema_for::<OrderTransition>(),
+        ),
+        event(
+            "OrderCancelled",
+            Order,
+            "The order was cancelled (by the customer, an admin, expiry or missing stock); its reservation is released.",
+            generator.subschema_for::<OrderCancelled>(),
+        ),
+        event(
+            "ProductRegistered",
+            Inventory,
+            "A product entered the catalogue with its initial stock.",
+            generator.subschema_for::<RegisterProduct>(),
+        ),
+        event(
+            "StockRestocked",
+            Inventory,
+            "Delivered units were added to a product's stock.",
+            generator.subschema_for::<Restock>(),
+        ),
+        event(
+            "StockAdjusted",
+            Inventory,
+            "A product's stock was corrected (count, damage, loss).",
+            generator.subschema_for::<Adjust>(),
+        ),
+        event(
+            "PriceChanged",
+            Inventory,
+            "A product's unit price changed; orders keep the price they were placed at.",
+            generator.subschema_for::<PriceChanged>(),
+        ),
+        event(
+            "StockReserved",
+            Inventory,
+            "Every line of an order was reserved.",
+            generator.subschema_for::<OrderLines>(),
+        ),
+        event(
+            "InsufficientStock",
+            Inventory,
+            "An order could not be reserved: nothing was reserved for it.",
+            generator.subschema_for::<InsufficientStock>(),
+        ),
+        event(
+            "StockDeducted",
+            Inventory,
+            "A completed order's reserved units left the stock.",
+            generator.subschema_for::<OrderLines>(),
+        ),
+        event(
+            "StockRestored",
+            Inventory,
+            "A cancelled or expired order's reserved units returned to the stock.",
+            generator.subschema_for::<StockRestored>(),
+        ),
+        event(
+            "ReservationVoided",
+            Inventory,
+            "A reservation for an order already cancelled was undone on arrival.",
+            generator.subschema_for::<Voided>(),
+        ),
+    ]
+}
+
+/// The names of every event type, in the catalogue's order.
+pub fn event_type_names() -> Vec<&'static str> {
+    event_types(&mut generator()).iter().map(|e| e.name).collect()
+}
+
+fn generator() -> SchemaGenerator {
+    SchemaGenerator::new(SchemaSettings::draft2020_12().with(|s| s.definitions_path = SCHEMAS.into()))
+}
+
+/// The AsyncAPI 3.0 document of `topology`'s deployment.
+pub fn asyncapi(topology: &Topology) -> Value {
+    let mut generator = generator();
+    let envelope = generator.subschema_for::<Envelope>();
+    let events = event_types(&mut generator);
+    let mut schemas = generator.take_definitions(true);
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    let mut messages = Map::new();
+    for event in &events {
+        let (name, context) = (event.name, event.context);
+        // Apart from the payload types' names (`OrderCancelled` is both).
+        let message_schema = format!("{name}Event");
+        schemas.insert(
+            message_schema.clone(),
+            json!({
+                "title": name,
+                "description": event.summary,
+                "allOf": [envelope],
+                "properties": {
+                    "event_type": {"const": name},
+                    "context": {"const": context.as_str()},
+                    "schema_version": {"const": SCHEMA_VERSION},
+                    "payload": event.payload,
+                },
+            }),
+        );
+        messages.insert(
+            name.to_owned(),
+            json!({
+                "name": name,
+                "title": name,
+                "summary": event.summary,
+                "contentType": "application/json",
+                "headers": {
+                    "type": "object",
+                    "properties": {"Nats-Msg-Id": {"type": "string", "description": "The envelope's event_id: JetStream drops a duplicate publish"}},
+                },
+                "payload": {"$ref": format!("#{SCHEMAS}/{message_schema}")},
+            }),
+        );
+        channels.insert(
+            name.to_owned(),
+            json!({
+                "address": topology.subject(context, name),
+                "title": name,
+                "description": format!("Kept in the stream {}.", topology.stream(context).name),
+                "messages": {name: {"$ref": format!("#/components/messages/{name}")}},
+            }),
+        );
+        operations.insert(
+            format!("publish{name}"),
+            json!({
+                "action": "send",
+                "title": format!("The {context} context publishes {name}"),
+                "channel": {"$ref": format!("#/channels/{name}")},
+                "messages": [{"$ref": format!("#/channels/{name}/messages/{name}")}],
+            }),
+        );
+    }
+    // The saga's own subscriptions: each context reads all of the other's
+    // events, from the channel of its whole stream, through one durable
+    // consumer.
+    for reader in [Context::Order, Context::Inventory] {
+        let source = reader.counterpart();
+        let consumer = topology.consumer(reader);
+        let stream_channel = format!("{source}Events");
+        let read: Map<String, Value> = events
+            .iter()
+            .filter(|e| e.context == source)
+            .map(|e| {
+                (
+                    e.name.to_owned(),
+                    json!({"$ref": format!("#/components/messages/{}", e.name)}),
+                )
+            })
+            .collect();
+        channels.insert(
+            stream_channel.clone(),
+            json!({
+                "address": consumer.filter_subject,
+                "title": format!("Every {source} event"),
+                "description": format!("The whole stream {}.", consumer.stream),
+                "messages": read,
+            }),
+        );
+        operations.insert(
+            format!("{reader}Reads{}Events", capitalised(source.as_str())),
+            json!({
+                "action": "receive",
+                "title": format!("The {reader} context reads the {source} events"),
+                "description": format!(
+                    "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}.",
+                    consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject
+                ),
+                "channel": {"$ref": format!("#/channels/{stream_channel}")},
+            }),
+        );
+    }
+    json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Shop events",
+            "version": SCHEMA_VERSION.to_string(),
+            "description": format!(
+                "The domain events of the shop deployment `{}` on NATS JetStream. Every message is an \
+                 envelope (event id, type, schema version, aggregate and its version, correlation and \
+                 causation ids, the deciding rule) around the event's payload.",
+                topology.namespace()
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas, "messages": messages},
+    })
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

@@ -1,14 +1,22 @@
 //! What every request goes through: a request id, a tracing span, a check
 //! for control characters, a time limit, a log line with status and
-//! duration, and `X-Response-Time`.
+//! duration, `X-Response-Time`, and the RED metrics (requests, errors and
+//! latency by route template, method and status).
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use shop_streams::Trace;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -16,8 +24,82 @@ use crate::problem::Problem;
 
 const REQUEST_ID: &str = "x-request-id";
 
-pub async fn edge(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
+/// Correlation ids of requests whose id is not a UUID are UUIDv5 in this namespace.
+const REQUEST_NAMESPACE: Uuid = Uuid::from_u128(0x3c1d_52a0_6f1e_4b7e_8a2d_91c4_0e5f_7b13);
+
+/// What the edge needs: the time limit, and where it counts requests.
+#[derive(Debug, Clone)]
+pub(crate) struct EdgeState {
+    pub limit: Duration,
+    pub metrics: HttpMetrics,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HttpLabels {
+    method: String,
+    /// The route template (`/api/orders/{id}`), never the raw path, so the
+    /// label set stays bounded; `unmatched` for any path no route serves.
+    route: String,
+    status: u16,
+}
+
+/// Latency by route, method and status: its count is the request rate, the
+/// counts of 5xx statuses the error rate.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpMetrics {
+    duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+}
+
+impl HttpMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        // 1 ms to 10 s: the SLA's 100 and 200 ms sit between buckets' edges.
+        fn histogram() -> Histogram {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        }
+        let metrics = Self {
+            duration: Family::new_with_constructor(histogram),
+        };
+        registry.register(
+            "shop_http_request_duration_seconds",
+            "HTTP requests by route template, method and status, and how long each took to answer",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+}
+
+/// The trace an API request starts: its correlation id is the request's id
+/// when that is a UUID (the edge makes a UUIDv7 when the caller sends no
+/// id), else a UUIDv5 of it. Every event the request causes carries it, so
+/// a request id finds its events and an event its request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestTrace(pub Trace);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
+        Ok(Self(Trace::root(id.map_or_else(Uuid::now_v7, correlation_id))))
+    }
+}
+
+/// The correlation id of the request with id `request_id`.
+pub(crate) fn correlation_id(request_id: &str) -> Uuid {
+    Uuid::parse_str(request_id).unwrap_or_else(|_| Uuid::new_v5(&REQUEST_NAMESPACE, request_id.as_bytes()))
+}
+
+pub(crate) async fn edge(State(edge): State<EdgeState>, mut request: Request, next: Next) -> Response {
+    let limit = edge.limit;
     let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     // A caller's id is kept (so logs join up across services) when it is sane.
     let id = request
         .headers()
@@ -56,6 +138,14 @@ pub async fn edge(State(limit): State<Duration>, mut request: Request, next: Nex
         .into_response(),
     };
     let took = started.elapsed();
+    edge.metrics
+        .duration
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .observe(took.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(target: "shop::http", status = response.status().as_u16(), micros = took.as_micros() as u64, "answered");
     });
@@ -126,16 +216,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_request_is_answered_with_a_problem_in_time_and_ids_are_echoed() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let state = super::EdgeState {
+            limit: Duration::from_millis(100),
+            metrics: super::HttpMetrics::register(&mut registry),
+        };
         let router = Router::new()
             .route(
                 "/slow",
                 get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
             )
-            .route("/fast", get(|| async { "done" }))
-            .layer(axum::middleware::from_fn_with_state(
-                Duration::from_millis(100),
-                super::edge,
-            ));
+            .route("/fast/{n}", get(|| async { "done" }))
+            .layer(axum::middleware::from_fn_with_state(state, super::edge));
         let listener = crate::bind(([127, 0, 0, 1], 0).into()).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(crate::serve(
@@ -158,12 +250,39 @@ mod tests {
             "{slow}"
         );
 
-        let fast = get_path(addr, "/fast").await;
+        let fast = get_path(addr, "/fast/1").await;
         assert!(fast.starts_with("HTTP/1.1 200"), "{fast}");
+        get_path(addr, "/fast/2").await;
         assert!(
             fast.contains("x-request-id: abc-123"),
             "the caller's id comes back: {fast}"
         );
         assert!(fast.contains("x-response-time: "), "{fast}");
+
+        // Counted by route template, not raw path; the timeout as a 503.
+        let mut exposition = String::new();
+        prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
+        let count = |labels: &str| {
+            exposition
+                .lines()
+                .find(|l| l.starts_with("shop_http_request_duration_seconds_count") && l.contains(labels))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        };
+        assert_eq!(count(r#"route="/fast/{n}",status="200""#), Some(2), "{exposition}");
+        assert_eq!(count(r#"route="/slow",status="503""#), Some(1), "{exposition}");
+        assert!(!exposition.contains("/fast/1"), "no raw paths as labels");
+    }
+
+    #[test]
+    fn a_request_id_is_its_events_correlation_id() {
+        let generated = uuid::Uuid::now_v7();
+        assert_eq!(super::correlation_id(&generated.to_string()), generated);
+        let chosen = super::correlation_id("checkout-42");
+        assert_eq!(
+            chosen,
+            super::correlation_id("checkout-42"),
+            "the same id, the same correlation"
+        );
+        assert_ne!(chosen, super::correlation_id("checkout-43"));
     }
 }

@@ -64,6 +64,7 @@ pub struct Gateway {
     catalog: Option<expand::Catalog>,
     auth: Arc<Auth>,
     limits: Option<limits::LimitState>,
+    http: edge::HttpMetrics,
     timeout: Duration,
     cors: Option<CorsLayer>,
 }
@@ -80,10 +81,13 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Health and metrics only; add the contexts with [`Self::orders`] and
-    /// [`Self::products`]. `/health/ready` runs `checks`.
-    pub fn new(auth: Auth, registry: Arc<Registry>, checks: Vec<Dependency>) -> Self {
+    /// [`Self::products`]. `/health/ready` runs `checks`; `/metrics` shows
+    /// `registry` with the HTTP metrics added.
+    pub fn new(auth: Auth, mut registry: Registry, checks: Vec<Dependency>) -> Self {
+        let http = edge::HttpMetrics::register(&mut registry);
         Self {
-            ops: ops_router_with(registry, checks).merge(openapi::router()),
+            ops: ops_router_with(Arc::new(registry), checks).merge(openapi::router()),
+            http,
             api: Router::new(),
             catalog: None,
             auth: Arc::new(auth),
@@ -180,7 +184,13 @@ impl Gateway {
             })
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(Extension(self.auth))
-            .layer(axum::middleware::from_fn_with_state(self.timeout, edge::edge));
+            .layer(axum::middleware::from_fn_with_state(
+                edge::EdgeState {
+                    limit: self.timeout,
+                    metrics: self.http,
+                },
+                edge::edge,
+            ));
         // Outermost: a preflight is answered before any auth or limit sees it.
         match self.cors {
             Some(cors) => router.layer(cors),

@@ -12,12 +12,12 @@ use shop_rules::order::{CancelReason, LineRequest, Order, OrderRejection, OrderS
 use shop_runtime::ports::{OrderCursor, OrderQuery, StoreError};
 use shop_runtime::saga::orders::{NewOrder, OrderError};
 use shop_runtime::saga::use_cases::OrderUseCases;
-use shop_streams::Trace;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, CallerRole};
 use crate::conditional;
+use crate::edge::RequestTrace;
 use crate::expand::{self, Catalog, Expand, LineProduct, ProductsPart, ReadQuery};
 use crate::json::{self, Body, reply};
 use crate::openapi::{ApiProblems, BodyProblems};
@@ -118,10 +118,6 @@ impl From<&Order> for OrderView {
     }
 }
 
-fn trace() -> Trace {
-    Trace::root(Uuid::now_v7())
-}
-
 /// The order id for an intake: derived from the caller and their
 /// `Idempotency-Key` (so a retry names the same order), or fresh.
 fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
@@ -163,6 +159,7 @@ fn order_id(caller: &Caller, headers: &HeaderMap) -> Result<String, Problem> {
 pub(crate) async fn place<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     headers: HeaderMap,
     Body(body): Body<PlaceBody>,
 ) -> Result<Response, Problem> {
@@ -180,7 +177,7 @@ pub(crate) async fn place<O: OrderUseCases>(
             })
             .collect(),
     };
-    let order = orders.place_once(new, trace()).await.map_err(order_problem)?;
+    let order = orders.place_once(new, trace).await.map_err(order_problem)?;
     let mut response = reply(StatusCode::ACCEPTED, &OrderView::from(&order));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -350,6 +347,7 @@ fn parse_cursor(text: &str) -> Result<OrderCursor, Problem> {
 pub(crate) async fn cancel<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Customer, CallerRole::Admin])?;
@@ -359,7 +357,7 @@ pub(crate) async fn cancel<O: OrderUseCases>(
     } else {
         CancelReason::Customer
     };
-    let order = orders.cancel(&id, reason, trace()).await.map_err(order_problem)?;
+    let order = orders.cancel(&id, reason, trace).await.map_err(order_problem)?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 
@@ -379,10 +377,11 @@ pub(crate) async fn cancel<O: OrderUseCases>(
 pub(crate) async fn complete<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Payment, CallerRole::Admin])?;
-    let order = orders.complete(&id, trace()).await.map_err(order_problem)?;
+    let order = orders.complete(&id, trace).await.map_err(order_problem)?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 

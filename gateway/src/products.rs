@@ -17,10 +17,10 @@ use shop_runtime::saga::inventory::InventoryError;
 use shop_runtime::saga::use_cases::InventoryUseCases;
 use shop_streams::Trace;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::auth::{Caller, CallerRole};
 use crate::conditional;
+use crate::edge::RequestTrace;
 use crate::json::{self, Body, reply};
 use crate::openapi::{AdminProblems, ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -156,11 +156,12 @@ async fn run<I: InventoryUseCases>(
     product_id: &str,
     command: InventoryCommand,
     conditions: Option<&HeaderMap>,
+    trace: Trace,
 ) -> Result<ProductView, Problem> {
     caller.require(&[CallerRole::Admin])?;
     let expected = conditions.map(conditional::if_match).transpose()?.flatten();
     inventory
-        .admin(command, expected, Trace::root(Uuid::now_v7()))
+        .admin(command, expected, trace)
         .await
         .map_err(inventory_problem)?;
     current(inventory, product_id).await
@@ -199,6 +200,7 @@ async fn current<I: InventoryUseCases>(inventory: &I, product_id: &str) -> Resul
 pub(crate) async fn register<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Body(body): Body<RegisterBody>,
 ) -> Result<Response, Problem> {
     let id = body.id.clone();
@@ -209,7 +211,7 @@ pub(crate) async fn register<I: InventoryUseCases>(
         currency: body.currency,
         initial_stock: body.stock,
     });
-    let product = run(inventory.as_ref(), &caller, &id, command, None).await?;
+    let product = run(inventory.as_ref(), &caller, &id, command, None, trace).await?;
     let mut response = reply(StatusCode::CREATED, &product);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/products/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -261,6 +263,7 @@ pub(crate) async fn read<I: InventoryUseCases>(
 pub(crate) async fn restock<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<RestockBody>,
@@ -270,7 +273,7 @@ pub(crate) async fn restock<I: InventoryUseCases>(
         quantity: body.quantity,
     });
     Ok(changed(
-        &run(inventory.as_ref(), &caller, &id, command, Some(&headers)).await?,
+        &run(inventory.as_ref(), &caller, &id, command, Some(&headers), trace).await?,
     ))
 }
 
@@ -293,6 +296,7 @@ pub(crate) async fn restock<I: InventoryUseCases>(
 pub(crate) async fn adjust<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<AdjustBody>,
@@ -303,7 +307,7 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
         reason: body.reason,
     });
     Ok(changed(
-        &run(inventory.as_ref(), &caller, &id, command, Some(&headers)).await?,
+        &run(inventory.as_ref(), &caller, &id, command, Some(&headers), trace).await?,
     ))
 }
 
@@ -325,6 +329,7 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
 pub(crate) async fn price<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<PriceBody>,
@@ -334,7 +339,7 @@ pub(crate) async fn price<I: InventoryUseCases>(
         unit_price: body.unit_price,
     });
     Ok(changed(
-        &run(inventory.as_ref(), &caller, &id, command, Some(&headers)).await?,
+        &run(inventory.as_ref(), &caller, &id, command, Some(&headers), trace).await?,
     ))
 }
 

@@ -76,17 +76,34 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Read once; every command gets the part it needs from this value.
     let settings = Settings::load(cli.config.as_deref());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            settings
-                .as_ref()
-                .ok()
-                .and_then(|settings| settings.log.as_deref())
-                .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
-                .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = settings
+        .as_ref()
+        .ok()
+        .and_then(|settings| settings.log.as_deref())
+        .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    let json = match settings
+        .as_ref()
+        .ok()
+        .and_then(|s| s.log_format.as_deref())
+        .map(str::trim)
+    {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            eprintln!("error: SHOP_LOG_FORMAT={other:?}: expected text or json");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match json {
+        // One JSON object a line, with the fields of the spans it happened
+        // in (a request's id and path): for log shippers.
+        true => logs.json().with_current_span(false).with_span_list(true).init(),
+        false => logs.init(),
+    }
     let command = cli.command.unwrap_or(Command::Serve {
         role: None,
         listen: None,

@@ -63,6 +63,7 @@ pub struct Settings {
     pub role: Option<String>,
     pub listen: Option<String>,
     pub log: Option<String>,
+    pub log_format: Option<String>,
     pub expiry_every_ms: Option<u64>,
     pub handle_together: Option<Switch>,
     pub relay_wake: Option<Switch>,

@@ -168,7 +168,7 @@ pub(crate) async fn start(
         }
         Database::Embedded(_) => None,
     };
-    let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
+    let mut gateway = Gateway::new(auth, registry, checks)
         .asyncapi(shop_streams::catalogue::asyncapi(&Topology::new(namespace.clone())))
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins(settings)?)

@@ -272,7 +272,7 @@ where
         }),
     ));
     let events = shop_streams::catalogue::asyncapi(&Topology::new(Namespace::new(namespace)?));
-    let mut gateway = Gateway::new(auth, Arc::new(registry), checks)
+    let mut gateway = Gateway::new(auth, registry, checks)
         .asyncapi(events)
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)

@@ -367,3 +367,76 @@ async fn api_keys_are_made_listed_expired_and_revoked_for_the_whole_deployment()
     drop((gateway, order));
     let _ = bus.delete_streams().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_catalogue_is_written_for_the_namespace_set() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let target = dir.path().join("events");
+    let target_text = target.to_string_lossy().into_owned();
+    let written = shop(&["events", "write", &target_text], &[("SHOP_NAMESPACE", "acme")]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(target.join("asyncapi.json")).expect("written")).expect("JSON");
+    assert_eq!(
+        document["channels"]["OrderCreated"]["address"],
+        "acme.order.OrderCreated"
+    );
+    let refused = shop(
+        &["events", "write", &target_text],
+        &[("SHOP_NAMESPACE", "Not A Namespace")],
+    );
+    assert!(!refused.status.success());
+}
+
+/// `SHOP_LOG_FORMAT=json`: each log line one JSON object, a request's
+/// lines carrying its id; anything but text or json is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_carrying_the_request_id_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["serve"])
+        .env_remove("SHOP_CONFIG")
+        .envs([
+            ("SHOP_DATABASE_URL", database.as_str()),
+            ("SHOP_LISTEN", "127.0.0.1:0"),
+            ("SHOP_LOG_FORMAT", "json"),
+            ("SHOP_LOG", "shop=info"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the shop starts");
+    let stderr_pipe = child.stderr.take().expect("piped");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let next = || received.recv_timeout(Duration::from_secs(30)).expect("a log line");
+    let addr: std::net::SocketAddr = loop {
+        let line = next();
+        if let Some((_, addr)) = line.split_once("listening on http://") {
+            break addr.trim().parse().expect("an address");
+        }
+    };
+    let answer = common::http(addr, "GET", "/health/live", &[("x-request-id", "json-log-1")], b"").await;
+    assert_eq!(answer.status, 200);
+    let logged = loop {
+        let line = next();
+        if line.contains("json-log-1") {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let entry: serde_json::Value = serde_json::from_str(&logged).unwrap_or_else(|e| panic!("{e}: {logged}"));
+    assert_eq!(entry["fields"]["message"], "answered", "{entry}");
+    assert_eq!(entry["spans"][0]["request_id"], "json-log-1", "{entry}");
+
+    let refused = shop(&["serve"], &[("SHOP_LOG_FORMAT", "xml")]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("SHOP_LOG_FORMAT"), "{}", stderr(&refused));
+}

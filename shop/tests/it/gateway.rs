@@ -142,6 +142,25 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
     .await;
     assert_eq!(refused.status, 412, "{}", refused.body);
 
+    // A request's id is the correlation id of every event it causes, on
+    // both sides of the saga.
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let traced = json!({"items": [{"product_id": "SKU-G", "quantity": 1}]}).to_string();
+    let headers = [("x-request-id", request_id.as_str())];
+    let placed = common::call(front.addr, "POST", "/api/orders", Some(&alice), &headers, &traced).await;
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    assert_eq!(placed.header("x-request-id"), Some(request_id.as_str()));
+    let traced_id = placed.json()["order_id"].as_str().expect("an order id").to_owned();
+    front.confirmed(&alice, &traced_id).await;
+    let caused = events_of(&bus, &traced_id).await;
+    let kinds: Vec<&str> = caused.iter().map(|e| e.event_type.as_str()).collect();
+    for kind in ["OrderCreated", "StockReserved", "OrderConfirmed"] {
+        assert!(kinds.contains(&kind), "{kind} among {kinds:?}");
+    }
+    for event in &caused {
+        assert_eq!(event.correlation_id.to_string(), request_id, "{}", event.event_type);
+    }
+
     // The gateway composes an expanded order from both contexts; its tag
     // is the composition's.
     let expanded_path = format!("/api/orders/{id}?expand=products");
@@ -150,7 +169,7 @@ async fn the_gateway_spreads_retries_and_breaks_the_circuit_of_a_failing_instanc
     let composed = expanded.json();
     assert_eq!(composed["products"], "included", "{composed}");
     assert_eq!(composed["items"][0]["product"]["name"], "Mug");
-    assert_eq!(composed["items"][0]["product"]["available"], 99);
+    assert_eq!(composed["items"][0]["product"]["available"], 98);
     let expanded_tag = expanded.header("etag").expect("an ETag").to_owned();
     let plain = front.call("GET", &format!("/api/orders/{id}"), &alice, None).await;
     assert_ne!(plain.header("etag"), Some(expanded_tag.as_str()));
@@ -427,6 +446,26 @@ async fn instances_announce_themselves_and_the_gateway_follows_them() {
 
     drop((gateway, order_1, inventory));
     let _ = bus.delete_streams().await;
+}
+
+/// The events of both streams whose aggregate is `aggregate`.
+async fn events_of(bus: &shop_adapter_jetstream::JetStreamBus, aggregate: &str) -> Vec<shop_streams::Envelope> {
+    let mut found = Vec::new();
+    for context in [shop_streams::Context::Order, shop_streams::Context::Inventory] {
+        let name = bus.topology().stream(context).name;
+        let stream = bus.jetstream().get_stream(&name).await.expect("the stream");
+        let state = stream.get_info().await.expect("its state").state;
+        for sequence in state.first_sequence..=state.last_sequence.max(state.first_sequence) {
+            let Ok(message) = stream.get_raw_message(sequence).await else {
+                continue;
+            };
+            let event = shop_streams::Envelope::from_bytes(&message.payload).expect("an envelope");
+            if event.aggregate_id == aggregate {
+                found.push(event);
+            }
+        }
+    }
+    found
 }
 
 /// Requests to each inventory upstream the gateway at `front` counted as

@@ -20,6 +20,7 @@ mod outbox_cmd;
 mod rules_cmd;
 mod secrets;
 pub mod serve_cmd;
+mod telemetry;
 mod token_cmd;
 mod wiring;
 

@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::config::{self, Database, ServiceConfig, Settings};
 use crate::contexts::{Contexts, Outboxes, Ports, saga_settings};
 use crate::secrets::{self, JwtKeys};
+use crate::telemetry::PoolStats;
 use crate::wiring::{Fallback, auth, redis_check, register_fallbacks};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +88,8 @@ struct Wiring<S, B, L, O, R, K> {
     checks: Vec<Dependency>,
     /// The lock is made only when the inventory role runs.
     ports: Ports<S, L>,
+    /// The database pool's connections, for `/metrics`.
+    pool: PoolStats,
     outboxes: Outboxes<O>,
     mode: &'static str,
     /// Where this instance announces itself to gateways, and the key it
@@ -132,6 +135,10 @@ pub(crate) async fn start(
             outboxes: Outboxes {
                 order: store.outbox(Context::Order),
                 inventory: store.outbox(Context::Inventory),
+            },
+            pool: {
+                let pool = store.pool().clone();
+                Arc::new(move || (pool.size(), pool.num_idle()))
             },
             ports: Ports {
                 store,
@@ -193,6 +200,10 @@ pub(crate) async fn start(
                 order: store.outbox(Schema::Orders),
                 inventory: store.outbox(Schema::Inventory),
             },
+            pool: {
+                let pool = store.pool().clone();
+                Arc::new(move || (pool.size(), pool.num_idle()))
+            },
             ports: Ports {
                 store,
                 lock,
@@ -230,6 +241,7 @@ where
         .start_saga(&wiring.bus, wiring.outboxes, saga_settings(settings)?)
         .await?;
     let mut registry = Registry::default();
+    crate::telemetry::register(&mut registry, Some(wiring.pool));
     contexts.metrics.register(&mut registry);
     if let Some(fallbacks) = wiring.limiter_fallbacks.clone() {
         register_fallbacks(&mut registry, Fallback::RateLimit, fallbacks);

@@ -1,0 +1,142 @@
+//! What every process tells `/metrics` about itself, read at each scrape:
+//! its CPU time, memory and open files (the standard `process_*` names, so
+//! stock dashboards read them), the build it runs, and its database pool.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// Connections of a database pool: (open, idle).
+pub(crate) type PoolStats = Arc<dyn Fn() -> (u32, usize) + Send + Sync>;
+
+/// Registers the process, build and (when given) pool metrics.
+pub(crate) fn register(registry: &mut Registry, pool: Option<PoolStats>) {
+    registry.register_collector(Box::new(ProcessCollector));
+    let info = Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
+    registry.register("shop_build", "The build this process runs", info);
+    if let Some(pool) = pool {
+        registry.register_collector(Box::new(PoolCollector(pool)));
+    }
+}
+
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Linux reports CPU time in clock ticks of USER_HZ, which is 100 on every
+/// architecture the shop builds for.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Off Linux (or without /proc) there is nothing to say.
+        if let Some(ticks) = cpu_ticks() {
+            let cpu = ConstCounter::new(ticks as f64 / TICKS_PER_SECOND);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "CPU time this process used, user and system",
+                None,
+                cpu.metric_type(),
+            )?)?;
+        }
+        if let Some(bytes) = resident_bytes() {
+            let rss = ConstGauge::new(bytes);
+            rss.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Memory this process holds in RAM",
+                None,
+                rss.metric_type(),
+            )?)?;
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            let fds = ConstGauge::new(entries.count() as i64);
+            fds.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "File descriptors this process has open (sockets included)",
+                None,
+                fds.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// utime + stime from /proc/self/stat (fields 14 and 15; the command name,
+/// field 2, may hold spaces, so count from its closing parenthesis).
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+struct PoolCollector(PoolStats);
+
+impl std::fmt::Debug for PoolCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolCollector")
+    }
+}
+
+impl Collector for PoolCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (open, idle) = (self.0)();
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let mut family = encoder.encode_descriptor(
+            "shop_db_pool_connections",
+            "The database pool's connections: in use by a query or transaction, or idle",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (state, count) in [("in_use", i64::from(open) - idle), ("idle", idle)] {
+            let labels = [("state", state)];
+            ConstGauge::new(count.max(0)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_and_its_pool_are_read_at_each_scrape() {
+        // Work until the kernel has counted a tick of CPU time.
+        let mut spin = 0u64;
+        while cpu_ticks().is_some_and(|ticks| ticks == 0) {
+            spin = std::hint::black_box(spin.wrapping_mul(31).wrapping_add(7));
+        }
+        let mut registry = Registry::default();
+        let pool: PoolStats = Arc::new(|| (5, 2));
+        register(&mut registry, Some(pool));
+        let mut exposition = String::new();
+        prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
+        let value = |prefix: &str| {
+            exposition
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{prefix} in {exposition}"))
+        };
+        assert!(value("process_cpu_seconds_total") > 0.0);
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("process_open_fds") >= 3.0);
+        assert_eq!(value("shop_db_pool_connections{state=\"in_use\"}"), 3.0);
+        assert_eq!(value("shop_db_pool_connections{state=\"idle\"}"), 2.0);
+        assert_eq!(value("shop_build_info{version="), 1.0);
+    }
+}

@@ -58,4 +58,8 @@ impl Guest for OrderRules {
     }
 }
 
+// Exported only from the WebAssembly component: on the host the crate is a
+// plain library (its tests, `cargo build --workspace`), and host linkers
+// refuse the component model's export names.
+#[cfg(target_family = "wasm")]
 export!(OrderRules);

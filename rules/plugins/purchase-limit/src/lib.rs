@@ -95,4 +95,8 @@ fn on_store_error(error: kv::KvError) -> Result<(), Violation> {
     }
 }
 
+// Exported only from the WebAssembly component: on the host the crate is a
+// plain library (its tests, `cargo build --workspace`), and host linkers
+// refuse the component model's export names.
+#[cfg(target_family = "wasm")]
 export!(PurchaseLimit);

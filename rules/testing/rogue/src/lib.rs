@@ -74,4 +74,8 @@ impl Guest for RogueRules {
     }
 }
 
+// Exported only from the WebAssembly component: on the host the crate is a
+// plain library (its tests, `cargo build --workspace`), and host linkers
+// refuse the component model's export names.
+#[cfg(target_family = "wasm")]
 export!(RogueRules);

@@ -22,3 +22,12 @@ fresh_db() {
   SHOP_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$name" "$bin/shop" migrate >/dev/null
   echo "postgres://postgres@127.0.0.1:5432/$name"
 }
+
+# A scratch directory ($work) and the list of background processes the
+# script starts ($pids): the processes are stopped and the directory
+# removed when the script exits, however it exits.
+scratch() {
+  work=$(mktemp -d)
+  pids=()
+  trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+}

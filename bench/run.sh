@@ -48,14 +48,7 @@ fi
 . bench/lib.sh
 results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+scratch
 
 # Starts `shop serve` with the given environment; waits until ready.
 serve() {

@@ -39,14 +39,7 @@ export SHOP_JWT_SECRET=events-conformance-secret-of-32-bytes
 export SHOP_DATA_KEY=0000000000000000000000000000000000000000000000000000000000000000
 export SHOP_STREAM_MAX_BYTES=off SHOP_LOG=${SHOP_LOG:-warn}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+scratch
 
 port=$((20000 + RANDOM % 10000))
 base="http://127.0.0.1:$port"

@@ -78,7 +78,7 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     let mut asked = 0;
     for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         if let Some(name) = word.strip_prefix("shop_") {
-            let family = ["_bucket", "_total"]
+            let family = ["_bucket", "_count", "_sum", "_total"]
                 .iter()
                 .fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
             asked += 1;

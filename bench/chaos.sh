@@ -31,14 +31,8 @@ export SHOP_DATA_KEY=00000000000000000000000000000000000000000000000000000000000
 export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
 export SHOP_STREAM_MAX_BYTES=off
 
-if [ -n "${BIN:-}" ]; then
-  bin=$BIN
-else
-  echo "==> building (release)"
-  cargo build --release --locked -p shop -p shop-load
-  bin="${CARGO_TARGET_DIR:-target}/release"
-fi
 . bench/lib.sh
+release_binaries
 results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 scratch

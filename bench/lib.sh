@@ -1,5 +1,6 @@
-# Shell helpers shared by bench/run.sh and conformance/run.sh (sourced, not
-# run). Both expect `$bin` to name the directory holding the `shop` binary.
+# Shell helpers shared by bench/run.sh, bench/chaos.sh and the conformance
+# scripts (sourced, not run). They expect `$bin` to name the directory
+# holding the `shop` binary (`release_binaries` sets it for the benches).
 
 # Waits (up to 30 s) until the shop on 127.0.0.1:$1 is ready; otherwise
 # prints its log ($2) and exits.
@@ -30,4 +31,17 @@ scratch() {
   work=$(mktemp -d)
   pids=()
   trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+}
+
+# Sets $bin to the directory of the release `shop` and `shop-load`: $BIN
+# when set (binaries built elsewhere: another commit's, for a before/after
+# in one session), else built here.
+release_binaries() {
+  if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+    return
+  fi
+  echo "==> building (release)"
+  cargo build --release --locked -p shop -p shop-load
+  bin="${CARGO_TARGET_DIR:-target}/release"
 }

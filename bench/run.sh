@@ -37,15 +37,8 @@ export SHOP_DATA_KEY=00000000000000000000000000000000000000000000000000000000000
 # The load is the point: no rate limits in the way.
 export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
 
-if [ -n "${BIN:-}" ]; then
-  # Binaries built elsewhere (another commit's, for a before/after in one session).
-  bin=$BIN
-else
-  echo "==> building (release)"
-  cargo build --release --locked -p shop -p shop-load
-  bin="$CARGO_TARGET_DIR/release"
-fi
 . bench/lib.sh
+release_binaries
 results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 scratch

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cucumber::{World, given, then, when};
 use shop_e2e::{Options, Shop, eventually, start_with};
 use shop_rules::order::{CancelReason, Order, OrderStatus};
+use shop_runtime::saga::orders::Expiry;
 use shop_streams::{Envelope, Trace};
 use uuid::Uuid;
 
@@ -109,7 +110,7 @@ async fn expiry_runs(world: &mut SagaWorld) {
     let expired = world
         .shop()
         .orders
-        .expire_due(ttl, 100, Trace::root(Uuid::now_v7()))
+        .expire_due(&Expiry::reservation(ttl), 100, Trace::root(Uuid::now_v7()))
         .await
         .expect("the expiry ran");
     assert_eq!(expired, 1);

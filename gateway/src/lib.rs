@@ -24,6 +24,7 @@ mod limits;
 mod openapi;
 mod ops;
 mod orders;
+mod payments;
 mod problem;
 mod products;
 mod server;
@@ -37,7 +38,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use shop_runtime::ports::RateLimiter;
-use shop_runtime::saga::use_cases::{InventoryUseCases, OrderUseCases};
+use shop_runtime::saga::use_cases::{InventoryUseCases, OrderUseCases, PaymentUseCases};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -146,6 +147,12 @@ impl Gateway {
     /// Serves `/api/orders`.
     pub fn orders<O: OrderUseCases>(mut self, orders: Arc<O>) -> Self {
         self.api = self.api.merge(orders::router(orders));
+        self
+    }
+
+    /// Serves `/api/payments/webhook`, the payment provider's notices.
+    pub fn payments<P: PaymentUseCases>(mut self, payments: Arc<P>) -> Self {
+        self.api = self.api.merge(payments::router(payments));
         self
     }
 

@@ -14,13 +14,24 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use shop_rules::order::OrderEvent;
-use shop_streams::Context;
+use shop_streams::{Context, Reader};
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum ContextLabel {
     order,
     inventory,
+    payment,
+}
+
+impl From<Reader> for ContextLabel {
+    fn from(reader: Reader) -> Self {
+        match reader {
+            Reader::Order => Self::order,
+            Reader::Inventory => Self::inventory,
+            Reader::Payment => Self::payment,
+        }
+    }
 }
 
 impl From<Context> for ContextLabel {
@@ -40,6 +51,11 @@ pub struct ContextLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,6 +101,8 @@ pub struct Metrics {
     handled_one_by_one: Counter,
     saga_pending: Gauge,
     intake_shed: Counter,
+    payment_intents: Family<OutcomeLabels, Counter>,
+    payment_webhooks: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,6 +124,8 @@ impl Default for Metrics {
             handled_one_by_one: Counter::default(),
             saga_pending: Gauge::default(),
             intake_shed: Counter::default(),
+            payment_intents: Family::default(),
+            payment_webhooks: Family::default(),
         }
     }
 }
@@ -115,9 +135,9 @@ impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         // Counted from zero, so every series exists (and rates are defined)
         // before the first redelivery or dead letter.
-        for context in [Context::Order, Context::Inventory] {
-            self.redeliveries.get_or_create(&labels(context)).inc_by(0);
-            self.dead_letters.get_or_create(&labels(context)).inc_by(0);
+        for reader in [Reader::Order, Reader::Inventory] {
+            self.redeliveries.get_or_create(&labels(reader)).inc_by(0);
+            self.dead_letters.get_or_create(&labels(reader)).inc_by(0);
         }
         let shop = registry.sub_registry_with_prefix("shop");
         shop.register("orders_created", "Orders accepted", self.orders_created.clone());
@@ -192,6 +212,16 @@ impl Metrics {
             self.intake_shed.clone(),
         );
         shop.register(
+            "payment_intents",
+            "Payment intents asked of the provider, by outcome (created, retried, refused)",
+            self.payment_intents.clone(),
+        );
+        shop.register(
+            "payment_webhooks",
+            "Payment provider notices, by outcome (applied, duplicate, late, or why refused)",
+            self.payment_webhooks.clone(),
+        );
+        shop.register(
             "inventory_messages_one_by_one",
             "Order events the inventory handled one by one after handling them together failed",
             self.handled_one_by_one.clone(),
@@ -228,10 +258,10 @@ impl Metrics {
         )
     }
 
-    pub fn handled(&self, context: Context, event_type: &str, took: Duration) {
+    pub fn handled(&self, reader: Reader, event_type: &str, took: Duration) {
         self.handler
             .get_or_create(&HandlerLabels {
-                context: context.into(),
+                context: reader.into(),
                 event_type: event_type.to_owned(),
             })
             .observe(took.as_secs_f64());
@@ -239,11 +269,11 @@ impl Metrics {
 
     /// An event committed at `occurred_at` (ms since the epoch) finished
     /// its handling now. A clock behind the producer's counts as 0.
-    pub fn delivered(&self, context: Context, occurred_at: i64) {
+    pub fn delivered(&self, reader: Reader, occurred_at: i64) {
         use crate::ports::{Clock, SystemClock};
         let delay_ms = SystemClock.now_ms().saturating_sub(occurred_at).max(0);
         self.message_delay
-            .get_or_create(&labels(context))
+            .get_or_create(&labels(reader))
             .observe(delay_ms as f64 / 1000.0);
     }
 
@@ -256,12 +286,12 @@ impl Metrics {
             .inc_by(u64::try_from(messages).unwrap_or(u64::MAX));
     }
 
-    pub fn redelivered(&self, context: Context) {
-        self.redeliveries.get_or_create(&labels(context)).inc();
+    pub fn redelivered(&self, reader: Reader) {
+        self.redeliveries.get_or_create(&labels(reader)).inc();
     }
 
-    pub fn dead_lettered(&self, context: Context, count: u64) {
-        self.dead_letters.get_or_create(&labels(context)).inc_by(count);
+    pub fn dead_lettered(&self, reader: Reader, count: u64) {
+        self.dead_letters.get_or_create(&labels(reader)).inc_by(count);
     }
 
     pub fn saga_pending(&self, pending: u64) {
@@ -272,20 +302,30 @@ impl Metrics {
         self.intake_shed.inc();
     }
 
+    /// An intent asked of the payment provider: `created`, `retried` or `refused`.
+    pub fn payment_intent(&self, outcome: &'static str) {
+        self.payment_intents.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// A webhook notice: applied, duplicate, late, or why it was refused.
+    pub fn payment_webhook(&self, outcome: &'static str) {
+        self.payment_webhooks.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
     pub fn outbox_backlog(&self, context: Context, backlog: u64) {
         self.outbox_backlog
             .get_or_create(&labels(context))
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 
-    pub fn consumer_lag(&self, context: Context, lag: u64) {
+    pub fn consumer_lag(&self, reader: Reader, lag: u64) {
         self.consumer_lag
-            .get_or_create(&labels(context))
+            .get_or_create(&labels(reader))
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 }
 
-fn labels(context: Context) -> ContextLabels {
+fn labels(context: impl Into<ContextLabel>) -> ContextLabels {
     ContextLabels {
         context: context.into(),
     }

@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Settings;
 use crate::{
-    apikey_cmd, dead_letters_cmd, events_cmd, migrate_cmd, ops_cmd, outbox_cmd, rules_cmd, secrets, serve_cmd,
-    token_cmd,
+    apikey_cmd, dead_letters_cmd, events_cmd, migrate_cmd, ops_cmd, outbox_cmd, payment_sim_cmd, rules_cmd, secrets,
+    serve_cmd, token_cmd,
 };
 
 #[derive(Debug, Parser)]
@@ -69,6 +69,10 @@ enum Command {
     /// Create, list and revoke the API keys third-party callers send as X-Api-Key.
     #[command(subcommand)]
     Apikey(apikey_cmd::ApiKeyCommand),
+    /// Simulate a payment provider for SHOP_PAYMENT_URL: approves, declines,
+    /// stays silent or fails on demand, and calls the shop's webhook.
+    #[command(name = "payment-sim")]
+    PaymentSim(payment_sim_cmd::PaymentSimArgs),
 }
 
 /// Runs the command the arguments name; what `shop` does.
@@ -121,6 +125,7 @@ pub fn main() -> ExitCode {
             Command::Orders(command) => ops_cmd::run(ops_cmd::Command::Orders(command), settings),
             Command::Stock(command) => ops_cmd::run(ops_cmd::Command::Stock(command), settings),
             Command::Apikey(command) => apikey_cmd::run(command, settings),
+            Command::PaymentSim(args) => payment_sim_cmd::run(args, settings),
         }
     });
     match outcome {

@@ -111,6 +111,9 @@ pub struct Settings {
     pub breaker_open_ms: Option<u64>,
     pub health_every_ms: Option<u64>,
     pub forget_after_ms: Option<u64>,
+    pub payment_url: Option<String>,
+    pub payment_webhook_secret: Option<String>,
+    pub payment_timeout: Option<String>,
     /// `SHOP_RULES_CONFIG_<COMPONENT>_<KEY>` and the file's
     /// `[rules_config.<component>]` tables, by component and key.
     #[serde(skip)]
@@ -128,6 +131,7 @@ const SECRETS: &[&str] = &[
     "redis_url",
     "nats_creds",
     "announce_key",
+    "payment_webhook_secret",
 ];
 
 const PREFIX: &str = "SHOP_";
@@ -321,6 +325,56 @@ pub fn token_checks(s: &Settings) -> anyhow::Result<shop_gateway::TokenChecks> {
         audience: s.jwt_audience.clone().filter(|s| !s.is_empty()),
         max_ttl,
     })
+}
+
+/// The payment provider a deployment hands its confirmed orders to.
+#[derive(Clone)]
+pub struct PaymentConfig {
+    /// `SHOP_PAYMENT_URL`: the provider's base URL (`http://host:port`).
+    pub url: String,
+    /// `SHOP_PAYMENT_WEBHOOK_SECRET` (or `_FILE`), at least 32 bytes: what
+    /// the provider signs its notices with.
+    pub webhook_secret: String,
+    /// `SHOP_PAYMENT_TIMEOUT` (default `15m`): a confirmed order with no
+    /// notice by then is cancelled with `PAYMENT_FAILED`.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PaymentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentConfig")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest webhook secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
+
+/// `None` without `SHOP_PAYMENT_URL` (orders are completed through the
+/// API); with it, the secret is required (a [`crate::secrets::MissingSecret`]).
+pub fn payment(s: &Settings) -> anyhow::Result<Option<PaymentConfig>> {
+    let Some(url) = s.payment_url.clone().filter(|url| !url.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let secret = s.payment_webhook_secret.clone().unwrap_or_default();
+    if secret.len() < MIN_WEBHOOK_SECRET {
+        return Err(crate::secrets::MissingSecret(format!(
+            "SHOP_PAYMENT_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET} bytes (it has {}) when SHOP_PAYMENT_URL is set: the provider signs its notices with it",
+            secret.len()
+        ))
+        .into());
+    }
+    let timeout = match s.payment_timeout.as_deref() {
+        None => Duration::from_secs(15 * 60),
+        Some(text) => parse_duration(text).with_context(|| format!("SHOP_PAYMENT_TIMEOUT={text:?}"))?,
+    };
+    Ok(Some(PaymentConfig {
+        url: url.trim().to_owned(),
+        webhook_secret: secret,
+        timeout,
+    }))
 }
 
 /// `24h`, `90m`, `3600s`, `1d`, or a whole number of seconds.

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shop_adapter_payment::HttpProvider;
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
 use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource, WatchHandle};
 use shop_runtime::saga::backpressure::Backpressure;
 use shop_runtime::saga::consumer::ConsumerSettings;
 use shop_runtime::saga::inventory::InventoryService;
-use shop_runtime::saga::orders::OrderService;
+use shop_runtime::saga::orders::{Expiry, OrderService};
+use shop_runtime::saga::payment::{PaymentService, ReplayGuard, WebhookSecret};
 use shop_runtime::saga::roles::{RoleSettings, Roles};
 use shop_streams::Namespace;
 
@@ -44,6 +46,9 @@ pub struct Contexts<S, L> {
     pub orders: Option<Arc<OrderService<S>>>,
     /// The inventory context's use cases, where the process runs it.
     pub inventory: Option<Arc<InventoryService<S, L>>>,
+    /// Payment through the provider at `SHOP_PAYMENT_URL`, where the
+    /// process runs the order context and a provider is configured.
+    pub payments: Option<Arc<PaymentService<S, HttpProvider>>>,
     /// What the use cases, the rules and the saga count.
     pub metrics: Metrics,
     roles: Roles,
@@ -64,11 +69,12 @@ where
         let Ports { store, lock, kv } = ports;
         let intake_max_pending = config::intake_max_pending(settings)?;
         let namespace = Namespace::new(config::namespace(settings))?;
+        let payment = config::payment(settings)?;
         let metrics = Metrics::default();
         let clock = Arc::new(SystemClock);
         let capabilities = Capabilities {
             clock: clock.clone(),
-            kv,
+            kv: Arc::clone(&kv),
             namespace: namespace.to_string(),
         };
         let mut rule_settings = rule_settings(RulesConfig::from_settings(settings)?);
@@ -82,6 +88,20 @@ where
                     .with_backpressure(Backpressure::new(intake_max_pending)),
             )
         });
+        let payments = match (&orders, payment) {
+            (Some(orders), Some(payment)) => {
+                let provider = HttpProvider::new(&payment.url, PROVIDER_TIMEOUT)?;
+                let service = PaymentService::new(
+                    Arc::clone(orders),
+                    provider,
+                    WebhookSecret::new(payment.webhook_secret),
+                    ReplayGuard::new(kv, format!("{namespace}:")),
+                    clock.clone(),
+                );
+                Some(Arc::new(service.with_metrics(metrics.clone())))
+            }
+            _ => None,
+        };
         let inventory = match (role.runs(ProcessRole::Inventory), lock) {
             (false, _) => None,
             (true, Some(lock)) => Some(Arc::new(
@@ -92,6 +112,7 @@ where
         Ok(Self {
             orders,
             inventory,
+            payments,
             metrics,
             roles: Roles::new(),
             _watch: watch,
@@ -116,6 +137,12 @@ where
                 .await
                 .context("starting the order saga")?;
         }
+        if let Some(payments) = &self.payments {
+            self.roles
+                .start_payment(payments.clone(), bus, &saga)
+                .await
+                .context("starting the payment reader")?;
+        }
         if let Some(inventory) = &self.inventory {
             self.roles
                 .start_inventory(inventory.clone(), outboxes.inventory, bus, &saga)
@@ -131,13 +158,23 @@ where
     }
 }
 
+/// How long one request to the payment provider may take.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How the saga's relays, consumers and expiry run, as `settings` say.
 pub fn saga_settings(settings: &Settings) -> anyhow::Result<RoleSettings> {
     let service = ServiceConfig::from_settings(settings)?;
     let rules = RulesConfig::from_settings(settings)?;
     let named = RoleSettings::named(service.instance_id);
+    // With a provider, a confirmed order waits for its payment notice;
+    // without one, for a completion through the API until its reservation
+    // runs out.
+    let expiry = match config::payment(settings)? {
+        Some(payment) => Expiry::payment(payment.timeout),
+        None => Expiry::reservation(rules.reservation_ttl),
+    };
     Ok(RoleSettings {
-        reservation_ttl: rules.reservation_ttl,
+        expiry,
         expiry_every: service.expiry_every,
         outbox_retention: service.outbox_retention,
         relay_wake: service.relay_wake,

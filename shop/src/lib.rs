@@ -17,6 +17,7 @@ mod gateway_role;
 mod migrate_cmd;
 mod ops_cmd;
 mod outbox_cmd;
+mod payment_sim_cmd;
 mod rules_cmd;
 mod secrets;
 pub mod serve_cmd;

@@ -112,9 +112,12 @@ pub(crate) async fn start(
     let listener = shop_gateway::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let topology = Topology::new(namespace.clone())
+    let mut topology = Topology::new(namespace.clone())
         .replicated(service.nats_replicas)
         .retained(service.stream_retention);
+    if config::payment(settings)?.is_some() {
+        topology = topology.with_payment();
+    }
     if let Database::Embedded(url) = &service.database {
         let mut store = SqliteStore::open(url).await?;
         if !service.group_commit {
@@ -283,7 +286,11 @@ where
             Box::pin(async move { probe.dead_letters(1).await.map(drop).map_err(|e| e.to_string()) })
         }),
     ));
-    let events = shop_streams::catalogue::asyncapi(&Topology::new(Namespace::new(namespace)?));
+    let mut topology = Topology::new(Namespace::new(namespace)?);
+    if contexts.payments.is_some() {
+        topology = topology.with_payment();
+    }
+    let events = shop_streams::catalogue::asyncapi(&topology);
     let mut gateway = Gateway::new(auth, registry, checks)
         .asyncapi(events)
         .rate_limits(wiring.limiter, limits)
@@ -294,6 +301,9 @@ where
     }
     if let Some(inventory) = contexts.inventory.clone() {
         gateway = gateway.products(inventory);
+    }
+    if let Some(payments) = contexts.payments.clone() {
+        gateway = gateway.payments(payments);
     }
     let announcer = match wiring.announce_on {
         Some((bus, key)) => {

@@ -194,12 +194,27 @@ pub fn asyncapi(topology: &Topology) -> Value {
             }),
         );
     }
-    // The saga's own subscriptions: each context reads all of the other's
-    // events, from the channel of its whole stream, through one durable
-    // consumer.
-    for reader in [Context::Order, Context::Inventory] {
-        let source = reader.counterpart();
+    // The shop's own subscriptions, each through one durable consumer: each
+    // context reads all of the other's events, from the channel of its whole
+    // stream; payment (when the deployment has it) reads one event's channel.
+    for reader in topology.readers() {
+        let source = reader.source();
         let consumer = topology.consumer(reader);
+        if let Some(only) = reader.only() {
+            operations.insert(
+                format!("{reader}Reads{only}"),
+                json!({
+                    "action": "receive",
+                    "title": format!("The {reader} reader reads {only}"),
+                    "description": format!(
+                        "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}.",
+                        consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject
+                    ),
+                    "channel": {"$ref": format!("#/channels/{only}")},
+                }),
+            );
+            continue;
+        }
         let stream_channel = format!("{source}Events");
         let read: Map<String, Value> = events
             .iter()

@@ -27,4 +27,4 @@ pub mod topology;
 
 pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};
 pub use envelope::{DecodeError, DomainEvent, Envelope, RuleRef, SCHEMA_VERSION, Trace};
-pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, Retention, StreamSpec, Topology};
+pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, Reader, Retention, StreamSpec, Topology};

@@ -55,6 +55,62 @@ impl fmt::Display for Context {
     }
 }
 
+/// Who reads a stream through a durable consumer: each context reads the
+/// other's events, and payment reads the confirmations that start a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reader {
+    Order,
+    Inventory,
+    Payment,
+}
+
+impl Reader {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Inventory => "inventory",
+            Self::Payment => "payment",
+        }
+    }
+
+    /// The context whose stream it reads.
+    pub fn source(self) -> Context {
+        match self {
+            Self::Order => Context::Inventory,
+            Self::Inventory | Self::Payment => Context::Order,
+        }
+    }
+
+    /// The one event type it reads, when it does not read its whole source.
+    pub fn only(self) -> Option<&'static str> {
+        match self {
+            Self::Payment => Some("OrderConfirmed"),
+            Self::Order | Self::Inventory => None,
+        }
+    }
+
+    /// Whether an event of `context` and `event_type` is for this reader.
+    pub fn reads(self, context: Context, event_type: &str) -> bool {
+        self.source() == context && self.only().is_none_or(|only| only == event_type)
+    }
+}
+
+impl From<Context> for Reader {
+    /// The reader a context is: the one that consumes its counterpart.
+    fn from(context: Context) -> Self {
+        match context {
+            Context::Order => Self::Order,
+            Context::Inventory => Self::Inventory,
+        }
+    }
+}
+
+impl fmt::Display for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A deployment's prefix: lower-case letters, digits, `-` and `_`, at most 32
 /// characters, so it is valid in subjects, stream names and Redis keys alike.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -160,6 +216,7 @@ pub struct Topology {
     namespace: Namespace,
     replicas: usize,
     retention: Retention,
+    payment: bool,
 }
 
 impl Topology {
@@ -168,7 +225,24 @@ impl Topology {
             namespace,
             replicas: 1,
             retention: Retention::DEFAULT,
+            payment: false,
         }
+    }
+
+    /// A deployment whose confirmed orders go to a payment provider: it has
+    /// the payment reader too.
+    pub fn with_payment(mut self) -> Self {
+        self.payment = true;
+        self
+    }
+
+    /// Every reader of this deployment's streams.
+    pub fn readers(&self) -> Vec<Reader> {
+        let mut readers = vec![Reader::Order, Reader::Inventory];
+        if self.payment {
+            readers.push(Reader::Payment);
+        }
+        readers
     }
 
     /// Event streams that keep `retention` of their history.
@@ -217,16 +291,25 @@ impl Topology {
         }
     }
 
-    /// The consumer through which `consumer` reads its counterpart's events:
-    /// inventory reads order events, and the order side reads inventory events.
-    pub fn consumer(&self, consumer: Context) -> ConsumerSpec {
-        let source = consumer.counterpart();
-        let durable = format!("{}_{consumer}_from_{source}", self.namespace);
+    /// The consumer through which `reader` reads its source's events:
+    /// inventory reads order events, the order side reads inventory events,
+    /// payment reads order confirmations.
+    pub fn consumer(&self, reader: impl Into<Reader>) -> ConsumerSpec {
+        let reader = reader.into();
+        let source = reader.source();
+        let durable = format!("{}_{reader}_from_{source}", self.namespace);
+        let filter_subject = match reader.only() {
+            Some(event_type) => self.subject(source, event_type),
+            None => format!("{}.{source}.>", self.namespace),
+        };
         ConsumerSpec {
             stream: self.stream(source).name,
-            filter_subject: format!("{}.{source}.>", self.namespace),
+            filter_subject,
             ack_wait: Duration::from_secs(30),
-            max_deliver: 20,
+            // Payment retries an unreachable provider until the order's
+            // payment would time out anyway (about 18 minutes at the
+            // consumers' 30 s ceiling), not only for a few minutes.
+            max_deliver: if reader == Reader::Payment { 40 } else { 20 },
             max_ack_pending: 10_000,
             batch: 100,
             dead_letter_subject: format!("{}.dead.{durable}", self.namespace),
@@ -266,6 +349,22 @@ mod tests {
         assert_eq!(order.stream, "t1_inventory");
         assert!(t.stream(Context::Order).subjects[0] == "t1.order.>");
         assert!(t.dead_letter_stream().subjects[0] == "t1.dead.>");
+    }
+
+    #[test]
+    fn payment_reads_only_the_order_confirmations() {
+        let t = topology("t1");
+        assert_eq!(t.readers(), [Reader::Order, Reader::Inventory]);
+        let t = t.with_payment();
+        assert_eq!(t.readers(), [Reader::Order, Reader::Inventory, Reader::Payment]);
+        let payment = t.consumer(Reader::Payment);
+        assert_eq!(payment.stream, "t1_order");
+        assert_eq!(payment.filter_subject, "t1.order.OrderConfirmed");
+        assert_eq!(payment.durable, "t1_payment_from_order");
+        assert!(Reader::Payment.reads(Context::Order, "OrderConfirmed"));
+        assert!(!Reader::Payment.reads(Context::Order, "OrderCreated"));
+        assert!(!Reader::Payment.reads(Context::Inventory, "OrderConfirmed"));
+        assert!(Reader::Inventory.reads(Context::Order, "OrderCreated"));
     }
 
     #[test]

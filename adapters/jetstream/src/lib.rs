@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, context::Context as JsContext, stream};
 use shop_runtime::ports::{BusError, Cause, DeadLetter, EventBus};
-use shop_streams::{Context, Envelope, StreamSpec, Topology};
+use shop_streams::{Context, Envelope, Reader, StreamSpec, Topology};
 use tokio::sync::OnceCell;
 
 pub use announce::Announcer;
@@ -311,9 +311,9 @@ impl EventBus for JetStreamBus {
         Err(last_error.unwrap_or_else(|| BusError::Unavailable("publish failed".into())))
     }
 
-    async fn subscribe(&self, context: Context) -> Result<JetStreamSubscription, BusError> {
+    async fn subscribe(&self, reader: Reader) -> Result<JetStreamSubscription, BusError> {
         self.streams().await?;
-        JetStreamSubscription::open(self.js.clone(), self.topology.consumer(context)).await
+        JetStreamSubscription::open(self.js.clone(), self.topology.consumer(reader)).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {

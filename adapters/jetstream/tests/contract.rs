@@ -7,14 +7,14 @@ use std::time::Duration;
 use shop_adapter_jetstream::JetStreamBus;
 use shop_runtime::ports::contracts;
 use shop_runtime::ports::{EventBus, Subscription};
-use shop_streams::{Context, Namespace, Topology};
+use shop_streams::{Context, Namespace, Reader, Topology};
 use uuid::Uuid;
 
 async fn fresh_bus() -> JetStreamBus {
     let url = std::env::var("SHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let simple = Uuid::now_v7().simple().to_string();
     let namespace = Namespace::new(&format!("t{}", &simple[simple.len() - 12..])).expect("valid namespace");
-    JetStreamBus::connect(&url, Topology::new(namespace))
+    JetStreamBus::connect(&url, Topology::new(namespace).with_payment())
         .await
         .expect("NATS is reachable")
 }
@@ -30,7 +30,7 @@ async fn event_bus_contract() {
 #[tokio::test]
 async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
     let bus = fresh_bus().await;
-    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let subject = format!("{}.order.OrderCreated", bus.topology().namespace());
     for body in ["not json at all", "{\"event_id\": 5}"] {
         bus.jetstream()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{BusError, Cause, DeadLetter, Delivery, EventBus, Subscription};
-use shop_streams::{ConsumerSpec, Context, Envelope, Topology};
+use shop_streams::{ConsumerSpec, Context, Envelope, Reader, Topology};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -56,7 +56,7 @@ impl SqliteBus {
         let pool = store.pool().clone();
         let acks = AckWriter {
             pool: pool.clone(),
-            consumers: [Context::Order, Context::Inventory].map(|c| topology.consumer(c).durable),
+            consumers: durables(&topology),
             keep: topology.stream(Context::Order).duplicate_window,
             pruned_at: Arc::new(AtomicI64::new(now_ms())),
         };
@@ -76,8 +76,7 @@ impl SqliteBus {
     /// published before `before_ms`; answers how many went.
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, BusError> {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("prune", e))?;
-        let consumers = [Context::Order, Context::Inventory].map(|c| self.topology.consumer(c).durable);
-        let pruned = prune_in(&mut tx, &consumers, before_ms, limit).await?;
+        let pruned = prune_in(&mut tx, &durables(&self.topology), before_ms, limit).await?;
         tx.commit().await.map_err(|e| unavailable("prune", e))?;
         Ok(pruned)
     }
@@ -103,34 +102,54 @@ impl SqliteBus {
     /// tools and tests that go below the port, such as sending a message no
     /// consumer can read.
     pub async fn publish_raw(&self, subject: &str, body: &[u8]) -> Result<(), BusError> {
-        let context = self
+        let (context, event_type) = self
             .context_of(subject)
             .ok_or_else(|| BusError::Refused(format!("{subject} is not a subject of this namespace")))?;
-        let consumer = self.topology.consumer(context.counterpart()).durable;
+        let consumers = self.readers_of(context, event_type);
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
-        insert(&mut tx, &Uuid::now_v7().to_string(), subject, body, &consumer).await?;
+        insert(&mut tx, &Uuid::now_v7().to_string(), subject, body, &consumers).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
         self.published.notify_waiters();
         Ok(())
     }
 
-    fn context_of(&self, subject: &str) -> Option<Context> {
+    /// The context and event type a subject of this namespace names.
+    fn context_of<'s>(&self, subject: &'s str) -> Option<(Context, &'s str)> {
         let rest = subject
             .strip_prefix(self.topology.namespace().as_str())?
             .strip_prefix('.')?;
         [Context::Order, Context::Inventory]
             .into_iter()
-            .find(|c| rest.starts_with(&format!("{c}.")))
+            .find_map(|c| Some((c, rest.strip_prefix(c.as_str())?.strip_prefix('.')?)))
+    }
+
+    /// The consumers that an event of `context` and `event_type` is queued for.
+    fn readers_of(&self, context: Context, event_type: &str) -> Vec<String> {
+        self.topology
+            .readers()
+            .into_iter()
+            .filter(|reader| reader.reads(context, event_type))
+            .map(|reader| self.topology.consumer(reader).durable)
+            .collect()
     }
 }
 
-/// Stores a message once per id and queues it for `consumer`.
+/// Every consumer of the deployment, by durable name.
+fn durables(topology: &Topology) -> Vec<String> {
+    topology
+        .readers()
+        .into_iter()
+        .map(|reader| topology.consumer(reader).durable)
+        .collect()
+}
+
+/// Stores a message once per id and queues it for each of `consumers`.
 async fn insert(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     msg_id: &str,
     subject: &str,
     body: &[u8],
-    consumer: &str,
+    consumers: &[String],
 ) -> Result<(), BusError> {
     let seq: Option<i64> = sqlx::query_scalar(
         "INSERT INTO bus_messages (msg_id, subject, body, published_at) VALUES (?1, ?2, ?3, ?4)
@@ -145,12 +164,14 @@ async fn insert(
     .map_err(|e| unavailable("publish", e))?;
     // Seen before: stored once, delivered once.
     let Some(seq) = seq else { return Ok(()) };
-    sqlx::query("INSERT INTO bus_pending (consumer, seq) VALUES (?1, ?2)")
-        .bind(consumer)
-        .bind(seq)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| unavailable("publish", e))?;
+    for consumer in consumers {
+        sqlx::query("INSERT INTO bus_pending (consumer, seq) VALUES (?1, ?2)")
+            .bind(consumer)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| unavailable("publish", e))?;
+    }
     Ok(())
 }
 
@@ -158,7 +179,7 @@ async fn insert(
 #[derive(Debug, Clone)]
 struct AckWriter {
     pool: SqlitePool,
-    consumers: [String; 2],
+    consumers: Vec<String>,
     /// Messages are kept this long after publishing, so a republished event
     /// id is still recognised as a duplicate; beyond it, the handlers
     /// (idempotent by the state they change) make a duplicate harmless, as
@@ -249,13 +270,13 @@ impl EventBus for SqliteBus {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
         for event in events {
             let subject = self.topology.subject(event.context, &event.event_type);
-            let consumer = self.topology.consumer(event.context.counterpart()).durable;
+            let consumers = self.readers_of(event.context, &event.event_type);
             insert(
                 &mut tx,
                 &event.event_id.to_string(),
                 &subject,
                 &event.to_bytes(),
-                &consumer,
+                &consumers,
             )
             .await?;
         }
@@ -264,12 +285,12 @@ impl EventBus for SqliteBus {
         Ok(())
     }
 
-    async fn subscribe(&self, context: Context) -> Result<SqliteSubscription, BusError> {
+    async fn subscribe(&self, reader: Reader) -> Result<SqliteSubscription, BusError> {
         Ok(SqliteSubscription {
             pool: self.pool.clone(),
             acks: self.acks.clone(),
             published: Arc::clone(&self.published),
-            spec: self.topology.consumer(context),
+            spec: self.topology.consumer(reader),
             dead_lettered: 0,
         })
     }
@@ -312,7 +333,7 @@ impl EventBus for SqliteBus {
         let subject: String = row.try_get("subject").map_err(read)?;
         let body: Vec<u8> = row.try_get("body").map_err(read)?;
         // A fresh id: the original was stored under its own already.
-        insert(&mut tx, &Uuid::now_v7().to_string(), &subject, &body, &consumer).await?;
+        insert(&mut tx, &Uuid::now_v7().to_string(), &subject, &body, &[consumer]).await?;
         tx.commit().await.map_err(|e| unavailable("replay", e))?;
         self.published.notify_waiters();
         Ok(())

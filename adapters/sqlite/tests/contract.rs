@@ -4,7 +4,7 @@
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_runtime::ports::contracts;
 use shop_runtime::ports::{Delivery, EventBus, Subscription};
-use shop_streams::{Context, Namespace, Topology};
+use shop_streams::{Context, Namespace, Reader, Topology};
 
 async fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -43,7 +43,7 @@ async fn order_outbox_contract() {
 #[tokio::test]
 async fn event_bus_contract() {
     let (store, _dir) = fresh().await;
-    let bus = SqliteBus::new(&store, topology());
+    let bus = SqliteBus::new(&store, topology().with_payment());
     let max_deliver = bus.topology().consumer(Context::Inventory).max_deliver;
     contracts::bus::run(&bus, u64::try_from(max_deliver).expect("positive")).await;
 }
@@ -52,7 +52,7 @@ async fn event_bus_contract() {
 async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
     let (store, _dir) = fresh().await;
     let bus = SqliteBus::new(&store, topology());
-    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     bus.publish_raw("embedded.order.OrderCreated", b"not json at all")
         .await
         .expect("published");
@@ -99,7 +99,7 @@ async fn a_reopened_database_keeps_everything() {
         .await
         .expect("reopened, migrations not rerun");
     let mut inventory = SqliteBus::new(&reopened, topology())
-        .subscribe(Context::Inventory)
+        .subscribe(Reader::Inventory)
         .await
         .expect("subscribe");
     assert_eq!(
@@ -116,7 +116,7 @@ async fn leases_of_a_dead_process_can_be_released_at_start() {
     bus.publish_raw("embedded.order.OrderCreated", b"{}")
         .await
         .expect("published");
-    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     // Leased (and dead-lettered, as it is no envelope): nothing to release.
     let _ = inventory.next_batch(1, std::time::Duration::from_millis(50)).await;
     assert_eq!(bus.release_leases().await.expect("released"), 0);
@@ -191,7 +191,7 @@ async fn pruning_removes_only_what_every_consumer_is_done_with() {
     let bus = SqliteBus::new(&store, topology());
     let events: Vec<_> = (0..5).map(|i| confirmed(&format!("o-{i}"))).collect();
     bus.publish(&events).await.expect("published");
-    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let mut taken = inventory
         .next_batch(10, std::time::Duration::from_millis(50))
         .await

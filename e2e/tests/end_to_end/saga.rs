@@ -8,6 +8,7 @@ use shop_e2e::{Options, Shop, eventually, eventually_within, start, start_with};
 use shop_rules::inventory::ReservationStatus;
 use shop_rules::order::{CancelReason, OrderStatus};
 use shop_runtime::ports::{InventoryStore, OrderStore};
+use shop_runtime::saga::orders::Expiry;
 use shop_streams::{Context, Trace};
 use uuid::Uuid;
 
@@ -394,7 +395,7 @@ async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let expired = shop
         .orders
-        .expire_due(ttl, 100, Trace::root(Uuid::now_v7()))
+        .expire_due(&Expiry::reservation(ttl), 100, Trace::root(Uuid::now_v7()))
         .await
         .expect("expiry ran");
     assert_eq!(expired, 1, "only the unpaid order");

@@ -22,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, post};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -218,6 +218,12 @@ impl Upstreams {
             .route("/api/orders/{*rest}", to(Context::Order))
             .route("/api/products", to(Context::Inventory))
             .route("/api/products/{*rest}", to(Context::Inventory))
+            // The provider signs its notices instead of bearing a token; the
+            // order instance checks the signature.
+            .route(
+                "/api/payments/webhook",
+                post(forward_notice).with_state(Arc::clone(self)),
+            )
     }
 
     fn labels(&self, context: Context) -> ServiceLabels {
@@ -246,19 +252,10 @@ async fn forward(
     caller: Caller,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, crate::MAX_BODY).await else {
-        return Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!("the request body is over {} bytes", crate::MAX_BODY),
-        )
-        .into_response();
+    let (parts, body, peer) = match read(request).await {
+        Ok(read) => read,
+        Err(too_large) => return too_large,
     };
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string());
     // The hash strategy's key: the verified caller, else where they call from.
     let key = match (caller.subject.is_empty(), &peer) {
         (true, Some(ip)) => ip.as_str(),
@@ -268,6 +265,41 @@ async fn forward(
         return compose_order(&upstreams, parts, key).await;
     }
     relay(&upstreams, context, &parts, body, key).await
+}
+
+/// A payment provider's notice, to an order instance.
+async fn forward_notice(State(upstreams): State<Arc<Upstreams>>, request: Request) -> Response {
+    let (parts, body, peer) = match read(request).await {
+        Ok(read) => read,
+        Err(too_large) => return too_large,
+    };
+    relay(
+        &upstreams,
+        Context::Order,
+        &parts,
+        body,
+        peer.as_deref().unwrap_or_default(),
+    )
+    .await
+}
+
+/// The request's head, its body (refused when over the limit) and where it
+/// comes from.
+async fn read(request: Request) -> Result<(Parts, Bytes, Option<String>), Response> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, crate::MAX_BODY).await else {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the request body is over {} bytes", crate::MAX_BODY),
+        )
+        .into_response());
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string());
+    Ok((parts, body, peer))
 }
 
 /// Whether the request is `GET /api/orders/{id}?expand=products`.

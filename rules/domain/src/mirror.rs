@@ -105,7 +105,7 @@ macro_rules! mirror_order_types {
             record OrderCancelled { order_id, reason, at }
             record StatusChange { from, to }
             variant OrderStatus { Pending, Confirmed, Completed, Cancelled }
-            variant CancelReason { Customer, Admin, InsufficientStock, ReservationExpired, Other(text) }
+            variant CancelReason { Customer, Admin, InsufficientStock, ReservationExpired, PaymentFailed, Other(text) }
             variant OrderCommand { Place(place), Confirm, Complete, Cancel(reason) }
             variant OrderEvent { Created(e), Confirmed(e), Cancelled(e), Completed(e) }
             variant OrderRejection {

@@ -64,6 +64,8 @@ pub enum CancelReason {
     Admin,
     InsufficientStock,
     ReservationExpired,
+    /// The payment provider declined, or did not answer in time.
+    PaymentFailed,
     Other(String),
 }
 
@@ -74,6 +76,9 @@ impl CancelReason {
             Self::Admin => "admin",
             Self::InsufficientStock => "insufficient_stock",
             Self::ReservationExpired => "reservation_expired",
+            // Spelled as DESIGN.md §10 fixes it for the API; the reasons
+            // before it keep their lower-case spelling for their clients.
+            Self::PaymentFailed => "PAYMENT_FAILED",
             Self::Other(reason) => reason,
         }
     }
@@ -422,6 +427,15 @@ fn cancel(order: &Order, reason: &CancelReason, env: &impl Env) -> Result<Vec<Or
                 return Err(OrderRejection::NotExpiredYet(expires_at - now));
             }
         }
+        // Payment starts once the stock is reserved: only a confirmed
+        // order has one to fail, and it fails at once, whatever the time.
+        CancelReason::PaymentFailed if order.status != OrderStatus::Confirmed => {
+            return Err(OrderRejection::InvalidTransition(StatusChange {
+                from: order.status,
+                to: OrderStatus::Cancelled,
+            }));
+        }
+        CancelReason::PaymentFailed => {}
         _ if order.status != OrderStatus::Pending => {
             return Err(OrderRejection::NotCancellable(order.status));
         }

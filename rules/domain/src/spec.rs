@@ -327,6 +327,27 @@ pub fn order_cases() -> Vec<OrderCase> {
             Err(change(S::Pending, S::Cancelled)),
         ),
         case(
+            "a failed payment cancels a confirmed order at once",
+            vec![created(), confirmed(T0)],
+            C::Cancel(R::PaymentFailed),
+            T0 + 1,
+            Ok(vec![cancelled(R::PaymentFailed, T0 + 1)]),
+        ),
+        case(
+            "a pending order has no payment to fail",
+            vec![created()],
+            C::Cancel(R::PaymentFailed),
+            T0 + 1,
+            Err(change(S::Pending, S::Cancelled)),
+        ),
+        case(
+            "a completed order's payment cannot fail afterwards",
+            vec![created(), confirmed(T0), completed(T0 + 1)],
+            C::Cancel(R::PaymentFailed),
+            T0 + 2,
+            Err(X::NotCancellable(S::Completed)),
+        ),
+        case(
             "a completed order does not expire",
             vec![created(), confirmed(T0), completed(T0 + 1)],
             C::Cancel(R::ReservationExpired),

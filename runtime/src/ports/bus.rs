@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use shop_streams::{Context, Envelope};
+use shop_streams::{Envelope, Reader};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
@@ -47,10 +47,11 @@ pub trait EventBus: Send + Sync + 'static {
     /// nothing new.
     fn publish(&self, events: &[Envelope]) -> impl Future<Output = Result<(), BusError>> + Send;
 
-    /// The durable consumer through which `context` reads the other context's
-    /// events. Every subscription of the same context MUST share one consumer,
-    /// so each message goes to one of them, and MUST survive restarts.
-    fn subscribe(&self, context: Context) -> impl Future<Output = Result<Self::Subscription, BusError>> + Send;
+    /// The durable consumer through which `reader` reads the events it
+    /// [reads](Reader::reads), and no others. Every subscription of the same
+    /// reader MUST share one consumer, so each message goes to one of them,
+    /// and MUST survive restarts.
+    fn subscribe(&self, reader: Reader) -> impl Future<Output = Result<Self::Subscription, BusError>> + Send;
 
     /// MUST return up to `limit` dead letters, oldest first.
     fn dead_letters(&self, limit: usize) -> impl Future<Output = Result<Vec<DeadLetter>, BusError>> + Send;

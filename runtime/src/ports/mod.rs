@@ -13,6 +13,7 @@ pub mod kv;
 pub mod lock;
 pub mod order_store;
 pub mod outbox;
+pub mod payment;
 pub mod rate_limit;
 pub mod store;
 
@@ -26,6 +27,7 @@ pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, checked_updates};
 pub use outbox::{Outbox, Pending};
+pub use payment::{PaymentError, PaymentIntent, PaymentProvider};
 pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
 pub use store::{StoreError, Versioned};
 

@@ -14,7 +14,7 @@
 /// as a literal so that export names can be built from it with `concat!`.
 macro_rules! contract_version {
     () => {
-        "0.1.0"
+        "0.2.0"
     };
 }
 

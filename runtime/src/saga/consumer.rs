@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shop_streams::{Context, Envelope};
+use shop_streams::{Envelope, Reader};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -56,8 +56,8 @@ impl Default for ConsumerSettings {
 
 /// A context's consumer loop: what it reads, what it feeds, what it counts.
 pub struct Consumer<S, H> {
-    /// The context that consumes (the other context's events).
-    pub context: Context,
+    /// Who consumes, and so which events.
+    pub reader: Reader,
     pub subscription: S,
     pub handler: Arc<H>,
     pub settings: ConsumerSettings,
@@ -69,14 +69,14 @@ pub struct Consumer<S, H> {
 /// each message is settled with that message, never returned here.
 pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S, H>) -> Result<usize, BusError> {
     let Consumer {
-        context,
+        reader,
         subscription,
         handler,
         settings,
         metrics,
     } = consumer;
     let batch = subscription.next_batch(settings.batch, settings.wait).await?;
-    metrics.dead_lettered(*context, subscription.take_dead_lettered());
+    metrics.dead_lettered(*reader, subscription.take_dead_lettered());
     let taken = batch.len();
     let mut sequences: Vec<Vec<S::Delivery>> = Vec::new();
     let mut by_aggregate: HashMap<String, usize> = HashMap::new();
@@ -95,10 +95,10 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
     // own: those go to the handler together, which may commit them at once.
     let (singles, sequences): (Vec<_>, Vec<_>) = sequences.into_iter().partition(|s| settings.together && s.len() == 1);
     let singles: Vec<S::Delivery> = singles.into_iter().flatten().collect();
-    let (context, settings, handler, metrics) = (*context, &*settings, &**handler, &*metrics);
+    let (reader, settings, handler, metrics) = (*reader, &*settings, &**handler, &*metrics);
     futures::future::join(
-        together(singles, context, settings, handler, metrics),
-        in_sequence(sequences, context, settings, handler, metrics),
+        together(singles, reader, settings, handler, metrics),
+        in_sequence(sequences, reader, settings, handler, metrics),
     )
     .await;
     Ok(taken)
@@ -107,7 +107,7 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
 /// Messages of different aggregates, handed to the handler at once.
 async fn together<D: Delivery, H: Handler>(
     deliveries: Vec<D>,
-    context: Context,
+    reader: Reader,
     settings: &ConsumerSettings,
     handler: &H,
     metrics: &Metrics,
@@ -131,9 +131,9 @@ async fn together<D: Delivery, H: Handler>(
         .into_iter()
         .zip(outcomes)
         .map(|(delivery, outcome)| {
-            metrics.handled(context, &delivery.envelope().event_type, elapsed);
-            metrics.delivered(context, delivery.envelope().occurred_at);
-            settle(delivery, outcome, context, settings, metrics)
+            metrics.handled(reader, &delivery.envelope().event_type, elapsed);
+            metrics.delivered(reader, delivery.envelope().occurred_at);
+            settle(delivery, outcome, reader, settings, metrics)
         })
         .collect();
     futures::future::join_all(settling).await;
@@ -142,21 +142,21 @@ async fn together<D: Delivery, H: Handler>(
 /// Each aggregate's messages in order, `concurrency` aggregates at a time.
 async fn in_sequence<D: Delivery, H: Handler>(
     sequences: Vec<Vec<D>>,
-    context: Context,
+    reader: Reader,
     settings: &ConsumerSettings,
     handler: &H,
     metrics: &Metrics,
 ) {
     let work: Vec<_> = sequences
         .into_iter()
-        .map(|sequence| one_sequence(sequence, context, settings, handler, metrics))
+        .map(|sequence| one_sequence(sequence, reader, settings, handler, metrics))
         .collect();
     at_most(settings.concurrency, work).await;
 }
 
 async fn one_sequence<D: Delivery, H: Handler>(
     sequence: Vec<D>,
-    context: Context,
+    reader: Reader,
     settings: &ConsumerSettings,
     handler: &H,
     metrics: &Metrics,
@@ -171,7 +171,7 @@ async fn one_sequence<D: Delivery, H: Handler>(
         );
         // Instrumented, not entered: a guard held across `.await` would tag
         // other work with this message's span.
-        handle_one(delivery, context, settings, handler, metrics)
+        handle_one(delivery, reader, settings, handler, metrics)
             .instrument(span)
             .await;
     }
@@ -179,28 +179,28 @@ async fn one_sequence<D: Delivery, H: Handler>(
 
 async fn handle_one<D: Delivery, H: Handler>(
     delivery: D,
-    context: Context,
+    reader: Reader,
     settings: &ConsumerSettings,
     handler: &H,
     metrics: &Metrics,
 ) {
     let started = Instant::now();
     let outcome = handler.handle(delivery.envelope()).await;
-    metrics.handled(context, &delivery.envelope().event_type, started.elapsed());
-    metrics.delivered(context, delivery.envelope().occurred_at);
-    settle(delivery, outcome, context, settings, metrics).await;
+    metrics.handled(reader, &delivery.envelope().event_type, started.elapsed());
+    metrics.delivered(reader, delivery.envelope().occurred_at);
+    settle(delivery, outcome, reader, settings, metrics).await;
 }
 
 /// Acks what was handled, hands back what may succeed later, dead-letters the rest.
 async fn settle<D: Delivery>(
     delivery: D,
     outcome: Result<(), HandleError>,
-    context: Context,
+    reader: Reader,
     settings: &ConsumerSettings,
     metrics: &Metrics,
 ) {
     if delivery.attempt() > 1 {
-        metrics.redelivered(context);
+        metrics.redelivered(reader);
     }
     let settled = match outcome {
         Ok(()) => delivery.ack().await,
@@ -210,7 +210,7 @@ async fn settle<D: Delivery>(
             delivery.retry(delay).await
         }
         Err(HandleError::Permanent(reason)) => {
-            metrics.dead_lettered(context, 1);
+            metrics.dead_lettered(reader, 1);
             delivery.dead_letter(&reason).await
         }
     };
@@ -239,7 +239,7 @@ pub async fn run_consumer<S: Subscription, H: Handler>(mut consumer: Consumer<S,
         if lag_read.is_none_or(|at| at.elapsed() >= consumer.settings.lag_every) {
             lag_read = Some(Instant::now());
             match consumer.subscription.lag().await {
-                Ok(lag) => consumer.metrics.consumer_lag(consumer.context, lag),
+                Ok(lag) => consumer.metrics.consumer_lag(consumer.reader, lag),
                 Err(error) => tracing::debug!(target: "shop::consumer", %error, "lag not read"),
             }
         }

@@ -4,6 +4,8 @@
 //!   order side's reactions to inventory events (confirm, cancel, catalogue);
 //! - [`inventory::InventoryService`]: product administration and the
 //!   inventory side's reactions to order events (reserve, release, deduct);
+//! - [`payment::PaymentService`]: intents for confirmed orders, and the
+//!   provider's signed notices that complete or cancel them;
 //! - [`relay`]: the outbox relay that publishes committed events;
 //! - [`backpressure`]: intake that sheds load the saga cannot keep up with;
 //! - [`consumer`]: the loop that feeds a subscription's messages to a handler
@@ -18,6 +20,7 @@ pub mod backpressure;
 pub mod consumer;
 pub mod inventory;
 pub mod orders;
+pub mod payment;
 pub mod relay;
 pub mod roles;
 mod turns;

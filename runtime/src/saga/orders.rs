@@ -185,17 +185,18 @@ impl<S: OrderStore> OrderService<S> {
         self.command(order_id, &OrderCommand::Complete, trace).await
     }
 
-    /// Cancels CONFIRMED orders whose reservation outlived `ttl`, at most
-    /// `limit` per call, and returns how many. The order rules decide each
-    /// one on the order's latest version, so a completion that commits first
-    /// wins and the expiry changes nothing; one that comes later is refused.
-    pub async fn expire_due(&self, ttl: Duration, limit: u32, trace: Trace) -> Result<usize, OrderError> {
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    /// Cancels CONFIRMED orders confirmed longer than `expiry.after` ago,
+    /// for `expiry.reason`, at most `limit` per call, and returns how many.
+    /// The order rules decide each one on the order's latest version, so a
+    /// completion that commits first wins and the expiry changes nothing;
+    /// one that comes later is refused.
+    pub async fn expire_due(&self, expiry: &Expiry, limit: u32, trace: Trace) -> Result<usize, OrderError> {
+        let ttl_ms = i64::try_from(expiry.after.as_millis()).unwrap_or(i64::MAX);
         let cutoff = self.clock.now_ms().saturating_sub(ttl_ms);
         let mut expired = 0;
         for order_id in self.store.confirmed_before(cutoff, limit).await? {
-            match self.cancel(&order_id, CancelReason::ReservationExpired, trace).await {
-                Ok(order) if order.cancel_reason == Some(CancelReason::ReservationExpired) => expired += 1,
+            match self.cancel(&order_id, expiry.reason.clone(), trace).await {
+                Ok(order) if order.cancel_reason.as_ref() == Some(&expiry.reason) => expired += 1,
                 Ok(_) => {}
                 Err(OrderError::Rejected(rejection)) => {
                     tracing::info!(target: "shop::saga", order_id, %rejection, "not expired");
@@ -404,18 +405,46 @@ impl<S: OrderStore> OrderService<S> {
     }
 }
 
-/// Expires due reservations every `every` until `stop` turns true. Running
-/// it in several processes is safe: the order's version decides each race.
+/// How long a confirmed order waits for what comes next, and why it is
+/// cancelled when that does not come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub after: Duration,
+    pub reason: CancelReason,
+}
+
+impl Expiry {
+    /// Waiting for a completion through the API: the reservation runs out.
+    pub fn reservation(ttl: Duration) -> Self {
+        Self {
+            after: ttl,
+            reason: CancelReason::ReservationExpired,
+        }
+    }
+
+    /// Waiting for the payment provider's notice: the payment failed.
+    pub fn payment(timeout: Duration) -> Self {
+        Self {
+            after: timeout,
+            reason: CancelReason::PaymentFailed,
+        }
+    }
+}
+
+/// Expires due orders every `every` until `stop` turns true. Running it in
+/// several processes is safe: the order's version decides each race.
 pub async fn run_expiry<S: OrderStore>(
     service: Arc<OrderService<S>>,
-    ttl: Duration,
+    expiry: Expiry,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
-        match service.expire_due(ttl, 500, Trace::root(Uuid::now_v7())).await {
+        match service.expire_due(&expiry, 500, Trace::root(Uuid::now_v7())).await {
             Ok(0) => {}
-            Ok(expired) => tracing::info!(target: "shop::saga", expired, "reservations expired"),
+            Ok(expired) => {
+                tracing::info!(target: "shop::saga", expired, reason = expiry.reason.as_str(), "confirmed orders expired")
+            }
             Err(error) => tracing::warn!(target: "shop::saga", %error, "expiry round failed; retrying"),
         }
         let _ = tokio::time::timeout(every, stop.changed()).await;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shop_streams::Context;
+use shop_streams::{Context, Reader};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -16,7 +16,7 @@ use super::Handler;
 use super::backpressure::{SAMPLE_EVERY, run_sampler};
 use super::consumer::{Consumer, ConsumerSettings, run_consumer};
 use super::inventory::InventoryService;
-use super::orders::{OrderService, run_expiry};
+use super::orders::{Expiry, OrderService, run_expiry};
 use super::relay::{RelaySettings, run_relay};
 use crate::metrics::Metrics;
 use crate::ports::{BusError, EventBus, InventoryStore, Lock, OrderStore, Outbox};
@@ -26,8 +26,10 @@ pub struct RoleSettings {
     /// Names this process in outbox leases and logs.
     pub instance: String,
     pub consumer: ConsumerSettings,
-    /// How long a confirmed order holds its stock before the expiry cancels it.
-    pub reservation_ttl: Duration,
+    /// How long a confirmed order holds its stock before the expiry cancels
+    /// it, and why: its reservation ran out, or (with a payment provider)
+    /// its payment timed out.
+    pub expiry: Expiry,
     /// How often due reservations are looked for.
     pub expiry_every: Duration,
     /// How long published events stay in the outboxes.
@@ -42,7 +44,7 @@ impl RoleSettings {
         Self {
             instance: instance.into(),
             consumer: ConsumerSettings::default(),
-            reservation_ttl: Duration::from_secs(30 * 60),
+            expiry: Expiry::reservation(Duration::from_secs(30 * 60)),
             expiry_every: Duration::from_secs(1),
             outbox_retention: super::relay::DEFAULT_KEEP,
             relay_wake: true,
@@ -89,7 +91,7 @@ impl Roles {
         }
         self.tasks.spawn(run_expiry(
             orders,
-            settings.reservation_ttl,
+            settings.expiry.clone(),
             settings.expiry_every,
             self.stop.subscribe(),
         ));
@@ -109,6 +111,16 @@ impl Roles {
             .await
     }
 
+    /// Starts the payment reader: `payments` gets every confirmed order.
+    pub async fn start_payment<H: Handler, B: EventBus + Clone>(
+        &mut self,
+        payments: Arc<H>,
+        bus: &B,
+        settings: &RoleSettings,
+    ) -> Result<(), BusError> {
+        self.consume(Reader::Payment, payments, bus, settings).await
+    }
+
     async fn relay_and_consume<H: Handler, B: EventBus + Clone>(
         &mut self,
         context: Context,
@@ -117,17 +129,7 @@ impl Roles {
         bus: &B,
         settings: &RoleSettings,
     ) -> Result<(), BusError> {
-        // The broker away at start is an outage like any later one: the
-        // outbox keeps what intake writes, and the consumer starts once the
-        // broker answers. A refusal is a misconfiguration: it stops the start.
-        let subscription = match bus.subscribe(context).await {
-            Ok(subscription) => Some(subscription),
-            Err(BusError::Unavailable(error)) => {
-                tracing::warn!(target: "shop::consumer", context = context.as_str(), %error, "event bus unreachable; consuming once it answers");
-                None
-            }
-            Err(refused) => return Err(refused),
-        };
+        self.consume(Reader::from(context), handler, bus, settings).await?;
         let relay = RelaySettings::named(format!("{}-{}", settings.instance, context.as_str()))
             .keeping(settings.outbox_retention);
         let relay = if settings.relay_wake { relay } else { relay.polling() };
@@ -139,18 +141,39 @@ impl Roles {
             settings.metrics.clone(),
             self.stop.subscribe(),
         ));
+        Ok(())
+    }
+
+    async fn consume<H: Handler, B: EventBus + Clone>(
+        &mut self,
+        reader: Reader,
+        handler: Arc<H>,
+        bus: &B,
+        settings: &RoleSettings,
+    ) -> Result<(), BusError> {
+        // The broker away at start is an outage like any later one: the
+        // outbox keeps what intake writes, and the consumer starts once the
+        // broker answers. A refusal is a misconfiguration: it stops the start.
+        let subscription = match bus.subscribe(reader).await {
+            Ok(subscription) => Some(subscription),
+            Err(BusError::Unavailable(error)) => {
+                tracing::warn!(target: "shop::consumer", reader = reader.as_str(), %error, "event bus unreachable; consuming once it answers");
+                None
+            }
+            Err(refused) => return Err(refused),
+        };
         let (consumer_settings, metrics, stop) = (settings.consumer, settings.metrics.clone(), self.stop.subscribe());
         let bus = bus.clone();
         self.tasks.spawn(async move {
             let subscription = match subscription {
                 Some(subscription) => subscription,
-                None => match subscribe_when_up(&bus, context, consumer_settings, stop.clone()).await {
+                None => match subscribe_when_up(&bus, reader, consumer_settings, stop.clone()).await {
                     Some(subscription) => subscription,
                     None => return,
                 },
             };
             let consumer = Consumer {
-                context,
+                reader,
                 subscription,
                 handler,
                 settings: consumer_settings,
@@ -172,7 +195,7 @@ impl Roles {
 /// `None` when asked to stop first (or when the bus refuses: logged).
 async fn subscribe_when_up<B: EventBus>(
     bus: &B,
-    context: Context,
+    reader: Reader,
     settings: ConsumerSettings,
     mut stop: watch::Receiver<bool>,
 ) -> Option<B::Subscription> {
@@ -182,17 +205,17 @@ async fn subscribe_when_up<B: EventBus>(
             _ = stop.wait_for(|stop| *stop) => return None,
             () = tokio::time::sleep(pause) => {}
         }
-        match bus.subscribe(context).await {
+        match bus.subscribe(reader).await {
             Ok(subscription) => {
-                tracing::info!(target: "shop::consumer", context = context.as_str(), "event bus answers; consuming");
+                tracing::info!(target: "shop::consumer", reader = reader.as_str(), "event bus answers; consuming");
                 return Some(subscription);
             }
             Err(BusError::Unavailable(error)) => {
-                tracing::debug!(target: "shop::consumer", context = context.as_str(), %error, "event bus still unreachable");
+                tracing::debug!(target: "shop::consumer", reader = reader.as_str(), %error, "event bus still unreachable");
                 pause = (pause * 2).min(settings.max_backoff.min(Duration::from_secs(5)));
             }
             Err(refused) => {
-                tracing::error!(target: "shop::consumer", context = context.as_str(), error = %refused, "the event bus refused the subscription; not consuming");
+                tracing::error!(target: "shop::consumer", reader = reader.as_str(), error = %refused, "the event bus refused the subscription; not consuming");
                 return None;
             }
         }

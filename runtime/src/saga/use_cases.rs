@@ -11,7 +11,8 @@ use shop_streams::Trace;
 
 use super::inventory::{InventoryError, InventoryService};
 use super::orders::{NewOrder, OrderError, OrderService};
-use crate::ports::{InventoryStore, Lock, OrderQuery, OrderStore};
+use super::payment::{PaymentService, Settled, WebhookError};
+use crate::ports::{InventoryStore, Lock, OrderQuery, OrderStore, PaymentProvider};
 
 /// The order context's use cases.
 pub trait OrderUseCases: Send + Sync + 'static {
@@ -36,6 +37,31 @@ pub trait OrderUseCases: Send + Sync + 'static {
 
     /// MUST complete a confirmed order, or say why not.
     fn complete(&self, order_id: &str, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send;
+}
+
+/// What the payment provider's webhook asks.
+pub trait PaymentUseCases: Send + Sync + 'static {
+    /// MUST refuse a notice whose `signature` does not vouch for `body`, is
+    /// out of its time window, or was accepted before, and change nothing
+    /// then; else MUST complete (`succeeded`) or cancel (`failed`) the order
+    /// it names, at most once whatever the number and order of notices.
+    fn accept_notice(
+        &self,
+        signature: &str,
+        body: &[u8],
+        trace: Trace,
+    ) -> impl Future<Output = Result<Settled, WebhookError>> + Send;
+}
+
+impl<S: OrderStore, P: PaymentProvider> PaymentUseCases for PaymentService<S, P> {
+    fn accept_notice(
+        &self,
+        signature: &str,
+        body: &[u8],
+        trace: Trace,
+    ) -> impl Future<Output = Result<Settled, WebhookError>> + Send {
+        PaymentService::accept(self, signature, body, trace)
+    }
 }
 
 /// The inventory context's use cases.

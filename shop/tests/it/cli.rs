@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shop_adapter_postgres::Schema;
 use shop_runtime::ports::{EventBus, Outbox, Subscription};
-use shop_streams::Context;
+use shop_streams::Reader;
 
 fn shop(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
@@ -49,7 +49,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_command_line() {
         .expect("sent")
         .await
         .expect("stored");
-    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let batch = inventory
         .next_batch(10, Duration::from_millis(500))
         .await

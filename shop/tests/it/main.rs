@@ -11,5 +11,6 @@ mod embedded;
 mod gateway;
 mod kill;
 mod least_privilege;
+mod payment;
 mod secured;
 mod serve;

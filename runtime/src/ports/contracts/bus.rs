@@ -1,11 +1,12 @@
 //! The [`EventBus`] contract. Run it against a bus of its own (a fresh
-//! namespace): it expects no earlier messages.
+//! namespace) whose topology has the payment reader: it expects no earlier
+//! messages.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shop_rules::order::{OrderEvent, OrderTransition};
-use shop_streams::{Context, DomainEvent, Envelope, RuleRef, Trace};
+use shop_streams::{DomainEvent, Envelope, Reader, RuleRef, Trace};
 use uuid::Uuid;
 
 use crate::ports::{BusError, Delivery, EventBus, Subscription};
@@ -27,12 +28,13 @@ fn confirmed(order_id: &str) -> Envelope {
 
 /// Every check; `max_deliver` is the consumer's delivery limit.
 pub async fn run<B: EventBus>(bus: &B, max_deliver: u64) {
-    let mut inventory = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     events_reach_the_other_context_once(bus, &mut inventory).await;
     a_retried_message_comes_back(bus, &mut inventory).await;
     subscriptions_of_one_context_share_the_work(bus, &mut inventory).await;
     dead_letters_are_kept_listed_and_replayed(bus, &mut inventory).await;
     a_message_that_keeps_failing_becomes_a_dead_letter(bus, &mut inventory, max_deliver).await;
+    the_payment_reader_gets_the_confirmations_only(bus).await;
 }
 
 /// Everything available now, acked.
@@ -48,6 +50,22 @@ async fn drain<S: Subscription>(subscription: &mut S) -> Vec<Envelope> {
             delivery.ack().await.expect("ack");
         }
     }
+}
+
+/// Last: the payment reader has had every confirmation the checks above
+/// published waiting for it.
+async fn the_payment_reader_gets_the_confirmations_only<B: EventBus>(bus: &B) {
+    let mut payment = bus.subscribe(Reader::Payment).await.expect("subscribe");
+    let created = super::created(&super::order("o-paid"));
+    let confirmed = confirmed("o-paid");
+    bus.publish(&[created.clone(), confirmed.clone()]).await.expect("published");
+    let seen = drain(&mut payment).await;
+    assert!(seen.contains(&confirmed), "payment reads the confirmation");
+    assert!(
+        seen.iter().all(|event| event.event_type == "OrderConfirmed"),
+        "payment reads confirmations and nothing else: {:?}",
+        seen.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+    );
 }
 
 async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
@@ -83,7 +101,7 @@ async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::S
 }
 
 async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
-    let mut second = bus.subscribe(Context::Inventory).await.expect("subscribe");
+    let mut second = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let events: Vec<Envelope> = (0..20).map(|n| confirmed(&format!("s-{n}"))).collect();
     bus.publish(&events).await.expect("published");
     let mut ids = BTreeSet::new();
@@ -103,7 +121,7 @@ async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inven
     }
     assert_eq!((total, ids.len()), (20, 20), "every event once, none twice");
     // The other context's consumer saw none of this: order events are not for it.
-    let mut order_side = bus.subscribe(Context::Order).await.expect("subscribe");
+    let mut order_side = bus.subscribe(Reader::Order).await.expect("subscribe");
     assert!(order_side.next_batch(10, QUIET).await.expect("pull").is_empty());
 }
 

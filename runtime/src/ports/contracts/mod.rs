@@ -8,6 +8,7 @@ pub mod inventory_store;
 pub mod lock;
 pub mod order_store;
 pub mod outbox;
+pub mod payment;
 pub mod rate_limit;
 
 use shop_rules::order::{Order, OrderCreated, OrderEvent, OrderLine, OrderStatus};

@@ -76,6 +76,106 @@ async fn a_shop(world: &mut ApiWorld) {
     world._dir = Some(dir);
 }
 
+/// The webhook secret the payment scenarios' shop and provider share.
+const WEBHOOK_SECRET: &str = "feature-webhook-secret-0123456789abcdef";
+/// How long the payment scenarios' shop waits for a notice.
+const PAYMENT_TIMEOUT_SECS: u64 = 4;
+
+#[given(expr = "a shop running embedded with a payment provider that {}")]
+async fn a_shop_with_payment(world: &mut ApiWorld, behaviour: String) {
+    let (approve, silent) = match behaviour.as_str() {
+        "approves" => (1.0, 0.0),
+        "declines" => (0.0, 0.0),
+        "stays silent" => (0.0, 1.0),
+        other => panic!("no provider that {other}"),
+    };
+    let listen = common::free_port();
+    let provider = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let provider_url = format!("http://{}", provider.local_addr().expect("addr"));
+    let settings = shop_adapter_payment::sim::SimSettings {
+        webhook: format!("http://{listen}/api/payments/webhook").parse().expect("a URI"),
+        secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+        approve,
+        silent,
+        fail: 0.0,
+        latency: Duration::from_millis(20),
+        duplicates: 1,
+    };
+    tokio::spawn(shop_adapter_payment::sim::serve(
+        provider,
+        settings,
+        std::future::pending(),
+    ));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let timeout = format!("{PAYMENT_TIMEOUT_SECS}s");
+    let extra = [
+        ("SHOP_JWT_SECRET", TEST_SECRET),
+        ("SHOP_PAYMENT_URL", provider_url.as_str()),
+        ("SHOP_PAYMENT_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("SHOP_PAYMENT_TIMEOUT", timeout.as_str()),
+        ("SHOP_EXPIRY_EVERY_MS", "200"),
+    ];
+    world.shop = Some(InProcess::start_on(listen, shop::ProcessRole::All, &url, "shop", &extra).await);
+    world._dir = Some(dir);
+}
+
+#[when(expr = "a forger says {word}'s payment succeeded")]
+async fn forged_notice(world: &mut ApiWorld, who: String) {
+    let who = who.trim_end_matches("'s").to_owned();
+    let id = world.orders.get(&who).cloned().expect("an order of theirs");
+    let body = json!({"order_id": id, "status": "succeeded"}).to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let signature = shop_runtime::ports::payment::sign(
+        b"not-the-secret-the-shop-shares-with-its-provider",
+        i64::try_from(now).expect("fits"),
+        body.as_bytes(),
+    );
+    let addr = world.shop.as_ref().expect("a running shop").addr;
+    world.answer = Some(
+        common::call(
+            addr,
+            "POST",
+            "/api/payments/webhook",
+            None,
+            &[("shop-signature", &signature)],
+            &body,
+        )
+        .await,
+    );
+}
+
+#[then(expr = "{word}'s order is still {word}")]
+async fn still(world: &mut ApiWorld, who: String, status: String) {
+    let id = world.orders.get(&who).cloned().expect("an order of theirs");
+    let order = world
+        .call(&who, "customer", "GET", &format!("/api/orders/{id}"), "")
+        .await
+        .json();
+    assert_eq!(order["status"], status.as_str(), "{order}");
+}
+
+#[then(expr = "{word}'s order becomes CANCELLED because of {word}")]
+async fn cancelled_because(world: &mut ApiWorld, who: String, reason: String) {
+    let id = world.orders.get(&who).cloned().expect("an order of theirs");
+    let deadline = Instant::now() + Duration::from_secs(20 + PAYMENT_TIMEOUT_SECS);
+    loop {
+        let order = world
+            .call(&who, "customer", "GET", &format!("/api/orders/{id}"), "")
+            .await
+            .json();
+        if order["status"] == "CANCELLED" {
+            assert_eq!(order["cancel_reason"], reason.as_str(), "{order}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{who}'s order was never cancelled: {order}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[given(expr = "the admin has registered {string} at {int} KRW with {int} in stock")]
 async fn registered(world: &mut ApiWorld, product: String, price: i64, stock: i64) {
     let body = json!({"id": product, "name": product, "unit_price": price, "currency": "KRW", "stock": stock});

@@ -122,9 +122,29 @@ impl InProcess {
     /// `extra` settings (`SHOP_*` names), as [`RoleProcess::start`] starts
     /// a process; the settings come from these pairs alone.
     pub async fn start(role: shop::ProcessRole, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            role,
+            database_url,
+            namespace,
+            extra,
+        )
+        .await
+    }
+
+    /// As [`Self::start`], listening on `listen`: for a shop whose address
+    /// another process must know before it starts (a payment provider's
+    /// webhook, say).
+    pub async fn start_on(
+        listen: SocketAddr,
+        role: shop::ProcessRole,
+        database_url: &str,
+        namespace: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let vars = test_settings(&format!("{role:?}"), database_url, namespace, extra);
         let settings = shop::Settings::from_vars(vars).expect("the test settings read");
-        let app = shop::App::build(&settings, role, SocketAddr::from(([127, 0, 0, 1], 0)))
+        let app = shop::App::build(&settings, role, listen)
             .await
             .expect("the shop starts");
         let addr = app.addr();
@@ -464,6 +484,13 @@ pub fn token(subject: &str, role: &str) -> String {
         .expect("shop token runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A port free now, for a shop whose address must be known before it starts.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
 }
 
 /// The secret the API tests' servers and tokens share (32 bytes at least,

@@ -97,9 +97,7 @@ async fn a_provider_completes_declines_and_times_out_orders_once_each() {
     let (_, url) = shop_adapter_postgres::testing::fresh_database().await;
     let namespace = shop_testkit::fresh_namespace('p');
     // The shop's port is chosen first: the provider must know its webhook.
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let listen = common::free_port();
     let webhook = format!("http://{listen}/api/payments/webhook");
     // Half approved, a quarter never answered, every third intent request
     // failing once (the shop asks again), every notice sent twice.

@@ -58,7 +58,9 @@ async fn the_payment_reader_gets_the_confirmations_only<B: EventBus>(bus: &B) {
     let mut payment = bus.subscribe(Reader::Payment).await.expect("subscribe");
     let created = super::created(&super::order("o-paid"));
     let confirmed = confirmed("o-paid");
-    bus.publish(&[created.clone(), confirmed.clone()]).await.expect("published");
+    bus.publish(&[created.clone(), confirmed.clone()])
+        .await
+        .expect("published");
     let seen = drain(&mut payment).await;
     assert!(seen.contains(&confirmed), "payment reads the confirmation");
     assert!(

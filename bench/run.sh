@@ -10,6 +10,7 @@
 #   BIN=DIR bench/run.sh         # the shop and shop-load binaries in DIR, not built here
 #   RUNS=bounded bench/run.sh    # 10 minutes of intake: table and stream sizes every minute
 #   RUNS=balancing bench/run.sh  # the gateway's balancing strategies at BALANCE_RATE (4,000/s)
+#   RUNS=payment bench/run.sh    # intake at PAYMENT_RATE (2,000/s) paid through `shop payment-sim`, 10% declined
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -27,6 +28,7 @@ SUSTAINED=${SUSTAINED:-2000}
 HIGH=${HIGH:-4000}
 SEPARATE_RATE=${SEPARATE_RATE:-1000}
 BALANCE_RATE=${BALANCE_RATE:-4000}
+PAYMENT_RATE=${PAYMENT_RATE:-2000}
 USERS=${USERS:-1000}
 # Orders spread over this many products (the issue's target: >= 1,000).
 PRODUCTS=${PRODUCTS:-1000}
@@ -363,6 +365,21 @@ for run in $RUNS; do
     four_instances cluster-r3-via-gateway "$(IFS=,; echo "${nodes[*]}")" 3
     stop_all
     nats_pids=()
+    ;;
+  payment)
+    # Every confirmed order paid through the provider simulator: an intent
+    # each, a signed notice back, 10% declined (cancelled, stock released).
+    # No order may be left CONFIRMED, and deducted stock must be exactly
+    # the completed orders' units.
+    export SHOP_PAYMENT_WEBHOOK_SECRET=bench-webhook-secret-of-at-least-32-bytes
+    "$bin/shop" payment-sim --listen 127.0.0.1:18090 --webhook http://127.0.0.1:18080/api/payments/webhook \
+      --approve 0.9 --latency-ms 50 >"$work/payment-sim.log" 2>&1 &
+    pids+=($!)
+    distributed payment SHOP_PAYMENT_URL=http://127.0.0.1:18090
+    load "distributed-payment-$PAYMENT_RATE" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
+      --duration "$DURATION" --products "$PRODUCTS" --paid --settle 300s
+    curl -fs http://127.0.0.1:18090/v1/stats > "$results/payment-sim-stats.json" || true
+    costed
     ;;
   balancing)
     # The gateway alone in front of three order upstreams that answer

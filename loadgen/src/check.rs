@@ -5,8 +5,10 @@
 //! saga has settled be CONFIRMED, CANCELLED or COMPLETED (those still
 //! PENDING when the wait ends are counted as in flight). Every product of
 //! the run must have no negative stock, conserve its units (available +
-//! reserved + deducted = what it was registered with), and hold reserved
-//! exactly the units of its CONFIRMED orders.
+//! reserved + deducted = what it was registered with), hold reserved
+//! exactly the units of its CONFIRMED orders and deducted exactly those of
+//! its COMPLETED ones. A shop that pays through a provider (`--paid`) must
+//! also leave no order CONFIRMED: each is paid or its payment failed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -57,6 +59,9 @@ pub struct ProductCheck {
     pub deducted: i64,
     /// Units of this product in CONFIRMED orders.
     pub confirmed_units: i64,
+    /// Units of this product in COMPLETED orders.
+    #[serde(default)]
+    pub completed_units: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,19 +87,29 @@ struct Item {
 }
 
 /// Waits up to `settle` for the saga to come to rest (no order of the run
-/// PENDING, and the products' stock unchanged over two seconds: a cancelled
-/// order's reservation may still be on its way in and out), then checks.
-pub async fn check(shop: &Shop, products: &[(String, i64)], settle: Duration) -> anyhow::Result<Invariants> {
+/// PENDING, nor CONFIRMED when `paid`, and the products' stock unchanged
+/// over two seconds: a cancelled order's reservation may still be on its
+/// way in and out), then checks.
+pub async fn check(
+    shop: &Shop,
+    products: &[(String, i64)],
+    settle: Duration,
+    paid: bool,
+) -> anyhow::Result<Invariants> {
     let deadline = Instant::now() + settle;
     let mut last_stock = None;
     let (orders, stock, settled) = loop {
         let orders = all_orders(shop).await?;
-        let pending = orders.iter().filter(|o| o.status == "PENDING").count();
+        // With a payment provider a confirmed order is on its way too.
+        let pending = orders
+            .iter()
+            .filter(|o| o.status == "PENDING" || (paid && o.status == "CONFIRMED"))
+            .count();
         let out_of_time = Instant::now() >= deadline;
         // Stock is read only once nothing is pending: before that the saga
         // is certainly not at rest, and reading every product is not free.
         if pending > 0 && !out_of_time {
-            eprintln!("settling: {pending} of {} orders still PENDING", orders.len());
+            eprintln!("settling: {pending} of {} orders still on their way", orders.len());
             last_stock = None;
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
@@ -131,6 +146,7 @@ pub async fn check(shop: &Shop, products: &[(String, i64)], settle: Duration) ->
 
     let mut confirm = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("valid bounds");
     let mut confirmed_units: HashMap<&str, i64> = HashMap::new();
+    let mut completed_units: HashMap<&str, i64> = HashMap::new();
     let (mut first_created, mut last_confirmed) = (i64::MAX, i64::MIN);
     for order in &orders {
         first_created = first_created.min(order.created_at);
@@ -147,7 +163,12 @@ pub async fn check(shop: &Shop, products: &[(String, i64)], settle: Duration) ->
                 let reason = order.cancel_reason.clone().unwrap_or_default();
                 *result.cancel_reasons.entry(reason).or_default() += 1;
             }
-            "COMPLETED" => result.completed += 1,
+            "COMPLETED" => {
+                result.completed += 1;
+                for item in &order.items {
+                    *completed_units.entry(item.product_id.as_str()).or_default() += item.quantity;
+                }
+            }
             other => result
                 .violations
                 .push(format!("order {} has status {other}", order.order_id)),
@@ -173,6 +194,7 @@ pub async fn check(shop: &Shop, products: &[(String, i64)], settle: Duration) ->
             reserved,
             deducted,
             confirmed_units: confirmed_units.get(id.as_str()).copied().unwrap_or(0),
+            completed_units: completed_units.get(id.as_str()).copied().unwrap_or(0),
         };
         if available < 0 || reserved < 0 || deducted < 0 {
             result.violations.push(format!("{id}: negative stock {check:?}"));
@@ -187,7 +209,18 @@ pub async fn check(shop: &Shop, products: &[(String, i64)], settle: Duration) ->
                 .violations
                 .push(format!("{id}: reserved is not the confirmed orders' units {check:?}"));
         }
+        if settled && deducted != check.completed_units {
+            result
+                .violations
+                .push(format!("{id}: deducted is not the completed orders' units {check:?}"));
+        }
         result.products.push(check);
+    }
+    if paid && result.confirmed > 0 {
+        result.violations.push(format!(
+            "{} orders still CONFIRMED: neither paid nor failed",
+            result.confirmed
+        ));
     }
     if result.lost > 0 {
         result

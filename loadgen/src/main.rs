@@ -70,6 +70,11 @@ struct Common {
     /// Skip the invariant check (for targets that are not a shop).
     #[arg(long)]
     no_check: bool,
+    /// The shop pays through a provider (SHOP_PAYMENT_URL): settling waits
+    /// for confirmed orders to be paid or failed too, and one left
+    /// CONFIRMED is a violation.
+    #[arg(long)]
+    paid: bool,
     /// Most requests in flight at once; more that fall due are counted as not sent.
     #[arg(long, default_value_t = 20_000)]
     max_in_flight: usize,
@@ -422,7 +427,7 @@ async fn finish(
     );
     record::print(&report.kinds);
     if !common.no_check {
-        let invariants = check::check(shop, products, common.settle).await?;
+        let invariants = check::check(shop, products, common.settle, common.paid).await?;
         invariants.print();
         report.invariants = Some(invariants);
     }

@@ -367,18 +367,23 @@ for run in $RUNS; do
     nats_pids=()
     ;;
   payment)
-    # Every confirmed order paid through the provider simulator: an intent
-    # each, a signed notice back, 10% declined (cancelled, stock released).
-    # No order may be left CONFIRMED, and deducted stock must be exactly
-    # the completed orders' units.
+    # The same intake without a provider (orders stop at CONFIRMED: the
+    # baseline), then with every confirmed order paid through the provider
+    # simulator: an intent each, a signed notice back, 10% declined
+    # (cancelled, stock released). No order may be left CONFIRMED, and
+    # deducted stock must be exactly the completed orders' units.
+    distributed payment-off
+    load "distributed-$PAYMENT_RATE-no-payment" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
+      --duration "$DURATION" --products "$PRODUCTS"
+    costed
     export SHOP_PAYMENT_WEBHOOK_SECRET=bench-webhook-secret-of-at-least-32-bytes
     "$bin/shop" payment-sim --listen 127.0.0.1:18090 --webhook http://127.0.0.1:18080/api/payments/webhook \
       --approve 0.9 --latency-ms 50 >"$work/payment-sim.log" 2>&1 &
     pids+=($!)
     distributed payment SHOP_PAYMENT_URL=http://127.0.0.1:18090
-    load "distributed-payment-$PAYMENT_RATE" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
+    load "distributed-$PAYMENT_RATE-paid" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
       --duration "$DURATION" --products "$PRODUCTS" --paid --settle 300s
-    curl -fs http://127.0.0.1:18090/v1/stats > "$results/payment-sim-stats.json" || true
+    echo "    payment-sim: $(curl -fs http://127.0.0.1:18090/v1/stats || echo unreachable)"
     costed
     ;;
   balancing)

@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use shop_rules::order::OrderEvent;
+use shop_rules::order::{CancelReason, Order, OrderEvent};
 use shop_streams::{Context, Reader};
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -54,6 +54,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -75,6 +80,13 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// handlers under load at the high end.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// From 1 ms to about 35 minutes: a saga step takes milliseconds when it
+/// keeps up, and an expiry cancels after the payment timeout or the
+/// reservation's TTL (15 and 30 minutes by default).
+fn step_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 22))
 }
 
 /// From 1 ms to about 65 s: an event's way from its commit to its
@@ -103,6 +115,7 @@ pub struct Metrics {
     intake_shed: Counter,
     payment_intents: Family<OutcomeLabels, Counter>,
     payment_webhooks: Family<OutcomeLabels, Counter>,
+    saga_steps: HistogramFamily<StepLabels>,
 }
 
 impl Default for Metrics {
@@ -126,6 +139,7 @@ impl Default for Metrics {
             intake_shed: Counter::default(),
             payment_intents: Family::default(),
             payment_webhooks: Family::default(),
+            saga_steps: Family::new_with_constructor(step_histogram),
         }
     }
 }
@@ -138,6 +152,14 @@ impl Metrics {
         for reader in [Reader::Order, Reader::Inventory] {
             self.redeliveries.get_or_create(&labels(reader)).inc_by(0);
             self.dead_letters.get_or_create(&labels(reader)).inc_by(0);
+        }
+        for outcome in ["created", "retried", "refused"] {
+            self.payment_intents.get_or_create(&OutcomeLabels { outcome }).inc_by(0);
+        }
+        for outcome in ["applied", "duplicate", "late"] {
+            self.payment_webhooks
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(0);
         }
         let shop = registry.sub_registry_with_prefix("shop");
         shop.register("orders_created", "Orders accepted", self.orders_created.clone());
@@ -212,6 +234,11 @@ impl Metrics {
             self.intake_shed.clone(),
         );
         shop.register(
+            "saga_step_seconds",
+            "From an order's acceptance to its confirmation or cancellation, and from confirmation to completion, by the order's timestamps",
+            self.saga_steps.clone(),
+        );
+        shop.register(
             "payment_intents",
             "Payment intents asked of the provider, by outcome (created, retried, refused)",
             self.payment_intents.clone(),
@@ -228,19 +255,45 @@ impl Metrics {
         );
     }
 
-    /// Counts the order lifecycle from events that were just committed.
-    pub fn order_events(&self, events: &[OrderEvent]) {
+    /// Counts the order lifecycle from events that were just committed, and
+    /// times each step of the saga by the order's own clock: accepted ->
+    /// confirmed (stock reserved), confirmed -> completed (paid), accepted
+    /// -> cancelled. `order` is the order as the events left it.
+    pub fn order_events(&self, order: &Order, events: &[OrderEvent]) {
+        let step = |name: &'static str, from: i64, to: i64| {
+            let took = to.saturating_sub(from).max(0) as f64 / 1000.0;
+            self.saga_steps.get_or_create(&StepLabels { step: name }).observe(took);
+        };
         for event in events {
             match event {
-                OrderEvent::Created(_) => self.orders_created.inc(),
-                OrderEvent::Confirmed(_) => self.orders_confirmed.inc(),
-                OrderEvent::Completed(_) => self.orders_completed.inc(),
-                OrderEvent::Cancelled(cancelled) => self
-                    .orders_cancelled
-                    .get_or_create(&ReasonLabels {
-                        reason: cancelled.reason.as_str().to_owned(),
-                    })
-                    .inc(),
+                OrderEvent::Created(_) => {
+                    self.orders_created.inc();
+                }
+                OrderEvent::Confirmed(confirmed) => {
+                    self.orders_confirmed.inc();
+                    step("confirmed", order.created_at, confirmed.at);
+                }
+                OrderEvent::Completed(completed) => {
+                    self.orders_completed.inc();
+                    step(
+                        "completed",
+                        order.confirmed_at.unwrap_or(order.created_at),
+                        completed.at,
+                    );
+                }
+                OrderEvent::Cancelled(cancelled) => {
+                    // An operator's free-text reason is one label, not one each.
+                    let reason = match &cancelled.reason {
+                        CancelReason::Other(_) => "other",
+                        known => known.as_str(),
+                    };
+                    self.orders_cancelled
+                        .get_or_create(&ReasonLabels {
+                            reason: reason.to_owned(),
+                        })
+                        .inc();
+                    step("cancelled", order.created_at, cancelled.at);
+                }
             };
         }
     }

@@ -140,8 +140,8 @@ pub(crate) async fn start(
                 inventory: store.outbox(Context::Inventory),
             },
             pool: {
-                let pool = store.pool().clone();
-                Arc::new(move || (pool.size(), pool.num_idle()))
+                let store = store.clone();
+                Arc::new(move || store.connections())
             },
             ports: Ports {
                 store,
@@ -204,8 +204,8 @@ pub(crate) async fn start(
                 inventory: store.outbox(Schema::Inventory),
             },
             pool: {
-                let pool = store.pool().clone();
-                Arc::new(move || (pool.size(), pool.num_idle()))
+                let store = store.clone();
+                Arc::new(move || store.connections())
             },
             ports: Ports {
                 store,

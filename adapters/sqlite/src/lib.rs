@@ -109,6 +109,11 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// The pool's connections now: (open, idle), for the process metrics.
+    pub fn connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
 }
 
 /// Milliseconds since the epoch, the unit of every time column.

@@ -138,7 +138,7 @@ impl<S: OrderStore> OrderService<S> {
                 StoreError::Conflict(_) => OrderError::Rejected(OrderRejection::AlreadyExists),
                 other => OrderError::Store(other),
             })?;
-        self.metrics.order_events(&decided.value);
+        self.metrics.order_events(&order, &decided.value);
         Ok(order)
     }
 
@@ -231,7 +231,7 @@ impl<S: OrderStore> OrderService<S> {
             };
             match self.store.write(write).await {
                 Ok(_) => {
-                    self.metrics.order_events(&decided.value);
+                    self.metrics.order_events(&order, &decided.value);
                     return Ok(order);
                 }
                 Err(StoreError::Conflict(what)) => last = Some(StoreError::Conflict(what)),
@@ -355,8 +355,8 @@ impl<S: OrderStore> OrderService<S> {
         if !updates.is_empty() {
             self.store.update_many(&updates).await?;
         }
-        for (.., decided) in &changes {
-            self.metrics.order_events(decided);
+        for (order, _, _, decided) in &changes {
+            self.metrics.order_events(order, decided);
         }
         Ok(missing)
     }

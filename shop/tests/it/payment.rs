@@ -213,6 +213,16 @@ async fn a_provider_completes_declines_and_times_out_orders_once_each() {
         value("shop_orders_cancelled_total{reason=\"PAYMENT_FAILED\"}"),
         (16 - completed) as f64
     );
+    // Each step timed once per order that took it.
+    assert_eq!(value("shop_saga_step_seconds_count{step=\"confirmed\"}"), 16.0);
+    assert_eq!(
+        value("shop_saga_step_seconds_count{step=\"completed\"}"),
+        completed as f64
+    );
+    assert_eq!(
+        value("shop_saga_step_seconds_count{step=\"cancelled\"}"),
+        (16 - completed) as f64
+    );
 
     // Notices nobody should be able to send.
     let paid = finals

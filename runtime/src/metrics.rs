@@ -108,6 +108,7 @@ pub struct Metrics {
     redeliveries: Family<ContextLabels, Counter>,
     dead_letters: Family<ContextLabels, Counter>,
     outbox_backlog: Family<ContextLabels, Gauge>,
+    outbox_oldest_age: Family<ContextLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     consumer_lag: Family<ContextLabels, Gauge>,
     handled_together: Histogram,
     handled_one_by_one: Counter,
@@ -132,6 +133,7 @@ impl Default for Metrics {
             redeliveries: Family::default(),
             dead_letters: Family::default(),
             outbox_backlog: Family::default(),
+            outbox_oldest_age: Family::default(),
             consumer_lag: Family::default(),
             handled_together: Histogram::new(exponential_buckets(2.0, 2.0, 10)),
             handled_one_by_one: Counter::default(),
@@ -212,6 +214,11 @@ impl Metrics {
             "outbox_backlog",
             "Events committed but not yet published",
             self.outbox_backlog.clone(),
+        );
+        shop.register(
+            "outbox_oldest_age_seconds",
+            "How long the oldest event not yet published has waited (0: none waits)",
+            self.outbox_oldest_age.clone(),
         );
         shop.register(
             "consumer_lag",
@@ -369,6 +376,14 @@ impl Metrics {
         self.outbox_backlog
             .get_or_create(&labels(context))
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    }
+
+    /// How long the oldest event the relay has yet to publish has waited
+    /// (zero when none waits).
+    pub fn outbox_oldest_age(&self, context: Context, age: Duration) {
+        self.outbox_oldest_age
+            .get_or_create(&labels(context))
+            .set(age.as_secs_f64());
     }
 
     pub fn consumer_lag(&self, reader: Reader, lag: u64) {

@@ -32,6 +32,8 @@ pub struct OutboxSql {
     /// `$1` relay, `$2` from, `$3` to, `$4` lease until.
     pub advance: &'static str,
     pub backlog: &'static str,
+    /// When the first event after the cursor was committed (none: NULL).
+    pub oldest: &'static str,
     /// `$1` since: the cursor and the first kept event committed since then at or before it.
     pub rewind_plan: &'static str,
     /// `$1` first, `$2` last: how many events lie between.
@@ -83,6 +85,13 @@ macro_rules! outbox_sql {
                 " WHERE seq > (SELECT position FROM ",
                 $cursor,
                 " WHERE id = 1)"
+            ),
+            oldest: concat!(
+                "SELECT (SELECT at FROM ",
+                $outbox,
+                " WHERE seq > (SELECT position FROM ",
+                $cursor,
+                " WHERE id = 1) ORDER BY seq LIMIT 1)"
             ),
             rewind_plan: concat!(
                 "SELECT c.position, (SELECT min(seq) FROM ",
@@ -314,6 +323,14 @@ where
 
     async fn backlog(&self) -> Result<u64, StoreError> {
         Ok(rows::version(self.count(self.sql.backlog, &[]).await?))
+    }
+
+    async fn oldest_unpublished_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query::<DB>(self.sql.oldest)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        row.try_get(0).map_err(corrupt)
     }
 
     async fn rewind_to(&self, since_ms: i64) -> Result<u64, StoreError> {

@@ -64,6 +64,11 @@ pub trait Outbox: Send + Sync + 'static {
     /// MUST return how many events are after the cursor.
     fn backlog(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// MUST return when the first event after the cursor was committed
+    /// (milliseconds since the epoch), `None` when no event waits: how late
+    /// the relay is, where [`Self::backlog`] says how much.
+    fn oldest_unpublished_at(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
     /// MUST move the cursor back to before the first event still kept that
     /// was committed at or after `since_ms` (milliseconds since the epoch),
     /// for an operator's republish, and return how many published events

@@ -158,6 +158,13 @@ pub async fn run_relay(
                 Ok(backlog) => metrics.outbox_backlog(context, backlog),
                 Err(error) => tracing::debug!(target: "shop::relay", %error, "backlog not counted"),
             }
+            match outbox.oldest_unpublished_at().await {
+                Ok(oldest) => {
+                    let age_ms = oldest.map_or(0, |at| SystemClock.now_ms().saturating_sub(at).max(0));
+                    metrics.outbox_oldest_age(context, Duration::from_millis(u64::try_from(age_ms).unwrap_or(0)));
+                }
+                Err(error) => tracing::debug!(target: "shop::relay", %error, "oldest event not read"),
+            }
         }
         if pruned.elapsed() >= settings.prune_every {
             pruned = Instant::now();

@@ -63,6 +63,7 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     // Sampled gauges: present once the relay and the consumer have counted.
     for gauge in [
         "shop_outbox_backlog{context=\"order\"}",
+        "shop_outbox_oldest_age_seconds{context=\"order\"}",
         "shop_consumer_lag{context=\"inventory\"}",
     ] {
         assert!(sample(&metrics, gauge).is_some(), "{gauge} missing in\n{metrics}");

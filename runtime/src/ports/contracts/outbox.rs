@@ -17,6 +17,11 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
         written.push(write(store, format!("ob-{n:02}")).await);
     }
     assert_eq!(outbox.backlog().await, Ok(30));
+    let oldest = outbox.oldest_unpublished_at().await.expect("read").expect("30 wait");
+    assert!(
+        (before_writing..=now_ms()).contains(&oldest),
+        "committed while writing: {oldest}"
+    );
 
     one_relay_reads_in_order_and_advances(outbox, &written).await;
     a_lease_that_ran_out_changes_hands(outbox, &written).await;
@@ -117,6 +122,7 @@ async fn a_lease_that_ran_out_changes_hands(outbox: &impl Outbox, written: &[Uui
             .expect("its lease");
     }
     assert_eq!(outbox.backlog().await, Ok(0));
+    assert_eq!(outbox.oldest_unpublished_at().await, Ok(None), "nothing waits");
 }
 
 /// Many writers commit at once while a relay reads: every event is read

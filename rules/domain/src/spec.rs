@@ -345,7 +345,7 @@ pub fn order_cases() -> Vec<OrderCase> {
             vec![created(), confirmed(T0), completed(T0 + 1)],
             C::Cancel(R::PaymentFailed),
             T0 + 2,
-            Err(X::NotCancellable(S::Completed)),
+            Err(change(S::Completed, S::Cancelled)),
         ),
         case(
             "a completed order does not expire",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use shop_rules::inventory::{
     Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, Movement, OrderLines, ProductStock,
-    Release, ReleaseReason, StockLine,
+    Release, ReleaseReason, Reservation, StockLine,
 };
 use shop_rules::order::{CancelReason, OrderCreated, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
@@ -279,63 +279,82 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
     }
 
     /// Order events, as [`Self::handle`] would take them one by one, but the
-    /// bulk of the traffic together: the reservations (`OrderCreated`) with
-    /// one lock of all their products, one load, the rules asked order after
-    /// order on the running stock, and one commit. Should that commit fail (a
-    /// reservation made before: a redelivery; a store hiccup) they are
+    /// bulk of the traffic together: reservations (`OrderCreated`), and the
+    /// deductions and releases that completions and cancellations ask for,
+    /// with one lock of all their products, one load of the products, the
+    /// rules asked order after order on the running stock, and one commit.
+    /// A deduction or release is decided on the order's reservation as read
+    /// before the lock; should the commit fail (a reservation that moved
+    /// meanwhile, one made before: a redelivery; a store hiccup) they are
     /// handled one by one after all, which sorts out each case exactly.
     pub async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
-        let mut reserves = Vec::new();
+        let mut batch = Vec::new();
+        let mut settling = Vec::new();
         for (at, envelope) in envelopes.iter().enumerate() {
-            if let Ok(DomainEvent::Order(OrderEvent::Created(created))) = envelope.event() {
-                reserves.push(Reserving::new(at, envelope, created));
+            let Ok(DomainEvent::Order(event)) = envelope.event() else {
+                continue;
+            };
+            match command_for(event) {
+                Some((order_id, command @ InventoryCommand::Reserve(_))) => {
+                    batch.push(Batched::reserving(at, envelope, order_id, command));
+                }
+                Some((order_id, command)) => settling.push((at, envelope, order_id, command)),
+                None => {}
             }
         }
-        if reserves.len() < 2 {
+        // Deductions and releases touch what each reservation holds: read
+        // them side by side (a read that fails leaves its message alone).
+        let reads = settling
+            .iter()
+            .map(|(_, _, order_id, _)| self.store.reservation(order_id));
+        let reservations = futures::future::join_all(reads).await;
+        for ((at, envelope, order_id, command), reservation) in settling.into_iter().zip(reservations) {
+            if let Ok(reservation) = reservation {
+                batch.push(Batched::settling(at, envelope, order_id, command, reservation));
+            }
+        }
+        if batch.len() < 2 {
             return one_by_one(self, envelopes, concurrency).await;
         }
-        let together: Vec<usize> = reserves.iter().map(|r| r.at).collect();
+        batch.sort_by_key(|b| b.at);
+        let together: Vec<usize> = batch.iter().map(|b| b.at).collect();
         let at_once = async {
-            let outcome = self.reserve_together(&reserves).await;
+            let outcome = self.write_together(&batch).await;
             match &outcome {
-                Ok(()) => self.metrics.inventory_handled_together(reserves.len()),
-                Err(_) => self.metrics.inventory_handled_one_by_one(reserves.len()),
+                Ok(()) => self.metrics.inventory_handled_together(batch.len()),
+                Err(_) => self.metrics.inventory_handled_one_by_one(batch.len()),
             }
-            outcome.map(|()| reserves.iter().map(|_| Ok(())).collect())
+            outcome.map(|()| batch.iter().map(|_| Ok(())).collect())
         };
         together_and_alone(self, envelopes, concurrency, &together, at_once).await
     }
 
-    async fn reserve_together(&self, reserves: &[Reserving]) -> Result<(), InventoryError> {
-        let mut products: Vec<String> = reserves.iter().flat_map(|r| r.products.iter().cloned()).collect();
+    async fn write_together(&self, batch: &[Batched]) -> Result<(), InventoryError> {
+        let mut products: Vec<String> = batch.iter().flat_map(|b| b.products.iter().cloned()).collect();
         products.sort();
         products.dedup();
         let held = self.hold(&products).await?;
-        let outcome = self.decide_and_write_together(reserves, &products).await;
+        let outcome = self.decide_and_write_together(batch, &products).await;
         self.release(&held.lease).await;
         outcome
     }
 
-    async fn decide_and_write_together(
-        &self,
-        reserves: &[Reserving],
-        products: &[String],
-    ) -> Result<(), InventoryError> {
+    async fn decide_and_write_together(&self, batch: &[Batched], products: &[String]) -> Result<(), InventoryError> {
         let loaded = self.store.load(products, None).await?;
         let mut stock: HashMap<String, ProductStock> =
             loaded.products.into_iter().map(|p| (p.product_id.clone(), p)).collect();
-        let mut steps = Vec::with_capacity(reserves.len());
-        for reserve in reserves {
-            let (order_id, command) = (&reserve.order_id, &reserve.command);
+        let mut steps = Vec::with_capacity(batch.len());
+        for one in batch {
+            let (order_id, command) = (&one.order_id, &one.command);
             // Each order is decided on only its own products, as they stand
-            // after the orders ahead of it.
+            // after the orders ahead of it, and its reservation as read.
             let before = InventoryState {
-                products: reserve.products.iter().filter_map(|p| stock.get(p).cloned()).collect(),
-                reservation: None,
+                products: one.products.iter().filter_map(|p| stock.get(p).cloned()).collect(),
+                reservation: one.reservation.clone(),
             };
             let step = match self.rules.decide_inventory(&before, command) {
                 Ok(decided) => {
-                    let (after, events) = self.outcome(&before, &decided, reserve.trace)?;
+                    let (after, events) = self.outcome(&before, &decided, one.trace)?;
                     for product in &after.products {
                         stock.insert(product.product_id.clone(), product.clone());
                     }
@@ -419,28 +438,54 @@ struct Held<'a> {
     lease: Lease,
 }
 
-/// An `OrderCreated` handled with others: the reservation it asks for.
-struct Reserving {
+/// An order event handled with others: the command it asks for, the
+/// products that touches and the order's reservation as read.
+struct Batched {
     /// Where its message is in the batch.
     at: usize,
     order_id: String,
     command: InventoryCommand,
     products: Vec<String>,
+    reservation: Option<Reservation>,
     trace: Trace,
 }
 
-impl Reserving {
-    fn new(at: usize, envelope: &Envelope, created: OrderCreated) -> Self {
-        let products = created.lines.iter().map(|l| l.product_id.clone()).collect();
-        let lines = reserve_lines(&created);
+impl Batched {
+    /// A reservation to make: the order has none yet (one it has makes the
+    /// commit fail, and the message is handled alone).
+    fn reserving(at: usize, envelope: &Envelope, order_id: String, command: InventoryCommand) -> Self {
+        let products = match &command {
+            InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
+            _ => Vec::new(),
+        };
         Self {
             at,
-            order_id: created.order_id.clone(),
-            command: InventoryCommand::Reserve(OrderLines {
-                order_id: created.order_id,
-                lines,
-            }),
+            order_id,
+            command,
             products,
+            reservation: None,
+            trace: Trace::follows(envelope),
+        }
+    }
+
+    /// A deduction or release of what `reservation` holds.
+    fn settling(
+        at: usize,
+        envelope: &Envelope,
+        order_id: String,
+        command: InventoryCommand,
+        reservation: Option<Reservation>,
+    ) -> Self {
+        let products = reservation
+            .iter()
+            .flat_map(|r| r.lines.iter().map(|l| l.product_id.clone()))
+            .collect();
+        Self {
+            at,
+            order_id,
+            command,
+            products,
+            reservation,
             trace: Trace::follows(envelope),
         }
     }

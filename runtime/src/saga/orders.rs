@@ -170,6 +170,17 @@ impl<S: OrderStore> OrderService<S> {
         Ok(self.store.get(order_id).await?.map(|v| v.value))
     }
 
+    /// The orders of `order_ids` that exist, in one read.
+    pub async fn get_many(&self, order_ids: &[String]) -> Result<Vec<Order>, OrderError> {
+        Ok(self
+            .store
+            .get_many(order_ids)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect())
+    }
+
     /// A page of a customer's orders, newest first.
     pub async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, OrderError> {
         Ok(self.store.customer_orders(query).await?)
@@ -212,6 +223,84 @@ impl<S: OrderStore> OrderService<S> {
     /// effect already holds (a repeated message) decides nothing and writes
     /// nothing.
     async fn command(&self, order_id: &str, command: &OrderCommand, trace: Trace) -> Result<Order, OrderError> {
+        Ok(self.command_once(order_id, command, trace).await?.into_order())
+    }
+
+    /// Commands for different orders, each decided on its order as stored
+    /// and all committed at once; each answered as [`Self::command`] would,
+    /// and with whether it changed anything. Should the commit fail (an
+    /// order changed meanwhile, or was named twice), each is done alone.
+    pub async fn command_many(&self, commands: &[(String, OrderCommand, Trace)]) -> Vec<Result<Commanded, OrderError>> {
+        match self.command_together(commands).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::debug!(target: "shop::saga", %error, count = commands.len(), "commanding together failed; one by one");
+                let each = commands
+                    .iter()
+                    .map(|(order_id, command, trace)| self.command_once(order_id, command, *trace))
+                    .collect();
+                super::at_most(8, each).await
+            }
+        }
+    }
+
+    async fn command_together(
+        &self,
+        commands: &[(String, OrderCommand, Trace)],
+    ) -> Result<Vec<Result<Commanded, OrderError>>, OrderError> {
+        let ids: Vec<String> = commands.iter().map(|(id, ..)| id.clone()).collect();
+        let stored: HashMap<String, Versioned<Order>> = self
+            .store
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.value.id.clone(), s))
+            .collect();
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut changes = Vec::new();
+        for (order_id, command, trace) in commands {
+            let Some(current) = stored.get(order_id) else {
+                outcomes.push(Err(OrderError::NotFound(order_id.clone())));
+                continue;
+            };
+            match self.rules.decide_order(Some(&current.value), command) {
+                Ok(decided) if decided.value.is_empty() => {
+                    outcomes.push(Ok(Commanded::Unchanged(current.value.clone())))
+                }
+                Ok(decided) => {
+                    let (order, envelopes) =
+                        self.apply(Some(current), &decided.value, &rule_ref(&decided.rule), *trace)?;
+                    let order = order.ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
+                    outcomes.push(Ok(Commanded::Changed(order.clone())));
+                    changes.push((order, current.version, envelopes, decided.value));
+                }
+                Err(RuleError::Rejected(rejection)) => outcomes.push(Err(OrderError::Rejected(rejection))),
+                Err(RuleError::Fault(fault)) => return Err(fault.into()),
+            }
+        }
+        let updates: Vec<OrderWrite<'_>> = changes
+            .iter()
+            .map(|(order, version, events, _)| OrderWrite {
+                order,
+                expected_version: Some(*version),
+                events,
+            })
+            .collect();
+        if !updates.is_empty() {
+            self.store.update_many(&updates).await?;
+        }
+        for (order, _, _, decided) in &changes {
+            self.metrics.order_events(order, decided);
+        }
+        Ok(outcomes)
+    }
+
+    async fn command_once(
+        &self,
+        order_id: &str,
+        command: &OrderCommand,
+        trace: Trace,
+    ) -> Result<Commanded, OrderError> {
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let stored = self.store.get(order_id).await?;
@@ -220,7 +309,7 @@ impl<S: OrderStore> OrderService<S> {
             };
             let decided = self.rules.decide_order(Some(&current.value), command)?;
             if decided.value.is_empty() {
-                return Ok(current.value.clone());
+                return Ok(Commanded::Unchanged(current.value.clone()));
             }
             let (order, envelopes) = self.apply(stored.as_ref(), &decided.value, &rule_ref(&decided.rule), trace)?;
             let order = order.ok_or_else(|| OrderError::NotFound(order_id.to_owned()))?;
@@ -232,7 +321,7 @@ impl<S: OrderStore> OrderService<S> {
             match self.store.write(write).await {
                 Ok(_) => {
                     self.metrics.order_events(&order, &decided.value);
-                    return Ok(order);
+                    return Ok(Commanded::Changed(order));
                 }
                 Err(StoreError::Conflict(what)) => last = Some(StoreError::Conflict(what)),
                 Err(other) => return Err(other.into()),
@@ -458,6 +547,23 @@ impl<S: OrderStore> super::Handler for OrderService<S> {
 
     async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
         OrderService::handle_many(self, envelopes, concurrency).await
+    }
+}
+
+/// What a command did to its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commanded {
+    /// Decided events, committed: the order as they left it.
+    Changed(Order),
+    /// Its effect held already (a repeated command): the order as stored.
+    Unchanged(Order),
+}
+
+impl Commanded {
+    pub fn into_order(self) -> Order {
+        match self {
+            Self::Changed(order) | Self::Unchanged(order) => order,
+        }
     }
 }
 

@@ -12,15 +12,17 @@
 //! The order's state makes every notice count once: a duplicate, or a
 //! `failed` after a `succeeded`, changes nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
-use shop_rules::order::{CancelReason, OrderEvent, OrderRejection, OrderStatus};
+use shop_rules::order::{CancelReason, Order, OrderCommand, OrderEvent, OrderRejection, OrderStatus};
 use shop_streams::{DomainEvent, Envelope, Trace};
 
 use super::HandleError;
-use super::orders::{OrderError, OrderService};
+use super::orders::{Commanded, OrderError, OrderService};
+use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::ports::payment::{SignatureError, verify};
 use crate::ports::{Clock, KeyValue, OrderStore, PaymentError, PaymentIntent, PaymentProvider};
@@ -147,8 +149,18 @@ impl ReplayGuard {
     }
 }
 
+/// An order command a notice asks for, with its trace.
+type Settling = (String, OrderCommand, Trace);
+
+/// Tasks committing notices' order changes, and most notices per commit.
+const SETTLE_WRITERS: usize = 2;
+const SETTLE_BATCH: usize = 256;
+
 pub struct PaymentService<S, P> {
     orders: Arc<OrderService<S>>,
+    /// Notices' order changes, committed together; started on first use
+    /// (it needs the runtime the webhook runs on).
+    settling: OnceLock<GroupCommit<Settling, Result<Commanded, OrderError>>>,
     provider: P,
     secret: WebhookSecret,
     replays: ReplayGuard,
@@ -166,6 +178,7 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
     ) -> Self {
         Self {
             orders,
+            settling: OnceLock::new(),
             provider,
             secret,
             replays,
@@ -183,18 +196,58 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
     /// that moved on meanwhile (cancelled, completed) asks for none; an
     /// intent the provider refuses outright fails the payment at once.
     pub async fn request(&self, envelope: &Envelope) -> Result<(), HandleError> {
-        let order_id = match envelope.event() {
-            Ok(DomainEvent::Order(OrderEvent::Confirmed(confirmed))) => confirmed.order_id,
-            // The reader's filter lets only confirmations through.
-            Ok(_) => return Ok(()),
-            Err(error) => return Err(HandleError::Permanent(error.to_string())),
+        let Some(order_id) = confirmed_order(envelope)? else {
+            return Ok(());
         };
         let order = self
             .orders
             .get(&order_id)
             .await
-            .map_err(|e| HandleError::Transient(e.to_string()))?
-            .ok_or_else(|| HandleError::Transient(format!("order {order_id} not found yet")))?;
+            .map_err(|e| HandleError::Transient(e.to_string()))?;
+        self.request_for(envelope, &order_id, order).await
+    }
+
+    /// Confirmations of different orders, as [`Self::request`] would take
+    /// them, their orders read in one query.
+    pub async fn request_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
+        let wanted: Vec<Result<Option<String>, HandleError>> = envelopes.iter().map(|e| confirmed_order(e)).collect();
+        let ids: Vec<String> = wanted
+            .iter()
+            .filter_map(|w| w.as_ref().ok().cloned().flatten())
+            .collect();
+        let mut orders: HashMap<String, Order> = match self.orders.get_many(&ids).await {
+            Ok(orders) => orders.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            Err(error) => {
+                let error = error.to_string();
+                return envelopes
+                    .iter()
+                    .map(|_| Err(HandleError::Transient(error.clone())))
+                    .collect();
+            }
+        };
+        let work = envelopes
+            .iter()
+            .zip(wanted)
+            .map(|(envelope, wanted)| {
+                let order = wanted
+                    .as_ref()
+                    .ok()
+                    .cloned()
+                    .flatten()
+                    .and_then(|id| orders.remove(&id));
+                async move {
+                    match wanted? {
+                        Some(order_id) => self.request_for(envelope, &order_id, order).await,
+                        None => Ok(()),
+                    }
+                }
+            })
+            .collect();
+        super::at_most(concurrency, work).await
+    }
+
+    async fn request_for(&self, envelope: &Envelope, order_id: &str, order: Option<Order>) -> Result<(), HandleError> {
+        let order = order.ok_or_else(|| HandleError::Transient(format!("order {order_id} not found yet")))?;
         if order.status != OrderStatus::Confirmed {
             return Ok(());
         }
@@ -256,36 +309,33 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
         self.settle(&notice, trace).await
     }
 
-    /// Completes or cancels the order a notice is about, once.
+    /// Completes or cancels the order a notice is about, once. Notices
+    /// arriving together are decided and committed together.
     pub async fn settle(&self, notice: &Notice, trace: Trace) -> Result<Settled, WebhookError> {
-        let unavailable = |e: OrderError| WebhookError::Unavailable(e.to_string());
-        let before = self
-            .orders
-            .get(&notice.order_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| WebhookError::UnknownOrder(notice.order_id.clone()))?;
-        let (wanted, outcome) = match notice.status {
-            NoticeStatus::Succeeded => (
-                OrderStatus::Completed,
-                self.orders.complete(&notice.order_id, trace).await,
-            ),
-            NoticeStatus::Failed => (
-                OrderStatus::Cancelled,
-                self.orders
-                    .cancel(&notice.order_id, CancelReason::PaymentFailed, trace)
-                    .await,
-            ),
+        let command = match notice.status {
+            NoticeStatus::Succeeded => OrderCommand::Complete,
+            NoticeStatus::Failed => OrderCommand::Cancel(CancelReason::PaymentFailed),
         };
+        let settling = self.settling.get_or_init(|| {
+            let orders = Arc::clone(&self.orders);
+            GroupCommit::start(SETTLE_WRITERS, SETTLE_BATCH, move |commands: Vec<Settling>| {
+                let orders = Arc::clone(&orders);
+                async move { orders.command_many(&commands).await }
+            })
+        });
+        let outcome = settling
+            .submit((notice.order_id.clone(), command, trace))
+            .await
+            .ok_or_else(|| WebhookError::Unavailable("the order writer stopped".into()))?;
         match outcome {
-            Ok(_) if before.status == wanted => Ok(Settled::Duplicate),
-            Ok(_) => Ok(Settled::Applied),
+            Ok(Commanded::Changed(_)) => Ok(Settled::Applied),
+            Ok(Commanded::Unchanged(_)) => Ok(Settled::Duplicate),
             Err(OrderError::Rejected(OrderRejection::InvalidTransition(_) | OrderRejection::NotCancellable(_))) => {
-                tracing::warn!(target: "shop::payment", order_id = notice.order_id, status = ?notice.status, order_status = ?before.status, "payment notice for an order that moved on; nothing changes");
+                tracing::warn!(target: "shop::payment", order_id = notice.order_id, status = ?notice.status, "payment notice for an order that moved on; nothing changes");
                 Ok(Settled::Late)
             }
             Err(OrderError::NotFound(id)) => Err(WebhookError::UnknownOrder(id)),
-            Err(other) => Err(unavailable(other)),
+            Err(other) => Err(WebhookError::Unavailable(other.to_string())),
         }
     }
 }
@@ -293,5 +343,19 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
 impl<S: OrderStore, P: PaymentProvider> super::Handler for PaymentService<S, P> {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
         self.request(envelope).await
+    }
+
+    async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
+        self.request_many(envelopes, concurrency).await
+    }
+}
+
+/// The order a confirmation is about; `None` for any other event (the
+/// reader's filter lets only confirmations through).
+fn confirmed_order(envelope: &Envelope) -> Result<Option<String>, HandleError> {
+    match envelope.event() {
+        Ok(DomainEvent::Order(OrderEvent::Confirmed(confirmed))) => Ok(Some(confirmed.order_id)),
+        Ok(_) => Ok(None),
+        Err(error) => Err(HandleError::Permanent(error.to_string())),
     }
 }

@@ -200,51 +200,50 @@ pub fn asyncapi(topology: &Topology) -> Value {
     for reader in topology.readers() {
         let source = reader.source();
         let consumer = topology.consumer(reader);
-        if let Some(only) = reader.only() {
-            operations.insert(
+        let (operation, title, channel) = match reader.only() {
+            Some(only) => (
                 format!("{reader}Reads{only}"),
-                json!({
-                    "action": "receive",
-                    "title": format!("The {reader} reader reads {only}"),
-                    "description": format!(
-                        "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}.",
-                        consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject
-                    ),
-                    "channel": {"$ref": format!("#/channels/{only}")},
-                }),
-            );
-            continue;
-        }
-        let stream_channel = format!("{source}Events");
-        let read: Map<String, Value> = events
-            .iter()
-            .filter(|e| e.context == source)
-            .map(|e| {
+                format!("The {reader} reader reads {only}"),
+                only.to_owned(),
+            ),
+            None => {
+                let stream_channel = format!("{source}Events");
+                let read: Map<String, Value> = events
+                    .iter()
+                    .filter(|e| e.context == source)
+                    .map(|e| {
+                        (
+                            e.name.to_owned(),
+                            json!({"$ref": format!("#/components/messages/{}", e.name)}),
+                        )
+                    })
+                    .collect();
+                channels.insert(
+                    stream_channel.clone(),
+                    json!({
+                        "address": consumer.filter_subject,
+                        "title": format!("Every {source} event"),
+                        "description": format!("The whole stream {}.", consumer.stream),
+                        "messages": read,
+                    }),
+                );
                 (
-                    e.name.to_owned(),
-                    json!({"$ref": format!("#/components/messages/{}", e.name)}),
+                    format!("{reader}Reads{}Events", capitalised(source.as_str())),
+                    format!("The {reader} context reads the {source} events"),
+                    stream_channel,
                 )
-            })
-            .collect();
-        channels.insert(
-            stream_channel.clone(),
-            json!({
-                "address": consumer.filter_subject,
-                "title": format!("Every {source} event"),
-                "description": format!("The whole stream {}.", consumer.stream),
-                "messages": read,
-            }),
-        );
+            }
+        };
         operations.insert(
-            format!("{reader}Reads{}Events", capitalised(source.as_str())),
+            operation,
             json!({
                 "action": "receive",
-                "title": format!("The {reader} context reads the {source} events"),
+                "title": title,
                 "description": format!(
                     "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}.",
                     consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject
                 ),
-                "channel": {"$ref": format!("#/channels/{stream_channel}")},
+                "channel": {"$ref": format!("#/channels/{channel}")},
             }),
         );
     }

@@ -1,6 +1,6 @@
 //! The order context's use cases.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -386,68 +386,34 @@ impl<S: OrderStore> OrderService<S> {
         }
         let at = together.iter().map(|t| t.at).collect::<Vec<_>>();
         let at_once = async {
-            let missing = self.settle_together(&together).await?;
-            let outcomes = together.iter().map(|Settling { order: (id, _), .. }| {
-                if missing.contains(id) {
-                    Err(HandleError::Transient(format!("order {id} not found yet")))
-                } else {
-                    Ok(())
-                }
-            });
+            let commands: Vec<(String, OrderCommand, Trace)> = together
+                .iter()
+                .map(
+                    |Settling {
+                         order: (id, command),
+                         trace,
+                         ..
+                     }| (id.clone(), command.clone(), *trace),
+                )
+                .collect();
+            let outcomes = self
+                .command_together(&commands)
+                .await?
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(_) => Ok(()),
+                    // Not there yet: the message waits for it.
+                    Err(OrderError::NotFound(id)) => Err(HandleError::Transient(format!("order {id} not found yet"))),
+                    // The order moved on (a customer cancel won the race).
+                    Err(OrderError::Rejected(rejection)) => {
+                        tracing::info!(target: "shop::saga", %rejection, "event changes nothing");
+                        Ok(())
+                    }
+                    Err(other) => Err(HandleError::Transient(other.to_string())),
+                });
             Ok::<_, OrderError>(outcomes.collect())
         };
         together_and_alone(self, envelopes, concurrency, &at, at_once).await
-    }
-
-    /// Decides every order's command on the order as stored and commits all
-    /// of it at once. Answers the orders not found (their messages wait).
-    async fn settle_together(&self, together: &[Settling]) -> Result<HashSet<String>, OrderError> {
-        let ids: Vec<String> = together.iter().map(|t| t.order.0.clone()).collect();
-        let stored: HashMap<String, Versioned<Order>> = self
-            .store
-            .get_many(&ids)
-            .await?
-            .into_iter()
-            .map(|s| (s.value.id.clone(), s))
-            .collect();
-        let mut missing = HashSet::new();
-        let mut changes = Vec::new();
-        for settling in together {
-            let (order_id, command) = &settling.order;
-            let Some(current) = stored.get(order_id) else {
-                missing.insert(order_id.clone());
-                continue;
-            };
-            match self.rules.decide_order(Some(&current.value), command) {
-                // Already so: a repeated message.
-                Ok(decided) if decided.value.is_empty() => {}
-                Ok(decided) => {
-                    let (order, envelopes) =
-                        self.apply(Some(current), &decided.value, &rule_ref(&decided.rule), settling.trace)?;
-                    let order = order.ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
-                    changes.push((order, current.version, envelopes, decided.value));
-                }
-                Err(RuleError::Rejected(rejection)) => {
-                    tracing::info!(target: "shop::saga", %order_id, %rejection, "event changes nothing");
-                }
-                Err(RuleError::Fault(fault)) => return Err(fault.into()),
-            }
-        }
-        let updates: Vec<OrderWrite<'_>> = changes
-            .iter()
-            .map(|(order, version, events, _)| OrderWrite {
-                order,
-                expected_version: Some(*version),
-                events,
-            })
-            .collect();
-        if !updates.is_empty() {
-            self.store.update_many(&updates).await?;
-        }
-        for (order, _, _, decided) in &changes {
-            self.metrics.order_events(order, decided);
-        }
-        Ok(missing)
     }
 
     /// The order side's reaction to an inventory event. Idempotent by the

@@ -289,6 +289,16 @@ async fn a_provider_completes_declines_and_times_out_orders_once_each() {
         assert_eq!(sample(&metrics, &name), Some(1.0), "{name} in\n{metrics}");
     }
 
+    // The event catalogue names the payment reader's consumer.
+    let catalogue = call(shop, "GET", "/asyncapi.json", None, &[], "").await.json();
+    let reads = &catalogue["operations"]["paymentReadsOrderConfirmed"];
+    assert_eq!(reads["channel"]["$ref"], "#/channels/OrderConfirmed", "{reads}");
+    let durable = format!("{namespace}_payment_from_order");
+    assert!(
+        reads["description"].as_str().is_some_and(|d| d.contains(&durable)),
+        "{reads}"
+    );
+
     let _ = stop.send(());
     running.await.expect("the shop task").expect("the shop stops cleanly");
 }

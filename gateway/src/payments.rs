@@ -58,7 +58,7 @@ pub(crate) struct NoticeBody {
 #[utoipa::path(
     operation_id = "paymentWebhook", post, path = "/api/payments/webhook", tag = "payments",
     request_body(content = NoticeBody, content_type = "application/json"),
-    params(("Shop-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
+    params(("Shop-Signature" = String, Header, pattern = "^t=[0-9]{1,12},v1=[0-9a-f]{64}$", description = "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">; anything else is 400")),
     responses(
         (status = 200, description = "Taken", body = NoticeTaken),
         (status = 400, description = "No or malformed signature header, or a body that is not a notice", body = Problem, content_type = "application/problem+json"),

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shop_runtime::ports::payment::{SIGNATURE_HEADER, sign};
+use shop_streams::hex;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -92,8 +93,6 @@ struct Sim {
     intents: Mutex<HashMap<String, String>>,
     counters: Counters,
     client: HttpClient,
-    /// Which intent request the failure injection is at.
-    requests_seen: AtomicU64,
 }
 
 /// Serves the simulator on `listener` until `shutdown` completes.
@@ -113,7 +112,6 @@ pub fn router(settings: SimSettings) -> axum::Router {
         intents: Mutex::new(HashMap::new()),
         counters: Counters::default(),
         client: client(Duration::from_secs(2)),
-        requests_seen: AtomicU64::new(0),
     });
     axum::Router::new()
         .route(INTENTS_PATH, post(create_intent))
@@ -130,7 +128,7 @@ struct IntentBody {
 }
 
 async fn create_intent(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    sim.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let seen = sim.counters.requests.fetch_add(1, Ordering::Relaxed);
     let Ok(intent) = serde_json::from_slice::<IntentBody>(&body) else {
         return (StatusCode::BAD_REQUEST, "expected {order_id, amount, currency}").into_response();
     };
@@ -142,7 +140,6 @@ async fn create_intent(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: By
         return (StatusCode::UNPROCESSABLE_ENTITY, "amount must be positive").into_response();
     }
     // Every n-th request fails, n = 1 / fail: an even, reproducible spread.
-    let seen = sim.requests_seen.fetch_add(1, Ordering::Relaxed);
     if injected(seen, sim.settings.fail) {
         sim.counters.failed.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "injected failure").into_response();
@@ -251,26 +248,24 @@ async fn deliver(sim: &Sim, body: &str) {
     sim.counters.notices_lost.fetch_add(1, Ordering::Relaxed);
 }
 
-fn hex_digest(salt: &str, text: &str) -> String {
+/// SHA-256 of `salt`, a NUL and `text`: one decision per salt and order.
+fn digest(salt: &str, text: &str) -> [u8; 32] {
     Sha256::new()
         .chain_update(salt)
         .chain_update(b"\0")
         .chain_update(text)
         .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .into()
+}
+
+fn hex_digest(salt: &str, text: &str) -> String {
+    hex::encode(&digest(salt, text))
 }
 
 /// Where `text` falls in [0, 1), the same on every run.
 fn share(salt: &str, text: &str) -> f64 {
-    let digest = Sha256::new()
-        .chain_update(salt)
-        .chain_update(b"\0")
-        .chain_update(text)
-        .finalize();
     let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
+    first.copy_from_slice(&digest(salt, text)[..8]);
     (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 

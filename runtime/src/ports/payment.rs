@@ -11,6 +11,7 @@ use std::future::Future;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use shop_streams::hex;
 
 /// What the provider is asked to collect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,10 @@ pub const SIGNATURE_HEADER: &str = "Shop-Signature";
 
 /// `t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`.
 pub fn sign(secret: &[u8], unix: i64, body: &[u8]) -> String {
-    format!("t={unix},v1={}", hex(&mac(secret, unix, body)))
+    format!(
+        "t={unix},v1={}",
+        hex::encode(&signing(secret, unix, body).finalize().into_bytes())
+    )
 }
 
 /// Why a signature header does not vouch for a body.
@@ -94,13 +98,7 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance_s: i
         return Err(SignatureError::Malformed);
     }
     let matching = candidates.into_iter().find(|candidate| {
-        unhex(candidate).is_some_and(|given| {
-            let mut mac = keyed(secret);
-            mac.update(unix.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            mac.verify_slice(&given).is_ok()
-        })
+        hex::decode(candidate).is_some_and(|given| signing(secret, unix, body).verify_slice(&given).is_ok())
     });
     let v1 = matching.ok_or(SignatureError::Mismatch)?;
     let skew = now.saturating_sub(unix);
@@ -113,31 +111,14 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance_s: i
     })
 }
 
-fn keyed(secret: &[u8]) -> Hmac<Sha256> {
+/// The MAC of `"t.body"` under `secret`, ready to finish or to verify.
+fn signing(secret: &[u8], unix: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes a key of any length.
-    <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!())
-}
-
-fn mac(secret: &[u8], unix: i64, body: &[u8]) -> Vec<u8> {
-    let mut mac = keyed(secret);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
     mac.update(unix.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
-        .collect()
+    mac
 }
 
 #[cfg(test)]

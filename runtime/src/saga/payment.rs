@@ -196,15 +196,10 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
     /// that moved on meanwhile (cancelled, completed) asks for none; an
     /// intent the provider refuses outright fails the payment at once.
     pub async fn request(&self, envelope: &Envelope) -> Result<(), HandleError> {
-        let Some(order_id) = confirmed_order(envelope)? else {
-            return Ok(());
-        };
-        let order = self
-            .orders
-            .get(&order_id)
-            .await
-            .map_err(|e| HandleError::Transient(e.to_string()))?;
-        self.request_for(envelope, &order_id, order).await
+        let mut outcome = self.request_many(&[envelope], 1).await;
+        outcome
+            .pop()
+            .unwrap_or_else(|| Err(HandleError::Transient("no outcome".into())))
     }
 
     /// Confirmations of different orders, as [`Self::request`] would take

@@ -40,21 +40,7 @@ impl RoleProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("the shop binary starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (found, address) = mpsc::channel();
-        // Reads the banner, then keeps draining so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("listening on http://") {
-                    let _ = found.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = address
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the role reports where it listens")
-            .parse()
-            .expect("a socket address");
+        let addr = listening_address(&mut child);
         Self { child, addr }
     }
 
@@ -75,6 +61,26 @@ impl Drop for RoleProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Where a `shop` child with piped stderr says it listens (its banner's
+/// `listening on http://ADDR`, up to a comma); its stderr keeps being
+/// drained, so the child never blocks on a full pipe.
+pub fn listening_address(child: &mut Child) -> SocketAddr {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (found, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let _ = found.send(rest.split(',').next().unwrap_or_default().trim().to_owned());
+            }
+        }
+    });
+    address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the process reports where it listens")
+        .parse()
+        .expect("a socket address")
 }
 
 /// The settings a test shop runs with, as `SHOP_*` pairs: its database and

@@ -6,10 +6,8 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Answer, call, sample, token};
@@ -35,20 +33,7 @@ impl Simulator {
             .stderr(Stdio::piped())
             .spawn()
             .expect("shop payment-sim starts");
-        let stderr = child.stderr.take().expect("piped");
-        let (found, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, rest)) = line.split_once("listening on http://") {
-                    let _ = found.send(rest.split(',').next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = address
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the simulator says where it listens")
-            .parse()
-            .expect("an address");
+        let addr = common::listening_address(&mut child);
         Self { child, addr }
     }
 

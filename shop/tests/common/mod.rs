@@ -86,7 +86,7 @@ pub fn listening_address(child: &mut Child) -> SocketAddr {
 /// The settings a test shop runs with, as `SHOP_*` pairs: its database and
 /// namespace, no rules cache, and the secrets a role on real services
 /// refuses to start without; `extra` comes last and may say otherwise.
-pub fn test_settings(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+fn test_settings(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars = vec![
         ("SHOP_DATABASE_URL".to_owned(), database_url.to_owned()),
         ("SHOP_NAMESPACE".to_owned(), namespace.to_owned()),

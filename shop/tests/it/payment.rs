@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Answer, call, sample, token};
+use common::{Answer, InProcess, call, sample, token};
 use serde_json::{Value, json};
 use shop_runtime::ports::payment::{SIGNATURE_HEADER, sign};
 
@@ -108,16 +108,8 @@ async fn a_provider_completes_declines_and_times_out_orders_once_each() {
         ("SHOP_PAYMENT_TIMEOUT", "4s"),
         ("SHOP_EXPIRY_EVERY_MS", "200"),
     ];
-    let vars = common::test_settings("all", &url, namespace.as_str(), &extra);
-    let settings = shop::Settings::from_vars(vars).expect("settings");
-    let app = shop::App::build(&settings, shop::ProcessRole::All, listen)
-        .await
-        .expect("the shop starts");
-    let shop = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = InProcess::start_on(listen, shop::ProcessRole::All, &url, namespace.as_str(), &extra).await;
+    let shop = running.addr;
 
     let admin = token("ops", "admin");
     let customer = token("carol", "customer");
@@ -284,8 +276,7 @@ async fn a_provider_completes_declines_and_times_out_orders_once_each() {
         "{reads}"
     );
 
-    let _ = stop.send(());
-    running.await.expect("the shop task").expect("the shop stops cleanly");
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

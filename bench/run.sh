@@ -11,6 +11,7 @@
 #   RUNS=bounded bench/run.sh    # 10 minutes of intake: table and stream sizes every minute
 #   RUNS=balancing bench/run.sh  # the gateway's balancing strategies at BALANCE_RATE (4,000/s)
 #   RUNS=payment bench/run.sh    # intake at PAYMENT_RATE (2,000/s) paid through `shop payment-sim`, 10% declined
+#   RUNS=delivery bench/run.sh   # intake at PAYMENT_RATE without, then with, encrypted delivery details
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -384,6 +385,19 @@ for run in $RUNS; do
     load "distributed-$PAYMENT_RATE-paid" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
       --duration "$DURATION" --products "$PRODUCTS" --paid --settle 300s
     echo "    payment-sim: $(curl -fs http://127.0.0.1:18090/v1/stats || echo unreachable)"
+    costed
+    ;;
+  delivery)
+    # The same intake twice: plain orders (the baseline), then orders with
+    # delivery details, each sealed under its customer's data key (a key
+    # looked up or made per order, AES-256-GCM, a row in orders.deliveries).
+    distributed delivery-off
+    load "distributed-$PAYMENT_RATE-plain" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
+      --duration "$DURATION" --products "$PRODUCTS"
+    costed
+    distributed delivery-on
+    load "distributed-$PAYMENT_RATE-delivery" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
+      --duration "$DURATION" --products "$PRODUCTS" --delivery
     costed
     ;;
   balancing)

@@ -124,6 +124,7 @@ pub async fn start_with(options: Options) -> Shop {
         store: store.clone(),
         lock,
         kv: Arc::new(shop_adapter_memory::MemoryKeyValue::new()) as Arc<dyn KeyValue>,
+        keyring: None,
     };
     let outboxes = || Outboxes {
         order: store.outbox(Schema::Orders),
@@ -204,6 +205,7 @@ impl Shop {
                     quantity: *quantity,
                 })
                 .collect(),
+            delivery: None,
         };
         self.orders.place(new, Trace::root(Uuid::now_v7())).await
     }

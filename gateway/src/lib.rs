@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod conditional;
+mod customers;
 mod edge;
 mod expand;
 mod forward;
@@ -144,8 +145,9 @@ impl Gateway {
         self
     }
 
-    /// Serves `/api/orders`.
+    /// Serves `/api/orders` and `/api/customers`.
     pub fn orders<O: OrderUseCases>(mut self, orders: Arc<O>) -> Self {
+        self.api = self.api.merge(customers::router(Arc::clone(&orders)));
         self.api = self.api.merge(orders::router(orders));
         self
     }

@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::problem::{PROBLEM_JSON, Problem};
-use crate::{orders, payments, products};
+use crate::{customers, orders, payments, products};
 
 /// What any `/api` call may answer besides its own outcomes.
 pub(crate) struct ApiProblems;
@@ -92,6 +92,8 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         orders::read,
         orders::cancel,
         orders::complete,
+        customers::export,
+        customers::erase,
         payments::webhook,
         products::register,
         products::list,
@@ -107,6 +109,7 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         (name = "orders", description = "Intake and the life of an order"),
         (name = "products", description = "The catalogue, its stock and the audit trail"),
         (name = "payments", description = "The payment provider's notices"),
+        (name = "customers", description = "A customer's data: export and erasure"),
     )
 )]
 pub struct ApiDoc;

@@ -9,8 +9,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use shop_rules::order::{CancelReason, LineRequest, Order, OrderRejection, OrderStatus};
+use shop_runtime::customer_data::{Delivery, DeliveryRead};
 use shop_runtime::ports::{OrderCursor, OrderQuery, StoreError};
-use shop_runtime::saga::orders::{NewOrder, OrderError};
+use shop_runtime::saga::orders::{NewOrder, OrderError, OrderRecord};
 use shop_runtime::saga::use_cases::OrderUseCases;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -49,6 +50,57 @@ pub(crate) struct PlaceBody {
     /// One line per product; a product may appear once.
     #[schema(min_items = 1, max_items = 100)]
     items: Vec<ItemBody>,
+    /// Where it goes; stored encrypted, shown to the customer and admins.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    delivery: Option<DeliveryBody>,
+}
+
+/// Delivery details: each field 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryBody {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
+        example = "Kim Minji"
+    )]
+    pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
+        example = "+82 10 1234 5678"
+    )]
+    pub phone: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
+        example = "1 Sejong-daero, Seoul"
+    )]
+    pub address: String,
+}
+
+impl From<DeliveryBody> for Delivery {
+    fn from(body: DeliveryBody) -> Self {
+        Self {
+            name: body.name,
+            phone: body.phone,
+            address: body.address,
+        }
+    }
+}
+
+impl From<Delivery> for DeliveryBody {
+    fn from(delivery: Delivery) -> Self {
+        Self {
+            name: delivery.name,
+            phone: delivery.phone,
+            address: delivery.address,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,6 +131,26 @@ pub struct OrderView {
     /// With `?expand=products`: whether the lines carry their products.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub products: Option<ProductsPart>,
+    /// The delivery details, to the customer and admins; `null` when the
+    /// order has none, they were erased, or the caller may not see them.
+    #[serde(default)]
+    pub delivery: Option<DeliveryBody>,
+    /// Present and `true` once the customer's data was erased.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delivery_erased: bool,
+}
+
+impl OrderView {
+    /// The order with its delivery details as they read now.
+    pub(crate) fn of_record(record: OrderRecord) -> Self {
+        let mut view = Self::from(&record.order);
+        match record.delivery {
+            Some(DeliveryRead::Clear(delivery)) => view.delivery = Some(delivery.into()),
+            Some(DeliveryRead::Erased) => view.delivery_erased = true,
+            None => {}
+        }
+        view
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -114,6 +186,8 @@ impl From<&Order> for OrderView {
             confirmed_at: order.confirmed_at,
             cancel_reason: order.cancel_reason.as_ref().map(|r| r.as_str().to_owned()),
             products: None,
+            delivery: None,
+            delivery_erased: false,
         }
     }
 }
@@ -165,6 +239,10 @@ pub(crate) async fn place<O: OrderUseCases>(
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Customer])?;
     let order_id = order_id(&caller, &headers)?;
+    let delivery: Option<Delivery> = body.delivery.map(Delivery::from);
+    if let Some(Err(invalid)) = delivery.as_ref().map(Delivery::check) {
+        return Err(Problem::bad_request(invalid.to_string()).field(invalid.field));
+    }
     let new = NewOrder {
         order_id,
         customer_id: caller.subject,
@@ -176,9 +254,12 @@ pub(crate) async fn place<O: OrderUseCases>(
                 quantity: item.quantity,
             })
             .collect(),
+        delivery: delivery.clone(),
     };
     let order = orders.place_once(new, trace).await.map_err(order_problem)?;
-    let mut response = reply(StatusCode::ACCEPTED, &OrderView::from(&order));
+    let mut view = OrderView::from(&order);
+    view.delivery = delivery.map(DeliveryBody::from);
+    let mut response = reply(StatusCode::ACCEPTED, &view);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -190,7 +271,23 @@ pub(crate) async fn place<O: OrderUseCases>(
 async fn visible<O: OrderUseCases>(orders: &O, caller: &Caller, id: &str) -> Result<Order, Problem> {
     let order = orders.get(id).await.map_err(order_problem)?;
     match order {
-        Some(order) if caller.role != CallerRole::Customer || order.customer_id == caller.subject => Ok(order),
+        Some(order) if may_see(caller, &order) => Ok(order),
+        _ => Err(Problem::not_found(format!("no order {id}"))),
+    }
+}
+
+fn may_see(caller: &Caller, order: &Order) -> bool {
+    caller.role != CallerRole::Customer || order.customer_id == caller.subject
+}
+
+/// The order as [`visible`] finds it, with its delivery details for the
+/// customer and admins (payment sees none).
+async fn visible_record<O: OrderUseCases>(orders: &O, caller: &Caller, id: &str) -> Result<OrderView, Problem> {
+    if caller.role == CallerRole::Payment {
+        return Ok(OrderView::from(&visible(orders, caller, id).await?));
+    }
+    match orders.record(id).await.map_err(order_problem)? {
+        Some(record) if may_see(caller, &record.order) => Ok(OrderView::of_record(record)),
         _ => Err(Problem::not_found(format!("no order {id}"))),
     }
 }
@@ -221,8 +318,7 @@ pub(crate) async fn read<O: OrderUseCases>(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let query = json::query(query)?;
-    let order = visible(orders.as_ref(), &caller, &id).await?;
-    let mut view = OrderView::from(&order);
+    let mut view = visible_record(orders.as_ref(), &caller, &id).await?;
     if query.expand == Some(Expand::Products) {
         // An order instance without the inventory context cannot see products.
         let found = match catalog {
@@ -386,7 +482,7 @@ pub(crate) async fn complete<O: OrderUseCases>(
 }
 
 /// The field of the request an order rejection is about.
-fn order_problem(error: OrderError) -> Problem {
+pub(crate) fn order_problem(error: OrderError) -> Problem {
     let item = |index: u32, field: &str| format!("items[{index}].{field}");
     match error {
         OrderError::Rejected(rejection) => {
@@ -435,6 +531,7 @@ fn order_problem(error: OrderError) -> Problem {
         OrderError::Store(StoreError::Conflict(what)) => {
             Problem::conflict(format!("{what} changed concurrently; try again"))
         }
+        OrderError::InvalidDelivery(invalid) => Problem::bad_request(invalid.to_string()).field(invalid.field),
         other => Problem::internal(other),
     }
 }

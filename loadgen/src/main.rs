@@ -75,6 +75,10 @@ struct Common {
     /// CONFIRMED is a violation.
     #[arg(long)]
     paid: bool,
+    /// Every order carries delivery details (name, phone, address), which
+    /// the shop seals under the customer's data key.
+    #[arg(long)]
+    delivery: bool,
     /// Most requests in flight at once; more that fall due are counted as not sent.
     #[arg(long, default_value_t = 20_000)]
     max_in_flight: usize,
@@ -378,7 +382,8 @@ async fn ready(
 ) -> anyhow::Result<(Arc<Shop>, Vec<(String, i64)>)> {
     let api = Api::new(target, common.timeout)?;
     let products_api = Api::new(products_target, common.timeout)?;
-    let shop = Shop::new(api, products_api, secret, common.users)?;
+    let mut shop = Shop::new(api, products_api, secret, common.users)?;
+    shop.delivery = common.delivery;
     let products = products(&shop);
     eprintln!(
         "shop-load: registering {} products on {}",

@@ -46,6 +46,8 @@ pub struct Shop {
     /// Orders sent with no answer (timeout, broken connection): they may exist.
     pub unanswered: AtomicU64,
     pub recorder: Arc<Recorder>,
+    /// Orders carry delivery details (which the shop encrypts).
+    pub delivery: bool,
 }
 
 impl Shop {
@@ -70,6 +72,7 @@ impl Shop {
             run,
             unanswered: AtomicU64::new(0),
             recorder: Arc::new(Recorder::default()),
+            delivery: false,
         })
     }
 
@@ -129,8 +132,14 @@ impl Shop {
     }
 
     async fn try_place(&self, user: usize, product: &str, key: &str) -> Result<String, Failure> {
-        let user = &self.users[user % self.users.len()];
-        let body = format!(r#"{{"items":[{{"product_id":"{product}","quantity":1}}]}}"#);
+        let n = user;
+        let user = &self.users[n % self.users.len()];
+        let body = match self.delivery {
+            false => format!(r#"{{"items":[{{"product_id":"{product}","quantity":1}}]}}"#),
+            true => format!(
+                r#"{{"items":[{{"product_id":"{product}","quantity":1}}],"delivery":{{"name":"Customer {n}","phone":"+82 10 0000 {n:04}","address":"{n} Sejong-daero, Jongno-gu, Seoul 03154"}}}}"#
+            ),
+        };
         let answer = self
             .api
             .expect(

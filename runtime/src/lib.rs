@@ -12,11 +12,14 @@
 //! - [`saga`]: the use cases of both contexts, the outbox relay and the
 //!   consumer loop that together carry an order from intake to its end.
 //! - [`metrics`]: what all of the above counts and times, for Prometheus.
+//! - [`customer_data`]: delivery details sealed under per-customer keys,
+//!   erased by destroying the key.
 //! - [`group_commit`]: batching of writes for adapters whose transactions
 //!   each cost a disk flush.
 
 #![deny(unsafe_code)]
 
+pub mod customer_data;
 pub mod group_commit;
 pub mod metrics;
 pub mod ports;

@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Settings;
 use crate::{
-    apikey_cmd, dead_letters_cmd, events_cmd, migrate_cmd, ops_cmd, outbox_cmd, payment_sim_cmd, rules_cmd, secrets,
-    serve_cmd, token_cmd,
+    apikey_cmd, customers_cmd, dead_letters_cmd, events_cmd, migrate_cmd, ops_cmd, outbox_cmd, payment_sim_cmd,
+    rules_cmd, secrets, serve_cmd, token_cmd,
 };
 
 #[derive(Debug, Parser)]
@@ -69,6 +69,12 @@ enum Command {
     /// Create, list and revoke the API keys third-party callers send as X-Api-Key.
     #[command(subcommand)]
     Apikey(apikey_cmd::ApiKeyCommand),
+    /// Erase a customer's personal data (GDPR), as DELETE /api/customers/{id} does.
+    #[command(subcommand)]
+    Customers(customers_cmd::CustomersCommand),
+    /// Rotate the key-encryption key of customer data (SHOP_DATA_KEY).
+    #[command(subcommand)]
+    Keys(customers_cmd::KeysCommand),
     /// Simulate a payment provider for SHOP_PAYMENT_URL: approves, declines,
     /// stays silent or fails on demand, and calls the shop's webhook.
     #[command(name = "payment-sim")]
@@ -117,6 +123,8 @@ pub fn main() -> ExitCode {
         match command {
             Command::Rules(command) => rules_cmd::run(command, settings),
             Command::Migrate => migrate_cmd::run(settings),
+            Command::Customers(command) => customers_cmd::erase(command, settings),
+            Command::Keys(command) => customers_cmd::keys(command, settings),
             Command::Serve { role, listen } => serve(role, listen, settings),
             Command::DeadLetters(command) => dead_letters_cmd::run(command, settings),
             Command::Events(command) => events_cmd::run(command, settings),

@@ -81,6 +81,8 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     pub jwt_max_ttl: Option<String>,
     pub data_key: Option<String>,
+    /// The data key a rotation replaces, still read until `shop keys rotate` ran.
+    pub data_key_previous: Option<String>,
     pub api_keys: Option<String>,
     pub rate_limit_user: Option<String>,
     pub rate_limit_ip: Option<String>,
@@ -126,6 +128,7 @@ const SECRETS: &[&str] = &[
     "jwt_secret",
     "jwt_public_key",
     "data_key",
+    "data_key_previous",
     "database_url",
     "migration_database_url",
     "redis_url",

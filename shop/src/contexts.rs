@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use shop_adapter_payment::HttpProvider;
+use shop_runtime::customer_data::Keyring;
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
 use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource, WatchHandle};
@@ -31,6 +32,9 @@ pub struct Ports<S, L> {
     pub lock: Option<L>,
     /// The rules' key-value capability.
     pub kv: Arc<dyn KeyValue>,
+    /// Seals and opens customers' delivery details where orders run
+    /// ([`crate::secrets::keyring`]); without one, orders take none.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// The outboxes the saga's relays publish, one per context.
@@ -66,7 +70,12 @@ where
     /// and limits `settings` give. Fails when a rule component does not
     /// load, a setting is malformed, or inventory runs without a lock.
     pub fn build(role: ProcessRole, ports: Ports<S, L>, settings: &Settings) -> anyhow::Result<Self> {
-        let Ports { store, lock, kv } = ports;
+        let Ports {
+            store,
+            lock,
+            kv,
+            keyring,
+        } = ports;
         let intake_max_pending = config::intake_max_pending(settings)?;
         let namespace = Namespace::new(config::namespace(settings))?;
         let payment = config::payment(settings)?;
@@ -81,13 +90,18 @@ where
         rule_settings.metrics = metrics.clone();
         let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
         let watch = rules.watch(Duration::from_secs(2));
-        let orders = role.runs(ProcessRole::Order).then(|| {
-            Arc::new(
-                OrderService::new(store.clone(), rules.clone(), clock.clone())
+        let orders = match role.runs(ProcessRole::Order) {
+            true => {
+                let mut service = OrderService::new(store.clone(), rules.clone(), clock.clone())
                     .with_metrics(metrics.clone())
-                    .with_backpressure(Backpressure::new(intake_max_pending)),
-            )
-        });
+                    .with_backpressure(Backpressure::new(intake_max_pending));
+                if let Some(keyring) = keyring {
+                    service = service.with_keyring(keyring);
+                }
+                Some(Arc::new(service))
+            }
+            false => None,
+        };
         let payments = match (&orders, payment) {
             (Some(orders), Some(payment)) => {
                 let provider = HttpProvider::new(&payment.url, PROVIDER_TIMEOUT)?;

@@ -76,6 +76,7 @@ pub enum Command {
 
 pub fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
     let database = config::database(settings)?;
+    let keyring = crate::secrets::keyring(settings, &database)?.map(Arc::new);
     let role = match command {
         Command::Orders(_) => ProcessRole::Order,
         Command::Stock(_) => ProcessRole::Inventory,
@@ -88,6 +89,7 @@ pub fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
                     store: SqliteStore::open(&url).await?,
                     lock: Some(MemoryLock::new()),
                     kv: Arc::new(MemoryKeyValue::new()),
+                    keyring,
                 };
                 execute(Contexts::build(role, ports, settings)?, command).await
             }
@@ -100,6 +102,7 @@ pub fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
                     store: PgStore::connect(&PgSettings::new(url)).await?,
                     lock,
                     kv: Arc::new(MemoryKeyValue::new()),
+                    keyring,
                 };
                 execute(Contexts::build(role, ports, settings)?, command).await
             }

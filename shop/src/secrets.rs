@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use shop_runtime::customer_data::Keyring;
 use shop_streams::AnnouncementKey;
 
 use crate::config::{Database, Settings};
@@ -114,6 +115,67 @@ pub fn for_database(settings: &Settings, database: &Database) -> anyhow::Result<
     match database {
         Database::Embedded(url) => embedded(settings, &data_dir(url)),
         Database::Postgres(_) => distributed(settings),
+    }
+}
+
+/// The key-encryption keys of customer data: `SHOP_DATA_KEY` (else, in
+/// the embedded mode, the data directory's own) wraps new data keys, and
+/// `SHOP_DATA_KEY_PREVIOUS` (else the data directory's `data-key.previous`)
+/// is still read while `shop keys rotate` moves keys off it. `None` on
+/// real services without `SHOP_DATA_KEY` (a serving role refuses to start
+/// so, see [`distributed`]).
+pub fn keyring(settings: &Settings, database: &Database) -> anyhow::Result<Option<Keyring>> {
+    let (current, previous) = match database {
+        Database::Embedded(url) => {
+            let dir = data_dir(url).join("secrets");
+            let current = match configured(&settings.data_key) {
+                Some(key) => key,
+                None => made_once(&dir.join("data-key"))?,
+            };
+            let previous = match configured(&settings.data_key_previous) {
+                Some(key) => Some(key),
+                None => read_if_present(&dir.join(PREVIOUS_DATA_KEY))?,
+            };
+            (current, previous)
+        }
+        Database::Postgres(_) => match configured(&settings.data_key) {
+            Some(current) => (current, configured(&settings.data_key_previous)),
+            None => return Ok(None),
+        },
+    };
+    let current = data_key_bytes("SHOP_DATA_KEY", &current)?;
+    let previous = previous
+        .map(|key| data_key_bytes("SHOP_DATA_KEY_PREVIOUS", &key))
+        .transpose()?;
+    Ok(Some(Keyring::new(&current, previous.as_slice())))
+}
+
+/// Where the embedded mode keeps the data key a rotation replaced.
+pub const PREVIOUS_DATA_KEY: &str = "data-key.previous";
+
+fn data_key_bytes(name: &str, key: &str) -> anyhow::Result<[u8; 32]> {
+    let key = key.trim();
+    let bytes = (is_data_key(key))
+        .then(|| {
+            (0..32)
+                .map(|at| u8::from_str_radix(&key[at * 2..at * 2 + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+    bytes.ok_or_else(|| {
+        MissingSecret(format!(
+            "{name} must be 32 bytes as 64 hex digits (openssl rand -hex 32)"
+        ))
+        .into()
+    })
+}
+
+fn read_if_present(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 

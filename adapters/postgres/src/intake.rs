@@ -20,12 +20,12 @@ use std::collections::HashSet;
 
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::{CatalogueEntry, StoreError};
+use shop_runtime::ports::{CatalogueEntry, SealedDelivery, StoreError};
 use shop_streams::Envelope;
 use sqlx::{PgPool, Row};
 
 use crate::error::db_error;
-use crate::orders::read_catalogue;
+use crate::orders::{insert_deliveries, read_catalogue};
 use crate::schema::{Schema, append_outbox, json};
 
 /// Most orders one transaction carries.
@@ -39,6 +39,7 @@ const WRITERS: usize = 4;
 struct NewOrder {
     order: Order,
     events: Vec<Envelope>,
+    delivery: Option<SealedDelivery>,
 }
 
 type Prices = Result<Vec<CatalogueEntry>, StoreError>;
@@ -71,10 +72,16 @@ impl Intake {
 
     /// Writes `order` (version 1) and its `events` to the outbox, with
     /// whatever other new orders are waiting.
-    pub(crate) async fn write(&self, order: &Order, events: &[Envelope]) -> Result<u64, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        order: &Order,
+        events: &[Envelope],
+        delivery: Option<&SealedDelivery>,
+    ) -> Result<u64, StoreError> {
         let new = NewOrder {
             order: order.clone(),
             events: events.to_vec(),
+            delivery: delivery.cloned(),
         };
         self.group
             .submit(new)
@@ -119,8 +126,8 @@ async fn commit(pool: PgPool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreErro
         .collect()
 }
 
-/// One transaction: the orders whose ids are free, and the outbox rows of
-/// those. Returns the ids written.
+/// One transaction: the orders whose ids are free, and the deliveries and
+/// outbox rows of those. Returns the ids written.
 async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let rows = sqlx::query(
@@ -145,11 +152,10 @@ async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, S
         .map(|row| row.try_get::<String, _>("order_id"))
         .collect::<Result<HashSet<_>, _>>()
         .map_err(db_error)?;
-    let events: Vec<&Envelope> = batch
-        .iter()
-        .filter(|n| inserted.contains(&n.order.id))
-        .flat_map(|n| &n.events)
-        .collect();
+    let written = || batch.iter().filter(|n| inserted.contains(&n.order.id));
+    let deliveries: Vec<&SealedDelivery> = written().filter_map(|n| n.delivery.as_ref()).collect();
+    insert_deliveries(&mut tx, &deliveries).await?;
+    let events: Vec<&Envelope> = written().flat_map(|n| &n.events).collect();
     append_outbox(&mut tx, Schema::Orders, events).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(inserted)

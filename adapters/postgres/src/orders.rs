@@ -3,7 +3,10 @@
 use std::collections::HashSet;
 
 use shop_rules::order::Order;
-use shop_runtime::ports::{CatalogueEntry, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates};
+use shop_runtime::ports::{
+    CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, StoredKey, Versioned,
+    checked_updates,
+};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
@@ -21,7 +24,7 @@ impl OrderStore for PgStore {
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
         if let (None, Some(intake)) = (write.expected_version, &self.intake) {
-            return intake.write(order, write.events).await;
+            return intake.write(order, write.events, write.delivery).await;
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
@@ -42,6 +45,9 @@ impl OrderStore for PgStore {
                 .map_err(db_error)?;
                 if inserted.rows_affected() == 0 {
                     return Err(conflict());
+                }
+                if let Some(delivery) = write.delivery {
+                    insert_deliveries(&mut tx, &[delivery]).await?;
                 }
                 1
             }
@@ -110,6 +116,10 @@ impl OrderStore for PgStore {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
+        STATEMENTS.deliveries(&self.pool, order_ids).await
+    }
+
     async fn pending_count(&self) -> Result<u64, StoreError> {
         STATEMENTS.pending_count(&self.pool).await
     }
@@ -131,6 +141,49 @@ impl OrderStore for PgStore {
 
     async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
         STATEMENTS.update_catalogue(&self.pool, entry).await
+    }
+}
+
+/// Stores sealed deliveries of orders inserted in `tx`, in one round trip.
+pub(crate) async fn insert_deliveries(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    deliveries: &[&SealedDelivery],
+) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO orders.deliveries (order_id, key_id, sealed)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
+    )
+    .bind(deliveries.iter().map(|d| d.order_id.as_str()).collect::<Vec<_>>())
+    .bind(deliveries.iter().map(|d| d.key_id.as_str()).collect::<Vec<_>>())
+    .bind(deliveries.iter().map(|d| d.sealed.as_str()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+impl CustomerKeys for PgStore {
+    async fn obtain_key(&self, candidate: &StoredKey) -> Result<StoredKey, StoreError> {
+        STATEMENTS.obtain_key(&self.pool, candidate).await
+    }
+
+    async fn keys(&self, key_ids: &[String]) -> Result<Vec<StoredKey>, StoreError> {
+        STATEMENTS.keys(&self.pool, key_ids).await
+    }
+
+    async fn destroy_key(&self, customer_id: &str) -> Result<bool, StoreError> {
+        STATEMENTS.destroy_key(&self.pool, customer_id).await
+    }
+
+    async fn keys_not_under(&self, kek_id: &str, after: &str, limit: u32) -> Result<Vec<StoredKey>, StoreError> {
+        STATEMENTS.keys_not_under(&self.pool, kek_id, after, limit).await
+    }
+
+    async fn rewrap_key(&self, rewrapped: &StoredKey, previous_kek: &str) -> Result<bool, StoreError> {
+        STATEMENTS.rewrap_key(&self.pool, rewrapped, previous_kek).await
     }
 }
 

@@ -39,6 +39,15 @@ static SQL: StoreSql = StoreSql {
                      (product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (product_id) DO NOTHING",
+    deliveries: "SELECT order_id, key_id, sealed FROM orders.deliveries WHERE order_id = ANY($1)",
+    customer_key: "SELECT customer_id, key_id, kek_id, wrapped, created_at FROM orders.customer_keys WHERE customer_id = $1",
+    insert_key: "INSERT INTO orders.customer_keys (customer_id, key_id, kek_id, wrapped, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO NOTHING",
+    keys: "SELECT customer_id, key_id, kek_id, wrapped, created_at FROM orders.customer_keys WHERE key_id = ANY($1)",
+    destroy_key: "DELETE FROM orders.customer_keys WHERE customer_id = $1",
+    keys_not_under: "SELECT customer_id, key_id, kek_id, wrapped, created_at FROM orders.customer_keys
+                     WHERE kek_id <> $1 AND key_id > $2 ORDER BY key_id LIMIT $3",
+    rewrap_key: "UPDATE orders.customer_keys SET kek_id = $2, wrapped = $3 WHERE key_id = $1 AND kek_id = $4",
 };
 
 pub(crate) const STATEMENTS: Statements<Postgres> = Statements::new(&SQL, DRIVER);

@@ -13,6 +13,11 @@ async fn order_store_contract() {
 }
 
 #[tokio::test]
+async fn customer_keys_contract() {
+    contracts::customer_keys::run(&fresh_store().await).await;
+}
+
+#[tokio::test]
 async fn inventory_store_contract() {
     contracts::inventory_store::run(&fresh_store().await).await;
 }

@@ -4,7 +4,7 @@
 
 use shop_rules::inventory::{Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine};
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{CatalogueEntry, StoreError, Versioned};
+use shop_runtime::ports::{CatalogueEntry, SealedDelivery, StoreError, StoredKey, Versioned};
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -61,6 +61,28 @@ where
     fn stock_lines(&self, column: &str) -> Result<Vec<StockLine>, sqlx::Error> {
         self.try_get::<Json<Vec<StockLine>>, _>(column).map(|json| json.0)
     }
+}
+
+/// A customer's wrapped data key: every column of the keys table.
+pub fn stored_key(row: &impl StoreRow) -> Result<StoredKey, StoreError> {
+    let read = |e| corrupt("customer key", e);
+    Ok(StoredKey {
+        customer_id: row.text("customer_id").map_err(read)?,
+        key_id: row.text("key_id").map_err(read)?,
+        kek_id: row.text("kek_id").map_err(read)?,
+        wrapped: row.text("wrapped").map_err(read)?,
+        created_at: row.number("created_at").map_err(read)?,
+    })
+}
+
+/// An order's sealed delivery: every column of the deliveries table.
+pub fn sealed_delivery(row: &impl StoreRow) -> Result<SealedDelivery, StoreError> {
+    let read = |e| corrupt("delivery", e);
+    Ok(SealedDelivery {
+        order_id: row.text("order_id").map_err(read)?,
+        key_id: row.text("key_id").map_err(read)?,
+        sealed: row.text("sealed").map_err(read)?,
+    })
 }
 
 /// A product's stock row: every column of the products table.

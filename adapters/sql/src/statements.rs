@@ -5,7 +5,7 @@
 
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_rules::order::Order;
-use shop_runtime::ports::{CatalogueEntry, OrderQuery, StoreError, Versioned};
+use shop_runtime::ports::{CatalogueEntry, OrderQuery, SealedDelivery, StoreError, StoredKey, Versioned};
 use sqlx::query::Query;
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
@@ -40,6 +40,23 @@ pub struct StoreSql {
     pub product_page: &'static str,
     /// `$1`..`$11` the product's columns in table order: inserts it unless its id is taken.
     pub insert_product: &'static str,
+    /// `$1` the order ids, as the adapter binds a list: their deliveries' columns.
+    pub deliveries: &'static str,
+    /// `$1` customer: their key's columns.
+    pub customer_key: &'static str,
+    /// `$1` customer, `$2` key id, `$3` kek id, `$4` wrapped, `$5` created
+    /// at: inserts the key unless the customer has one.
+    pub insert_key: &'static str,
+    /// `$1` the key ids, as the adapter binds a list: their columns.
+    pub keys: &'static str,
+    /// `$1` customer: deletes their key.
+    pub destroy_key: &'static str,
+    /// `$1` kek id, `$2` key id to start after, `$3` limit: columns of
+    /// keys under other keks, by key id.
+    pub keys_not_under: &'static str,
+    /// `$1` key id, `$2` new kek id, `$3` new wrapping, `$4` the kek id it
+    /// must still be under.
+    pub rewrap_key: &'static str,
 }
 
 /// [`StoreSql`] run on a database of kind `DB`, through the adapter's [`Driver`].
@@ -198,6 +215,103 @@ where
             .await
             .map_err(self.driver.db_error)?;
         rows.iter().map(rows::product).collect()
+    }
+
+    pub async fn deliveries<'q, P>(&self, pool: &Pool<DB>, order_ids: P) -> Result<Vec<SealedDelivery>, StoreError>
+    where
+        P: Encode<'q, DB> + Type<DB> + Send + 'q,
+    {
+        let rows = sqlx::query::<DB>(self.sql.deliveries)
+            .bind(order_ids)
+            .fetch_all(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        rows.iter().map(rows::sealed_delivery).collect()
+    }
+
+    /// The customer's key: the stored one, else `candidate` once stored.
+    /// The insert yields to a key stored meanwhile, read by the statement
+    /// after it.
+    pub async fn obtain_key(&self, pool: &Pool<DB>, candidate: &StoredKey) -> Result<StoredKey, StoreError> {
+        if let Some(stored) = self.customer_key(pool, &candidate.customer_id).await? {
+            return Ok(stored);
+        }
+        sqlx::query::<DB>(self.sql.insert_key)
+            .bind(&candidate.customer_id)
+            .bind(&candidate.key_id)
+            .bind(&candidate.kek_id)
+            .bind(&candidate.wrapped)
+            .bind(candidate.created_at)
+            .execute(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        self.customer_key(pool, &candidate.customer_id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("the key of customer {}", candidate.customer_id)))
+    }
+
+    async fn customer_key(&self, pool: &Pool<DB>, customer_id: &str) -> Result<Option<StoredKey>, StoreError> {
+        let row = sqlx::query::<DB>(self.sql.customer_key)
+            .bind(customer_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        row.as_ref().map(rows::stored_key).transpose()
+    }
+
+    pub async fn keys<'q, P>(&self, pool: &Pool<DB>, key_ids: P) -> Result<Vec<StoredKey>, StoreError>
+    where
+        P: Encode<'q, DB> + Type<DB> + Send + 'q,
+    {
+        let rows = sqlx::query::<DB>(self.sql.keys)
+            .bind(key_ids)
+            .fetch_all(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        rows.iter().map(rows::stored_key).collect()
+    }
+
+    pub async fn destroy_key(&self, pool: &Pool<DB>, customer_id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query::<DB>(self.sql.destroy_key)
+            .bind(customer_id)
+            .execute(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        Ok((self.driver.rows_affected)(&deleted) > 0)
+    }
+
+    pub async fn keys_not_under(
+        &self,
+        pool: &Pool<DB>,
+        kek_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query::<DB>(self.sql.keys_not_under)
+            .bind(kek_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        rows.iter().map(rows::stored_key).collect()
+    }
+
+    pub async fn rewrap_key(
+        &self,
+        pool: &Pool<DB>,
+        rewrapped: &StoredKey,
+        previous_kek: &str,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query::<DB>(self.sql.rewrap_key)
+            .bind(&rewrapped.key_id)
+            .bind(&rewrapped.kek_id)
+            .bind(&rewrapped.wrapped)
+            .bind(previous_kek)
+            .execute(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        Ok((self.driver.rows_affected)(&updated) > 0)
     }
 
     /// Inserts `p` in the transaction `tx` is; a conflict when its id is taken.

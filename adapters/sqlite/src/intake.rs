@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use shop_adapter_sql::{CommitSignal, OutboxSignals};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::StoreError;
+use shop_runtime::ports::{SealedDelivery, StoreError};
 use shop_streams::{Context, Envelope};
 use sqlx::SqlitePool;
 
@@ -23,6 +23,7 @@ struct NewOrder {
     order: Order,
     state: String,
     events: Vec<Envelope>,
+    delivery: Option<SealedDelivery>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,11 +40,18 @@ impl Intake {
 
     /// Writes `order` (version 1, stored as `state`) and its `events` to the
     /// outbox, with whatever other new orders are waiting.
-    pub(crate) async fn write(&self, order: &Order, state: String, events: &[Envelope]) -> Result<u64, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        order: &Order,
+        state: String,
+        events: &[Envelope],
+        delivery: Option<&SealedDelivery>,
+    ) -> Result<u64, StoreError> {
         let new = NewOrder {
             order: order.clone(),
             state,
             events: events.to_vec(),
+            delivery: delivery.cloned(),
         };
         self.group
             .submit(new)
@@ -77,7 +85,7 @@ async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder])
             written.push(false);
             continue;
         }
-        let fresh = insert_new(&mut tx, order, &new.state).await?;
+        let fresh = insert_new(&mut tx, order, &new.state, new.delivery.as_ref()).await?;
         if fresh {
             append_outbox(&mut tx, Context::Order, &new.events).await?;
         }

@@ -1,7 +1,10 @@
 //! `OrderStore` on SQLite: the `orders_*` tables.
 
 use shop_rules::order::Order;
-use shop_runtime::ports::{CatalogueEntry, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned, checked_updates};
+use shop_runtime::ports::{
+    CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, StoredKey, Versioned,
+    checked_updates,
+};
 use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
@@ -15,11 +18,13 @@ fn state_of(order: &Order) -> Result<String, StoreError> {
     serde_json::to_string(order).map_err(|e| corrupt("order", e))
 }
 
-/// Inserts `order` at version 1 unless its id is taken; `true` when it was.
+/// Inserts `order` at version 1 with its `delivery` unless its id is
+/// taken; `true` when it was.
 pub(crate) async fn insert_new(
     tx: &mut Transaction<'static, Sqlite>,
     order: &Order,
     state: &str,
+    delivery: Option<&SealedDelivery>,
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
@@ -34,7 +39,17 @@ pub(crate) async fn insert_new(
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
-    Ok(inserted.rows_affected() == 1)
+    let fresh = inserted.rows_affected() == 1;
+    if let (true, Some(delivery)) = (fresh, delivery) {
+        sqlx::query("INSERT INTO orders_deliveries (order_id, key_id, sealed) VALUES (?1, ?2, ?3)")
+            .bind(&delivery.order_id)
+            .bind(&delivery.key_id)
+            .bind(&delivery.sealed)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(fresh)
 }
 
 /// Updates `order` from version `expected`; a conflict when it is not stored at that version.
@@ -71,13 +86,13 @@ impl OrderStore for SqliteStore {
         let order = write.order;
         let state = state_of(order)?;
         if let (None, Some(intake)) = (write.expected_version, &self.intake) {
-            return intake.write(order, state, write.events).await;
+            return intake.write(order, state, write.events, write.delivery).await;
         }
         let mut tx = begin(&self.pool).await?;
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
-                if !insert_new(&mut tx, order, &state).await? {
+                if !insert_new(&mut tx, order, &state, write.delivery).await? {
                     return Err(conflict());
                 }
                 1
@@ -112,6 +127,10 @@ impl OrderStore for SqliteStore {
         commit(tx, self.signals.of(Context::Order)).await
     }
 
+    async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
+        STATEMENTS.deliveries(&self.pool, json_list(order_ids)).await
+    }
+
     async fn pending_count(&self) -> Result<u64, StoreError> {
         STATEMENTS.pending_count(&self.pool).await
     }
@@ -138,5 +157,27 @@ impl OrderStore for SqliteStore {
 
     async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
         STATEMENTS.update_catalogue(&self.pool, entry).await
+    }
+}
+
+impl CustomerKeys for SqliteStore {
+    async fn obtain_key(&self, candidate: &StoredKey) -> Result<StoredKey, StoreError> {
+        STATEMENTS.obtain_key(&self.pool, candidate).await
+    }
+
+    async fn keys(&self, key_ids: &[String]) -> Result<Vec<StoredKey>, StoreError> {
+        STATEMENTS.keys(&self.pool, json_list(key_ids)).await
+    }
+
+    async fn destroy_key(&self, customer_id: &str) -> Result<bool, StoreError> {
+        STATEMENTS.destroy_key(&self.pool, customer_id).await
+    }
+
+    async fn keys_not_under(&self, kek_id: &str, after: &str, limit: u32) -> Result<Vec<StoredKey>, StoreError> {
+        STATEMENTS.keys_not_under(&self.pool, kek_id, after, limit).await
+    }
+
+    async fn rewrap_key(&self, rewrapped: &StoredKey, previous_kek: &str) -> Result<bool, StoreError> {
+        STATEMENTS.rewrap_key(&self.pool, rewrapped, previous_kek).await
     }
 }

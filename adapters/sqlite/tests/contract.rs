@@ -23,6 +23,12 @@ async fn order_store_contract() {
 }
 
 #[tokio::test]
+async fn customer_keys_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::customer_keys::run(&store).await;
+}
+
+#[tokio::test]
 async fn inventory_store_contract() {
     let (store, _dir) = fresh().await;
     contracts::inventory_store::run(&store).await;

@@ -210,12 +210,13 @@ impl Upstreams {
         )
     }
 
-    /// The routes that forward `/api/orders` and `/api/products`.
+    /// The routes that forward `/api/orders`, `/api/customers` and `/api/products`.
     pub(crate) fn router(self: &Arc<Self>) -> axum::Router {
         let to = |context| any(forward).with_state((Arc::clone(self), context));
         axum::Router::new()
             .route("/api/orders", to(Context::Order))
             .route("/api/orders/{*rest}", to(Context::Order))
+            .route("/api/customers/{*rest}", to(Context::Order))
             .route("/api/products", to(Context::Inventory))
             .route("/api/products/{*rest}", to(Context::Inventory))
             // The provider signs its notices instead of bearing a token; the

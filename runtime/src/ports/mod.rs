@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod bus;
 pub mod cause;
 pub mod clock;
+pub mod customer_keys;
 pub mod fallback;
 pub mod inventory_store;
 pub mod kv;
@@ -21,11 +22,14 @@ pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 pub use cause::Cause;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use customer_keys::{CustomerKeys, StoredKey};
 pub use fallback::WithFallback;
 pub use inventory_store::{InventoryStore, InventoryWrite, NetWrite};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
-pub use order_store::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, checked_updates};
+pub use order_store::{
+    CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, SealedDelivery, checked_updates,
+};
 pub use outbox::{Outbox, Pending};
 pub use payment::{PaymentError, PaymentIntent, PaymentProvider};
 pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};

@@ -5,6 +5,7 @@ use std::future::Future;
 use shop_rules::order::{CataloguePrice, Order, OrderStatus};
 use shop_streams::Envelope;
 
+use super::customer_keys::CustomerKeys;
 use super::store::{StoreError, Versioned};
 
 /// One atomic change of an order.
@@ -15,6 +16,19 @@ pub struct OrderWrite<'a> {
     pub expected_version: Option<u64>,
     /// Events to publish, in order; they go to the outbox.
     pub events: &'a [Envelope],
+    /// The delivery details of a new order, sealed; written with it.
+    pub delivery: Option<&'a SealedDelivery>,
+}
+
+/// An order's delivery details as stored: sealed under its customer's data
+/// key (see [`CustomerKeys`]), bound to the order by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedDelivery {
+    pub order_id: String,
+    /// The customer's data key it is sealed under.
+    pub key_id: String,
+    /// Nonce and ciphertext, as base64.
+    pub sealed: String,
 }
 
 /// A product as the order side knows it: enough to price a new order.
@@ -51,12 +65,14 @@ pub struct OrderQuery<'a> {
     pub limit: u32,
 }
 
-pub trait OrderStore: Send + Sync + 'static {
+/// The order context's store; its customers' data keys live beside the
+/// orders they protect.
+pub trait OrderStore: CustomerKeys + Send + Sync + 'static {
     /// MUST return the order and its version, or `None` when it does not exist.
     fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
 
-    /// MUST write the order and append `events` to the outbox in one
-    /// transaction, and return the new version. MUST return
+    /// MUST write the order, its `delivery` (when creating it) and append
+    /// `events` to the outbox in one transaction, and return the new version. MUST return
     /// [`StoreError::Conflict`] when creating an order that exists or when
     /// the stored version is not `expected_version`, and then write nothing.
     fn write(&self, write: OrderWrite<'_>) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -71,6 +87,10 @@ pub trait OrderStore: Send + Sync + 'static {
     /// expected one, MUST return [`StoreError::Conflict`]. Many handled
     /// messages, one commit.
     fn update_many(&self, updates: &[OrderWrite<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// MUST return the sealed delivery details of those of `order_ids` that
+    /// have them, in any order.
+    fn deliveries(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<SealedDelivery>, StoreError>> + Send;
 
     /// MUST return how many orders are PENDING: accepted, and neither
     /// confirmed nor cancelled yet by the saga. Intake sheds load by it.

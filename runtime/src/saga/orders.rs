@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use super::backpressure::{Backpressure, Overloaded};
 use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
+use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
 use crate::metrics::Metrics;
-use crate::ports::{CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, StoreError, Versioned};
+use crate::ports::{CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, Versioned};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +32,26 @@ pub enum OrderError {
     #[error("order {0} exists with other items")]
     KeyReused(String),
     #[error(transparent)]
+    InvalidDelivery(#[from] InvalidDelivery),
+    /// Customer data could not be sealed or opened (a key this process
+    /// does not hold, a corrupted row): an operator's matter.
+    #[error(transparent)]
+    Sealing(SealError),
+    #[error(transparent)]
     Overloaded(#[from] Overloaded),
     #[error(transparent)]
     Rules(#[from] RuleFault),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<SealError> for OrderError {
+    fn from(error: SealError) -> Self {
+        match error {
+            SealError::Store(store) => Self::Store(store),
+            other => Self::Sealing(other),
+        }
+    }
 }
 
 impl From<RuleError<OrderRejection>> for OrderError {
@@ -54,10 +70,25 @@ pub struct NewOrder {
     pub order_id: String,
     pub customer_id: String,
     pub lines: Vec<LineRequest>,
+    /// Where it goes: sealed under the customer's data key before it is stored.
+    pub delivery: Option<Delivery>,
 }
+
+/// An order with its delivery details as they read now.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub order: Order,
+    /// `None` when the order was placed without delivery details.
+    pub delivery: Option<DeliveryRead>,
+}
+
+/// Most orders of one customer an export reads per query.
+const EXPORT_PAGE: u32 = 100;
 
 pub struct OrderService<S> {
     store: S,
+    /// Seals and opens delivery details; without one, orders carry none.
+    keyring: Option<Arc<Keyring>>,
     rules: Arc<RuleHost>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -68,6 +99,7 @@ impl<S: OrderStore> OrderService<S> {
     pub fn new(store: S, rules: Arc<RuleHost>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            keyring: None,
             rules,
             clock,
             metrics: Metrics::default(),
@@ -95,6 +127,16 @@ impl<S: OrderStore> OrderService<S> {
         Ok(pending)
     }
 
+    /// Seals and opens the customers' delivery details with `keyring`.
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    fn keyring(&self) -> Result<&Keyring, SealError> {
+        self.keyring.as_deref().ok_or(SealError::NoKeyring)
+    }
+
     /// Counts created, confirmed, completed and cancelled orders into `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
@@ -112,6 +154,10 @@ impl<S: OrderStore> OrderService<S> {
             self.metrics.intake_shed();
             return Err(overloaded.into());
         }
+        let sealed = match &new.delivery {
+            Some(delivery) => Some(self.seal(&new.customer_id, &new.order_id, delivery).await?),
+            None => None,
+        };
         let ids: Vec<String> = new.lines.iter().map(|l| l.product_id.clone()).collect();
         let catalogue: Vec<CataloguePrice> = self.store.catalogue(&ids).await?.into_iter().map(|e| e.price).collect();
         let place = PlaceOrder {
@@ -132,6 +178,7 @@ impl<S: OrderStore> OrderService<S> {
                 order: &order,
                 expected_version: None,
                 events: &envelopes,
+                delivery: sealed.as_ref(),
             })
             .await
             .map_err(|error| match error {
@@ -164,6 +211,89 @@ impl<S: OrderStore> OrderService<S> {
             }
             other => other,
         }
+    }
+
+    /// `delivery` checked and sealed for `order_id` under the customer's
+    /// data key (made now if they have none: a first order, or the first
+    /// after an erasure).
+    async fn seal(&self, customer_id: &str, order_id: &str, delivery: &Delivery) -> Result<SealedDelivery, OrderError> {
+        delivery.check()?;
+        let keyring = self.keyring()?;
+        let candidate = keyring.new_key(customer_id, self.clock.now_ms())?;
+        let key = self.store.obtain_key(&candidate).await?;
+        Ok(keyring.seal(&key, order_id, delivery)?)
+    }
+
+    /// The delivery details of those of `orders` that have them, by order id.
+    pub async fn deliveries(&self, orders: &[Order]) -> Result<HashMap<String, DeliveryRead>, OrderError> {
+        let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+        let sealed = self.store.deliveries(&ids).await?;
+        if sealed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keyring = self.keyring()?;
+        let mut key_ids: Vec<String> = sealed.iter().map(|s| s.key_id.clone()).collect();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        let keys: HashMap<String, _> = self
+            .store
+            .keys(&key_ids)
+            .await?
+            .into_iter()
+            .map(|k| (k.key_id.clone(), k))
+            .collect();
+        sealed
+            .iter()
+            .map(|s| {
+                let read = match keys.get(&s.key_id) {
+                    Some(key) => DeliveryRead::Clear(keyring.open(key, s)?),
+                    None => DeliveryRead::Erased,
+                };
+                Ok((s.order_id.clone(), read))
+            })
+            .collect()
+    }
+
+    /// The order with its delivery details, or `None` when it does not exist.
+    pub async fn record(&self, order_id: &str) -> Result<Option<OrderRecord>, OrderError> {
+        let Some(order) = self.get(order_id).await? else {
+            return Ok(None);
+        };
+        let delivery = self.deliveries(std::slice::from_ref(&order)).await?.remove(&order.id);
+        Ok(Some(OrderRecord { order, delivery }))
+    }
+
+    /// Every order of the customer, newest first, with its delivery details.
+    pub async fn export(&self, customer_id: &str) -> Result<Vec<OrderRecord>, OrderError> {
+        let mut records = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .customer_orders(OrderQuery {
+                    customer_id,
+                    status: None,
+                    after: after.as_ref(),
+                    limit: EXPORT_PAGE,
+                })
+                .await?;
+            let mut deliveries = self.deliveries(&page).await?;
+            after = page.last().map(crate::ports::OrderCursor::after);
+            let full = page.len() == EXPORT_PAGE as usize;
+            records.extend(page.into_iter().map(|order| OrderRecord {
+                delivery: deliveries.remove(&order.id),
+                order,
+            }));
+            if !full {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// Erases the customer's delivery details by destroying their data
+    /// key; their orders, amounts and items stay. Returns whether there
+    /// was a key to destroy.
+    pub async fn erase_customer(&self, customer_id: &str) -> Result<bool, OrderError> {
+        Ok(self.store.destroy_key(customer_id).await?)
     }
 
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, OrderError> {
@@ -284,6 +414,7 @@ impl<S: OrderStore> OrderService<S> {
                 order,
                 expected_version: Some(*version),
                 events,
+                delivery: None,
             })
             .collect();
         if !updates.is_empty() {
@@ -317,6 +448,7 @@ impl<S: OrderStore> OrderService<S> {
                 order: &order,
                 expected_version: Some(current.version),
                 events: &envelopes,
+                delivery: None,
             };
             match self.store.write(write).await {
                 Ok(_) => {

@@ -10,7 +10,7 @@ use shop_rules::order::{CancelReason, Order};
 use shop_streams::Trace;
 
 use super::inventory::{InventoryError, InventoryService};
-use super::orders::{NewOrder, OrderError, OrderService};
+use super::orders::{NewOrder, OrderError, OrderRecord, OrderService};
 use super::payment::{PaymentService, Settled, WebhookError};
 use crate::ports::{InventoryStore, Lock, OrderQuery, OrderStore, PaymentProvider};
 
@@ -23,6 +23,18 @@ pub trait OrderUseCases: Send + Sync + 'static {
 
     /// MUST return `None` for an order that does not exist.
     fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Order>, OrderError>> + Send;
+
+    /// MUST return the order with its delivery details as they read now
+    /// (erased once its customer was), or `None` when it does not exist.
+    fn record(&self, order_id: &str) -> impl Future<Output = Result<Option<OrderRecord>, OrderError>> + Send;
+
+    /// MUST return every order of the customer, newest first, with its
+    /// delivery details.
+    fn export(&self, customer_id: &str) -> impl Future<Output = Result<Vec<OrderRecord>, OrderError>> + Send;
+
+    /// MUST make every delivery detail of the customer's unreadable for
+    /// good, keep their orders otherwise, and succeed again when repeated.
+    fn erase_customer(&self, customer_id: &str) -> impl Future<Output = Result<bool, OrderError>> + Send;
 
     /// MUST return the customer's orders newest first, as the query pages them.
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send;
@@ -108,6 +120,18 @@ impl<S: OrderStore> OrderUseCases for OrderService<S> {
 
     fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Order>, OrderError>> + Send {
         OrderService::get(self, order_id)
+    }
+
+    fn record(&self, order_id: &str) -> impl Future<Output = Result<Option<OrderRecord>, OrderError>> + Send {
+        OrderService::record(self, order_id)
+    }
+
+    fn export(&self, customer_id: &str) -> impl Future<Output = Result<Vec<OrderRecord>, OrderError>> + Send {
+        OrderService::export(self, customer_id)
+    }
+
+    fn erase_customer(&self, customer_id: &str) -> impl Future<Output = Result<bool, OrderError>> + Send {
+        OrderService::erase_customer(self, customer_id)
     }
 
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send {

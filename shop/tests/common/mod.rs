@@ -31,6 +31,17 @@ impl RoleProcess {
     /// Starts `shop serve --role ROLE` on `database_url` and `namespace`,
     /// with `extra` environment, and waits until it listens.
     pub fn start(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_logged(role, database_url, namespace, extra, None)
+    }
+
+    /// As [`Self::start`], every line it logs also appended to `log`.
+    pub fn start_logged(
+        role: &str,
+        database_url: &str,
+        namespace: &str,
+        extra: &[(&str, &str)],
+        log: Option<Arc<std::sync::Mutex<String>>>,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
         command
             .args(["serve", "--role", role])
@@ -40,7 +51,7 @@ impl RoleProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("the shop binary starts");
-        let addr = listening_address(&mut child);
+        let addr = logged_listening_address(&mut child, log);
         Self { child, addr }
     }
 
@@ -67,10 +78,19 @@ impl Drop for RoleProcess {
 /// `listening on http://ADDR`, up to a comma); its stderr keeps being
 /// drained, so the child never blocks on a full pipe.
 pub fn listening_address(child: &mut Child) -> SocketAddr {
+    logged_listening_address(child, None)
+}
+
+fn logged_listening_address(child: &mut Child, log: Option<Arc<std::sync::Mutex<String>>>) -> SocketAddr {
     let stderr = child.stderr.take().expect("stderr is piped");
     let (found, address) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(log) = &log {
+                let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                log.push_str(&line);
+                log.push('\n');
+            }
             if let Some((_, rest)) = line.split_once("listening on http://") {
                 let _ = found.send(rest.split(',').next().unwrap_or_default().trim().to_owned());
             }
@@ -288,6 +308,7 @@ impl Desk {
                 product_id: product_id.into(),
                 quantity,
             }],
+            delivery: None,
         };
         self.orders
             .place(new, Trace::root(Uuid::now_v7()))

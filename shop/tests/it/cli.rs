@@ -9,7 +9,7 @@ use shop_adapter_postgres::Schema;
 use shop_runtime::ports::{EventBus, Outbox, Subscription};
 use shop_streams::Reader;
 
-fn shop(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn shop(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
     command
         .args(args)
@@ -21,11 +21,11 @@ fn shop(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("the shop binary runs")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod cli;
+mod customers;
 mod embedded;
 mod gateway;
 mod kill;

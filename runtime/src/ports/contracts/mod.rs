@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod bus;
+pub mod customer_keys;
 pub mod inventory_store;
 pub mod lock;
 pub mod order_store;

@@ -3,7 +3,9 @@
 use shop_rules::order::{CataloguePrice, OrderStatus};
 
 use super::{created, order};
-use crate::ports::{CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, StoreError};
+use crate::ports::{
+    CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, SealedDelivery, StoreError,
+};
 
 /// Every check, against a store and the outbox its writes feed.
 pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
@@ -25,6 +27,7 @@ async fn pending_orders_are_counted(store: &impl OrderStore) {
             order: &o,
             expected_version: None,
             events: &[],
+            delivery: None,
         };
         store.write(write).await.expect("written");
     }
@@ -37,6 +40,7 @@ async fn pending_orders_are_counted(store: &impl OrderStore) {
         order: &confirmed,
         expected_version: Some(1),
         events: &[],
+        delivery: None,
     };
     store.write(write).await.expect("confirmed");
     assert_eq!(
@@ -54,15 +58,27 @@ async fn new_orders_arriving_together_are_each_written_once(store: &impl OrderSt
     let orders: Vec<_> = (0..150).map(|n| order(&format!("burst-{n:03}"))).collect();
     let first: Vec<_> = orders.iter().map(created).collect();
     let retried: Vec<_> = orders.iter().map(created).collect();
+    let sealed = |copy: &str| -> Vec<SealedDelivery> {
+        orders
+            .iter()
+            .map(|o| SealedDelivery {
+                order_id: o.id.clone(),
+                key_id: "burst-key".into(),
+                sealed: format!("{copy}:{}", o.id),
+            })
+            .collect()
+    };
+    let (first_deliveries, retried_deliveries) = (sealed("first"), sealed("retried"));
     let writes = orders
         .iter()
-        .zip(&first)
-        .chain(orders.iter().zip(&retried))
-        .map(|(order, event)| {
+        .zip(first.iter().zip(&first_deliveries))
+        .chain(orders.iter().zip(retried.iter().zip(&retried_deliveries)))
+        .map(|(order, (event, delivery))| {
             store.write(OrderWrite {
                 order,
                 expected_version: None,
                 events: std::slice::from_ref(event),
+                delivery: Some(delivery),
             })
         });
     let outcomes = futures::future::join_all(writes).await;
@@ -81,6 +97,20 @@ async fn new_orders_arriving_together_are_each_written_once(store: &impl OrderSt
         Ok(before + 150),
         "one OrderCreated per order written, none for the refused copies"
     );
+    let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+    let mut stored = store.deliveries(&ids).await.expect("readable");
+    stored.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    assert_eq!(stored.len(), 150, "one delivery per order written");
+    for (delivery, order) in stored.iter().zip(&orders) {
+        assert_eq!(delivery.order_id, order.id);
+        assert!(
+            [first_deliveries.as_slice(), retried_deliveries.as_slice()]
+                .iter()
+                .any(|copy| copy.contains(delivery)),
+            "the delivery of the copy that was written: {delivery:?}"
+        );
+    }
+    assert_eq!(store.deliveries(&["absent".to_owned()]).await, Ok(vec![]));
 }
 
 async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {
@@ -99,6 +129,7 @@ async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {
             order: &o,
             expected_version: None,
             events: &[],
+            delivery: None,
         };
         store.write(write).await.expect("written");
     }
@@ -146,6 +177,7 @@ async fn confirmed_orders_are_found_by_confirmation_time(store: &impl OrderStore
             order: &o,
             expected_version: None,
             events: &[],
+            delivery: None,
         };
         store.write(write).await.expect("written");
     }
@@ -175,6 +207,7 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
         order: &o,
         expected_version: None,
         events: std::slice::from_ref(&event),
+        delivery: None,
     };
     assert_eq!(store.write(write).await, Ok(1));
     let stored = store.get("o-1").await.expect("readable").expect("stored");
@@ -197,6 +230,7 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
         order: &o,
         expected_version: Some(1),
         events: &[],
+        delivery: None,
     };
     assert_eq!(store.write(update).await, Ok(2));
     // A writer that read version 1 lost the race: conflict, nothing written.
@@ -244,6 +278,7 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
             order: &o,
             expected_version: None,
             events: &[],
+            delivery: None,
         };
         assert_eq!(store.write(write).await, Ok(1));
     }
@@ -268,6 +303,7 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
         order: &confirmed[at],
         expected_version: Some(expected),
         events: std::slice::from_ref(&events[at]),
+        delivery: None,
     };
     let backlog = outbox.backlog().await.expect("backlog");
 

@@ -39,6 +39,7 @@ async fn write(store: &impl OrderStore, id: String) -> Uuid {
         order: &o,
         expected_version: None,
         events: std::slice::from_ref(&event),
+        delivery: None,
     };
     store.write(write).await.expect("written");
     event.event_id

@@ -36,8 +36,12 @@ pub(crate) struct CustomerExport {
     orders: Vec<OrderView>,
 }
 
-/// The customer themself or an admin; anyone else is refused.
+/// The customer themself or an admin; anyone else is refused. An id no
+/// customer can have is a bad request.
 fn allowed(caller: &Caller, customer_id: &str) -> Result<(), Problem> {
+    if let Err(invalid) = shop_rules::common::check_id("id", customer_id) {
+        return Err(Problem::bad_request(invalid.to_string()).field("id"));
+    }
     caller.require(&[CallerRole::Customer, CallerRole::Admin])?;
     if caller.role == CallerRole::Customer && caller.subject != customer_id {
         return Err(Problem::forbidden("a customer may export or erase only their own data"));
@@ -51,6 +55,7 @@ fn allowed(caller: &Caller, customer_id: &str) -> Result<(), Problem> {
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The customer id (the token subject)")),
     responses(
         (status = 200, description = "The customer's data", body = CustomerExport),
+        (status = 400, description = "Not a customer id", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither that customer nor an admin", body = Problem, content_type = "application/problem+json"),
         ApiProblems,
     ),
@@ -82,6 +87,7 @@ pub(crate) async fn export<O: OrderUseCases>(
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The customer id (the token subject)")),
     responses(
         (status = 204, description = "Erased (or nothing was left to erase)"),
+        (status = 400, description = "Not a customer id", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither that customer nor an admin", body = Problem, content_type = "application/problem+json"),
         ApiProblems,
     ),

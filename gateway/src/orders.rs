@@ -51,8 +51,8 @@ pub(crate) struct PlaceBody {
     #[schema(min_items = 1, max_items = 100)]
     items: Vec<ItemBody>,
     /// Where it goes; stored encrypted, shown to the customer and admins.
+    /// Absent or `null`: none.
     #[serde(default)]
-    #[schema(nullable = false)]
     delivery: Option<DeliveryBody>,
 }
 

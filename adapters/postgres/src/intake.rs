@@ -14,13 +14,14 @@
 //!
 //! The catalogue lookups that price each new order queue the same way and
 //! share one query: otherwise they would be the one round trip to the
-//! database every order still pays alone.
+//! database every order still pays alone. So do the lookups of the data
+//! keys that seal orders' delivery details.
 
 use std::collections::HashSet;
 
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::{CatalogueEntry, SealedDelivery, StoreError};
+use shop_runtime::ports::{CatalogueEntry, SealedDelivery, StoreError, StoredKey};
 use shop_streams::Envelope;
 use sqlx::{PgPool, Row};
 
@@ -43,6 +44,7 @@ struct NewOrder {
 }
 
 type Prices = Result<Vec<CatalogueEntry>, StoreError>;
+type Key = Result<StoredKey, StoreError>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Intake {
@@ -50,6 +52,8 @@ pub(crate) struct Intake {
     /// The catalogue lookups that price new orders, grouped the same way:
     /// one query for all the orders waiting, instead of one each.
     prices: GroupCommit<Vec<String>, Prices>,
+    /// Customers' data keys, obtained the same way.
+    keys: GroupCommit<StoredKey, Key>,
 }
 
 impl Intake {
@@ -57,8 +61,19 @@ impl Intake {
     pub(crate) fn start(pool: PgPool) -> Self {
         let writes = pool.clone();
         let group = GroupCommit::start(WRITERS, BATCH, move |batch| commit(writes.clone(), batch));
-        let prices = GroupCommit::start(WRITERS, BATCH, move |asked| look_up(pool.clone(), asked));
-        Self { group, prices }
+        let lookups = pool.clone();
+        let prices = GroupCommit::start(WRITERS, BATCH, move |asked| look_up(lookups.clone(), asked));
+        let keys = GroupCommit::start(WRITERS, BATCH, move |candidates| obtain_keys(pool.clone(), candidates));
+        Self { group, prices, keys }
+    }
+
+    /// The customer's data key, or `candidate` stored as it, with whatever
+    /// other keys are asked for.
+    pub(crate) async fn obtain_key(&self, candidate: &StoredKey) -> Key {
+        self.keys
+            .submit(candidate.clone())
+            .await
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the key readers stopped".into())))
     }
 
     /// The catalogue entries of `product_ids` that are known, read with
@@ -106,6 +121,70 @@ async fn look_up(pool: PgPool, asked: Vec<Vec<String>>) -> Vec<Prices> {
             })
             .collect(),
         Err(error) => asked.iter().map(|_| Err(error.clone())).collect(),
+    }
+}
+
+/// The keys of the candidates' customers: read in one query; those who have
+/// none get their first candidate, stored in one insert that yields to a
+/// key stored meanwhile, and read again.
+async fn obtain_keys(pool: PgPool, candidates: Vec<StoredKey>) -> Vec<Key> {
+    let read = |customers: Vec<String>| {
+        let pool = pool.clone();
+        async move {
+            let rows = sqlx::query(
+                "SELECT customer_id, key_id, kek_id, wrapped, created_at FROM orders.customer_keys
+                 WHERE customer_id = ANY($1)",
+            )
+            .bind(customers)
+            .fetch_all(&pool)
+            .await
+            .map_err(db_error)?;
+            rows.iter()
+                .map(|row| shop_adapter_sql::rows::stored_key(row).map(|k| (k.customer_id.clone(), k)))
+                .collect::<Result<std::collections::HashMap<_, _>, _>>()
+        }
+    };
+    let outcome = async {
+        let mut customers: Vec<String> = candidates.iter().map(|c| c.customer_id.clone()).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let mut keys = read(customers).await?;
+        let mut missing: Vec<&StoredKey> = Vec::new();
+        for candidate in &candidates {
+            if !keys.contains_key(&candidate.customer_id)
+                && !missing.iter().any(|m| m.customer_id == candidate.customer_id)
+            {
+                missing.push(candidate);
+            }
+        }
+        if !missing.is_empty() {
+            sqlx::query(
+                "INSERT INTO orders.customer_keys (customer_id, key_id, kek_id, wrapped, created_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
+                 ON CONFLICT (customer_id) DO NOTHING",
+            )
+            .bind(missing.iter().map(|k| k.customer_id.as_str()).collect::<Vec<_>>())
+            .bind(missing.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>())
+            .bind(missing.iter().map(|k| k.kek_id.as_str()).collect::<Vec<_>>())
+            .bind(missing.iter().map(|k| k.wrapped.as_str()).collect::<Vec<_>>())
+            .bind(missing.iter().map(|k| k.created_at).collect::<Vec<_>>())
+            .execute(&pool)
+            .await
+            .map_err(db_error)?;
+            keys.extend(read(missing.iter().map(|k| k.customer_id.clone()).collect()).await?);
+        }
+        Ok::<_, StoreError>(keys)
+    };
+    match outcome.await {
+        Ok(keys) => candidates
+            .iter()
+            .map(|c| {
+                keys.get(&c.customer_id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Conflict(format!("the key of customer {}", c.customer_id)))
+            })
+            .collect(),
+        Err(error) => candidates.iter().map(|_| Err(error.clone())).collect(),
     }
 }
 

@@ -167,7 +167,10 @@ pub(crate) async fn insert_deliveries(
 
 impl CustomerKeys for PgStore {
     async fn obtain_key(&self, candidate: &StoredKey) -> Result<StoredKey, StoreError> {
-        STATEMENTS.obtain_key(&self.pool, candidate).await
+        match &self.intake {
+            Some(intake) => intake.obtain_key(candidate).await,
+            None => STATEMENTS.obtain_key(&self.pool, candidate).await,
+        }
     }
 
     async fn keys(&self, key_ids: &[String]) -> Result<Vec<StoredKey>, StoreError> {

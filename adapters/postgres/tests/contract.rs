@@ -14,7 +14,19 @@ async fn order_store_contract() {
 
 #[tokio::test]
 async fn customer_keys_contract() {
+    // Group commit (the default) obtains keys in batches, as intake does.
     contracts::customer_keys::run(&fresh_store().await).await;
+}
+
+#[tokio::test]
+async fn customer_keys_contract_one_statement_at_a_time() {
+    let (_, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let settings = shop_adapter_postgres::PgSettings {
+        group_commit: false,
+        ..shop_adapter_postgres::PgSettings::new(url)
+    };
+    let store = shop_adapter_postgres::PgStore::connect(&settings).await.expect("connect");
+    contracts::customer_keys::run(&store).await;
 }
 
 #[tokio::test]

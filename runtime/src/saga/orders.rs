@@ -154,12 +154,17 @@ impl<S: OrderStore> OrderService<S> {
             self.metrics.intake_shed();
             return Err(overloaded.into());
         }
-        let sealed = match &new.delivery {
-            Some(delivery) => Some(self.seal(&new.customer_id, &new.order_id, delivery).await?),
-            None => None,
-        };
         let ids: Vec<String> = new.lines.iter().map(|l| l.product_id.clone()).collect();
-        let catalogue: Vec<CataloguePrice> = self.store.catalogue(&ids).await?.into_iter().map(|e| e.price).collect();
+        // The customer's key and the prices are read at once: neither waits for the other.
+        let sealing = async {
+            match &new.delivery {
+                Some(delivery) => self.seal(&new.customer_id, &new.order_id, delivery).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (sealed, catalogue) = futures::join!(sealing, self.store.catalogue(&ids));
+        let sealed = sealed?;
+        let catalogue: Vec<CataloguePrice> = catalogue?.into_iter().map(|e| e.price).collect();
         let place = PlaceOrder {
             order_id: new.order_id,
             customer_id: new.customer_id,

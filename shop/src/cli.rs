@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Settings;
 use crate::{
-    apikey_cmd, customers_cmd, dead_letters_cmd, events_cmd, migrate_cmd, ops_cmd, outbox_cmd, payment_sim_cmd,
-    rules_cmd, secrets, serve_cmd, token_cmd,
+    apikey_cmd, customers_cmd, dead_letters_cmd, events_cmd, log_lines, migrate_cmd, ops_cmd, outbox_cmd,
+    payment_sim_cmd, rules_cmd, secrets, serve_cmd, token_cmd,
 };
 
 #[derive(Debug, Parser)]
@@ -105,19 +105,29 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match json {
-        // One JSON object a line, with the fields of the spans it happened
-        // in (a request's id and path): for log shippers.
-        true => logs.json().with_current_span(false).with_span_list(true).init(),
-        false => logs.init(),
-    }
     let command = cli.command.unwrap_or(Command::Serve {
         role: None,
         listen: None,
     });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match json {
+        // One JSON object a line, with the process's role and instance and
+        // the fields of the spans it happened in (a request's id and
+        // path): for log shippers.
+        true => {
+            let (role, instance) = process_names(&command, settings.as_ref().ok());
+            let format = tracing_subscriber::fmt::format()
+                .json()
+                .with_current_span(false)
+                .with_span_list(true);
+            logs.json()
+                .event_format(log_lines::WithProcess::new(format, &role, &instance))
+                .init();
+        }
+        false => logs.init(),
+    }
     let outcome = settings.and_then(|settings| {
         let settings = &settings;
         match command {
@@ -150,6 +160,23 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// What log lines name the process by: the role it serves (`all` unless
+/// said otherwise) or `command` for a one-off command, and its instance id
+/// (`SHOP_INSTANCE_ID`, else host and process id, as the serving roles say).
+fn process_names(command: &Command, settings: Option<&Settings>) -> (String, String) {
+    let role = match command {
+        Command::Serve { role: Some(role), .. } => format!("{role:?}").to_lowercase(),
+        Command::Serve { role: None, .. } => settings
+            .and_then(|s| s.role.clone())
+            .unwrap_or_else(|| "all".to_owned()),
+        _ => "command".to_owned(),
+    };
+    let instance = settings
+        .and_then(|s| s.instance_id.clone())
+        .unwrap_or_else(crate::config::default_instance_id);
+    (role, instance)
 }
 
 /// The command line over `SHOP_ROLE` / `SHOP_LISTEN` over the defaults.

@@ -560,19 +560,21 @@ pub fn intake_max_pending(s: &Settings) -> anyhow::Result<Option<u64>> {
     })
 }
 
+/// An instance's id without `SHOP_INSTANCE_ID`: its host and process id.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 impl ServiceConfig {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         let database = database(s)?;
         let intake_max_pending = intake_max_pending(s)?;
-        let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "shop".to_owned(), |h| h.trim().to_owned());
         Ok(Self {
             database,
             nats: nats(s)?,
             redis: redis(s)?,
-            instance_id: s
-                .instance_id
-                .clone()
-                .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            instance_id: s.instance_id.clone().unwrap_or_else(default_instance_id),
             db_pool: s.db_pool.unwrap_or(16),
             expiry_every: Duration::from_millis(s.expiry_every_ms.unwrap_or(1000)),
             request_timeout: Duration::from_millis(s.request_timeout_ms.unwrap_or(10_000).max(1)),

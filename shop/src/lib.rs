@@ -15,6 +15,7 @@ mod customers_cmd;
 mod dead_letters_cmd;
 mod events_cmd;
 mod gateway_role;
+mod log_lines;
 mod migrate_cmd;
 mod ops_cmd;
 mod outbox_cmd;

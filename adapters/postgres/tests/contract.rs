@@ -25,7 +25,9 @@ async fn customer_keys_contract_one_statement_at_a_time() {
         group_commit: false,
         ..shop_adapter_postgres::PgSettings::new(url)
     };
-    let store = shop_adapter_postgres::PgStore::connect(&settings).await.expect("connect");
+    let store = shop_adapter_postgres::PgStore::connect(&settings)
+        .await
+        .expect("connect");
     contracts::customer_keys::run(&store).await;
 }
 

@@ -391,7 +391,7 @@ async fn the_event_catalogue_is_written_for_the_namespace_set() {
 /// `SHOP_LOG_FORMAT=json`: each log line one JSON object, a request's
 /// lines carrying its id; anything but text or json is refused at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_are_json_lines_carrying_the_request_id_when_asked() {
+async fn logs_are_json_lines_carrying_the_request_id_role_and_instance_when_asked() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("a temporary directory");
     let database = format!("sqlite://{}", dir.path().join("shop.db").display());
@@ -403,6 +403,7 @@ async fn logs_are_json_lines_carrying_the_request_id_when_asked() {
             ("SHOP_LISTEN", "127.0.0.1:0"),
             ("SHOP_LOG_FORMAT", "json"),
             ("SHOP_LOG", "shop=info"),
+            ("SHOP_INSTANCE_ID", "json-log-instance"),
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -435,6 +436,8 @@ async fn logs_are_json_lines_carrying_the_request_id_when_asked() {
     let entry: serde_json::Value = serde_json::from_str(&logged).unwrap_or_else(|e| panic!("{e}: {logged}"));
     assert_eq!(entry["fields"]["message"], "answered", "{entry}");
     assert_eq!(entry["spans"][0]["request_id"], "json-log-1", "{entry}");
+    assert_eq!(entry["role"], "all", "{entry}");
+    assert_eq!(entry["instance"], "json-log-instance", "{entry}");
 
     let refused = shop(&["serve"], &[("SHOP_LOG_FORMAT", "xml")]);
     assert!(!refused.status.success());

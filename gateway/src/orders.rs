@@ -240,9 +240,6 @@ pub(crate) async fn place<O: OrderUseCases>(
     caller.require(&[CallerRole::Customer])?;
     let order_id = order_id(&caller, &headers)?;
     let delivery: Option<Delivery> = body.delivery.map(Delivery::from);
-    if let Some(Err(invalid)) = delivery.as_ref().map(Delivery::check) {
-        return Err(Problem::bad_request(invalid.to_string()).field(invalid.field));
-    }
     let new = NewOrder {
         order_id,
         customer_id: caller.subject,

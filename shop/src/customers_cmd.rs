@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
-use shop_runtime::customer_data;
-use shop_runtime::ports::{CustomerKeys, StoreError, StoredKey};
+use shop_runtime::customer_data::{self, Keyring, Rotation};
+use shop_runtime::ports::CustomerKeys;
 
 use crate::config::{self, Database, Settings};
 use crate::secrets;
@@ -43,10 +43,9 @@ pub enum KeysCommand {
 pub fn erase(command: CustomersCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let CustomersCommand::Erase { customer_id } = command;
     shop_rules::common::check_id("customer_id", &customer_id).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let destroyed = with_keys(
-        settings,
-        |keys| async move { Ok(keys.destroy_key(&customer_id).await?) },
-    )?;
+    let Done::Erased(destroyed) = on_keys(settings, Task::Erase(customer_id))? else {
+        unreachable!("an erasure ends erased")
+    };
     println!(
         "{}",
         match destroyed {
@@ -75,12 +74,9 @@ pub fn keys(command: KeysCommand, settings: &Settings) -> anyhow::Result<ExitCod
     }
     let keyring = secrets::keyring(settings, &database)?
         .ok_or_else(|| anyhow::anyhow!("SHOP_DATA_KEY is not set: rotation re-wraps keys under it"))?;
-    let rotation = with_keys(settings, |keys| async move {
-        Ok(customer_data::rotate(&keys, &keyring, |done| {
-            eprintln!("re-wrapped {} so far", done.rewrapped);
-        })
-        .await?)
-    })?;
+    let Done::Rotated(rotation) = on_keys(settings, Task::Rotate(Box::new(keyring)))? else {
+        unreachable!("a rotation ends rotated")
+    };
     println!(
         "{} data keys re-wrapped; {} under a key-encryption key this process does not hold",
         rotation.rewrapped, rotation.unknown
@@ -107,55 +103,36 @@ fn new_embedded_key(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `work` on the customer keys of the configured database.
-fn with_keys<T, F, Fut>(settings: &Settings, work: F) -> anyhow::Result<T>
-where
-    F: FnOnce(Keys) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
+/// What the commands do to the customer keys of the configured database.
+enum Task {
+    Erase(String),
+    Rotate(Box<Keyring>),
+}
+
+enum Done {
+    Erased(bool),
+    Rotated(Rotation),
+}
+
+/// Runs `task` on the customer keys of the configured database.
+fn on_keys(settings: &Settings, task: Task) -> anyhow::Result<Done> {
     let database = config::database(settings)?;
     config::block_on(async {
-        let keys = match database {
-            Database::Embedded(url) => Keys::Embedded(SqliteStore::open(&url).await?),
-            Database::Postgres(url) => Keys::Postgres(PgStore::connect(&PgSettings::new(url)).await?),
-        };
-        work(keys).await
+        match database {
+            Database::Embedded(url) => run(&SqliteStore::open(&url).await?, task).await,
+            Database::Postgres(url) => run(&PgStore::connect(&PgSettings::new(url)).await?, task).await,
+        }
     })
 }
 
-/// The keys of either store, for commands that run once.
-pub enum Keys {
-    Embedded(SqliteStore),
-    Postgres(PgStore),
-}
-
-macro_rules! both {
-    ($self:expr, $store:ident => $call:expr) => {
-        match $self {
-            Keys::Embedded($store) => $call.await,
-            Keys::Postgres($store) => $call.await,
-        }
-    };
-}
-
-impl CustomerKeys for Keys {
-    async fn obtain_key(&self, candidate: &StoredKey) -> Result<StoredKey, StoreError> {
-        both!(self, s => s.obtain_key(candidate))
-    }
-
-    async fn keys(&self, key_ids: &[String]) -> Result<Vec<StoredKey>, StoreError> {
-        both!(self, s => s.keys(key_ids))
-    }
-
-    async fn destroy_key(&self, customer_id: &str) -> Result<bool, StoreError> {
-        both!(self, s => s.destroy_key(customer_id))
-    }
-
-    async fn keys_not_under(&self, kek_id: &str, after: &str, limit: u32) -> Result<Vec<StoredKey>, StoreError> {
-        both!(self, s => s.keys_not_under(kek_id, after, limit))
-    }
-
-    async fn rewrap_key(&self, rewrapped: &StoredKey, previous_kek: &str) -> Result<bool, StoreError> {
-        both!(self, s => s.rewrap_key(rewrapped, previous_kek))
-    }
+async fn run(keys: &impl CustomerKeys, task: Task) -> anyhow::Result<Done> {
+    Ok(match task {
+        Task::Erase(customer_id) => Done::Erased(keys.destroy_key(&customer_id).await?),
+        Task::Rotate(keyring) => Done::Rotated(
+            customer_data::rotate(keys, &keyring, |done| {
+                eprintln!("re-wrapped {} so far", done.rewrapped);
+            })
+            .await?,
+        ),
+    })
 }

@@ -155,20 +155,16 @@ pub const PREVIOUS_DATA_KEY: &str = "data-key.previous";
 
 fn data_key_bytes(name: &str, key: &str) -> anyhow::Result<[u8; 32]> {
     let key = key.trim();
-    let bytes = (is_data_key(key))
-        .then(|| {
-            (0..32)
-                .map(|at| u8::from_str_radix(&key[at * 2..at * 2 + 2], 16).ok())
-                .collect::<Option<Vec<u8>>>()
-        })
+    is_data_key(key)
+        .then(|| shop_streams::hex::decode(key))
         .flatten()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
-    bytes.ok_or_else(|| {
-        MissingSecret(format!(
-            "{name} must be 32 bytes as 64 hex digits (openssl rand -hex 32)"
-        ))
-        .into()
-    })
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            MissingSecret(format!(
+                "{name} must be 32 bytes as 64 hex digits (openssl rand -hex 32)"
+            ))
+            .into()
+        })
 }
 
 fn read_if_present(path: &Path) -> anyhow::Result<Option<String>> {

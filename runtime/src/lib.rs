@@ -12,6 +12,7 @@
 //! - [`saga`]: the use cases of both contexts, the outbox relay and the
 //!   consumer loop that together carry an order from intake to its end.
 //! - [`metrics`]: what all of the above counts and times, for Prometheus.
+//! - [`audit`]: the audit log's entries and the hash chain that seals them.
 //! - [`customer_data`]: delivery details sealed under per-customer keys,
 //!   erased by destroying the key.
 //! - [`group_commit`]: batching of writes for adapters whose transactions
@@ -19,6 +20,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod customer_data;
 pub mod group_commit;
 pub mod metrics;

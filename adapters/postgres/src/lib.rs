@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod error;
 mod intake;
 mod inventory;

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use shop_rules::order::Order;
+use shop_runtime::audit::AuditRecord;
 use shop_runtime::ports::{
     CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, StoredKey, Versioned,
     checked_updates,
@@ -13,7 +14,7 @@ use sqlx::types::Json;
 use crate::PgStore;
 use crate::error::{db_error, to_sql};
 use crate::schema::{Schema, append_outbox, json};
-use crate::statements::STATEMENTS;
+use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::rows;
 
 impl OrderStore for PgStore {
@@ -177,8 +178,12 @@ impl CustomerKeys for PgStore {
         STATEMENTS.keys(&self.pool, key_ids).await
     }
 
-    async fn destroy_key(&self, customer_id: &str) -> Result<bool, StoreError> {
-        STATEMENTS.destroy_key(&self.pool, customer_id).await
+    async fn destroy_key(&self, customer_id: &str, audit: &AuditRecord) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let destroyed = STATEMENTS.destroy_key(&mut tx, customer_id).await?;
+        AUDIT.append_in(&mut tx, &[audit]).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(destroyed)
     }
 
     async fn keys_not_under(&self, kek_id: &str, after: &str, limit: u32) -> Result<Vec<StoredKey>, StoreError> {

@@ -1,6 +1,6 @@
 //! This adapter's SQL for the statements both databases run alike.
 
-use shop_adapter_sql::{Statements, StoreSql};
+use shop_adapter_sql::{AuditSql, AuditStatements, Statements, StoreSql};
 use sqlx::Postgres;
 
 use crate::outbox::DRIVER;
@@ -23,7 +23,8 @@ static SQL: StoreSql = StoreSql {
                        SET unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency,
                            source_version = EXCLUDED.source_version
                        WHERE orders.catalogue.source_version < EXCLUDED.source_version",
-    movements: "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory.movements
+    movements:
+        "SELECT seq, product_id, kind, quantity, order_id, reason, at, actor, request_id FROM inventory.movements
                 WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory.reservations WHERE order_id = $1",
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
@@ -51,3 +52,17 @@ static SQL: StoreSql = StoreSql {
 };
 
 pub(crate) const STATEMENTS: Statements<Postgres> = Statements::new(&SQL, DRIVER);
+
+static AUDIT_SQL: AuditSql = AuditSql {
+    // "audit" in ASCII: the key of the advisory lock that orders appends.
+    lock: "SELECT pg_advisory_xact_lock(418581342580)",
+    head: "SELECT seq, hash FROM audit.heads ORDER BY seq DESC LIMIT 1",
+    insert_head: "INSERT INTO audit.heads (seq, hash) VALUES ($1, $2)",
+    insert_entries: "INSERT INTO audit.entries (seq, context, at, actor, role, action, target, request_id, detail, prev_hash, hash) ",
+    entries: "SELECT seq, context, at, actor, role, action, target, request_id, detail, prev_hash, hash FROM audit.entries
+              WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR target = $2) AND ($3::text IS NULL OR action = $3)
+                AND seq > $4
+              ORDER BY seq LIMIT $5",
+};
+
+pub(crate) const AUDIT: AuditStatements<Postgres> = AuditStatements::new(&AUDIT_SQL, DRIVER);

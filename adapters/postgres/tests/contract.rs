@@ -37,6 +37,37 @@ async fn inventory_store_contract() {
 }
 
 #[tokio::test]
+async fn audit_log_contract() {
+    contracts::audit_log::run(&fresh_store().await).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_every_change_but_an_append() {
+    let store = fresh_store().await;
+    let record = shop_runtime::audit::Actor::new("ops", "admin", "r-1").did(
+        "inventory",
+        "stock.restock",
+        "product:A".into(),
+        1,
+        &1,
+    );
+    shop_runtime::ports::AuditLog::append(&store, &[record])
+        .await
+        .expect("appended");
+    for sql in [
+        "UPDATE audit.entries SET actor = 'mallory'",
+        "DELETE FROM audit.entries",
+        "TRUNCATE audit.entries",
+        "UPDATE audit.heads SET seq = 0",
+        "DELETE FROM audit.heads",
+    ] {
+        let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await;
+        let error = refused.expect_err(sql).to_string();
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn api_key_store_contract() {
     contracts::api_keys::run(&fresh_store().await.api_keys()).await;
 }

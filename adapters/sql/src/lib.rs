@@ -5,7 +5,9 @@
 //! logic in the same SQL lives here, generic over the sqlx database: the
 //! outbox as its relay sees it ([`SqlOutbox`]), whose statements each
 //! adapter instantiates with its own table names ([`outbox_sql!`]), and the
-//! API keys ([`SqlApiKeys`], [`api_keys_sql!`]), and the row mappers and
+//! API keys ([`SqlApiKeys`], [`api_keys_sql!`]), the audit log's chain
+//! ([`AuditStatements`] over each adapter's [`AuditSql`], [`audit_log!`]),
+//! and the row mappers and
 //! number conversions both stores read with ([`rows`]), and the stores'
 //! statements that run alike in both ([`Statements`] over each adapter's
 //! [`StoreSql`], and [`inventory_reads!`], the store's reads written once).
@@ -13,10 +15,12 @@
 #![forbid(unsafe_code)]
 
 mod api_keys;
+mod audit;
 mod outbox;
 pub mod rows;
 mod statements;
 
 pub use api_keys::{ApiKeySql, SqlApiKeys};
+pub use audit::{AuditSql, AuditStatements};
 pub use outbox::{CommitSignal, Driver, OutboxSignals, OutboxSql, SqlOutbox, now_ms};
 pub use statements::{Statements, StoreSql, bind_product};

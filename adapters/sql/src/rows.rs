@@ -4,7 +4,7 @@
 
 use shop_rules::inventory::{Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine};
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{CatalogueEntry, SealedDelivery, StoreError, StoredKey, Versioned};
+use shop_runtime::ports::{CatalogueEntry, MovementEntry, SealedDelivery, StoreError, StoredKey, Versioned};
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -104,7 +104,7 @@ pub fn product(row: &impl StoreRow) -> Result<ProductStock, StoreError> {
 }
 
 /// A stock movement with its sequence number (`seq`).
-pub fn movement(row: &impl StoreRow) -> Result<(u64, Movement), StoreError> {
+pub fn movement(row: &impl StoreRow) -> Result<MovementEntry, StoreError> {
     let read = |e| corrupt("movement", e);
     let kind = row.text("kind").map_err(read)?;
     let movement = Movement {
@@ -115,7 +115,12 @@ pub fn movement(row: &impl StoreRow) -> Result<(u64, Movement), StoreError> {
         reason: row.maybe_text("reason").map_err(read)?,
         at: row.number("at").map_err(read)?,
     };
-    Ok((version(row.number("seq").map_err(read)?), movement))
+    Ok(MovementEntry {
+        seq: version(row.number("seq").map_err(read)?),
+        movement,
+        actor: row.maybe_text("actor").map_err(read)?,
+        request_id: row.maybe_text("request_id").map_err(read)?,
+    })
 }
 
 /// The reservation of `order_id`, from its `status` and `lines` columns.

@@ -3,9 +3,11 @@
 //! Each adapter gives its own SQL text ([`StoreSql`]); batched writes,
 //! which each database does its own way, stay in the adapters.
 
-use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
+use shop_rules::inventory::{InventoryState, ProductStock, Reservation};
 use shop_rules::order::Order;
-use shop_runtime::ports::{CatalogueEntry, OrderQuery, SealedDelivery, StoreError, StoredKey, Versioned};
+use shop_runtime::ports::{
+    CatalogueEntry, MovementEntry, OrderQuery, SealedDelivery, StoreError, StoredKey, Versioned,
+};
 use sqlx::query::Query;
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
@@ -27,7 +29,8 @@ pub struct StoreSql {
     /// `$1` product, `$2` unit price, `$3` currency, `$4` source version:
     /// stores the entry unless that or a newer version is stored.
     pub update_catalogue: &'static str,
-    /// `$1` product, `$2` after sequence, `$3` limit: movements in order.
+    /// `$1` product, `$2` after sequence, `$3` limit: movements in order,
+    /// with their actor and request id.
     pub movements: &'static str,
     /// `$1` order id: the reservation's `status` and `lines`.
     pub reservation: &'static str,
@@ -153,7 +156,7 @@ where
         product_id: &str,
         after: u64,
         limit: u32,
-    ) -> Result<Vec<(u64, Movement)>, StoreError> {
+    ) -> Result<Vec<MovementEntry>, StoreError> {
         sqlx::query::<DB>(self.sql.movements)
             .bind(product_id)
             .bind(to_sql(after))
@@ -271,10 +274,11 @@ where
         rows.iter().map(rows::stored_key).collect()
     }
 
-    pub async fn destroy_key(&self, pool: &Pool<DB>, customer_id: &str) -> Result<bool, StoreError> {
+    /// Deletes the customer's key in the transaction `tx` is in; whether there was one.
+    pub async fn destroy_key(&self, tx: &mut DB::Connection, customer_id: &str) -> Result<bool, StoreError> {
         let deleted = sqlx::query::<DB>(self.sql.destroy_key)
             .bind(customer_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(self.driver.db_error)?;
         Ok((self.driver.rows_affected)(&deleted) > 0)
@@ -338,7 +342,7 @@ macro_rules! inventory_reads {
             product_id: &str,
             after: u64,
             limit: u32,
-        ) -> Result<Vec<(u64, ::shop_rules::inventory::Movement)>, ::shop_runtime::ports::StoreError> {
+        ) -> Result<Vec<::shop_runtime::ports::MovementEntry>, ::shop_runtime::ports::StoreError> {
             $statements.movements(&self.pool, product_id, after, limit).await
         }
 

@@ -1,6 +1,7 @@
 //! `InventoryStore` on SQLite: the `inventory_*` tables.
 
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
+use shop_runtime::audit::Actor;
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
 use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
@@ -8,7 +9,7 @@ use sqlx::{Sqlite, Transaction};
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
-use crate::statements::STATEMENTS;
+use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::bind_product;
 
 impl InventoryStore for SqliteStore {
@@ -31,6 +32,7 @@ impl InventoryStore for SqliteStore {
             write_reservation(&mut tx, *before, after).await?;
         }
         insert_movements(&mut tx, &net.movements).await?;
+        AUDIT.append_in(&mut tx, &net.audit).await?;
         append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
         commit(tx, self.signals.of(Context::Inventory)).await
     }
@@ -99,12 +101,15 @@ async fn write_reservation(
     Ok(())
 }
 
-async fn insert_movements(tx: &mut Transaction<'static, Sqlite>, movements: &[&Movement]) -> Result<(), StoreError> {
+async fn insert_movements(
+    tx: &mut Transaction<'static, Sqlite>,
+    movements: &[(&Movement, &Actor)],
+) -> Result<(), StoreError> {
     // SQLite runs in-process: a statement per movement costs no round trip.
-    for m in movements {
+    for (m, actor) in movements {
         sqlx::query(
-            "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .bind(&m.product_id)
         .bind(m.kind.as_str())
@@ -112,6 +117,8 @@ async fn insert_movements(tx: &mut Transaction<'static, Sqlite>, movements: &[&M
         .bind(&m.order_id)
         .bind(&m.reason)
         .bind(m.at)
+        .bind(&actor.id)
+        .bind(&actor.request_id)
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;

@@ -1,6 +1,7 @@
 //! `OrderStore` on SQLite: the `orders_*` tables.
 
 use shop_rules::order::Order;
+use shop_runtime::audit::AuditRecord;
 use shop_runtime::ports::{
     CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, StoredKey, Versioned,
     checked_updates,
@@ -11,7 +12,7 @@ use sqlx::{Sqlite, Transaction};
 use crate::SqliteStore;
 use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
-use crate::statements::STATEMENTS;
+use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::rows;
 
 fn state_of(order: &Order) -> Result<String, StoreError> {
@@ -169,8 +170,12 @@ impl CustomerKeys for SqliteStore {
         STATEMENTS.keys(&self.pool, json_list(key_ids)).await
     }
 
-    async fn destroy_key(&self, customer_id: &str) -> Result<bool, StoreError> {
-        STATEMENTS.destroy_key(&self.pool, customer_id).await
+    async fn destroy_key(&self, customer_id: &str, audit: &AuditRecord) -> Result<bool, StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let destroyed = STATEMENTS.destroy_key(&mut tx, customer_id).await?;
+        AUDIT.append_in(&mut tx, &[audit]).await?;
+        commit(tx, self.signals.of(Context::Order)).await?;
+        Ok(destroyed)
     }
 
     async fn keys_not_under(&self, kek_id: &str, after: &str, limit: u32) -> Result<Vec<StoredKey>, StoreError> {

@@ -1,6 +1,6 @@
 //! This adapter's SQL for the statements both databases run alike.
 
-use shop_adapter_sql::{Statements, StoreSql};
+use shop_adapter_sql::{AuditSql, AuditStatements, Statements, StoreSql};
 use sqlx::Sqlite;
 
 use crate::outbox::DRIVER;
@@ -22,7 +22,8 @@ static SQL: StoreSql = StoreSql {
                        SET unit_price = excluded.unit_price, currency = excluded.currency,
                            source_version = excluded.source_version
                        WHERE orders_catalogue.source_version < excluded.source_version",
-    movements: "SELECT seq, product_id, kind, quantity, order_id, reason, at FROM inventory_movements
+    movements:
+        "SELECT seq, product_id, kind, quantity, order_id, reason, at, actor, request_id FROM inventory_movements
                 WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory_reservations WHERE order_id = $1",
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
@@ -51,3 +52,18 @@ static SQL: StoreSql = StoreSql {
 };
 
 pub(crate) const STATEMENTS: Statements<Sqlite> = Statements::new(&SQL, DRIVER);
+
+static AUDIT_SQL: AuditSql = AuditSql {
+    // A write transaction (BEGIN IMMEDIATE) holds the database already.
+    lock: "SELECT 1",
+    head: "SELECT seq, hash FROM audit_heads ORDER BY seq DESC LIMIT 1",
+    insert_head: "INSERT INTO audit_heads (seq, hash) VALUES ($1, $2)",
+    insert_entries: "INSERT INTO audit_entries (seq, context, at, actor, role, action, target, request_id, detail, prev_hash, hash) ",
+    entries:
+        "SELECT seq, context, at, actor, role, action, target, request_id, detail, prev_hash, hash FROM audit_entries
+              WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR target = $2) AND ($3 IS NULL OR action = $3)
+                AND seq > $4
+              ORDER BY seq LIMIT $5",
+};
+
+pub(crate) const AUDIT: AuditStatements<Sqlite> = AuditStatements::new(&AUDIT_SQL, DRIVER);

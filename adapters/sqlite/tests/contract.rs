@@ -35,6 +35,37 @@ async fn inventory_store_contract() {
 }
 
 #[tokio::test]
+async fn audit_log_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::audit_log::run(&store).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_every_change_but_an_append() {
+    let (store, _dir) = fresh().await;
+    let record = shop_runtime::audit::Actor::new("ops", "admin", "r-1").did(
+        "inventory",
+        "stock.restock",
+        "product:A".into(),
+        1,
+        &1,
+    );
+    shop_runtime::ports::AuditLog::append(&store, &[record])
+        .await
+        .expect("appended");
+    for sql in [
+        "UPDATE audit_entries SET actor = 'mallory'",
+        "DELETE FROM audit_entries",
+        "UPDATE audit_heads SET seq = 0",
+        "DELETE FROM audit_heads",
+    ] {
+        let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await;
+        let error = refused.expect_err(sql).to_string();
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn api_key_store_contract() {
     let (store, _dir) = fresh().await;
     contracts::api_keys::run(&store.api_keys()).await;

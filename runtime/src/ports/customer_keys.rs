@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use super::store::StoreError;
+use crate::audit::AuditRecord;
 
 /// A customer's data key as stored: never in clear.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +32,15 @@ pub trait CustomerKeys: Send + Sync + 'static {
     /// MUST return those of `key_ids` that exist (not destroyed), in any order.
     fn keys(&self, key_ids: &[String]) -> impl Future<Output = Result<Vec<StoredKey>, StoreError>> + Send;
 
-    /// MUST delete the customer's key, and return whether there was one.
-    /// Idempotent: a customer without a key is not an error.
-    fn destroy_key(&self, customer_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// MUST delete the customer's key and append `audit` to the audit log
+    /// (as [`AuditLog::append`](super::AuditLog::append) does) in one
+    /// transaction, and return whether there was a key. Idempotent: a
+    /// customer without a key is not an error (and is audited all the same).
+    fn destroy_key(
+        &self,
+        customer_id: &str,
+        audit: &AuditRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// MUST return up to `limit` keys wrapped under another key-encryption
     /// key than `kek_id`, with key ids greater than `after`, in key id

@@ -8,6 +8,7 @@ use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation}
 use shop_streams::Envelope;
 
 use super::store::StoreError;
+use crate::audit::{Actor, AuditRecord};
 
 /// One atomic change of the products a command touched.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +19,20 @@ pub struct InventoryWrite<'a> {
     pub after: &'a InventoryState,
     pub movements: &'a [Movement],
     pub events: &'a [Envelope],
+    /// Who asked for the change: each movement names them.
+    pub actor: &'a Actor,
+    /// The audit log's account of the change, appended in its transaction.
+    pub audit: &'a [AuditRecord],
+}
+
+/// A stored movement: its number, and who caused it through which request
+/// (unknown for movements recorded before the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementEntry {
+    pub seq: u64,
+    pub movement: Movement,
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
 }
 
 pub trait InventoryStore: Send + Sync + 'static {
@@ -29,8 +44,10 @@ pub trait InventoryStore: Send + Sync + 'static {
         order_id: Option<&str>,
     ) -> impl Future<Output = Result<InventoryState, StoreError>> + Send;
 
-    /// MUST write every changed product, the reservation, the movements and
-    /// the outbox events in one transaction.
+    /// MUST write every changed product, the reservation, the movements
+    /// (each with the write's actor and request id), the outbox events and
+    /// the audit records (sealed onto the audit chain as
+    /// [`AuditLog::append`](super::AuditLog::append) does) in one transaction.
     /// MUST return [`StoreError::Conflict`] when any product's stored version
     /// is not the one in `before` (or a new product exists already), or the
     /// stored reservation is not the one in `before` (an order has at most
@@ -50,13 +67,13 @@ pub trait InventoryStore: Send + Sync + 'static {
 
     /// MUST return the product's movements oldest first, `limit` at most,
     /// starting after the movement numbered `after` (0 for the first page),
-    /// each with its number.
+    /// each with its number, actor and request id.
     fn movements(
         &self,
         product_id: &str,
         after: u64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<(u64, Movement)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<MovementEntry>, StoreError>> + Send;
 
     /// MUST return the product, or `None`.
     fn product(&self, product_id: &str) -> impl Future<Output = Result<Option<ProductStock>, StoreError>> + Send;
@@ -87,8 +104,10 @@ pub struct NetWrite<'a> {
     pub products: Vec<(Option<&'a ProductStock>, &'a ProductStock)>,
     /// Changed reservations, with the state they were read at (`None` for a new one).
     pub reservations: Vec<(Option<&'a Reservation>, &'a Reservation)>,
-    pub movements: Vec<&'a Movement>,
+    /// Each movement with the actor of its write.
+    pub movements: Vec<(&'a Movement, &'a Actor)>,
     pub events: Vec<&'a Envelope>,
+    pub audit: Vec<&'a AuditRecord>,
 }
 
 impl<'a> NetWrite<'a> {
@@ -119,8 +138,9 @@ impl<'a> NetWrite<'a> {
                     after,
                 )?;
             }
-            net.movements.extend(write.movements);
+            net.movements.extend(write.movements.iter().map(|m| (m, write.actor)));
             net.events.extend(write.events);
+            net.audit.extend(write.audit);
         }
         net.products.retain(|(before, after)| *before != Some(*after));
         net.products.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));

@@ -4,6 +4,7 @@
 //! contract into a suite every adapter runs against itself.
 
 pub mod api_keys;
+pub mod audit_log;
 pub mod bus;
 pub mod cause;
 pub mod clock;
@@ -19,12 +20,13 @@ pub mod rate_limit;
 pub mod store;
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
+pub use audit_log::{AuditLog, AuditQuery};
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription};
 pub use cause::Cause;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer_keys::{CustomerKeys, StoredKey};
 pub use fallback::WithFallback;
-pub use inventory_store::{InventoryStore, InventoryWrite, NetWrite};
+pub use inventory_store::{InventoryStore, InventoryWrite, MovementEntry, NetWrite};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{

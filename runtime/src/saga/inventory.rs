@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shop_rules::inventory::{
-    Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, Movement, OrderLines, ProductStock,
-    Release, ReleaseReason, Reservation, StockLine,
+    Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState, OrderLines, ProductStock, Release,
+    ReleaseReason, Reservation, StockLine,
 };
 use shop_rules::order::{CancelReason, OrderCreated, OrderEvent};
 use shop_streams::{DomainEvent, Envelope, Namespace, Trace};
 
 use super::turns::{Turn, Turns};
 use super::{CONFLICT_RETRIES, HandleError, one_by_one, rule_ref, together_and_alone};
+use crate::audit::{Actor, AuditRecord};
 use crate::metrics::Metrics;
-use crate::ports::{Clock, InventoryStore, InventoryWrite, Lease, Lock, LockError, StoreError};
+use crate::ports::{Clock, InventoryStore, InventoryWrite, Lease, Lock, LockError, MovementEntry, StoreError};
 use crate::rules::{Decided, RuleError, RuleFault, RuleHost};
 
 /// How long product locks are held at most, and waited for.
@@ -74,6 +75,7 @@ struct Job<'a> {
     /// The version the (one) product must be at for the command to apply.
     expected: Option<u64>,
     trace: Trace,
+    actor: &'a Actor,
 }
 
 pub struct InventoryService<S, L> {
@@ -131,27 +133,28 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         Ok(self.store.products(after, search, limit).await?)
     }
 
-    /// The product's audit trail, oldest first, after the movement numbered `after`.
+    /// The product's stock movements, oldest first, after the one numbered `after`.
     pub async fn movements(
         &self,
         product_id: &str,
         after: u64,
         limit: u32,
-    ) -> Result<Vec<(u64, Movement)>, InventoryError> {
+    ) -> Result<Vec<MovementEntry>, InventoryError> {
         Ok(self.store.movements(product_id, after, limit).await?)
     }
 
-    /// An administrator's command: register, restock, adjust or change price.
-    /// Reservations, releases and deductions arrive as order events through
-    /// [`Self::handle`] and are refused here.
-    /// An administrator's command; with `expected`, only while the product
-    /// is at that version (checked on the state the command is decided and
-    /// fenced on, so it cannot move in between).
+    /// An administrator's command: register, restock, adjust or change
+    /// price, audited as `actor`'s. Reservations, releases and deductions
+    /// arrive as order events through [`Self::handle`] and are refused here.
+    /// With `expected`, only while the product is at that version (checked
+    /// on the state the command is decided and fenced on, so it cannot move
+    /// in between).
     pub async fn admin(
         &self,
         command: InventoryCommand,
         expected: Option<u64>,
         trace: Trace,
+        actor: &Actor,
     ) -> Result<Decision, InventoryError> {
         let product = match &command {
             InventoryCommand::RegisterProduct(c) => c.product_id.clone(),
@@ -168,6 +171,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             command: &command,
             expected,
             trace,
+            actor,
         };
         self.execute(job).await
     }
@@ -214,6 +218,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             command,
             expected,
             trace,
+            actor,
         } = job;
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -237,11 +242,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
             }
             let decided = decided?;
             let (after, envelopes) = self.outcome(&before, &decided, trace)?;
+            let audit = audit_of(actor, &decided.value, self.clock.now_ms());
             let write = InventoryWrite {
                 before: &before,
                 after: &after,
                 movements: &decided.value.movements,
                 events: &envelopes,
+                actor,
+                audit: &audit,
             };
             match self.store.write(write).await {
                 Ok(()) => return Ok(decided.value),
@@ -344,6 +352,7 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         let mut stock: HashMap<String, ProductStock> =
             loaded.products.into_iter().map(|p| (p.product_id.clone(), p)).collect();
         let mut steps = Vec::with_capacity(batch.len());
+        let now = self.clock.now_ms();
         for one in batch {
             let (order_id, command) = (&one.order_id, &one.command);
             // Each order is decided on only its own products, as they stand
@@ -358,7 +367,8 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
                     for product in &after.products {
                         stock.insert(product.product_id.clone(), product.clone());
                     }
-                    (before, after, decided.value.movements, events)
+                    let audit = audit_of(&one.actor, &decided.value, now);
+                    (before, after, decided.value.movements, events, audit)
                 }
                 Err(RuleError::Rejected(rejection)) => {
                     tracing::info!(target: "shop::saga", %order_id, %rejection, "event changes nothing");
@@ -370,11 +380,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
         }
         let writes: Vec<InventoryWrite<'_>> = steps
             .iter()
-            .map(|(before, after, movements, events)| InventoryWrite {
+            .zip(batch)
+            .map(|((before, after, movements, events, audit), one)| InventoryWrite {
                 before,
                 after,
                 movements,
                 events,
+                actor: &one.actor,
+                audit,
             })
             .collect();
         Ok(self.store.write_many(&writes).await?)
@@ -404,12 +417,14 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
                 None => Vec::new(),
             },
         };
+        let actor = saga_actor(&command, &trace);
         let job = Job {
             products: &products,
             order_id: Some(&order_id),
             command: &command,
             expected: None,
             trace,
+            actor: &actor,
         };
         match self.execute(job).await {
             Ok(_) => Ok(()),
@@ -448,6 +463,7 @@ struct Batched {
     products: Vec<String>,
     reservation: Option<Reservation>,
     trace: Trace,
+    actor: Actor,
 }
 
 impl Batched {
@@ -458,13 +474,15 @@ impl Batched {
             InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
             _ => Vec::new(),
         };
+        let trace = Trace::follows(envelope);
         Self {
             at,
             order_id,
+            actor: saga_actor(&command, &trace),
             command,
             products,
             reservation: None,
-            trace: Trace::follows(envelope),
+            trace,
         }
     }
 
@@ -480,15 +498,71 @@ impl Batched {
             .iter()
             .flat_map(|r| r.lines.iter().map(|l| l.product_id.clone()))
             .collect();
+        let trace = Trace::follows(envelope);
         Self {
             at,
             order_id,
+            actor: saga_actor(&command, &trace),
             command,
             products,
             reservation,
-            trace: Trace::follows(envelope),
+            trace,
         }
     }
+}
+
+/// The saga step a command is, as the actor its changes are audited under:
+/// the step, and the correlation id of the request that placed the order.
+fn saga_actor(command: &InventoryCommand, trace: &Trace) -> Actor {
+    let step = match command {
+        InventoryCommand::Reserve(_) => "reserve",
+        InventoryCommand::Release(_) => "release",
+        InventoryCommand::Deduct(_) => "deduct",
+        _ => "inventory",
+    };
+    Actor::saga(step, trace.correlation_id)
+}
+
+/// The audit log's account of a decision: each stock movement, each
+/// product registered and each price changed, as `actor` did it.
+fn audit_of(actor: &Actor, decision: &Decision, at: i64) -> Vec<AuditRecord> {
+    const CONTEXT: &str = "inventory";
+    let product = |id: &str| format!("product:{id}");
+    let mut records = Vec::with_capacity(decision.movements.len() + 1);
+    for event in &decision.events {
+        match event {
+            InventoryEvent::ProductRegistered(p) => records.push(actor.did(
+                CONTEXT,
+                "product.register",
+                product(&p.product_id),
+                at,
+                &serde_json::json!({
+                    "name": p.name, "unit_price": p.unit_price, "currency": p.currency, "stock": p.initial_stock,
+                }),
+            )),
+            InventoryEvent::PriceChanged(p) => records.push(actor.did(
+                CONTEXT,
+                "price.change",
+                product(&p.product_id),
+                at,
+                &serde_json::json!({ "from": p.old_price, "to": p.new_price, "currency": p.currency }),
+            )),
+            _ => {}
+        }
+    }
+    for m in &decision.movements {
+        let mut detail = serde_json::Map::new();
+        detail.insert("quantity".into(), m.quantity.into());
+        if let Some(order_id) = &m.order_id {
+            detail.insert("order_id".into(), order_id.as_str().into());
+        }
+        if let Some(reason) = &m.reason {
+            detail.insert("reason".into(), reason.as_str().into());
+        }
+        let action = format!("stock.{}", m.kind.as_str());
+        records.push(actor.did(CONTEXT, &action, product(&m.product_id), at, &detail));
+    }
+    records
 }
 
 fn reserve_lines(created: &OrderCreated) -> Vec<StockLine> {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::backpressure::{Backpressure, Overloaded};
 use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
+use crate::audit::Actor;
 use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
 use crate::metrics::Metrics;
 use crate::ports::{CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, Versioned};
@@ -297,8 +298,17 @@ impl<S: OrderStore> OrderService<S> {
     /// Erases the customer's delivery details by destroying their data
     /// key; their orders, amounts and items stay. Returns whether there
     /// was a key to destroy.
-    pub async fn erase_customer(&self, customer_id: &str) -> Result<bool, OrderError> {
-        Ok(self.store.destroy_key(customer_id).await?)
+    /// Destroys the customer's data key, audited as `actor`'s in the same
+    /// transaction; whether there was a key.
+    pub async fn erase_customer(&self, customer_id: &str, actor: &Actor) -> Result<bool, OrderError> {
+        let record = actor.did(
+            "order",
+            "customer.erase",
+            format!("customer:{customer_id}"),
+            self.clock.now_ms(),
+            &serde_json::json!({}),
+        );
+        Ok(self.store.destroy_key(customer_id, &record).await?)
     }
 
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, OrderError> {

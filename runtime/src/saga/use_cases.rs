@@ -5,14 +5,15 @@
 
 use std::future::Future;
 
-use shop_rules::inventory::{Decision, InventoryCommand, Movement, ProductStock};
+use shop_rules::inventory::{Decision, InventoryCommand, ProductStock};
 use shop_rules::order::{CancelReason, Order};
 use shop_streams::Trace;
 
 use super::inventory::{InventoryError, InventoryService};
 use super::orders::{NewOrder, OrderError, OrderRecord, OrderService};
 use super::payment::{PaymentService, Settled, WebhookError};
-use crate::ports::{InventoryStore, Lock, OrderQuery, OrderStore, PaymentProvider};
+use crate::audit::Actor;
+use crate::ports::{InventoryStore, Lock, MovementEntry, OrderQuery, OrderStore, PaymentProvider};
 
 /// The order context's use cases.
 pub trait OrderUseCases: Send + Sync + 'static {
@@ -33,8 +34,10 @@ pub trait OrderUseCases: Send + Sync + 'static {
     fn export(&self, customer_id: &str) -> impl Future<Output = Result<Vec<OrderRecord>, OrderError>> + Send;
 
     /// MUST make every delivery detail of the customer's unreadable for
-    /// good, keep their orders otherwise, and succeed again when repeated.
-    fn erase_customer(&self, customer_id: &str) -> impl Future<Output = Result<bool, OrderError>> + Send;
+    /// good, keep their orders otherwise, audit it as `actor`'s, and
+    /// succeed again when repeated.
+    fn erase_customer(&self, customer_id: &str, actor: &Actor)
+    -> impl Future<Output = Result<bool, OrderError>> + Send;
 
     /// MUST return the customer's orders newest first, as the query pages them.
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send;
@@ -97,10 +100,11 @@ pub trait InventoryUseCases: Send + Sync + 'static {
         product_id: &str,
         after: u64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<(u64, Movement)>, InventoryError>> + Send;
+    ) -> impl Future<Output = Result<Vec<MovementEntry>, InventoryError>> + Send;
 
     /// MUST apply an administrator's command (register, restock, adjust,
-    /// change price) as the rules decide, and refuse the saga's own. With
+    /// change price) as the rules decide, audited as `actor`'s, and refuse
+    /// the saga's own. With
     /// `expected`, MUST write nothing and return
     /// [`InventoryError::VersionMoved`] when the product exists at another
     /// version and the rules accept the command (one they refuse is refused
@@ -110,6 +114,7 @@ pub trait InventoryUseCases: Send + Sync + 'static {
         command: InventoryCommand,
         expected: Option<u64>,
         trace: Trace,
+        actor: &Actor,
     ) -> impl Future<Output = Result<Decision, InventoryError>> + Send;
 }
 
@@ -130,8 +135,12 @@ impl<S: OrderStore> OrderUseCases for OrderService<S> {
         OrderService::export(self, customer_id)
     }
 
-    fn erase_customer(&self, customer_id: &str) -> impl Future<Output = Result<bool, OrderError>> + Send {
-        OrderService::erase_customer(self, customer_id)
+    fn erase_customer(
+        &self,
+        customer_id: &str,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<bool, OrderError>> + Send {
+        OrderService::erase_customer(self, customer_id, actor)
     }
 
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send {
@@ -162,7 +171,7 @@ impl<S: InventoryStore, L: Lock> InventoryUseCases for InventoryService<S, L> {
         product_id: &str,
         after: u64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<(u64, Movement)>, InventoryError>> + Send {
+    ) -> impl Future<Output = Result<Vec<MovementEntry>, InventoryError>> + Send {
         InventoryService::movements(self, product_id, after, limit)
     }
 
@@ -180,7 +189,8 @@ impl<S: InventoryStore, L: Lock> InventoryUseCases for InventoryService<S, L> {
         command: InventoryCommand,
         expected: Option<u64>,
         trace: Trace,
+        actor: &Actor,
     ) -> impl Future<Output = Result<Decision, InventoryError>> + Send {
-        InventoryService::admin(self, command, expected, trace)
+        InventoryService::admin(self, command, expected, trace, actor)
     }
 }

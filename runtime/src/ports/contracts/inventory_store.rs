@@ -4,7 +4,12 @@ use shop_rules::inventory::{
     InventoryState, Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine,
 };
 
-use crate::ports::{InventoryStore, InventoryWrite, StoreError};
+use std::sync::LazyLock;
+
+use crate::audit::{Actor, ChainHead};
+use crate::ports::{AuditLog, AuditQuery, InventoryStore, InventoryWrite, StoreError};
+
+static OPS: LazyLock<Actor> = LazyLock::new(|| Actor::new("ops", "admin", "req-ops"));
 
 fn product(id: &str, stock: i64) -> ProductStock {
     ProductStock {
@@ -53,8 +58,8 @@ fn reservation(order_id: &str, status: ReservationStatus) -> Reservation {
     }
 }
 
-/// Every check, against an empty store.
-pub async fn run(store: &impl InventoryStore) {
+/// Every check, against an empty store (and its audit log).
+pub async fn run(store: &(impl InventoryStore + AuditLog)) {
     register_and_load(store).await;
     a_stale_version_conflicts_and_writes_nothing(store).await;
     the_store_refuses_negative_or_unbalanced_stock(store).await;
@@ -78,11 +83,13 @@ async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), S
             after: &after,
             movements: &movements,
             events: &[],
+            actor: &OPS,
+            audit: &[],
         })
         .await
 }
 
-async fn products_list_in_id_order_and_search_by_id_or_name(store: &impl InventoryStore) {
+async fn products_list_in_id_order_and_search_by_id_or_name(store: &(impl InventoryStore + AuditLog)) {
     for (id, name) in [
         ("Q3", "Red CUP"),
         ("Q1", "blue mug"),
@@ -128,7 +135,7 @@ async fn products_list_in_id_order_and_search_by_id_or_name(store: &impl Invento
     assert_eq!(after_q1, ["Q2", "Q3", "Q4"], "search and cursor together");
 }
 
-async fn register_and_load(store: &impl InventoryStore) {
+async fn register_and_load(store: &(impl InventoryStore + AuditLog)) {
     register(store, &product("A", 10)).await.expect("registered");
     register(store, &product("B", 5)).await.expect("registered");
     assert!(matches!(
@@ -143,7 +150,7 @@ async fn register_and_load(store: &impl InventoryStore) {
     assert_eq!(store.product("GHOST").await, Ok(None));
 }
 
-async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStore) {
+async fn a_stale_version_conflicts_and_writes_nothing(store: &(impl InventoryStore + AuditLog)) {
     let ids = ["A".to_owned(), "B".to_owned()];
     let before = store.load(&ids, None).await.expect("loaded");
     let after = InventoryState {
@@ -151,13 +158,17 @@ async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStor
         reservation: None,
     };
     let movements = [movement("A", MovementKind::Reserve, 1, Some("o-x"))];
+    let audit = [OPS.did("inventory", "stock.reserve", "product:A".into(), 5, &"o-x")];
     let write = InventoryWrite {
         before: &before,
         after: &after,
         movements: &movements,
         events: &[],
+        actor: &OPS,
+        audit: &audit,
     };
     store.write(write).await.expect("first writer wins");
+    let head = store.head().await.expect("head");
     // The second writer read the same versions: it must change nothing,
     // not even the product it would reach first.
     assert!(matches!(store.write(write).await, Err(StoreError::Conflict(_))));
@@ -165,9 +176,11 @@ async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStor
     assert_eq!(now.products, after.products);
     let trail = store.movements("A", 0, 100).await.expect("movements");
     assert_eq!(trail.len(), 2, "initial and one reserve, not two");
+    assert_eq!(store.head().await.expect("head"), head, "nor its audit record");
+    assert_ne!(head, ChainHead::default());
 }
 
-async fn the_store_refuses_negative_or_unbalanced_stock(store: &impl InventoryStore) {
+async fn the_store_refuses_negative_or_unbalanced_stock(store: &(impl InventoryStore + AuditLog)) {
     let ids = ["B".to_owned()];
     let before = store.load(&ids, None).await.expect("loaded");
     let b = &before.products[0];
@@ -196,6 +209,8 @@ async fn the_store_refuses_negative_or_unbalanced_stock(store: &impl InventorySt
             after: &after,
             movements: &[],
             events: &[],
+            actor: &OPS,
+            audit: &[],
         };
         assert!(
             matches!(store.write(write).await, Err(StoreError::Refused(_))),
@@ -205,7 +220,7 @@ async fn the_store_refuses_negative_or_unbalanced_stock(store: &impl InventorySt
     assert_eq!(store.load(&ids, None).await.expect("loaded"), before, "nothing written");
 }
 
-async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
+async fn reservations_are_fenced_by_their_status(store: &(impl InventoryStore + AuditLog)) {
     let none = InventoryState::default();
     let with = |r: Reservation| InventoryState {
         products: vec![],
@@ -216,6 +231,8 @@ async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
         after,
         movements: &[],
         events: &[],
+        actor: &OPS,
+        audit: &[],
     };
     let held = with(reservation("o-r", ReservationStatus::Reserved));
     store.write(write(&none, &held)).await.expect("reserved");
@@ -239,7 +256,7 @@ async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
 
 /// An order has one reservation: writing another for it (a redelivered
 /// reservation request) is a conflict and writes nothing.
-async fn an_order_is_reserved_once(store: &impl InventoryStore) {
+async fn an_order_is_reserved_once(store: &(impl InventoryStore + AuditLog)) {
     let none = InventoryState::default();
     let after = InventoryState {
         products: vec![],
@@ -250,6 +267,8 @@ async fn an_order_is_reserved_once(store: &impl InventoryStore) {
         after: &after,
         movements: &[],
         events: &[],
+        actor: &OPS,
+        audit: &[],
     };
     store.write(write).await.expect("recorded");
     let again = InventoryState {
@@ -263,7 +282,7 @@ async fn an_order_is_reserved_once(store: &impl InventoryStore) {
     assert_eq!(store.reservation("o-h").await, Ok(after.reservation.clone()));
 }
 
-async fn movements_page_oldest_first(store: &impl InventoryStore) {
+async fn movements_page_oldest_first(store: &(impl InventoryStore + AuditLog)) {
     register(store, &product("P", 3)).await.expect("registered");
     let mut before = store.load(&["P".to_owned()], None).await.expect("loaded");
     for n in 0..3 {
@@ -273,26 +292,45 @@ async fn movements_page_oldest_first(store: &impl InventoryStore) {
         };
         let order = format!("o-{n}");
         let movements = [movement("P", MovementKind::Reserve, 1, Some(&order))];
+        let actor = Actor::saga("reserve", format!("corr-{n}"));
+        let audit = [actor.did("inventory", "stock.reserve", "product:P".into(), 5, &order)];
         let write = InventoryWrite {
             before: &before,
             after: &after,
             movements: &movements,
             events: &[],
+            actor: &actor,
+            audit: &audit,
         };
         store.write(write).await.expect("reserved");
         before = after;
     }
     let first = store.movements("P", 0, 2).await.expect("page");
     assert_eq!(first.len(), 2);
-    assert_eq!(first[0].1, movement("P", MovementKind::Initial, 3, None));
-    assert_eq!(first[1].1.order_id.as_deref(), Some("o-0"));
-    let rest = store.movements("P", first[1].0, 10).await.expect("page");
+    assert_eq!(first[0].movement, movement("P", MovementKind::Initial, 3, None));
+    assert_eq!(first[0].actor.as_deref(), Some("ops"));
+    assert_eq!(first[1].movement.order_id.as_deref(), Some("o-0"));
+    assert_eq!(
+        first[1].actor.as_deref(),
+        Some("saga:reserve"),
+        "each movement names its actor"
+    );
+    assert_eq!(first[1].request_id.as_deref(), Some("corr-0"));
+    let rest = store.movements("P", first[1].seq, 10).await.expect("page");
     let orders: Vec<_> = rest
         .iter()
-        .map(|(_, m)| m.order_id.clone().unwrap_or_default())
+        .map(|m| m.movement.order_id.clone().unwrap_or_default())
         .collect();
     assert_eq!(orders, ["o-1", "o-2"]);
-    assert!(rest[0].0 > first[1].0, "numbers grow");
+    assert!(rest[0].seq > first[1].seq, "numbers grow");
+    let query = AuditQuery {
+        target: Some("product:P"),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let audited = store.entries(query).await.expect("audit entries");
+    let requests: Vec<_> = audited.iter().map(|e| e.record.request_id.as_str()).collect();
+    assert_eq!(requests, ["corr-0", "corr-1", "corr-2"], "audited with the write");
     assert!(store.movements("GHOST", 0, 10).await.expect("page").is_empty());
 }
 
@@ -339,11 +377,13 @@ impl Step {
             after: &self.after,
             movements: &self.movements,
             events: &[],
+            actor: &OPS,
+            audit: &[],
         }
     }
 }
 
-async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) {
+async fn many_writes_commit_together_or_not_at_all(store: &(impl InventoryStore + AuditLog)) {
     register(store, &product("M", 10)).await.expect("registered");
     let ids = ["M".to_owned()];
     let start = store.load(&ids, None).await.expect("loaded");
@@ -360,7 +400,7 @@ async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) 
         assert_eq!(store.reservation(order).await, Ok(step.after.reservation.clone()));
     }
     let moved = store.movements("M", 0, 10).await.expect("page");
-    let orders: Vec<_> = moved.iter().filter_map(|(_, m)| m.order_id.clone()).collect();
+    let orders: Vec<_> = moved.iter().filter_map(|m| m.movement.order_id.clone()).collect();
     assert_eq!(orders, ["o-m1", "o-m2"], "movements in order");
 
     // Writes that do not follow one another, or a reservation that exists

@@ -3,6 +3,7 @@
 //! schema) and drive the futures with whatever executor they use.
 
 pub mod api_keys;
+pub mod audit_log;
 pub mod bus;
 pub mod customer_keys;
 pub mod inventory_store;

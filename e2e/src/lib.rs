@@ -173,7 +173,12 @@ impl Shop {
             initial_stock: stock,
         });
         self.inventory
-            .admin(command, None, Trace::root(Uuid::now_v7()))
+            .admin(
+                command,
+                None,
+                Trace::root(Uuid::now_v7()),
+                &shop_runtime::audit::Actor::new("e2e", "admin", "e2e-register"),
+            )
             .await
             .expect("registered");
         // The order side learns the price through the saga.

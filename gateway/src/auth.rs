@@ -359,6 +359,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the audit log records them, acting through `request_id`.
+    pub fn actor(&self, request_id: &str) -> shop_runtime::audit::Actor {
+        shop_runtime::audit::Actor::new(self.subject.as_str(), self.role.as_str(), request_id)
+    }
+
     /// `Ok` when the caller has one of `roles`, a 403 problem otherwise.
     pub fn require(&self, roles: &[CallerRole]) -> Result<(), Problem> {
         if roles.contains(&self.role) {

@@ -12,7 +12,9 @@ use serde::Serialize;
 use shop_runtime::saga::use_cases::OrderUseCases;
 use utoipa::ToSchema;
 
+use crate::audit::AuditEntryView;
 use crate::auth::{Caller, CallerRole};
+use crate::edge::RequestId;
 use crate::json::reply;
 use crate::openapi::ApiProblems;
 use crate::orders::{OrderView, order_problem};
@@ -34,6 +36,8 @@ pub(crate) struct CustomerExport {
     /// Every order of theirs, newest first, with its delivery details (or
     /// `delivery_erased`).
     orders: Vec<OrderView>,
+    /// Every audit entry naming them as actor or target, oldest first.
+    audit: Vec<AuditEntryView>,
 }
 
 /// The customer themself or an admin; anyone else is refused. An id no
@@ -49,7 +53,8 @@ fn allowed(caller: &Caller, customer_id: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// A customer's data as one document: every order with its delivery details.
+/// A customer's data as one document: every order with its delivery
+/// details, and the audit entries about them.
 #[utoipa::path(
     operation_id = "exportCustomer", get, path = "/api/customers/{id}/export", tag = "customers",
     params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$", description = "The customer id (the token subject)")),
@@ -67,13 +72,14 @@ pub(crate) async fn export<O: OrderUseCases>(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     allowed(&caller, &id)?;
-    let records = orders.export(&id).await.map_err(order_problem)?;
+    let data = orders.export(&id).await.map_err(order_problem)?;
     let export = CustomerExport {
         customer_id: id,
         exported_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        orders: records.into_iter().map(OrderView::of_record).collect(),
+        orders: data.orders.into_iter().map(OrderView::of_record).collect(),
+        audit: data.audit.into_iter().map(AuditEntryView::from).collect(),
     };
     Ok(reply(StatusCode::OK, &export))
 }
@@ -96,10 +102,14 @@ pub(crate) async fn export<O: OrderUseCases>(
 pub(crate) async fn erase<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     allowed(&caller, &id)?;
-    let destroyed = orders.erase_customer(&id).await.map_err(order_problem)?;
+    let destroyed = orders
+        .erase_customer(&id, &caller.actor(&request_id))
+        .await
+        .map_err(order_problem)?;
     tracing::info!(target: "shop::customers", customer_id = %id, by = %caller.subject, destroyed, "customer data erased");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

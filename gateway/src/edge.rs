@@ -86,6 +86,20 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
     }
 }
 
+/// The request's id: the caller's `X-Request-Id` when sane, else the one
+/// the edge made (see [`edge`]), as audit entries record it.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
+        Ok(Self(id.unwrap_or_default().to_owned()))
+    }
+}
+
 /// The correlation id of the request with id `request_id`.
 pub(crate) fn correlation_id(request_id: &str) -> Uuid {
     Uuid::parse_str(request_id).unwrap_or_else(|_| Uuid::new_v5(&REQUEST_NAMESPACE, request_id.as_bytes()))

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 pub mod auth;
 mod conditional;
 mod customers;
@@ -39,7 +40,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use shop_runtime::ports::RateLimiter;
-use shop_runtime::saga::use_cases::{InventoryUseCases, OrderUseCases, PaymentUseCases};
+use shop_runtime::saga::use_cases::{AuditUseCases, InventoryUseCases, OrderUseCases, PaymentUseCases};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -149,6 +150,12 @@ impl Gateway {
     pub fn orders<O: OrderUseCases>(mut self, orders: Arc<O>) -> Self {
         self.api = self.api.merge(customers::router(Arc::clone(&orders)));
         self.api = self.api.merge(orders::router(orders));
+        self
+    }
+
+    /// Serves `/api/audit`, the audit log every context appends to.
+    pub fn audit<A: AuditUseCases>(mut self, audit: Arc<A>) -> Self {
+        self.api = self.api.merge(audit::router(audit));
         self
     }
 

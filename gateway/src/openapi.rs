@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::problem::{PROBLEM_JSON, Problem};
-use crate::{customers, orders, payments, products};
+use crate::{audit, customers, orders, payments, products};
 
 /// What any `/api` call may answer besides its own outcomes.
 pub(crate) struct ApiProblems;
@@ -102,6 +102,7 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         products::adjust,
         products::price,
         products::movements,
+        audit::list,
     ),
     components(schemas(Problem)),
     modifiers(&BearerToken, &Links),
@@ -110,6 +111,7 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         (name = "products", description = "The catalogue, its stock and the audit trail"),
         (name = "payments", description = "The payment provider's notices"),
         (name = "customers", description = "A customer's data: export and erasure"),
+        (name = "audit", description = "The tamper-evident audit log"),
     )
 )]
 pub struct ApiDoc;

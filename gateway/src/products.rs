@@ -9,10 +9,9 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use shop_rules::inventory::{
-    Adjust, ChangePrice, InventoryCommand, InventoryRejection, MAX_STOCK, Movement, ProductStock, RegisterProduct,
-    Restock,
+    Adjust, ChangePrice, InventoryCommand, InventoryRejection, MAX_STOCK, ProductStock, RegisterProduct, Restock,
 };
-use shop_runtime::ports::{LockError, StoreError};
+use shop_runtime::ports::{LockError, MovementEntry, StoreError};
 use shop_runtime::saga::inventory::InventoryError;
 use shop_runtime::saga::use_cases::InventoryUseCases;
 use shop_streams::Trace;
@@ -20,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, CallerRole};
 use crate::conditional;
-use crate::edge::RequestTrace;
+use crate::edge::{RequestId, RequestTrace};
 use crate::json::{self, Body, reply};
 use crate::openapi::{AdminProblems, ApiProblems, BodyProblems};
 use crate::problem::Problem;
@@ -156,12 +155,12 @@ async fn run<I: InventoryUseCases>(
     product_id: &str,
     command: InventoryCommand,
     conditions: Option<&HeaderMap>,
-    trace: Trace,
+    (trace, request_id): (Trace, &str),
 ) -> Result<ProductView, Problem> {
     caller.require(&[CallerRole::Admin])?;
     let expected = conditions.map(conditional::if_match).transpose()?.flatten();
     inventory
-        .admin(command, expected, trace)
+        .admin(command, expected, trace, &caller.actor(request_id))
         .await
         .map_err(inventory_problem)?;
     current(inventory, product_id).await
@@ -201,6 +200,7 @@ pub(crate) async fn register<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     RequestTrace(trace): RequestTrace,
+    RequestId(request_id): RequestId,
     Body(body): Body<RegisterBody>,
 ) -> Result<Response, Problem> {
     let id = body.id.clone();
@@ -211,7 +211,7 @@ pub(crate) async fn register<I: InventoryUseCases>(
         currency: body.currency,
         initial_stock: body.stock,
     });
-    let product = run(inventory.as_ref(), &caller, &id, command, None, trace).await?;
+    let product = run(inventory.as_ref(), &caller, &id, command, None, (trace, &request_id)).await?;
     let mut response = reply(StatusCode::CREATED, &product);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/products/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -264,6 +264,7 @@ pub(crate) async fn restock<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     RequestTrace(trace): RequestTrace,
+    RequestId(request_id): RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<RestockBody>,
@@ -273,7 +274,15 @@ pub(crate) async fn restock<I: InventoryUseCases>(
         quantity: body.quantity,
     });
     Ok(changed(
-        &run(inventory.as_ref(), &caller, &id, command, Some(&headers), trace).await?,
+        &run(
+            inventory.as_ref(),
+            &caller,
+            &id,
+            command,
+            Some(&headers),
+            (trace, &request_id),
+        )
+        .await?,
     ))
 }
 
@@ -297,6 +306,7 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     RequestTrace(trace): RequestTrace,
+    RequestId(request_id): RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<AdjustBody>,
@@ -307,7 +317,15 @@ pub(crate) async fn adjust<I: InventoryUseCases>(
         reason: body.reason,
     });
     Ok(changed(
-        &run(inventory.as_ref(), &caller, &id, command, Some(&headers), trace).await?,
+        &run(
+            inventory.as_ref(),
+            &caller,
+            &id,
+            command,
+            Some(&headers),
+            (trace, &request_id),
+        )
+        .await?,
     ))
 }
 
@@ -330,6 +348,7 @@ pub(crate) async fn price<I: InventoryUseCases>(
     State(inventory): State<Arc<I>>,
     caller: Caller,
     RequestTrace(trace): RequestTrace,
+    RequestId(request_id): RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<PriceBody>,
@@ -339,7 +358,15 @@ pub(crate) async fn price<I: InventoryUseCases>(
         unit_price: body.unit_price,
     });
     Ok(changed(
-        &run(inventory.as_ref(), &caller, &id, command, Some(&headers), trace).await?,
+        &run(
+            inventory.as_ref(),
+            &caller,
+            &id,
+            command,
+            Some(&headers),
+            (trace, &request_id),
+        )
+        .await?,
     ))
 }
 
@@ -365,16 +392,27 @@ pub(crate) struct MovementView {
     reason: Option<String>,
     /// Milliseconds since the Unix epoch.
     at: i64,
+    /// Who caused it: an admin's token subject, or the saga step
+    /// (`saga:reserve`, ...); absent on movements older than the audit log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+    /// The request that caused it: the admin's `X-Request-Id`, or for a
+    /// saga step the correlation id of the order's request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
-impl From<Movement> for MovementView {
-    fn from(m: Movement) -> Self {
+impl From<MovementEntry> for MovementView {
+    fn from(entry: MovementEntry) -> Self {
+        let m = entry.movement;
         Self {
             kind: m.kind.as_str().to_owned(),
             quantity: m.quantity,
             order_id: m.order_id,
             reason: m.reason,
             at: m.at,
+            actor: entry.actor,
+            request_id: entry.request_id,
         }
     }
 }
@@ -415,10 +453,10 @@ pub(crate) async fn movements<I: InventoryUseCases>(
         .await
         .map_err(inventory_problem)?;
     let next = (found.len() == limit as usize)
-        .then(|| found.last().map(|(seq, _)| *seq))
+        .then(|| found.last().map(|m| m.seq))
         .flatten();
     let page = MovementPage {
-        items: found.into_iter().map(|(_, m)| MovementView::from(m)).collect(),
+        items: found.into_iter().map(MovementView::from).collect(),
         next,
     };
     Ok(reply(StatusCode::OK, &page))

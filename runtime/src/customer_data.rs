@@ -18,6 +18,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Actor, AuditRecord};
 use crate::ports::{CustomerKeys, SealedDelivery, StoreError, StoredKey};
 
 /// Longest field of a delivery, in characters.
@@ -291,6 +292,17 @@ pub async fn rotate<K: CustomerKeys>(
         }
         progress(done);
     }
+}
+
+/// The audit log's record of `actor` erasing the customer's data at `at`.
+pub fn erasure(actor: &Actor, customer_id: &str, at: i64) -> AuditRecord {
+    actor.did(
+        "order",
+        "customer.erase",
+        format!("customer:{customer_id}"),
+        at,
+        &serde_json::json!({}),
+    )
 }
 
 #[cfg(test)]

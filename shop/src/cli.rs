@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Settings;
 use crate::{
-    apikey_cmd, customers_cmd, dead_letters_cmd, events_cmd, log_lines, migrate_cmd, ops_cmd, outbox_cmd,
+    apikey_cmd, audit_cmd, customers_cmd, dead_letters_cmd, events_cmd, log_lines, migrate_cmd, ops_cmd, outbox_cmd,
     payment_sim_cmd, rules_cmd, secrets, serve_cmd, token_cmd,
 };
 
@@ -72,6 +72,9 @@ enum Command {
     /// Erase a customer's personal data (GDPR), as DELETE /api/customers/{id} does.
     #[command(subcommand)]
     Customers(customers_cmd::CustomersCommand),
+    /// Verify and list the tamper-evident audit log (embedded, or SHOP_DATABASE_URL).
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Rotate the key-encryption key of customer data (SHOP_DATA_KEY).
     #[command(subcommand)]
     Keys(customers_cmd::KeysCommand),
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate_cmd::run(settings),
             Command::Customers(command) => customers_cmd::erase(command, settings),
             Command::Keys(command) => customers_cmd::keys(command, settings),
+            Command::Audit(command) => audit_cmd::run(command, settings),
             Command::Serve { role, listen } => serve(role, listen, settings),
             Command::DeadLetters(command) => dead_letters_cmd::run(command, settings),
             Command::Events(command) => events_cmd::run(command, settings),

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use shop_adapter_payment::HttpProvider;
+use shop_runtime::audit::{Actor, AuditRecord};
 use shop_runtime::customer_data::Keyring;
 use shop_runtime::metrics::Metrics;
-use shop_runtime::ports::{EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
-use shop_runtime::rules::{Capabilities, RuleHost, RuleSettings, RuleSource, WatchHandle};
+use shop_runtime::ports::{AuditLog, Clock, EventBus, InventoryStore, KeyValue, Lock, OrderStore, Outbox, SystemClock};
+use shop_runtime::rules::{Capabilities, ReloadReport, RuleHost, RuleSettings, RuleSource, WatchHandle};
 use shop_runtime::saga::backpressure::Backpressure;
 use shop_runtime::saga::consumer::ConsumerSettings;
 use shop_runtime::saga::inventory::InventoryService;
@@ -89,7 +90,7 @@ where
         let mut rule_settings = rule_settings(RulesConfig::from_settings(settings)?);
         rule_settings.metrics = metrics.clone();
         let rules = Arc::new(RuleHost::start(rule_settings, capabilities).context("loading the rules")?);
-        let watch = rules.watch(Duration::from_secs(2));
+        let watch = rules.watch_with(Duration::from_secs(2), audit_reloads(store.clone(), settings)?);
         let orders = match role.runs(ProcessRole::Order) {
             true => {
                 let mut service = OrderService::new(store.clone(), rules.clone(), clock.clone())
@@ -170,6 +171,29 @@ where
     pub async fn stop(self) {
         self.roles.stop().await;
     }
+}
+
+/// What tells the audit log of each rule swap: the watcher's thread hands
+/// the reload to a task that appends it as this instance's doing (a swap
+/// that cannot be recorded is logged, and stays swapped).
+fn audit_reloads<A: AuditLog + Clone>(
+    log: A,
+    settings: &Settings,
+) -> anyhow::Result<impl Fn(&ReloadReport) + Send + 'static> {
+    let actor = Actor::system(&ServiceConfig::from_settings(settings)?.instance_id);
+    let (tell, mut told) = tokio::sync::mpsc::unbounded_channel::<Vec<AuditRecord>>();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            while let Some(records) = told.recv().await {
+                if let Err(error) = log.append(&records).await {
+                    tracing::error!(target: "shop::rules", %error, "a rule swap could not be audited");
+                }
+            }
+        });
+    }
+    Ok(move |report: &ReloadReport| {
+        let _ = tell.send(report.audit(&actor, SystemClock.now_ms()));
+    })
 }
 
 /// How long one request to the payment provider may take.

@@ -10,10 +10,10 @@ use clap::Subcommand;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
 use shop_runtime::customer_data::{self, Keyring, Rotation};
-use shop_runtime::ports::CustomerKeys;
+use shop_runtime::ports::{Clock, CustomerKeys, SystemClock};
 
 use crate::config::{self, Database, Settings};
-use crate::secrets;
+use crate::{audit_cmd, secrets};
 
 #[derive(Debug, Subcommand)]
 pub enum CustomersCommand {
@@ -127,7 +127,11 @@ fn on_keys(settings: &Settings, task: Task) -> anyhow::Result<Done> {
 
 async fn run(keys: &impl CustomerKeys, task: Task) -> anyhow::Result<Done> {
     Ok(match task {
-        Task::Erase(customer_id) => Done::Erased(keys.destroy_key(&customer_id).await?),
+        Task::Erase(customer_id) => {
+            let operator = audit_cmd::operator(uuid::Uuid::now_v7());
+            let record = customer_data::erasure(&operator, &customer_id, SystemClock.now_ms());
+            Done::Erased(keys.destroy_key(&customer_id, &record).await?)
+        }
         Task::Rotate(keyring) => Done::Rotated(
             customer_data::rotate(keys, &keyring, |done| {
                 eprintln!("re-wrapped {} so far", done.rewrapped);

@@ -11,6 +11,7 @@ pub mod config;
 pub mod contexts;
 
 mod apikey_cmd;
+mod audit_cmd;
 mod customers_cmd;
 mod dead_letters_cmd;
 mod events_cmd;

@@ -117,7 +117,9 @@ where
     S: OrderStore + InventoryStore + Clone,
     L: Lock,
 {
-    let trace = Trace::root(Uuid::now_v7());
+    let request = Uuid::now_v7();
+    let operator = crate::audit_cmd::operator(request);
+    let trace = Trace::root(request);
     match command {
         Command::Orders(command) => {
             let orders = contexts.orders.context("the order context")?;
@@ -155,10 +157,12 @@ where
                     let found = inventory.movements(&product, after, limit).await?;
                     let rows: Vec<_> = found
                         .into_iter()
-                        .map(|(seq, m)| {
+                        .map(|entry| {
+                            let m = entry.movement;
                             serde_json::json!({
-                                "seq": seq, "kind": m.kind.as_str(), "quantity": m.quantity,
+                                "seq": entry.seq, "kind": m.kind.as_str(), "quantity": m.quantity,
                                 "order_id": m.order_id, "reason": m.reason, "at": m.at,
+                                "actor": entry.actor, "request_id": entry.request_id,
                             })
                         })
                         .collect();
@@ -169,7 +173,7 @@ where
                         product_id: product.clone(),
                         quantity,
                     });
-                    inventory.admin(command, None, trace).await?;
+                    inventory.admin(command, None, trace, &operator).await?;
                     product
                 }
                 StockCommand::Adjust { product, delta, reason } => {
@@ -178,7 +182,7 @@ where
                         delta,
                         reason,
                     });
-                    inventory.admin(command, None, trace).await?;
+                    inventory.admin(command, None, trace, &operator).await?;
                     product
                 }
             };

@@ -307,6 +307,12 @@ where
     if let Some(payments) = contexts.payments.clone() {
         gateway = gateway.payments(payments);
     }
+    // The audit log is one per database: either context reads it.
+    if let Some(inventory) = contexts.inventory.clone() {
+        gateway = gateway.audit(inventory);
+    } else if let Some(orders) = contexts.orders.clone() {
+        gateway = gateway.audit(orders);
+    }
     let announcer = match wiring.announce_on {
         Some((bus, key)) => {
             let announce = config::AnnounceConfig::from_settings(settings)?;

@@ -422,7 +422,7 @@ async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
     assert!(
         movements
             .iter()
-            .any(|(_, m)| m.kind == shop_rules::inventory::MovementKind::Expire),
+            .any(|m| m.movement.kind == shop_rules::inventory::MovementKind::Expire),
         "the audit trail says the stock came back by expiry"
     );
     shop.shutdown().await;

@@ -210,7 +210,9 @@ impl Upstreams {
         )
     }
 
-    /// The routes that forward `/api/orders`, `/api/customers` and `/api/products`.
+    /// The routes that forward `/api/orders`, `/api/customers`,
+    /// `/api/products` and `/api/audit` (which every context appends to;
+    /// the inventory instances answer it).
     pub(crate) fn router(self: &Arc<Self>) -> axum::Router {
         let to = |context| any(forward).with_state((Arc::clone(self), context));
         axum::Router::new()
@@ -219,6 +221,7 @@ impl Upstreams {
             .route("/api/customers/{*rest}", to(Context::Order))
             .route("/api/products", to(Context::Inventory))
             .route("/api/products/{*rest}", to(Context::Inventory))
+            .route("/api/audit", to(Context::Inventory))
             // The provider signs its notices instead of bearing a token; the
             // order instance checks the signature.
             .route(

@@ -7,6 +7,7 @@ use std::future::Future;
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_streams::Envelope;
 
+use super::audit_log::AuditLog;
 use super::store::StoreError;
 use crate::audit::{Actor, AuditRecord};
 
@@ -35,7 +36,7 @@ pub struct MovementEntry {
     pub request_id: Option<String>,
 }
 
-pub trait InventoryStore: Send + Sync + 'static {
+pub trait InventoryStore: AuditLog + Send + Sync + 'static {
     /// MUST return the listed products that exist (with their versions) and,
     /// when `order_id` is given, that order's reservation if there is one.
     fn load(

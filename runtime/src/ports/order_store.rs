@@ -5,6 +5,7 @@ use std::future::Future;
 use shop_rules::order::{CataloguePrice, Order, OrderStatus};
 use shop_streams::Envelope;
 
+use super::audit_log::AuditLog;
 use super::customer_keys::CustomerKeys;
 use super::store::{StoreError, Versioned};
 
@@ -67,7 +68,7 @@ pub struct OrderQuery<'a> {
 
 /// The order context's store; its customers' data keys live beside the
 /// orders they protect.
-pub trait OrderStore: CustomerKeys + Send + Sync + 'static {
+pub trait OrderStore: CustomerKeys + AuditLog + Send + Sync + 'static {
     /// MUST return the order and its version, or `None` when it does not exist.
     fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
 

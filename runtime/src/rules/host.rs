@@ -23,6 +23,7 @@ use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
 use super::imports::Capabilities;
 use super::source::{self, RuleSource};
 use super::trust::RuleTrust;
+use crate::audit::{Actor, AuditRecord};
 use crate::metrics::{Metrics, Timer};
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
@@ -87,6 +88,20 @@ pub struct ReloadReport {
     pub loaded: Vec<RuleStamp>,
     /// Components that were active before and are not any more.
     pub retired: Vec<RuleStamp>,
+}
+
+impl ReloadReport {
+    /// The audit log's account of the reload, as `actor` did it at `at`:
+    /// each component activated and each retired, by name and hash.
+    pub fn audit(&self, actor: &Actor, at: i64) -> Vec<AuditRecord> {
+        let record = |action: &str, stamp: &RuleStamp| {
+            let detail = serde_json::json!({ "hash": &*stamp.hash });
+            actor.did("rules", action, format!("rule:{}", stamp.name), at, &detail)
+        };
+        let retired = self.retired.iter().map(|stamp| record("rule.retire", stamp));
+        let loaded = self.loaded.iter().map(|stamp| record("rule.activate", stamp));
+        retired.chain(loaded).collect()
+    }
 }
 
 #[derive(Clone)]
@@ -238,6 +253,15 @@ impl RuleHost {
 
     /// Reloads whenever the rules directory changes, until the handle is dropped.
     pub fn watch(self: &Arc<Self>, every: Duration) -> WatchHandle {
+        self.watch_with(every, |_| {})
+    }
+
+    /// [`Self::watch`], telling `on_reload` what each reload changed.
+    pub fn watch_with(
+        self: &Arc<Self>,
+        every: Duration,
+        on_reload: impl Fn(&ReloadReport) + Send + 'static,
+    ) -> WatchHandle {
         let (stop, stopped) = mpsc::channel::<()>();
         let host: Weak<Self> = Arc::downgrade(self);
         let dir = self.loader.settings.dir.clone();
@@ -255,8 +279,11 @@ impl RuleHost {
                         continue;
                     }
                     attempted = now;
-                    if let Err(error) = host.reload() {
-                        tracing::error!(target: "shop::rules", %error, "rules not reloaded; the previous set stays active");
+                    match host.reload() {
+                        Ok(report) => on_reload(&report),
+                        Err(error) => {
+                            tracing::error!(target: "shop::rules", %error, "rules not reloaded; the previous set stays active");
+                        }
                     }
                 }
             })

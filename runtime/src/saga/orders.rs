@@ -14,10 +14,13 @@ use uuid::Uuid;
 
 use super::backpressure::{Backpressure, Overloaded};
 use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
-use crate::audit::Actor;
+use crate::audit::{Actor, AuditEntry};
 use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
 use crate::metrics::Metrics;
-use crate::ports::{CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, Versioned};
+use crate::ports::{
+    AuditLog, AuditQuery, CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError,
+    Versioned,
+};
 use crate::rules::{PolicyViolation, RuleError, RuleFault, RuleHost};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,34 @@ pub struct NewOrder {
     pub lines: Vec<LineRequest>,
     /// Where it goes: sealed under the customer's data key before it is stored.
     pub delivery: Option<Delivery>,
+}
+
+/// What the shop keeps about one customer, for an export.
+#[derive(Debug, Clone)]
+pub struct CustomerData {
+    /// Newest first.
+    pub orders: Vec<OrderRecord>,
+    /// By number.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// Every audit entry `query` matches, page by page.
+async fn audit_pages(log: &impl AuditLog, query: AuditQuery<'_>) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    loop {
+        let page = log
+            .entries(AuditQuery {
+                after: entries.last().map_or(0, |e| e.seq),
+                limit: EXPORT_PAGE,
+                ..query
+            })
+            .await?;
+        let full = page.len() == EXPORT_PAGE as usize;
+        entries.extend(page);
+        if !full {
+            return Ok(entries);
+        }
+    }
 }
 
 /// An order with its delivery details as they read now.
@@ -269,8 +300,34 @@ impl<S: OrderStore> OrderService<S> {
         Ok(Some(OrderRecord { order, delivery }))
     }
 
-    /// Every order of the customer, newest first, with its delivery details.
-    pub async fn export(&self, customer_id: &str) -> Result<Vec<OrderRecord>, OrderError> {
+    /// Every order of the customer, newest first, with its delivery
+    /// details, and the audit entries they are the actor or the target of.
+    pub async fn export(&self, customer_id: &str) -> Result<CustomerData, OrderError> {
+        let orders = self.export_orders(customer_id).await?;
+        let target = format!("customer:{customer_id}");
+        let (by, on) = futures::try_join!(
+            audit_pages(
+                &self.store,
+                AuditQuery {
+                    actor: Some(customer_id),
+                    ..AuditQuery::default()
+                }
+            ),
+            audit_pages(
+                &self.store,
+                AuditQuery {
+                    target: Some(&target),
+                    ..AuditQuery::default()
+                }
+            ),
+        )?;
+        let mut audit: Vec<AuditEntry> = by.into_iter().chain(on).collect();
+        audit.sort_by_key(|e| e.seq);
+        audit.dedup_by_key(|e| e.seq);
+        Ok(CustomerData { orders, audit })
+    }
+
+    async fn export_orders(&self, customer_id: &str) -> Result<Vec<OrderRecord>, OrderError> {
         let mut records = Vec::new();
         let mut after = None;
         loop {
@@ -296,18 +353,10 @@ impl<S: OrderStore> OrderService<S> {
     }
 
     /// Erases the customer's delivery details by destroying their data
-    /// key; their orders, amounts and items stay. Returns whether there
-    /// was a key to destroy.
-    /// Destroys the customer's data key, audited as `actor`'s in the same
-    /// transaction; whether there was a key.
+    /// key, audited as `actor`'s in the same transaction; their orders,
+    /// amounts and items stay. Returns whether there was a key to destroy.
     pub async fn erase_customer(&self, customer_id: &str, actor: &Actor) -> Result<bool, OrderError> {
-        let record = actor.did(
-            "order",
-            "customer.erase",
-            format!("customer:{customer_id}"),
-            self.clock.now_ms(),
-            &serde_json::json!({}),
-        );
+        let record = crate::customer_data::erasure(actor, customer_id, self.clock.now_ms());
         Ok(self.store.destroy_key(customer_id, &record).await?)
     }
 

@@ -10,10 +10,12 @@ use shop_rules::order::{CancelReason, Order};
 use shop_streams::Trace;
 
 use super::inventory::{InventoryError, InventoryService};
-use super::orders::{NewOrder, OrderError, OrderRecord, OrderService};
+use super::orders::{CustomerData, NewOrder, OrderError, OrderRecord, OrderService};
 use super::payment::{PaymentService, Settled, WebhookError};
-use crate::audit::Actor;
-use crate::ports::{InventoryStore, Lock, MovementEntry, OrderQuery, OrderStore, PaymentProvider};
+use crate::audit::{Actor, AuditEntry};
+use crate::ports::{
+    AuditQuery, InventoryStore, Lock, MovementEntry, OrderQuery, OrderStore, PaymentProvider, StoreError,
+};
 
 /// The order context's use cases.
 pub trait OrderUseCases: Send + Sync + 'static {
@@ -30,8 +32,9 @@ pub trait OrderUseCases: Send + Sync + 'static {
     fn record(&self, order_id: &str) -> impl Future<Output = Result<Option<OrderRecord>, OrderError>> + Send;
 
     /// MUST return every order of the customer, newest first, with its
-    /// delivery details.
-    fn export(&self, customer_id: &str) -> impl Future<Output = Result<Vec<OrderRecord>, OrderError>> + Send;
+    /// delivery details, and every audit entry naming them as actor or
+    /// target (`customer:ID`).
+    fn export(&self, customer_id: &str) -> impl Future<Output = Result<CustomerData, OrderError>> + Send;
 
     /// MUST make every delivery detail of the customer's unreadable for
     /// good, keep their orders otherwise, audit it as `actor`'s, and
@@ -52,6 +55,24 @@ pub trait OrderUseCases: Send + Sync + 'static {
 
     /// MUST complete a confirmed order, or say why not.
     fn complete(&self, order_id: &str, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send;
+}
+
+/// Reading the audit log, which every context appends to.
+pub trait AuditUseCases: Send + Sync + 'static {
+    /// MUST return the entries `query` matches, by number.
+    fn audit(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+}
+
+impl<S: OrderStore> AuditUseCases for OrderService<S> {
+    fn audit(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send {
+        self.store().entries(query)
+    }
+}
+
+impl<S: InventoryStore, L: Lock> AuditUseCases for InventoryService<S, L> {
+    fn audit(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send {
+        self.store().entries(query)
+    }
 }
 
 /// What the payment provider's webhook asks.
@@ -131,7 +152,7 @@ impl<S: OrderStore> OrderUseCases for OrderService<S> {
         OrderService::record(self, order_id)
     }
 
-    fn export(&self, customer_id: &str) -> impl Future<Output = Result<Vec<OrderRecord>, OrderError>> + Send {
+    fn export(&self, customer_id: &str) -> impl Future<Output = Result<CustomerData, OrderError>> + Send {
         OrderService::export(self, customer_id)
     }
 

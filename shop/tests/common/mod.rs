@@ -285,7 +285,12 @@ impl Desk {
             initial_stock: stock,
         });
         self.admin
-            .admin(register, None, Trace::root(Uuid::now_v7()))
+            .admin(
+                register,
+                None,
+                Trace::root(Uuid::now_v7()),
+                &shop_runtime::audit::Actor::new("test", "admin", "test-register"),
+            )
             .await
             .expect("registered");
     }

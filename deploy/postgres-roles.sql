@@ -8,7 +8,7 @@
 --   shop_inventory  the same for inventory instances and their schema.
 --
 -- No serving role may create, alter or drop anything, nor see the other
--- context's tables. Set passwords with ALTER ROLE ... PASSWORD (or use
+-- context's tables, nor change or remove an audit entry. Set passwords with ALTER ROLE ... PASSWORD (or use
 -- your cluster's authentication); a role running both contexts
 -- (`--role all`) is granted both roles.
 
@@ -30,12 +30,19 @@ ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA public
 CREATE SCHEMA IF NOT EXISTS orders AUTHORIZATION shop_migrator;
 CREATE SCHEMA IF NOT EXISTS inventory AUTHORIZATION shop_migrator;
 CREATE SCHEMA IF NOT EXISTS access AUTHORIZATION shop_migrator;
+CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION shop_migrator;
 
 -- API keys: every serving role reads them; `shop apikey` writes them as
 -- the migrator (SHOP_MIGRATION_DATABASE_URL).
 GRANT USAGE ON SCHEMA access TO shop_order, shop_inventory;
 ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA access
   GRANT SELECT ON TABLES TO shop_order, shop_inventory;
+
+-- The audit log: both contexts append to it and read it, and may do
+-- nothing else (its triggers refuse changes to the migrator as well).
+GRANT USAGE ON SCHEMA audit TO shop_order, shop_inventory;
+ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA audit
+  GRANT SELECT, INSERT ON TABLES TO shop_order, shop_inventory;
 
 GRANT USAGE ON SCHEMA orders TO shop_order;
 ALTER DEFAULT PRIVILEGES FOR ROLE shop_migrator IN SCHEMA orders

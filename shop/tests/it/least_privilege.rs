@@ -91,6 +91,9 @@ async fn serving_roles_need_no_more_than_their_own_rows() {
         ("change the schema", "CREATE TABLE orders.intruder (x int)"),
         ("drop a table", "DROP TABLE orders.orders"),
         ("create a schema", "CREATE SCHEMA intruder"),
+        ("change an audit entry", "UPDATE audit.entries SET actor = 'mallory'"),
+        ("remove an audit entry", "DELETE FROM audit.entries"),
+        ("remove the audit heads", "DELETE FROM audit.heads"),
     ] {
         let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut order_db).await;
         assert!(refused.is_err(), "the order role could {what}");
@@ -125,6 +128,26 @@ async fn serving_roles_need_no_more_than_their_own_rows() {
     let placed = common::place(order.addr, &alice, "SKU-L", "l-1").await;
     let id = placed["order_id"].as_str().expect("an order id");
     common::confirmed(order.addr, &alice, id).await;
+
+    // Both roles appended to the audit log; neither may rewrite it.
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.entries")
+        .fetch_one(&mut order_db)
+        .await
+        .expect("the serving role reads the audit log");
+    assert!(audited >= 3, "registration, its stock and the reservation: {audited}");
+    let mut inventory_db = PgConnection::connect(&inventory_url)
+        .await
+        .expect("connect as the inventory role");
+    for sql in [
+        "UPDATE audit.entries SET actor = 'mallory'",
+        "DELETE FROM audit.entries WHERE seq = 1",
+    ] {
+        let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut inventory_db)
+            .await
+            .expect_err(sql);
+        assert!(refused.to_string().contains("permission denied"), "{sql}: {refused}");
+    }
     drop((order, inventory, order_db));
     let _ = bus.delete_streams().await;
 

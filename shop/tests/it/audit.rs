@@ -1,0 +1,339 @@
+//! The audit log over HTTP and the command line, in both modes: every kind
+//! of change is an entry naming its actor and request; the chain holds;
+//! `shop audit verify` finds a tampered row and names it.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Answer, InProcess, TEST_SECRET, token};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Distributed,
+    Embedded,
+}
+
+/// A fresh database for `mode` (and its namespace), and a directory that
+/// lives as long as the test.
+async fn fresh(mode: Mode) -> (String, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    match mode {
+        Mode::Distributed => {
+            let (_store, url) = shop_adapter_postgres::testing::fresh_database().await;
+            let (namespace, _bus) = common::fresh_bus('a').await;
+            (url, namespace.to_string(), dir)
+        }
+        Mode::Embedded => {
+            let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+            (url, "shop".to_owned(), dir)
+        }
+    }
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    request_id: &str,
+    body: Option<Value>,
+) -> Answer {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    common::call(addr, method, path, Some(token), &[("x-request-id", request_id)], &body).await
+}
+
+/// Every entry of the log, page by page, as an admin reads it.
+async fn everything(addr: SocketAddr, query: &str) -> Vec<Value> {
+    let admin = token("ops", "admin");
+    let mut items = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = call(
+            addr,
+            "GET",
+            &format!("/api/audit?limit=3&after={after}{query}"),
+            &admin,
+            "read",
+            None,
+        )
+        .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next"].as_u64() {
+            Some(next) => after = next,
+            None => return items,
+        }
+    }
+}
+
+fn find<'a>(entries: &'a [Value], action: &str, target: &str) -> &'a Value {
+    entries
+        .iter()
+        .find(|e| e["action"] == action && e["target"] == target)
+        .unwrap_or_else(|| panic!("no {action} on {target} in {entries:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_changes_are_audited_with_actor_and_request() {
+    changes_are_audited_with_actor_and_request(Mode::Distributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_changes_are_audited_with_actor_and_request() {
+    changes_are_audited_with_actor_and_request(Mode::Embedded).await;
+}
+
+async fn changes_are_audited_with_actor_and_request(mode: Mode) {
+    let (url, namespace, _dir) = fresh(mode).await;
+    let shop = InProcess::start(
+        shop::ProcessRole::All,
+        &url,
+        &namespace,
+        &[("SHOP_JWT_SECRET", TEST_SECRET)],
+    )
+    .await;
+    let addr = shop.addr;
+    let (admin, alice, psp) = (
+        token("ops", "admin"),
+        token("alice", "customer"),
+        token("psp", "payment"),
+    );
+
+    let mug = json!({"id": "SKU-A", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 10});
+    let created = call(addr, "POST", "/api/products", &admin, "req-register", Some(mug)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("x-request-id"), Some("req-register"));
+    for (path, request, body) in [
+        ("/api/products/SKU-A/restock", "req-restock", json!({"quantity": 5})),
+        (
+            "/api/products/SKU-A/adjust",
+            "req-adjust",
+            json!({"delta": -2, "reason": "broken"}),
+        ),
+    ] {
+        let done = call(addr, "POST", path, &admin, request, Some(body)).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+    }
+    let repriced = call(
+        addr,
+        "PUT",
+        "/api/products/SKU-A/price",
+        &admin,
+        "req-price",
+        Some(json!({"unit_price": 1500})),
+    )
+    .await;
+    assert_eq!(repriced.status, 200, "{}", repriced.body);
+
+    // An order placed under a request id of the caller's: its saga steps
+    // carry it as their correlation id.
+    let request = uuid::Uuid::now_v7().to_string();
+    let order = json!({"items": [{"product_id": "SKU-A", "quantity": 2}]});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let placed = loop {
+        let placed = call(addr, "POST", "/api/orders", &alice, &request, Some(order.clone())).await;
+        let unpriced = placed.status == 422 && placed.body.contains("no such product in the catalogue");
+        if !unpriced || Instant::now() > deadline {
+            break placed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.json()["order_id"].as_str().expect("an order id").to_owned();
+    common::confirmed(addr, &alice, &id).await;
+    let paid = uuid::Uuid::now_v7().to_string();
+    let completed = call(addr, "POST", &format!("/api/orders/{id}/complete"), &psp, &paid, None).await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    let erased = call(addr, "DELETE", "/api/customers/alice", &alice, "req-erase", None).await;
+    assert_eq!(erased.status, 204, "{}", erased.body);
+
+    // The deduction is the saga's, after the completion: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let entries = loop {
+        let entries = everything(addr, "").await;
+        if entries.iter().any(|e| e["action"] == "stock.deduct") || Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let product = "product:SKU-A";
+    for (action, request_id) in [
+        ("product.register", "req-register"),
+        ("stock.initial", "req-register"),
+        ("stock.restock", "req-restock"),
+        ("stock.adjust", "req-adjust"),
+        ("price.change", "req-price"),
+    ] {
+        let entry = find(&entries, action, product);
+        assert_eq!(
+            (entry["actor"].as_str(), entry["role"].as_str()),
+            (Some("ops"), Some("admin")),
+            "{entry}"
+        );
+        assert_eq!(entry["request_id"], request_id, "{entry}");
+        assert_eq!(entry["context"], "inventory");
+    }
+    assert_eq!(
+        find(&entries, "price.change", product)["detail"],
+        json!({"from": 1200, "to": 1500, "currency": "KRW"})
+    );
+    assert_eq!(
+        find(&entries, "stock.adjust", product)["detail"],
+        json!({"quantity": -2, "reason": "broken"})
+    );
+    // Each saga step carries the request that set it off: the order's, the completion's.
+    for (action, actor, request) in [
+        ("stock.reserve", "saga:reserve", &request),
+        ("stock.deduct", "saga:deduct", &paid),
+    ] {
+        let entry = find(&entries, action, product);
+        assert_eq!(
+            (entry["actor"].as_str(), entry["role"].as_str()),
+            (Some(actor), Some("saga")),
+            "{entry}"
+        );
+        assert_eq!(entry["request_id"], request.as_str(), "{entry}");
+        assert_eq!(entry["detail"]["order_id"], id.as_str());
+    }
+    let erasure = find(&entries, "customer.erase", "customer:alice");
+    assert_eq!(
+        (erasure["actor"].as_str(), erasure["role"].as_str()),
+        (Some("alice"), Some("customer"))
+    );
+    assert_eq!(
+        (erasure["request_id"].as_str(), erasure["context"].as_str()),
+        (Some("req-erase"), Some("order"))
+    );
+
+    // One chain: numbered from 1 without gaps, each entry sealed onto the one before.
+    for (n, pair) in entries.windows(2).enumerate() {
+        assert_eq!(pair[0]["seq"].as_u64(), Some(n as u64 + 1));
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "{pair:#?}");
+    }
+    assert_eq!(entries[0]["prev_hash"], "0".repeat(64));
+
+    // Filters.
+    let by_ops = everything(addr, "&actor=ops").await;
+    assert!(
+        by_ops.len() >= 5 && by_ops.iter().all(|e| e["actor"] == "ops"),
+        "{by_ops:#?}"
+    );
+    let prices = everything(addr, "&action=price.change").await;
+    assert_eq!(prices.len(), 1, "{prices:#?}");
+    let on_alice = everything(addr, "&target=customer:alice").await;
+    assert_eq!(on_alice.len(), 1, "{on_alice:#?}");
+
+    // Admins only; bad pages refused with a problem.
+    let refused = call(addr, "GET", "/api/audit", &alice, "r", None).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    for bad in ["limit=0", "limit=501", "after=-1", "actor=", "colour=red"] {
+        let answer = call(addr, "GET", &format!("/api/audit?{bad}"), &admin, "r", None).await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{bad}: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+
+    // The movements name their actor and request too.
+    let trail = call(addr, "GET", "/api/products/SKU-A/movements", &admin, "r", None)
+        .await
+        .json();
+    let trail = trail["items"].as_array().expect("items").clone();
+    let restock = trail.iter().find(|m| m["kind"] == "restock").expect("a restock");
+    assert_eq!(
+        (restock["actor"].as_str(), restock["request_id"].as_str()),
+        (Some("ops"), Some("req-restock"))
+    );
+    let reserve = trail.iter().find(|m| m["kind"] == "reserve").expect("a reservation");
+    assert_eq!(reserve["actor"], "saga:reserve");
+    assert_eq!(reserve["request_id"], request.as_str());
+
+    // The export carries the customer's audit entries.
+    let export = call(addr, "GET", "/api/customers/alice/export", &alice, "r", None).await;
+    assert_eq!(export.status, 200, "{}", export.body);
+    let audit = export.json()["audit"].clone();
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(audit[0]["action"], "customer.erase");
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_audit_verify_names_a_tampered_entry() {
+    audit_verify_names_a_tampered_entry(Mode::Distributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_audit_verify_names_a_tampered_entry() {
+    audit_verify_names_a_tampered_entry(Mode::Embedded).await;
+}
+
+async fn audit_verify_names_a_tampered_entry(mode: Mode) {
+    use crate::cli::{shop as run, stderr, stdout};
+    let (url, _namespace, _dir) = fresh(mode).await;
+    let env = [
+        ("SHOP_DATABASE_URL", url.as_str()),
+        ("SHOP_DATA_KEY", common::TEST_DATA_KEY),
+    ];
+    let empty = run(&["audit", "verify"], &env);
+    assert!(empty.status.success(), "{}{}", stdout(&empty), stderr(&empty));
+    assert!(stdout(&empty).contains("holds: 0 entries"), "{}", stdout(&empty));
+
+    // Changes from the command line are audited as the operator's.
+    for n in 1..=3 {
+        let erased = run(&["customers", "erase", &format!("c{n}")], &env);
+        assert!(erased.status.success(), "{}", stderr(&erased));
+    }
+    let listed = run(&["audit", "list", "--action", "customer.erase"], &env);
+    let lines: Vec<Value> = stdout(&listed)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&listed));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["role"] == "operator" && l["actor"].as_str().is_some_and(|a| a.starts_with("cli:")))
+    );
+    let holds = run(&["audit", "verify"], &env);
+    assert_eq!(holds.status.code(), Some(0), "{}{}", stdout(&holds), stderr(&holds));
+    assert!(stdout(&holds).contains("holds: 3 entries"), "{}", stdout(&holds));
+
+    // The owner gets around the triggers and rewrites entry 2's actor.
+    match mode {
+        Mode::Distributed => {
+            use sqlx::Connection;
+            let mut db = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let refused = sqlx::query("UPDATE audit.entries SET actor = 'mallory' WHERE seq = 2")
+                .execute(&mut db)
+                .await;
+            assert!(refused.is_err(), "the trigger refuses even the owner");
+            sqlx::raw_sql(
+                "ALTER TABLE audit.entries DISABLE TRIGGER entries_append_only;
+                 UPDATE audit.entries SET actor = 'mallory' WHERE seq = 2;",
+            )
+            .execute(&mut db)
+            .await
+            .expect("tampered");
+        }
+        Mode::Embedded => {
+            use sqlx::Connection;
+            let mut db = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+            sqlx::raw_sql(
+                "DROP TRIGGER audit_entries_no_update;
+                 UPDATE audit_entries SET actor = 'mallory' WHERE seq = 2;",
+            )
+            .execute(&mut db)
+            .await
+            .expect("tampered");
+        }
+    }
+    let broken = run(&["audit", "verify"], &env);
+    assert_eq!(broken.status.code(), Some(1), "{}{}", stdout(&broken), stderr(&broken));
+    assert!(stdout(&broken).contains("broken at entry 2"), "{}", stdout(&broken));
+}

@@ -310,5 +310,33 @@ async fn a_serving_shop_swaps_in_a_plugin_dropped_into_its_rules_directory() {
     };
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(refused.body.contains("purchase-limit"), "{}", refused.body);
+
+    // The swap is in the audit log, as this instance's doing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let page = common::call(
+            shop.addr,
+            "GET",
+            "/api/audit?action=rule.activate",
+            Some(&admin),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let items = page.json()["items"].clone();
+        if items.as_array().is_some_and(|i| !i.is_empty()) || std::time::Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let swap = &entries[0];
+    assert_eq!(swap["target"], "rule:purchase-limit", "{entries}");
+    assert_eq!(swap["role"], "system");
+    assert!(
+        swap["actor"].as_str().is_some_and(|a| a.starts_with("instance:")),
+        "{swap}"
+    );
+    assert_eq!(swap["detail"]["hash"].as_str().map(str::len), Some(64), "{swap}");
     shop.stop().await;
 }

@@ -7,7 +7,7 @@ use shop_rules::inventory::{
 use std::sync::LazyLock;
 
 use crate::audit::{Actor, ChainHead};
-use crate::ports::{AuditLog, AuditQuery, InventoryStore, InventoryWrite, StoreError};
+use crate::ports::{AuditQuery, InventoryStore, InventoryWrite, StoreError};
 
 static OPS: LazyLock<Actor> = LazyLock::new(|| Actor::new("ops", "admin", "req-ops"));
 
@@ -59,7 +59,7 @@ fn reservation(order_id: &str, status: ReservationStatus) -> Reservation {
 }
 
 /// Every check, against an empty store (and its audit log).
-pub async fn run(store: &(impl InventoryStore + AuditLog)) {
+pub async fn run(store: &impl InventoryStore) {
     register_and_load(store).await;
     a_stale_version_conflicts_and_writes_nothing(store).await;
     the_store_refuses_negative_or_unbalanced_stock(store).await;
@@ -89,7 +89,7 @@ async fn register(store: &impl InventoryStore, p: &ProductStock) -> Result<(), S
         .await
 }
 
-async fn products_list_in_id_order_and_search_by_id_or_name(store: &(impl InventoryStore + AuditLog)) {
+async fn products_list_in_id_order_and_search_by_id_or_name(store: &impl InventoryStore) {
     for (id, name) in [
         ("Q3", "Red CUP"),
         ("Q1", "blue mug"),
@@ -135,7 +135,7 @@ async fn products_list_in_id_order_and_search_by_id_or_name(store: &(impl Invent
     assert_eq!(after_q1, ["Q2", "Q3", "Q4"], "search and cursor together");
 }
 
-async fn register_and_load(store: &(impl InventoryStore + AuditLog)) {
+async fn register_and_load(store: &impl InventoryStore) {
     register(store, &product("A", 10)).await.expect("registered");
     register(store, &product("B", 5)).await.expect("registered");
     assert!(matches!(
@@ -150,7 +150,7 @@ async fn register_and_load(store: &(impl InventoryStore + AuditLog)) {
     assert_eq!(store.product("GHOST").await, Ok(None));
 }
 
-async fn a_stale_version_conflicts_and_writes_nothing(store: &(impl InventoryStore + AuditLog)) {
+async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStore) {
     let ids = ["A".to_owned(), "B".to_owned()];
     let before = store.load(&ids, None).await.expect("loaded");
     let after = InventoryState {
@@ -180,7 +180,7 @@ async fn a_stale_version_conflicts_and_writes_nothing(store: &(impl InventorySto
     assert_ne!(head, ChainHead::default());
 }
 
-async fn the_store_refuses_negative_or_unbalanced_stock(store: &(impl InventoryStore + AuditLog)) {
+async fn the_store_refuses_negative_or_unbalanced_stock(store: &impl InventoryStore) {
     let ids = ["B".to_owned()];
     let before = store.load(&ids, None).await.expect("loaded");
     let b = &before.products[0];
@@ -220,7 +220,7 @@ async fn the_store_refuses_negative_or_unbalanced_stock(store: &(impl InventoryS
     assert_eq!(store.load(&ids, None).await.expect("loaded"), before, "nothing written");
 }
 
-async fn reservations_are_fenced_by_their_status(store: &(impl InventoryStore + AuditLog)) {
+async fn reservations_are_fenced_by_their_status(store: &impl InventoryStore) {
     let none = InventoryState::default();
     let with = |r: Reservation| InventoryState {
         products: vec![],
@@ -256,7 +256,7 @@ async fn reservations_are_fenced_by_their_status(store: &(impl InventoryStore + 
 
 /// An order has one reservation: writing another for it (a redelivered
 /// reservation request) is a conflict and writes nothing.
-async fn an_order_is_reserved_once(store: &(impl InventoryStore + AuditLog)) {
+async fn an_order_is_reserved_once(store: &impl InventoryStore) {
     let none = InventoryState::default();
     let after = InventoryState {
         products: vec![],
@@ -282,7 +282,7 @@ async fn an_order_is_reserved_once(store: &(impl InventoryStore + AuditLog)) {
     assert_eq!(store.reservation("o-h").await, Ok(after.reservation.clone()));
 }
 
-async fn movements_page_oldest_first(store: &(impl InventoryStore + AuditLog)) {
+async fn movements_page_oldest_first(store: &impl InventoryStore) {
     register(store, &product("P", 3)).await.expect("registered");
     let mut before = store.load(&["P".to_owned()], None).await.expect("loaded");
     for n in 0..3 {
@@ -383,7 +383,7 @@ impl Step {
     }
 }
 
-async fn many_writes_commit_together_or_not_at_all(store: &(impl InventoryStore + AuditLog)) {
+async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) {
     register(store, &product("M", 10)).await.expect("registered");
     let ids = ["M".to_owned()];
     let start = store.load(&ids, None).await.expect("loaded");

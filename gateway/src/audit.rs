@@ -31,13 +31,28 @@ pub fn router<A: AuditUseCases>(audit: Arc<A>) -> Router {
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
     /// Only entries by this actor: a token subject, `saga:reserve`, ...
-    #[param(nullable = false, min_length = 1, max_length = 200)]
+    #[param(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     actor: Option<String>,
     /// Only entries on this target: `product:SKU-1`, `customer:alice`, `rule:order`, ...
-    #[param(nullable = false, min_length = 1, max_length = 200)]
+    #[param(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     target: Option<String>,
     /// Only entries of this action: `stock.reserve`, `price.change`, `customer.erase`, ...
-    #[param(nullable = false, min_length = 1, max_length = 200)]
+    #[param(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     action: Option<String>,
     /// The `next` of the previous page.
     #[param(nullable = false, minimum = 0, maximum = 9223372036854775807i64)]
@@ -130,8 +145,12 @@ pub(crate) async fn list<A: AuditUseCases>(
         ("target", &params.target),
         ("action", &params.action),
     ] {
-        if value.as_ref().is_some_and(|v| v.is_empty() || v.chars().count() > 200) {
-            return Err(Problem::invalid(field, format!("{field} must be 1 to 200 characters")));
+        let bad = |v: &String| v.is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control);
+        if value.as_ref().is_some_and(bad) {
+            return Err(Problem::invalid(
+                field,
+                format!("{field} must be 1 to 200 characters, none of them control characters"),
+            ));
         }
     }
     let query = AuditQuery {

@@ -230,7 +230,14 @@ async fn changes_are_audited_with_actor_and_request(mode: Mode) {
     // Admins only; bad pages refused with a problem.
     let refused = call(addr, "GET", "/api/audit", &alice, "r", None).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
-    for bad in ["limit=0", "limit=501", "after=-1", "actor=", "target=%C2%9B", "colour=red"] {
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "after=-1",
+        "actor=",
+        "target=%C2%9B",
+        "colour=red",
+    ] {
         let answer = call(addr, "GET", &format!("/api/audit?{bad}"), &admin, "r", None).await;
         assert!(
             (400..500).contains(&answer.status),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
-use shop_runtime::audit::{Actor, ChainWalk};
+use shop_runtime::audit::{Actor, BrokenLink, ChainWalk};
 use shop_runtime::ports::{AuditLog, AuditQuery};
 use uuid::Uuid;
 
@@ -94,30 +94,47 @@ async fn verify(log: &impl AuditLog) -> anyhow::Result<ExitCode> {
     // The head first: entries appended while the walk runs lie beyond it.
     let head = log.head().await?;
     let mut walk = ChainWalk::default();
-    loop {
+    while walk.checked().seq < head.seq {
         let after = walk.checked().seq;
+        // Never past the head: a chain missing entries below it ends the
+        // walk on an empty page (or a gap), not in a chase of new appends.
         let query = AuditQuery {
             after,
-            limit: PAGE,
+            limit: u32::try_from(head.seq - after).map_or(PAGE, |left| left.min(PAGE)),
             ..AuditQuery::default()
         };
         let page = log.entries(query).await?;
+        if page.is_empty() {
+            break;
+        }
         for entry in page.iter().take_while(|e| e.seq <= head.seq) {
             if let Err(broken) = walk.next(entry) {
-                println!("audit chain broken at entry {}: {}", broken.seq, broken.why);
-                return Ok(ExitCode::FAILURE);
+                return broken_at(&broken);
             }
             if entry.seq % PROGRESS_EVERY == 0 {
                 eprintln!("verified {} of {} entries", entry.seq, head.seq);
             }
         }
-        if page.len() < PAGE as usize || walk.checked().seq >= head.seq {
-            break;
-        }
     }
     if let Err(broken) = walk.end(&head) {
-        println!("audit chain broken at entry {}: {}", broken.seq, broken.why);
-        return Ok(ExitCode::FAILURE);
+        return broken_at(&broken);
+    }
+    // An entry commits with its head, so every entry read now has a head
+    // read after it; one beyond every head means heads were removed.
+    let next = AuditQuery {
+        after: head.seq,
+        limit: 1,
+        ..AuditQuery::default()
+    };
+    if let Some(beyond) = log.entries(next).await?.first() {
+        let latest = log.head().await?;
+        if beyond.seq > latest.seq {
+            let why = format!(
+                "it lies beyond the chain's last recorded head (entry {}): heads were removed",
+                latest.seq
+            );
+            return broken_at(&BrokenLink { seq: beyond.seq, why });
+        }
     }
     println!(
         "audit chain holds: {} entries, head {}",
@@ -125,4 +142,9 @@ async fn verify(log: &impl AuditLog) -> anyhow::Result<ExitCode> {
         &head.hash[..16.min(head.hash.len())]
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn broken_at(broken: &BrokenLink) -> anyhow::Result<ExitCode> {
+    println!("audit chain broken at entry {}: {}", broken.seq, broken.why);
+    Ok(ExitCode::FAILURE)
 }

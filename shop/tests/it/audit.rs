@@ -343,4 +343,61 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
     let broken = run(&["audit", "verify"], &env);
     assert_eq!(broken.status.code(), Some(1), "{}{}", stdout(&broken), stderr(&broken));
     assert!(stdout(&broken).contains("broken at entry 2"), "{}", stdout(&broken));
+
+    // Entry 2 put back as it was, the newest entry removed: the chain stops
+    // short of its head. Then every head removed: entries beyond any head.
+    let actor = lines[1]["actor"].as_str().expect("an actor");
+    let (restore, remove_tail, remove_heads) = match mode {
+        Mode::Distributed => (
+            format!("UPDATE audit.entries SET actor = '{actor}' WHERE seq = 2"),
+            "DELETE FROM audit.entries WHERE seq = 3",
+            "ALTER TABLE audit.heads DISABLE TRIGGER heads_append_only; DELETE FROM audit.heads;",
+        ),
+        Mode::Embedded => (
+            format!("UPDATE audit_entries SET actor = '{actor}' WHERE seq = 2"),
+            "DROP TRIGGER audit_entries_no_delete; DELETE FROM audit_entries WHERE seq = 3",
+            "DROP TRIGGER audit_heads_no_delete; DELETE FROM audit_heads;",
+        ),
+    };
+    tamper(mode, &url, &restore).await;
+    let restored = run(&["audit", "verify"], &env);
+    assert_eq!(
+        restored.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&restored),
+        stderr(&restored)
+    );
+    tamper(mode, &url, remove_tail).await;
+    let short = run(&["audit", "verify"], &env);
+    assert_eq!(short.status.code(), Some(1), "{}", stdout(&short));
+    assert!(
+        stdout(&short).contains("broken at entry 3") && stdout(&short).contains("head records entry 3"),
+        "{}",
+        stdout(&short)
+    );
+    tamper(mode, &url, remove_heads).await;
+    let headless = run(&["audit", "verify"], &env);
+    assert_eq!(headless.status.code(), Some(1), "{}", stdout(&headless));
+    assert!(
+        stdout(&headless).contains("broken at entry 1") && stdout(&headless).contains("heads were removed"),
+        "{}",
+        stdout(&headless)
+    );
+}
+
+/// Runs `sql` on the database at `url` as its owner.
+async fn tamper(mode: Mode, url: &str, sql: &str) {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match mode {
+        Mode::Distributed => {
+            let mut db = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql(sql).execute(&mut db).await.expect("tampered");
+        }
+        Mode::Embedded => {
+            let mut db = sqlx::SqliteConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql(sql).execute(&mut db).await.expect("tampered");
+        }
+    }
 }

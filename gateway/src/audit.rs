@@ -145,13 +145,7 @@ pub(crate) async fn list<A: AuditUseCases>(
         ("target", &params.target),
         ("action", &params.action),
     ] {
-        let bad = |v: &String| v.is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control);
-        if value.as_ref().is_some_and(bad) {
-            return Err(Problem::invalid(
-                field,
-                format!("{field} must be 1 to 200 characters, none of them control characters"),
-            ));
-        }
+        json::filter_text(field, value.as_deref())?;
     }
     let query = AuditQuery {
         actor: params.actor.as_deref(),

@@ -103,6 +103,19 @@ pub fn page_limit(asked: Option<u32>, default: u32, max: u32) -> Result<u32, Pro
     }
 }
 
+/// A text query parameter (a search, a filter), when given: refused unless
+/// it is 1 to 200 characters, none of them control characters.
+pub fn filter_text(field: &str, value: Option<&str>) -> Result<(), Problem> {
+    let bad = |v: &str| !(1..=200).contains(&v.chars().count()) || v.chars().any(char::is_control);
+    match value {
+        Some(v) if bad(v) => Err(Problem::invalid(
+            field,
+            format!("{field} must be 1 to 200 characters, none of them control characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

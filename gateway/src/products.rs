@@ -515,15 +515,7 @@ pub(crate) async fn list<I: InventoryUseCases>(
     {
         return Err(Problem::invalid("after", "after must be the `next` of a previous page"));
     }
-    if let Some(q) = &query.q {
-        let length = q.chars().count();
-        if !(1..=200).contains(&length) || q.chars().any(char::is_control) {
-            return Err(Problem::invalid(
-                "q",
-                "q must be 1 to 200 characters, none of them control characters",
-            ));
-        }
-    }
+    json::filter_text("q", query.q.as_deref())?;
     let found = inventory
         .products(query.after.as_deref(), query.q.as_deref(), limit)
         .await

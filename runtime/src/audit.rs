@@ -109,9 +109,9 @@ impl Default for ChainHead {
 impl ChainHead {
     /// `records` numbered and sealed onto this head, in order; the head
     /// moves to the last of them.
-    pub fn seal(&mut self, records: &[AuditRecord]) -> Vec<AuditEntry> {
+    pub fn seal<'r>(&mut self, records: impl IntoIterator<Item = &'r AuditRecord>) -> Vec<AuditEntry> {
         records
-            .iter()
+            .into_iter()
             .map(|record| {
                 let seq = self.seq + 1;
                 let hash = hash(seq, record, &self.hash);

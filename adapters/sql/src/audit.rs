@@ -77,8 +77,7 @@ where
             Some(row) => chain_head(&row)?,
             None => ChainHead::default(),
         };
-        let owned: Vec<AuditRecord> = records.iter().map(|r| (*r).clone()).collect();
-        let entries = head.seal(&owned);
+        let entries = head.seal(records.iter().copied());
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<DB>::new(self.sql.insert_entries);
             insert.push_values(chunk, |mut row, e| {

@@ -311,35 +311,23 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
     assert_eq!(holds.status.code(), Some(0), "{}{}", stdout(&holds), stderr(&holds));
     assert!(stdout(&holds).contains("holds: 3 entries"), "{}", stdout(&holds));
 
-    // The owner gets around the triggers and rewrites entry 2's actor.
-    match mode {
-        Mode::Distributed => {
-            use sqlx::Connection;
-            let mut db = sqlx::PgConnection::connect(&url).await.expect("connect");
-            let refused = sqlx::query("UPDATE audit.entries SET actor = 'mallory' WHERE seq = 2")
-                .execute(&mut db)
-                .await;
-            assert!(refused.is_err(), "the trigger refuses even the owner");
-            sqlx::raw_sql(
-                "ALTER TABLE audit.entries DISABLE TRIGGER entries_append_only;
-                 UPDATE audit.entries SET actor = 'mallory' WHERE seq = 2;",
-            )
-            .execute(&mut db)
-            .await
-            .expect("tampered");
-        }
-        Mode::Embedded => {
-            use sqlx::Connection;
-            let mut db = sqlx::SqliteConnection::connect(&url).await.expect("connect");
-            sqlx::raw_sql(
-                "DROP TRIGGER audit_entries_no_update;
-                 UPDATE audit_entries SET actor = 'mallory' WHERE seq = 2;",
-            )
-            .execute(&mut db)
-            .await
-            .expect("tampered");
-        }
-    }
+    // The owner's plain rewrite is refused; past the triggers, it goes in.
+    let (rewrite, past_the_trigger) = match mode {
+        Mode::Distributed => (
+            "UPDATE audit.entries SET actor = 'mallory' WHERE seq = 2",
+            "ALTER TABLE audit.entries DISABLE TRIGGER entries_append_only",
+        ),
+        Mode::Embedded => (
+            "UPDATE audit_entries SET actor = 'mallory' WHERE seq = 2",
+            "DROP TRIGGER audit_entries_no_update",
+        ),
+    };
+    assert!(
+        as_owner(mode, &url, rewrite).await.is_err(),
+        "the trigger refuses even the owner"
+    );
+    tamper(mode, &url, past_the_trigger).await;
+    tamper(mode, &url, rewrite).await;
     let broken = run(&["audit", "verify"], &env);
     assert_eq!(broken.status.code(), Some(1), "{}{}", stdout(&broken), stderr(&broken));
     assert!(stdout(&broken).contains("broken at entry 2"), "{}", stdout(&broken));
@@ -386,18 +374,23 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
     );
 }
 
-/// Runs `sql` on the database at `url` as its owner.
+/// Runs `sql` on the database at `url` as its owner, which must succeed.
 async fn tamper(mode: Mode, url: &str, sql: &str) {
+    as_owner(mode, url, sql).await.expect("tampered");
+}
+
+/// Runs `sql` on the database at `url` as its owner.
+async fn as_owner(mode: Mode, url: &str, sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
     match mode {
         Mode::Distributed => {
-            let mut db = sqlx::PgConnection::connect(url).await.expect("connect");
-            sqlx::raw_sql(sql).execute(&mut db).await.expect("tampered");
+            let mut db = sqlx::PgConnection::connect(url).await?;
+            sqlx::raw_sql(sql).execute(&mut db).await.map(drop)
         }
         Mode::Embedded => {
-            let mut db = sqlx::SqliteConnection::connect(url).await.expect("connect");
-            sqlx::raw_sql(sql).execute(&mut db).await.expect("tampered");
+            let mut db = sqlx::SqliteConnection::connect(url).await?;
+            sqlx::raw_sql(sql).execute(&mut db).await.map(drop)
         }
     }
 }

@@ -98,7 +98,7 @@ async fn payment_confirmed(world: &mut SagaWorld) {
     world
         .shop()
         .orders
-        .complete(&id, Trace::root(Uuid::now_v7()))
+        .complete(&id, Trace::root(Uuid::now_v7()), None)
         .await
         .expect("completed");
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, CallerRole};
 use crate::conditional;
-use crate::edge::RequestTrace;
+use crate::edge::{RequestId, RequestTrace};
 use crate::expand::{self, Catalog, Expand, LineProduct, ProductsPart, ReadQuery};
 use crate::json::{self, Body, reply};
 use crate::openapi::{ApiProblems, BodyProblems};
@@ -441,6 +441,7 @@ pub(crate) async fn cancel<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
     RequestTrace(trace): RequestTrace,
+    RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Customer, CallerRole::Admin])?;
@@ -450,7 +451,10 @@ pub(crate) async fn cancel<O: OrderUseCases>(
     } else {
         CancelReason::Customer
     };
-    let order = orders.cancel(&id, reason, trace).await.map_err(order_problem)?;
+    let order = orders
+        .cancel(&id, reason, &caller.actor(&request_id), trace)
+        .await
+        .map_err(order_problem)?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 
@@ -471,10 +475,14 @@ pub(crate) async fn complete<O: OrderUseCases>(
     State(orders): State<Arc<O>>,
     caller: Caller,
     RequestTrace(trace): RequestTrace,
+    RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Payment, CallerRole::Admin])?;
-    let order = orders.complete(&id, trace).await.map_err(order_problem)?;
+    let order = orders
+        .complete(&id, &caller.actor(&request_id), trace)
+        .await
+        .map_err(order_problem)?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))
 }
 

@@ -143,10 +143,12 @@ where
                     let found = orders.customer_orders(query).await?;
                     print(&found.iter().map(OrderView::from).collect::<Vec<_>>())
                 }
-                OrdersCommand::Cancel { id } => {
-                    print(&OrderView::from(&orders.cancel(&id, CancelReason::Admin, trace).await?))
+                OrdersCommand::Cancel { id } => print(&OrderView::from(
+                    &orders.cancel(&id, CancelReason::Admin, trace, Some(&operator)).await?,
+                )),
+                OrdersCommand::Complete { id } => {
+                    print(&OrderView::from(&orders.complete(&id, trace, Some(&operator)).await?))
                 }
-                OrdersCommand::Complete { id } => print(&OrderView::from(&orders.complete(&id, trace).await?)),
             }
         }
         Command::Stock(command) => {

@@ -24,7 +24,8 @@ impl OrderStore for PgStore {
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
-        if let (None, Some(intake)) = (write.expected_version, &self.intake) {
+        // The intake writes new orders in batches; an audited one is written alone.
+        if let (None, Some(intake), None) = (write.expected_version, &self.intake, write.audit) {
             return intake.write(order, write.events, write.delivery).await;
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -71,6 +72,7 @@ impl OrderStore for PgStore {
                 expected + 1
             }
         };
+        AUDIT.append_in(&mut tx, write.audit.as_slice()).await?;
         append_outbox(&mut tx, Schema::Orders, write.events).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(new_version)
@@ -113,6 +115,8 @@ impl OrderStore for PgStore {
                 return Err(StoreError::Conflict(format!("order {lost}")));
             }
         }
+        let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
+        AUDIT.append_in(&mut tx, &audit).await?;
         append_outbox(&mut tx, Schema::Orders, updates.iter().flat_map(|u| u.events)).await?;
         tx.commit().await.map_err(db_error)
     }

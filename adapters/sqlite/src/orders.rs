@@ -86,7 +86,8 @@ impl OrderStore for SqliteStore {
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
         let state = state_of(order)?;
-        if let (None, Some(intake)) = (write.expected_version, &self.intake) {
+        // The intake writes new orders in batches; an audited one is written alone.
+        if let (None, Some(intake), None) = (write.expected_version, &self.intake, write.audit) {
             return intake.write(order, state, write.events, write.delivery).await;
         }
         let mut tx = begin(&self.pool).await?;
@@ -103,6 +104,7 @@ impl OrderStore for SqliteStore {
                 expected + 1
             }
         };
+        AUDIT.append_in(&mut tx, write.audit.as_slice()).await?;
         append_outbox(&mut tx, Context::Order, write.events).await?;
         commit(tx, self.signals.of(Context::Order)).await?;
         Ok(new_version)
@@ -124,6 +126,8 @@ impl OrderStore for SqliteStore {
         for (order, expected) in orders {
             update_existing(&mut tx, order, &state_of(order)?, expected).await?;
         }
+        let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
+        AUDIT.append_in(&mut tx, &audit).await?;
         append_outbox(&mut tx, Context::Order, updates.iter().flat_map(|u| u.events)).await?;
         commit(tx, self.signals.of(Context::Order)).await
     }

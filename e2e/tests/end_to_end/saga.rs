@@ -23,7 +23,7 @@ async fn an_order_is_confirmed_then_completed_and_its_stock_deducted() {
     assert_eq!(shop.stock("SKU-1").await, (3, 2, 0));
 
     shop.orders
-        .complete(&order.id, Trace::root(Uuid::now_v7()))
+        .complete(&order.id, Trace::root(Uuid::now_v7()), None)
         .await
         .expect("completed");
     eventually("the deduction", || async { shop.stock("SKU-1").await == (3, 0, 2) }).await;
@@ -54,7 +54,7 @@ async fn a_customer_cancel_racing_the_reservation_leaves_nothing_reserved() {
     // reservation, the end is the same: cancelled, all stock available.
     let cancelled = shop
         .orders
-        .cancel(&order.id, CancelReason::Customer, Trace::root(Uuid::now_v7()))
+        .cancel(&order.id, CancelReason::Customer, Trace::root(Uuid::now_v7()), None)
         .await;
     if cancelled.is_err() {
         // The reservation won and confirmed first: a customer may not cancel
@@ -388,7 +388,7 @@ async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
     shop.settles_at(&lapsing.id, OrderStatus::Confirmed).await;
     // Paid in time: a completion before the expiry wins, and stays.
     shop.orders
-        .complete(&kept.id, Trace::root(Uuid::now_v7()))
+        .complete(&kept.id, Trace::root(Uuid::now_v7()), None)
         .await
         .expect("completed");
 
@@ -405,7 +405,7 @@ async fn an_expired_reservation_cancels_the_order_and_restores_its_stock() {
     // Completing the expired order now is refused: the expiry won.
     assert!(
         shop.orders
-            .complete(&lapsing.id, Trace::root(Uuid::now_v7()))
+            .complete(&lapsing.id, Trace::root(Uuid::now_v7()), None)
             .await
             .is_err()
     );

@@ -8,6 +8,7 @@ use shop_streams::Envelope;
 use super::audit_log::AuditLog;
 use super::customer_keys::CustomerKeys;
 use super::store::{StoreError, Versioned};
+use crate::audit::AuditRecord;
 
 /// One atomic change of an order.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,9 @@ pub struct OrderWrite<'a> {
     pub events: &'a [Envelope],
     /// The delivery details of a new order, sealed; written with it.
     pub delivery: Option<&'a SealedDelivery>,
+    /// What a caller asked for (an admin's cancel, say), sealed onto the
+    /// audit chain with the change; the saga's own steps carry none.
+    pub audit: Option<&'a AuditRecord>,
 }
 
 /// An order's delivery details as stored: sealed under its customer's data
@@ -72,8 +76,9 @@ pub trait OrderStore: CustomerKeys + AuditLog + Send + Sync + 'static {
     /// MUST return the order and its version, or `None` when it does not exist.
     fn get(&self, order_id: &str) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
 
-    /// MUST write the order, its `delivery` (when creating it) and append
-    /// `events` to the outbox in one transaction, and return the new version. MUST return
+    /// MUST write the order, its `delivery` (when creating it), its `audit`
+    /// record and append `events` to the outbox in one transaction, and
+    /// return the new version. MUST return
     /// [`StoreError::Conflict`] when creating an order that exists or when
     /// the stored version is not `expected_version`, and then write nothing.
     fn write(&self, write: OrderWrite<'_>) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -82,7 +87,7 @@ pub trait OrderStore: CustomerKeys + AuditLog + Send + Sync + 'static {
     fn get_many(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<Versioned<Order>>, StoreError>> + Send;
 
     /// MUST write each of `updates` as [`Self::write`] would (their events to
-    /// the outbox) in one transaction: all of it or, on any error, nothing.
+    /// the outbox, their audit records onto the chain) in one transaction: all of it or, on any error, nothing.
     /// Each update MUST name an existing order by its `expected_version`, and
     /// an order at most once; else, or when a stored version is not the
     /// expected one, MUST return [`StoreError::Conflict`]. Many handled

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::backpressure::{Backpressure, Overloaded};
 use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
-use crate::audit::{Actor, AuditEntry};
+use crate::audit::{Actor, AuditEntry, AuditRecord};
 use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
 use crate::metrics::Metrics;
 use crate::ports::{
@@ -216,6 +216,7 @@ impl<S: OrderStore> OrderService<S> {
                 expected_version: None,
                 events: &envelopes,
                 delivery: sealed.as_ref(),
+                audit: None,
             })
             .await
             .map_err(|error| match error {
@@ -380,14 +381,21 @@ impl<S: OrderStore> OrderService<S> {
         Ok(self.store.customer_orders(query).await?)
     }
 
-    /// A customer's, an operator's or the expiry's cancel.
-    pub async fn cancel(&self, order_id: &str, reason: CancelReason, trace: Trace) -> Result<Order, OrderError> {
-        self.command(order_id, &OrderCommand::Cancel(reason), trace).await
+    /// A customer's, an operator's or the expiry's cancel; audited as
+    /// `by`'s when a caller asked for it.
+    pub async fn cancel(
+        &self,
+        order_id: &str,
+        reason: CancelReason,
+        trace: Trace,
+        by: Option<&Actor>,
+    ) -> Result<Order, OrderError> {
+        self.command(order_id, &OrderCommand::Cancel(reason), trace, by).await
     }
 
-    /// Payment confirmed.
-    pub async fn complete(&self, order_id: &str, trace: Trace) -> Result<Order, OrderError> {
-        self.command(order_id, &OrderCommand::Complete, trace).await
+    /// Payment confirmed; audited as `by`'s when a caller asked for it.
+    pub async fn complete(&self, order_id: &str, trace: Trace, by: Option<&Actor>) -> Result<Order, OrderError> {
+        self.command(order_id, &OrderCommand::Complete, trace, by).await
     }
 
     /// Cancels CONFIRMED orders confirmed longer than `expiry.after` ago,
@@ -400,7 +408,7 @@ impl<S: OrderStore> OrderService<S> {
         let cutoff = self.clock.now_ms().saturating_sub(ttl_ms);
         let mut expired = 0;
         for order_id in self.store.confirmed_before(cutoff, limit).await? {
-            match self.cancel(&order_id, expiry.reason.clone(), trace).await {
+            match self.cancel(&order_id, expiry.reason.clone(), trace, None).await {
                 Ok(order) if order.cancel_reason.as_ref() == Some(&expiry.reason) => expired += 1,
                 Ok(_) => {}
                 Err(OrderError::Rejected(rejection)) => {
@@ -415,9 +423,15 @@ impl<S: OrderStore> OrderService<S> {
     /// Decides `command` on the stored order and commits the outcome, again
     /// from a fresh read when another writer got there first. A command whose
     /// effect already holds (a repeated message) decides nothing and writes
-    /// nothing.
-    async fn command(&self, order_id: &str, command: &OrderCommand, trace: Trace) -> Result<Order, OrderError> {
-        Ok(self.command_once(order_id, command, trace).await?.into_order())
+    /// nothing. A command `by` a caller is audited with its change.
+    async fn command(
+        &self,
+        order_id: &str,
+        command: &OrderCommand,
+        trace: Trace,
+        by: Option<&Actor>,
+    ) -> Result<Order, OrderError> {
+        Ok(self.command_once(order_id, command, trace, by).await?.into_order())
     }
 
     /// Commands for different orders, each decided on its order as stored
@@ -431,7 +445,7 @@ impl<S: OrderStore> OrderService<S> {
                 tracing::debug!(target: "shop::saga", %error, count = commands.len(), "commanding together failed; one by one");
                 let each = commands
                     .iter()
-                    .map(|(order_id, command, trace)| self.command_once(order_id, command, *trace))
+                    .map(|(order_id, command, trace)| self.command_once(order_id, command, *trace, None))
                     .collect();
                 super::at_most(8, each).await
             }
@@ -479,6 +493,7 @@ impl<S: OrderStore> OrderService<S> {
                 expected_version: Some(*version),
                 events,
                 delivery: None,
+                audit: None,
             })
             .collect();
         if !updates.is_empty() {
@@ -495,6 +510,7 @@ impl<S: OrderStore> OrderService<S> {
         order_id: &str,
         command: &OrderCommand,
         trace: Trace,
+        by: Option<&Actor>,
     ) -> Result<Commanded, OrderError> {
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -508,11 +524,13 @@ impl<S: OrderStore> OrderService<S> {
             }
             let (order, envelopes) = self.apply(stored.as_ref(), &decided.value, &rule_ref(&decided.rule), trace)?;
             let order = order.ok_or_else(|| OrderError::NotFound(order_id.to_owned()))?;
+            let audit = by.map(|actor| audit_of(actor, order_id, command, self.clock.now_ms()));
             let write = OrderWrite {
                 order: &order,
                 expected_version: Some(current.version),
                 events: &envelopes,
                 delivery: None,
+                audit: audit.as_ref(),
             };
             match self.store.write(write).await {
                 Ok(_) => {
@@ -625,10 +643,12 @@ impl<S: OrderStore> OrderService<S> {
         };
         let trace = Trace::follows(envelope);
         let outcome = match &event {
-            InventoryEvent::StockReserved(lines) => self.command(&lines.order_id, &OrderCommand::Confirm, trace).await,
+            InventoryEvent::StockReserved(lines) => {
+                self.command(&lines.order_id, &OrderCommand::Confirm, trace, None).await
+            }
             InventoryEvent::InsufficientStock(shortage) => {
                 let cancel = OrderCommand::Cancel(CancelReason::InsufficientStock);
-                self.command(&shortage.order_id, &cancel, trace).await
+                self.command(&shortage.order_id, &cancel, trace, None).await
             }
             InventoryEvent::ProductRegistered(product) => {
                 let entry = catalogue_entry(&product.product_id, product.unit_price, &product.currency, envelope);
@@ -745,4 +765,16 @@ fn catalogue_entry(product_id: &str, unit_price: i64, currency: &str, envelope: 
         },
         source_version: envelope.aggregate_version,
     }
+}
+
+/// The audit record of `command`, done on `order_id` as `actor` asked.
+fn audit_of(actor: &Actor, order_id: &str, command: &OrderCommand, at: i64) -> AuditRecord {
+    let target = format!("order:{order_id}");
+    let (action, detail) = match command {
+        OrderCommand::Place(_) => ("order.place", serde_json::json!({})),
+        OrderCommand::Confirm => ("order.confirm", serde_json::json!({})),
+        OrderCommand::Complete => ("order.complete", serde_json::json!({})),
+        OrderCommand::Cancel(reason) => ("order.cancel", serde_json::json!({ "reason": reason.as_str() })),
+    };
+    actor.did("order", action, target, at, &detail)
 }

@@ -268,7 +268,7 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
                 let trace = Trace::follows(envelope);
                 match self
                     .orders
-                    .cancel(&intent.order_id, CancelReason::PaymentFailed, trace)
+                    .cancel(&intent.order_id, CancelReason::PaymentFailed, trace, None)
                     .await
                 {
                     Ok(_) | Err(OrderError::Rejected(_)) => Ok(()),

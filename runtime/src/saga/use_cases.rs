@@ -45,16 +45,24 @@ pub trait OrderUseCases: Send + Sync + 'static {
     /// MUST return the customer's orders newest first, as the query pages them.
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send;
 
-    /// MUST cancel the order as the rules allow, or say why not.
+    /// MUST cancel the order as the rules allow, audited as `actor`'s with
+    /// the change, or say why not.
     fn cancel(
         &self,
         order_id: &str,
         reason: CancelReason,
+        actor: &Actor,
         trace: Trace,
     ) -> impl Future<Output = Result<Order, OrderError>> + Send;
 
-    /// MUST complete a confirmed order, or say why not.
-    fn complete(&self, order_id: &str, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send;
+    /// MUST complete a confirmed order, audited as `actor`'s with the
+    /// change, or say why not.
+    fn complete(
+        &self,
+        order_id: &str,
+        actor: &Actor,
+        trace: Trace,
+    ) -> impl Future<Output = Result<Order, OrderError>> + Send;
 }
 
 /// Reading the audit log, which every context appends to.
@@ -172,13 +180,19 @@ impl<S: OrderStore> OrderUseCases for OrderService<S> {
         &self,
         order_id: &str,
         reason: CancelReason,
+        actor: &Actor,
         trace: Trace,
     ) -> impl Future<Output = Result<Order, OrderError>> + Send {
-        OrderService::cancel(self, order_id, reason, trace)
+        OrderService::cancel(self, order_id, reason, trace, Some(actor))
     }
 
-    fn complete(&self, order_id: &str, trace: Trace) -> impl Future<Output = Result<Order, OrderError>> + Send {
-        OrderService::complete(self, order_id, trace)
+    fn complete(
+        &self,
+        order_id: &str,
+        actor: &Actor,
+        trace: Trace,
+    ) -> impl Future<Output = Result<Order, OrderError>> + Send {
+        OrderService::complete(self, order_id, trace, Some(actor))
     }
 }
 

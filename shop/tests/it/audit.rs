@@ -148,6 +148,29 @@ async fn changes_are_audited_with_actor_and_request(mode: Mode) {
     let paid = uuid::Uuid::now_v7().to_string();
     let completed = call(addr, "POST", &format!("/api/orders/{id}/complete"), &psp, &paid, None).await;
     assert_eq!(completed.status, 200, "{}", completed.body);
+    // Cancels as callers asked: the customer's own, an admin's. Only a
+    // PENDING order is cancelled so: each is cancelled as soon as it is
+    // placed, on another order should the saga confirm it first.
+    let one = json!({"items": [{"product_id": "SKU-A", "quantity": 1}]});
+    let mut cancels = Vec::new();
+    for (token, who, role, request) in [
+        (&alice, "alice", "customer", "req-own-cancel"),
+        (&admin, "ops", "admin", "req-admin-cancel"),
+    ] {
+        for attempt in 1.. {
+            let key = uuid::Uuid::now_v7().to_string();
+            let placed = call(addr, "POST", "/api/orders", &alice, &key, Some(one.clone())).await;
+            assert_eq!(placed.status, 202, "{}", placed.body);
+            let other = placed.json()["order_id"].as_str().expect("an order id").to_owned();
+            let path = format!("/api/orders/{other}/cancel");
+            let cancelled = call(addr, "POST", &path, token, request, None).await;
+            if cancelled.status == 200 {
+                cancels.push((other, who, role, request));
+                break;
+            }
+            assert!(cancelled.status == 409 && attempt < 4, "{}", cancelled.body);
+        }
+    }
     let erased = call(addr, "DELETE", "/api/customers/alice", &alice, "req-erase", None).await;
     assert_eq!(erased.status, 204, "{}", erased.body);
 
@@ -198,6 +221,24 @@ async fn changes_are_audited_with_actor_and_request(mode: Mode) {
         );
         assert_eq!(entry["request_id"], request.as_str(), "{entry}");
         assert_eq!(entry["detail"]["order_id"], id.as_str());
+    }
+    let completion = find(&entries, "order.complete", &format!("order:{id}"));
+    assert_eq!(
+        (completion["actor"].as_str(), completion["role"].as_str()),
+        (Some("psp"), Some("payment"))
+    );
+    assert_eq!(
+        (completion["request_id"].as_str(), completion["context"].as_str()),
+        (Some(paid.as_str()), Some("order"))
+    );
+    for (other, who, role, request) in &cancels {
+        let cancel = find(&entries, "order.cancel", &format!("order:{other}"));
+        assert_eq!(
+            (cancel["actor"].as_str(), cancel["role"].as_str()),
+            (Some(*who), Some(*role))
+        );
+        assert_eq!(cancel["request_id"], *request, "{cancel}");
+        assert_eq!(cancel["detail"], json!({"reason": role}), "{cancel}");
     }
     let erasure = find(&entries, "customer.erase", "customer:alice");
     assert_eq!(
@@ -265,8 +306,11 @@ async fn changes_are_audited_with_actor_and_request(mode: Mode) {
     let export = call(addr, "GET", "/api/customers/alice/export", &alice, "r", None).await;
     assert_eq!(export.status, 200, "{}", export.body);
     let audit = export.json()["audit"].clone();
-    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
-    assert_eq!(audit[0]["action"], "customer.erase");
+    assert_eq!(audit.as_array().map(Vec::len), Some(2), "{audit}");
+    assert_eq!(
+        (audit[0]["action"].as_str(), audit[1]["action"].as_str()),
+        (Some("order.cancel"), Some("customer.erase"))
+    );
     shop.stop().await;
 }
 

@@ -239,6 +239,20 @@ async fn operators_read_and_change_orders_and_stock_from_the_command_line() {
         (&cancelled["status"], &cancelled["cancel_reason"]),
         (&serde_json::json!("CANCELLED"), &serde_json::json!("admin"))
     );
+    let audited = json(&shop(&["audit", "list", "--target", "order:p-1"], &env));
+    assert_eq!(
+        (&audited["action"], &audited["role"], &audited["detail"]),
+        (
+            &serde_json::json!("order.cancel"),
+            &serde_json::json!("operator"),
+            &serde_json::json!({"reason": "admin"})
+        ),
+        "{audited}"
+    );
+    assert!(
+        audited["actor"].as_str().is_some_and(|a| a.starts_with("cli:")),
+        "{audited}"
+    );
     let unpaid = shop(&["orders", "complete", "p-2"], &env);
     assert!(!unpaid.status.success(), "a pending order cannot complete");
     assert!(stderr(&unpaid).contains("PENDING"), "{}", stderr(&unpaid));

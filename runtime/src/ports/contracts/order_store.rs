@@ -3,8 +3,9 @@
 use shop_rules::order::{CataloguePrice, OrderStatus};
 
 use super::{created, order};
+use crate::audit::Actor;
 use crate::ports::{
-    CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, SealedDelivery, StoreError,
+    AuditQuery, CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, SealedDelivery, StoreError,
 };
 
 /// Every check, against a store and the outbox its writes feed.
@@ -16,6 +17,7 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     a_customers_orders_are_paged_newest_first(store).await;
     new_orders_arriving_together_are_each_written_once(store, outbox).await;
     many_updates_commit_together_or_not_at_all(store, outbox).await;
+    audited_changes_are_sealed_with_them(store).await;
 }
 
 /// MUST count the PENDING orders, and only those.
@@ -28,6 +30,7 @@ async fn pending_orders_are_counted(store: &impl OrderStore) {
             expected_version: None,
             events: &[],
             delivery: None,
+            audit: None,
         };
         store.write(write).await.expect("written");
     }
@@ -41,6 +44,7 @@ async fn pending_orders_are_counted(store: &impl OrderStore) {
         expected_version: Some(1),
         events: &[],
         delivery: None,
+        audit: None,
     };
     store.write(write).await.expect("confirmed");
     assert_eq!(
@@ -79,6 +83,7 @@ async fn new_orders_arriving_together_are_each_written_once(store: &impl OrderSt
                 expected_version: None,
                 events: std::slice::from_ref(event),
                 delivery: Some(delivery),
+                audit: None,
             })
         });
     let outcomes = futures::future::join_all(writes).await;
@@ -130,6 +135,7 @@ async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {
             expected_version: None,
             events: &[],
             delivery: None,
+            audit: None,
         };
         store.write(write).await.expect("written");
     }
@@ -178,6 +184,7 @@ async fn confirmed_orders_are_found_by_confirmation_time(store: &impl OrderStore
             expected_version: None,
             events: &[],
             delivery: None,
+            audit: None,
         };
         store.write(write).await.expect("written");
     }
@@ -208,6 +215,7 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
         expected_version: None,
         events: std::slice::from_ref(&event),
         delivery: None,
+        audit: None,
     };
     assert_eq!(store.write(write).await, Ok(1));
     let stored = store.get("o-1").await.expect("readable").expect("stored");
@@ -231,6 +239,7 @@ async fn create_then_update_by_version(store: &impl OrderStore, outbox: &impl Ou
         expected_version: Some(1),
         events: &[],
         delivery: None,
+        audit: None,
     };
     assert_eq!(store.write(update).await, Ok(2));
     // A writer that read version 1 lost the race: conflict, nothing written.
@@ -279,6 +288,7 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
             expected_version: None,
             events: &[],
             delivery: None,
+            audit: None,
         };
         assert_eq!(store.write(write).await, Ok(1));
     }
@@ -304,6 +314,7 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
         expected_version: Some(expected),
         events: std::slice::from_ref(&events[at]),
         delivery: None,
+        audit: None,
     };
     let backlog = outbox.backlog().await.expect("backlog");
 
@@ -334,4 +345,82 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
         assert_eq!((&stored.value, stored.version), (expected, 2));
     }
     assert_eq!(outbox.backlog().await, Ok(backlog + 3), "each update's event");
+}
+
+/// MUST seal a write's audit record onto the chain in the write's
+/// transaction: there when the change is, absent when it is refused.
+async fn audited_changes_are_sealed_with_them(store: &impl OrderStore) {
+    let admin = Actor::new("ops", "admin", "req-1");
+    let entries_on = |target: &'static str| async move {
+        let query = AuditQuery {
+            target: Some(target),
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        store.entries(query).await.expect("readable")
+    };
+    let ids = ["aud-1", "aud-2", "aud-3"];
+    for id in ids {
+        let o = order(id);
+        let write = OrderWrite {
+            order: &o,
+            expected_version: None,
+            events: &[],
+            delivery: None,
+            audit: None,
+        };
+        assert_eq!(store.write(write).await, Ok(1));
+    }
+    let cancelled = |id: &str| {
+        let mut o = order(id);
+        o.status = OrderStatus::Cancelled;
+        o
+    };
+    let record = |id: &str| admin.did("order", "order.cancel", format!("order:{id}"), 5_000, &"admin");
+    let (one, one_record) = (cancelled("aud-1"), record("aud-1"));
+    let update = OrderWrite {
+        order: &one,
+        expected_version: Some(1),
+        events: &[],
+        delivery: None,
+        audit: Some(&one_record),
+    };
+    assert_eq!(store.write(update).await, Ok(2));
+    // The same change again, from a stale read: refused, and not audited.
+    assert!(matches!(store.write(update).await, Err(StoreError::Conflict(_))));
+    let sealed = entries_on("order:aud-1").await;
+    assert_eq!(sealed.len(), 1, "{sealed:?}");
+    assert_eq!(sealed[0].record, one_record);
+
+    // Together: all sealed, or (one stale) none.
+    let (two, three) = (cancelled("aud-2"), cancelled("aud-3"));
+    let (two_record, three_record) = (record("aud-2"), record("aud-3"));
+    let together = |expected_three: u64| {
+        [
+            OrderWrite {
+                order: &two,
+                expected_version: Some(1),
+                events: &[],
+                delivery: None,
+                audit: Some(&two_record),
+            },
+            OrderWrite {
+                order: &three,
+                expected_version: Some(expected_three),
+                events: &[],
+                delivery: None,
+                audit: Some(&three_record),
+            },
+        ]
+    };
+    assert!(matches!(
+        store.update_many(&together(9)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(entries_on("order:aud-2").await, vec![]);
+    store.update_many(&together(1)).await.expect("written");
+    for (target, record) in [("order:aud-2", &two_record), ("order:aud-3", &three_record)] {
+        let sealed = entries_on(target).await;
+        assert_eq!(sealed.iter().map(|e| &e.record).collect::<Vec<_>>(), vec![record]);
+    }
 }

@@ -40,6 +40,7 @@ async fn write(store: &impl OrderStore, id: String) -> Uuid {
         expected_version: None,
         events: std::slice::from_ref(&event),
         delivery: None,
+        audit: None,
     };
     store.write(write).await.expect("written");
     event.event_id

@@ -21,6 +21,7 @@ pub mod consumer;
 pub mod inventory;
 pub mod orders;
 pub mod payment;
+pub mod refusals;
 pub mod relay;
 pub mod roles;
 mod turns;

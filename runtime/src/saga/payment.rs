@@ -22,6 +22,7 @@ use shop_streams::{DomainEvent, Envelope, Trace};
 
 use super::HandleError;
 use super::orders::{Commanded, OrderError, OrderService};
+use super::refusals::{REFUSAL_WINDOW, Refusals};
 use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::ports::payment::{SignatureError, verify};
@@ -164,6 +165,8 @@ pub struct PaymentService<S, P> {
     provider: P,
     secret: WebhookSecret,
     replays: ReplayGuard,
+    /// Refused notices, audited a window at a time.
+    refusals: Arc<Refusals>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
@@ -182,6 +185,7 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
             provider,
             secret,
             replays,
+            refusals: Arc::default(),
             clock,
             metrics: Metrics::default(),
         }
@@ -280,7 +284,7 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
 
     /// A provider's webhook call: `signature` is the `Shop-Signature` header.
     /// Checks the signature, its age and that it was not seen before, then
-    /// settles the order. Counted by outcome.
+    /// settles the order. Counted by outcome; refusals audited.
     pub async fn accept(&self, signature: &str, body: &[u8], trace: Trace) -> Result<Settled, WebhookError> {
         let outcome = self.accept_counted(signature, body, trace).await;
         match &outcome {
@@ -288,9 +292,37 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
             Err(refused) => {
                 self.metrics.payment_webhook(refused.as_str());
                 tracing::warn!(target: "shop::payment", reason = refused.as_str(), error = %refused, "payment notice refused");
+                self.audit_refusal(refused, trace);
             }
         }
         outcome
+    }
+
+    /// Sums a refusal into the open window, and opening one, has it
+    /// audited when the window closes. A notice we could not take (our
+    /// outage, not the caller's doing) is no refusal.
+    fn audit_refusal(&self, refused: &WebhookError, trace: Trace) {
+        if matches!(refused, WebhookError::Unavailable(_)) {
+            return;
+        }
+        let request_id = trace.correlation_id.to_string();
+        if !self.refusals.count(refused.as_str(), &request_id, self.clock.now_ms()) {
+            return;
+        }
+        let (orders, refusals, clock) = (
+            Arc::clone(&self.orders),
+            Arc::clone(&self.refusals),
+            Arc::clone(&self.clock),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(REFUSAL_WINDOW).await;
+            let Some(record) = refusals.close(clock.now_ms()) else {
+                return;
+            };
+            if let Err(error) = orders.store().append(std::slice::from_ref(&record)).await {
+                tracing::error!(target: "shop::payment", %error, detail = record.detail, "refused payment notices not audited");
+            }
+        });
     }
 
     async fn accept_counted(&self, signature: &str, body: &[u8], trace: Trace) -> Result<Settled, WebhookError> {

@@ -265,6 +265,29 @@ async fn a_provider_completes_declines_and_times_out_orders_once_each() {
         let name = format!("shop_payment_webhooks_total{{outcome=\"{refusal}\"}}");
         assert_eq!(sample(&metrics, &name), Some(1.0), "{name} in\n{metrics}");
     }
+    // And audited, summed a window at a time: wait for the window to close.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let path = "/api/audit?action=payment.webhook.refuse";
+        let entries = call(shop, "GET", path, Some(&admin), &[], "").await.json();
+        let mut refused = std::collections::BTreeMap::<String, u64>::new();
+        for entry in entries["items"].as_array().into_iter().flatten() {
+            assert_eq!(
+                (&entry["actor"], &entry["role"], &entry["target"]),
+                (&json!("webhook"), &json!("anonymous"), &json!("payments:webhook")),
+                "{entry}"
+            );
+            for (reason, count) in entry["detail"]["refused"].as_object().into_iter().flatten() {
+                *refused.entry(reason.clone()).or_default() += count.as_u64().unwrap_or(0);
+            }
+        }
+        if refused.len() == 5 || Instant::now() > deadline {
+            break refused;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let expected = ["bad_signature", "malformed", "replayed", "stale", "unknown_order"];
+    assert_eq!(refused, expected.map(|r| (r.to_owned(), 1)).into(), "{refused:?}");
 
     // The event catalogue names the payment reader's consumer.
     let catalogue = call(shop, "GET", "/asyncapi.json", None, &[], "").await.json();

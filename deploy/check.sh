@@ -4,6 +4,8 @@
 #   unit tests (promtool test rules deploy/alerts.test.yml);
 # - the Kubernetes manifests in deploy/k8s against the Kubernetes API
 #   schemas, strictly (kubernetes-validate, from PyPI, in $K8S_VENV);
+# - compose.yaml against the Compose Specification's schema, and the
+#   linter's rules but for key order (dclint, from npm, in $COMPOSE_LINT_DIR);
 # - every SHOP_* variable the manifests and compose.yaml set is a setting
 #   the shop reads (the README's settings table; `X_FILE` reads secret X).
 #
@@ -13,6 +15,8 @@ cd "$(dirname "$0")/.."
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
 venv=${K8S_VENV:-/var/tmp/shop-k8s-venv}
+DCLINT_VERSION=3.1.0
+linter=${COMPOSE_LINT_DIR:-/var/tmp/shop-dclint}
 
 echo "==> alert rules and Prometheus config (promtool)"
 promtool check rules deploy/alerts.yml
@@ -26,6 +30,15 @@ if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETE
 fi
 report=$("$venv/bin/kubernetes-validate" --strict deploy/k8s/*.yaml 2>&1) || { echo "$report" >&2; exit 1; }
 echo "$(grep -c ' passed ' <<<"$report") resources valid"
+
+echo "==> compose.yaml (dclint: Compose Specification schema and rules)"
+if ! "$linter/node_modules/.bin/dclint" --version 2>/dev/null | grep -qx "$DCLINT_VERSION"; then
+  npm install --silent --no-audit --no-fund --prefix "$linter" "dclint@$DCLINT_VERSION"
+fi
+# The file list first: --disable-rule takes every word after it.
+"$linter/node_modules/.bin/dclint" compose.yaml --max-warnings 0 \
+  --disable-rule service-keys-order services-alphabetical-order
+echo "compose.yaml valid"
 
 echo "==> SHOP_* variables in deploy/k8s and compose.yaml are settings"
 known=$(grep -oE '`SHOP_[A-Z0-9_]+`' README.md | tr -d '`' | sort -u)

@@ -12,6 +12,9 @@
 # - SIGKILL of the NATS server (a private one, its own store), restarted
 #   1 to 3 s later;
 # - SIGKILL of Redis (a private one), restarted 1 to 3 s later;
+# - latency of 50 to 250 ms on every answer of the link from the roles to
+#   PostgreSQL, or to NATS, for 1 to 3 s (`shop-load link`, a proxy the
+#   roles reach those servers through);
 # and throughout, inventory-2 runs under a CPU quota of half a core and
 # 256 MiB of memory (cgroup v1 or v2, where this machine lets root make
 # one; the table says when it could not). PostgreSQL is the machine's.
@@ -37,7 +40,9 @@ results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 scratch
 
-nats_port=14322 redis_port=16390
+nats_port=14322 redis_port=16390 pg_port=5432
+# The links the roles reach PostgreSQL and NATS through, and their latency.
+pg_link=15434 nats_link=14323
 gateway_port=18180
 declare -A port=([order-1]=18181 [order-2]=18182 [inventory-1]=18183 [inventory-2]=18184)
 declare -A pid=()
@@ -59,6 +64,18 @@ limit() { # pid
   fi
 }
 
+for link in pg nats; do
+  echo 0 >"$work/$link.latency"
+done
+"$bin/shop-load" link --listen "127.0.0.1:$pg_link" --to "127.0.0.1:$pg_port" --control "$work/pg.latency" \
+  2>>"$work/links.log" &
+pids+=($!)
+"$bin/shop-load" link --listen "127.0.0.1:$nats_link" --to "127.0.0.1:$nats_port" --control "$work/nats.latency" \
+  2>>"$work/links.log" &
+pids+=($!)
+# What outlives a seed: the links.
+lasting=("${pids[@]}")
+
 start_nats() {
   nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$work/nats" >>"$work/nats.log" 2>&1 &
   pids+=($!)
@@ -72,8 +89,8 @@ start_redis() {
 }
 start_role() { # name
   local name=$1 role=${1%-*}
-  env SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$namespace" SHOP_DB_POOL=8 SHOP_ROLE="$role" \
-    SHOP_INSTANCE_ID="$name" SHOP_NATS_URL="nats://127.0.0.1:$nats_port" SHOP_REDIS_URL="redis://127.0.0.1:$redis_port" \
+  env SHOP_DATABASE_URL="${db/:$pg_port\//:$pg_link/}" SHOP_NAMESPACE="$namespace" SHOP_DB_POOL=8 SHOP_ROLE="$role" \
+    SHOP_INSTANCE_ID="$name" SHOP_NATS_URL="nats://127.0.0.1:$nats_link" SHOP_REDIS_URL="redis://127.0.0.1:$redis_port" \
     SHOP_LISTEN="127.0.0.1:${port[$name]}" "$bin/shop" serve >>"$work/$name.log" 2>&1 &
   pids+=($!)
   pid[$name]=$!
@@ -119,15 +136,28 @@ for seed in $SEEDS; do
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep $((2 + RANDOM % 5))
     down=$((1 + RANDOM % 3))
-    case $((RANDOM % 6)) in
+    case $((RANDOM % 8)) in
       0 | 1) victim=order-$((1 + RANDOM % 2)) ;;
       2 | 3) victim=inventory-$((1 + RANDOM % 2)) ;;
       4) victim=nats ;;
       5) victim=redis ;;
+      6) victim=slow-postgres ;;
+      7) victim=slow-nats ;;
     esac
     faults+=("$victim")
-    echo "    kill -9 $victim, back in ${down}s"
     case $victim in
+      slow-*)
+        lag=$((50 + RANDOM % 201))
+        echo "    $victim: ${lag} ms on each answer for ${down}s"
+        link=${victim#slow-} link=${link/postgres/pg}
+        echo "$lag" >"$work/$link.latency"
+        sleep "$down"
+        echo 0 >"$work/$link.latency"
+        ;;
+      *) echo "    kill -9 $victim, back in ${down}s" ;;
+    esac
+    case $victim in
+      slow-*) ;;
       nats) kill -9 "$nats_pid" 2>/dev/null || true; sleep "$down"; start_nats ;;
       redis) kill -9 "$redis_pid" 2>/dev/null || true; sleep "$down"; start_redis ;;
       *)
@@ -160,8 +190,9 @@ PY
   tail -1 "$results/chaos.md"
   for name in "${!pid[@]}"; do kill "${pid[$name]}" 2>/dev/null || true; done
   kill "$gateway_pid" "$nats_pid" "$redis_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  pids=()
+  # Not a bare `wait`: the links live on to the next seed.
+  wait "${pid[@]}" "$gateway_pid" "$nats_pid" "$redis_pid" 2>/dev/null || true
+  pids=("${lasting[@]}")
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE ${db##*/} WITH (FORCE)" >/dev/null 2>&1 || true
   [ "$status" -eq 0 ] || { echo "seed $seed: the invariant check failed" >&2; exit 1; }
 done

@@ -143,6 +143,17 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// A link with latency a script controls: forwards --listen to --to,
+    /// each answer delayed by the milliseconds written in --control (read
+    /// every 100 ms; absent or 0, none). Runs until killed.
+    Link {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, value_name = "FILE")]
+        control: PathBuf,
+    },
     /// Serves the API's shapes with no I/O: the HTTP baseline's target.
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:8099")]
@@ -349,6 +360,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             finish(&mut report, &shop, &products, &no_check, paced, started).await?;
         }
+        Command::Link { listen, to, control } => {
+            link(listen, to, &control).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::EchoServer { listen } => {
             baseline::echo_server(listen).await?;
             return Ok(ExitCode::SUCCESS);
@@ -456,6 +471,26 @@ fn duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: use ms, s, m or h")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// Forwards `listen` to `to` with the latency `control` says, until killed.
+async fn link(listen: SocketAddr, to: SocketAddr, control: &std::path::Path) -> anyhow::Result<()> {
+    let proxy = shop_testkit::TcpProxy::start_on(listen, to).await?;
+    eprintln!("link {listen} -> {to}, latency from {}", control.display());
+    let mut current = 0;
+    loop {
+        // A file being rewritten may read empty for a moment: keep the last value.
+        let wanted = match std::fs::read_to_string(control) {
+            Ok(text) => text.trim().parse::<u64>().unwrap_or(current),
+            Err(_) => 0,
+        };
+        if wanted != current {
+            proxy.slow_down(Duration::from_millis(wanted));
+            eprintln!("link {listen} -> {to}: {wanted} ms");
+            current = wanted;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

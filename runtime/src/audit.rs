@@ -65,7 +65,7 @@ impl Actor {
 /// What happened, before the chain numbers and seals it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
-    /// The context that wrote it: `inventory`, `order` or `rules`.
+    /// The context that wrote it: `inventory`, `order`, `rules` or `access` (API keys).
     pub context: String,
     /// Milliseconds since the epoch.
     pub at: i64,

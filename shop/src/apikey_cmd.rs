@@ -56,6 +56,11 @@ pub fn run(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<ExitCo
 
 async fn execute(store: impl ApiKeyStore, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now_ms();
+    let operator = crate::audit_cmd::operator(uuid::Uuid::now_v7());
+    // Audited by name and scope; never the key, nor its digest.
+    let audit = |action: &str, name: &str, detail: serde_json::Value| {
+        operator.did("access", action, format!("api_key:{name}"), now, &detail)
+    };
     match command {
         ApiKeyCommand::Create { name, role, expires } => {
             if name.trim().is_empty() || name.chars().any(char::is_control) || name.len() > 100 {
@@ -76,7 +81,12 @@ async fn execute(store: impl ApiKeyStore, command: ApiKeyCommand) -> anyhow::Res
                 expires_ms: lifetime.map(|d| now.saturating_add(millis(d))),
                 revoked_ms: None,
             };
-            match store.create_api_key(&record).await {
+            let audit = audit(
+                "api_key.create",
+                &name,
+                serde_json::json!({ "role": record.role, "expires_ms": record.expires_ms }),
+            );
+            match store.create_api_key(&record, &audit).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => {
                     bail!("an API key named {name} exists; revoke it or choose another name")
@@ -106,7 +116,10 @@ async fn execute(store: impl ApiKeyStore, command: ApiKeyCommand) -> anyhow::Res
             }
             Ok(ExitCode::SUCCESS)
         }
-        ApiKeyCommand::Revoke { name } => match store.revoke_api_key(&name, now).await? {
+        ApiKeyCommand::Revoke { name } => match store
+            .revoke_api_key(&name, now, &audit("api_key.revoke", &name, serde_json::json!({})))
+            .await?
+        {
             true => {
                 println!("API key {name} revoked; instances refuse it within seconds");
                 Ok(ExitCode::SUCCESS)

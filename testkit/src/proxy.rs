@@ -21,7 +21,12 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Starts forwarding to `target` (for example `127.0.0.1:5432`).
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target).await
+    }
+
+    /// Starts forwarding from `listen` to `target`: a link a script names.
+    pub async fn start_on(listen: SocketAddr, target: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let up = Arc::new(watch::channel(true).0);
         let latency = Arc::new(AtomicU64::new(0));

@@ -36,8 +36,8 @@ pub(crate) const DRIVER: Driver<Postgres> = Driver {
     rows_affected: PgQueryResult::rows_affected,
 };
 
-static API_KEYS: ApiKeySql = api_keys_sql!("access.api_keys");
+static API_KEYS: ApiKeySql = api_keys_sql!("access.api_keys", "BEGIN");
 
 pub(crate) fn api_keys(pool: PgPool) -> PgApiKeys {
-    SqlApiKeys::new(pool, &API_KEYS, DRIVER)
+    SqlApiKeys::new(pool, &API_KEYS, crate::statements::AUDIT, DRIVER)
 }

@@ -69,7 +69,8 @@ async fn the_audit_log_refuses_every_change_but_an_append() {
 
 #[tokio::test]
 async fn api_key_store_contract() {
-    contracts::api_keys::run(&fresh_store().await.api_keys()).await;
+    let store = fresh_store().await;
+    contracts::api_keys::run(&store.api_keys(), &store).await;
 }
 
 #[tokio::test]

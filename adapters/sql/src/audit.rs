@@ -42,6 +42,14 @@ pub struct AuditStatements<DB: Database> {
     driver: Driver<DB>,
 }
 
+impl<DB: Database> Clone for AuditStatements<DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: Database> Copy for AuditStatements<DB> {}
+
 impl<DB: Database> AuditStatements<DB> {
     pub const fn new(sql: &'static AuditSql, driver: Driver<DB>) -> Self {
         Self { sql, driver }

@@ -38,10 +38,10 @@ pub(crate) const DRIVER: Driver<Sqlite> = Driver {
     rows_affected: SqliteQueryResult::rows_affected,
 };
 
-static API_KEYS: ApiKeySql = api_keys_sql!("api_keys");
+static API_KEYS: ApiKeySql = api_keys_sql!("api_keys", "BEGIN IMMEDIATE");
 
 pub(crate) fn api_keys(pool: SqlitePool) -> SqliteApiKeys {
-    SqlApiKeys::new(pool, &API_KEYS, DRIVER)
+    SqlApiKeys::new(pool, &API_KEYS, crate::statements::AUDIT, DRIVER)
 }
 
 /// One process writes the database, so the writers ring `committed`

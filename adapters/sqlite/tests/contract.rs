@@ -68,7 +68,7 @@ async fn the_audit_log_refuses_every_change_but_an_append() {
 #[tokio::test]
 async fn api_key_store_contract() {
     let (store, _dir) = fresh().await;
-    contracts::api_keys::run(&store.api_keys()).await;
+    contracts::api_keys::run(&store.api_keys(), &store).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 use std::future::Future;
 
 use super::StoreError;
+use crate::audit::AuditRecord;
 
 /// One key as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,14 +32,26 @@ impl ApiKeyRecord {
 }
 
 pub trait ApiKeyStore: Send + Sync + 'static {
-    /// MUST store `record`, and MUST return [`StoreError::Conflict`] (storing
+    /// MUST store `record` and seal `audit` onto the audit chain in one
+    /// transaction, and MUST return [`StoreError::Conflict`] (storing
     /// nothing) when a key of that name, or of that digest, exists.
-    fn create_api_key(&self, record: &ApiKeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_api_key(
+        &self,
+        record: &ApiKeyRecord,
+        audit: &AuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// MUST return every stored key, revoked and expired ones too, by name.
     fn api_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
 
     /// MUST mark the key `name` revoked at `at_ms` (a key revoked before
-    /// keeps its first time), and MUST answer `false` when there is none.
-    fn revoke_api_key(&self, name: &str, at_ms: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// keeps its first time) and seal `audit` onto the audit chain in one
+    /// transaction, and MUST answer `false`, sealing nothing, when there is
+    /// no such key.
+    fn revoke_api_key(
+        &self,
+        name: &str,
+        at_ms: i64,
+        audit: &AuditRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

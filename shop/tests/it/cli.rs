@@ -374,10 +374,21 @@ async fn api_keys_are_made_listed_expired_and_revoked_for_the_whole_deployment()
     until(trial, 401, "the trial key refused once expired").await;
     let revoked = shop(&["apikey", "revoke", "partner"], &env);
     assert!(revoked.status.success(), "{}", stderr(&revoked));
-    until(key, 401, "the revoked key refused everywhere").await;
+    until(key.clone(), 401, "the revoked key refused everywhere").await;
     let listed = stdout(&shop(&["apikey", "list"], &env));
     assert!(listed.contains("revoked") && listed.contains("expired"), "{listed}");
     assert!(!shop(&["apikey", "revoke", "nobody"], &env).status.success());
+    // Each change audited as the operator's, by name and scope, never the key.
+    let audited = stdout(&shop(&["audit", "list", "--target", "api_key:partner"], &env));
+    let entries: Vec<serde_json::Value> = audited
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let actions: Vec<&str> = entries.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["api_key.create", "api_key.revoke"], "{audited}");
+    assert_eq!(entries[0]["detail"]["role"], "customer", "{audited}");
+    assert!(entries.iter().all(|e| e["role"] == "operator"), "{audited}");
+    assert!(!audited.contains(&key), "the key is not in the log");
     drop((gateway, order));
     let _ = bus.delete_streams().await;
 }

@@ -1,6 +1,6 @@
 //! The [`OrderStore`] contract.
 
-use shop_rules::order::{CataloguePrice, OrderStatus};
+use shop_rules::order::{CataloguePrice, Order, OrderStatus};
 
 use super::{created, order};
 use crate::audit::Actor;
@@ -25,13 +25,7 @@ async fn pending_orders_are_counted(store: &impl OrderStore) {
     let before = store.pending_count().await.expect("counted");
     for id in ["pc-1", "pc-2"] {
         let o = order(id);
-        let write = OrderWrite {
-            order: &o,
-            expected_version: None,
-            events: &[],
-            delivery: None,
-            audit: None,
-        };
+        let write = new_order(&o);
         store.write(write).await.expect("written");
     }
     assert_eq!(store.pending_count().await, Ok(before + 2));
@@ -130,13 +124,7 @@ async fn a_customers_orders_are_paged_newest_first(store: &impl OrderStore) {
         o.customer_id = "bob".into();
         o.created_at = created_at;
         o.status = status;
-        let write = OrderWrite {
-            order: &o,
-            expected_version: None,
-            events: &[],
-            delivery: None,
-            audit: None,
-        };
+        let write = new_order(&o);
         store.write(write).await.expect("written");
     }
     let ids = |orders: Vec<shop_rules::order::Order>| orders.into_iter().map(|o| o.id).collect::<Vec<_>>();
@@ -179,13 +167,7 @@ async fn confirmed_orders_are_found_by_confirmation_time(store: &impl OrderStore
         let mut o = order(id);
         o.status = OrderStatus::Confirmed;
         o.confirmed_at = Some(confirmed_at);
-        let write = OrderWrite {
-            order: &o,
-            expected_version: None,
-            events: &[],
-            delivery: None,
-            audit: None,
-        };
+        let write = new_order(&o);
         store.write(write).await.expect("written");
     }
     let due = |cutoff, limit| store.confirmed_before(cutoff, limit);
@@ -283,13 +265,7 @@ async fn many_updates_commit_together_or_not_at_all(store: &impl OrderStore, out
     let ids: Vec<String> = (0..3).map(|n| format!("m-{n}")).collect();
     for id in &ids {
         let o = order(id);
-        let write = OrderWrite {
-            order: &o,
-            expected_version: None,
-            events: &[],
-            delivery: None,
-            audit: None,
-        };
+        let write = new_order(&o);
         assert_eq!(store.write(write).await, Ok(1));
     }
     let mut asked = ids.clone();
@@ -362,13 +338,7 @@ async fn audited_changes_are_sealed_with_them(store: &impl OrderStore) {
     let ids = ["aud-1", "aud-2", "aud-3"];
     for id in ids {
         let o = order(id);
-        let write = OrderWrite {
-            order: &o,
-            expected_version: None,
-            events: &[],
-            delivery: None,
-            audit: None,
-        };
+        let write = new_order(&o);
         assert_eq!(store.write(write).await, Ok(1));
     }
     let cancelled = |id: &str| {
@@ -422,5 +392,16 @@ async fn audited_changes_are_sealed_with_them(store: &impl OrderStore) {
     for (target, record) in [("order:aud-2", &two_record), ("order:aud-3", &three_record)] {
         let sealed = entries_on(target).await;
         assert_eq!(sealed.iter().map(|e| &e.record).collect::<Vec<_>>(), vec![record]);
+    }
+}
+
+/// The write that creates `order` and nothing else.
+fn new_order(order: &Order) -> OrderWrite<'_> {
+    OrderWrite {
+        order,
+        expected_version: None,
+        events: &[],
+        delivery: None,
+        audit: None,
     }
 }

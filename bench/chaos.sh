@@ -188,10 +188,13 @@ print(f"| {seed} | {injected} | {limited} | {inv.get('accepted', 0):,} | {100.0 
       f"{inv.get('confirmed', 0):,} / {inv.get('cancelled', 0):,} | {check} |")
 PY
   tail -1 "$results/chaos.md"
+  # The shop first, while NATS is up for its last publishes, then the
+  # servers. Not a bare `wait`: the links live on to the next seed.
   for name in "${!pid[@]}"; do kill "${pid[$name]}" 2>/dev/null || true; done
-  kill "$gateway_pid" "$nats_pid" "$redis_pid" 2>/dev/null || true
-  # Not a bare `wait`: the links live on to the next seed.
-  wait "${pid[@]}" "$gateway_pid" "$nats_pid" "$redis_pid" 2>/dev/null || true
+  kill "$gateway_pid" 2>/dev/null || true
+  wait "${pid[@]}" "$gateway_pid" 2>/dev/null || true
+  kill "$nats_pid" "$redis_pid" 2>/dev/null || true
+  wait "$nats_pid" "$redis_pid" 2>/dev/null || true
   pids=("${lasting[@]}")
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE ${db##*/} WITH (FORCE)" >/dev/null 2>&1 || true
   [ "$status" -eq 0 ] || { echo "seed $seed: the invariant check failed" >&2; exit 1; }

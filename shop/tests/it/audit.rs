@@ -331,9 +331,7 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
         ("SHOP_DATABASE_URL", url.as_str()),
         ("SHOP_DATA_KEY", common::TEST_DATA_KEY),
     ];
-    let empty = run(&["audit", "verify"], &env);
-    assert!(empty.status.success(), "{}{}", stdout(&empty), stderr(&empty));
-    assert!(stdout(&empty).contains("holds: 0 entries"), "{}", stdout(&empty));
+    verify(&env, 0, &["holds: 0 entries"]);
 
     // Changes from the command line are audited as the operator's.
     for n in 1..=3 {
@@ -351,9 +349,7 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
             .iter()
             .all(|l| l["role"] == "operator" && l["actor"].as_str().is_some_and(|a| a.starts_with("cli:")))
     );
-    let holds = run(&["audit", "verify"], &env);
-    assert_eq!(holds.status.code(), Some(0), "{}{}", stdout(&holds), stderr(&holds));
-    assert!(stdout(&holds).contains("holds: 3 entries"), "{}", stdout(&holds));
+    verify(&env, 0, &["holds: 3 entries"]);
 
     // The owner's plain rewrite is refused; past the triggers, it goes in.
     let (rewrite, past_the_trigger) = match mode {
@@ -372,9 +368,7 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
     );
     tamper(mode, &url, past_the_trigger).await;
     tamper(mode, &url, rewrite).await;
-    let broken = run(&["audit", "verify"], &env);
-    assert_eq!(broken.status.code(), Some(1), "{}{}", stdout(&broken), stderr(&broken));
-    assert!(stdout(&broken).contains("broken at entry 2"), "{}", stdout(&broken));
+    verify(&env, 1, &["broken at entry 2"]);
 
     // Entry 2 put back as it was, the newest entry removed: the chain stops
     // short of its head. Then every head removed: entries beyond any head.
@@ -392,30 +386,23 @@ async fn audit_verify_names_a_tampered_entry(mode: Mode) {
         ),
     };
     tamper(mode, &url, &restore).await;
-    let restored = run(&["audit", "verify"], &env);
-    assert_eq!(
-        restored.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&restored),
-        stderr(&restored)
-    );
+    verify(&env, 0, &[]);
     tamper(mode, &url, remove_tail).await;
-    let short = run(&["audit", "verify"], &env);
-    assert_eq!(short.status.code(), Some(1), "{}", stdout(&short));
-    assert!(
-        stdout(&short).contains("broken at entry 3") && stdout(&short).contains("head records entry 3"),
-        "{}",
-        stdout(&short)
-    );
+    verify(&env, 1, &["broken at entry 3", "head records entry 3"]);
     tamper(mode, &url, remove_heads).await;
-    let headless = run(&["audit", "verify"], &env);
-    assert_eq!(headless.status.code(), Some(1), "{}", stdout(&headless));
-    assert!(
-        stdout(&headless).contains("broken at entry 1") && stdout(&headless).contains("heads were removed"),
-        "{}",
-        stdout(&headless)
-    );
+    verify(&env, 1, &["broken at entry 1", "heads were removed"]);
+}
+
+/// Runs `shop audit verify` and checks its exit code and that its output
+/// says each of `says`.
+fn verify(env: &[(&str, &str)], code: i32, says: &[&str]) {
+    use crate::cli::{shop as run, stderr, stdout};
+    let verified = run(&["audit", "verify"], env);
+    let out = stdout(&verified);
+    assert_eq!(verified.status.code(), Some(code), "{out}{}", stderr(&verified));
+    for said in says {
+        assert!(out.contains(said), "no {said:?} in {out}");
+    }
 }
 
 /// Runs `sql` on the database at `url` as its owner, which must succeed.

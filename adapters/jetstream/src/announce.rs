@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::JetStreamBus;
 
+/// How long a leaving instance waits for the broker to take its goodbye.
+const LEAVE_FLUSH: Duration = Duration::from_secs(2);
+
 /// Keeps announcing until [`Announcer::leave`] (or until dropped, silently:
 /// gateways then forget the instance when its announcements stop).
 #[derive(Debug)]
@@ -106,7 +109,9 @@ impl Announcer {
                 .publish(self.subject.clone(), wire(&leaving, self.key.as_ref()).into())
                 .await;
         }
-        let _ = self.client.flush().await;
+        // Leaving is a courtesy (peers forget a silent instance anyway): a
+        // broker that does not answer must not hold the shutdown up.
+        let _ = tokio::time::timeout(LEAVE_FLUSH, self.client.flush()).await;
     }
 }
 

@@ -283,20 +283,26 @@ impl EventBus for JetStreamBus {
         let mut pending: Vec<&Envelope> = events.iter().collect();
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
-            // Send them all, then wait for the acks: one round trip for the batch.
+            // Send them all, then wait for the acks: one round trip for the
+            // batch. The acks are awaited together because each one's timeout
+            // starts when it is awaited: one after the other, a batch of N
+            // behind a silent broker would take N timeouts per attempt.
             let mut acks = Vec::with_capacity(pending.len());
             for event in &pending {
                 acks.push(self.send(event).await);
             }
-            let mut failed = Vec::new();
-            for (event, ack) in pending.into_iter().zip(acks) {
-                let outcome = match ack {
+            let outcomes = futures::future::join_all(pending.iter().zip(acks).map(|(event, ack)| async move {
+                match ack {
                     Ok(ack) => ack
                         .await
                         .map(drop)
                         .map_err(|e| unavailable(format!("ack of {}", event.event_id), e)),
                     Err(error) => Err(error),
-                };
+                }
+            }))
+            .await;
+            let mut failed = Vec::new();
+            for (event, outcome) in pending.into_iter().zip(outcomes) {
                 if let Err(error) = outcome {
                     tracing::warn!(target: "shop::bus", event_id = %event.event_id, %error, "publish not confirmed; retrying");
                     last_error = Some(error);

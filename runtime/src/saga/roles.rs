@@ -21,6 +21,11 @@ use super::relay::{RelaySettings, run_relay};
 use crate::metrics::Metrics;
 use crate::ports::{BusError, EventBus, InventoryStore, Lock, OrderStore, Outbox};
 
+/// How long [`Roles::stop`] waits for the rounds in flight. Longer than one
+/// publish attempt behind a silent broker (its ack timeout is 5 s), shorter
+/// than the 30 s an orchestrator gives a process between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct RoleSettings {
     /// Names this process in outbox leases and logs.
@@ -184,10 +189,29 @@ impl Roles {
         Ok(())
     }
 
-    /// Asks every task to stop after its current round and waits for them.
-    pub async fn stop(mut self) {
+    /// Asks every task to stop after its current round and waits for them,
+    /// at most [`STOP_GRACE`]: a round stuck on a broker or database that
+    /// does not answer is then dropped. Dropping one loses nothing: a relay
+    /// advances its cursor only after the broker confirmed, so the events
+    /// stay in the outbox for the next relay; a consumer acks only what it
+    /// handled, so the broker delivers the rest again.
+    pub async fn stop(self) {
+        self.stop_within(STOP_GRACE).await;
+    }
+
+    /// [`Roles::stop`] with another grace.
+    pub async fn stop_within(mut self, grace: Duration) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let joined = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if joined.is_err() {
+            tracing::warn!(
+                target: "shop::roles",
+                unfinished = self.tasks.len(),
+                grace_ms = grace.as_millis() as u64,
+                "background work did not stop in time; dropping it (unpublished events stay in the outbox, unacked messages are delivered again)"
+            );
+            self.tasks.shutdown().await;
+        }
     }
 }
 

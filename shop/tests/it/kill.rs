@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::{Desk, RoleProcess};
 use shop_adapter_postgres::Schema;
-use shop_runtime::ports::InventoryStore;
-use shop_runtime::saga::roles::{RoleSettings, Roles};
+use shop_runtime::ports::{InventoryStore, Outbox};
+use shop_runtime::saga::roles::{RoleSettings, Roles, STOP_GRACE};
+use shop_testkit::TcpProxy;
 
 const ORDERS: usize = 300;
 
@@ -72,5 +73,54 @@ async fn a_killed_inventory_role_loses_nothing_after_restart() {
             .await
             .expect("countable");
     assert_eq!(reserves, ORDERS as i64, "one reserve per order in the audit trail");
+    let _ = bus.delete_streams().await;
+}
+
+/// Found by the chaos runner: a role asked to stop while its broker link
+/// accepts connections but carries nothing kept retrying its publish (one
+/// ack timeout per event) and never exited. It must exit within its grace,
+/// leaving the unpublished events in the outbox for the next relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_stopped_while_its_broker_is_silent_exits_within_its_grace() {
+    const WAITING: usize = 50;
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, bus) = common::fresh_bus('g').await;
+    let desk = Desk::open(store.clone(), &namespace).await;
+    common::price_directly(&store, "SKU-G", 3000).await;
+    let link = TcpProxy::start(([127, 0, 0, 1], 4222).into()).await.expect("proxy");
+    let nats_url = format!("nats://{}", link.addr());
+    let mut role = RoleProcess::start("order", &url, namespace.as_str(), &[("SHOP_NATS_URL", &nats_url)]);
+
+    link.cut();
+    for n in 0..WAITING {
+        desk.place(&format!("g-{n}"), "SKU-G", 1).await;
+    }
+    // Let the relay take them up and get stuck on the silent link.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let asked = std::time::Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &role.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIGTERM delivered");
+    let limit = STOP_GRACE + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = role.child.try_wait().expect("waitable") {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < limit,
+            "the role still runs {:?} after SIGTERM",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "a clean exit: {status}");
+
+    let backlog = store.outbox(Schema::Orders).backlog().await.expect("countable");
+    assert_eq!(backlog, WAITING as u64, "every unconfirmed event stays in the outbox");
+    assert_eq!(desk.orders_in("PENDING").await, WAITING as i64);
+    drop(role);
     let _ = bus.delete_streams().await;
 }

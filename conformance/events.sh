@@ -5,8 +5,9 @@
 # - its /asyncapi.json is parsed and validated as AsyncAPI 3.0 by the
 #   AsyncAPI parser (@asyncapi/parser, from the npm registry);
 # - the Python subscriber of examples/subscriber (nats-py and jsonschema,
-#   from PyPI) receives a real order's events and validates each against
-#   the schema the shop publishes for it.
+#   from PyPI) receives a real order's events, and a cancelled one's in
+#   both versions, and validates each against the schema the shop
+#   publishes for it.
 #
 #   conformance/events.sh
 #
@@ -68,7 +69,8 @@ JS
 
 echo "==> the Python subscriber validates a real order's events"
 "$venv/bin/python" examples/subscriber/subscribe.py --shop "$base" --nats nats://127.0.0.1:4222 \
-  --expect ProductRegistered,OrderCreated,StockReserved,OrderConfirmed --timeout 60 >"$work/subscriber.log" 2>&1 &
+  --expect ProductRegistered,OrderCreated,StockReserved,OrderConfirmed,InsufficientStock,OrderCancelled,OrderCancelledV2 \
+  --timeout 60 >"$work/subscriber.log" 2>&1 &
 subscriber=$!
 pids+=($subscriber)
 for _ in $(seq 1 100); do
@@ -78,7 +80,7 @@ done
 admin=$("$bin/shop" token --sub events-admin --role admin)
 customer=$("$bin/shop" token --sub events-customer --role customer)
 curl -fsS -X POST "$base/api/products" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
-  -d '{"id":"EV-1","name":"Event Mug","unit_price":1200,"currency":"KRW","stock":10}' >/dev/null
+  -d '{"id":"EV-1","name":"Event Mug","unit_price":1200,"currency":"KRW","stock":3}' >/dev/null
 # The order side learns of the product through its event: until then, 422.
 for attempt in $(seq 1 100); do
   placed=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$base/api/orders" -H "authorization: Bearer $customer" \
@@ -87,6 +89,10 @@ for attempt in $(seq 1 100); do
   [ "$attempt" -lt 100 ] || { echo "the order was not accepted ($placed)" >&2; exit 1; }
   sleep 0.1
 done
+# More than the one unit left (within the purchase limit): cancelled for
+# want of stock, in version 1 and 2.
+curl -fsS -o /dev/null -X POST "$base/api/orders" -H "authorization: Bearer $customer" \
+  -H 'content-type: application/json' -d '{"items":[{"product_id":"EV-1","quantity":5}]}'
 status=0
 wait "$subscriber" || status=$?
 cat "$work/subscriber.log"

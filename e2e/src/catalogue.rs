@@ -7,9 +7,11 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
+use shop_streams::envelope::message_name;
 use shop_streams::{Context, Topology, catalogue};
 
-/// A validator per event type, compiled from the AsyncAPI document.
+/// A validator per message (event type and version), compiled from the
+/// AsyncAPI document.
 pub struct Catalogue {
     validators: HashMap<String, jsonschema::Validator>,
 }
@@ -17,37 +19,39 @@ pub struct Catalogue {
 impl Catalogue {
     pub fn new(topology: &Topology) -> Self {
         let document = catalogue::asyncapi(topology);
-        let validators = catalogue::event_type_names()
+        let validators = catalogue::messages()
             .into_iter()
-            .map(|name| {
+            .map(|(name, _, _)| {
                 // The whole document is the root, so that every `$ref` into
                 // its components resolves; its own keys are not keywords.
                 let mut schema = document.clone();
-                schema["$ref"] = document["components"]["messages"][name]["payload"]["$ref"].clone();
+                schema["$ref"] = document["components"]["messages"][&name]["payload"]["$ref"].clone();
                 let validator = jsonschema::draft202012::new(&schema)
                     .unwrap_or_else(|e| panic!("the schema of {name} compiles: {e}"));
-                (name.to_owned(), validator)
+                (name, validator)
             })
             .collect();
         Self { validators }
     }
 
-    /// `Ok` when `message` is an envelope of a known type that validates
-    /// against that type's schema; else what is wrong.
+    /// `Ok` when `message` is an envelope of a known type and version that
+    /// validates against their schema; else what is wrong.
     pub fn check(&self, message: &[u8]) -> Result<(), String> {
         let value: Value = serde_json::from_slice(message).map_err(|e| format!("not JSON: {e}"))?;
         let event_type = value["event_type"].as_str().ok_or("no event_type")?;
+        let version = value["schema_version"].as_u64().ok_or("no schema_version")?;
+        let name = message_name(event_type, u32::try_from(version).map_err(|e| e.to_string())?);
         let validator = self
             .validators
-            .get(event_type)
-            .ok_or_else(|| format!("{event_type} is in no schema"))?;
+            .get(&name)
+            .ok_or_else(|| format!("{name} is in no schema"))?;
         let errors: Vec<String> = validator
             .iter_errors(&value)
             .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
         match errors.is_empty() {
             true => Ok(()),
-            false => Err(format!("{event_type}: {}", errors.join("; "))),
+            false => Err(format!("{name}: {}", errors.join("; "))),
         }
     }
 }

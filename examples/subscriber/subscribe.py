@@ -8,9 +8,10 @@ the schema the shop publishes for it.
 It reads the event catalogue (AsyncAPI 3.0) from the shop's /asyncapi.json,
 subscribes to the subjects of the order and inventory streams (plain NATS:
 it sees events as they are published, keeping no position), and validates
-each message against the payload schema of components.messages.<event_type>. With --expect TYPES it
-exits 0 once it has seen a valid event of each type (1 on a timeout), and 1
-at once on an invalid one.
+each message against the payload schema of components.messages.<event_type>
+(<event_type>V<n> for schema version n > 1, e.g. OrderCancelledV2). With
+--expect NAMES it exits 0 once it has seen a valid message of each name (1 on
+a timeout), and 1 at once on an invalid one.
 """
 
 import argparse
@@ -61,8 +62,11 @@ async def main():
     async def handle(message):
         event = json.loads(message.data)
         kind = event.get("event_type")
-        check = checks.get(kind)
-        errors = [] if check else [f"{kind!r} is not in the catalogue"]
+        version = event.get("schema_version")
+        # A later version's message is named with it: OrderCancelledV2.
+        name = kind if version == 1 else f"{kind}V{version}"
+        check = checks.get(name)
+        errors = [] if check else [f"{name!r} is not in the catalogue"]
         if check:
             errors = [f"{e.message} at /{'/'.join(map(str, e.absolute_path))}" for e in check.iter_errors(event)]
         if errors:
@@ -71,7 +75,7 @@ async def main():
                 done.set_result(1)
             return
         print(f"{message.subject} {kind} {event['aggregate_id']} v{event['aggregate_version']} {json.dumps(event['payload'])}", flush=True)
-        seen.add(kind)
+        seen.add(name)
         if expected and expected <= seen and not done.done():
             done.set_result(0)
 

@@ -18,27 +18,38 @@ use shop_rules::inventory::{
 };
 use shop_rules::order::{OrderCancelled, OrderCreated, OrderTransition};
 
-use crate::envelope::{Envelope, SCHEMA_VERSION, Voided};
+use crate::envelope::{Envelope, SCHEMA_VERSION, Voided, message_name};
+use crate::later::{OrderCancelledV2, StockRestoredV2};
 use crate::topology::{Context, Topology};
 
 /// Where the document keeps its schemas; every `$ref` points here.
 const SCHEMAS: &str = "/components/schemas";
 
-/// One event type: its name on the wire, its context, what it means, and
-/// its payload's schema.
+/// One event type in one schema version: its name on the wire, its
+/// context, what it means, and its payload's schema.
 struct EventType {
     name: &'static str,
+    version: u32,
     context: Context,
     summary: &'static str,
     payload: Schema,
 }
 
-/// Every event type the shop writes, with its payload type: the same pairs
-/// `envelope::decode` reads (a test keeps the two lists equal).
+/// Every event type the shop writes, in every version it writes, with its
+/// payload type: the same pairs `envelope::decode` reads (a test keeps the
+/// two lists equal).
 fn event_types(generator: &mut SchemaGenerator) -> Vec<EventType> {
     use Context::{Inventory, Order};
     let event = |name, context, summary, payload| EventType {
         name,
+        version: SCHEMA_VERSION,
+        context,
+        summary,
+        payload,
+    };
+    let later = |name, context, summary, payload| EventType {
+        name,
+        version: 2,
         context,
         summary,
         payload,
@@ -122,12 +133,37 @@ fn event_types(generator: &mut SchemaGenerator) -> Vec<EventType> {
             "A reservation for an order already cancelled was undone on arrival.",
             generator.subschema_for::<Voided>(),
         ),
+        later(
+            "OrderCancelled",
+            Order,
+            "OrderCancelled in version 2: its reason is always a code (`other` with a `note`), as every version 2 event writes it.",
+            generator.subschema_for::<OrderCancelledV2>(),
+        ),
+        later(
+            "StockRestored",
+            Inventory,
+            "StockRestored in version 2: `order_cancelled` or `reservation_expired`, spelled as the order's cancel reason.",
+            generator.subschema_for::<StockRestoredV2>(),
+        ),
     ]
 }
 
 /// The names of every event type, in the catalogue's order.
 pub fn event_type_names() -> Vec<&'static str> {
-    event_types(&mut generator()).iter().map(|e| e.name).collect()
+    event_types(&mut generator())
+        .iter()
+        .filter(|e| e.version == SCHEMA_VERSION)
+        .map(|e| e.name)
+        .collect()
+}
+
+/// Every message of the catalogue: its name (`components.messages`), event
+/// type and schema version; a later version's name ends in `V<n>`.
+pub fn messages() -> Vec<(String, &'static str, u32)> {
+    event_types(&mut generator())
+        .iter()
+        .map(|e| (message_name(e.name, e.version), e.name, e.version))
+        .collect()
 }
 
 fn generator() -> SchemaGenerator {
@@ -144,7 +180,8 @@ pub fn asyncapi(topology: &Topology) -> Value {
     let mut operations = Map::new();
     let mut messages = Map::new();
     for event in &events {
-        let (name, context) = (event.name, event.context);
+        let (context, version) = (event.context, event.version);
+        let name = &message_name(event.name, version);
         // Apart from the payload types' names (`OrderCancelled` is both).
         let message_schema = format!("{name}Event");
         schemas.insert(
@@ -154,9 +191,9 @@ pub fn asyncapi(topology: &Topology) -> Value {
                 "description": event.summary,
                 "allOf": [envelope],
                 "properties": {
-                    "event_type": {"const": name},
+                    "event_type": {"const": event.name},
                     "context": {"const": context.as_str()},
-                    "schema_version": {"const": SCHEMA_VERSION},
+                    "schema_version": {"const": version},
                     "payload": event.payload,
                 },
             }),
@@ -170,7 +207,7 @@ pub fn asyncapi(topology: &Topology) -> Value {
                 "contentType": "application/json",
                 "headers": {
                     "type": "object",
-                    "properties": {"Nats-Msg-Id": {"type": "string", "description": "The envelope's event_id: JetStream drops a duplicate publish"}},
+                    "properties": {"Nats-Msg-Id": {"type": "string", "description": "The envelope's event_id (with .v<n> after it past version 1): JetStream drops a duplicate publish"}},
                 },
                 "payload": {"$ref": format!("#{SCHEMAS}/{message_schema}")},
             }),
@@ -178,7 +215,7 @@ pub fn asyncapi(topology: &Topology) -> Value {
         channels.insert(
             name.to_owned(),
             json!({
-                "address": topology.subject(context, name),
+                "address": topology.versioned_subject(context, event.name, version),
                 "title": name,
                 "description": format!("Kept in the stream {}.", topology.stream(context).name),
                 "messages": {name: {"$ref": format!("#/components/messages/{name}")}},
@@ -212,10 +249,9 @@ pub fn asyncapi(topology: &Topology) -> Value {
                     .iter()
                     .filter(|e| e.context == source)
                     .map(|e| {
-                        (
-                            e.name.to_owned(),
-                            json!({"$ref": format!("#/components/messages/{}", e.name)}),
-                        )
+                        let name = message_name(e.name, e.version);
+                        let reference = json!({"$ref": format!("#/components/messages/{name}")});
+                        (name, reference)
                     })
                     .collect();
                 channels.insert(
@@ -240,7 +276,8 @@ pub fn asyncapi(topology: &Topology) -> Value {
                 "action": "receive",
                 "title": title,
                 "description": format!(
-                    "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}.",
+                    "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}. \
+                     It acts on version 1 of each event and acknowledges the later versions' twins unread.",
                     consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject
                 ),
                 "channel": {"$ref": format!("#/channels/{channel}")},

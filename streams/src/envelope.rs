@@ -14,11 +14,17 @@ use shop_rules::inventory::{
 use shop_rules::order::{OrderCancelled, OrderCreated, OrderEvent, OrderTransition};
 use uuid::Uuid;
 
+use crate::later::{OrderCancelledV2, StockRestoredV2};
 use crate::topology::Context;
 
-/// The schema version of every payload this crate writes. Readers accept
-/// exactly the versions they know.
+/// The schema version every event is written in, and the one the shop's
+/// own consumers act on. Some types are also written in a later version,
+/// beside it ([`Envelope::twins`]); readers accept exactly the versions
+/// they know.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The event types written in a later version too, with that version.
+pub const LATER_VERSIONS: [(&str, u32); 2] = [("OrderCancelled", 2), ("StockRestored", 2)];
 
 /// A domain event of either context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +94,7 @@ pub enum DecodeError {
     Malformed(String),
     #[error("unknown event type {0:?}")]
     UnknownType(String),
-    #[error("{event_type} schema version {version} is not supported (this build reads version {SCHEMA_VERSION})")]
+    #[error("{event_type} schema version {version} is not supported by this build")]
     UnsupportedVersion { event_type: String, version: u32 },
     #[error("{event_type} payload does not match its schema: {reason}")]
     BadPayload { event_type: String, reason: String },
@@ -125,6 +131,41 @@ impl Envelope {
         decode(&self.event_type, self.schema_version, &self.payload)
     }
 
+    /// The name subscribers know this message by: its event type, with
+    /// `V<n>` after it past version 1 (`OrderCancelledV2`).
+    pub fn message_name(&self) -> String {
+        message_name(&self.event_type, self.schema_version)
+    }
+
+    /// The broker's de-duplication id: the event id, with `.v<n>` after it
+    /// past version 1, since an event's twins share its id.
+    pub fn message_id(&self) -> String {
+        match self.schema_version {
+            SCHEMA_VERSION => self.event_id.to_string(),
+            version => format!("{}.v{version}", self.event_id),
+        }
+    }
+
+    /// The same event in each later version it is also written in: the
+    /// same ids and trace, another payload. Empty for most types, and for
+    /// an envelope that is not version 1 or does not decode.
+    pub fn twins(&self) -> Vec<Envelope> {
+        let later = LATER_VERSIONS.iter().find(|(name, _)| *name == self.event_type);
+        let (Some(&(_, version)), SCHEMA_VERSION) = (later, self.schema_version) else {
+            return Vec::new();
+        };
+        let payload = match self.event() {
+            Ok(DomainEvent::Order(OrderEvent::Cancelled(e))) => json(&OrderCancelledV2::from(&e)),
+            Ok(DomainEvent::Inventory(InventoryEvent::StockRestored(e))) => json(&StockRestoredV2::from(&e)),
+            _ => return Vec::new(),
+        };
+        vec![Envelope {
+            schema_version: version,
+            payload,
+            ..self.clone()
+        }]
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
@@ -142,6 +183,14 @@ impl DomainEvent {
             Self::Order(e) => e.name(),
             Self::Inventory(e) => e.name(),
         }
+    }
+}
+
+/// See [`Envelope::message_name`].
+pub fn message_name(event_type: &str, version: u32) -> String {
+    match version {
+        SCHEMA_VERSION => event_type.to_owned(),
+        version => format!("{event_type}V{version}"),
     }
 }
 
@@ -201,12 +250,21 @@ fn decode(event_type: &str, version: u32, payload: &Value) -> Result<DomainEvent
         "ReservationVoided" => |p| Ok(I(InventoryEvent::ReservationVoided(Voided::deserialize(p)?.order_id))),
         other => return Err(DecodeError::UnknownType(other.to_owned())),
     };
-    if version != SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedVersion {
-            event_type: event_type.to_owned(),
-            version,
-        });
-    }
+    let parse: Parse = match (event_type, version) {
+        (_, SCHEMA_VERSION) => parse,
+        ("OrderCancelled", 2) => |p| Ok(O(OrderEvent::Cancelled(OrderCancelledV2::deserialize(p)?.into()))),
+        ("StockRestored", 2) => |p| {
+            Ok(I(InventoryEvent::StockRestored(
+                StockRestoredV2::deserialize(p)?.into(),
+            )))
+        },
+        _ => {
+            return Err(DecodeError::UnsupportedVersion {
+                event_type: event_type.to_owned(),
+                version,
+            });
+        }
+    };
     parse(payload).map_err(|e| DecodeError::BadPayload {
         event_type: event_type.to_owned(),
         reason: e.to_string(),
@@ -216,6 +274,7 @@ fn decode(event_type: &str, version: u32, payload: &Value) -> Result<DomainEvent
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use shop_rules::inventory::{ReleaseReason, Shortage, StockLine};
     use shop_rules::order::{CancelReason, OrderLine};
 
@@ -313,12 +372,12 @@ mod tests {
         }
     }
 
-    /// Where the golden samples of this schema version live: one file per
-    /// event type, the envelope as a producer of this version wrote it.
-    fn golden_dir() -> std::path::PathBuf {
+    /// Where the golden samples of schema `version` live: one file per
+    /// event type, the envelope as a producer of that version wrote it.
+    fn golden_dir(version: u32) -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("golden")
-            .join(format!("v{SCHEMA_VERSION}"))
+            .join(format!("v{version}"))
     }
 
     /// An envelope with fixed ids, so that its bytes are the same every run.
@@ -339,18 +398,25 @@ mod tests {
     /// changed samples (for a deliberate, versioned change only).
     #[test]
     fn golden_samples_pin_the_wire_form_of_every_event() {
-        let dir = golden_dir();
         let update = std::env::var_os("SHOP_UPDATE_GOLDEN").is_some_and(|v| v == "1");
         let events = every_event();
         let mut names: Vec<&str> = events.iter().map(DomainEvent::name).collect();
         names.sort_unstable();
         names.dedup();
         // Order{Confirmed,Completed} share a payload type, so do
-        // Stock{Reserved,Deducted}: the first event of each type is its sample.
+        // Stock{Reserved,Deducted}: the first event of each type is its
+        // sample, and its twins are the samples of the later versions.
+        let mut samples = Vec::new();
         for name in names {
             let event = events.iter().find(|e| e.name() == name).expect("listed");
+            let first = fixed(event);
+            samples.extend(first.twins().into_iter().map(|twin| (twin, event)));
+            samples.push((first, event));
+        }
+        for (envelope, event) in samples {
+            let (name, dir) = (&envelope.event_type, golden_dir(envelope.schema_version));
             let path = dir.join(format!("{name}.json"));
-            let written = serde_json::to_value(fixed(event)).expect("serialises");
+            let written = serde_json::to_value(&envelope).expect("serialises");
             if update {
                 std::fs::create_dir_all(&dir).expect("golden dir");
                 let text = serde_json::to_string_pretty(&written).expect("pretty") + "\n";
@@ -368,8 +434,60 @@ mod tests {
             let decoded = Envelope::from_bytes(&stored).expect("golden envelope decodes");
             assert_eq!(decoded.event().expect("golden payload decodes"), *event, "{name}");
         }
-        let samples = std::fs::read_dir(&dir).expect("golden dir").count();
-        assert_eq!(samples, 13, "one sample per event type in {}", dir.display());
+        for (version, types) in [(1, 13), (2, LATER_VERSIONS.len())] {
+            let dir = golden_dir(version);
+            let samples = std::fs::read_dir(&dir).expect("golden dir").count();
+            assert_eq!(samples, types, "one sample per event type in {}", dir.display());
+        }
+    }
+
+    /// Version 2 writes every cancel reason as a code, free text apart, and
+    /// a lapsed reservation with the order's spelling; each twin decodes
+    /// into the event its version 1 envelope holds.
+    #[test]
+    fn later_versions_give_a_reason_one_wire_form() {
+        let trace = Trace::root(Uuid::now_v7());
+        let cancelled = |reason| {
+            DomainEvent::Order(OrderEvent::Cancelled(OrderCancelled {
+                order_id: "o-9".into(),
+                reason,
+                at: 5,
+            }))
+        };
+        let cases = [
+            (
+                cancelled(CancelReason::PaymentFailed),
+                json!({"order_id": "o-9", "reason": "payment_failed", "at": 5}),
+            ),
+            (
+                cancelled(CancelReason::Other("fraud".into())),
+                json!({"order_id": "o-9", "reason": "other", "note": "fraud", "at": 5}),
+            ),
+            (
+                DomainEvent::Inventory(InventoryEvent::StockRestored(StockRestored {
+                    order_id: "o-9".into(),
+                    lines: Vec::new(),
+                    reason: ReleaseReason::Expired,
+                })),
+                json!({"order_id": "o-9", "lines": [], "reason": "reservation_expired"}),
+            ),
+        ];
+        for (event, payload) in cases {
+            let first = Envelope::new(&event, 2, 7, rule(), trace);
+            let twins = first.twins();
+            let [twin] = twins.as_slice() else {
+                panic!("one twin: {twins:?}");
+            };
+            assert_eq!((twin.schema_version, &twin.payload), (2, &payload));
+            assert_eq!((twin.event_id, twin.aggregate_version), (first.event_id, 2));
+            assert_eq!(twin.message_name(), format!("{}V2", first.event_type));
+            assert_eq!(twin.message_id(), format!("{}.v2", first.event_id));
+            assert_eq!(first.message_id(), first.event_id.to_string());
+            assert_eq!(twin.event().expect("decodes"), event);
+            assert!(twin.twins().is_empty(), "a twin has none of its own");
+        }
+        let created = Envelope::new(&every_event()[0], 1, 0, rule(), trace);
+        assert!(created.twins().is_empty(), "OrderCreated has one version");
     }
 
     #[test]
@@ -407,6 +525,12 @@ mod tests {
         assert!(matches!(
             envelope.event(),
             Err(DecodeError::UnsupportedVersion { version: 2, .. })
+        ));
+        let mut cancelled = Envelope::new(&every_event()[3], 1, 0, rule(), Trace::root(Uuid::now_v7()));
+        cancelled.schema_version = 3;
+        assert!(matches!(
+            cancelled.event(),
+            Err(DecodeError::UnsupportedVersion { version: 3, .. })
         ));
         envelope.schema_version = 1;
         envelope.payload = serde_json::json!({ "order_id": 5 });

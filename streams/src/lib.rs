@@ -6,6 +6,8 @@
 //!   the broker's deduplication id), type and schema version, the aggregate and
 //!   its version, causation and correlation ids, and the stamp of the rule
 //!   component that decided it; the payload is the domain event as JSON.
+//! - [`later`]: the event types also written in a later schema version,
+//!   beside version 1, and their payloads in it.
 //! - [`catalogue`]: the JSON Schemas of the envelope and every payload, in
 //!   an AsyncAPI 3.0 document of a deployment's subjects and consumers.
 //! - [`announcement`]: how instances tell gateways where they serve.
@@ -23,8 +25,9 @@ pub mod announcement;
 pub mod catalogue;
 pub mod envelope;
 pub mod hex;
+pub mod later;
 pub mod topology;
 
 pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};
-pub use envelope::{DecodeError, DomainEvent, Envelope, RuleRef, SCHEMA_VERSION, Trace};
+pub use envelope::{DecodeError, DomainEvent, Envelope, LATER_VERSIONS, RuleRef, SCHEMA_VERSION, Trace};
 pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, Reader, Retention, StreamSpec, Topology};

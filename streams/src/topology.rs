@@ -266,6 +266,17 @@ impl Topology {
         format!("{}.{context}.{event_type}", self.namespace)
     }
 
+    /// The subject of `event_type` in schema `version`: [`Self::subject`]
+    /// for version 1, `.v<n>` after it for a later one
+    /// (`shop.order.OrderCancelled.v2`), so that `{ns}.{context}.*` reads
+    /// version 1 alone.
+    pub fn versioned_subject(&self, context: Context, event_type: &str, version: u32) -> String {
+        match version {
+            0 | 1 => self.subject(context, event_type),
+            version => format!("{}.v{version}", self.subject(context, event_type)),
+        }
+    }
+
     /// The stream a context's events are published to.
     pub fn stream(&self, context: Context) -> StreamSpec {
         StreamSpec {

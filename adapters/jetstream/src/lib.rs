@@ -260,10 +260,12 @@ impl JetStreamBus {
     }
 
     async fn send(&self, event: &Envelope) -> Result<PublishAckFuture, BusError> {
-        let subject = self.topology.subject(event.context, &event.event_type);
+        let subject = self
+            .topology
+            .versioned_subject(event.context, &event.event_type, event.schema_version);
         let publish = jetstream::message::PublishMessage::build()
             .payload(event.to_bytes().into())
-            .message_id(event.event_id.to_string());
+            .message_id(event.message_id());
         self.js
             .send_publish(subject, publish)
             .await
@@ -280,7 +282,10 @@ impl EventBus for JetStreamBus {
 
     async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
         self.streams().await?;
-        let mut pending: Vec<&Envelope> = events.iter().collect();
+        // Subscribers may read an event in a later schema version, on its
+        // own subject version: its twins go out with it.
+        let twins: Vec<Envelope> = events.iter().flat_map(Envelope::twins).collect();
+        let mut pending: Vec<&Envelope> = events.iter().chain(&twins).collect();
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
             // Send them all, then wait for the acks: one round trip for the

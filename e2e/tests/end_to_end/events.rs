@@ -13,22 +13,35 @@ fn topology() -> Topology {
     Topology::new(Namespace::new("shop").expect("a valid namespace"))
 }
 
-fn golden(name: &str) -> Vec<u8> {
+fn golden_of(name: &str, version: u32) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../streams/golden/v1")
+        .join(format!("../streams/golden/v{version}"))
         .join(format!("{name}.json"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn golden(name: &str) -> Vec<u8> {
+    golden_of(name, 1)
 }
 
 #[test]
 fn every_golden_sample_validates_against_its_published_schema() {
     let catalogue = Catalogue::new(&topology());
-    let names = catalogue::event_type_names();
-    assert_eq!(names.len(), 13);
-    for name in names {
-        let sample = golden(name);
+    assert_eq!(catalogue::event_type_names().len(), 13);
+    let messages = catalogue::messages();
+    assert_eq!(messages.len(), 15, "13 types, 2 of them in version 2 too");
+    for (name, event_type, version) in messages {
+        let sample = golden_of(event_type, version);
         assert_eq!(catalogue.check(&sample), Ok(()), "{name}");
     }
+    // A version 1 sample is not a version 2 message.
+    let mut relabelled: serde_json::Value = serde_json::from_slice(&golden("OrderCancelled")).expect("JSON");
+    relabelled["schema_version"] = serde_json::json!(2);
+    let check = catalogue.check(&serde_json::to_vec(&relabelled).expect("JSON"));
+    assert!(
+        check.as_ref().is_err_and(|e| e.contains("OrderCancelledV2")),
+        "{check:?}"
+    );
 }
 
 #[test]
@@ -56,16 +69,24 @@ fn the_asyncapi_document_names_every_subject_and_consumer() {
     let topology = topology();
     let document = catalogue::asyncapi(&topology);
     assert_eq!(document["asyncapi"], "3.0.0");
-    for name in catalogue::event_type_names() {
-        let channel = &document["channels"][name];
+    for (name, event_type, version) in catalogue::messages() {
+        let channel = &document["channels"][&name];
         let context = if name.starts_with("Order") {
             Context::Order
         } else {
             Context::Inventory
         };
-        assert_eq!(channel["address"], topology.subject(context, name), "{name}");
+        assert_eq!(
+            channel["address"],
+            topology.versioned_subject(context, event_type, version),
+            "{name}"
+        );
         assert_eq!(document["operations"][format!("publish{name}")]["action"], "send");
     }
+    assert_eq!(
+        document["channels"]["OrderCancelledV2"]["address"],
+        "shop.order.OrderCancelled.v2"
+    );
     for (reader, operation) in [
         (Context::Inventory, "inventoryReadsOrderEvents"),
         (Context::Order, "orderReadsInventoryEvents"),

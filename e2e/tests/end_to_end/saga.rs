@@ -479,3 +479,49 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_flows(
     assert!(teleported.consumer.contains("inventory"), "{}", teleported.consumer);
     shop.shutdown_unchecked().await;
 }
+
+/// Version 2 twins travel the same streams the shop consumes: it must act
+/// on version 1 alone. A version 2 cancellation published with no version 1
+/// beside it (no producer does that) is acknowledged and leaves the
+/// reservation where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_acts_on_version_1_and_acknowledges_later_twins_unread() {
+    use shop_rules::order::{OrderCancelled, OrderEvent};
+    use shop_runtime::ports::EventBus;
+    use shop_streams::{DomainEvent, Envelope, Reader, RuleRef};
+
+    let shop = start().await;
+    shop.register("SKU-TW", 5).await;
+    let order = shop.place(&[("SKU-TW", 2)]).await;
+    shop.settles_at(&order.id, OrderStatus::Confirmed).await;
+
+    let cancelled = DomainEvent::Order(OrderEvent::Cancelled(OrderCancelled {
+        order_id: order.id.clone(),
+        reason: CancelReason::Admin,
+        at: 1,
+    }));
+    let rule = RuleRef {
+        name: "order".into(),
+        hash: "0".repeat(64),
+    };
+    let first = Envelope::new(&cancelled, 9, 1, rule, Trace::root(Uuid::now_v7()));
+    let twin = first.twins().pop().expect("OrderCancelled has a version 2");
+    shop.bus.publish(&[twin]).await.expect("published");
+
+    let topology = shop.bus.topology();
+    let stream = shop
+        .bus
+        .jetstream()
+        .get_stream(topology.stream(Context::Order).name)
+        .await
+        .expect("the order stream");
+    let durable = topology.consumer(Reader::Inventory).durable;
+    eventually("the inventory consumer to settle the twin", || async {
+        let info = stream.consumer_info(&durable).await.expect("consumer info");
+        info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= 3
+    })
+    .await;
+    assert_eq!(shop.stock("SKU-TW").await, (3, 2, 0), "still reserved");
+    shop.settles_at(&order.id, OrderStatus::Confirmed).await;
+    shop.shutdown().await;
+}

@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shop_streams::{Envelope, Reader};
+use shop_streams::{Envelope, Reader, SCHEMA_VERSION};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -78,6 +78,15 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
     let batch = subscription.next_batch(settings.batch, settings.wait).await?;
     metrics.dead_lettered(*reader, subscription.take_dead_lettered());
     let taken = batch.len();
+    // An event's twins in a later schema version are for subscribers who
+    // read that version: the shop acts on version 1, written beside them.
+    let (batch, twins): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|delivery| delivery.envelope().schema_version == SCHEMA_VERSION);
+    let skipped = futures::future::join_all(twins.into_iter().map(Delivery::ack)).await;
+    if let Some(Err(error)) = skipped.into_iter().find(Result::is_err) {
+        tracing::warn!(target: "shop::consumer", %error, "a later version's twin not settled");
+    }
     let mut sequences: Vec<Vec<S::Delivery>> = Vec::new();
     let mut by_aggregate: HashMap<String, usize> = HashMap::new();
     for delivery in batch {

@@ -70,8 +70,11 @@ fuzz() {
   out="$work/$mode-$who.txt"
   echo "==> $mode: schemathesis as $who ($*)"
   local status=0
+  # use_after_free: the API's one DELETE, /api/customers/{id}, erases a
+  # customer's personal data, not the customer (conformance/schemathesis.toml
+  # says why), and the stateful phase ignores the per-operation switch.
   "$venv/bin/schemathesis" --config-file conformance/schemathesis.toml run "$base/openapi.json" \
-    --checks all --max-examples "$examples" --seed "${SEED:-$RANDOM}" --no-color \
+    --checks all --exclude-checks use_after_free --max-examples "$examples" --seed "${SEED:-$RANDOM}" --no-color \
     -H "Authorization: Bearer $token" "$@" >"$out" 2>&1 || status=$?
   sed -n '/SUMMARY/,$p' "$out"
   if [ "$status" -ne 0 ]; then

@@ -488,23 +488,18 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_flows(
 async fn the_shop_acts_on_version_1_and_acknowledges_later_twins_unread() {
     use shop_rules::order::{OrderCancelled, OrderEvent};
     use shop_runtime::ports::EventBus;
-    use shop_streams::{DomainEvent, Envelope, Reader, RuleRef};
+    use shop_streams::Reader;
 
     let shop = start().await;
     shop.register("SKU-TW", 5).await;
     let order = shop.place(&[("SKU-TW", 2)]).await;
     shop.settles_at(&order.id, OrderStatus::Confirmed).await;
 
-    let cancelled = DomainEvent::Order(OrderEvent::Cancelled(OrderCancelled {
+    let first = order_event(OrderEvent::Cancelled(OrderCancelled {
         order_id: order.id.clone(),
         reason: CancelReason::Admin,
         at: 1,
     }));
-    let rule = RuleRef {
-        name: "order".into(),
-        hash: "0".repeat(64),
-    };
-    let first = Envelope::new(&cancelled, 9, 1, rule, Trace::root(Uuid::now_v7()));
     let twin = first.twins().pop().expect("OrderCancelled has a version 2");
     shop.bus.publish(&[twin]).await.expect("published");
 

@@ -195,19 +195,14 @@ impl Roles {
     /// advances its cursor only after the broker confirmed, so the events
     /// stay in the outbox for the next relay; a consumer acks only what it
     /// handled, so the broker delivers the rest again.
-    pub async fn stop(self) {
-        self.stop_within(STOP_GRACE).await;
-    }
-
-    /// [`Roles::stop`] with another grace.
-    pub async fn stop_within(mut self, grace: Duration) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let joined = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        let joined = tokio::time::timeout(STOP_GRACE, async { while self.tasks.join_next().await.is_some() {} }).await;
         if joined.is_err() {
             tracing::warn!(
                 target: "shop::roles",
                 unfinished = self.tasks.len(),
-                grace_ms = grace.as_millis() as u64,
+                grace_s = STOP_GRACE.as_secs(),
                 "background work did not stop in time; dropping it (unpublished events stay in the outbox, unacked messages are delivered again)"
             );
             self.tasks.shutdown().await;

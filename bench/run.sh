@@ -12,6 +12,7 @@
 #   RUNS=balancing bench/run.sh  # the gateway's balancing strategies at BALANCE_RATE (4,000/s)
 #   RUNS=payment bench/run.sh    # intake at PAYMENT_RATE (2,000/s) paid through `shop payment-sim`, 10% declined
 #   RUNS=delivery bench/run.sh   # intake at PAYMENT_RATE without, then with, encrypted delivery details
+#   RUNS=tracing bench/run.sh    # intake at HIGH (4,000/s) without, then with, trace export over OTLP
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -399,6 +400,24 @@ for run in $RUNS; do
     load "distributed-$PAYMENT_RATE-delivery" --target http://127.0.0.1:18080 intake --rate "$PAYMENT_RATE" \
       --duration "$DURATION" --products "$PRODUCTS" --delivery
     costed
+    ;;
+  tracing)
+    # The same intake twice: spans not exported (the baseline), then every
+    # span exported over OTLP/HTTP to a receiver that answers at once
+    # (shop-load echo-server, not counted in the shop's CPU). The queue is
+    # made large enough that no span is dropped for want of room.
+    distributed tracing-off
+    load "distributed-$HIGH-untraced" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+      --duration "$DURATION" --products "$PRODUCTS"
+    costed
+    "$bin/shop-load" echo-server --listen 127.0.0.1:18095 >"$work/otlp-receiver.log" 2>&1 &
+    receiver=$!
+    distributed tracing-on OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18095 OTEL_BSP_MAX_QUEUE_SIZE=65536
+    load "distributed-$HIGH-traced" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+      --duration "$DURATION" --products "$PRODUCTS"
+    costed
+    kill "$receiver" 2>/dev/null || true
+    wait "$receiver" 2>/dev/null || true
     ;;
   balancing)
     # The gateway alone in front of three order upstreams that answer

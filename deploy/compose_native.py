@@ -7,8 +7,9 @@ the variables from a generated .env), then:
 
 - maps the services that are images to what runs on this machine: `postgres` to the
   PostgreSQL on 127.0.0.1:5432 (a fresh database of its own instead of `shop`), `nats` and
-  `redis` to the servers on 4222 and 6379. Prometheus and Grafana are not started (their
-  configuration is checked by deploy/check.sh);
+  `redis` to the servers on 4222 and 6379, `jaeger` to an OTLP/HTTP receiver in this
+  script. Prometheus and Grafana are not started (their configuration is checked by
+  deploy/check.sh);
 - runs each service built from this repository (`build: .`) as the `shop` binary with the
   service's `command` and `environment`, in `depends_on` order (`migrate` to completion
   first). Container hostnames become 127.0.0.1, each instance listens on a free port
@@ -16,12 +17,14 @@ the variables from a generated .env), then:
   SHOP_NAMESPACE of this run, so the shared NATS server keeps runs apart;
 - as an admin, registers a product through the gateway; as a customer, places an order
   there; waits for the saga to confirm it; completes it as payment; checks the stock was
-  deducted. Any failure exits 1 with the logs of every instance.
+  deducted; checks that the gateway and both roles exported spans to `jaeger`. Any failure
+  exits 1 with the logs of every instance.
 
     deploy/compose_native.py [--bin DIR]      (default: $CARGO_TARGET_DIR/debug)
 """
 
 import argparse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
 import re
@@ -30,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +45,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = {"postgres": "127.0.0.1:5432", "nats": "127.0.0.1:4222", "redis": "127.0.0.1:6379"}
 # Images with nothing here to run them as (their configs are checked by deploy/check.sh).
 NOT_STARTED = {"prometheus", "grafana"}
+
+
+class Otlp(BaseHTTPRequestHandler):
+    """Jaeger's OTLP/HTTP receiver, as far as this run needs: keeps each export's body."""
+
+    bodies = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/v1/traces":
+            Otlp.bodies.append(body)
+        self.send_response(200 if self.path == "/v1/traces" else 404)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def otlp_receiver():
+    """An OTLP/HTTP receiver on a free port, serving until the script ends; its address."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Otlp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"127.0.0.1:{server.server_address[1]}"
 
 
 def interpolate(text, env):
@@ -131,7 +160,7 @@ def main():
     with open(os.path.join(ROOT, "compose.yaml")) as f:
         compose = yaml.safe_load(interpolate(f.read(), {**os.environ, **dotenv}))
     services = compose["services"]
-    unknown = set(services) - set(NATIVE) - NOT_STARTED - {n for n, s in services.items() if s.get("build")}
+    unknown = set(services) - set(NATIVE) - {"jaeger"} - NOT_STARTED - {n for n, s in services.items() if s.get("build")}
     if unknown:
         sys.exit(f"compose.yaml has services this runner cannot map: {sorted(unknown)}")
 
@@ -141,7 +170,8 @@ def main():
         check=True,
     )
     ports = {name: free_port() for name, s in services.items() if s.get("build")}
-    hosts = {**NATIVE, **{name: f"127.0.0.1:{port}" for name, port in ports.items()}}
+    native_here = {**NATIVE, "jaeger": otlp_receiver()}
+    hosts = {**native_here, **{name: f"127.0.0.1:{port}" for name, port in ports.items()}}
 
     def native(value):
         value = str(value)
@@ -154,8 +184,8 @@ def main():
     try:
         for name in order_of_start(services):
             service = services[name]
-            if name in NATIVE or name in NOT_STARTED:
-                print(f"{name}: {NATIVE.get(name, 'not started (no native server here)')}")
+            if name in native_here or name in NOT_STARTED:
+                print(f"{name}: {native_here.get(name, 'not started (no native server here)')}")
                 continue
             env = {k: native(v) for k, v in (service.get("environment") or {}).items()}
             env["SHOP_LISTEN"] = f"127.0.0.1:{ports[name]}"
@@ -206,6 +236,10 @@ def main():
         deducted = lambda body: body.get("deducted") == 2
         product = eventually("the stock deducted", lambda: answered(200, "GET", "/api/products/SKU-COMPOSE", admin, where=deducted))
         print(f"order {order_id}: accepted, CONFIRMED, COMPLETED through the gateway; stock {product['available']} available, {product['deducted']} deducted")
+        # Spans carry their service's name (shop-<role>) in the export's resource.
+        exported = lambda: all(any(f"shop-{role}".encode() in body for body in Otlp.bodies) for role in ("gateway", "order", "inventory"))
+        eventually("spans exported to jaeger by the gateway and both roles", exported, seconds=30)
+        print(f"jaeger: {len(Otlp.bodies)} OTLP trace exports from shop-gateway, shop-order and shop-inventory")
         return 0
     except (RuntimeError, subprocess.SubprocessError, KeyError) as error:
         print(f"compose-native: {error}", file=sys.stderr)

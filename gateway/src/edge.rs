@@ -16,7 +16,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use shop_runtime::trace_context;
 use shop_streams::Trace;
+use shop_streams::trace_parent::{self, TraceParent};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -73,7 +75,8 @@ impl HttpMetrics {
 /// The trace an API request starts: its correlation id is the request's id
 /// when that is a UUID (the edge makes a UUIDv7 when the caller sends no
 /// id), else a UUIDv5 of it. Every event the request causes carries it, so
-/// a request id finds its events and an event its request.
+/// a request id finds its events and an event its request. Its trace parent
+/// is the request's span (see [`edge`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestTrace(pub Trace);
 
@@ -82,7 +85,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
-        Ok(Self(Trace::root(id.map_or_else(Uuid::now_v7, correlation_id))))
+        let trace = Trace::root(id.map_or_else(Uuid::now_v7, correlation_id));
+        Ok(Self(trace.within(traceparent(&parts.headers))))
     }
 }
 
@@ -98,6 +102,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
         let id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
         Ok(Self(id.unwrap_or_default().to_owned()))
     }
+}
+
+/// The W3C trace context in `headers`, when it holds a valid one (an
+/// invalid one is ignored, as the specification asks: a new trace starts).
+fn traceparent(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
+    headers.get(trace_parent::HEADER)?.to_str().ok()?.parse().ok()
 }
 
 /// The correlation id of the request with id `request_id`.
@@ -126,10 +136,27 @@ pub(crate) async fn edge(State(edge): State<EdgeState>, mut request: Request, ne
     }
     let span = tracing::info_span!(
         "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %id,
+        trace_id = tracing::field::Empty,
     );
+    // The caller's span is this request's parent; what the request passes
+    // on (to the events it causes, to the instance it forwards to) is this
+    // request's span, or the caller's context as it came when spans are not
+    // exported: the header is rewritten to say so.
+    let given = traceparent(request.headers());
+    trace_context::adopt(&span, given);
+    let passed_on = trace_context::of(&span).or(given);
+    request.headers_mut().remove(trace_parent::HEADER);
+    if let Some(parent) = passed_on {
+        span.record("trace_id", parent.trace_id_hex().as_str());
+        if let Ok(value) = HeaderValue::from_str(&parent.to_string()) {
+            request.headers_mut().insert(trace_parent::HEADER, value);
+        }
+    }
     let answer = match hostile(&request) {
         // Refused before any handler or store sees it: a NUL byte reaching
         // PostgreSQL is an error of the database, not of the caller.

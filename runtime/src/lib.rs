@@ -17,6 +17,7 @@
 //!   erased by destroying the key.
 //! - [`group_commit`]: batching of writes for adapters whose transactions
 //!   each cost a disk flush.
+//! - [`trace_context`]: the distributed trace each hop joins and passes on.
 
 #![deny(unsafe_code)]
 
@@ -27,3 +28,4 @@ pub mod metrics;
 pub mod ports;
 pub mod rules;
 pub mod saga;
+pub mod trace_context;

@@ -6,11 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::Settings;
 use crate::{
-    apikey_cmd, audit_cmd, customers_cmd, dead_letters_cmd, events_cmd, log_lines, migrate_cmd, ops_cmd, outbox_cmd,
-    payment_sim_cmd, rules_cmd, secrets, serve_cmd, token_cmd,
+    apikey_cmd, audit_cmd, customers_cmd, dead_letters_cmd, events_cmd, log_lines, migrate_cmd, ops_cmd, otel,
+    outbox_cmd, payment_sim_cmd, rules_cmd, secrets, serve_cmd, telemetry, token_cmd,
 };
 
 #[derive(Debug, Parser)]
@@ -112,25 +115,47 @@ pub fn main() -> ExitCode {
         role: None,
         listen: None,
     });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match json {
+    let (role, instance) = process_names(&command, settings.as_ref().ok());
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match json {
         // One JSON object a line, with the process's role and instance and
         // the fields of the spans it happened in (a request's id and
-        // path): for log shippers.
+        // path, a trace id): for log shippers.
         true => {
-            let (role, instance) = process_names(&command, settings.as_ref().ok());
             let format = tracing_subscriber::fmt::format()
                 .json()
                 .with_current_span(false)
                 .with_span_list(true);
             logs.json()
                 .event_format(log_lines::WithProcess::new(format, &role, &instance))
-                .init();
+                .with_filter(filter)
+                .boxed()
         }
-        false => logs.init(),
-    }
+        false => logs.with_filter(filter).boxed(),
+    };
+    // Each layer filters for itself: spans exported as traces are kept
+    // even when the log lines leave out their level.
+    let (traces, export) = match otel::layer(&format!("shop-{role}")) {
+        Ok(Some((layer, export))) => (Some(layer), Some(export)),
+        Ok(None) => (None, None),
+        Err(error) => {
+            eprintln!("error: trace export (OTEL_EXPORTER_OTLP_*): {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .with(telemetry::pool_waits())
+        .init();
+    let code = run(command, settings);
+    // Sends the spans still batched before the process ends.
+    drop(export);
+    code
+}
+
+/// Runs `command`; the exit code it ends with.
+fn run(command: Command, settings: anyhow::Result<Settings>) -> ExitCode {
     let outcome = settings.and_then(|settings| {
         let settings = &settings;
         match command {

@@ -19,6 +19,7 @@ mod gateway_role;
 mod log_lines;
 mod migrate_cmd;
 mod ops_cmd;
+mod otel;
 mod outbox_cmd;
 mod payment_sim_cmd;
 mod rules_cmd;

@@ -1,15 +1,24 @@
 //! What every process tells `/metrics` about itself, read at each scrape:
 //! its CPU time, memory and open files (the standard `process_*` names, so
-//! stock dashboards read them), the build it runs, and its database pool.
+//! stock dashboards read them), the build it runs, and its database pool:
+//! its connections, and how long each acquire waited for one (sqlx reports
+//! every acquire's wait as a trace event; [`pool_waits`] counts them).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
 
 /// Connections of a database pool: (open, idle).
 pub(crate) type PoolStats = Arc<dyn Fn() -> (u32, usize) + Send + Sync>;
@@ -21,7 +30,48 @@ pub(crate) fn register(registry: &mut Registry, pool: Option<PoolStats>) {
     registry.register("shop_build", "The build this process runs", info);
     if let Some(pool) = pool {
         registry.register_collector(Box::new(PoolCollector(pool)));
+        registry.register(
+            "shop_db_pool_acquire_seconds",
+            "How long each query or transaction waited for a database connection from the pool",
+            POOL_WAITS.clone(),
+        );
     }
+}
+
+/// Every acquire of this process's database pools: one process-wide
+/// histogram, since the layer that fills it is installed before any pool
+/// or registry exists. Buckets from 0.1 ms to 1.6 s.
+static POOL_WAITS: LazyLock<Histogram> = LazyLock::new(|| Histogram::new(exponential_buckets(0.0001, 4.0, 8)));
+
+/// The tracing layer that counts sqlx's `sqlx::pool::acquire` events
+/// (their `acquired_after_secs`) into `shop_db_pool_acquire_seconds`.
+pub(crate) fn pool_waits<S: Subscriber + for<'span> LookupSpan<'span>>() -> impl Layer<S> {
+    PoolWaits.with_filter(Targets::new().with_target("sqlx::pool::acquire", LevelFilter::TRACE))
+}
+
+struct PoolWaits;
+
+impl<S: Subscriber> Layer<S> for PoolWaits {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut waited = Waited(None);
+        event.record(&mut waited);
+        if let Some(seconds) = waited.0 {
+            POOL_WAITS.observe(seconds);
+        }
+    }
+}
+
+/// The `acquired_after_secs` field of an acquire event.
+struct Waited(Option<f64>);
+
+impl Visit for Waited {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "acquired_after_secs" {
+            self.0 = Some(value);
+        }
+    }
+
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
 }
 
 #[derive(Debug)]
@@ -138,5 +188,53 @@ mod tests {
         assert_eq!(value("shop_db_pool_connections{state=\"in_use\"}"), 3.0);
         assert_eq!(value("shop_db_pool_connections{state=\"idle\"}"), 2.0);
         assert_eq!(value("shop_build_info{version="), 1.0);
+    }
+
+    #[test]
+    fn each_acquire_sqlx_reports_is_a_wait_in_the_histogram() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(pool_waits());
+        let counted = || {
+            let mut registry = Registry::default();
+            register(&mut registry, Some(Arc::new(|| (1, 1))));
+            let mut exposition = String::new();
+            prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
+            let sample = |name: &str| {
+                exposition
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("{name} in {exposition}"))
+            };
+            // The widest bucket under 1 s; only this test waits longer.
+            let under_a_second = exposition
+                .lines()
+                .filter_map(|l| l.strip_prefix("shop_db_pool_acquire_seconds_bucket{le=\""))
+                .filter_map(|l| {
+                    let (le, count) = l.split_once("\"} ")?;
+                    Some((le.parse::<f64>().ok()?, count.parse::<f64>().ok()?))
+                })
+                .filter(|(le, _)| *le < 1.0)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, count)| count)
+                .unwrap_or_else(|| panic!("buckets in {exposition}"));
+            let count = sample("shop_db_pool_acquire_seconds_count");
+            (count, count - under_a_second)
+        };
+        let (before, slow_before) = counted();
+        tracing::subscriber::with_default(subscriber, || {
+            // As sqlx reports a wait, at the levels it uses.
+            tracing::trace!(target: "sqlx::pool::acquire", acquired_after_secs = 1.2_f64, "acquired connection");
+            tracing::warn!(target: "sqlx::pool::acquire", acquired_after_secs = 1.5_f64, slow_acquire_threshold_secs = 1.0_f64, "acquired connection, but time to acquire exceeded slow threshold");
+            // Not an acquire: not counted.
+            tracing::trace!(target: "sqlx::query", acquired_after_secs = 9.0_f64, "something else");
+        });
+        let (after, slow_after) = counted();
+        assert!(after - before >= 2.0, "{before} -> {after}");
+        assert_eq!(
+            slow_after - slow_before,
+            2.0,
+            "the two slow waits, in a bucket above 0.41 s"
+        );
     }
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::later::{OrderCancelledV2, StockRestoredV2};
 use crate::topology::Context;
+use crate::trace_parent::TraceParent;
 
 /// The schema version every event is written in, and the one the shop's
 /// own consumers act on. Some types are also written in a later version,
@@ -42,11 +43,13 @@ pub struct RuleRef {
 
 /// Where an event sits in a chain of causes: the correlation id is shared by
 /// everything one request set off; the causation id is the message that
-/// directly led to this one (none for the first).
+/// directly led to this one (none for the first). The trace parent is the
+/// span that decides the event, in a distributed trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trace {
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
+    pub traceparent: Option<TraceParent>,
 }
 
 impl Trace {
@@ -55,15 +58,24 @@ impl Trace {
         Self {
             correlation_id,
             causation_id: None,
+            traceparent: None,
         }
     }
 
-    /// The next link: an event decided while handling `cause`.
+    /// The next link: an event decided while handling `cause`, in the span
+    /// that handled it (the consumer puts that span in the envelope it hands
+    /// on).
     pub fn follows(cause: &Envelope) -> Self {
         Self {
             correlation_id: cause.correlation_id,
             causation_id: Some(cause.event_id),
+            traceparent: cause.traceparent,
         }
+    }
+
+    /// The same chain, in the distributed trace span `traceparent`.
+    pub fn within(self, traceparent: Option<TraceParent>) -> Self {
+        Self { traceparent, ..self }
     }
 }
 
@@ -84,6 +96,10 @@ pub struct Envelope {
     pub occurred_at: i64,
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
+    /// The span that caused the event, when the request or message that
+    /// caused it carried one; published in the `traceparent` header too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceParent>,
     pub rule: RuleRef,
     pub payload: Value,
 }
@@ -121,6 +137,7 @@ impl Envelope {
             occurred_at,
             correlation_id: trace.correlation_id,
             causation_id: trace.causation_id,
+            traceparent: trace.traceparent,
             rule,
             payload,
         }
@@ -385,6 +402,7 @@ mod tests {
         let trace = Trace {
             correlation_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
             causation_id: Some(Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002)),
+            traceparent: None,
         };
         let mut envelope = Envelope::new(event, 3, 1_767_225_600_000, rule(), trace);
         envelope.event_id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0003);
@@ -507,6 +525,24 @@ mod tests {
         );
         let voided = Envelope::new(&events[12], 1, 0, rule(), trace);
         assert_eq!(voided.payload, serde_json::json!({ "order_id": "o-3" }));
+    }
+
+    #[test]
+    fn the_trace_parent_travels_with_the_event_its_twins_and_its_follow_ups() {
+        let parent: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .expect("a valid traceparent");
+        let trace = Trace::root(Uuid::now_v7()).within(Some(parent));
+        let cancelled = Envelope::new(&every_event()[3], 1, 0, rule(), trace);
+        let bytes = cancelled.to_bytes();
+        let wire: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(wire["traceparent"], parent.to_string());
+        assert_eq!(Envelope::from_bytes(&bytes).expect("decodes"), cancelled);
+        assert!(cancelled.twins().iter().all(|twin| twin.traceparent == Some(parent)));
+        assert_eq!(Trace::follows(&cancelled).traceparent, Some(parent));
+        let untraced = Envelope::new(&every_event()[3], 1, 0, rule(), Trace::root(Uuid::now_v7()));
+        let wire: Value = serde_json::from_slice(&untraced.to_bytes()).expect("JSON");
+        assert!(wire.get("traceparent").is_none(), "absent, not null: {wire}");
     }
 
     #[test]

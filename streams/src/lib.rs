@@ -12,6 +12,7 @@
 //!   an AsyncAPI 3.0 document of a deployment's subjects and consumers.
 //! - [`announcement`]: how instances tell gateways where they serve.
 //! - [`hex`]: how bytes (digests, seals, signatures) are written as text.
+//! - [`trace_parent`]: the W3C trace context an event carries.
 //! - [`topology`]: subject names per context, and the streams and durable
 //!   consumers (with their dead-letter path) as plain data that the JetStream
 //!   adapter applies.
@@ -27,6 +28,7 @@ pub mod envelope;
 pub mod hex;
 pub mod later;
 pub mod topology;
+pub mod trace_parent;
 
 pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};
 pub use envelope::{DecodeError, DomainEvent, Envelope, LATER_VERSIONS, RuleRef, SCHEMA_VERSION, Trace};

@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, context::Context as JsContext, stream};
 use shop_runtime::ports::{BusError, Cause, DeadLetter, EventBus};
+use shop_streams::trace_parent;
 use shop_streams::{Context, Envelope, Reader, StreamSpec, Topology};
 use tokio::sync::OnceCell;
 
@@ -263,9 +264,13 @@ impl JetStreamBus {
         let subject = self
             .topology
             .versioned_subject(event.context, &event.event_type, event.schema_version);
-        let publish = jetstream::message::PublishMessage::build()
+        let mut publish = jetstream::message::PublishMessage::build()
             .payload(event.to_bytes().into())
             .message_id(event.message_id());
+        // Where tools that read NATS headers (not the envelope) look for it.
+        if let Some(parent) = event.traceparent {
+            publish = publish.header(trace_parent::HEADER, parent.to_string());
+        }
         self.js
             .send_publish(subject, publish)
             .await

@@ -9,6 +9,7 @@ use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use shop_runtime::ports::{BusError, Delivery, Subscription};
 use shop_streams::topology::dead_letter_header as header;
+use shop_streams::trace_parent::{self, TraceParent};
 use shop_streams::{ConsumerSpec, Envelope};
 
 use crate::unavailable;
@@ -147,7 +148,7 @@ impl Subscription for JetStreamSubscription {
                 .info()
                 .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
             let envelope = match Envelope::from_bytes(&message.payload) {
-                Ok(envelope) => envelope,
+                Ok(envelope) => with_header_trace(envelope, &message),
                 Err(error) => {
                     self.set_aside(&message, attempt, &error.to_string()).await;
                     continue;
@@ -181,6 +182,20 @@ impl Subscription for JetStreamSubscription {
     fn take_dead_lettered(&mut self) -> u64 {
         std::mem::take(&mut self.dead_lettered)
     }
+}
+
+/// The message's `traceparent` header, when it holds one, is the trace
+/// parent: a publisher outside the shop may set only the header.
+fn with_header_trace(mut envelope: Envelope, message: &Message) -> Envelope {
+    let header = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(trace_parent::HEADER))
+        .and_then(|value| value.as_str().parse::<TraceParent>().ok());
+    if header.is_some() {
+        envelope.traceparent = header;
+    }
+    envelope
 }
 
 #[derive(Debug)]

@@ -82,6 +82,9 @@ impl PgStore {
             // A broken connection shows on first use and is replaced; a ping
             // before every checkout would cost a round trip per operation.
             .test_before_acquire(false)
+            // Each acquire's wait as a trace event, which the shop's
+            // telemetry turns into a histogram (shop_db_pool_acquire_seconds).
+            .acquire_time_level(log::LevelFilter::Trace)
             .connect(&settings.url)
             .await
             .map_err(PgError::Connect)?;

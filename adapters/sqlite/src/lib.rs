@@ -71,6 +71,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
+            // Each acquire's wait as a trace event (shop_db_pool_acquire_seconds).
+            .acquire_time_level(log::LevelFilter::Trace)
             .connect_with(options)
             .await
             .map_err(|e| SqliteError::Open(url.to_owned(), e))?;

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use super::{HandleError, Handler, at_most};
 use crate::metrics::Metrics;
 use crate::ports::{BusError, Delivery, Subscription};
+use crate::trace_context;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerSettings {
@@ -126,11 +127,32 @@ async fn together<D: Delivery, H: Handler>(
     }
     let span = tracing::info_span!("messages", count = deliveries.len());
     let started = Instant::now();
-    let envelopes: Vec<&Envelope> = deliveries.iter().map(Delivery::envelope).collect();
+    // Each message is a hop of its own trace, even in a batch: a span per
+    // message while spans are exported, open until the batch is handled.
+    let (spans, relinked): (Vec<_>, Vec<_>) = match trace_context::exporting() {
+        true => deliveries
+            .iter()
+            .map(|delivery| {
+                let span = message_span(delivery);
+                let relinked = relinked(delivery.envelope(), &span);
+                (span, relinked)
+            })
+            .unzip(),
+        false => (Vec::new(), Vec::new()),
+    };
+    let envelopes: Vec<&Envelope> = match relinked.is_empty() {
+        true => deliveries.iter().map(Delivery::envelope).collect(),
+        false => relinked
+            .iter()
+            .zip(&deliveries)
+            .map(|(own, d)| own.as_ref().unwrap_or(d.envelope()))
+            .collect(),
+    };
     let mut outcomes = handler
         .handle_many(&envelopes, settings.concurrency)
         .instrument(span)
         .await;
+    drop(spans);
     // A message the handler gave no answer for is handed back, not dropped.
     outcomes.resize_with(deliveries.len(), || {
         Err(HandleError::Transient("the handler gave no outcome".into()))
@@ -171,19 +193,44 @@ async fn one_sequence<D: Delivery, H: Handler>(
     metrics: &Metrics,
 ) {
     for delivery in sequence {
-        let span = tracing::info_span!(
-            "message",
-            event_type = delivery.envelope().event_type,
-            event_id = %delivery.envelope().event_id,
-            correlation_id = %delivery.envelope().correlation_id,
-            attempt = delivery.attempt(),
-        );
+        let span = message_span(&delivery);
         // Instrumented, not entered: a guard held across `.await` would tag
         // other work with this message's span.
         handle_one(delivery, reader, settings, handler, metrics)
             .instrument(span)
             .await;
     }
+}
+
+/// The span of one message's handling: in the trace of the span that
+/// published it.
+fn message_span(delivery: &impl Delivery) -> tracing::Span {
+    let envelope = delivery.envelope();
+    let span = tracing::info_span!(
+        "message",
+        otel.name = %format_args!("handle {}", envelope.event_type),
+        event_type = envelope.event_type,
+        event_id = %envelope.event_id,
+        correlation_id = %envelope.correlation_id,
+        attempt = delivery.attempt(),
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(parent) = envelope.traceparent {
+        span.record("trace_id", parent.trace_id_hex());
+    }
+    trace_context::adopt(&span, envelope.traceparent);
+    span
+}
+
+/// `envelope` naming `span` as the trace parent of what is decided from
+/// it; `None` while spans are not exported (the envelope's own parent is
+/// then passed on as it came).
+fn relinked(envelope: &Envelope, span: &tracing::Span) -> Option<Envelope> {
+    let traceparent = trace_context::of(span)?;
+    Some(Envelope {
+        traceparent: Some(traceparent),
+        ..envelope.clone()
+    })
 }
 
 async fn handle_one<D: Delivery, H: Handler>(
@@ -194,7 +241,9 @@ async fn handle_one<D: Delivery, H: Handler>(
     metrics: &Metrics,
 ) {
     let started = Instant::now();
-    let outcome = handler.handle(delivery.envelope()).await;
+    // What the handler decides follows from this message's span.
+    let relinked = relinked(delivery.envelope(), &tracing::Span::current());
+    let outcome = handler.handle(relinked.as_ref().unwrap_or(delivery.envelope())).await;
     metrics.handled(reader, &delivery.envelope().event_type, started.elapsed());
     metrics.delivered(reader, delivery.envelope().occurred_at);
     settle(delivery, outcome, reader, settings, metrics).await;

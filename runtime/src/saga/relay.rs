@@ -11,11 +11,12 @@
 
 use std::time::{Duration, Instant};
 
-use shop_streams::Context;
+use shop_streams::{Context, Envelope};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::ports::{BusError, Clock, EventBus, Outbox, StoreError, SystemClock};
+use crate::trace_context;
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -109,13 +110,15 @@ pub async fn relay_once(
         .pending(&settings.name, settings.batch, settings.lease)
         .await
         .map_err(RelayError::Outbox)?;
-    let Some(pending) = pending else {
+    let Some(mut pending) = pending else {
         return Ok(Round::Standby);
     };
     if pending.events.is_empty() {
         return Ok(Round::Idle);
     }
+    let spans = publish_spans(&mut pending.events);
     bus.publish(&pending.events).await.map_err(RelayError::Publish)?;
+    drop(spans);
     let moved = outbox
         .advance(&settings.name, pending.cursor, pending.last, settings.lease)
         .await
@@ -124,6 +127,32 @@ pub async fn relay_once(
         tracing::debug!(target: "shop::relay", relay = settings.name, "cursor moved meanwhile; reading again");
     }
     Ok(Round::Sent(pending.events.len()))
+}
+
+/// While spans are exported, each traced event's publish is a hop of its
+/// trace, the parent of whoever handles it: a span per event, open until
+/// the broker confirmed the batch.
+fn publish_spans(events: &mut [Envelope]) -> Vec<tracing::Span> {
+    if !trace_context::exporting() {
+        return Vec::new();
+    }
+    events
+        .iter_mut()
+        .filter(|event| event.traceparent.is_some())
+        .map(|event| {
+            let span = tracing::info_span!(
+                target: "shop::relay",
+                "publish",
+                otel.name = %format_args!("publish {}", event.event_type),
+                otel.kind = "producer",
+                event_type = event.event_type,
+                event_id = %event.event_id,
+            );
+            trace_context::adopt(&span, event.traceparent);
+            event.traceparent = trace_context::of(&span).or(event.traceparent);
+            span
+        })
+        .collect()
 }
 
 /// Deletes published events older than `settings.keep`, chunk by chunk.

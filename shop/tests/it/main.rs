@@ -16,3 +16,4 @@ mod least_privilege;
 mod payment;
 mod secured;
 mod serve;
+mod traces;

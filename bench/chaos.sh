@@ -12,12 +12,16 @@
 # - SIGKILL of the NATS server (a private one, its own store), restarted
 #   1 to 3 s later;
 # - SIGKILL of Redis (a private one), restarted 1 to 3 s later;
+# - SIGKILL of PostgreSQL (a private cluster: the postmaster and every
+#   backend at once, as a crash), restarted 1 to 3 s later with crash
+#   recovery;
 # - latency of 50 to 250 ms on every answer of the link from the roles to
 #   PostgreSQL, or to NATS, for 1 to 3 s (`shop-load link`, a proxy the
 #   roles reach those servers through);
 # and throughout, inventory-2 runs under a CPU quota of half a core and
 # 256 MiB of memory (cgroup v1 or v2, where this machine lets root make
-# one; the table says when it could not). PostgreSQL is the machine's.
+# one; the table says when it could not). The private PostgreSQL runs as
+# the `postgres` user, from the machine's PostgreSQL binaries.
 #
 # Each seed appends a row to $RESULTS/chaos.md: faults injected, orders
 # accepted, availability (requests answered other than 5xx or timeout),
@@ -40,7 +44,7 @@ results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 scratch
 
-nats_port=14322 redis_port=16390 pg_port=5432
+nats_port=14322 redis_port=16390 pg_port=15432
 # The links the roles reach PostgreSQL and NATS through, and their latency.
 pg_link=15434 nats_link=14323
 gateway_port=18180
@@ -67,6 +71,26 @@ limit() { # pid
 for link in pg nats; do
   echo 0 >"$work/$link.latency"
 done
+# The private cluster, made once and crashed as the seeds say.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+chmod 755 "$work"
+mkdir -p "$work/pg"
+chown postgres "$work/pg"
+as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres "$pg_bin/initdb" -D "$work/pg/data" -U postgres --auth=trust >"$work/pg/initdb.log"
+start_postgres() {
+  as_postgres "$pg_bin/pg_ctl" -D "$work/pg/data" -w -t 60 -l "$work/pg/server.log" \
+    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+  pg_pid=$(head -1 "$work/pg/data/postmaster.pid")
+}
+crash_postgres() { # the postmaster and its backends, all at once
+  pkill -KILL -P "$pg_pid" 2>/dev/null || true
+  kill -KILL "$pg_pid" 2>/dev/null || true
+  while kill -0 "$pg_pid" 2>/dev/null; do sleep 0.05; done
+}
+stop_postgres() { as_postgres "$pg_bin/pg_ctl" -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true; }
+start_postgres
+trap 'stop_postgres; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin/shop-load" link --listen "127.0.0.1:$pg_link" --to "127.0.0.1:$pg_port" --control "$work/pg.latency" \
   2>>"$work/links.log" &
 pids+=($!)
@@ -112,7 +136,7 @@ for seed in $SEEDS; do
   echo "==> seed $seed: $RATE orders/s for ${DURATION}s under faults"
   RANDOM=$seed
   rm -rf "$work/nats"
-  db=$(fresh_db chaos)
+  db=$(fresh_db chaos "$pg_port")
   namespace="x$seed$(date +%s%N | tail -c 7)"
   start_nats
   start_redis
@@ -136,13 +160,14 @@ for seed in $SEEDS; do
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep $((2 + RANDOM % 5))
     down=$((1 + RANDOM % 3))
-    case $((RANDOM % 8)) in
+    case $((RANDOM % 9)) in
       0 | 1) victim=order-$((1 + RANDOM % 2)) ;;
       2 | 3) victim=inventory-$((1 + RANDOM % 2)) ;;
       4) victim=nats ;;
       5) victim=redis ;;
       6) victim=slow-postgres ;;
       7) victim=slow-nats ;;
+      8) victim=postgres ;;
     esac
     faults+=("$victim")
     case $victim in
@@ -160,6 +185,7 @@ for seed in $SEEDS; do
       slow-*) ;;
       nats) kill -9 "$nats_pid" 2>/dev/null || true; sleep "$down"; start_nats ;;
       redis) kill -9 "$redis_pid" 2>/dev/null || true; sleep "$down"; start_redis ;;
+      postgres) crash_postgres; sleep "$down"; start_postgres ;;
       *)
         kill -9 "${pid[$victim]}" 2>/dev/null || true
         wait "${pid[$victim]}" 2>/dev/null || true
@@ -178,7 +204,10 @@ import collections, json, sys
 seed, path, status, slowest, limited, faults = sys.argv[1:]
 run = json.load(open(path))
 ok = sum(k.get("ok", 0) for k in run.get("kinds", []))
-failed = sum(k.get("failed", 0) for k in run.get("kinds", []))
+# Errors by answer ("503 unavailable", "timeout", ...): a 4xx is an answer.
+errors = [(what, n) for k in run.get("kinds", []) for what, n in (k.get("errors") or {}).items()]
+ok += sum(n for what, n in errors if what.startswith("4"))
+failed = sum(n for what, n in errors if not what.startswith("4"))
 inv = run.get("invariants") or {}
 counts = collections.Counter(faults.split())
 injected = ", ".join(f"{n}x {f}" for f, n in sorted(counts.items()))
@@ -196,7 +225,7 @@ PY
   kill "$nats_pid" "$redis_pid" 2>/dev/null || true
   wait "$nats_pid" "$redis_pid" 2>/dev/null || true
   pids=("${lasting[@]}")
-  psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE ${db##*/} WITH (FORCE)" >/dev/null 2>&1 || true
+  psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "DROP DATABASE ${db##*/} WITH (FORCE)" >/dev/null 2>&1 || true
   [ "$status" -eq 0 ] || { echo "seed $seed: the invariant check failed" >&2; exit 1; }
 done
 rmdir /sys/fs/cgroup/cpu/shop-chaos /sys/fs/cgroup/memory/shop-chaos /sys/fs/cgroup/shop-chaos 2>/dev/null || true

@@ -17,11 +17,11 @@ wait_ready() {
 
 # Creates a PostgreSQL database named $1_<digits>, migrates it with
 # `shop migrate` (serving roles do not migrate), and prints its URL.
-fresh_db() {
-  local name="$1_$(date +%s%N | tail -c 10)"
-  psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
-  SHOP_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$name" "$bin/shop" migrate >/dev/null
-  echo "postgres://postgres@127.0.0.1:5432/$name"
+fresh_db() { # name prefix, [port: 5432]
+  local name="$1_$(date +%s%N | tail -c 10)" port=${2:-5432}
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
+  SHOP_DATABASE_URL="postgres://postgres@127.0.0.1:$port/$name" "$bin/shop" migrate >/dev/null
+  echo "postgres://postgres@127.0.0.1:$port/$name"
 }
 
 # A scratch directory ($work) and the list of background processes the

@@ -402,22 +402,25 @@ for run in $RUNS; do
     costed
     ;;
   tracing)
-    # The same intake twice: spans not exported (the baseline), then every
-    # span exported over OTLP/HTTP to a receiver that answers at once
-    # (shop-load echo-server, not counted in the shop's CPU). The queue is
-    # made large enough that no span is dropped for want of room.
+    # The same intake three times: spans not exported (the baseline), then
+    # exported over OTLP/HTTP to a receiver that answers at once (shop-load
+    # echo-server, not counted in the shop's CPU): every trace, then one in
+    # ten (OTEL_TRACES_SAMPLER). The queue is made large enough that no
+    # span is dropped for want of room.
     distributed tracing-off
     load "distributed-$HIGH-untraced" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
       --duration "$DURATION" --products "$PRODUCTS"
     costed
-    "$bin/shop-load" echo-server --listen 127.0.0.1:18095 >"$work/otlp-receiver.log" 2>&1 &
-    receiver=$!
-    distributed tracing-on OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18095 OTEL_BSP_MAX_QUEUE_SIZE=65536
-    load "distributed-$HIGH-traced" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
-      --duration "$DURATION" --products "$PRODUCTS"
-    costed
-    kill "$receiver" 2>/dev/null || true
-    wait "$receiver" 2>/dev/null || true
+    for sampled in 1.0 0.1; do
+      "$bin/shop-load" echo-server --listen 127.0.0.1:18095 >"$work/otlp-receiver.log" 2>&1 &
+      receiver=$!
+      distributed "tracing-$sampled" OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18095 \
+        OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$sampled"
+      pids+=("$receiver") # stopped with the shop, after its CPU was counted
+      load "distributed-$HIGH-traced-$sampled" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+        --duration "$DURATION" --products "$PRODUCTS"
+      costed
+    done
     ;;
   balancing)
     # The gateway alone in front of three order upstreams that answer

@@ -236,3 +236,77 @@ async fn a_stream_keeps_the_history_its_retention_allows() {
     assert_eq!((config.max_age, config.max_bytes), (Duration::from_secs(7200), -1));
     bus.delete_streams().await.expect("cleaned up");
 }
+
+#[tokio::test]
+async fn the_trace_parent_travels_in_the_traceparent_header() {
+    use futures::StreamExt as _;
+    use shop_rules::order::{OrderEvent, OrderTransition};
+    use shop_runtime::ports::Delivery;
+    use shop_streams::trace_parent::TraceParent;
+    use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
+    let bus = fresh_bus().await;
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
+    let subject = format!("{}.order.OrderCompleted", bus.topology().namespace());
+    let mut raw = bus
+        .jetstream()
+        .client()
+        .subscribe(subject.clone())
+        .await
+        .expect("core subscription");
+    let parent: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        .parse()
+        .expect("valid");
+    let completed = |order_id: &str, trace: Trace| {
+        let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
+            order_id: order_id.into(),
+            at: 1,
+        }));
+        let rule = RuleRef {
+            name: "order".into(),
+            hash: "0".repeat(64),
+        };
+        Envelope::new(&event, 3, 1, rule, trace)
+    };
+
+    // The shop's publish sets the header from the envelope.
+    let traced = completed("o-1", Trace::root(Uuid::now_v7()).within(Some(parent)));
+    bus.publish(std::slice::from_ref(&traced)).await.expect("published");
+    let message = tokio::time::timeout(Duration::from_secs(5), raw.next())
+        .await
+        .expect("heard in time")
+        .expect("a message");
+    let header = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .map(|v| v.as_str().to_owned());
+    assert_eq!(header, Some(parent.to_string()));
+
+    // A publisher outside the shop may set only the header: it is the parent.
+    let untraced = completed("o-2", Trace::root(Uuid::now_v7()));
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", parent.to_string().as_str());
+    bus.jetstream()
+        .publish_with_headers(subject, headers, untraced.to_bytes().into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+
+    let mut delivered = Vec::new();
+    for _ in 0..20 {
+        if delivered.len() >= 2 {
+            break;
+        }
+        let batch = inventory
+            .next_batch(10, Duration::from_millis(500))
+            .await
+            .expect("pull");
+        delivered.extend(batch.iter().map(|d| d.envelope().clone()));
+    }
+    assert_eq!(delivered.len(), 2, "both delivered: {delivered:?}");
+    assert_eq!(delivered[0], traced);
+    assert_eq!(delivered[1].event_id, untraced.event_id);
+    assert_eq!(delivered[1].traceparent, Some(parent), "the header's trace parent");
+    bus.delete_streams().await.expect("cleaned up");
+}

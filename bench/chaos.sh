@@ -214,7 +214,8 @@ injected = ", ".join(f"{n}x {f}" for f, n in sorted(counts.items()))
 check = "green" if status == "0" and not inv.get("violations") else "; ".join(inv.get("violations", [])) or f"load exited {status}"
 print(f"| {seed} | {injected} | {limited} | {inv.get('accepted', 0):,} | {100.0 * ok / max(ok + failed, 1):.2f}% | "
       f"{slowest} s | {inv.get('lost', '?')} | {inv.get('duplicated', '?')} | {inv.get('created_unanswered', '?')} | "
-      f"{inv.get('confirmed', 0):,} / {inv.get('cancelled', 0):,} | {check} |")
+      f"{inv.get('confirmed', 0):,} / {inv.get('cancelled', 0):,} | "
+      f"{inv.get('confirm_p99_ms', 0) / 1000:.1f} s / {inv.get('confirm_max_ms', 0) / 1000:.1f} s | {check} |")
 PY
   tail -1 "$results/chaos.md"
   # The shop first, while NATS is up for its last publishes, then the

@@ -56,6 +56,8 @@ pub struct Contexts<S, L> {
     pub payments: Option<Arc<PaymentService<S, HttpProvider>>>,
     /// What the use cases, the rules and the saga count.
     pub metrics: Metrics,
+    /// The rule components this process runs, swapped as their directory changes.
+    pub rules: Arc<RuleHost>,
     roles: Roles,
     /// Swaps the rules when their directory changes, for as long as the
     /// contexts live.
@@ -120,7 +122,7 @@ where
         let inventory = match (role.runs(ProcessRole::Inventory), lock) {
             (false, _) => None,
             (true, Some(lock)) => Some(Arc::new(
-                InventoryService::new(store, lock, rules, clock, namespace).with_metrics(metrics.clone()),
+                InventoryService::new(store, lock, rules.clone(), clock, namespace).with_metrics(metrics.clone()),
             )),
             (true, None) => anyhow::bail!("the inventory context needs a lock"),
         };
@@ -129,6 +131,7 @@ where
             inventory,
             payments,
             metrics,
+            rules,
             roles: Roles::new(),
             _watch: watch,
         })

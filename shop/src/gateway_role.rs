@@ -49,7 +49,7 @@ pub(crate) async fn start(
     let listening = listener.local_addr().context("the listening address")?;
 
     let mut registry = Registry::default();
-    crate::telemetry::register(&mut registry, None);
+    crate::telemetry::register(&mut registry, None, None);
     let upstreams = Upstreams::new(routing.proxy.clone(), &mut registry);
     for (context, urls, name) in [
         (Context::Order, &routing.order, "SHOP_ORDER_UPSTREAMS"),

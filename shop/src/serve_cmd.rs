@@ -246,7 +246,15 @@ where
         .start_saga(&wiring.bus, wiring.outboxes, saga_settings(settings)?)
         .await?;
     let mut registry = Registry::default();
-    crate::telemetry::register(&mut registry, Some(wiring.pool));
+    let rules = Arc::clone(&contexts.rules);
+    let active: crate::telemetry::RuleStamps = Arc::new(move || {
+        rules
+            .components()
+            .into_iter()
+            .map(|c| (c.stamp.name.to_string(), c.stamp.hash.to_string()))
+            .collect()
+    });
+    crate::telemetry::register(&mut registry, Some(wiring.pool), Some(active));
     contexts.metrics.register(&mut registry);
     if let Some(fallbacks) = wiring.limiter_fallbacks.clone() {
         register_fallbacks(&mut registry, Fallback::RateLimit, fallbacks);

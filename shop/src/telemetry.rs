@@ -1,6 +1,7 @@
 //! What every process tells `/metrics` about itself, read at each scrape:
 //! its CPU time, memory and open files (the standard `process_*` names, so
-//! stock dashboards read them), the build it runs, and its database pool:
+//! stock dashboards read them), the build it runs and the rule components
+//! active in it (they swap at run time), and its database pool:
 //! its connections, and how long each acquire waited for one (sqlx reports
 //! every acquire's wait as a trace event; [`pool_waits`] counts them).
 
@@ -23,11 +24,17 @@ use tracing_subscriber::registry::LookupSpan;
 /// Connections of a database pool: (open, idle).
 pub(crate) type PoolStats = Arc<dyn Fn() -> (u32, usize) + Send + Sync>;
 
-/// Registers the process, build and (when given) pool metrics.
-pub(crate) fn register(registry: &mut Registry, pool: Option<PoolStats>) {
+/// The rule components a process runs now: (name, hash).
+pub(crate) type RuleStamps = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+
+/// Registers the process, build and (when given) rule and pool metrics.
+pub(crate) fn register(registry: &mut Registry, pool: Option<PoolStats>, rules: Option<RuleStamps>) {
     registry.register_collector(Box::new(ProcessCollector));
     let info = Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
     registry.register("shop_build", "The build this process runs", info);
+    if let Some(rules) = rules {
+        registry.register_collector(Box::new(RuleCollector(rules)));
+    }
     if let Some(pool) = pool {
         registry.register_collector(Box::new(PoolCollector(pool)));
         registry.register(
@@ -133,6 +140,32 @@ fn resident_bytes() -> Option<i64> {
     Some(kib * 1024)
 }
 
+/// `shop_rule_info{name,hash} 1` for each active component, read at each
+/// scrape, so a swap shows at the next one.
+struct RuleCollector(RuleStamps);
+
+impl std::fmt::Debug for RuleCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuleCollector")
+    }
+}
+
+impl Collector for RuleCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "shop_rule_info",
+            "The rule components this process runs now: name and SHA-256 of each",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (name, hash) in (self.0)() {
+            let labels = [("name", name.as_str()), ("hash", hash.as_str())];
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 struct PoolCollector(PoolStats);
 
 impl std::fmt::Debug for PoolCollector {
@@ -172,7 +205,16 @@ mod tests {
         }
         let mut registry = Registry::default();
         let pool: PoolStats = Arc::new(|| (5, 2));
-        register(&mut registry, Some(pool));
+        let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::clone(&swapped);
+        let rules: RuleStamps = Arc::new(move || {
+            let hash = match seen.load(std::sync::atomic::Ordering::Relaxed) {
+                false => "aa",
+                true => "bb",
+            };
+            vec![("order".to_owned(), hash.to_owned())]
+        });
+        register(&mut registry, Some(pool), Some(rules));
         let mut exposition = String::new();
         prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
         let value = |prefix: &str| {
@@ -188,6 +230,18 @@ mod tests {
         assert_eq!(value("shop_db_pool_connections{state=\"in_use\"}"), 3.0);
         assert_eq!(value("shop_db_pool_connections{state=\"idle\"}"), 2.0);
         assert_eq!(value("shop_build_info{version="), 1.0);
+        assert_eq!(value("shop_rule_info{name=\"order\",hash=\"aa\"}"), 1.0);
+        swapped.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut exposition = String::new();
+        prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
+        assert!(
+            exposition.contains("shop_rule_info{name=\"order\",hash=\"bb\"} 1"),
+            "{exposition}"
+        );
+        assert!(
+            !exposition.contains("hash=\"aa\""),
+            "the swapped-out hash is gone: {exposition}"
+        );
     }
 
     #[test]
@@ -196,7 +250,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(pool_waits());
         let counted = || {
             let mut registry = Registry::default();
-            register(&mut registry, Some(Arc::new(|| (1, 1))));
+            register(&mut registry, Some(Arc::new(|| (1, 1))), None);
             let mut exposition = String::new();
             prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
             let sample = |name: &str| {

@@ -36,6 +36,19 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     let metrics = shop.get("/metrics").await;
     let value = |name: &str| sample(&metrics, name).unwrap_or_else(|| panic!("{name} missing in\n{metrics}"));
     assert_eq!(value("shop_orders_confirmed_total"), 3.0);
+    // The rule components it runs, each by its hash (64 hex digits).
+    for rule in ["order", "inventory"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("shop_rule_info{{name=\"{rule}\",hash=\"")))
+            .unwrap_or_else(|| panic!("shop_rule_info of {rule} missing in\n{metrics}"));
+        let hash = line
+            .split("hash=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert!(hash.len() == 64 && line.ends_with("} 1"), "{line}");
+    }
     assert_eq!(value("shop_orders_cancelled_total{reason=\"insufficient_stock\"}"), 2.0);
     assert_eq!(
         value("shop_handler_seconds_count{context=\"inventory\",event_type=\"OrderCreated\"}"),

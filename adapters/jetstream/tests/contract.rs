@@ -5,10 +5,24 @@
 use std::time::Duration;
 
 use shop_adapter_jetstream::JetStreamBus;
+use shop_rules::order::{OrderEvent, OrderTransition};
 use shop_runtime::ports::contracts;
 use shop_runtime::ports::{EventBus, Subscription};
-use shop_streams::{Context, Namespace, Reader, Topology};
+use shop_streams::{Context, DomainEvent, Envelope, Namespace, Reader, RuleRef, Topology, Trace};
 use uuid::Uuid;
+
+/// An `OrderCompleted` of `order_id` in the chain `trace`.
+fn completed(order_id: &str, trace: Trace) -> Envelope {
+    let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
+        order_id: order_id.into(),
+        at: 1,
+    }));
+    let rule = RuleRef {
+        name: "order".into(),
+        hash: "0".repeat(64),
+    };
+    Envelope::new(&event, 3, 1, rule, trace)
+}
 
 async fn fresh_bus() -> JetStreamBus {
     let url = std::env::var("SHOP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
@@ -40,19 +54,7 @@ async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
             .await
             .expect("stored");
     }
-    let good = {
-        use shop_rules::order::{OrderEvent, OrderTransition};
-        use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
-        let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
-            order_id: "o-1".into(),
-            at: 1,
-        }));
-        let rule = RuleRef {
-            name: "order".into(),
-            hash: "0".repeat(64),
-        };
-        Envelope::new(&event, 3, 1, rule, Trace::root(Uuid::now_v7()))
-    };
+    let good = completed("o-1", Trace::root(Uuid::now_v7()));
     bus.publish(std::slice::from_ref(&good)).await.expect("published");
 
     let batch = inventory
@@ -240,10 +242,8 @@ async fn a_stream_keeps_the_history_its_retention_allows() {
 #[tokio::test]
 async fn the_trace_parent_travels_in_the_traceparent_header() {
     use futures::StreamExt as _;
-    use shop_rules::order::{OrderEvent, OrderTransition};
     use shop_runtime::ports::Delivery;
     use shop_streams::trace_parent::TraceParent;
-    use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
     let bus = fresh_bus().await;
     let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let subject = format!("{}.order.OrderCompleted", bus.topology().namespace());
@@ -256,17 +256,6 @@ async fn the_trace_parent_travels_in_the_traceparent_header() {
     let parent: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         .parse()
         .expect("valid");
-    let completed = |order_id: &str, trace: Trace| {
-        let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
-            order_id: order_id.into(),
-            at: 1,
-        }));
-        let rule = RuleRef {
-            name: "order".into(),
-            hash: "0".repeat(64),
-        };
-        Envelope::new(&event, 3, 1, rule, trace)
-    };
 
     // The shop's publish sets the header from the envelope.
     let traced = completed("o-1", Trace::root(Uuid::now_v7()).within(Some(parent)));

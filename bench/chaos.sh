@@ -90,7 +90,7 @@ crash_postgres() { # the postmaster and its backends, all at once
 }
 stop_postgres() { as_postgres "$pg_bin/pg_ctl" -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true; }
 start_postgres
-trap 'stop_postgres; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+on_exit+=(stop_postgres)
 "$bin/shop-load" link --listen "127.0.0.1:$pg_link" --to "127.0.0.1:$pg_port" --control "$work/pg.latency" \
   2>>"$work/links.log" &
 pids+=($!)

@@ -26,11 +26,13 @@ fresh_db() { # name prefix, [port: 5432]
 
 # A scratch directory ($work) and the list of background processes the
 # script starts ($pids): the processes are stopped and the directory
-# removed when the script exits, however it exits.
+# removed when the script exits, however it exits. Commands in $on_exit
+# run first (a server the script stops its own way).
 scratch() {
   work=$(mktemp -d)
   pids=()
-  trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+  on_exit=()
+  trap 'for step in "${on_exit[@]}"; do $step; done; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
 
 # Sets $bin to the directory of the release `shop` and `shop-load`: $BIN

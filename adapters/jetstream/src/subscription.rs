@@ -192,9 +192,7 @@ fn with_header_trace(mut envelope: Envelope, message: &Message) -> Envelope {
         .as_ref()
         .and_then(|headers| headers.get(trace_parent::HEADER))
         .and_then(|value| value.as_str().parse::<TraceParent>().ok());
-    if header.is_some() {
-        envelope.traceparent = header;
-    }
+    envelope.traceparent = header.or(envelope.traceparent);
     envelope
 }
 

@@ -8,20 +8,16 @@ use shop_adapter_jetstream::JetStreamBus;
 use shop_rules::order::{OrderEvent, OrderTransition};
 use shop_runtime::ports::contracts;
 use shop_runtime::ports::{EventBus, Subscription};
-use shop_streams::{Context, DomainEvent, Envelope, Namespace, Reader, RuleRef, Topology, Trace};
+use shop_streams::{Context, Envelope, Namespace, Reader, Topology, Trace};
 use uuid::Uuid;
 
 /// An `OrderCompleted` of `order_id` in the chain `trace`.
 fn completed(order_id: &str, trace: Trace) -> Envelope {
-    let event = DomainEvent::Order(OrderEvent::Completed(OrderTransition {
+    let event = OrderEvent::Completed(OrderTransition {
         order_id: order_id.into(),
         at: 1,
-    }));
-    let rule = RuleRef {
-        name: "order".into(),
-        hash: "0".repeat(64),
-    };
-    Envelope::new(&event, 3, 1, rule, trace)
+    });
+    contracts::order_envelope(event, 3, trace)
 }
 
 async fn fresh_bus() -> JetStreamBus {

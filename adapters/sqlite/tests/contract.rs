@@ -198,21 +198,11 @@ async fn leases_of_a_dead_process_can_be_released_at_start() {
 }
 
 fn confirmed(order_id: &str) -> shop_streams::Envelope {
-    shop_streams::Envelope::new(
-        &shop_streams::DomainEvent::Order(shop_rules::order::OrderEvent::Confirmed(
-            shop_rules::order::OrderTransition {
-                order_id: order_id.into(),
-                at: 1,
-            },
-        )),
-        2,
-        1,
-        shop_streams::RuleRef {
-            name: "order".into(),
-            hash: "0".repeat(64),
-        },
-        shop_streams::Trace::root(uuid::Uuid::now_v7()),
-    )
+    let event = shop_rules::order::OrderEvent::Confirmed(shop_rules::order::OrderTransition {
+        order_id: order_id.into(),
+        at: 1,
+    });
+    contracts::order_envelope(event, 2, shop_streams::Trace::root(uuid::Uuid::now_v7()))
 }
 
 async fn stored_messages(store: &SqliteStore) -> i64 {

@@ -129,25 +129,20 @@ async fn together<D: Delivery, H: Handler>(
     let started = Instant::now();
     // Each message is a hop of its own trace, even in a batch: a span per
     // message while spans are exported, open until the batch is handled.
-    let (spans, relinked): (Vec<_>, Vec<_>) = match trace_context::exporting() {
-        true => deliveries
-            .iter()
-            .map(|delivery| {
-                let span = message_span(delivery);
-                let relinked = relinked(delivery.envelope(), &span);
-                (span, relinked)
-            })
-            .unzip(),
-        false => (Vec::new(), Vec::new()),
+    let spans: Vec<tracing::Span> = match trace_context::exporting() {
+        true => deliveries.iter().map(message_span).collect(),
+        false => Vec::new(),
     };
-    let envelopes: Vec<&Envelope> = match relinked.is_empty() {
-        true => deliveries.iter().map(Delivery::envelope).collect(),
-        false => relinked
-            .iter()
-            .zip(&deliveries)
-            .map(|(own, d)| own.as_ref().unwrap_or(d.envelope()))
-            .collect(),
-    };
+    let relinked: Vec<Option<Envelope>> = deliveries
+        .iter()
+        .zip(&spans)
+        .map(|(delivery, span)| relinked(delivery.envelope(), span))
+        .collect();
+    let envelopes: Vec<&Envelope> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, delivery)| relinked.get(i).and_then(Option::as_ref).unwrap_or(delivery.envelope()))
+        .collect();
     let mut outcomes = handler
         .handle_many(&envelopes, settings.concurrency)
         .instrument(span)
@@ -204,7 +199,7 @@ async fn one_sequence<D: Delivery, H: Handler>(
 
 /// The span of one message's handling: in the trace of the span that
 /// published it.
-fn message_span(delivery: &impl Delivery) -> tracing::Span {
+fn message_span<D: Delivery>(delivery: &D) -> tracing::Span {
     let envelope = delivery.envelope();
     let span = tracing::info_span!(
         "message",

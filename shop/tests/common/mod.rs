@@ -455,6 +455,13 @@ fn dechunk(mut rest: &str) -> String {
     body
 }
 
+/// Registers `product` (the API's JSON) at `addr` as an admin; it must answer 201.
+pub async fn register(addr: SocketAddr, product: &serde_json::Value) {
+    let admin = token("ops", "admin");
+    let created = call(addr, "POST", "/api/products", Some(&admin), &[], &product.to_string()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+}
+
 /// Places an order of one `product` at `addr` once the order side knows
 /// the product (it answers 422 until the catalogue reaches it); the 202's body.
 pub async fn place(addr: SocketAddr, token: &str, product: &str, key: &str) -> serde_json::Value {

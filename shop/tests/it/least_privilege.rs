@@ -114,16 +114,7 @@ async fn serving_roles_need_no_more_than_their_own_rows() {
         assert_eq!(ready.status, 200, "{}", ready.body);
     }
     let product = json!({"id": "SKU-L", "name": "Lock", "unit_price": 700, "currency": "KRW", "stock": 3});
-    let created = common::call(
-        inventory.addr,
-        "POST",
-        "/api/products",
-        Some(&token("ops", "admin")),
-        &[],
-        &product.to_string(),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    common::register(inventory.addr, &product).await;
     let alice = token("alice", "customer");
     let placed = common::place(order.addr, &alice, "SKU-L", "l-1").await;
     let id = placed["order_id"].as_str().expect("an order id");

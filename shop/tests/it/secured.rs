@@ -187,19 +187,9 @@ async fn a_shop_runs_its_saga_over_secured_nats_and_redis() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let admin = token("ops", "admin");
     let alice = token("alice", "customer");
     let product = json!({"id": "SKU-S", "name": "Safe", "unit_price": 9000, "currency": "KRW", "stock": 5});
-    let created = common::call(
-        shop.addr,
-        "POST",
-        "/api/products",
-        Some(&admin),
-        &[],
-        &product.to_string(),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    common::register(shop.addr, &product).await;
     let placed = common::place(shop.addr, &alice, "SKU-S", "s-1").await;
     let id = placed["order_id"].as_str().expect("an order id");
     common::confirmed(shop.addr, &alice, id).await;

@@ -86,7 +86,7 @@ fn text(value: &AnyValue) -> Option<String> {
     }
 }
 
-/// The span of `service` named `name` (and about `event_type`) in `spans`.
+/// The span of `service` named `name` in `spans`.
 fn find<'a>(spans: &'a [Received], service: &str, name: &str) -> Option<&'a Received> {
     spans.iter().find(|s| s.service == service && s.name == name)
 }
@@ -117,18 +117,9 @@ async fn one_order_is_one_trace_across_the_gateway_and_both_contexts() {
     ]);
     let gateway = RoleProcess::start("gateway", &db, ns, &gateway_env);
 
-    let (admin, alice) = (token("ops", "admin"), token("alice", "customer"));
+    let alice = token("alice", "customer");
     let mug = json!({"id": "SKU-T", "name": "Mug", "unit_price": 1200, "currency": "KRW", "stock": 10});
-    let created = common::call(
-        gateway.addr,
-        "POST",
-        "/api/products",
-        Some(&admin),
-        &[],
-        &mug.to_string(),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    common::register(gateway.addr, &mug).await;
     // The first order waits until the order side knows the product.
     common::place(gateway.addr, &alice, "SKU-T", "t-0").await;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shop_rules::order::{OrderEvent, OrderTransition};
-use shop_streams::{DomainEvent, Envelope, Reader, RuleRef, Trace};
+use shop_streams::{Envelope, Reader, Trace};
 use uuid::Uuid;
 
 use crate::ports::{BusError, Delivery, EventBus, Subscription};
@@ -15,15 +15,11 @@ const WAIT: Duration = Duration::from_millis(500);
 const QUIET: Duration = Duration::from_millis(200);
 
 fn confirmed(order_id: &str) -> Envelope {
-    let event = DomainEvent::Order(OrderEvent::Confirmed(OrderTransition {
+    let event = OrderEvent::Confirmed(OrderTransition {
         order_id: order_id.to_owned(),
         at: 1,
-    }));
-    let rule = RuleRef {
-        name: "order".into(),
-        hash: "0".repeat(64),
-    };
-    Envelope::new(&event, 2, 1, rule, Trace::root(Uuid::now_v7()))
+    });
+    super::order_envelope(event, 2, Trace::root(Uuid::now_v7()))
 }
 
 /// Every check; `max_deliver` is the consumer's delivery limit.

@@ -35,17 +35,26 @@ pub(crate) fn order(id: &str) -> Order {
 }
 
 pub(crate) fn created(order: &Order) -> Envelope {
-    let event = DomainEvent::Order(OrderEvent::Created(OrderCreated {
+    let event = OrderEvent::Created(OrderCreated {
         order_id: order.id.clone(),
         customer_id: order.customer_id.clone(),
         lines: order.lines.clone(),
         currency: order.currency.clone(),
         total: order.total(),
         at: order.created_at,
-    }));
+    });
+    let mut envelope = order_envelope(event, 1, Trace::root(Uuid::now_v7()));
+    envelope.occurred_at = order.created_at;
+    envelope
+}
+
+/// `event` as the order rules would have written it: aggregate version
+/// `version`, in the chain `trace`, stamped by a rule of hash zero. For
+/// the contracts and the adapters' own tests.
+pub fn order_envelope(event: OrderEvent, version: u64, trace: Trace) -> Envelope {
     let rule = RuleRef {
         name: "order".into(),
         hash: "0".repeat(64),
     };
-    Envelope::new(&event, 1, order.created_at, rule, Trace::root(Uuid::now_v7()))
+    Envelope::new(&DomainEvent::Order(event), version, 1, rule, trace)
 }

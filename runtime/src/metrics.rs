@@ -69,6 +69,15 @@ pub struct RuleLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub name: String,
+    /// The shadow version.
+    pub candidate: String,
+    /// `agree`, `disagree` or `fault`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandlerLabels {
     pub context: ContextLabel,
     pub event_type: String,
@@ -103,6 +112,7 @@ pub struct Metrics {
     orders_cancelled: Family<ReasonLabels, Counter>,
     lock_wait: Histogram,
     rule_call: HistogramFamily<RuleLabels>,
+    rule_shadow: Family<ShadowLabels, Counter>,
     handler: HistogramFamily<HandlerLabels>,
     message_delay: HistogramFamily<ContextLabels>,
     redeliveries: Family<ContextLabels, Counter>,
@@ -128,6 +138,7 @@ impl Default for Metrics {
             orders_cancelled: Family::default(),
             lock_wait: latency_histogram(),
             rule_call: Family::new_with_constructor(latency_histogram),
+            rule_shadow: Family::default(),
             handler: Family::new_with_constructor(latency_histogram),
             message_delay: Family::new_with_constructor(delay_histogram),
             redeliveries: Family::default(),
@@ -189,6 +200,11 @@ impl Metrics {
             "rule_call_seconds",
             "Time of one call into a rule component, by component",
             self.rule_call.clone(),
+        );
+        shop.register(
+            "rule_shadow",
+            "Answers of rule versions in shadow compared with the active version's, by rule, candidate version and outcome",
+            self.rule_shadow.clone(),
         );
         shop.register(
             "handler_seconds",
@@ -316,6 +332,17 @@ impl Metrics {
                 .get_or_create(&RuleLabels { rule: rule.to_owned() })
                 .clone(),
         )
+    }
+
+    /// A shadow version's answer compared: `agree`, `disagree` or `fault`.
+    pub fn shadow_outcome(&self, name: &str, candidate: u32, outcome: &'static str) {
+        self.rule_shadow
+            .get_or_create(&ShadowLabels {
+                name: name.to_owned(),
+                candidate: candidate.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn handled(&self, reader: Reader, event_type: &str, took: Duration) {

@@ -34,10 +34,16 @@ pub enum DomainEvent {
     Inventory(InventoryEvent),
 }
 
-/// Which rule component decided an event: its name and content hash.
+/// Which rule component decided an event: its name, published version and
+/// content hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleRef {
     pub name: String,
+    /// The version published in the deployment's rule store; 0 for a
+    /// component that was not published (built in, or read from a rules
+    /// directory). Absent from events written before versions existed.
+    #[serde(default)]
+    pub version: u32,
     pub hash: String,
 }
 
@@ -101,6 +107,10 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<TraceParent>,
     pub rule: RuleRef,
+    /// Every rule that decided the event: the deciding component first,
+    /// then (for a new order) each policy plugin that allowed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<RuleRef>,
     pub payload: Value,
 }
 
@@ -138,9 +148,16 @@ impl Envelope {
             correlation_id: trace.correlation_id,
             causation_id: trace.causation_id,
             traceparent: trace.traceparent,
+            policy: vec![rule.clone()],
             rule,
             payload,
         }
+    }
+
+    /// The same event, with `policies` added to the rules that decided it.
+    pub fn with_policies(mut self, policies: &[RuleRef]) -> Self {
+        self.policy.extend_from_slice(policies);
+        self
     }
 
     /// The domain event inside, if this build knows its type and version.
@@ -297,6 +314,7 @@ mod tests {
 
     fn rule() -> RuleRef {
         RuleRef {
+            version: 0,
             name: "order".into(),
             hash: "ab12".into(),
         }

@@ -12,6 +12,7 @@
 
 mod announce;
 mod dead_letters;
+mod rules;
 mod subscription;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use shop_streams::{Context, Envelope, Reader, StreamSpec, Topology};
 use tokio::sync::OnceCell;
 
 pub use announce::Announcer;
+pub use rules::JetStreamRuleStore;
 pub use subscription::{JetStreamDelivery, JetStreamSubscription};
 
 /// Attempts of one publish whose acknowledgement did not arrive; each retry

@@ -38,6 +38,15 @@ async fn event_bus_contract() {
 }
 
 #[tokio::test]
+async fn rule_store_contract() {
+    let bus = fresh_bus().await;
+    let store = bus.rules();
+    contracts::rule_store::run(&store).await;
+    store.delete().await.expect("rule buckets deleted");
+    bus.delete_streams().await.expect("streams deleted");
+}
+
+#[tokio::test]
 async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
     let bus = fresh_bus().await;
     let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
@@ -199,6 +208,7 @@ async fn a_stream_keeps_the_history_its_retention_allows() {
                 at: n,
             }));
             let rule = RuleRef {
+                version: 0,
                 name: "order".into(),
                 hash: "0".repeat(64),
             };

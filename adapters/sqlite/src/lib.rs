@@ -21,6 +21,7 @@ mod intake;
 mod inventory;
 mod orders;
 mod outbox;
+mod rules;
 mod statements;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use bus::{SqliteBus, SqliteDelivery, SqliteSubscription};
 pub use outbox::{SqliteApiKeys, SqliteOutbox};
+pub use rules::SqliteRuleStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteError {
@@ -102,6 +104,11 @@ impl SqliteStore {
     /// The API keys, over the same pool.
     pub fn api_keys(&self) -> SqliteApiKeys {
         outbox::api_keys(self.pool.clone())
+    }
+
+    /// The deployment's rule store, over the same pool.
+    pub fn rules(&self) -> SqliteRuleStore {
+        SqliteRuleStore::new(self.pool.clone())
     }
 
     /// The outbox of one context, over the same pool.

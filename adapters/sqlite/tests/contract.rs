@@ -72,6 +72,12 @@ async fn api_key_store_contract() {
 }
 
 #[tokio::test]
+async fn rule_store_contract() {
+    let (store, _dir) = fresh().await;
+    contracts::rule_store::run(&store.rules()).await;
+}
+
+#[tokio::test]
 async fn order_outbox_contract() {
     let (store, _dir) = fresh().await;
     contracts::outbox::run(&store, &store.outbox(Context::Order)).await;
@@ -168,6 +174,7 @@ async fn leases_of_a_dead_process_can_be_released_at_start() {
         2,
         1,
         shop_streams::RuleRef {
+            version: 0,
             name: "order".into(),
             hash: "0".repeat(64),
         },

@@ -163,6 +163,7 @@ async fn published(pool: &sqlx::PgPool, context: Context, aggregate: &str, event
 
 fn order_event(event: shop_rules::order::OrderEvent) -> shop_streams::Envelope {
     let rule = shop_streams::RuleRef {
+        version: 0,
         name: "order".into(),
         hash: "0".repeat(64),
     };

@@ -17,6 +17,7 @@ pub mod order_store;
 pub mod outbox;
 pub mod payment;
 pub mod rate_limit;
+pub mod rule_store;
 pub mod store;
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
@@ -35,6 +36,7 @@ pub use order_store::{
 pub use outbox::{Outbox, Pending};
 pub use payment::{PaymentError, PaymentIntent, PaymentProvider};
 pub use rate_limit::{Quota, RateLimitError, RateLimiter, Verdict};
+pub use rule_store::{Changes, DISAGREEMENTS_KEPT, Disagreement, Revision, RuleStore, RuleStoreError};
 pub use store::{StoreError, Versioned};
 
 #[cfg(feature = "testkit")]

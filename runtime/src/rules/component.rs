@@ -12,6 +12,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::bindings::{inventory_world, order_world, policy_world};
 use super::error::{FaultKind, LoadError, RuleFault};
 use super::imports::{Capabilities, HostState};
+use super::release::RuleMode;
 
 /// Which contract a component fulfils, recognised from its exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,13 +50,20 @@ impl fmt::Display for ComponentKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleStamp {
     pub name: Arc<str>,
+    /// The published version; 0 for a component that was not published
+    /// (built in, or read from the rules directory).
+    pub version: u32,
     /// Hex SHA-256 of the component's bytes.
     pub hash: Arc<str>,
 }
 
 impl fmt::Display for RuleStamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, &self.hash[..12.min(self.hash.len())])
+        let hash = &self.hash[..12.min(self.hash.len())];
+        match self.version {
+            0 => write!(f, "{}@{hash}", self.name),
+            version => write!(f, "{} v{version}@{hash}", self.name),
+        }
     }
 }
 
@@ -63,7 +71,9 @@ impl fmt::Display for RuleStamp {
 pub struct ComponentInfo {
     pub stamp: RuleStamp,
     pub role: ComponentKind,
-    /// Where it came from: `builtin` or a file path.
+    /// Deciding, or answering beside the active version in shadow.
+    pub mode: RuleMode,
+    /// Where it came from: `builtin`, `store` or a file path.
     pub origin: String,
     /// Whether its compiled code came from the on-disk cache.
     pub from_cache: bool,

@@ -11,20 +11,23 @@ use sha2::{Digest, Sha256};
 use shop_rules::inventory::{Decision, InventoryCommand, InventoryEvent, InventoryRejection, InventoryState};
 use shop_rules::mirror::Mirror;
 use shop_rules::order::{Order, OrderCommand, OrderEvent, OrderRejection, PlaceOrder};
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Store};
 
-use super::bindings::{inventory_types, order_types};
+use super::bindings::{inventory_types, inventory_world, order_types, order_world, policy_world};
 use super::cache::CodeCache;
 use super::component::{
     CallLimits, ComponentInfo, ComponentKind, InventoryWorld, Loaded, OrderWorld, PolicyWorld, RuleStamp,
 };
 use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
-use super::imports::Capabilities;
+use super::imports::{Capabilities, HostState};
+use super::release::RuleMode;
+use super::shadow::{DryRunKv, RecordingClock, ReplayClock, ShadowLog};
 use super::source::{self, RuleSource};
 use super::trust::RuleTrust;
 use crate::audit::{Actor, AuditRecord};
 use crate::metrics::{Metrics, Timer};
+use crate::ports::Disagreement;
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -95,7 +98,7 @@ impl ReloadReport {
     /// each component activated and each retired, by name and hash.
     pub fn audit(&self, actor: &Actor, at: i64) -> Vec<AuditRecord> {
         let record = |action: &str, stamp: &RuleStamp| {
-            let detail = serde_json::json!({ "hash": &*stamp.hash });
+            let detail = serde_json::json!({ "hash": &*stamp.hash, "version": stamp.version });
             actor.did("rules", action, format!("rule:{}", stamp.name), at, &detail)
         };
         let retired = self.retired.iter().map(|stamp| record("rule.retire", stamp));
@@ -125,17 +128,30 @@ struct RuleSet {
     order: Arc<Loaded<OrderWorld>>,
     inventory: Arc<Loaded<InventoryWorld>>,
     policies: Vec<Arc<Loaded<PolicyWorld>>>,
+    /// Candidates answering beside the active components, never acted on.
+    shadow: Shadows,
     /// The rules directory as it was when this set was read from it.
     fingerprint: source::Fingerprint,
 }
 
+#[derive(Default)]
+struct Shadows {
+    order: Option<Arc<Loaded<OrderWorld>>>,
+    inventory: Option<Arc<Loaded<InventoryWorld>>>,
+    policies: Vec<Arc<Loaded<PolicyWorld>>>,
+}
+
 impl RuleSet {
+    /// The active components, then the shadows.
     fn components(&self) -> Vec<AnyLoaded> {
         let mut all = vec![
             AnyLoaded::Order(Arc::clone(&self.order)),
             AnyLoaded::Inventory(Arc::clone(&self.inventory)),
         ];
         all.extend(self.policies.iter().cloned().map(AnyLoaded::Policy));
+        all.extend(self.shadow.order.iter().cloned().map(AnyLoaded::Order));
+        all.extend(self.shadow.inventory.iter().cloned().map(AnyLoaded::Inventory));
+        all.extend(self.shadow.policies.iter().cloned().map(AnyLoaded::Policy));
         all
     }
 }
@@ -145,6 +161,8 @@ struct Loader {
     engine: Engine,
     settings: RuleSettings,
     capabilities: Capabilities,
+    /// What candidates in shadow get: the same, read-only, on the active call's clock.
+    shadow_capabilities: Capabilities,
     limits: CallLimits,
     cache: Option<CodeCache>,
     /// Compiled code of every source of the last load, active or overridden,
@@ -156,6 +174,9 @@ struct Loader {
 pub struct RuleHost {
     loader: Loader,
     current: RwLock<Arc<RuleSet>>,
+    /// The versions the deployment's rule store says run, last installed.
+    published: Mutex<Vec<RuleSource>>,
+    shadow_log: ShadowLog,
     reloading: Mutex<()>,
     _ticker: mpsc::Sender<()>,
 }
@@ -187,18 +208,31 @@ impl RuleHost {
             .cache_dir
             .as_deref()
             .and_then(|dir| CodeCache::new(dir, &engine, settings.cache_key));
+        let shadow_log = ShadowLog::new(settings.metrics.clone(), Arc::clone(&capabilities.clock));
+        let shadow_capabilities = Capabilities {
+            clock: Arc::new(ReplayClock(Arc::clone(&capabilities.clock))),
+            kv: Arc::new(DryRunKv(Arc::clone(&capabilities.kv))),
+            namespace: capabilities.namespace.clone(),
+        };
+        let capabilities = Capabilities {
+            clock: Arc::new(RecordingClock(capabilities.clock)),
+            ..capabilities
+        };
         let loader = Loader {
             engine,
             settings,
             capabilities,
+            shadow_capabilities,
             limits,
             cache,
             compiled: Mutex::new(HashMap::new()),
         };
-        let set = loader.load_set(&[])?;
+        let set = loader.load_set(&[], &[])?;
         Ok(Self {
             loader,
             current: RwLock::new(Arc::new(set)),
+            published: Mutex::new(Vec::new()),
+            shadow_log,
             reloading: Mutex::new(()),
             _ticker: ticker,
         })
@@ -211,18 +245,49 @@ impl RuleHost {
         }
     }
 
-    /// The active components, order and inventory first, then policies by name.
+    /// The components that run: order and inventory first, then policies
+    /// by name, then the candidates in shadow.
     pub fn components(&self) -> Vec<ComponentInfo> {
         self.current().components().iter().map(|c| c.info().clone()).collect()
+    }
+
+    /// Hands every disagreement of a candidate in shadow to `sink`, as seen
+    /// by `instance`. Called from the rule call's thread: keep it quick.
+    pub fn on_disagreement(&self, instance: &str, sink: impl Fn(Disagreement) + Send + Sync + 'static) {
+        self.shadow_log.set_sink(instance, Arc::new(sink));
     }
 
     /// Re-reads the rules directory and swaps in what changed. Unchanged
     /// components (same name and hash) keep their compiled code and warm
     /// instances. If anything fails to load, nothing is swapped.
     pub fn reload(&self) -> Result<ReloadReport, LoadError> {
+        self.swap(None)
+    }
+
+    /// Runs `published` (the deployment's rule store's versions: active
+    /// ones over the built-in and directory components of their name, and
+    /// candidates in shadow) from now on, with the directory re-read. If
+    /// anything fails to load, nothing is swapped and the last published
+    /// set stays.
+    pub fn install(&self, published: Vec<RuleSource>) -> Result<ReloadReport, LoadError> {
+        self.swap(Some(published))
+    }
+
+    /// Checks that `published` would load, installing nothing.
+    pub fn verify(&self, published: &[RuleSource]) -> Result<(), LoadError> {
+        self.loader.load_set(&self.current().components(), published).map(drop)
+    }
+
+    fn swap(&self, published: Option<Vec<RuleSource>>) -> Result<ReloadReport, LoadError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut installed = self.published.lock().unwrap_or_else(|p| p.into_inner());
         let before = self.current().components();
-        let set = self.loader.load_set(&before)?;
+        let set = self
+            .loader
+            .load_set(&before, published.as_deref().unwrap_or(&installed))?;
+        if let Some(published) = published {
+            *installed = published;
+        }
         let set = Arc::new(set);
         match self.current.write() {
             Ok(mut current) => *current = Arc::clone(&set),
@@ -296,15 +361,33 @@ impl RuleHost {
         command: &OrderCommand,
     ) -> Result<Decided<Vec<OrderEvent>>, RuleError<OrderRejection>> {
         let set = self.current();
-        let state: Option<order_types::Order> = state.cloned().mirror();
-        let command: order_types::OrderCommand = command.clone().mirror();
-        let _timer = self.timer(set.order.stamp());
-        let outcome = set.order.call(|rules, store| {
+        let wit_state: Option<order_types::Order> = state.cloned().mirror();
+        let wit_command: order_types::OrderCommand = command.clone().mirror();
+        let decide = |rules: &order_world::Order, store: &mut Store<HostState>| {
             rules
                 .shop_rules_order_rules()
-                .call_decide(store, state.as_ref(), &command)
-        })?;
-        stamped(outcome, set.order.stamp())
+                .call_decide(store, wit_state.as_ref(), &wit_command)
+        };
+        RecordingClock::forget();
+        let outcome = {
+            let _timer = self.timer(set.order.stamp());
+            set.order.call(decide)?
+        };
+        let decided = stamped(outcome, set.order.stamp());
+        if let Some(candidate) = &set.shadow.order {
+            let answer = candidate.call(decide).map(|outcome| {
+                outcome
+                    .map(|value| value.mirror())
+                    .map_err(|rejection| rejection.mirror())
+            });
+            self.compare(
+                candidate.stamp(),
+                &decided,
+                answer,
+                || serde_json::json!({ "state": state, "command": command }),
+            );
+        }
+        decided
     }
 
     pub fn evolve_order(&self, state: Option<Order>, event: &OrderEvent) -> Result<Option<Order>, RuleFault> {
@@ -326,13 +409,50 @@ impl RuleHost {
         command: &InventoryCommand,
     ) -> Result<Decided<Decision>, RuleError<InventoryRejection>> {
         let set = self.current();
-        let state: inventory_types::InventoryState = state.clone().mirror();
-        let command: inventory_types::InventoryCommand = command.clone().mirror();
-        let _timer = self.timer(set.inventory.stamp());
-        let outcome = set
-            .inventory
-            .call(|rules, store| rules.shop_rules_inventory_rules().call_decide(store, &state, &command))?;
-        stamped(outcome, set.inventory.stamp())
+        let wit_state: inventory_types::InventoryState = state.clone().mirror();
+        let wit_command: inventory_types::InventoryCommand = command.clone().mirror();
+        let decide = |rules: &inventory_world::Inventory, store: &mut Store<HostState>| {
+            rules
+                .shop_rules_inventory_rules()
+                .call_decide(store, &wit_state, &wit_command)
+        };
+        RecordingClock::forget();
+        let outcome = {
+            let _timer = self.timer(set.inventory.stamp());
+            set.inventory.call(decide)?
+        };
+        let decided = stamped(outcome, set.inventory.stamp());
+        if let Some(candidate) = &set.shadow.inventory {
+            let answer = candidate.call(decide).map(|outcome| {
+                outcome
+                    .map(|value| value.mirror())
+                    .map_err(|rejection| rejection.mirror())
+            });
+            self.compare(
+                candidate.stamp(),
+                &decided,
+                answer,
+                || serde_json::json!({ "state": state, "command": command }),
+            );
+        }
+        decided
+    }
+
+    /// Counts what a candidate answered against the active decision; a
+    /// decision that faulted has nothing to compare with.
+    fn compare<T: serde::Serialize + PartialEq + Clone, R: serde::Serialize + PartialEq + Clone>(
+        &self,
+        candidate: &RuleStamp,
+        decided: &Result<Decided<T>, RuleError<R>>,
+        answer: Result<Result<T, R>, RuleFault>,
+        input: impl FnOnce() -> serde_json::Value,
+    ) {
+        let active = match decided {
+            Ok(decided) => Ok(decided.value.clone()),
+            Err(RuleError::Rejected(rejection)) => Err(rejection.clone()),
+            Err(RuleError::Fault(_)) => return,
+        };
+        self.shadow_log.compare(candidate, input, &active, answer);
     }
 
     pub fn evolve_inventory(&self, state: InventoryState, event: &InventoryEvent) -> Result<InventoryState, RuleFault> {
@@ -352,30 +472,71 @@ impl RuleHost {
 
     /// Runs every loaded policy, in name order; the first refusal wins.
     /// Answers with the stamps of the policies that allowed the order.
-    pub fn check_policies(&self, order: &PlaceOrder) -> Result<Vec<RuleStamp>, RuleError<PolicyViolation>> {
+    ///
+    /// Candidates in shadow run first, so that they read the state the
+    /// active policies read before those change it. Each is compared with
+    /// the active policy of its name (a new policy with "allowed"); when an
+    /// earlier policy refused and that one never ran, there is nothing to
+    /// compare and nothing is counted.
+    pub fn check_policies(&self, place: &PlaceOrder) -> Result<Vec<RuleStamp>, RuleError<PolicyViolation>> {
         let set = self.current();
-        let order: order_types::PlaceOrder = order.clone().mirror();
-        let mut allowed = Vec::with_capacity(set.policies.len());
+        let order: order_types::PlaceOrder = place.clone().mirror();
+        let check = |rules: &policy_world::Policy, store: &mut Store<HostState>| {
+            rules.shop_rules_order_policy().call_check(store, &order)
+        };
+        let candidates: Vec<_> = set
+            .shadow
+            .policies
+            .iter()
+            .map(|candidate| {
+                (
+                    candidate,
+                    candidate.call(check).map(|verdict| verdict.map_err(|v| v.code)),
+                )
+            })
+            .collect();
+        let mut verdicts: Vec<(&str, Result<(), String>)> = Vec::with_capacity(set.policies.len());
+        let mut outcome = Ok(());
         for policy in &set.policies {
-            let _timer = self.timer(policy.stamp());
-            let verdict = policy.call(|rules, store| rules.shop_rules_order_policy().call_check(store, &order))?;
+            let verdict = {
+                let _timer = self.timer(policy.stamp());
+                policy.call(check)?
+            };
+            verdicts.push((
+                &policy.stamp().name,
+                verdict.as_ref().map_err(|v| v.code.clone()).copied(),
+            ));
             if let Err(violation) = verdict {
-                return Err(RuleError::Rejected(PolicyViolation {
+                outcome = Err(RuleError::Rejected(PolicyViolation {
                     policy: policy.stamp().name.to_string(),
                     code: violation.code,
                     message: violation.message,
                 }));
+                break;
             }
-            allowed.push(policy.stamp().clone());
         }
-        Ok(allowed)
+        for (candidate, answer) in candidates {
+            let name = &*candidate.stamp().name;
+            let active = match verdicts.iter().find(|(ran, _)| *ran == name) {
+                Some((_, verdict)) => verdict.clone(),
+                None if set.policies.iter().any(|p| &*p.stamp().name == name) => continue,
+                None => Ok(()),
+            };
+            self.shadow_log
+                .compare(candidate.stamp(), || super::shadow::json(place), &active, answer);
+        }
+        outcome?;
+        Ok(set.policies.iter().map(|p| p.stamp().clone()).collect())
     }
 }
 
 impl Loader {
     /// Builds a full rule set from the built-ins and the directory, reusing
     /// any of `previous` whose name and content are unchanged.
-    fn load_set(&self, previous: &[AnyLoaded]) -> Result<RuleSet, LoadError> {
+    /// Builds a full rule set from the built-ins, the directory and the
+    /// `published` versions (in that order of precedence, lowest first),
+    /// reusing any of `previous` whose name, content and mode are unchanged.
+    fn load_set(&self, previous: &[AnyLoaded], published: &[RuleSource]) -> Result<RuleSet, LoadError> {
         let mut sources = self.settings.builtin.clone();
         let mut fingerprint = source::Fingerprint::default();
         if let Some(dir) = &self.settings.dir {
@@ -384,27 +545,36 @@ impl Loader {
                 sources.push(RuleSource::from_file(&path)?);
             }
         }
+        sources.extend(published.iter().cloned());
         let mut order: Option<Arc<Loaded<OrderWorld>>> = None;
         let mut inventory: Option<Arc<Loaded<InventoryWorld>>> = None;
         let mut policies: Vec<Arc<Loaded<PolicyWorld>>> = Vec::new();
+        let mut shadow = Shadows::default();
         let mut hashes = Vec::with_capacity(sources.len());
         for source in &sources {
             let component = self.load(source, previous)?;
             hashes.push(component.info().stamp.hash.to_string());
-            match component {
-                AnyLoaded::Order(c) => choose(&mut order, c, ComponentKind::Order)?,
-                AnyLoaded::Inventory(c) => choose(&mut inventory, c, ComponentKind::Inventory)?,
-                AnyLoaded::Policy(c) => {
+            match (source.mode, component) {
+                (RuleMode::Active, AnyLoaded::Order(c)) => choose(&mut order, c, ComponentKind::Order)?,
+                (RuleMode::Active, AnyLoaded::Inventory(c)) => choose(&mut inventory, c, ComponentKind::Inventory)?,
+                (RuleMode::Active, AnyLoaded::Policy(c)) => {
                     policies.retain(|p| p.info.stamp.name != c.info.stamp.name);
                     policies.push(c);
                 }
+                (RuleMode::Shadow, AnyLoaded::Order(c)) => shadow.order = Some(c),
+                (RuleMode::Shadow, AnyLoaded::Inventory(c)) => shadow.inventory = Some(c),
+                (RuleMode::Shadow, AnyLoaded::Policy(c)) => shadow.policies.push(c),
             }
         }
         policies.sort_by(|a, b| a.info.stamp.name.cmp(&b.info.stamp.name));
+        shadow
+            .policies
+            .sort_by(|a, b| a.info.stamp.name.cmp(&b.info.stamp.name));
         let set = RuleSet {
             order: order.ok_or(LoadError::Missing(ComponentKind::Order))?,
             inventory: inventory.ok_or(LoadError::Missing(ComponentKind::Inventory))?,
             policies,
+            shadow,
             fingerprint,
         };
         if let Ok(mut compiled) = self.compiled.lock() {
@@ -424,10 +594,13 @@ impl Loader {
                 hash,
             });
         }
-        if let Some(same) = previous
-            .iter()
-            .find(|p| *p.info().stamp.name == *source.name && *p.info().stamp.hash == *hash)
-        {
+        if let Some(same) = previous.iter().find(|p| {
+            let info = p.info();
+            *info.stamp.name == *source.name
+                && *info.stamp.hash == *hash
+                && info.stamp.version == source.version
+                && info.mode == source.mode
+        }) {
             return Ok(same.clone());
         }
         let (component, from_cache) = self.compile(source, &hash)?;
@@ -435,9 +608,11 @@ impl Loader {
         let info = ComponentInfo {
             stamp: RuleStamp {
                 name: source.name.as_str().into(),
+                version: source.version,
                 hash: hash.into(),
             },
             role,
+            mode: source.mode,
             origin: source.origin.clone(),
             from_cache,
         };
@@ -448,7 +623,10 @@ impl Loader {
                 .cloned()
                 .unwrap_or_default(),
         );
-        let caps = self.capabilities.clone();
+        let caps = match source.mode {
+            RuleMode::Active => self.capabilities.clone(),
+            RuleMode::Shadow => self.shadow_capabilities.clone(),
+        };
         // One constructor, generic over the world the role names.
         macro_rules! loaded {
             ($variant:ident) => {
@@ -552,9 +730,14 @@ fn choose<W: super::component::World>(
     candidate: Arc<Loaded<W>>,
     role: ComponentKind,
 ) -> Result<(), LoadError> {
+    // Published over directory over built-in; two of one rank is a mistake.
+    let rank = |info: &ComponentInfo| match info.origin.as_str() {
+        "builtin" => 0,
+        "store" => 2,
+        _ => 1,
+    };
     match slot {
-        // A directory component overrides the built-in one; two of either kind is a mistake.
-        Some(current) if current.info.origin == "builtin" && candidate.info.origin != "builtin" => {
+        Some(current) if rank(&current.info) < rank(&candidate.info) => {
             *slot = Some(candidate);
             Ok(())
         }

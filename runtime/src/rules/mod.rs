@@ -22,15 +22,20 @@ mod bindings;
 mod cache;
 mod component;
 mod error;
+mod fleet;
 mod host;
 mod imports;
+mod release;
+mod shadow;
 mod source;
 mod trust;
 
 pub use component::{ComponentInfo, ComponentKind, RuleStamp};
 pub use error::{FaultKind, LoadError, PolicyViolation, RuleError, RuleFault};
+pub use fleet::{FleetError, Published, RuleFleet, Running};
 pub use host::{Decided, ReloadReport, RuleHost, RuleSettings, WatchHandle};
 pub use imports::Capabilities;
+pub use release::{PublishedVersion, Release, ReleaseError, RuleMode};
 pub use source::RuleSource;
 pub use trust::RuleTrust;
 

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use super::error::LoadError;
+use super::release::RuleMode;
 
 /// A component's bytes and the name it is known by.
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub struct RuleSource {
     pub builtin: bool,
     /// The contents of `NAME.wasm.sig` beside the file, if there is one.
     pub signature: Option<Vec<u8>>,
+    /// The published version; 0 when it was not published.
+    pub version: u32,
+    pub mode: RuleMode,
 }
 
 impl RuleSource {
@@ -26,6 +30,22 @@ impl RuleSource {
             origin: "builtin".to_owned(),
             builtin: true,
             signature: None,
+            version: 0,
+            mode: RuleMode::Active,
+        }
+    }
+
+    /// Version `version` of the rule `name` from the deployment's rule
+    /// store, to run in `mode`.
+    pub fn published(name: &str, version: u32, wasm: Vec<u8>, signature: Option<Vec<u8>>, mode: RuleMode) -> Self {
+        Self {
+            name: name.to_owned(),
+            wasm: Cow::Owned(wasm),
+            origin: "store".to_owned(),
+            builtin: false,
+            signature,
+            version,
+            mode,
         }
     }
 
@@ -57,6 +77,8 @@ impl RuleSource {
             origin: path.display().to_string(),
             builtin: false,
             signature,
+            version: 0,
+            mode: RuleMode::Active,
         })
     }
 }

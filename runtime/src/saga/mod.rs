@@ -156,6 +156,7 @@ impl From<RuleFault> for HandleError {
 pub(crate) fn rule_ref(stamp: &RuleStamp) -> RuleRef {
     RuleRef {
         name: stamp.name.to_string(),
+        version: stamp.version,
         hash: stamp.hash.to_string(),
     }
 }

@@ -204,11 +204,14 @@ impl<S: OrderStore> OrderService<S> {
             catalogue,
         };
         let decided = self.rules.decide_order(None, &OrderCommand::Place(place.clone()))?;
-        self.rules.check_policies(&place).map_err(|error| match error {
+        let policies = self.rules.check_policies(&place).map_err(|error| match error {
             RuleError::Rejected(violation) => OrderError::Policy(violation),
             RuleError::Fault(fault) => OrderError::Rules(fault),
         })?;
         let (order, envelopes) = self.apply(None, &decided.value, &rule_ref(&decided.rule), trace)?;
+        // The order's first events name the policies that let it in, too.
+        let policies: Vec<_> = policies.iter().map(rule_ref).collect();
+        let envelopes: Vec<Envelope> = envelopes.into_iter().map(|e| e.with_policies(&policies)).collect();
         let order = order.ok_or_else(|| OrderError::NotFound(place.order_id.clone()))?;
         self.store
             .write(OrderWrite {

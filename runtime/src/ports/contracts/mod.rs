@@ -12,6 +12,7 @@ pub mod order_store;
 pub mod outbox;
 pub mod payment;
 pub mod rate_limit;
+pub mod rule_store;
 
 use shop_rules::order::{Order, OrderCreated, OrderEvent, OrderLine, OrderStatus};
 use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
@@ -53,6 +54,7 @@ pub(crate) fn created(order: &Order) -> Envelope {
 /// the contracts and the adapters' own tests.
 pub fn order_envelope(event: OrderEvent, version: u64, trace: Trace) -> Envelope {
     let rule = RuleRef {
+        version: 0,
         name: "order".into(),
         hash: "0".repeat(64),
     };

@@ -29,6 +29,7 @@ mod orders;
 mod payments;
 mod problem;
 mod products;
+mod rules;
 mod server;
 
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use shop_runtime::ports::RateLimiter;
-use shop_runtime::saga::use_cases::{AuditUseCases, InventoryUseCases, OrderUseCases, PaymentUseCases};
+use shop_runtime::saga::use_cases::{AuditUseCases, InventoryUseCases, OrderUseCases, PaymentUseCases, RuleUseCases};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -156,6 +157,13 @@ impl Gateway {
     /// Serves `/api/audit`, the audit log every context appends to.
     pub fn audit<A: AuditUseCases>(mut self, audit: Arc<A>) -> Self {
         self.api = self.api.merge(audit::router(audit));
+        self
+    }
+
+    /// Serves `/api/rules`: what this instance, `instance`, runs, and
+    /// publishing for the whole deployment.
+    pub fn rules<R: RuleUseCases>(mut self, rules: Arc<R>, instance: String) -> Self {
+        self.api = self.api.merge(rules::router(rules, instance));
         self
     }
 

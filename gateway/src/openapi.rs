@@ -11,7 +11,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::problem::{PROBLEM_JSON, Problem};
-use crate::{audit, customers, orders, payments, products};
+use crate::{audit, customers, orders, payments, products, rules};
 
 /// What any `/api` call may answer besides its own outcomes.
 pub(crate) struct ApiProblems;
@@ -103,6 +103,8 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         products::price,
         products::movements,
         audit::list,
+        rules::list,
+        rules::publish,
     ),
     components(schemas(Problem)),
     modifiers(&BearerToken, &Links),
@@ -112,6 +114,7 @@ fn problems(answers: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
         (name = "payments", description = "The payment provider's notices"),
         (name = "customers", description = "A customer's data: export and erasure"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "rules", description = "The rule components: what an instance runs, publishing for the deployment"),
     )
 )]
 pub struct ApiDoc;

@@ -179,10 +179,10 @@ where
 /// What tells the audit log of each rule swap: the watcher's thread hands
 /// the reload to a task that appends it as this instance's doing (a swap
 /// that cannot be recorded is logged, and stays swapped).
-fn audit_reloads<A: AuditLog + Clone>(
+pub(crate) fn audit_reloads<A: AuditLog + Clone>(
     log: A,
     settings: &Settings,
-) -> anyhow::Result<impl Fn(&ReloadReport) + Send + 'static> {
+) -> anyhow::Result<impl Fn(&ReloadReport) + Send + Sync + 'static> {
     let actor = Actor::system(&ServiceConfig::from_settings(settings)?.instance_id);
     let (tell, mut told) = tokio::sync::mpsc::unbounded_channel::<Vec<AuditRecord>>();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -15,6 +15,7 @@ mod audit_cmd;
 mod customers_cmd;
 mod dead_letters_cmd;
 mod events_cmd;
+mod fleet;
 mod gateway_role;
 mod log_lines;
 mod migrate_cmd;

@@ -1,4 +1,10 @@
-//! `shop rules ...`: the rules host seen from the command line.
+//! `shop rules ...`: the deployment's rules from the command line.
+//!
+//! `publish`, `promote`, `rollback`, `list` and `diff` act on the rule
+//! store every instance follows (the SQLite database when embedded,
+//! JetStream when distributed): a change reaches every running instance
+//! within a second. `validate`, `load` and `export` work on files and
+//! `SHOP_RULES_DIR`, for local development.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,16 +12,45 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
+use shop_adapter_jetstream::JetStreamBus;
 use shop_adapter_memory::MemoryKeyValue;
-use shop_runtime::ports::SystemClock;
-use shop_runtime::rules::{Capabilities, ComponentInfo, RuleHost, RuleSource};
+use shop_adapter_postgres::{PgSettings, PgStore};
+use shop_adapter_sqlite::SqliteStore;
+use shop_runtime::ports::{AuditLog, RuleStore, SystemClock};
+use shop_runtime::rules::{Capabilities, ComponentInfo, RuleFleet, RuleHost, RuleMode, RuleSource, Running};
+use shop_streams::{Namespace, Topology};
 
-use crate::config::{self, RulesConfig, Settings};
+use crate::config::{self, Database, RulesConfig, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Load the rules (built-in, then SHOP_RULES_DIR) and list what is active.
+    /// List the deployment's published rules (every version, and which run
+    /// active or in shadow), then the components not published (built in
+    /// or in SHOP_RULES_DIR).
     List,
+    /// Publish a component as the next version of its rule, for every
+    /// instance: active at once, or in shadow beside the active version.
+    Publish {
+        /// The component file (a FILE.sig beside it is its signature).
+        file: PathBuf,
+        /// Run it in shadow: its answers are compared, never acted on.
+        #[arg(long)]
+        shadow: bool,
+        /// The rule's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Make the version in shadow the active one.
+    Promote { name: String },
+    /// Return to the version active before (or to --to VERSION).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Show the newest disagreements of the version of NAME in shadow:
+    /// what was asked, what the active version and the candidate answered.
+    Diff { name: String },
     /// Check that .wasm files are rule components this host can run.
     Validate {
         /// Component files to check.
@@ -38,10 +73,37 @@ pub enum RulesCommand {
 
 pub fn run(command: RulesCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
-        RulesCommand::List => {
+        RulesCommand::List
+        | RulesCommand::Publish { .. }
+        | RulesCommand::Promote { .. }
+        | RulesCommand::Rollback { .. }
+        | RulesCommand::Diff { .. } => {
             let host = start(RulesConfig::from_settings(settings)?, config::namespace(settings))?;
-            print_table(&host.components());
-            Ok(ExitCode::SUCCESS)
+            let database = config::database(settings)?;
+            config::block_on(async move {
+                match database {
+                    Database::Embedded(url) => {
+                        let store = SqliteStore::open(&url).await?;
+                        deployment(
+                            RuleFleet::new(store.rules(), store, host, Arc::new(SystemClock)),
+                            command,
+                        )
+                        .await
+                    }
+                    Database::Postgres(url) => {
+                        let audit = PgStore::connect(&PgSettings {
+                            max_connections: 1,
+                            ..PgSettings::new(config::migration_url(settings, url))
+                        })
+                        .await?;
+                        let namespace = Namespace::new(config::namespace(settings))?;
+                        let bus = JetStreamBus::connect(config::nats(settings)?, Topology::new(namespace))
+                            .await
+                            .context("the rule store is on NATS")?;
+                        deployment(RuleFleet::new(bus.rules(), audit, host, Arc::new(SystemClock)), command).await
+                    }
+                }
+            })
         }
         RulesCommand::Validate { files } => {
             let host = start(RulesConfig::from_settings(settings)?, config::namespace(settings))?;
@@ -93,6 +155,102 @@ pub fn run(command: RulesCommand, settings: &Settings) -> anyhow::Result<ExitCod
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The commands that act on the deployment's rule store.
+async fn deployment(
+    fleet: RuleFleet<impl RuleStore, impl AuditLog>,
+    command: RulesCommand,
+) -> anyhow::Result<ExitCode> {
+    let operator = crate::audit_cmd::operator(uuid::Uuid::now_v7());
+    match command {
+        RulesCommand::Publish { file, shadow, name } => {
+            let source = RuleSource::from_file(&file)?;
+            let name = name.unwrap_or(source.name);
+            let mode = if shadow { RuleMode::Shadow } else { RuleMode::Active };
+            let published = fleet
+                .publish(&name, source.wasm.into_owned(), source.signature, mode, &operator)
+                .await?;
+            println!(
+                "published {} v{} ({} rules, sha256 {}) {}; running instances switch within 1 s",
+                published.name,
+                published.version,
+                published.role,
+                &published.hash[..12],
+                match mode {
+                    RuleMode::Active => "as the active version",
+                    RuleMode::Shadow => "in shadow beside the active version",
+                }
+            );
+        }
+        RulesCommand::Promote { name } => {
+            let running = fleet.promote(&name, &operator).await?;
+            println!("{name}: {}", describe(&running));
+        }
+        RulesCommand::Rollback { name, to } => {
+            let running = fleet.rollback(&name, to, &operator).await?;
+            println!("{name}: {}", describe(&running));
+        }
+        RulesCommand::List => {
+            let releases = fleet.releases().await?;
+            println!(
+                "{:<16} {:>7} {:<7} {:<14} published_ms",
+                "name", "version", "mode", "sha256"
+            );
+            for release in &releases {
+                for version in &release.versions {
+                    let mode = match Some(version.version) {
+                        v if v == release.active => "active",
+                        v if v == release.shadow => "shadow",
+                        _ => "-",
+                    };
+                    println!(
+                        "{:<16} {:>7} {:<7} {:<14} {}",
+                        release.name,
+                        version.version,
+                        mode,
+                        &version.hash[..12.min(version.hash.len())],
+                        version.published_at
+                    );
+                }
+            }
+            let unpublished: Vec<ComponentInfo> = fleet
+                .host()
+                .components()
+                .into_iter()
+                .filter(|c| !releases.iter().any(|r| r.name == *c.stamp.name && r.active.is_some()))
+                .collect();
+            println!("\nnot published (built in, or in SHOP_RULES_DIR), run where no version is active:");
+            print_table(&unpublished);
+        }
+        RulesCommand::Diff { name } => {
+            let kept = fleet.disagreements(&name).await?;
+            if kept.is_empty() {
+                println!("{name}: no disagreements kept");
+            }
+            for d in &kept {
+                println!(
+                    "at_ms {} {} v{} on {}\n  input:  {}\n  active: {}\n  shadow: {}",
+                    d.at, d.name, d.candidate, d.instance, d.input, d.active, d.shadow
+                );
+            }
+        }
+        RulesCommand::Validate { .. } | RulesCommand::Load { .. } | RulesCommand::Export { .. } => {
+            unreachable!("file commands are run by `run`")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(running: &Running) -> String {
+    let active = running.active.map_or_else(
+        || "no published version active (the built-in one, if any, decides)".to_owned(),
+        |v| format!("v{v} active"),
+    );
+    match running.shadow {
+        Some(v) => format!("{active}, v{v} in shadow"),
+        None => active,
     }
 }
 

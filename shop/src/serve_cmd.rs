@@ -28,7 +28,9 @@ use shop_adapter_postgres::{PgSettings, PgStore, Schema};
 use shop_adapter_redis::{RedisKeyValue, RedisLock, RedisRateLimiter};
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_gateway::{Auth, Dependency, Gateway, Limits};
-use shop_runtime::ports::{ApiKeyStore, EventBus, InventoryStore, Lock, OrderStore, Outbox, RateLimiter, WithFallback};
+use shop_runtime::ports::{
+    ApiKeyStore, EventBus, InventoryStore, Lock, OrderStore, Outbox, RateLimiter, RuleStore, WithFallback,
+};
 use shop_streams::{Announcement, AnnouncementKey, Context, Namespace, Topology};
 
 use crate::app::App;
@@ -75,9 +77,11 @@ pub fn run(role: ProcessRole, listen: SocketAddr, settings: &Settings) -> anyhow
 }
 
 /// What the roles run on: the adapters of one mode, wired to the ports.
-struct Wiring<S, B, L, O, R, K> {
+struct Wiring<S, B, L, O, R, K, RS> {
     /// The deployment's API keys.
     api_keys: K,
+    /// The deployment's published rules.
+    rule_store: RS,
     bus: B,
     limiter: R,
     /// Requests a shared limiter's local fallback counted (distributed mode).
@@ -130,6 +134,7 @@ pub(crate) async fn start(
         }
         let wiring = Wiring {
             api_keys: store.api_keys(),
+            rule_store: store.rules(),
             bus,
             limiter: MemoryRateLimiter::new(),
             limiter_fallbacks: None,
@@ -192,9 +197,11 @@ pub(crate) async fn start(
         let redis = redis_check(shared_limiter.clone(), format!("{namespace}:ready"));
         let bus = JetStreamBus::connect_lazily(service.nats.clone(), topology).await?;
         let announcer = bus.clone();
+        let rule_store = bus.rules();
         let limiter = WithFallback::new(shared_limiter, MemoryRateLimiter::new());
         let wiring = Wiring {
             api_keys: store.api_keys(),
+            rule_store,
             bus,
             limiter_fallbacks: Some(limiter.fallbacks()),
             lock_fallbacks,
@@ -221,10 +228,10 @@ pub(crate) async fn start(
     }
 }
 
-async fn run_roles<S, B, L, O, R, K>(
+async fn run_roles<S, B, L, O, R, K, RS>(
     role: ProcessRole,
     listener: tokio::net::TcpListener,
-    wiring: Wiring<S, B, L, O, R, K>,
+    wiring: Wiring<S, B, L, O, R, K, RS>,
     settings: &Settings,
     service: &ServiceConfig,
     auth: Auth,
@@ -236,12 +243,22 @@ where
     O: Outbox,
     R: RateLimiter,
     K: ApiKeyStore,
+    RS: RuleStore,
 {
     let listening = listener.local_addr().context("the listening address")?;
     let namespace = config::namespace(settings);
     let api_keys = crate::apikey_cmd::keep_current(wiring.api_keys, auth.stored_api_keys());
     let probe = wiring.ports.store.clone();
+    let audit = wiring.ports.store.clone();
     let mut contexts = Contexts::build(role, wiring.ports, settings)?;
+    let (fleet, follower) = crate::fleet::join(
+        wiring.rule_store,
+        audit.clone(),
+        Arc::clone(&contexts.rules),
+        &service.instance_id,
+        crate::contexts::audit_reloads(audit, settings)?,
+    )
+    .await;
     contexts
         .start_saga(&wiring.bus, wiring.outboxes, saga_settings(settings)?)
         .await?;
@@ -303,6 +320,7 @@ where
     let events = shop_streams::catalogue::asyncapi(&topology);
     let mut gateway = Gateway::new(auth, registry, checks)
         .asyncapi(events)
+        .rules(fleet, service.instance_id.clone())
         .rate_limits(wiring.limiter, limits)
         .request_timeout(service.request_timeout)
         .cors(config::cors_origins(settings)?);
@@ -356,6 +374,7 @@ where
         if let Some(announcer) = announcer {
             announcer.leave().await;
         }
+        drop(follower);
         contexts.stop().await;
         api_keys.abort();
     })

@@ -14,8 +14,10 @@ use super::orders::{CustomerData, NewOrder, OrderError, OrderRecord, OrderServic
 use super::payment::{PaymentService, Settled, WebhookError};
 use crate::audit::{Actor, AuditEntry};
 use crate::ports::{
-    AuditQuery, InventoryStore, Lock, MovementEntry, OrderQuery, OrderStore, PaymentProvider, StoreError,
+    AuditLog, AuditQuery, InventoryStore, Lock, MovementEntry, OrderQuery, OrderStore, PaymentProvider, RuleStore,
+    StoreError,
 };
+use crate::rules::{ComponentInfo, FleetError, Published, RuleFleet, RuleMode};
 
 /// The order context's use cases.
 pub trait OrderUseCases: Send + Sync + 'static {
@@ -80,6 +82,41 @@ impl<S: OrderStore> AuditUseCases for OrderService<S> {
 impl<S: InventoryStore, L: Lock> AuditUseCases for InventoryService<S, L> {
     fn audit(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send {
         self.store().entries(query)
+    }
+}
+
+/// The deployment's rules, as an admin sees them from one instance.
+pub trait RuleUseCases: Send + Sync + 'static {
+    /// MUST return the components this instance runs now, active and in shadow.
+    fn running(&self) -> Vec<ComponentInfo>;
+
+    /// MUST publish `wasm` as the next version of `name` in `mode` for the
+    /// whole deployment and audit it as `actor`'s doing, and MUST refuse
+    /// (publishing nothing) a component this host would not load.
+    fn publish(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        signature: Option<Vec<u8>>,
+        mode: RuleMode,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Published, FleetError>> + Send;
+}
+
+impl<S: RuleStore, A: AuditLog> RuleUseCases for RuleFleet<S, A> {
+    fn running(&self) -> Vec<ComponentInfo> {
+        self.host().components()
+    }
+
+    fn publish(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        signature: Option<Vec<u8>>,
+        mode: RuleMode,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Published, FleetError>> + Send {
+        RuleFleet::publish(self, name, wasm, signature, mode, actor)
     }
 }
 

@@ -10,6 +10,7 @@ mod audit;
 mod cli;
 mod customers;
 mod embedded;
+mod fleet;
 mod gateway;
 mod kill;
 mod least_privilege;

@@ -5,4 +5,5 @@ mod capabilities;
 mod common;
 mod hot_swap;
 mod sandbox;
+mod shadow;
 mod spec_through_wasm;

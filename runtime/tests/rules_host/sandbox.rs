@@ -102,6 +102,8 @@ fn inspect(bytes: Vec<u8>) -> LoadError {
         origin: "test".into(),
         builtin: false,
         signature: None,
+        version: 0,
+        mode: shop_runtime::rules::RuleMode::Active,
     };
     let error = t.host.inspect(&source).expect_err("must be refused");
     // The refusal leaves the active rules untouched.

@@ -24,6 +24,7 @@ mod otel;
 mod outbox_cmd;
 mod payment_sim_cmd;
 mod rules_cmd;
+mod rules_kit;
 mod secrets;
 pub mod serve_cmd;
 mod telemetry;

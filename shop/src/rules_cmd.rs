@@ -21,6 +21,7 @@ use shop_runtime::rules::{Capabilities, ComponentInfo, RuleFleet, RuleHost, Rule
 use shop_streams::{Namespace, Topology};
 
 use crate::config::{self, Database, RulesConfig, Settings};
+use crate::rules_kit;
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
@@ -63,6 +64,23 @@ pub enum RulesCommand {
     Load {
         /// The component file.
         file: PathBuf,
+    },
+    /// Scaffold a policy crate NAME: Cargo.toml, src/lib.rs on the WIT
+    /// contract (wit/), and a table of cases (cases.yaml).
+    New {
+        name: String,
+        /// Where to make it (default: here).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a table of cases (order, key-value state, settings -> allow or
+    /// refuse) through a policy component in the sandboxed host; exits 1
+    /// when a case fails.
+    Test {
+        /// The policy component.
+        file: PathBuf,
+        /// The cases (YAML; see `shop rules new`'s cases.yaml).
+        cases: PathBuf,
     },
     /// Write the built-in components, and the example plugin, into a directory.
     Export {
@@ -141,6 +159,35 @@ pub fn run(command: RulesCommand, settings: &Settings) -> anyhow::Result<ExitCod
                 target.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::New { name, dir } => {
+            let root = rules_kit::scaffold(&name, &dir)?;
+            println!(
+                "made {}: build it with `cargo build --release --target wasm32-wasip2` there, then\n  shop rules test {}/target/wasm32-wasip2/release/{}.wasm {}/cases.yaml",
+                root.display(),
+                root.display(),
+                name.replace('-', "_"),
+                root.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Test { file, cases } => {
+            let source = RuleSource::from_file(&file)?;
+            let table = std::fs::read_to_string(&cases).with_context(|| format!("read {}", cases.display()))?;
+            let checked = rules_kit::run_cases(&source.wasm, &source.name, &table)
+                .with_context(|| format!("{} on {}", cases.display(), file.display()))?;
+            println!("{:<4}  {:<56} {:<28} got", "", "case", "expected");
+            for case in &checked {
+                let verdict = if case.passed() { "ok" } else { "FAIL" };
+                println!("{verdict:<4}  {:<56} {:<28} {}", case.name, case.expected, case.got);
+            }
+            let failed = checked.iter().filter(|c| !c.passed()).count();
+            println!("{} passed, {failed} failed", checked.len() - failed);
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         RulesCommand::Export { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -236,7 +283,11 @@ async fn deployment(
                 );
             }
         }
-        RulesCommand::Validate { .. } | RulesCommand::Load { .. } | RulesCommand::Export { .. } => {
+        RulesCommand::Validate { .. }
+        | RulesCommand::Load { .. }
+        | RulesCommand::Export { .. }
+        | RulesCommand::New { .. }
+        | RulesCommand::Test { .. } => {
             unreachable!("file commands are run by `run`")
         }
     }

@@ -8,7 +8,6 @@
 //! they started with.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,30 +168,22 @@ impl<S: RuleStore, A: AuditLog> RuleFleet<S, A> {
     /// dropped; `on_sync` hears of each sync that changed something. A
     /// store that fails is watched again a second later; a set that does
     /// not load here is logged and the running one stays.
-    pub fn follow(
-        self: Arc<Self>,
-        on_sync: impl Fn(&ReloadReport) + Send + Sync + 'static,
-    ) -> impl Future<Output = ()> + Send
-    where
-        S: 'static,
-    {
-        async move {
-            loop {
-                let mut changes = match self.store.changes().await {
-                    Ok(changes) => changes,
-                    Err(error) => {
-                        tracing::warn!(target: "shop::rules", %error, "cannot watch the rule store; trying again");
-                        tokio::time::sleep(RETRY_EVERY).await;
-                        continue;
-                    }
-                };
-                // Synced after the watch began, so no change falls between.
-                self.sync_logged(&on_sync).await;
-                while changes.next().await.is_some() {
-                    self.sync_logged(&on_sync).await;
+    pub async fn follow(self: Arc<Self>, on_sync: impl Fn(&ReloadReport) + Send + Sync + 'static) {
+        loop {
+            let mut changes = match self.store.changes().await {
+                Ok(changes) => changes,
+                Err(error) => {
+                    tracing::warn!(target: "shop::rules", %error, "cannot watch the rule store; trying again");
+                    tokio::time::sleep(RETRY_EVERY).await;
+                    continue;
                 }
-                tokio::time::sleep(RETRY_EVERY).await;
+            };
+            // Synced after the watch began, so no change falls between.
+            self.sync_logged(&on_sync).await;
+            while changes.next().await.is_some() {
+                self.sync_logged(&on_sync).await;
             }
+            tokio::time::sleep(RETRY_EVERY).await;
         }
     }
 

@@ -45,4 +45,11 @@ pub mod fixtures {
         name: "rogue",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_rogue_rules.wasm")),
     };
+
+    /// A policy built against `shop:rules@0.2.0`, the contract's previous
+    /// minor version: refuses customer `blocked`.
+    pub const PREVIOUS_MINOR_POLICY: BundledComponent = BundledComponent {
+        name: "previous-minor",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_previous_minor.wasm")),
+    };
 }

@@ -36,6 +36,31 @@ impl ComponentKind {
     }
 }
 
+impl ComponentKind {
+    /// Whether `export` is this kind's interface at a version this host
+    /// runs: the same `0.MAJOR` (any MINOR), as WIT versions are read here.
+    pub(crate) fn fulfilled_by(self, export: &str) -> bool {
+        let wanted = self.export();
+        match (export.split_once('@'), wanted.split_once('@')) {
+            (Some((interface, version)), Some((wanted_interface, wanted_version))) => {
+                interface == wanted_interface && major(version) == major(wanted_version)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The part of a contract version that must match: `0.N` while the
+/// contract is at 0 (its `0.MAJOR.MINOR` scheme), else the first number.
+pub(crate) fn major(version: &str) -> &str {
+    let mut dots = version.match_indices('.').map(|(at, _)| at);
+    let cut = match version.starts_with("0.") {
+        true => dots.nth(1),
+        false => dots.next(),
+    };
+    cut.map_or(version, |at| &version[..at])
+}
+
 impl fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
@@ -185,7 +210,7 @@ impl<W: World> Loaded<W> {
         W::add_to_linker(&mut linker).map_err(mismatch)?;
         // Std guests import WASI interfaces they never call; rules get none of
         // them, so any such call traps instead of reaching the host system.
-        linker.define_unknown_imports_as_traps(component).map_err(mismatch)?;
+        stub_foreign_imports(&mut linker, component, engine).map_err(mismatch)?;
         let instance = linker.instantiate_pre(component).map_err(mismatch)?;
         let pre = W::pre(instance).map_err(mismatch)?;
         let loaded = Self {
@@ -274,4 +299,59 @@ impl<W: World> Loaded<W> {
         tracing::warn!(target: "shop::rules", %fault, "rule call failed; instance discarded");
         fault
     }
+}
+
+/// Defines every import of `component` outside the rule contract as
+/// functions that trap and resources that hold nothing.
+///
+/// Wasmtime's `define_unknown_imports_as_traps` would do it, but it looks
+/// names up exactly: a component built against an earlier minor version
+/// (`shop:rules/log@0.2.0`) would get traps where the host's
+/// `shop:rules/log@0.2.1` serves it by semver. The contract's own imports
+/// are left to the linker, which matches them by semver or fails the load
+/// naming what is missing.
+fn stub_foreign_imports(
+    linker: &mut Linker<HostState>,
+    component: &Component,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::{LinkerInstance, ResourceType};
+
+    fn stub(
+        linker: &mut LinkerInstance<'_, HostState>,
+        name: &str,
+        item: &ComponentItem,
+        path: &str,
+        engine: &Engine,
+    ) -> wasmtime::Result<()> {
+        match item {
+            ComponentItem::ComponentFunc(_) => {
+                let qualified = format!("{path}#{name}");
+                linker.func_new(name, move |_, _, _, _| {
+                    wasmtime::bail!("unknown import: `{qualified}` is not lent to rules")
+                })
+            }
+            ComponentItem::Resource(_) => linker.resource(name, ResourceType::host::<()>(), |_, _| Ok(())),
+            ComponentItem::ComponentInstance(instance) => {
+                let mut nested = linker.instance(name)?;
+                for (export, item) in instance.exports(engine) {
+                    stub(&mut nested, export, &item.ty, name, engine)?;
+                }
+                Ok(())
+            }
+            ComponentItem::CoreFunc(_)
+            | ComponentItem::Module(_)
+            | ComponentItem::Component(_)
+            | ComponentItem::Type(_) => Ok(()),
+        }
+    }
+
+    let mut root = linker.root();
+    for (name, item) in component.component_type().imports(engine) {
+        if !name.starts_with("shop:rules/") {
+            stub(&mut root, name, &item.ty, name, engine)?;
+        }
+    }
+    Ok(())
 }

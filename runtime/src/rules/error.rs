@@ -14,6 +14,16 @@ pub enum LoadError {
         expected: String,
         found: String,
     },
+    #[error(
+        "{name}: built against shop:rules@{found} (it exports {exports}); this host implements shop:rules@{} and runs components built against any {}.x: rebuild it against rules/wit/shop-rules.wit",
+        super::CONTRACT_VERSION,
+        super::component::major(super::CONTRACT_VERSION)
+    )]
+    OtherVersion {
+        name: String,
+        found: String,
+        exports: String,
+    },
     #[error("{name}: does not fit the {contract} contract: {reason}")]
     ContractMismatch {
         name: String,

@@ -684,10 +684,18 @@ impl Loader {
             .collect();
         let roles: Vec<ComponentKind> = ComponentKind::ALL
             .into_iter()
-            .filter(|role| exports.iter().any(|e| e == role.export()))
+            .filter(|role| exports.iter().any(|e| role.fulfilled_by(e)))
             .collect();
+        let ours = exports
+            .iter()
+            .find_map(|e| e.strip_prefix("shop:rules/").and_then(|e| e.split_once('@')));
         match roles.as_slice() {
             [role] => Ok(*role),
+            [] if ours.is_some() => Err(LoadError::OtherVersion {
+                name: name.to_owned(),
+                found: ours.map(|(_, version)| version.to_owned()).unwrap_or_default(),
+                exports: exports.join(", "),
+            }),
             [] => Err(LoadError::UnknownContract {
                 name: name.to_owned(),
                 expected: ComponentKind::ALL.map(ComponentKind::export).join(", "),

@@ -102,6 +102,16 @@ impl log::Host for HostState {
             log::Level::Error => tracing::error!(target: "shop::rules", component, "{message}"),
         }
     }
+
+    fn enabled(&mut self, level: log::Level) -> bool {
+        match level {
+            log::Level::Trace => tracing::enabled!(target: "shop::rules", tracing::Level::TRACE),
+            log::Level::Debug => tracing::enabled!(target: "shop::rules", tracing::Level::DEBUG),
+            log::Level::Info => tracing::enabled!(target: "shop::rules", tracing::Level::INFO),
+            log::Level::Warn => tracing::enabled!(target: "shop::rules", tracing::Level::WARN),
+            log::Level::Error => tracing::enabled!(target: "shop::rules", tracing::Level::ERROR),
+        }
+    }
 }
 
 impl config::Host for HostState {

@@ -14,7 +14,7 @@
 /// as a literal so that export names can be built from it with `concat!`.
 macro_rules! contract_version {
     () => {
-        "0.2.0"
+        "0.2.1"
     };
 }
 
@@ -45,6 +45,19 @@ pub const CONTRACT_VERSION: &str = contract_version!();
 #[cfg(test)]
 mod tests {
     use super::{CONTRACT_VERSION, ComponentKind};
+
+    #[test]
+    fn versions_match_on_their_major_part() {
+        use super::component::major;
+        assert_eq!(major("0.2.1"), "0.2");
+        assert_eq!(major("0.2"), "0.2");
+        assert_eq!(major("1.4.0"), "1");
+        assert!(ComponentKind::Policy.fulfilled_by("shop:rules/order-policy@0.2.0"));
+        assert!(ComponentKind::Policy.fulfilled_by("shop:rules/order-policy@0.2.9"));
+        assert!(!ComponentKind::Policy.fulfilled_by("shop:rules/order-policy@0.3.0"));
+        assert!(!ComponentKind::Policy.fulfilled_by("shop:rules/order-rules@0.2.1"));
+        assert!(!ComponentKind::Policy.fulfilled_by("shop:rules/order-policy"));
+    }
 
     #[test]
     fn the_contract_version_is_the_wit_package_version() {

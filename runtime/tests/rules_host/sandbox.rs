@@ -7,8 +7,8 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use shop_rules::order::{CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
-use shop_rules_bundle::fixtures::ROGUE_ORDER;
-use shop_runtime::rules::{FaultKind, LoadError, RuleError, RuleSettings, RuleSource};
+use shop_rules_bundle::fixtures::{PREVIOUS_MINOR_POLICY, ROGUE_ORDER};
+use shop_runtime::rules::{ComponentKind, FaultKind, LoadError, RuleError, RuleMode, RuleSettings, RuleSource};
 
 fn place(customer: &str) -> OrderCommand {
     OrderCommand::Place(PlaceOrder {
@@ -129,10 +129,10 @@ fn a_core_module_is_not_a_component() {
 }
 
 #[test]
-fn a_component_of_another_contract_is_refused_naming_what_it_exports() {
+fn a_component_of_another_major_version_is_refused_naming_both_versions() {
     // 0.1.0 lacked the `payment-failed` cancel reason: a major change, so a
-    // component built against it is refused like any other version.
-    for version in ["9.0.0", "0.1.0"] {
+    // component built against it is refused like any other major.
+    for version in ["9.0.0", "0.1.0", "0.3.0"] {
         let other = wat::parse_str(format!(
             r#"(component
             (core module $m (func (export "f") (result i32) i32.const 7))
@@ -143,14 +143,68 @@ fn a_component_of_another_contract_is_refused_naming_what_it_exports() {
         ))
         .expect("wat");
         let error = inspect(other);
-        assert!(matches!(error, LoadError::UnknownContract { .. }), "{error}");
+        assert!(matches!(error, LoadError::OtherVersion { .. }), "{error}");
         let message = error.to_string();
         assert!(
-            message.contains(&format!("shop:rules/order-rules@{version}")),
+            message.contains(&format!("built against shop:rules@{version}")),
             "{message}"
         );
-        assert!(message.contains("shop:rules/order-rules@0.2.0"), "{message}");
+        assert!(
+            message.contains("implements shop:rules@0.2.1 and runs components built against any 0.2.x"),
+            "{message}"
+        );
     }
+}
+
+#[test]
+fn a_component_of_no_rule_contract_is_refused_naming_what_it_exports() {
+    let other = wat::parse_str(
+        r#"(component
+        (core module $m (func (export "f") (result i32) i32.const 7))
+        (core instance $i (instantiate $m))
+        (func $f (result u32) (canon lift (core func $i "f")))
+        (instance $api (export "f" (func $f)))
+        (export "acme:pricing/rules@1.0.0" (instance $api)))"#,
+    )
+    .expect("wat");
+    let error = inspect(other);
+    assert!(matches!(error, LoadError::UnknownContract { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("acme:pricing/rules@1.0.0"), "{message}");
+    assert!(message.contains("shop:rules/order-rules@0.2.1"), "{message}");
+}
+
+#[test]
+fn a_policy_built_against_the_previous_minor_version_runs() {
+    let t = common::start(common::default_settings());
+    let source = RuleSource::builtin(PREVIOUS_MINOR_POLICY.name, PREVIOUS_MINOR_POLICY.wasm);
+    let info = t
+        .host
+        .inspect(&source)
+        .expect("a 0.2.0 component loads on a 0.2.1 host");
+    assert_eq!(info.role, ComponentKind::Policy);
+    t.host
+        .install(vec![RuleSource::published(
+            "previous-minor",
+            1,
+            PREVIOUS_MINOR_POLICY.wasm.to_vec(),
+            None,
+            RuleMode::Active,
+        )])
+        .expect("installed");
+    let order = |customer: &str| PlaceOrder {
+        order_id: "o-1".into(),
+        customer_id: customer.into(),
+        lines: vec![LineRequest {
+            product_id: "SKU-1".into(),
+            quantity: 1,
+        }],
+        catalogue: Vec::new(),
+    };
+    let allowed = t.host.check_policies(&order("alice"));
+    assert!(allowed.is_ok(), "{allowed:?}");
+    let refused = t.host.check_policies(&order("blocked")).expect_err("refused");
+    assert!(refused.to_string().contains("blocked"), "{refused}");
 }
 
 #[test]
@@ -169,7 +223,7 @@ fn a_component_with_the_right_name_but_wrong_types_is_refused() {
     assert!(
         error
             .to_string()
-            .contains("does not fit the shop:rules/order-rules@0.2.0 contract"),
+            .contains("does not fit the shop:rules/order-rules@0.2.1 contract"),
         "{error}"
     );
 }

@@ -268,7 +268,12 @@ where
         rules
             .components()
             .into_iter()
-            .map(|c| (c.stamp.name.to_string(), c.stamp.hash.to_string()))
+            .map(|c| crate::telemetry::RuleLabels {
+                name: c.stamp.name.to_string(),
+                version: c.stamp.version,
+                hash: c.stamp.hash.to_string(),
+                mode: c.mode.as_str(),
+            })
             .collect()
     });
     crate::telemetry::register(&mut registry, Some(wiring.pool), Some(active));

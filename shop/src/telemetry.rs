@@ -25,7 +25,18 @@ use tracing_subscriber::registry::LookupSpan;
 pub(crate) type PoolStats = Arc<dyn Fn() -> (u32, usize) + Send + Sync>;
 
 /// The rule components a process runs now: (name, hash).
-pub(crate) type RuleStamps = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+pub(crate) type RuleStamps = Arc<dyn Fn() -> Vec<RuleLabels> + Send + Sync>;
+
+/// One running rule component, as `shop_rule_info` labels it.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleLabels {
+    pub name: String,
+    /// The published version; 0 for one that was not published.
+    pub version: u32,
+    pub hash: String,
+    /// `active` or `shadow`.
+    pub mode: &'static str,
+}
 
 /// Registers the process, build and (when given) rule and pool metrics.
 pub(crate) fn register(registry: &mut Registry, pool: Option<PoolStats>, rules: Option<RuleStamps>) {
@@ -140,7 +151,7 @@ fn resident_bytes() -> Option<i64> {
     Some(kib * 1024)
 }
 
-/// `shop_rule_info{name,hash} 1` for each active component, read at each
+/// `shop_rule_info{name,version,hash,mode} 1` for each component, read at each
 /// scrape, so a swap shows at the next one.
 struct RuleCollector(RuleStamps);
 
@@ -154,12 +165,18 @@ impl Collector for RuleCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "shop_rule_info",
-            "The rule components this process runs now: name and SHA-256 of each",
+            "The rule components this process runs now: name, published version (0: not published), SHA-256 and mode (active or shadow) of each",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for (name, hash) in (self.0)() {
-            let labels = [("name", name.as_str()), ("hash", hash.as_str())];
+        for rule in (self.0)() {
+            let version = rule.version.to_string();
+            let labels = [
+                ("name", rule.name.as_str()),
+                ("version", version.as_str()),
+                ("hash", rule.hash.as_str()),
+                ("mode", rule.mode),
+            ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
@@ -212,7 +229,12 @@ mod tests {
                 false => "aa",
                 true => "bb",
             };
-            vec![("order".to_owned(), hash.to_owned())]
+            vec![RuleLabels {
+                name: "order".to_owned(),
+                version: 3,
+                hash: hash.to_owned(),
+                mode: "active",
+            }]
         });
         register(&mut registry, Some(pool), Some(rules));
         let mut exposition = String::new();
@@ -230,12 +252,15 @@ mod tests {
         assert_eq!(value("shop_db_pool_connections{state=\"in_use\"}"), 3.0);
         assert_eq!(value("shop_db_pool_connections{state=\"idle\"}"), 2.0);
         assert_eq!(value("shop_build_info{version="), 1.0);
-        assert_eq!(value("shop_rule_info{name=\"order\",hash=\"aa\"}"), 1.0);
+        assert_eq!(
+            value("shop_rule_info{name=\"order\",version=\"3\",hash=\"aa\",mode=\"active\"}"),
+            1.0
+        );
         swapped.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut exposition = String::new();
         prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encodes");
         assert!(
-            exposition.contains("shop_rule_info{name=\"order\",hash=\"bb\"} 1"),
+            exposition.contains("shop_rule_info{name=\"order\",version=\"3\",hash=\"bb\",mode=\"active\"} 1"),
             "{exposition}"
         );
         assert!(

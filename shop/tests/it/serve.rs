@@ -40,7 +40,7 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     for rule in ["order", "inventory"] {
         let line = metrics
             .lines()
-            .find(|l| l.starts_with(&format!("shop_rule_info{{name=\"{rule}\",hash=\"")))
+            .find(|l| l.starts_with(&format!("shop_rule_info{{name=\"{rule}\",version=\"0\",hash=\"")))
             .unwrap_or_else(|| panic!("shop_rule_info of {rule} missing in\n{metrics}"));
         let hash = line
             .split("hash=\"")

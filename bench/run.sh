@@ -13,6 +13,7 @@
 #   RUNS=payment bench/run.sh    # intake at PAYMENT_RATE (2,000/s) paid through `shop payment-sim`, 10% declined
 #   RUNS=delivery bench/run.sh   # intake at PAYMENT_RATE without, then with, encrypted delivery details
 #   RUNS=tracing bench/run.sh    # intake at HIGH (4,000/s) without, then with, trace export over OTLP
+#   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -154,7 +155,8 @@ PY
 distributed() { # log name, then more environment
   local log=$1; shift
   current_db=$(fresh_db bench)
-  serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="b$(date +%s%N | tail -c 9)" SHOP_DB_POOL=32 "$@"
+  current_ns="b$(date +%s%N | tail -c 9)"
+  serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_DB_POOL=32 "$@"
   cost_begin "${pids[@]}"
 }
 # The load just run, costed (for shops started by `distributed`).
@@ -421,6 +423,30 @@ for run in $RUNS; do
         --duration "$DURATION" --products "$PRODUCTS"
       costed
     done
+    ;;
+  shadow)
+    # The same intake twice: the core rules alone (the baseline), then with
+    # two candidates in shadow published to the running shop: the order
+    # rules (a rebuilt copy: the same decisions under another hash, run
+    # after each decision and compared) and the purchase-limit policy (run
+    # before the policies, reading its counters in Redis, writing nothing).
+    distributed shadow-off
+    load "distributed-$HIGH-no-shadow" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+      --duration "$DURATION" --products "$PRODUCTS"
+    costed
+    "$bin/shop" rules export "$work/rules" >/dev/null
+    python3 -c 'import sys; w = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(w + bytes([0, 10, 5]) + b"buildcand")' \
+      "$work/rules/order.wasm" "$work/rules/order-candidate.wasm"
+    distributed shadow-on
+    for candidate in purchase-limit order-candidate; do
+      SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off \
+        "$bin/shop" rules publish "$work/rules/$candidate.wasm" --name "${candidate%-candidate}" --shadow
+    done
+    sleep 2
+    load "distributed-$HIGH-two-in-shadow" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+      --duration "$DURATION" --products "$PRODUCTS"
+    echo "    shadow: $(curl -fs http://127.0.0.1:18080/metrics | grep '^shop_rule_shadow_total' | tr '\n' ' ')"
+    costed
     ;;
   balancing)
     # The gateway alone in front of three order upstreams that answer

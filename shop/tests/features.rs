@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 struct ApiWorld {
     shop: Option<InProcess>,
     _dir: Option<tempfile::TempDir>,
+    /// The embedded shop's database, for the `shop` commands the scenarios run.
+    database_url: Option<String>,
     tokens: BTreeMap<String, String>,
     /// Each customer's last order id.
     orders: BTreeMap<String, String>,
@@ -74,6 +76,7 @@ async fn a_shop(world: &mut ApiWorld) {
         .await,
     );
     world._dir = Some(dir);
+    world.database_url = Some(url);
 }
 
 /// The webhook secret the payment scenarios' shop and provider share.
@@ -118,6 +121,7 @@ async fn a_shop_with_payment(world: &mut ApiWorld, behaviour: String) {
     ];
     world.shop = Some(InProcess::start_on(listen, shop::ProcessRole::All, &url, "shop", &extra).await);
     world._dir = Some(dir);
+    world.database_url = Some(url);
 }
 
 #[when(expr = "a forger says {word}'s payment succeeded")]
@@ -302,6 +306,107 @@ async fn naming(world: &mut ApiWorld, status: u16, field: String) {
     assert_eq!(answer.status, status, "{}", answer.body);
     let problem: Value = answer.json();
     assert_eq!(problem["field"], field.as_str(), "{problem}");
+}
+
+#[when("the admin publishes the purchase-limit policy in shadow")]
+async fn publish_in_shadow(world: &mut ApiWorld) {
+    let admin = format!("Bearer {}", world.token("ops", "admin"));
+    let addr = world.shop.as_ref().expect("a running shop").addr;
+    let headers = [("authorization", admin.as_str()), ("content-type", "application/wasm")];
+    let path = "/api/rules?name=purchase-limit&shadow=true";
+    let answer = common::http(addr, "POST", path, &headers, shop_rules_bundle::PURCHASE_LIMIT.wasm).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+}
+
+/// Runs `shop ARGS` on the scenario's database; its standard output.
+fn run_shop(world: &ApiWorld, args: &str) -> String {
+    let url = world.database_url.as_deref().expect("an embedded shop");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(args.split_whitespace())
+        .env("SHOP_DATABASE_URL", url)
+        .env("SHOP_RULES_CACHE", "off")
+        .env_remove("SHOP_CONFIG")
+        .output()
+        .expect("the shop binary runs");
+    assert!(
+        output.status.success(),
+        "shop {args}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[when(expr = "the author runs `shop {}`")]
+async fn author_runs(world: &mut ApiWorld, args: String) {
+    run_shop(world, &args);
+}
+
+/// What `GET /api/rules` says the shop runs of `name`: (version, mode).
+async fn runs(world: &mut ApiWorld, name: &str) -> Vec<(u64, String)> {
+    let answer = world.call("ops", "admin", "GET", "/api/rules", "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["rules"]
+        .as_array()
+        .expect("a list of rules")
+        .iter()
+        .filter(|r| r["name"] == name)
+        .map(|r| {
+            (
+                r["version"].as_u64().unwrap_or(0),
+                r["mode"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (at most 2 s) until the shop runs exactly `expected` of `name`.
+async fn until_it_runs(world: &mut ApiWorld, name: &str, expected: Vec<(u64, String)>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = runs(world, name).await;
+        if now == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: runs {now:?}, not {expected:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[then(expr = "the shop runs {word} version {int} in shadow")]
+async fn runs_in_shadow(world: &mut ApiWorld, name: String, version: u64) {
+    until_it_runs(world, &name, vec![(version, "shadow".into())]).await;
+}
+
+#[then(expr = "the shop runs {word} version {int} as active")]
+async fn runs_active(world: &mut ApiWorld, name: String, version: u64) {
+    until_it_runs(world, &name, vec![(version, "active".into())]).await;
+}
+
+#[then(expr = "the shop runs no {word}")]
+async fn runs_none(world: &mut ApiWorld, name: String) {
+    until_it_runs(world, &name, Vec::new()).await;
+}
+
+#[then(expr = "the shop counted {int} disagreement(s) of {word} version {int}")]
+async fn counted(world: &mut ApiWorld, count: u64, name: String, version: u64) {
+    let metrics = world.shop.as_ref().expect("a running shop").get("/metrics").await;
+    let sample = format!(r#"shop_rule_shadow_total{{name="{name}",candidate="{version}",outcome="disagree"}}"#);
+    assert_eq!(common::sample(&metrics, &sample), Some(count as f64), "{metrics}");
+}
+
+#[then(expr = "`shop rules diff {word}` shows {word}'s order")]
+async fn diff_shows(world: &mut ApiWorld, name: String, who: String) {
+    let order = world.orders.get(&who).cloned().expect("an order placed");
+    // The disagreement is stored a moment after the answer.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let diff = run_shop(world, &format!("rules diff {name}"));
+        if diff.contains(&order) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{order} not in:\n{diff}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn main() {

@@ -433,6 +433,26 @@ mod tests {
     /// stream stay readable. `SHOP_UPDATE_GOLDEN=1` writes missing or
     /// changed samples (for a deliberate, versioned change only).
     #[test]
+    fn events_written_before_versions_and_provenance_still_decode() {
+        let old = serde_json::json!({
+            "event_id": "01900000-0000-7000-8000-000000000003",
+            "event_type": "OrderConfirmed",
+            "schema_version": 1,
+            "context": "order",
+            "aggregate_id": "o-1",
+            "aggregate_version": 2,
+            "occurred_at": 1,
+            "correlation_id": "01900000-0000-7000-8000-000000000001",
+            "causation_id": null,
+            "rule": { "name": "order", "hash": "ab12" },
+            "payload": { "order_id": "o-1", "at": 1 }
+        });
+        let envelope: Envelope = serde_json::from_value(old).expect("an older envelope decodes");
+        assert_eq!(envelope.rule.version, 0);
+        assert!(envelope.policy.is_empty());
+    }
+
+    #[test]
     fn golden_samples_pin_the_wire_form_of_every_event() {
         let update = std::env::var_os("SHOP_UPDATE_GOLDEN").is_some_and(|v| v == "1");
         let events = every_event();

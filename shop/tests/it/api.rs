@@ -1151,7 +1151,17 @@ async fn distributed_intake_sheds_load_past_the_saga_backlog() {
         Ok(accepted.len() as u64),
         "the refused order was not written"
     );
-    let metrics = shop.get("/metrics").await;
+    // The gauge is sampled a few times a second: the last order accepted
+    // may be counted at the next sample.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let metrics = loop {
+        let metrics = shop.get("/metrics").await;
+        let pending = common::sample(&metrics, "shop_saga_pending_orders");
+        if pending == Some(accepted.len() as f64) || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         common::sample(&metrics, "shop_intake_shed_total").unwrap_or(0.0) >= 1.0,
         "{metrics}"

@@ -310,12 +310,8 @@ async fn naming(world: &mut ApiWorld, status: u16, field: String) {
 
 #[when("the admin publishes the purchase-limit policy in shadow")]
 async fn publish_in_shadow(world: &mut ApiWorld) {
-    let admin = format!("Bearer {}", world.token("ops", "admin"));
     let addr = world.shop.as_ref().expect("a running shop").addr;
-    let headers = [("authorization", admin.as_str()), ("content-type", "application/wasm")];
-    let path = "/api/rules?name=purchase-limit&shadow=true";
-    let answer = common::http(addr, "POST", path, &headers, shop_rules_bundle::PURCHASE_LIMIT.wasm).await;
-    assert_eq!(answer.status, 201, "{}", answer.body);
+    common::publish_rule(addr, "purchase-limit", shop_rules_bundle::PURCHASE_LIMIT.wasm, true).await;
 }
 
 /// Runs `shop ARGS` on the scenario's database; its standard output.
@@ -341,29 +337,16 @@ async fn author_runs(world: &mut ApiWorld, args: String) {
     run_shop(world, &args);
 }
 
-/// What `GET /api/rules` says the shop runs of `name`: (version, mode).
-async fn runs(world: &mut ApiWorld, name: &str) -> Vec<(u64, String)> {
-    let answer = world.call("ops", "admin", "GET", "/api/rules", "").await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.json()["rules"]
-        .as_array()
-        .expect("a list of rules")
-        .iter()
-        .filter(|r| r["name"] == name)
-        .map(|r| {
-            (
-                r["version"].as_u64().unwrap_or(0),
-                r["mode"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Waits (at most 2 s) until the shop runs exactly `expected` of `name`.
 async fn until_it_runs(world: &mut ApiWorld, name: &str, expected: Vec<(u64, String)>) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let now = runs(world, name).await;
+        let addr = world.shop.as_ref().expect("a running shop").addr;
+        let now: Vec<(u64, String)> = common::rules_running(addr, name)
+            .await
+            .into_iter()
+            .map(|(version, _, mode)| (version, mode))
+            .collect();
         if now == expected {
             return;
         }

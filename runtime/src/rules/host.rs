@@ -363,31 +363,16 @@ impl RuleHost {
         let set = self.current();
         let wit_state: Option<order_types::Order> = state.cloned().mirror();
         let wit_command: order_types::OrderCommand = command.clone().mirror();
-        let decide = |rules: &order_world::Order, store: &mut Store<HostState>| {
-            rules
-                .shop_rules_order_rules()
-                .call_decide(store, wit_state.as_ref(), &wit_command)
-        };
-        RecordingClock::forget();
-        let outcome = {
-            let _timer = self.timer(set.order.stamp());
-            set.order.call(decide)?
-        };
-        let decided = stamped(outcome, set.order.stamp());
-        if let Some(candidate) = &set.shadow.order {
-            let answer = candidate.call(decide).map(|outcome| {
-                outcome
-                    .map(|value| value.mirror())
-                    .map_err(|rejection| rejection.mirror())
-            });
-            self.compare(
-                candidate.stamp(),
-                &decided,
-                answer,
-                || serde_json::json!({ "state": state, "command": command }),
-            );
-        }
-        decided
+        self.decide(
+            &set.order,
+            set.shadow.order.as_ref(),
+            |rules: &order_world::Order, store: &mut Store<HostState>| {
+                rules
+                    .shop_rules_order_rules()
+                    .call_decide(store, wit_state.as_ref(), &wit_command)
+            },
+            || serde_json::json!({ "state": state, "command": command }),
+        )
     }
 
     pub fn evolve_order(&self, state: Option<Order>, event: &OrderEvent) -> Result<Option<Order>, RuleFault> {
@@ -411,48 +396,57 @@ impl RuleHost {
         let set = self.current();
         let wit_state: inventory_types::InventoryState = state.clone().mirror();
         let wit_command: inventory_types::InventoryCommand = command.clone().mirror();
-        let decide = |rules: &inventory_world::Inventory, store: &mut Store<HostState>| {
-            rules
-                .shop_rules_inventory_rules()
-                .call_decide(store, &wit_state, &wit_command)
-        };
-        RecordingClock::forget();
-        let outcome = {
-            let _timer = self.timer(set.inventory.stamp());
-            set.inventory.call(decide)?
-        };
-        let decided = stamped(outcome, set.inventory.stamp());
-        if let Some(candidate) = &set.shadow.inventory {
-            let answer = candidate.call(decide).map(|outcome| {
-                outcome
-                    .map(|value| value.mirror())
-                    .map_err(|rejection| rejection.mirror())
-            });
-            self.compare(
-                candidate.stamp(),
-                &decided,
-                answer,
-                || serde_json::json!({ "state": state, "command": command }),
-            );
-        }
-        decided
+        self.decide(
+            &set.inventory,
+            set.shadow.inventory.as_ref(),
+            |rules: &inventory_world::Inventory, store: &mut Store<HostState>| {
+                rules
+                    .shop_rules_inventory_rules()
+                    .call_decide(store, &wit_state, &wit_command)
+            },
+            || serde_json::json!({ "state": state, "command": command }),
+        )
     }
 
-    /// Counts what a candidate answered against the active decision; a
-    /// decision that faulted has nothing to compare with.
-    fn compare<T: serde::Serialize + PartialEq + Clone, R: serde::Serialize + PartialEq + Clone>(
+    /// One decision of `active`; with a `candidate` in shadow, its answer
+    /// to the same call (on the clock time the decision read) compared
+    /// with it. `input` describes the call for a disagreement's record.
+    fn decide<W, Wv, Wr, T, R>(
         &self,
-        candidate: &RuleStamp,
-        decided: &Result<Decided<T>, RuleError<R>>,
-        answer: Result<Result<T, R>, RuleFault>,
+        active: &Loaded<W>,
+        candidate: Option<&Arc<Loaded<W>>>,
+        decide: impl Fn(&W::Bindings, &mut Store<HostState>) -> wasmtime::Result<Result<Wv, Wr>> + Copy,
         input: impl FnOnce() -> serde_json::Value,
-    ) {
-        let active = match decided {
+    ) -> Result<Decided<T>, RuleError<R>>
+    where
+        W: super::component::World,
+        Wv: Mirror<T>,
+        Wr: Mirror<R>,
+        T: serde::Serialize + PartialEq + Clone,
+        R: serde::Serialize + PartialEq + Clone,
+    {
+        RecordingClock::forget();
+        let outcome = {
+            let _timer = self.timer(active.stamp());
+            active.call(decide)?
+        };
+        let decided = stamped(outcome, active.stamp());
+        let Some(candidate) = candidate else {
+            return decided;
+        };
+        let answer = candidate.call(decide).map(|outcome| {
+            outcome
+                .map(|value| value.mirror())
+                .map_err(|rejection| rejection.mirror())
+        });
+        // A decision that faulted has nothing to compare with.
+        let active = match &decided {
             Ok(decided) => Ok(decided.value.clone()),
             Err(RuleError::Rejected(rejection)) => Err(rejection.clone()),
-            Err(RuleError::Fault(_)) => return,
+            Err(RuleError::Fault(_)) => return decided,
         };
-        self.shadow_log.compare(candidate, input, &active, answer);
+        self.shadow_log.compare(candidate.stamp(), input, &active, answer);
+        decided
     }
 
     pub fn evolve_inventory(&self, state: InventoryState, event: &InventoryEvent) -> Result<InventoryState, RuleFault> {

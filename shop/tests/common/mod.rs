@@ -538,3 +538,31 @@ pub const TEST_SECRET: &str = "api-test-secret-of-at-least-32-bytes";
 
 /// The data key the test servers run with.
 pub const TEST_DATA_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Publishes `wasm` as the rule `name` through `POST /api/rules` at `addr`
+/// as an admin, in shadow or active; it must answer 201, whose body this is.
+pub async fn publish_rule(addr: SocketAddr, name: &str, wasm: &[u8], shadow: bool) -> serde_json::Value {
+    let admin = format!("Bearer {}", token("ops", "admin"));
+    let path = format!("/api/rules?name={name}&shadow={shadow}");
+    let headers = [("authorization", admin.as_str()), ("content-type", "application/wasm")];
+    let answer = http(addr, "POST", &path, &headers, wasm).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    answer.json()
+}
+
+/// What `GET /api/rules` says `addr` runs of the rule `name`: (version, hash, mode) of each.
+pub async fn rules_running(addr: SocketAddr, name: &str) -> Vec<(u64, String, String)> {
+    let admin = token("ops", "admin");
+    let answer = call(addr, "GET", "/api/rules", Some(&admin), &[], "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["rules"]
+        .as_array()
+        .expect("a list of rules")
+        .iter()
+        .filter(|r| r["name"] == name)
+        .map(|r| {
+            let text = |field: &str| r[field].as_str().unwrap_or_default().to_owned();
+            (r["version"].as_u64().unwrap_or(0), text("hash"), text("mode"))
+        })
+        .collect()
+}

@@ -31,30 +31,13 @@ fn rebuilt(wasm: &[u8], stamp: &str) -> Vec<u8> {
     out
 }
 
-/// What `GET /api/rules` says `addr` runs of `name`: (version, hash, mode).
-async fn running(addr: SocketAddr, name: &str) -> Vec<(u64, String, String)> {
-    let admin = token("ops", "admin");
-    let answer = common::call(addr, "GET", "/api/rules", Some(&admin), &[], "").await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.json()["rules"]
-        .as_array()
-        .expect("a list of rules")
-        .iter()
-        .filter(|r| r["name"] == name)
-        .map(|r| {
-            let text = |field: &str| r[field].as_str().unwrap_or_default().to_owned();
-            (r["version"].as_u64().unwrap_or(0), text("hash"), text("mode"))
-        })
-        .collect()
-}
-
 /// How long until every instance runs `expected` of `name`.
 async fn converged(instances: &[SocketAddr], name: &str, expected: &[(u64, String, String)]) -> Duration {
     let started = Instant::now();
     loop {
         let mut all = true;
         for addr in instances {
-            all &= running(*addr, name).await == expected;
+            all &= common::rules_running(*addr, name).await == expected;
         }
         if all {
             return started.elapsed();
@@ -62,20 +45,10 @@ async fn converged(instances: &[SocketAddr], name: &str, expected: &[(u64, Strin
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "not converged on {expected:?}: {:?}",
-            running(instances[0], name).await
+            common::rules_running(instances[0], name).await
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Publishes `wasm` as `name` through `POST /api/rules` on `addr`; the 201's body.
-async fn publish(addr: SocketAddr, name: &str, wasm: &[u8], shadow: bool) -> Value {
-    let admin = format!("Bearer {}", token("ops", "admin"));
-    let path = format!("/api/rules?name={name}&shadow={shadow}");
-    let headers = [("authorization", admin.as_str()), ("content-type", "application/wasm")];
-    let answer = common::http(addr, "POST", &path, &headers, wasm).await;
-    assert_eq!(answer.status, 201, "{}", answer.body);
-    answer.json()
 }
 
 /// Places one-unit orders, each for a customer of its own, on the
@@ -192,7 +165,7 @@ async fn two_instances_follow_one_rule_store_under_load() {
     let limit = shop_rules_bundle::PURCHASE_LIMIT.wasm;
 
     // In shadow: an order over the limit is taken, and the disagreement counted and kept.
-    let shadow = publish(a.addr, "purchase-limit", limit, true).await;
+    let shadow = common::publish_rule(a.addr, "purchase-limit", limit, true).await;
     assert_eq!(
         (shadow["version"].as_u64(), shadow["mode"].as_str()),
         (Some(1), Some("shadow"))
@@ -244,7 +217,7 @@ async fn two_instances_follow_one_rule_store_under_load() {
     assert_eq!(refused.status, 422, "the active policy refuses: {}", refused.body);
 
     // A second version, published through the API on the other instance.
-    let second = publish(b.addr, "purchase-limit", &rebuilt(limit, "2"), false).await;
+    let second = common::publish_rule(b.addr, "purchase-limit", &rebuilt(limit, "2"), false).await;
     assert_eq!(second["version"].as_u64(), Some(2));
     let v2 = second["hash"].as_str().expect("a hash").to_owned();
     assert_ne!(v1, v2);

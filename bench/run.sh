@@ -13,7 +13,7 @@
 #   RUNS=payment bench/run.sh    # intake at PAYMENT_RATE (2,000/s) paid through `shop payment-sim`, 10% declined
 #   RUNS=delivery bench/run.sh   # intake at PAYMENT_RATE without, then with, encrypted delivery details
 #   RUNS=tracing bench/run.sh    # intake at HIGH (4,000/s) without, then with, trace export over OTLP
-#   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow
+#   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow (every call, 1 in 10)
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -437,16 +437,19 @@ for run in $RUNS; do
     "$bin/shop" rules export "$work/rules" >/dev/null
     python3 -c 'import sys; w = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(w + bytes([0, 10, 5]) + b"buildcand")' \
       "$work/rules/order.wasm" "$work/rules/order-candidate.wasm"
-    distributed shadow-on
-    for candidate in purchase-limit order-candidate; do
-      SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off \
-        "$bin/shop" rules publish "$work/rules/$candidate.wasm" --name "${candidate%-candidate}" --shadow
+    # Every call compared, then one in ten (SHOP_RULES_SHADOW_EVERY).
+    for every in 1 10; do
+      distributed "shadow-every-$every" SHOP_RULES_SHADOW_EVERY="$every"
+      for candidate in purchase-limit order-candidate; do
+        SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off \
+          "$bin/shop" rules publish "$work/rules/$candidate.wasm" --name "${candidate%-candidate}" --shadow
+      done
+      sleep 2
+      load "distributed-$HIGH-two-in-shadow-1-in-$every" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+        --duration "$DURATION" --products "$PRODUCTS"
+      echo "    shadow: $(curl -fs http://127.0.0.1:18080/metrics | grep '^shop_rule_shadow_total' | tr '\n' ' ')"
+      costed
     done
-    sleep 2
-    load "distributed-$HIGH-two-in-shadow" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
-      --duration "$DURATION" --products "$PRODUCTS"
-    echo "    shadow: $(curl -fs http://127.0.0.1:18080/metrics | grep '^shop_rule_shadow_total' | tr '\n' ' ')"
-    costed
     ;;
   balancing)
     # The gateway alone in front of three order upstreams that answer

@@ -94,6 +94,7 @@ pub struct Settings {
     pub rules_cache: Option<String>,
     pub rules_timeout_ms: Option<u64>,
     pub rules_memory_mb: Option<u64>,
+    pub rules_shadow_every: Option<u64>,
     pub reservation_ttl_secs: Option<u64>,
     pub advertise_url: Option<String>,
     pub announce_every_ms: Option<u64>,
@@ -296,6 +297,9 @@ pub struct RulesConfig {
     pub memory_limit: usize,
     /// `SHOP_RESERVATION_TTL_SECS`: how long a confirmed order holds its stock (default 1800).
     pub reservation_ttl: Duration,
+    /// `SHOP_RULES_SHADOW_EVERY`: a candidate in shadow answers one call in
+    /// this many (default 1: every call).
+    pub shadow_every: u64,
     /// `SHOP_RULES_CONFIG_<COMPONENT>_<KEY>=value`: a setting for one component,
     /// for example `SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=5`.
     pub component_config: BTreeMap<String, BTreeMap<String, String>>,
@@ -855,7 +859,12 @@ impl RulesConfig {
             );
         }
         let trust = (!allowed.is_empty() || !keys.is_empty()).then_some(RuleTrust { allowed, keys });
+        let shadow_every = s.rules_shadow_every.unwrap_or(1);
+        if shadow_every == 0 {
+            bail!("SHOP_RULES_SHADOW_EVERY must be at least 1 (1: every call)");
+        }
         Ok(Self {
+            shadow_every,
             dir: s.rules_dir.clone().map(PathBuf::from),
             trust,
             cache_dir,

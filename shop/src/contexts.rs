@@ -246,6 +246,7 @@ pub(crate) fn rule_settings(config: RulesConfig) -> RuleSettings {
         cache_key: config.cache_key,
         trust: config.trust,
         call_timeout: config.call_timeout,
+        shadow_every: config.shadow_every,
         memory_limit: config.memory_limit,
         component_config,
         ..RuleSettings::default()

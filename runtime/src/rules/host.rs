@@ -54,6 +54,9 @@ pub struct RuleSettings {
     pub memory_limit: usize,
     /// Idle instances kept per component for reuse.
     pub pool_size: usize,
+    /// A candidate in shadow answers one call in this many (1: every call),
+    /// so that trying a version costs a share of its calls' time.
+    pub shadow_every: u64,
     /// Settings each component reads through its `config` import, by component name.
     pub component_config: BTreeMap<String, BTreeMap<String, String>>,
     /// Where call times are counted.
@@ -71,6 +74,7 @@ impl Default for RuleSettings {
             call_timeout: Duration::from_millis(100),
             memory_limit: 64 << 20,
             pool_size: 16,
+            shadow_every: 1,
             component_config: BTreeMap::new(),
             metrics: Metrics::default(),
         }
@@ -208,7 +212,11 @@ impl RuleHost {
             .cache_dir
             .as_deref()
             .and_then(|dir| CodeCache::new(dir, &engine, settings.cache_key));
-        let shadow_log = ShadowLog::new(settings.metrics.clone(), Arc::clone(&capabilities.clock));
+        let shadow_log = ShadowLog::new(
+            settings.metrics.clone(),
+            Arc::clone(&capabilities.clock),
+            settings.shadow_every,
+        );
         let shadow_capabilities = Capabilities {
             clock: Arc::new(ReplayClock(Arc::clone(&capabilities.clock))),
             kv: Arc::new(DryRunKv(Arc::clone(&capabilities.kv))),
@@ -431,7 +439,7 @@ impl RuleHost {
             active.call(decide)?
         };
         let decided = stamped(outcome, active.stamp());
-        let Some(candidate) = candidate else {
+        let Some(candidate) = candidate.filter(|_| self.shadow_log.sampled()) else {
             return decided;
         };
         let answer = candidate.call(decide).map(|outcome| {
@@ -478,10 +486,12 @@ impl RuleHost {
         let check = |rules: &policy_world::Policy, store: &mut Store<HostState>| {
             rules.shop_rules_order_policy().call_check(store, &order)
         };
+        let sampled = !set.shadow.policies.is_empty() && self.shadow_log.sampled();
         let candidates: Vec<_> = set
             .shadow
             .policies
             .iter()
+            .filter(|_| sampled)
             .map(|candidate| {
                 (
                     candidate,

@@ -13,6 +13,7 @@
 //!   in the decisions never make a disagreement.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -92,15 +93,25 @@ pub(crate) struct ShadowLog {
     metrics: Metrics,
     sink: RwLock<Option<(String, Sink)>>,
     clock: Arc<dyn Clock>,
+    /// Candidates answer one call in this many.
+    every: u64,
+    calls: AtomicU64,
 }
 
 impl ShadowLog {
-    pub(crate) fn new(metrics: Metrics, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(metrics: Metrics, clock: Arc<dyn Clock>, every: u64) -> Self {
         Self {
             metrics,
             sink: RwLock::new(None),
             clock,
+            every: every.max(1),
+            calls: AtomicU64::new(0),
         }
+    }
+
+    /// Whether candidates answer this call: one in `every`.
+    pub(crate) fn sampled(&self) -> bool {
+        self.every == 1 || self.calls.fetch_add(1, Ordering::Relaxed) % self.every == 0
     }
 
     pub(crate) fn set_sink(&self, instance: &str, sink: Sink) {
@@ -174,6 +185,16 @@ mod tests {
         fn delete(&self, _: &str) -> Result<(), KvError> {
             unreachable!("a dry run never deletes")
         }
+    }
+
+    #[test]
+    fn candidates_answer_one_call_in_every() {
+        let clock = Arc::new(ManualClock::new(0));
+        let every_third = super::ShadowLog::new(crate::metrics::Metrics::default(), clock.clone(), 3);
+        let answered: Vec<bool> = (0..7).map(|_| every_third.sampled()).collect();
+        assert_eq!(answered, [true, false, false, true, false, false, true]);
+        let every = super::ShadowLog::new(crate::metrics::Metrics::default(), clock, 1);
+        assert!((0..5).all(|_| every.sampled()));
     }
 
     #[test]

@@ -425,27 +425,30 @@ for run in $RUNS; do
     done
     ;;
   shadow)
-    # The same intake twice: the core rules alone (the baseline), then with
-    # two candidates in shadow published to the running shop: the order
-    # rules (a rebuilt copy: the same decisions under another hash, run
-    # after each decision and compared) and the purchase-limit policy (run
-    # before the policies, reading its counters in Redis, writing nothing).
-    distributed shadow-off
-    load "distributed-$HIGH-no-shadow" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
-      --duration "$DURATION" --products "$PRODUCTS"
-    costed
+    # The same intake three times, the purchase-limit policy active in each
+    # (a limit no order reaches; its counters in Redis): no candidate (the
+    # baseline), then two candidates in shadow published to the running
+    # shop, compared on every call and on one in ten
+    # (SHOP_RULES_SHADOW_EVERY): the order rules and the policy, each a
+    # rebuilt copy (the same decisions under another hash). The order
+    # candidate runs after each order decision; the policy candidate before
+    # the policies, reading the counters and writing nothing.
     "$bin/shop" rules export "$work/rules" >/dev/null
-    python3 -c 'import sys; w = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(w + bytes([0, 10, 5]) + b"buildcand")' \
-      "$work/rules/order.wasm" "$work/rules/order-candidate.wasm"
-    # Every call compared, then one in ten (SHOP_RULES_SHADOW_EVERY).
-    for every in 1 10; do
-      distributed "shadow-every-$every" SHOP_RULES_SHADOW_EVERY="$every"
-      for candidate in purchase-limit order-candidate; do
-        SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off \
-          "$bin/shop" rules publish "$work/rules/$candidate.wasm" --name "${candidate%-candidate}" --shadow
-      done
+    for rule in order purchase-limit; do
+      python3 -c 'import sys; w = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(w + bytes([0, 10, 5]) + b"buildcand")' \
+        "$work/rules/$rule.wasm" "$work/rules/$rule-candidate.wasm"
+    done
+    publish() { SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off "$bin/shop" rules publish "$@"; }
+    for every in none 1 10; do
+      distributed "shadow-$every" SHOP_RULES_SHADOW_EVERY="${every/none/1}" \
+        SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=1000000000
+      publish "$work/rules/purchase-limit.wasm"
+      if [ "$every" != none ]; then
+        publish "$work/rules/order-candidate.wasm" --name order --shadow
+        publish "$work/rules/purchase-limit-candidate.wasm" --name purchase-limit --shadow
+      fi
       sleep 2
-      load "distributed-$HIGH-two-in-shadow-1-in-$every" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+      load "distributed-$HIGH-shadow-$every" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
         --duration "$DURATION" --products "$PRODUCTS"
       echo "    shadow: $(curl -fs http://127.0.0.1:18080/metrics | grep '^shop_rule_shadow_total' | tr '\n' ' ')"
       costed

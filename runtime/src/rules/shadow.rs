@@ -111,7 +111,7 @@ impl ShadowLog {
 
     /// Whether candidates answer this call: one in `every`.
     pub(crate) fn sampled(&self) -> bool {
-        self.every == 1 || self.calls.fetch_add(1, Ordering::Relaxed) % self.every == 0
+        self.every == 1 || self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every)
     }
 
     pub(crate) fn set_sink(&self, instance: &str, sink: Sink) {

@@ -2,34 +2,19 @@
 //! key-value store, exercised through the example purchase-limit policy.
 
 use crate::common;
+use crate::common::order;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use shop_rules::order::{CancelReason, CataloguePrice, LineRequest, OrderCommand, OrderStatus, PlaceOrder};
+use shop_rules::order::{CancelReason, OrderCommand, OrderStatus};
 use shop_rules::spec::T0;
 use shop_runtime::ports::{KeyValue, KvError};
 use shop_runtime::rules::{RuleError, RuleSettings, RuleSource};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-fn order(id: &str, customer: &str, quantity: i64) -> PlaceOrder {
-    PlaceOrder {
-        order_id: id.into(),
-        customer_id: customer.into(),
-        lines: vec![LineRequest {
-            product_id: "SKU-1".into(),
-            quantity,
-        }],
-        catalogue: vec![CataloguePrice {
-            product_id: "SKU-1".into(),
-            unit_price: 1200,
-            currency: "KRW".into(),
-        }],
-    }
-}
 
 fn config(component: &str, pairs: &[(&str, &str)]) -> BTreeMap<String, BTreeMap<String, String>> {
     let settings = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();

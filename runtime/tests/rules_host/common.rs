@@ -110,3 +110,21 @@ pub fn with_custom_section(wasm: &[u8], note: &str) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// `customer` placing `quantity` of SKU-1 at 1,200 KRW, as order `id`.
+pub fn order(id: &str, customer: &str, quantity: i64) -> shop_rules::order::PlaceOrder {
+    use shop_rules::order::{CataloguePrice, LineRequest, PlaceOrder};
+    PlaceOrder {
+        order_id: id.into(),
+        customer_id: customer.into(),
+        lines: vec![LineRequest {
+            product_id: "SKU-1".into(),
+            quantity,
+        }],
+        catalogue: vec![CataloguePrice {
+            product_id: "SKU-1".into(),
+            unit_price: 1200,
+            currency: "KRW".into(),
+        }],
+    }
+}

@@ -8,25 +8,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::registry::Registry;
-use shop_rules::order::{CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
+use shop_rules::order::{OrderCommand, PlaceOrder};
 use shop_runtime::metrics::Metrics;
 use shop_runtime::ports::{Clock, Disagreement};
 use shop_runtime::rules::{Capabilities, ComponentKind, RuleHost, RuleMode, RuleSettings, RuleSource};
 
 fn order(id: &str, quantity: i64) -> PlaceOrder {
-    PlaceOrder {
-        order_id: id.into(),
-        customer_id: "alice".into(),
-        lines: vec![LineRequest {
-            product_id: "SKU-1".into(),
-            quantity,
-        }],
-        catalogue: vec![CataloguePrice {
-            product_id: "SKU-1".into(),
-            unit_price: 1200,
-            currency: "KRW".into(),
-        }],
-    }
+    common::order(id, "alice", quantity)
 }
 
 fn published(name: &str, version: u32, wasm: &[u8], mode: RuleMode) -> RuleSource {

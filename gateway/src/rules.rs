@@ -122,16 +122,16 @@ pub(crate) struct PublishedView {
     role: String,
 }
 
-/// Publishes a rule component (the request body, `application/wasm`) as
+/// Publishes a rule component (the request body: its bytes) as
 /// the next version of `name`, for every instance of the deployment
 /// (admin, audited). Every instance runs it within a second.
 #[utoipa::path(
     operation_id = "publishRule", post, path = "/api/rules", tag = "rules",
     params(PublishParams),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's bytes (sent as `application/wasm` or `application/octet-stream`: the type is not checked, the bytes are)"),
     responses(
         (status = 201, description = "Published", body = PublishedView),
-        (status = 400, description = "Not a rule component this host runs, or not a trusted one", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a rule component this host runs, not a trusted one, or a malformed name or signature", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another publisher kept changing the rule", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The rule store is unavailable", body = Problem, content_type = "application/problem+json"),
         AdminProblems,
@@ -156,7 +156,7 @@ pub(crate) async fn publish<R: RuleUseCases>(
                 .to_str()
                 .ok()
                 .and_then(shop_streams::hex::decode)
-                .ok_or_else(|| Problem::bad_request(format!("{SIGNATURE} must be hex")))?,
+                .ok_or_else(|| Problem::invalid(SIGNATURE, format!("{SIGNATURE} must be hex")))?,
         ),
     };
     let mode = match params.shadow {
@@ -181,7 +181,7 @@ pub(crate) async fn publish<R: RuleUseCases>(
 fn fleet_problem(error: FleetError) -> Problem {
     match error {
         FleetError::BadName(_) => Problem::invalid("name", error.to_string()),
-        FleetError::Load(_) => Problem::new(StatusCode::BAD_REQUEST, "not-a-rule", error.to_string()),
+        FleetError::Load(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "not-a-rule", error.to_string()),
         FleetError::Release(ReleaseError::NoSuchRule(_) | ReleaseError::NoSuchVersion { .. }) => {
             Problem::not_found(error.to_string())
         }

@@ -2,7 +2,8 @@
 //! processes on one PostgreSQL and one NATS, taking orders all along,
 //! follow one rule store. A candidate in shadow is compared and diffed
 //! but refuses nothing; promoted, publish and rollback reach both within a
-//! second, and every order's events name the rules that decided it.
+//! second; a third instance started later runs the same set from its
+//! first request; and every order's events name the rules that decided it.
 
 use crate::cli::{shop, stdout};
 use crate::common;
@@ -233,6 +234,19 @@ async fn two_instances_follow_one_rule_store_under_load() {
     println!("rollback reached both instances in {took:?}");
     assert!(took < Duration::from_secs(1), "rollback took {took:?}");
     let on_v1 = common::place(b.addr, &token("after-rollback", "customer"), "SKU-F", "after-rollback").await;
+
+    // An instance started now runs the store's set from its first request.
+    let c = RoleProcess::start("all", &db, ns, &[("SHOP_INSTANCE_ID", "shop-c")]);
+    assert_eq!(
+        common::rules_running(c.addr, "purchase-limit").await,
+        [(1, v1.clone(), "active".to_owned())],
+        "a late instance loads the current set before it serves"
+    );
+    assert_eq!(
+        common::rules_running(c.addr, "order").await,
+        common::rules_running(a.addr, "order").await
+    );
+    drop(c);
 
     let (placed, failed) = load.stop().await;
     assert!(placed > 20, "the load kept placing orders: {placed}");

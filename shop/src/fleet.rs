@@ -30,8 +30,9 @@ impl Drop for Follower {
 }
 
 /// The fleet use cases over `store` for the instance `instance` whose
-/// rules `host` runs: synced once (within [`FIRST_SYNC`]), then followed;
-/// each sync that changes something is told to `on_sync`.
+/// rules `host` runs, following the store from now on; returns once the
+/// first sync is done (or after [`FIRST_SYNC`]). Each sync that changes
+/// something is told to `on_sync`.
 pub(crate) async fn join<RS, A>(
     store: RS,
     audit: A,
@@ -44,14 +45,11 @@ where
     A: AuditLog,
 {
     let fleet = Arc::new(RuleFleet::new(store, audit, Arc::clone(&host), Arc::new(SystemClock)));
-    match tokio::time::timeout(FIRST_SYNC, fleet.sync()).await {
-        Ok(Ok(report)) => on_sync(&report),
-        Ok(Err(error)) => {
-            tracing::error!(target: "shop::rules", %error, "published rules not loaded; starting on the built-in and directory ones")
-        }
-        Err(_) => {
-            tracing::warn!(target: "shop::rules", "the rule store did not answer in {FIRST_SYNC:?}; starting on the built-in and directory ones, and following it once it answers")
-        }
+    let (synced, first_synced) = tokio::sync::oneshot::channel();
+    let follower = tokio::spawn(Arc::clone(&fleet).follow(on_sync, synced));
+    // What the first sync could not load it has logged.
+    if tokio::time::timeout(FIRST_SYNC, first_synced).await.is_err() {
+        tracing::warn!(target: "shop::rules", "the rule store did not answer in {FIRST_SYNC:?}; starting on the built-in and directory ones, and following it once it answers");
     }
     let (tell, mut told) = tokio::sync::mpsc::channel(DISAGREEMENTS_QUEUED);
     host.on_disagreement(instance, move |disagreement| {
@@ -67,7 +65,6 @@ where
             }
         })
     };
-    let follower = tokio::spawn(Arc::clone(&fleet).follow(on_sync));
     (
         fleet,
         Follower {

@@ -17,7 +17,7 @@ use shop_adapter_memory::MemoryKeyValue;
 use shop_adapter_postgres::{PgSettings, PgStore};
 use shop_adapter_sqlite::SqliteStore;
 use shop_runtime::ports::{AuditLog, RuleStore, SystemClock};
-use shop_runtime::rules::{Capabilities, ComponentInfo, RuleFleet, RuleHost, RuleMode, RuleSource, Running};
+use shop_runtime::rules::{Capabilities, ComponentInfo, Release, RuleFleet, RuleHost, RuleMode, RuleSource};
 use shop_streams::{Namespace, Topology};
 
 use crate::config::{self, Database, RulesConfig, Settings};
@@ -232,12 +232,12 @@ async fn deployment(
             );
         }
         RulesCommand::Promote { name } => {
-            let running = fleet.promote(&name, &operator).await?;
-            println!("{name}: {}", describe(&running));
+            let release = fleet.promote(&name, &operator).await?;
+            println!("{name}: {}", describe(&release));
         }
         RulesCommand::Rollback { name, to } => {
-            let running = fleet.rollback(&name, to, &operator).await?;
-            println!("{name}: {}", describe(&running));
+            let release = fleet.rollback(&name, to, &operator).await?;
+            println!("{name}: {}", describe(&release));
         }
         RulesCommand::List => {
             let releases = fleet.releases().await?;
@@ -294,12 +294,12 @@ async fn deployment(
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe(running: &Running) -> String {
-    let active = running.active.map_or_else(
+fn describe(release: &Release) -> String {
+    let active = release.active.map_or_else(
         || "no published version active (the built-in one, if any, decides)".to_owned(),
         |v| format!("v{v} active"),
     );
-    match running.shadow {
+    match release.shadow {
         Some(v) => format!("{active}, v{v} in shadow"),
         None => active,
     }

@@ -52,15 +52,6 @@ pub struct Published {
     pub role: ComponentKind,
 }
 
-/// What a rule's release now runs, after a promotion or rollback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Running {
-    pub name: String,
-    /// `None`: no published version; the built-in one, if any, decides.
-    pub active: Option<u32>,
-    pub shadow: Option<u32>,
-}
-
 /// The rule store's use cases, over the instance's rule host.
 pub struct RuleFleet<S, A> {
     store: S,
@@ -125,20 +116,21 @@ impl<S: RuleStore, A: AuditLog> RuleFleet<S, A> {
         Ok(published)
     }
 
-    /// Makes the version in shadow the active one.
-    pub async fn promote(&self, name: &str, actor: &Actor) -> Result<Running, FleetError> {
+    /// Makes the version in shadow the active one; answers the release as saved.
+    pub async fn promote(&self, name: &str, actor: &Actor) -> Result<Release, FleetError> {
         let (release, version) = self.change(name, false, Release::promote).await?;
         self.record(actor, "rule.promote", name, &serde_json::json!({ "version": version }))
             .await?;
-        Ok(running(&release))
+        Ok(release)
     }
 
-    /// Returns to the version active before the current one, or to `to`.
-    pub async fn rollback(&self, name: &str, to: Option<u32>, actor: &Actor) -> Result<Running, FleetError> {
+    /// Returns to the version active before the current one, or to `to`;
+    /// answers the release as saved.
+    pub async fn rollback(&self, name: &str, to: Option<u32>, actor: &Actor) -> Result<Release, FleetError> {
         let (release, active) = self.change(name, false, |release| release.rollback(to)).await?;
         self.record(actor, "rule.rollback", name, &serde_json::json!({ "version": active }))
             .await?;
-        Ok(running(&release))
+        Ok(release)
     }
 
     /// Every release, by name.
@@ -168,7 +160,14 @@ impl<S: RuleStore, A: AuditLog> RuleFleet<S, A> {
     /// dropped; `on_sync` hears of each sync that changed something. A
     /// store that fails is watched again a second later; a set that does
     /// not load here is logged and the running one stays.
-    pub async fn follow(self: Arc<Self>, on_sync: impl Fn(&ReloadReport) + Send + Sync + 'static) {
+    /// `first_synced` hears when the first sync is done (loaded or not),
+    /// so a starting instance can wait for it before it serves.
+    pub async fn follow(
+        self: Arc<Self>,
+        on_sync: impl Fn(&ReloadReport) + Send + Sync + 'static,
+        first_synced: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let mut first_synced = Some(first_synced);
         loop {
             let mut changes = match self.store.changes().await {
                 Ok(changes) => changes,
@@ -180,6 +179,9 @@ impl<S: RuleStore, A: AuditLog> RuleFleet<S, A> {
             };
             // Synced after the watch began, so no change falls between.
             self.sync_logged(&on_sync).await;
+            if let Some(first) = first_synced.take() {
+                let _ = first.send(());
+            }
             while changes.next().await.is_some() {
                 self.sync_logged(&on_sync).await;
             }
@@ -281,14 +283,6 @@ impl<S: RuleStore, A: AuditLog> RuleFleet<S, A> {
     ) -> Result<(), FleetError> {
         let record = actor.did("rules", action, format!("rule:{name}"), self.clock.now_ms(), detail);
         self.audit.append(&[record]).await.map_err(FleetError::Audit)
-    }
-}
-
-fn running(release: &Release) -> Running {
-    Running {
-        name: release.name.clone(),
-        active: release.active,
-        shadow: release.shadow,
     }
 }
 

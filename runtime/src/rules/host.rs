@@ -499,37 +499,39 @@ impl RuleHost {
                 )
             })
             .collect();
-        let mut verdicts: Vec<(&str, Result<(), String>)> = Vec::with_capacity(set.policies.len());
-        let mut outcome = Ok(());
+        // The policies run in order until one refuses: `ran` of them answered,
+        // all allowing but the last when `refused`.
+        let mut ran = 0;
+        let mut refused: Option<PolicyViolation> = None;
         for policy in &set.policies {
             let verdict = {
                 let _timer = self.timer(policy.stamp());
                 policy.call(check)?
             };
-            verdicts.push((
-                &policy.stamp().name,
-                verdict.as_ref().map_err(|v| v.code.clone()).copied(),
-            ));
+            ran += 1;
             if let Err(violation) = verdict {
-                outcome = Err(RuleError::Rejected(PolicyViolation {
+                refused = Some(PolicyViolation {
                     policy: policy.stamp().name.to_string(),
                     code: violation.code,
                     message: violation.message,
-                }));
+                });
                 break;
             }
         }
         for (candidate, answer) in candidates {
             let name = &*candidate.stamp().name;
-            let active = match verdicts.iter().find(|(ran, _)| *ran == name) {
-                Some((_, verdict)) => verdict.clone(),
-                None if set.policies.iter().any(|p| &*p.stamp().name == name) => continue,
+            let active = match set.policies.iter().position(|p| &*p.stamp().name == name) {
                 None => Ok(()),
+                Some(at) if at >= ran => continue,
+                Some(at) if at + 1 == ran => refused.as_ref().map_or(Ok(()), |v| Err(v.code.clone())),
+                Some(_) => Ok(()),
             };
             self.shadow_log
                 .compare(candidate.stamp(), || super::shadow::json(place), &active, answer);
         }
-        outcome?;
+        if let Some(violation) = refused {
+            return Err(RuleError::Rejected(violation));
+        }
         Ok(set.policies.iter().map(|p| p.stamp().clone()).collect())
     }
 }

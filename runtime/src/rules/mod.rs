@@ -32,7 +32,7 @@ mod trust;
 
 pub use component::{ComponentInfo, ComponentKind, RuleStamp};
 pub use error::{FaultKind, LoadError, PolicyViolation, RuleError, RuleFault};
-pub use fleet::{FleetError, Published, RuleFleet, Running};
+pub use fleet::{FleetError, Published, RuleFleet};
 pub use host::{Decided, ReloadReport, RuleHost, RuleSettings, WatchHandle};
 pub use imports::Capabilities;
 pub use release::{PublishedVersion, Release, ReleaseError, RuleMode};

@@ -138,6 +138,23 @@ pub struct OrderView {
     /// Present and `true` once the customer's data was erased.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delivery_erased: bool,
+    /// The rules that let the order in: the order rules, then each policy,
+    /// as its `OrderCreated` event names them. Absent where not read (lists)
+    /// and on orders placed before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<RuleStamp>,
+}
+
+/// One rule component that decided an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RuleStamp {
+    #[schema(example = "purchase-limit")]
+    pub name: String,
+    /// Its version in the deployment's rule store; 0 when not published
+    /// (built in, or read from a rules directory).
+    pub version: u32,
+    /// The SHA-256 of the component, hex.
+    pub hash: String,
 }
 
 impl OrderView {
@@ -149,6 +166,15 @@ impl OrderView {
             Some(DeliveryRead::Erased) => view.delivery_erased = true,
             None => {}
         }
+        view.policy = record
+            .policy
+            .into_iter()
+            .map(|rule| RuleStamp {
+                name: rule.name,
+                version: rule.version,
+                hash: rule.hash,
+            })
+            .collect();
         view
     }
 }
@@ -188,6 +214,7 @@ impl From<&Order> for OrderView {
             products: None,
             delivery: None,
             delivery_erased: false,
+            policy: Vec::new(),
         }
     }
 }

@@ -19,9 +19,10 @@
 
 use std::collections::HashSet;
 
+use shop_adapter_sql::rows;
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::{CatalogueEntry, SealedDelivery, StoreError, StoredKey};
+use shop_runtime::ports::{CatalogueEntry, OrderWrite, SealedDelivery, StoreError, StoredKey};
 use shop_streams::Envelope;
 use sqlx::{PgPool, Row};
 
@@ -39,6 +40,8 @@ const WRITERS: usize = 4;
 #[derive(Debug)]
 struct NewOrder {
     order: Order,
+    /// Its provenance, as the `policy` column takes it.
+    policy: Option<String>,
     events: Vec<Envelope>,
     delivery: Option<SealedDelivery>,
 }
@@ -85,18 +88,14 @@ impl Intake {
             .unwrap_or_else(|| Err(StoreError::Unavailable("the catalogue readers stopped".into())))
     }
 
-    /// Writes `order` (version 1) and its `events` to the outbox, with
-    /// whatever other new orders are waiting.
-    pub(crate) async fn write(
-        &self,
-        order: &Order,
-        events: &[Envelope],
-        delivery: Option<&SealedDelivery>,
-    ) -> Result<u64, StoreError> {
+    /// Writes a new order (version 1) with its provenance and delivery,
+    /// and its events to the outbox, with whatever other new orders are waiting.
+    pub(crate) async fn write(&self, write: &OrderWrite<'_>) -> Result<u64, StoreError> {
         let new = NewOrder {
-            order: order.clone(),
-            events: events.to_vec(),
-            delivery: delivery.cloned(),
+            order: write.order.clone(),
+            policy: rows::provenance_column(write.provenance())?,
+            events: write.events.to_vec(),
+            delivery: write.delivery.cloned(),
         };
         self.group
             .submit(new)
@@ -210,10 +209,10 @@ async fn commit(pool: PgPool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreErro
 async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let rows = sqlx::query(
-        "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
-         SELECT id, customer, status, created, confirmed, state::jsonb, 1
-           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[])
-             AS new (id, customer, status, created, confirmed, state)
+        "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
+         SELECT id, customer, status, created, confirmed, state::jsonb, 1, policy::jsonb
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
+             AS new (id, customer, status, created, confirmed, state, policy)
          ON CONFLICT (order_id) DO NOTHING
          RETURNING order_id",
     )
@@ -223,6 +222,7 @@ async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, S
     .bind(batch.iter().map(|n| n.order.created_at).collect::<Vec<_>>())
     .bind(batch.iter().map(|n| n.order.confirmed_at).collect::<Vec<_>>())
     .bind(batch.iter().map(|n| json(&n.order)).collect::<Result<Vec<_>, _>>()?)
+    .bind(batch.iter().map(|n| n.policy.as_deref()).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await
     .map_err(db_error)?;

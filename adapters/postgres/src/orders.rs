@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use shop_rules::order::Order;
 use shop_runtime::audit::AuditRecord;
 use shop_runtime::ports::{
-    CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, StoredKey, Versioned,
-    checked_updates,
+    CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, StoreError,
+    StoredKey, Versioned, checked_updates,
 };
 use sqlx::PgPool;
 use sqlx::types::Json;
@@ -26,15 +26,15 @@ impl OrderStore for PgStore {
         let order = write.order;
         // The intake writes new orders in batches; an audited one is written alone.
         if let (None, Some(intake), None) = (write.expected_version, &self.intake, write.audit) {
-            return intake.write(order, write.events, write.delivery).await;
+            return intake.write(&write).await;
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
                 let inserted = sqlx::query(
-                    "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT (order_id) DO NOTHING",
+                    "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
+                     VALUES ($1, $2, $3, $4, $5, $6, 1, $7::jsonb) ON CONFLICT (order_id) DO NOTHING",
                 )
                 .bind(&order.id)
                 .bind(&order.customer_id)
@@ -42,6 +42,7 @@ impl OrderStore for PgStore {
                 .bind(order.created_at)
                 .bind(order.confirmed_at)
                 .bind(Json(order))
+                .bind(rows::provenance_column(write.provenance())?)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -123,6 +124,10 @@ impl OrderStore for PgStore {
 
     async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
         STATEMENTS.deliveries(&self.pool, order_ids).await
+    }
+
+    async fn provenance(&self, order_ids: &[String]) -> Result<Vec<Provenance>, StoreError> {
+        STATEMENTS.provenance(&self.pool, order_ids).await
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {

@@ -41,6 +41,8 @@ static SQL: StoreSql = StoreSql {
                       deducted, version)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (product_id) DO NOTHING",
     deliveries: "SELECT order_id, key_id, sealed FROM orders.deliveries WHERE order_id = ANY($1)",
+    provenance: "SELECT order_id, policy::text AS policy FROM orders.orders
+                 WHERE order_id = ANY($1) AND policy IS NOT NULL",
     customer_key: "SELECT customer_id, key_id, kek_id, wrapped, created_at FROM orders.customer_keys WHERE customer_id = $1",
     insert_key: "INSERT INTO orders.customer_keys (customer_id, key_id, kek_id, wrapped, created_at)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO NOTHING",

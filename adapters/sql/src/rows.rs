@@ -4,7 +4,10 @@
 
 use shop_rules::inventory::{Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine};
 use shop_rules::order::{CataloguePrice, Order};
-use shop_runtime::ports::{CatalogueEntry, MovementEntry, SealedDelivery, StoreError, StoredKey, Versioned};
+use shop_runtime::ports::{
+    CatalogueEntry, MovementEntry, Provenance, SealedDelivery, StoreError, StoredKey, Versioned,
+};
+use shop_streams::RuleRef;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -61,6 +64,30 @@ where
     fn stock_lines(&self, column: &str) -> Result<Vec<StockLine>, sqlx::Error> {
         self.try_get::<Json<Vec<StockLine>>, _>(column).map(|json| json.0)
     }
+}
+
+/// An order's provenance as its `policy` column keeps it: JSON text, or
+/// NULL for an order written without one (so most rows pay nothing).
+pub fn provenance_column(rules: &[RuleRef]) -> Result<Option<String>, StoreError> {
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(rules)
+        .map(Some)
+        .map_err(|e| corrupt("provenance", e))
+}
+
+/// An order's provenance: its `order_id` and `policy` columns, the latter as text.
+pub fn provenance(row: &impl StoreRow) -> Result<Provenance, StoreError> {
+    let read = |e: sqlx::Error| corrupt("provenance", e);
+    let policy = row.maybe_text("policy").map_err(read)?.unwrap_or_default();
+    Ok(Provenance {
+        order_id: row.text("order_id").map_err(read)?,
+        rules: match policy.as_str() {
+            "" => Vec::new(),
+            json => serde_json::from_str(json).map_err(|e| corrupt("provenance", e))?,
+        },
+    })
 }
 
 /// A customer's wrapped data key: every column of the keys table.

@@ -6,7 +6,7 @@
 use shop_rules::inventory::{InventoryState, ProductStock, Reservation};
 use shop_rules::order::Order;
 use shop_runtime::ports::{
-    CatalogueEntry, MovementEntry, OrderQuery, SealedDelivery, StoreError, StoredKey, Versioned,
+    CatalogueEntry, MovementEntry, OrderQuery, Provenance, SealedDelivery, StoreError, StoredKey, Versioned,
 };
 use sqlx::query::Query;
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
@@ -45,6 +45,9 @@ pub struct StoreSql {
     pub insert_product: &'static str,
     /// `$1` the order ids, as the adapter binds a list: their deliveries' columns.
     pub deliveries: &'static str,
+    /// `$1` the order ids, as the adapter binds a list: `order_id` and
+    /// `policy` (as text) of those that have one.
+    pub provenance: &'static str,
     /// `$1` customer: their key's columns.
     pub customer_key: &'static str,
     /// `$1` customer, `$2` key id, `$3` kek id, `$4` wrapped, `$5` created
@@ -230,6 +233,18 @@ where
             .await
             .map_err(self.driver.db_error)?;
         rows.iter().map(rows::sealed_delivery).collect()
+    }
+
+    pub async fn provenance<'q, P>(&self, pool: &Pool<DB>, order_ids: P) -> Result<Vec<Provenance>, StoreError>
+    where
+        P: Encode<'q, DB> + Type<DB> + Send + 'q,
+    {
+        let rows = sqlx::query::<DB>(self.sql.provenance)
+            .bind(order_ids)
+            .fetch_all(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        rows.iter().map(rows::provenance).collect()
     }
 
     /// The customer's key: the stored one, else `candidate` once stored.

@@ -12,7 +12,7 @@ use shop_runtime::ports::{SealedDelivery, StoreError};
 use shop_streams::{Context, Envelope};
 use sqlx::SqlitePool;
 
-use crate::orders::insert_new;
+use crate::orders::{NewColumns, insert_new};
 use crate::outbox::{append_outbox, begin, commit};
 
 /// Most orders one transaction carries.
@@ -21,7 +21,7 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 struct NewOrder {
     order: Order,
-    state: String,
+    columns: NewColumns,
     events: Vec<Envelope>,
     delivery: Option<SealedDelivery>,
 }
@@ -38,18 +38,18 @@ impl Intake {
         Self { group }
     }
 
-    /// Writes `order` (version 1, stored as `state`) and its `events` to the
-    /// outbox, with whatever other new orders are waiting.
+    /// Writes `order` (version 1, stored as `columns`) and its `events` to
+    /// the outbox, with whatever other new orders are waiting.
     pub(crate) async fn write(
         &self,
         order: &Order,
-        state: String,
+        columns: NewColumns,
         events: &[Envelope],
         delivery: Option<&SealedDelivery>,
     ) -> Result<u64, StoreError> {
         let new = NewOrder {
             order: order.clone(),
-            state,
+            columns,
             events: events.to_vec(),
             delivery: delivery.cloned(),
         };
@@ -85,7 +85,7 @@ async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder])
             written.push(false);
             continue;
         }
-        let fresh = insert_new(&mut tx, order, &new.state, new.delivery.as_ref()).await?;
+        let fresh = insert_new(&mut tx, order, &new.columns, new.delivery.as_ref()).await?;
         if fresh {
             append_outbox(&mut tx, Context::Order, &new.events).await?;
         }

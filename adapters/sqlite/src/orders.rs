@@ -3,8 +3,8 @@
 use shop_rules::order::Order;
 use shop_runtime::audit::AuditRecord;
 use shop_runtime::ports::{
-    CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError, StoredKey, Versioned,
-    checked_updates,
+    CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, StoreError,
+    StoredKey, Versioned, checked_updates,
 };
 use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
@@ -19,24 +19,41 @@ fn state_of(order: &Order) -> Result<String, StoreError> {
     serde_json::to_string(order).map_err(|e| corrupt("order", e))
 }
 
+/// A new order's JSON columns, encoded before its transaction begins.
+#[derive(Debug, Clone)]
+pub(crate) struct NewColumns {
+    pub state: String,
+    pub policy: Option<String>,
+}
+
+impl NewColumns {
+    pub fn of(write: &OrderWrite<'_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            state: state_of(write.order)?,
+            policy: rows::provenance_column(write.provenance())?,
+        })
+    }
+}
+
 /// Inserts `order` at version 1 with its `delivery` unless its id is
 /// taken; `true` when it was.
 pub(crate) async fn insert_new(
     tx: &mut Transaction<'static, Sqlite>,
     order: &Order,
-    state: &str,
+    columns: &NewColumns,
     delivery: Option<&SealedDelivery>,
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
-        "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (order_id) DO NOTHING",
+        "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7) ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(&order.id)
     .bind(&order.customer_id)
     .bind(order.status.as_str())
     .bind(order.created_at)
     .bind(order.confirmed_at)
-    .bind(state)
+    .bind(&columns.state)
+    .bind(columns.policy.as_deref())
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
@@ -85,22 +102,23 @@ impl OrderStore for SqliteStore {
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
         let order = write.order;
-        let state = state_of(order)?;
         // The intake writes new orders in batches; an audited one is written alone.
         if let (None, Some(intake), None) = (write.expected_version, &self.intake, write.audit) {
-            return intake.write(order, state, write.events, write.delivery).await;
+            return intake
+                .write(order, NewColumns::of(&write)?, write.events, write.delivery)
+                .await;
         }
         let mut tx = begin(&self.pool).await?;
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
-                if !insert_new(&mut tx, order, &state, write.delivery).await? {
+                if !insert_new(&mut tx, order, &NewColumns::of(&write)?, write.delivery).await? {
                     return Err(conflict());
                 }
                 1
             }
             Some(expected) => {
-                update_existing(&mut tx, order, &state, expected).await?;
+                update_existing(&mut tx, order, &state_of(order)?, expected).await?;
                 expected + 1
             }
         };
@@ -134,6 +152,10 @@ impl OrderStore for SqliteStore {
 
     async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
         STATEMENTS.deliveries(&self.pool, json_list(order_ids)).await
+    }
+
+    async fn provenance(&self, order_ids: &[String]) -> Result<Vec<Provenance>, StoreError> {
+        STATEMENTS.provenance(&self.pool, json_list(order_ids)).await
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {

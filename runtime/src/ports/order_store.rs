@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use shop_rules::order::{CataloguePrice, Order, OrderStatus};
-use shop_streams::Envelope;
+use shop_streams::{Envelope, RuleRef};
 
 use super::audit_log::AuditLog;
 use super::customer_keys::CustomerKeys;
@@ -23,6 +23,25 @@ pub struct OrderWrite<'a> {
     /// What a caller asked for (an admin's cancel, say), sealed onto the
     /// audit chain with the change; the saga's own steps carry none.
     pub audit: Option<&'a AuditRecord>,
+}
+
+impl OrderWrite<'_> {
+    /// The rules that decided a new order, kept with it for its view: those
+    /// its first event names (the order rules, then each policy that let it
+    /// in). Empty for an update, whose decider its own events name.
+    pub fn provenance(&self) -> &[RuleRef] {
+        match (self.expected_version, self.events.first()) {
+            (None, Some(created)) => &created.policy,
+            _ => &[],
+        }
+    }
+}
+
+/// The rules that decided an order when it was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub order_id: String,
+    pub rules: Vec<RuleRef>,
 }
 
 /// An order's delivery details as stored: sealed under its customer's data
@@ -97,6 +116,10 @@ pub trait OrderStore: CustomerKeys + AuditLog + Send + Sync + 'static {
     /// MUST return the sealed delivery details of those of `order_ids` that
     /// have them, in any order.
     fn deliveries(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<SealedDelivery>, StoreError>> + Send;
+
+    /// MUST return, for those of `order_ids` whose creating write had a
+    /// [`OrderWrite::provenance`], that provenance, in any order.
+    fn provenance(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<Provenance>, StoreError>> + Send;
 
     /// MUST return how many orders are PENDING: accepted, and neither
     /// confirmed nor cancelled yet by the saga. Intake sheds load by it.

@@ -8,7 +8,7 @@ use shop_rules::inventory::InventoryEvent;
 use shop_rules::order::{
     CancelReason, CataloguePrice, LineRequest, Order, OrderCommand, OrderEvent, OrderRejection, PlaceOrder,
 };
-use shop_streams::{DomainEvent, Envelope, Trace};
+use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -106,12 +106,16 @@ async fn audit_pages(log: &impl AuditLog, query: AuditQuery<'_>) -> Result<Vec<A
     }
 }
 
-/// An order with its delivery details as they read now.
+/// An order with its delivery details as they read now, and the rules
+/// that decided it.
 #[derive(Debug, Clone)]
 pub struct OrderRecord {
     pub order: Order,
     /// `None` when the order was placed without delivery details.
     pub delivery: Option<DeliveryRead>,
+    /// The order rules and policies that let it in, as its `OrderCreated`
+    /// named them; empty for orders placed before provenance was kept.
+    pub policy: Vec<RuleRef>,
 }
 
 /// Most orders of one customer an export reads per query.
@@ -295,13 +299,30 @@ impl<S: OrderStore> OrderService<S> {
             .collect()
     }
 
-    /// The order with its delivery details, or `None` when it does not exist.
+    /// The order with its delivery details and provenance, or `None` when
+    /// it does not exist.
     pub async fn record(&self, order_id: &str) -> Result<Option<OrderRecord>, OrderError> {
         let Some(order) = self.get(order_id).await? else {
             return Ok(None);
         };
-        let delivery = self.deliveries(std::slice::from_ref(&order)).await?.remove(&order.id);
-        Ok(Some(OrderRecord { order, delivery }))
+        Ok(self.records(vec![order]).await?.pop())
+    }
+
+    /// `orders` with their delivery details and provenance, in their order.
+    async fn records(&self, orders: Vec<Order>) -> Result<Vec<OrderRecord>, OrderError> {
+        let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+        let (deliveries, provenance) = futures::join!(self.deliveries(&orders), self.store.provenance(&ids));
+        let mut deliveries = deliveries?;
+        let mut provenance: HashMap<String, Vec<RuleRef>> =
+            provenance?.into_iter().map(|p| (p.order_id, p.rules)).collect();
+        Ok(orders
+            .into_iter()
+            .map(|order| OrderRecord {
+                delivery: deliveries.remove(&order.id),
+                policy: provenance.remove(&order.id).unwrap_or_default(),
+                order,
+            })
+            .collect())
     }
 
     /// Every order of the customer, newest first, with its delivery
@@ -343,13 +364,9 @@ impl<S: OrderStore> OrderService<S> {
                     limit: EXPORT_PAGE,
                 })
                 .await?;
-            let mut deliveries = self.deliveries(&page).await?;
             after = page.last().map(crate::ports::OrderCursor::after);
             let full = page.len() == EXPORT_PAGE as usize;
-            records.extend(page.into_iter().map(|order| OrderRecord {
-                delivery: deliveries.remove(&order.id),
-                order,
-            }));
+            records.extend(self.records(page).await?);
             if !full {
                 return Ok(records);
             }

@@ -285,6 +285,25 @@ async fn two_instances_follow_one_rule_store_under_load() {
     let order_rules = created[0].1.first().expect("the order rules first");
     assert_eq!((order_rules.0.as_str(), order_rules.1), ("order", 0), "{created:?}");
 
+    // The order view shows what the event names, on either instance:
+    // the new hash on the order placed after the swap, the old one kept.
+    let admin = token("ops", "admin");
+    for (order, addr) in [(&on_v2, b.addr), (&on_v1, a.addr), (&big_order, a.addr)] {
+        let view = common::call(addr, "GET", &format!("/api/orders/{order}"), Some(&admin), &[], "").await;
+        assert_eq!(view.status, 200, "{}", view.body);
+        let shown: Vec<(String, u64, String)> = view.json()["policy"]
+            .as_array()
+            .expect("the order view names its rules")
+            .iter()
+            .map(|r| {
+                let text = |field: &str| r[field].as_str().unwrap_or_default().to_owned();
+                (text("name"), r["version"].as_u64().unwrap_or(0), text("hash"))
+            })
+            .collect();
+        let (_, named) = created.iter().find(|(id, _)| id == order).expect("published");
+        assert_eq!(&shown, named, "order {order}");
+    }
+
     let _ = bus.rules().delete().await;
     let _ = bus.delete_streams().await;
 }

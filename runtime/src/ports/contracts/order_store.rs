@@ -2,10 +2,14 @@
 
 use shop_rules::order::{CataloguePrice, Order, OrderStatus};
 
-use super::{created, order};
+use shop_rules::order::{OrderEvent, OrderTransition};
+use shop_streams::{RuleRef, Trace};
+
+use super::{created, order, order_envelope};
 use crate::audit::Actor;
 use crate::ports::{
-    AuditQuery, CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, SealedDelivery, StoreError,
+    AuditQuery, CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, Provenance, SealedDelivery,
+    StoreError,
 };
 
 /// Every check, against a store and the outbox its writes feed.
@@ -18,6 +22,7 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     new_orders_arriving_together_are_each_written_once(store, outbox).await;
     many_updates_commit_together_or_not_at_all(store, outbox).await;
     audited_changes_are_sealed_with_them(store).await;
+    the_rules_that_placed_an_order_are_kept(store).await;
 }
 
 /// MUST count the PENDING orders, and only those.
@@ -393,6 +398,76 @@ async fn audited_changes_are_sealed_with_them(store: &impl OrderStore) {
         let sealed = entries_on(target).await;
         assert_eq!(sealed.iter().map(|e| &e.record).collect::<Vec<_>>(), vec![record]);
     }
+}
+
+/// MUST keep with a new order the rules its first event names, whichever
+/// way it is written (with others, or alone with an audit record), and
+/// MUST NOT change them when the order is updated.
+async fn the_rules_that_placed_an_order_are_kept(store: &impl OrderStore) {
+    let limit = RuleRef {
+        name: "purchase-limit".into(),
+        version: 3,
+        hash: "ab".repeat(32),
+    };
+    let (batched, audited, bare) = (order("prov-1"), order("prov-2"), order("prov-3"));
+    let stamped = |o: &Order| created(o).with_policies(std::slice::from_ref(&limit));
+    let (batched_event, audited_event) = (stamped(&batched), stamped(&audited));
+    let decided_by = batched_event.policy.clone();
+    assert_eq!(decided_by.len(), 2, "the order rules, then the policy");
+    let batched_write = OrderWrite {
+        events: std::slice::from_ref(&batched_event),
+        ..new_order(&batched)
+    };
+    let placing =
+        Actor::new("ops", "admin", "req-prov").did("order", "order.place", "order:prov-2".into(), 1_000, &"admin");
+    let audited_write = OrderWrite {
+        events: std::slice::from_ref(&audited_event),
+        audit: Some(&placing),
+        ..new_order(&audited)
+    };
+    let bare_write = OrderWrite {
+        events: &[],
+        ..new_order(&bare)
+    };
+    for write in [batched_write, audited_write, bare_write] {
+        assert_eq!(store.write(write).await, Ok(1));
+    }
+    // Confirmed by another rule: what placed the order stays.
+    let mut confirmed = batched.clone();
+    confirmed.status = OrderStatus::Confirmed;
+    let mut confirming = order_envelope(
+        OrderEvent::Confirmed(OrderTransition {
+            order_id: confirmed.id.clone(),
+            at: 2_000,
+        }),
+        2,
+        Trace::follows(&batched_event),
+    );
+    confirming.policy = vec![RuleRef {
+        name: "order".into(),
+        version: 9,
+        hash: "cd".repeat(32),
+    }];
+    let update = OrderWrite {
+        order: &confirmed,
+        expected_version: Some(1),
+        events: std::slice::from_ref(&confirming),
+        delivery: None,
+        audit: None,
+    };
+    assert_eq!(store.write(update).await, Ok(2));
+    let ids = ["prov-1", "prov-2", "prov-3", "absent"].map(String::from);
+    let mut found = store.provenance(&ids).await.expect("readable");
+    found.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    let kept = |id: &str| Provenance {
+        order_id: id.into(),
+        rules: decided_by.clone(),
+    };
+    assert_eq!(
+        found,
+        vec![kept("prov-1"), kept("prov-2")],
+        "none for an order created without events"
+    );
 }
 
 /// The write that creates `order` and nothing else.

@@ -19,7 +19,7 @@ fn main() {
 
     let mut crates = vec!["shop-order-rules", "shop-inventory-rules", "shop-purchase-limit"];
     if env::var_os("CARGO_FEATURE_FIXTURES").is_some() {
-        crates.extend(["shop-rogue-rules", "shop-previous-minor"]);
+        crates.extend(["shop-rogue-rules", "shop-previous-minor", "shop-next-minor"]);
     }
 
     for watched in ["wit", "domain", "components", "plugins", "testing"] {

@@ -52,4 +52,12 @@ pub mod fixtures {
         name: "previous-minor",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_previous_minor.wasm")),
     };
+
+    /// A policy built against a future `shop:rules@0.2.2` that adds
+    /// `log.flush`: refuses customer `blocked`, calls `log.flush` for
+    /// customer `flushes`.
+    pub const NEXT_MINOR_POLICY: BundledComponent = BundledComponent {
+        name: "next-minor",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/shop_next_minor.wasm")),
+    };
 }

@@ -61,6 +61,12 @@ pub(crate) fn major(version: &str) -> &str {
     cut.map_or(version, |at| &version[..at])
 }
 
+/// Whether `version` is a later minor version of the same major as `host`'s.
+pub(crate) fn later_minor(version: &str, host: &str) -> bool {
+    let minor = |v: &str| v.get(major(v).len() + 1..).and_then(|m| m.parse::<u32>().ok());
+    major(version) == major(host) && minor(version) > minor(host)
+}
+
 impl fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
@@ -308,8 +314,11 @@ impl<W: World> Loaded<W> {
 /// names up exactly: a component built against an earlier minor version
 /// (`shop:rules/log@0.2.0`) would get traps where the host's
 /// `shop:rules/log@0.2.1` serves it by semver. The contract's own imports
-/// are left to the linker, which matches them by semver or fails the load
-/// naming what is missing.
+/// are left to the linker, which matches them by semver, except for what a
+/// component of a later minor version imports that this host lacks: that
+/// traps when called (a later minor only adds), so the component loads and
+/// runs as long as it does not call it. Imports of another major fail the
+/// load, naming what is missing.
 fn stub_foreign_imports(
     linker: &mut Linker<HostState>,
     component: &Component,
@@ -347,10 +356,24 @@ fn stub_foreign_imports(
         }
     }
 
+    let host = contract_version!();
     let mut root = linker.root();
     for (name, item) in component.component_type().imports(engine) {
-        if !name.starts_with("shop:rules/") {
-            stub(&mut root, name, &item.ty, name, engine)?;
+        match name.strip_prefix("shop:rules/").and_then(|rest| rest.split_once('@')) {
+            None => stub(&mut root, name, &item.ty, name, engine)?,
+            Some((interface, version)) if later_minor(version, host) => {
+                let ComponentItem::ComponentInstance(imported) = &item.ty else {
+                    continue;
+                };
+                // Into the host's own version of the interface, which the
+                // linker serves the later one from.
+                let mut ours = root.instance(&format!("shop:rules/{interface}@{host}"))?;
+                for (export, item) in imported.exports(engine) {
+                    // Fails only for a name the host defines: its own stays.
+                    let _ = stub(&mut ours, export, &item.ty, name, engine);
+                }
+            }
+            Some(_) => {}
         }
     }
     Ok(())

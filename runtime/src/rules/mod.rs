@@ -60,6 +60,17 @@ mod tests {
     }
 
     #[test]
+    fn later_minors_are_told_apart_from_earlier_ones_and_other_majors() {
+        use super::component::later_minor;
+        assert!(later_minor("0.2.2", "0.2.1"));
+        assert!(later_minor("0.2.10", "0.2.9"));
+        assert!(!later_minor("0.2.0", "0.2.1"));
+        assert!(!later_minor("0.2.1", "0.2.1"));
+        assert!(!later_minor("0.3.5", "0.2.1"));
+        assert!(!later_minor("0.2.x", "0.2.1"));
+    }
+
+    #[test]
     fn the_contract_version_is_the_wit_package_version() {
         let wit = include_str!("../../../rules/wit/shop-rules.wit");
         let package = wit

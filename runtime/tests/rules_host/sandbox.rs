@@ -7,7 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use shop_rules::order::{CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
-use shop_rules_bundle::fixtures::{PREVIOUS_MINOR_POLICY, ROGUE_ORDER};
+use shop_rules_bundle::fixtures::{NEXT_MINOR_POLICY, PREVIOUS_MINOR_POLICY, ROGUE_ORDER};
 use shop_runtime::rules::{ComponentKind, FaultKind, LoadError, RuleError, RuleMode, RuleSettings, RuleSource};
 
 fn place(customer: &str) -> OrderCommand {
@@ -205,6 +205,46 @@ fn a_policy_built_against_the_previous_minor_version_runs() {
     assert!(allowed.is_ok(), "{allowed:?}");
     let refused = t.host.check_policies(&order("blocked")).expect_err("refused");
     assert!(refused.to_string().contains("blocked"), "{refused}");
+}
+
+#[test]
+fn a_policy_built_against_a_later_minor_version_loads_and_what_the_host_lacks_traps() {
+    let t = common::start(common::default_settings());
+    let source = RuleSource::builtin(NEXT_MINOR_POLICY.name, NEXT_MINOR_POLICY.wasm);
+    let info = t
+        .host
+        .inspect(&source)
+        .expect("a 0.2.2 component loads on a 0.2.1 host");
+    assert_eq!(info.role, ComponentKind::Policy);
+    t.host
+        .install(vec![RuleSource::published(
+            "next-minor",
+            1,
+            NEXT_MINOR_POLICY.wasm.to_vec(),
+            None,
+            RuleMode::Active,
+        )])
+        .expect("installed");
+    let order = |customer: &str| PlaceOrder {
+        order_id: "o-1".into(),
+        customer_id: customer.into(),
+        lines: vec![LineRequest {
+            product_id: "SKU-1".into(),
+            quantity: 1,
+        }],
+        catalogue: Vec::new(),
+    };
+    // What it shares with the host works: `log.enabled` and `log.write`.
+    let allowed = t.host.check_policies(&order("alice"));
+    assert!(allowed.is_ok(), "{allowed:?}");
+    let refused = t.host.check_policies(&order("blocked")).expect_err("refused");
+    assert!(refused.to_string().contains("blocked"), "{refused}");
+    // `log.flush` is 0.2.2's: calling it is a fault that names it.
+    let fault = t.host.check_policies(&order("flushes")).expect_err("a fault");
+    assert!(matches!(fault, RuleError::Fault(_)), "{fault:?}");
+    assert!(fault.to_string().contains("flush"), "{fault}");
+    // And the component keeps serving after it.
+    assert!(t.host.check_policies(&order("alice")).is_ok());
 }
 
 #[test]

@@ -13,7 +13,8 @@
 #   RUNS=payment bench/run.sh    # intake at PAYMENT_RATE (2,000/s) paid through `shop payment-sim`, 10% declined
 #   RUNS=delivery bench/run.sh   # intake at PAYMENT_RATE without, then with, encrypted delivery details
 #   RUNS=tracing bench/run.sh    # intake at HIGH (4,000/s) without, then with, trace export over OTLP
-#   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow (every call, 1 in 10)
+#   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow (every call, default budget)
+#   RUNS=policy bench/run.sh     # intake at HIGH without, then with, the purchase-limit policy (Redis counters)
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -428,8 +429,9 @@ for run in $RUNS; do
     # The same intake three times, the purchase-limit policy active in each
     # (a limit no order reaches; its counters in Redis): no candidate (the
     # baseline), then two candidates in shadow published to the running
-    # shop, compared on every call and on one in ten
-    # (SHOP_RULES_SHADOW_EVERY): the order rules and the policy, each a
+    # shop, compared on every call (no budget), then as the shop does by
+    # default (every call while SHOP_RULES_SHADOW_PER_SECOND, 300 calls a
+    # second in all, lasts): the order rules and the policy, each a
     # rebuilt copy (the same decisions under another hash). The order
     # candidate runs after each order decision; the policy candidate before
     # the policies, reading the counters and writing nothing.
@@ -439,18 +441,36 @@ for run in $RUNS; do
         "$work/rules/$rule.wasm" "$work/rules/$rule-candidate.wasm"
     done
     publish() { SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off "$bin/shop" rules publish "$@"; }
-    for every in none 1 10; do
-      distributed "shadow-$every" SHOP_RULES_SHADOW_EVERY="${every/none/1}" \
-        SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=1000000000
+    for budget in none unbounded default; do
+      settings=(SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=1000000000)
+      if [ "$budget" = unbounded ]; then settings+=(SHOP_RULES_SHADOW_PER_SECOND=16777215); fi
+      distributed "shadow-$budget" "${settings[@]}"
       publish "$work/rules/purchase-limit.wasm"
-      if [ "$every" != none ]; then
+      if [ "$budget" != none ]; then
         publish "$work/rules/order-candidate.wasm" --name order --shadow
         publish "$work/rules/purchase-limit-candidate.wasm" --name purchase-limit --shadow
       fi
       sleep 2
-      load "distributed-$HIGH-shadow-$every" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+      load "distributed-$HIGH-shadow-$budget" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
         --duration "$DURATION" --products "$PRODUCTS"
       echo "    shadow: $(curl -fs http://127.0.0.1:18080/metrics | grep '^shop_rule_shadow_total' | tr '\n' ' ')"
+      costed
+    done
+    ;;
+  policy)
+    # The same intake twice: no policy (the baseline), then the
+    # purchase-limit policy published and active (a limit no order
+    # reaches; two Redis round trips per order inside the rule call).
+    "$bin/shop" rules export "$work/rules" >/dev/null
+    for with in off on; do
+      distributed "policy-$with" SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=1000000000
+      if [ "$with" = on ]; then
+        SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_RULES_CACHE=off \
+          "$bin/shop" rules publish "$work/rules/purchase-limit.wasm" >/dev/null
+        sleep 2
+      fi
+      load "distributed-$HIGH-policy-$with" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+        --duration "$DURATION" --products "$PRODUCTS"
       costed
     done
     ;;

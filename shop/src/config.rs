@@ -20,7 +20,7 @@ use serde::Deserialize;
 use shop_adapter_jetstream::NatsEndpoint;
 use shop_adapter_redis::RedisEndpoint;
 use shop_runtime::ports::Quota;
-use shop_runtime::rules::RuleTrust;
+use shop_runtime::rules::{DEFAULT_SHADOW_PER_SECOND, MAX_SHADOW_PER_SECOND, RuleTrust};
 
 use crate::secrets::MissingSecret;
 
@@ -95,6 +95,7 @@ pub struct Settings {
     pub rules_timeout_ms: Option<u64>,
     pub rules_memory_mb: Option<u64>,
     pub rules_shadow_every: Option<u64>,
+    pub rules_shadow_per_second: Option<u64>,
     pub reservation_ttl_secs: Option<u64>,
     pub advertise_url: Option<String>,
     pub announce_every_ms: Option<u64>,
@@ -300,6 +301,9 @@ pub struct RulesConfig {
     /// `SHOP_RULES_SHADOW_EVERY`: a candidate in shadow answers one call in
     /// this many (default 1: every call).
     pub shadow_every: u64,
+    /// `SHOP_RULES_SHADOW_PER_SECOND`: and candidates answer at most this
+    /// many calls a second in all (default 300; 0 turns shadowing off).
+    pub shadow_per_second: u64,
     /// `SHOP_RULES_CONFIG_<COMPONENT>_<KEY>=value`: a setting for one component,
     /// for example `SHOP_RULES_CONFIG_PURCHASE_LIMIT_MAX_UNITS_PER_DAY=5`.
     pub component_config: BTreeMap<String, BTreeMap<String, String>>,
@@ -863,8 +867,13 @@ impl RulesConfig {
         if shadow_every == 0 {
             bail!("SHOP_RULES_SHADOW_EVERY must be at least 1 (1: every call)");
         }
+        let shadow_per_second = s.rules_shadow_per_second.unwrap_or(DEFAULT_SHADOW_PER_SECOND);
+        if shadow_per_second > MAX_SHADOW_PER_SECOND {
+            bail!("SHOP_RULES_SHADOW_PER_SECOND must be at most {MAX_SHADOW_PER_SECOND}");
+        }
         Ok(Self {
             shadow_every,
+            shadow_per_second,
             dir: s.rules_dir.clone().map(PathBuf::from),
             trust,
             cache_dir,
@@ -979,6 +988,24 @@ mod tests {
             "{malformed}"
         );
         assert!(service(&[("SHOP_STREAM_MAX_AGE_SECS", "0")]).is_err());
+    }
+
+    #[test]
+    fn shadowing_is_budgeted_per_second_by_default_and_within_what_can_be_counted() {
+        let rules = |pairs: &[(&str, &str)]| {
+            let settings = Settings::from_vars(env(pairs)).expect("typed");
+            super::RulesConfig::from_settings(&settings)
+        };
+        let default = rules(&[]).expect("the defaults hold");
+        assert_eq!((default.shadow_every, default.shadow_per_second), (1, 300));
+        let off = rules(&[("SHOP_RULES_SHADOW_PER_SECOND", "0")]).expect("0 turns it off");
+        assert_eq!(off.shadow_per_second, 0);
+        let too_many = rules(&[("SHOP_RULES_SHADOW_PER_SECOND", "16777216")]).expect_err("past the counter");
+        assert!(
+            too_many.to_string().contains("SHOP_RULES_SHADOW_PER_SECOND"),
+            "{too_many}"
+        );
+        assert!(rules(&[("SHOP_RULES_SHADOW_EVERY", "0")]).is_err());
     }
 
     #[test]

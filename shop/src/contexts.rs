@@ -247,6 +247,7 @@ pub(crate) fn rule_settings(config: RulesConfig) -> RuleSettings {
         trust: config.trust,
         call_timeout: config.call_timeout,
         shadow_every: config.shadow_every,
+        shadow_per_second: config.shadow_per_second,
         memory_limit: config.memory_limit,
         component_config,
         ..RuleSettings::default()

@@ -22,7 +22,7 @@ use super::component::{
 use super::error::{LoadError, PolicyViolation, RuleError, RuleFault};
 use super::imports::{Capabilities, HostState};
 use super::release::RuleMode;
-use super::shadow::{DryRunKv, RecordingClock, ReplayClock, ShadowLog};
+use super::shadow::{DEFAULT_SHADOW_PER_SECOND, DryRunKv, RecordingClock, ReplayClock, ShadowLog};
 use super::source::{self, RuleSource};
 use super::trust::RuleTrust;
 use crate::audit::{Actor, AuditRecord};
@@ -57,6 +57,9 @@ pub struct RuleSettings {
     /// A candidate in shadow answers one call in this many (1: every call),
     /// so that trying a version costs a share of its calls' time.
     pub shadow_every: u64,
+    /// And candidates answer at most this many calls a second in all
+    /// (at most [`super::MAX_SHADOW_PER_SECOND`]): what bounds their cost under load.
+    pub shadow_per_second: u64,
     /// Settings each component reads through its `config` import, by component name.
     pub component_config: BTreeMap<String, BTreeMap<String, String>>,
     /// Where call times are counted.
@@ -75,6 +78,7 @@ impl Default for RuleSettings {
             memory_limit: 64 << 20,
             pool_size: 16,
             shadow_every: 1,
+            shadow_per_second: DEFAULT_SHADOW_PER_SECOND,
             component_config: BTreeMap::new(),
             metrics: Metrics::default(),
         }
@@ -216,6 +220,7 @@ impl RuleHost {
             settings.metrics.clone(),
             Arc::clone(&capabilities.clock),
             settings.shadow_every,
+            settings.shadow_per_second,
         );
         let shadow_capabilities = Capabilities {
             clock: Arc::new(ReplayClock(Arc::clone(&capabilities.clock))),

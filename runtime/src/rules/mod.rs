@@ -36,6 +36,7 @@ pub use fleet::{FleetError, Published, RuleFleet};
 pub use host::{Decided, ReloadReport, RuleHost, RuleSettings, WatchHandle};
 pub use imports::Capabilities;
 pub use release::{PublishedVersion, Release, ReleaseError, RuleMode};
+pub use shadow::{DEFAULT_SHADOW_PER_SECOND, MAX_SHADOW_PER_SECOND};
 pub use source::RuleSource;
 pub use trust::RuleTrust;
 

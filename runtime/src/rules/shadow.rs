@@ -96,22 +96,61 @@ pub(crate) struct ShadowLog {
     /// Candidates answer one call in this many.
     every: u64,
     calls: AtomicU64,
+    /// And at most this many calls a second, all candidates together.
+    per_second: u64,
+    /// The second being counted (high bits) and the calls answered in it
+    /// (low [`COUNT_BITS`]), in one word so that a new second starts once.
+    this_second: AtomicU64,
 }
 
+const COUNT_BITS: u32 = 24;
+
+/// The most [`ShadowLog`] can count in a second.
+pub const MAX_SHADOW_PER_SECOND: u64 = (1 << COUNT_BITS) - 1;
+
+/// Candidates' calls a second by default: at 4,000 orders/s on two cores
+/// (three candidate calls an order) this stays inside the 10% that shadow
+/// evaluation may add to intake (docs/benchmarks.md, "Shadow evaluation").
+pub const DEFAULT_SHADOW_PER_SECOND: u64 = 300;
+
 impl ShadowLog {
-    pub(crate) fn new(metrics: Metrics, clock: Arc<dyn Clock>, every: u64) -> Self {
+    pub(crate) fn new(metrics: Metrics, clock: Arc<dyn Clock>, every: u64, per_second: u64) -> Self {
         Self {
             metrics,
             sink: RwLock::new(None),
             clock,
             every: every.max(1),
             calls: AtomicU64::new(0),
+            per_second: per_second.min(MAX_SHADOW_PER_SECOND),
+            this_second: AtomicU64::new(0),
         }
     }
 
-    /// Whether candidates answer this call: one in `every`.
+    /// Whether candidates answer this call: one in `every`, while this
+    /// second's budget lasts. Light traffic is compared call for call;
+    /// under load the budget bounds what shadowing costs.
     pub(crate) fn sampled(&self) -> bool {
-        self.every == 1 || self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every)
+        if self.every > 1 && !self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every) {
+            return false;
+        }
+        let second = u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0);
+        let mut seen = self.this_second.load(Ordering::Relaxed);
+        loop {
+            let next = if seen >> COUNT_BITS != second {
+                (second << COUNT_BITS) | 1
+            } else if seen & MAX_SHADOW_PER_SECOND < self.per_second {
+                seen + 1
+            } else {
+                return false;
+            };
+            match self
+                .this_second
+                .compare_exchange_weak(seen, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return self.per_second > 0,
+                Err(now) => seen = now,
+            }
+        }
     }
 
     pub(crate) fn set_sink(&self, instance: &str, sink: Sink) {
@@ -190,11 +229,26 @@ mod tests {
     #[test]
     fn candidates_answer_one_call_in_every() {
         let clock = Arc::new(ManualClock::new(0));
-        let every_third = super::ShadowLog::new(crate::metrics::Metrics::default(), clock.clone(), 3);
+        let every_third = super::ShadowLog::new(crate::metrics::Metrics::default(), clock.clone(), 3, 100);
         let answered: Vec<bool> = (0..7).map(|_| every_third.sampled()).collect();
         assert_eq!(answered, [true, false, false, true, false, false, true]);
-        let every = super::ShadowLog::new(crate::metrics::Metrics::default(), clock, 1);
+        let every = super::ShadowLog::new(crate::metrics::Metrics::default(), clock, 1, 100);
         assert!((0..5).all(|_| every.sampled()));
+    }
+
+    #[test]
+    fn candidates_answer_at_most_their_budget_a_second() {
+        let clock = Arc::new(ManualClock::new(5_000));
+        let log = super::ShadowLog::new(crate::metrics::Metrics::default(), clock.clone(), 2, 3);
+        let answered = |n| (0..n).filter(|_| log.sampled()).count();
+        // One in two of 10 calls would be 5; the budget stops it at 3.
+        assert_eq!(answered(10), 3);
+        clock.advance(999);
+        assert_eq!(answered(10), 0, "the same second");
+        clock.advance(1);
+        assert_eq!(answered(4), 2, "a new second, one in two again");
+        let none = super::ShadowLog::new(crate::metrics::Metrics::default(), clock, 1, 0);
+        assert_eq!((0..5).filter(|_| none.sampled()).count(), 0);
     }
 
     #[test]

@@ -227,24 +227,35 @@ where
     where
         P: Encode<'q, DB> + Type<DB> + Send + 'q,
     {
-        let rows = sqlx::query::<DB>(self.sql.deliveries)
-            .bind(order_ids)
-            .fetch_all(pool)
+        self.of_orders(pool, self.sql.deliveries, order_ids, rows::sealed_delivery)
             .await
-            .map_err(self.driver.db_error)?;
-        rows.iter().map(rows::sealed_delivery).collect()
     }
 
     pub async fn provenance<'q, P>(&self, pool: &Pool<DB>, order_ids: P) -> Result<Vec<Provenance>, StoreError>
     where
         P: Encode<'q, DB> + Type<DB> + Send + 'q,
     {
-        let rows = sqlx::query::<DB>(self.sql.provenance)
+        self.of_orders(pool, self.sql.provenance, order_ids, rows::provenance)
+            .await
+    }
+
+    /// `sql`, which takes a list of order ids, its rows read by `read`.
+    async fn of_orders<'q, P, T>(
+        &self,
+        pool: &Pool<DB>,
+        sql: &'static str,
+        order_ids: P,
+        read: fn(&DB::Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        P: Encode<'q, DB> + Type<DB> + Send + 'q,
+    {
+        let rows = sqlx::query::<DB>(sql)
             .bind(order_ids)
             .fetch_all(pool)
             .await
             .map_err(self.driver.db_error)?;
-        rows.iter().map(rows::provenance).collect()
+        rows.iter().map(read).collect()
     }
 
     /// The customer's key: the stored one, else `candidate` once stored.

@@ -7,6 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use shop_rules::order::{CataloguePrice, LineRequest, OrderCommand, PlaceOrder};
+use shop_rules_bundle::BundledComponent;
 use shop_rules_bundle::fixtures::{NEXT_MINOR_POLICY, PREVIOUS_MINOR_POLICY, ROGUE_ORDER};
 use shop_runtime::rules::{ComponentKind, FaultKind, LoadError, RuleError, RuleMode, RuleSettings, RuleSource};
 
@@ -174,71 +175,45 @@ fn a_component_of_no_rule_contract_is_refused_naming_what_it_exports() {
     assert!(message.contains("shop:rules/order-rules@0.2.1"), "{message}");
 }
 
-#[test]
-fn a_policy_built_against_the_previous_minor_version_runs() {
+/// A host running `policy`, a policy built against another 0.2 minor of
+/// the contract, published and active; its load checked first.
+fn running_other_minor(policy: &BundledComponent) -> common::TestHost {
     let t = common::start(common::default_settings());
-    let source = RuleSource::builtin(PREVIOUS_MINOR_POLICY.name, PREVIOUS_MINOR_POLICY.wasm);
     let info = t
         .host
-        .inspect(&source)
-        .expect("a 0.2.0 component loads on a 0.2.1 host");
+        .inspect(&RuleSource::builtin(policy.name, policy.wasm))
+        .unwrap_or_else(|error| panic!("{} loads on a 0.2.1 host: {error}", policy.name));
     assert_eq!(info.role, ComponentKind::Policy);
     t.host
         .install(vec![RuleSource::published(
-            "previous-minor",
+            policy.name,
             1,
-            PREVIOUS_MINOR_POLICY.wasm.to_vec(),
+            policy.wasm.to_vec(),
             None,
             RuleMode::Active,
         )])
         .expect("installed");
-    let order = |customer: &str| PlaceOrder {
-        order_id: "o-1".into(),
-        customer_id: customer.into(),
-        lines: vec![LineRequest {
-            product_id: "SKU-1".into(),
-            quantity: 1,
-        }],
-        catalogue: Vec::new(),
-    };
-    let allowed = t.host.check_policies(&order("alice"));
+    // It decides: what it shares with the host works.
+    let allowed = t.host.check_policies(&common::order("o-1", "alice", 1));
     assert!(allowed.is_ok(), "{allowed:?}");
-    let refused = t.host.check_policies(&order("blocked")).expect_err("refused");
+    let refused = t
+        .host
+        .check_policies(&common::order("o-2", "blocked", 1))
+        .expect_err("refused");
     assert!(refused.to_string().contains("blocked"), "{refused}");
+    t
+}
+
+#[test]
+fn a_policy_built_against_the_previous_minor_version_runs() {
+    running_other_minor(&PREVIOUS_MINOR_POLICY);
 }
 
 #[test]
 fn a_policy_built_against_a_later_minor_version_loads_and_what_the_host_lacks_traps() {
-    let t = common::start(common::default_settings());
-    let source = RuleSource::builtin(NEXT_MINOR_POLICY.name, NEXT_MINOR_POLICY.wasm);
-    let info = t
-        .host
-        .inspect(&source)
-        .expect("a 0.2.2 component loads on a 0.2.1 host");
-    assert_eq!(info.role, ComponentKind::Policy);
-    t.host
-        .install(vec![RuleSource::published(
-            "next-minor",
-            1,
-            NEXT_MINOR_POLICY.wasm.to_vec(),
-            None,
-            RuleMode::Active,
-        )])
-        .expect("installed");
-    let order = |customer: &str| PlaceOrder {
-        order_id: "o-1".into(),
-        customer_id: customer.into(),
-        lines: vec![LineRequest {
-            product_id: "SKU-1".into(),
-            quantity: 1,
-        }],
-        catalogue: Vec::new(),
-    };
-    // What it shares with the host works: `log.enabled` and `log.write`.
-    let allowed = t.host.check_policies(&order("alice"));
-    assert!(allowed.is_ok(), "{allowed:?}");
-    let refused = t.host.check_policies(&order("blocked")).expect_err("refused");
-    assert!(refused.to_string().contains("blocked"), "{refused}");
+    // It calls `log.enabled` and `log.write`, which the host has.
+    let t = running_other_minor(&NEXT_MINOR_POLICY);
+    let order = |customer: &str| common::order("o-3", customer, 1);
     // `log.flush` is 0.2.2's: calling it is a fault that names it.
     let fault = t.host.check_policies(&order("flushes")).expect_err("a fault");
     assert!(matches!(fault, RuleError::Fault(_)), "{fault:?}");

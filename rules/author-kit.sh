@@ -69,7 +69,15 @@ say "shop rules publish --shadow"
 runs_as shadow
 status=$(order 101)
 [ "$status" = 202 ] || { echo "in shadow, an order it would refuse is taken: got $status" >&2; exit 1; }
-"$shop" rules diff my-limit | grep -q 'my-limit v1' || { echo "the disagreement is not kept" >&2; exit 1; }
+# The shop keeps disagreements in the background: give it up to 3 s.
+kept() {
+  for _ in $(seq 1 60); do
+    if "$shop" rules diff my-limit | grep -q 'my-limit v1'; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+kept || { echo "the disagreement is not kept" >&2; exit 1; }
 
 say "shop rules promote my-limit"
 "$shop" rules promote my-limit

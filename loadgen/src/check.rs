@@ -98,18 +98,21 @@ pub async fn check(
 ) -> anyhow::Result<Invariants> {
     let deadline = Instant::now() + settle;
     let mut last_stock = None;
-    let (orders, stock, settled) = loop {
-        let orders = all_orders(shop).await?;
+    let accepted: HashSet<String> = shop.users.iter().flat_map(|u| u.accepted()).collect();
+    // While the saga works, only the orders still on their way are listed:
+    // listing every order every two seconds would load the shop (and so
+    // its measured cost per order) with the check's own reads.
+    let (stock, settled) = loop {
+        let mut pending = all_orders(shop, Some("PENDING")).await?.len();
         // With a payment provider a confirmed order is on its way too.
-        let pending = orders
-            .iter()
-            .filter(|o| o.status == "PENDING" || (paid && o.status == "CONFIRMED"))
-            .count();
+        if paid {
+            pending += all_orders(shop, Some("CONFIRMED")).await?.len();
+        }
         let out_of_time = Instant::now() >= deadline;
         // Stock is read only once nothing is pending: before that the saga
         // is certainly not at rest, and reading every product is not free.
         if pending > 0 && !out_of_time {
-            eprintln!("settling: {pending} of {} orders still on their way", orders.len());
+            eprintln!("settling: {pending} of {} orders still on their way", accepted.len());
             last_stock = None;
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
@@ -123,17 +126,17 @@ pub async fn check(
             if !resting {
                 eprintln!("settling: gave up after {settle:?}");
             }
-            break (orders, stock, resting);
+            break (stock, resting);
         }
         eprintln!("settling: no order PENDING; waiting for stock to stop moving");
         last_stock = Some(stock);
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
+    let orders = all_orders(shop, None).await?;
     let mut result = Invariants {
         settled,
         ..Invariants::default()
     };
-    let accepted: HashSet<String> = shop.users.iter().flat_map(|u| u.accepted()).collect();
     result.accepted = accepted.len() as u64;
     let mut seen: HashMap<&str, u32> = HashMap::new();
     for order in &orders {
@@ -235,9 +238,10 @@ pub async fn check(
     Ok(result)
 }
 
-/// Every order of every user of the run, through the API.
-async fn all_orders(shop: &Shop) -> anyhow::Result<Vec<OrderView>> {
-    let pages = futures::stream::iter(shop.users.iter().map(|user| orders_of(shop, user.token())))
+/// Every order of every user of the run (or those in `status`), through
+/// the API.
+async fn all_orders(shop: &Shop, status: Option<&str>) -> anyhow::Result<Vec<OrderView>> {
+    let pages = futures::stream::iter(shop.users.iter().map(|user| orders_of(shop, user.token(), status)))
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
@@ -248,13 +252,14 @@ async fn all_orders(shop: &Shop) -> anyhow::Result<Vec<OrderView>> {
     Ok(all)
 }
 
-async fn orders_of(shop: &Shop, token: &str) -> anyhow::Result<Vec<OrderView>> {
+async fn orders_of(shop: &Shop, token: &str, status: Option<&str>) -> anyhow::Result<Vec<OrderView>> {
     let mut orders = Vec::new();
     let mut after: Option<String> = None;
+    let status = status.map(|s| format!("&status={s}")).unwrap_or_default();
     loop {
         let path = match &after {
-            Some(cursor) => format!("/api/orders?limit=100&after={cursor}"),
-            None => "/api/orders?limit=100".to_owned(),
+            Some(cursor) => format!("/api/orders?limit=100{status}&after={cursor}"),
+            None => format!("/api/orders?limit=100{status}"),
         };
         let body = shop
             .api

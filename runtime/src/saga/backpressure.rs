@@ -5,8 +5,9 @@
 //! refused with "come back later" instead of joining a queue that only
 //! grows: the caller sees a fast 503 with `Retry-After`, and the orders
 //! already accepted are confirmed in time. The backlog is counted by a
-//! sampler every few hundred milliseconds, not per request, so the check
-//! costs intake an atomic read.
+//! sampler every few hundred milliseconds (less often behind a deep
+//! backlog, where counting is dearer), not per request, so the check costs
+//! intake an atomic read.
 //!
 //! The bound is generous by default: intake must keep taking orders while
 //! inventory is briefly down (they are reserved when it comes back), and
@@ -14,7 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -81,18 +82,26 @@ impl Backpressure {
 /// How often the backlog is counted.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
-/// Counts the PENDING orders every `every` for the service's intake, until
-/// `stop` turns true. A failed count keeps the last one.
+/// The least time between two counts, in counts' durations: counting reads
+/// every PENDING order, so behind a deep backlog one count is tens of
+/// milliseconds of the database's time, and the sampler waits longer.
+const PAUSE_PER_COUNT: u32 = 20;
+
+/// Counts the PENDING orders every `every` for the service's intake (or,
+/// when a count takes longer than a twentieth of that, twenty counts' time
+/// after it), until `stop` turns true. A failed count keeps the last one.
 pub async fn run_sampler<S: OrderStore>(
     service: Arc<OrderService<S>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
+        let counting = Instant::now();
         if let Err(error) = service.count_backlog().await {
             tracing::debug!(target: "shop::intake", %error, "backlog not counted");
         }
-        let _ = tokio::time::timeout(every, stop.changed()).await;
+        let pause = every.max(counting.elapsed() * PAUSE_PER_COUNT);
+        let _ = tokio::time::timeout(pause, stop.changed()).await;
     }
 }
 

@@ -210,7 +210,7 @@ async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, S
     let mut tx = pool.begin().await.map_err(db_error)?;
     let rows = sqlx::query(
         "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
-         SELECT id, customer, status, created, confirmed, state::jsonb, 1, policy::jsonb
+         SELECT id, customer, status, created, confirmed, state::json, 1, policy::json
            FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
              AS new (id, customer, status, created, confirmed, state, policy)
          ON CONFLICT (order_id) DO NOTHING

@@ -3,7 +3,6 @@
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_runtime::audit::Actor;
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
-use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
 
 use crate::PgStore;
@@ -118,15 +117,16 @@ async fn update_reservation(
     after: &Reservation,
 ) -> Result<(), StoreError> {
     // The status read is the fence, as the version is for products.
-    let written =
-        sqlx::query("UPDATE inventory.reservations SET status = $2, lines = $3 WHERE order_id = $1 AND status = $4")
-            .bind(&after.order_id)
-            .bind(after.status.as_str())
-            .bind(Json(&after.lines))
-            .bind(before.status.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
+    let written = sqlx::query(
+        "UPDATE inventory.reservations SET status = $2, lines = $3::json WHERE order_id = $1 AND status = $4",
+    )
+    .bind(&after.order_id)
+    .bind(after.status.as_str())
+    .bind(json(&after.lines)?)
+    .bind(before.status.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
     if written.rows_affected() == 0 {
         return Err(StoreError::Conflict(format!("reservation of order {}", after.order_id)));
     }
@@ -149,7 +149,7 @@ async fn insert_reservations(
         .collect::<Result<Vec<_>, _>>()?;
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO inventory.reservations (order_id, status, lines)
-         SELECT id, status, lines::jsonb FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, status, lines)
+         SELECT id, status, lines::json FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, status, lines)
          ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
     )
     .bind(&ids)

@@ -9,7 +9,6 @@ use shop_runtime::ports::{
     StoredKey, Versioned, checked_updates,
 };
 use sqlx::PgPool;
-use sqlx::types::Json;
 
 use crate::PgStore;
 use crate::error::{db_error, to_sql};
@@ -34,14 +33,14 @@ impl OrderStore for PgStore {
             None => {
                 let inserted = sqlx::query(
                     "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
-                     VALUES ($1, $2, $3, $4, $5, $6, 1, $7::jsonb) ON CONFLICT (order_id) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, $6::json, 1, $7::json) ON CONFLICT (order_id) DO NOTHING",
                 )
                 .bind(&order.id)
                 .bind(&order.customer_id)
                 .bind(order.status.as_str())
                 .bind(order.created_at)
                 .bind(order.confirmed_at)
-                .bind(Json(order))
+                .bind(json(order)?)
                 .bind(rows::provenance_column(write.provenance())?)
                 .execute(&mut *tx)
                 .await
@@ -56,13 +55,13 @@ impl OrderStore for PgStore {
             }
             Some(expected) => {
                 let updated = sqlx::query(
-                    "UPDATE orders.orders SET status = $2, confirmed_at = $3, state = $4, version = version + 1
+                    "UPDATE orders.orders SET status = $2, confirmed_at = $3, state = $4::json, version = version + 1
                      WHERE order_id = $1 AND version = $5",
                 )
                 .bind(&order.id)
                 .bind(order.status.as_str())
                 .bind(order.confirmed_at)
-                .bind(Json(order))
+                .bind(json(order)?)
                 .bind(to_sql(expected))
                 .execute(&mut *tx)
                 .await
@@ -95,7 +94,7 @@ impl OrderStore for PgStore {
             // One round trip; the version in the join is the fence, row by row.
             let updated: Vec<String> = sqlx::query_scalar(
                 "UPDATE orders.orders o
-                 SET status = u.status, confirmed_at = u.confirmed, state = u.state::jsonb, version = o.version + 1
+                 SET status = u.status, confirmed_at = u.confirmed, state = u.state::json, version = o.version + 1
                  FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
                    AS u (id, status, confirmed, state, expected)
                  WHERE o.order_id = u.id AND o.version = u.expected

@@ -74,7 +74,7 @@ pub(crate) async fn append_outbox<'e>(
         "WITH numbering AS (SELECT pg_advisory_xact_lock($1), pg_notify($4, ''))
          INSERT INTO ",
         ".outbox (envelope, at)
-         SELECT envelope::jsonb, $3 FROM numbering, UNNEST($2::text[]) WITH ORDINALITY AS new (envelope, n)
+         SELECT envelope::json, $3 FROM numbering, UNNEST($2::text[]) WITH ORDINALITY AS new (envelope, n)
          ORDER BY n"
     ))
     .bind(schema.outbox_lock())
@@ -87,7 +87,7 @@ pub(crate) async fn append_outbox<'e>(
     Ok(())
 }
 
-/// A value as JSON text, for a `text[]` a statement casts to `jsonb`.
+/// A value as JSON text, for a `text[]` a statement casts to `json`.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Refused(format!("not serialisable: {e}")))
 }

@@ -1,6 +1,6 @@
 //! The stores' rows read back into the domain, the same way in both
 //! databases: by column name, with JSON columns through sqlx's `Json`
-//! (PostgreSQL `jsonb`, SQLite text).
+//! (PostgreSQL `json`, SQLite text).
 
 use shop_rules::inventory::{Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine};
 use shop_rules::order::{CataloguePrice, Order};

@@ -100,9 +100,14 @@ pub async fn run_sampler<S: OrderStore>(
         if let Err(error) = service.count_backlog().await {
             tracing::debug!(target: "shop::intake", %error, "backlog not counted");
         }
-        let pause = every.max(counting.elapsed() * PAUSE_PER_COUNT);
-        let _ = tokio::time::timeout(pause, stop.changed()).await;
+        let _ = tokio::time::timeout(pause_after(every, counting.elapsed()), stop.changed()).await;
     }
+}
+
+/// The wait after a count that took `took`: `every`, or twenty counts' time
+/// when that is longer.
+fn pause_after(every: Duration, took: Duration) -> Duration {
+    every.max(took.saturating_mul(PAUSE_PER_COUNT))
 }
 
 #[cfg(test)]
@@ -125,5 +130,20 @@ mod tests {
         let off = Backpressure::off();
         off.record(u64::MAX);
         assert_eq!(off.admit(), Ok(()));
+    }
+
+    #[test]
+    fn a_dear_count_waits_longer_for_the_next() {
+        let every = Duration::from_millis(250);
+        assert_eq!(
+            pause_after(every, Duration::from_millis(2)),
+            every,
+            "cheap: the usual pace"
+        );
+        assert_eq!(
+            pause_after(every, Duration::from_millis(58)),
+            Duration::from_millis(1_160)
+        );
+        assert_eq!(pause_after(every, Duration::MAX), Duration::MAX, "never overflows");
     }
 }

@@ -11,6 +11,7 @@
 //! also leave no order CONFIRMED: each is paid or its payment failed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -95,6 +96,7 @@ pub async fn check(
     products: &[(String, i64)],
     settle: Duration,
     paid: bool,
+    settled_file: Option<&Path>,
 ) -> anyhow::Result<Invariants> {
     let deadline = Instant::now() + settle;
     let mut last_stock = None;
@@ -132,6 +134,9 @@ pub async fn check(
         last_stock = Some(stock);
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
+    if let Some(file) = settled_file {
+        std::fs::write(file, b"").map_err(|e| anyhow::anyhow!("creating the settled file {}: {e}", file.display()))?;
+    }
     let orders = all_orders(shop, None).await?;
     let mut result = Invariants {
         settled,

@@ -82,17 +82,22 @@ load() { # name, then shop-load arguments
 
 # What one confirmed order costs, per run of a shop on PostgreSQL: row
 # writes (pg_stat), NATS messages (events numbered by the outboxes) and CPU
-# by process. Snapshots before the load and after it; PostgreSQL's are read
-# once the shop has stopped, so its backends' time and statistics are in.
+# by process. Snapshots before the load and when the saga has settled (or,
+# if it never did, after the load, with PostgreSQL's read once the shop has
+# stopped, so its backends' time is in).
 # Read with builtins: a snapshot taken while the check runs must be quick.
 ticks() {
   local f
   { read -r -a f <"/proc/$1/stat"; } 2>/dev/null || { echo 0; return; }
   echo $((f[13] + f[14]))
 }
-pg_ticks() {
+sum_ticks() { # pids
   local total=0 pid
-  for pid in $(pgrep -x postgres); do total=$((total + $(ticks "$pid"))); done
+  for pid in "$@"; do total=$((total + $(ticks "$pid"))); done
+  echo "$total"
+}
+pg_ticks() {
+  local total; total=$(sum_ticks $(pgrep -x postgres))
   # Backends that exited count in the postmaster's children's time.
   local master f; master=$(pgrep -o -x postgres)
   read -r -a f <"/proc/$master/stat"
@@ -101,21 +106,16 @@ pg_ticks() {
 # The machine's nats-server, or the nodes a run started (`nats_pids`).
 nats_ticks() {
   if [ ${#nats_pids[@]} -eq 0 ]; then ticks "$(pgrep -o -x nats-server)"; return; fi
-  local total=0 pid
-  for pid in "${nats_pids[@]}"; do total=$((total + $(ticks "$pid"))); done
-  echo "$total"
+  sum_ticks "${nats_pids[@]}"
 }
 nats_pids=()
+# The shops', PostgreSQL's, NATS's and the load generator's ($1, if any) ticks now.
+cost_snapshot() {
+  echo "$(sum_ticks "${cost_pids[@]}") $(pg_ticks) $(nats_ticks) $(ticks "${1:-}")"
+}
 cost_begin() { # after the shop is ready: the shops' pids
   cost_pids=("$@")
-  cost_shop0=0; for pid in "${cost_pids[@]}"; do cost_shop0=$((cost_shop0 + $(ticks "$pid"))); done
-  cost_pg0=$(pg_ticks) cost_nats0=$(nats_ticks)
-}
-# The shops', PostgreSQL's, NATS's and the load generator's ($1) ticks now.
-cost_snapshot() {
-  local shop=0 pid
-  for pid in "${cost_pids[@]}"; do shop=$((shop + $(ticks "$pid"))); done
-  echo "$shop $(pg_ticks) $(nats_ticks) $(ticks "$1")"
+  read -r cost_shop0 cost_pg0 cost_nats0 _ < <(cost_snapshot)
 }
 cost_end() { # after the load, before stop_all
   cost_pg1='' cost_load1=0
@@ -125,8 +125,7 @@ cost_end() { # after the load, before stop_all
     return
   fi
   echo "    costs: CPU time counted to the end of the check (the saga never settled)"
-  cost_shop1=0; for pid in "${cost_pids[@]}"; do cost_shop1=$((cost_shop1 + $(ticks "$pid"))); done
-  cost_nats1=$(nats_ticks)
+  read -r cost_shop1 _ cost_nats1 _ < <(cost_snapshot)
 }
 cost_report() { # after stop_all: database URL
   local db=$1 hz; hz=$(getconf CLK_TCK)

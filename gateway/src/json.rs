@@ -46,6 +46,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // Every body the API takes is an object, but serde reads a struct from
+    // an array of its fields in order too: `[1099]` would reprice a product.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Problem::invalid("body", "expected a JSON object, found an array"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -138,6 +143,13 @@ mod tests {
         assert_eq!(read(r#"{"n": 342.0}"#), Ok(342));
         assert_eq!(read(r#"{"n": -4e3}"#), Ok(-4000));
         assert_eq!(read(r#"{"n": -9223372036854775808}"#), Ok(i64::MIN));
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array_of_its_fields() {
+        assert_eq!(super::parse::<Count>(b" {\"n\": 7}").map(|c| c.n).ok(), Some(7));
+        let refused = super::parse::<Count>(b" \n[7]").expect_err("an array is not an object");
+        assert_eq!(refused.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[test]

@@ -1,13 +1,22 @@
 //! JSON in and out. Bodies are read with the path of the offending value in
 //! every error (`items[0].quantity: invalid type ...`), so a client learns
 //! which field to fix.
+//!
+//! Every body the API takes, and every object inside one, is read from a
+//! JSON object only. serde would also read a struct from an array of its
+//! fields in order (`[1099]` would reprice a product, `["SKU-1", 2]` would be
+//! an order line), which the OpenAPI document does not allow.
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Query, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::{DeserializeOwned, Error as _};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::problem::Problem;
@@ -46,23 +55,106 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    // Every body the API takes is an object, but serde reads a struct from
-    // an array of its fields in order too: `[1099]` would reprice a product.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(Problem::invalid("body", "expected a JSON object, found an array"));
-    }
+    let malformed = |error: serde_json::Error| Problem::bad_request(format!("malformed JSON: {error}"));
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let AnObject(body) = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
             serde_json::error::Category::Syntax
             | serde_json::error::Category::Eof
-            | serde_json::error::Category::Io => Problem::bad_request(format!("malformed JSON: {inner}")),
+            | serde_json::error::Category::Io => malformed(inner),
             serde_json::error::Category::Data if path == "." => Problem::invalid("body", inner.to_string()),
             serde_json::error::Category::Data => Problem::invalid(path, inner.to_string()),
         }
-    })
+    })?;
+    // Nothing but whitespace may follow the body's one value.
+    deserializer.end().map_err(malformed)?;
+    Ok(body)
+}
+
+/// `T` read from a JSON object, never from an array of its fields.
+struct AnObject<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for AnObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(AnObject)
+    }
+}
+
+/// Reads a struct from a JSON object only. For `#[serde(deserialize_with)]`.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    struct ObjectVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            // The fields are read through the same `map`, so an error deeper
+            // down still carries its whole path.
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// An optional struct: absent or `null` is `None`, anything else must be a
+/// JSON object. For `#[serde(default, deserialize_with)]`.
+pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    struct OptionVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            object(deserializer).map(Some)
+        }
+    }
+
+    deserializer.deserialize_option(OptionVisitor(PhantomData))
+}
+
+/// A list of structs, each read from a JSON object only. For
+/// `#[serde(deserialize_with)]`.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    struct ListVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of JSON objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            // A client sets the length; the rules refuse long lists, so the
+            // hint only sizes what is at most a few dozen entries.
+            let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(128));
+            while let Some(AnObject(item)) = seq.next_element()? {
+                list.push(item);
+            }
+            Ok(list)
+        }
+    }
+
+    deserializer.deserialize_seq(ListVisitor(PhantomData))
 }
 
 /// A whole number as JSON Schema counts one: `2` and `2.0` alike (JSON has
@@ -150,6 +242,40 @@ mod tests {
         assert_eq!(super::parse::<Count>(b" {\"n\": 7}").map(|c| c.n).ok(), Some(7));
         let refused = super::parse::<Count>(b" \n[7]").expect_err("an array is not an object");
         assert_eq!(refused.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.field.as_deref(), Some("body"));
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Basket {
+        #[serde(deserialize_with = "super::objects")]
+        lines: Vec<Count>,
+        #[serde(default, deserialize_with = "super::optional_object")]
+        note: Option<Count>,
+    }
+
+    #[test]
+    fn objects_inside_a_body_are_objects_too() {
+        let basket = super::parse::<Basket>(br#"{"lines": [{"n": 1}, {"n": 2.0}], "note": {"n": 3}}"#)
+            .expect("objects are read");
+        assert_eq!(basket.lines.iter().map(|c| c.n).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(basket.note.map(|c| c.n), Some(3));
+        for (json, field) in [
+            (r#"{"lines": [{"n": 1}, [2]]}"#, "lines[1]"),
+            (r#"{"lines": [{"n": 1}], "note": [3]}"#, "note"),
+            (r#"{"lines": [{"n": 1}, {"n": 2.5}]}"#, "lines[1].n"),
+        ] {
+            let refused = super::parse::<Basket>(json.as_bytes()).expect_err(json);
+            assert_eq!(refused.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+            assert_eq!(refused.field.as_deref(), Some(field), "{json}");
+        }
+        let absent = super::parse::<Basket>(br#"{"lines": [], "note": null}"#).expect("null is no note");
+        assert!(absent.note.is_none());
+    }
+
+    #[test]
+    fn nothing_may_follow_the_body() {
+        let refused = super::parse::<Count>(br#"{"n": 7} {"n": 8}"#).expect_err("two values");
+        assert_eq!(refused.status, axum::http::StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -48,11 +48,12 @@ pub fn router<O: OrderUseCases>(orders: Arc<O>) -> Router {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaceBody {
     /// One line per product; a product may appear once.
+    #[serde(deserialize_with = "json::objects")]
     #[schema(min_items = 1, max_items = 100)]
     items: Vec<ItemBody>,
     /// Where it goes; stored encrypted, shown to the customer and admins.
     /// Absent or `null`: none.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::optional_object")]
     delivery: Option<DeliveryBody>,
 }
 

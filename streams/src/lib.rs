@@ -31,5 +31,5 @@ pub mod topology;
 pub mod trace_parent;
 
 pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};
-pub use envelope::{DecodeError, DomainEvent, Envelope, LATER_VERSIONS, RuleRef, SCHEMA_VERSION, Trace};
+pub use envelope::{DecodeError, DomainEvent, Envelope, LATER_VERSIONS, Payload, RuleRef, SCHEMA_VERSION, Trace};
 pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, Reader, Retention, StreamSpec, Topology};

@@ -16,15 +16,19 @@
 //! share one query: otherwise they would be the one round trip to the
 //! database every order still pays alone. So do the lookups of the data
 //! keys that seal orders' delivery details.
+//!
+//! The writers and the look-up keep their connections between batches
+//! ([`Kept`]): under load they run back to back, and giving a connection
+//! back to the pool costs a round trip each time.
 
 use std::collections::HashSet;
 
-use shop_adapter_sql::rows;
+use shop_adapter_sql::{Kept, rows};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{CatalogueEntry, OrderWrite, SealedDelivery, StoreError, StoredKey};
 use shop_streams::Envelope;
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Postgres, Row};
 
 use crate::error::db_error;
 use crate::orders::{insert_deliveries, read_catalogue};
@@ -67,9 +71,9 @@ pub(crate) struct Intake {
 impl Intake {
     /// Starts the writers on `pool`; they stop when the last handle is dropped.
     pub(crate) fn start(pool: PgPool) -> Self {
-        let writes = pool.clone();
+        let writes = Kept::new(pool.clone(), WRITERS);
         let group = GroupCommit::start(WRITERS, BATCH, move |batch| commit(writes.clone(), batch));
-        let lookups = pool.clone();
+        let lookups = Kept::new(pool.clone(), LOOKUPS);
         let prices = GroupCommit::start(LOOKUPS, BATCH, move |asked| look_up(lookups.clone(), asked));
         let keys = GroupCommit::start(WRITERS, BATCH, move |candidates| obtain_keys(pool.clone(), candidates));
         Self { group, prices, keys }
@@ -109,11 +113,17 @@ impl Intake {
     }
 }
 
-async fn look_up(pool: PgPool, asked: Vec<Vec<String>>) -> Vec<Prices> {
+async fn look_up(kept: Kept<Postgres>, asked: Vec<Vec<String>>) -> Vec<Prices> {
     let mut all: Vec<String> = asked.iter().flatten().cloned().collect();
     all.sort_unstable();
     all.dedup();
-    match read_catalogue(&pool, &all).await {
+    let read = async {
+        let mut connection = kept.take().await.map_err(db_error)?;
+        let entries = read_catalogue(&mut *connection, &all).await?;
+        kept.keep(connection);
+        Ok::<_, StoreError>(entries)
+    };
+    match read.await {
         Ok(entries) => asked
             .iter()
             .map(|ids| {
@@ -192,12 +202,18 @@ async fn obtain_keys(pool: PgPool, candidates: Vec<StoredKey>) -> Vec<Key> {
     }
 }
 
-async fn commit(pool: PgPool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
+async fn commit(kept: Kept<Postgres>, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
     // The first of two writes of one id takes it; the second is refused.
     let mut ids = HashSet::with_capacity(batch.len());
     let first: Vec<bool> = batch.iter().map(|new| ids.insert(new.order.id.as_str())).collect();
     let unique: Vec<&NewOrder> = batch.iter().zip(&first).filter(|(_, f)| **f).map(|(n, _)| n).collect();
-    let written = insert(&pool, &unique).await;
+    let written = async {
+        let mut connection = kept.take().await.map_err(db_error)?;
+        let inserted = insert(&mut connection, &unique).await?;
+        kept.keep(connection);
+        Ok::<_, StoreError>(inserted)
+    }
+    .await;
     batch
         .iter()
         .zip(first)
@@ -211,8 +227,8 @@ async fn commit(pool: PgPool, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreErro
 
 /// One transaction: the orders whose ids are free, and the deliveries and
 /// outbox rows of those. Returns the ids written.
-async fn insert(pool: &PgPool, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
+async fn insert(connection: &mut sqlx::PgConnection, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
+    let mut tx = connection.begin().await.map_err(db_error)?;
     let rows = sqlx::query(
         "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
          SELECT id, customer, status, created, confirmed, state::json, 1, policy::json

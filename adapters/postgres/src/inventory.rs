@@ -3,7 +3,7 @@
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_runtime::audit::Actor;
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, Postgres, Transaction};
 
 use crate::PgStore;
 use crate::error::{db_error, to_sql};
@@ -17,7 +17,8 @@ impl InventoryStore for PgStore {
 
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
         let net = NetWrite::of(writes)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut connection = self.kept.take().await.map_err(db_error)?;
+        let mut tx = connection.begin().await.map_err(db_error)?;
         let mut changed = Vec::with_capacity(net.products.len());
         for (before, after) in &net.products {
             match before {
@@ -38,7 +39,9 @@ impl InventoryStore for PgStore {
         // The audit chain's lock, then the outbox's: both held to the commit.
         AUDIT.append_in(&mut tx, &net.audit).await?;
         append_outbox(&mut tx, Schema::Inventory, net.events.iter().copied()).await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.kept.keep(connection);
+        Ok(())
     }
 
     shop_adapter_sql::inventory_reads!(STATEMENTS);
@@ -47,7 +50,7 @@ impl InventoryStore for PgStore {
 /// Changed products, each fenced by the version it was read at, in two
 /// round trips however many there are.
 async fn update_products(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     changed: &[(&ProductStock, u64)],
 ) -> Result<(), StoreError> {
     if changed.is_empty() {
@@ -112,7 +115,7 @@ async fn update_products(
 /// reservation as it was read, so a reserve and a release of the same order
 /// that race cannot both win.
 async fn update_reservation(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     before: &Reservation,
     after: &Reservation,
 ) -> Result<(), StoreError> {
@@ -135,7 +138,7 @@ async fn update_reservation(
 
 /// New reservations, in one round trip; any that exists already is a conflict.
 async fn insert_reservations(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     reservations: &[&Reservation],
 ) -> Result<(), StoreError> {
     if reservations.is_empty() {
@@ -166,7 +169,7 @@ async fn insert_reservations(
 }
 
 async fn insert_movements(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     movements: &[(&Movement, &Actor)],
 ) -> Result<(), StoreError> {
     if movements.is_empty() {

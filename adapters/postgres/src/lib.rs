@@ -68,6 +68,9 @@ pub enum PgError {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections the saga's batched reads and writes keep between
+    /// batches (see `shop_adapter_sql::kept`): one per context's consumer.
+    kept: shop_adapter_sql::Kept<sqlx::Postgres>,
     /// New orders, committed in groups (unless switched off).
     intake: Option<intake::Intake>,
     /// What wakes the outboxes' relays, heard from the writers' NOTIFY.
@@ -90,6 +93,7 @@ impl PgStore {
             .map_err(PgError::Connect)?;
         Ok(Self {
             intake: settings.group_commit.then(|| intake::Intake::start(pool.clone())),
+            kept: shop_adapter_sql::Kept::new(pool.clone(), 2),
             pool,
             wake: Arc::default(),
         })

@@ -8,7 +8,7 @@ use shop_runtime::ports::{
     CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, StoreError,
     StoredKey, Versioned, checked_updates,
 };
-use sqlx::PgPool;
+use sqlx::Connection;
 
 use crate::PgStore;
 use crate::error::{db_error, to_sql};
@@ -79,17 +79,20 @@ impl OrderStore for PgStore {
     }
 
     async fn get_many(&self, order_ids: &[String]) -> Result<Vec<Versioned<Order>>, StoreError> {
+        let mut connection = self.kept.take().await.map_err(db_error)?;
         let rows = sqlx::query("SELECT state, version FROM orders.orders WHERE order_id = ANY($1)")
             .bind(order_ids)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(db_error)?;
+        self.kept.keep(connection);
         rows.iter().map(rows::versioned_order).collect()
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
         let orders = checked_updates(updates)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut connection = self.kept.take().await.map_err(db_error)?;
+        let mut tx = connection.begin().await.map_err(db_error)?;
         if !orders.is_empty() {
             // One round trip; the version in the join is the fence, row by row.
             let updated: Vec<String> = sqlx::query_scalar(
@@ -118,7 +121,9 @@ impl OrderStore for PgStore {
         let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
         AUDIT.append_in(&mut tx, &audit).await?;
         append_outbox(&mut tx, Schema::Orders, updates.iter().flat_map(|u| u.events)).await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.kept.keep(connection);
+        Ok(())
     }
 
     async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
@@ -155,7 +160,7 @@ impl OrderStore for PgStore {
 
 /// Stores sealed deliveries of orders inserted in `tx`, in one round trip.
 pub(crate) async fn insert_deliveries(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     deliveries: &[&SealedDelivery],
 ) -> Result<(), StoreError> {
     if deliveries.is_empty() {
@@ -204,12 +209,15 @@ impl CustomerKeys for PgStore {
 }
 
 /// The catalogue entries of the listed products that are known.
-pub(crate) async fn read_catalogue(pool: &PgPool, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
+pub(crate) async fn read_catalogue(
+    db: impl sqlx::PgExecutor<'_>,
+    product_ids: &[String],
+) -> Result<Vec<CatalogueEntry>, StoreError> {
     let rows = sqlx::query(
         "SELECT product_id, unit_price, currency, source_version FROM orders.catalogue WHERE product_id = ANY($1)",
     )
     .bind(product_ids)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
     .map_err(db_error)?;
     rows.iter().map(rows::catalogue_entry).collect()

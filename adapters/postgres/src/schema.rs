@@ -56,7 +56,7 @@ impl Schema {
 /// commit, so that events are numbered in the order they become visible
 /// (the relay reads by number, see `outbox.rs`).
 pub(crate) async fn append_outbox<'e>(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     schema: Schema,
     events: impl IntoIterator<Item = &'e Envelope>,
 ) -> Result<(), StoreError> {

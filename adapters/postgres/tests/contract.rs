@@ -106,3 +106,68 @@ async fn an_outage_keeps_the_driver_error_as_its_cause() {
         "{cause:?}"
     );
 }
+
+/// The backend serving `connection`: the same process is the same connection.
+async fn backend(connection: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(connection)
+        .await
+        .expect("a backend")
+}
+
+#[tokio::test]
+async fn a_kept_connection_serves_the_next_round_and_goes_back_once_unused() {
+    use std::time::Duration;
+
+    let (_, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .expect("connect");
+    let kept = shop_adapter_sql::Kept::idle_for(pool.clone(), 1, Duration::from_millis(300));
+    let mut first = kept.take().await.expect("a connection");
+    let served = backend(&mut first).await;
+    kept.keep(first);
+    let mut again = kept.take().await.expect("the kept connection");
+    assert_eq!(
+        backend(&mut again).await,
+        served,
+        "the next round gets the same connection"
+    );
+    kept.keep(again);
+    assert_eq!(pool.num_idle(), 0, "kept, not given back to the pool");
+    // Unused for longer than its idle time, it goes back to the pool.
+    let back = async {
+        while pool.num_idle() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), back)
+        .await
+        .expect("given back to the pool");
+    let mut pooled = pool.acquire().await.expect("from the pool");
+    assert_eq!(backend(&mut pooled).await, served, "the pool got it back, open");
+}
+
+#[tokio::test]
+async fn nothing_is_kept_that_the_pool_would_miss() {
+    use std::time::Duration;
+
+    let (_, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url)
+        .await
+        .expect("connect");
+    // An hour's idle time: only the pool's need can have given it back.
+    let kept = shop_adapter_sql::Kept::idle_for(pool.clone(), 1, Duration::from_secs(3600));
+    let connection = kept.take().await.expect("the pool's one connection");
+    kept.keep(connection);
+    let mut pooled = pool
+        .acquire()
+        .await
+        .expect("the pool's one connection, given back at once");
+    backend(&mut pooled).await;
+}

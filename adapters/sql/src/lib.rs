@@ -5,7 +5,8 @@
 //! logic in the same SQL lives here, generic over the sqlx database: the
 //! outbox as its relay sees it ([`SqlOutbox`]), whose statements each
 //! adapter instantiates with its own table names ([`outbox_sql!`]), and the
-//! API keys ([`SqlApiKeys`], [`api_keys_sql!`]), the audit log's chain
+//! API keys ([`SqlApiKeys`], [`api_keys_sql!`]), the connections busy
+//! workers keep between rounds ([`Kept`]), the audit log's chain
 //! ([`AuditStatements`] over each adapter's [`AuditSql`], [`audit_log!`]),
 //! and the row mappers and
 //! number conversions both stores read with ([`rows`]), and the stores'
@@ -16,11 +17,13 @@
 
 mod api_keys;
 mod audit;
+pub mod kept;
 mod outbox;
 pub mod rows;
 mod statements;
 
 pub use api_keys::{ApiKeySql, SqlApiKeys};
 pub use audit::{AuditSql, AuditStatements};
+pub use kept::Kept;
 pub use outbox::{CommitSignal, Driver, OutboxSignals, OutboxSql, SqlOutbox, now_ms};
 pub use statements::{Statements, StoreSql, bind_product};

@@ -17,6 +17,7 @@ use shop_streams::Context;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use tokio::sync::Notify;
 
+use crate::Kept;
 use crate::rows;
 
 /// One outbox's statements, in the SQL both databases speak (`$N`
@@ -168,6 +169,9 @@ impl OutboxSignals {
 #[derive(Debug)]
 pub struct SqlOutbox<DB: Database> {
     pool: Pool<DB>,
+    /// The relay's connection between rounds: it reads and advances many
+    /// times a second under load.
+    kept: Kept<DB>,
     sql: &'static OutboxSql,
     driver: Driver<DB>,
     committed: CommitSignal,
@@ -199,6 +203,7 @@ impl<DB: Database> Clone for SqlOutbox<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            kept: self.kept.clone(),
             sql: self.sql,
             driver: self.driver,
             committed: self.committed.clone(),
@@ -210,6 +215,7 @@ impl<DB: Database> SqlOutbox<DB> {
     /// `committed` is rung by the adapter when events were committed.
     pub fn new(pool: Pool<DB>, sql: &'static OutboxSql, driver: Driver<DB>, committed: CommitSignal) -> Self {
         Self {
+            kept: Kept::new(pool.clone(), 1),
             pool,
             sql,
             driver,
@@ -230,6 +236,7 @@ impl<DB> SqlOutbox<DB>
 where
     DB: Database,
     for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
     String: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
@@ -239,13 +246,15 @@ where
     /// now, and what is pending (events only then).
     async fn read(&self, relay: &str, limit: u32, lease: Duration) -> Result<(bool, Pending), StoreError> {
         let fresh_until = now_ms().saturating_add(millis(lease) / 2);
+        let mut connection = self.kept.take().await.map_err(self.driver.db_error)?;
         let rows = sqlx::query::<DB>(self.sql.read)
             .bind(i64::from(limit))
             .bind(relay.to_owned())
             .bind(fresh_until)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(self.driver.db_error)?;
+        self.kept.keep(connection);
         let Some(first) = rows.first() else {
             return Err(corrupt("the cursor row is missing"));
         };
@@ -283,6 +292,7 @@ impl<DB> Outbox for SqlOutbox<DB>
 where
     DB: Database,
     for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
     String: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
@@ -294,13 +304,15 @@ where
             return Ok(Some(pending));
         }
         let now = now_ms();
+        let mut connection = self.kept.take().await.map_err(self.driver.db_error)?;
         let taken = sqlx::query::<DB>(self.sql.take)
             .bind(relay.to_owned())
             .bind(now.saturating_add(millis(lease)))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(self.driver.db_error)?;
+        self.kept.keep(connection);
         if (self.driver.rows_affected)(&taken) == 0 {
             return Ok(None);
         }
@@ -310,14 +322,16 @@ where
     }
 
     async fn advance(&self, relay: &str, from: u64, to: u64, lease: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.kept.take().await.map_err(self.driver.db_error)?;
         let moved = sqlx::query::<DB>(self.sql.advance)
             .bind(relay.to_owned())
             .bind(rows::to_sql(from))
             .bind(rows::to_sql(to))
             .bind(now_ms().saturating_add(millis(lease)))
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(self.driver.db_error)?;
+        self.kept.keep(connection);
         Ok((self.driver.rows_affected)(&moved) == 1)
     }
 

@@ -16,7 +16,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeOwned, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::problem::Problem;
@@ -106,55 +106,14 @@ pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -
 /// An optional struct: absent or `null` is `None`, anything else must be a
 /// JSON object. For `#[serde(default, deserialize_with)]`.
 pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
-    struct OptionVisitor<T>(PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
-        type Value = Option<T>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON object or null")
-        }
-
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-            object(deserializer).map(Some)
-        }
-    }
-
-    deserializer.deserialize_option(OptionVisitor(PhantomData))
+    Ok(Option::<AnObject<T>>::deserialize(deserializer)?.map(|AnObject(item)| item))
 }
 
 /// A list of structs, each read from a JSON object only. For
 /// `#[serde(deserialize_with)]`.
 pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
-    struct ListVisitor<T>(PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of JSON objects")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            // A client sets the length; the rules refuse long lists, so the
-            // hint only sizes what is at most a few dozen entries.
-            let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(128));
-            while let Some(AnObject(item)) = seq.next_element()? {
-                list.push(item);
-            }
-            Ok(list)
-        }
-    }
-
-    deserializer.deserialize_seq(ListVisitor(PhantomData))
+    let list = Vec::<AnObject<T>>::deserialize(deserializer)?;
+    Ok(list.into_iter().map(|AnObject(item)| item).collect())
 }
 
 /// A whole number as JSON Schema counts one: `2` and `2.0` alike (JSON has

@@ -130,7 +130,7 @@ impl Payload {
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
         // Serialising plain data with string keys cannot fail; `null` stands
         // in should a type ever make it.
-        Self(serde_json::value::to_raw_value(value).unwrap_or_else(|_| null()))
+        Self(serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned()))
     }
 
     /// The JSON text.
@@ -142,10 +142,6 @@ impl Payload {
     pub fn to_value(&self) -> Value {
         serde_json::from_str(self.get()).unwrap_or(Value::Null)
     }
-}
-
-fn null() -> Box<RawValue> {
-    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("`null` is JSON"))
 }
 
 /// Two payloads are equal when their text is: what was written is what is
@@ -231,8 +227,8 @@ impl Envelope {
             return Vec::new();
         };
         let payload = match self.event() {
-            Ok(DomainEvent::Order(OrderEvent::Cancelled(e))) => json(&OrderCancelledV2::from(&e)),
-            Ok(DomainEvent::Inventory(InventoryEvent::StockRestored(e))) => json(&StockRestoredV2::from(&e)),
+            Ok(DomainEvent::Order(OrderEvent::Cancelled(e))) => Payload::of(&OrderCancelledV2::from(&e)),
+            Ok(DomainEvent::Inventory(InventoryEvent::StockRestored(e))) => Payload::of(&StockRestoredV2::from(&e)),
             _ => return Vec::new(),
         };
         vec![Envelope {
@@ -270,32 +266,28 @@ pub fn message_name(event_type: &str, version: u32) -> String {
     }
 }
 
-fn json<T: Serialize>(value: &T) -> Payload {
-    Payload::of(value)
-}
-
 fn encode(event: &DomainEvent) -> (Context, String, Payload) {
     match event {
         DomainEvent::Order(e) => {
             let payload = match e {
-                OrderEvent::Created(x) => json(x),
-                OrderEvent::Confirmed(x) | OrderEvent::Completed(x) => json(x),
-                OrderEvent::Cancelled(x) => json(x),
+                OrderEvent::Created(x) => Payload::of(x),
+                OrderEvent::Confirmed(x) | OrderEvent::Completed(x) => Payload::of(x),
+                OrderEvent::Cancelled(x) => Payload::of(x),
             };
             (Context::Order, e.order_id().to_owned(), payload)
         }
         DomainEvent::Inventory(e) => {
             let (aggregate, payload) = match e {
-                InventoryEvent::ProductRegistered(x) => (&x.product_id, json(x)),
-                InventoryEvent::Restocked(x) => (&x.product_id, json(x)),
-                InventoryEvent::Adjusted(x) => (&x.product_id, json(x)),
-                InventoryEvent::PriceChanged(x) => (&x.product_id, json(x)),
-                InventoryEvent::StockReserved(x) | InventoryEvent::StockDeducted(x) => (&x.order_id, json(x)),
-                InventoryEvent::InsufficientStock(x) => (&x.order_id, json(x)),
-                InventoryEvent::StockRestored(x) => (&x.order_id, json(x)),
+                InventoryEvent::ProductRegistered(x) => (&x.product_id, Payload::of(x)),
+                InventoryEvent::Restocked(x) => (&x.product_id, Payload::of(x)),
+                InventoryEvent::Adjusted(x) => (&x.product_id, Payload::of(x)),
+                InventoryEvent::PriceChanged(x) => (&x.product_id, Payload::of(x)),
+                InventoryEvent::StockReserved(x) | InventoryEvent::StockDeducted(x) => (&x.order_id, Payload::of(x)),
+                InventoryEvent::InsufficientStock(x) => (&x.order_id, Payload::of(x)),
+                InventoryEvent::StockRestored(x) => (&x.order_id, Payload::of(x)),
                 InventoryEvent::ReservationVoided(order_id) => (
                     order_id,
-                    json(&Voided {
+                    Payload::of(&Voided {
                         order_id: order_id.clone(),
                     }),
                 ),
@@ -307,8 +299,7 @@ fn encode(event: &DomainEvent) -> (Context, String, Payload) {
 
 fn decode(event_type: &str, version: u32, payload: &Payload) -> Result<DomainEvent, DecodeError> {
     use DomainEvent::{Inventory as I, Order as O};
-    type Parse =
-        fn(&mut serde_json::Deserializer<serde_json::de::StrRead<'_>>) -> Result<DomainEvent, serde_json::Error>;
+    type Parse = fn(&RawValue) -> Result<DomainEvent, serde_json::Error>;
     // The type first, then the version, then the body: each error names the
     // first thing that is wrong.
     let parse: Parse = match event_type {
@@ -342,13 +333,10 @@ fn decode(event_type: &str, version: u32, payload: &Payload) -> Result<DomainEve
             });
         }
     };
-    let mut body = serde_json::Deserializer::from_str(payload.get());
-    parse(&mut body)
-        .and_then(|event| body.end().map(|()| event))
-        .map_err(|e| DecodeError::BadPayload {
-            event_type: event_type.to_owned(),
-            reason: e.to_string(),
-        })
+    parse(&payload.0).map_err(|e| DecodeError::BadPayload {
+        event_type: event_type.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

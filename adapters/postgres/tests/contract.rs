@@ -171,3 +171,20 @@ async fn nothing_is_kept_that_the_pool_would_miss() {
         .expect("the pool's one connection, given back at once");
     backend(&mut pooled).await;
 }
+
+#[tokio::test]
+async fn every_session_plans_each_execution_with_its_arguments() {
+    // A generic plan frozen on a near-empty table kept scanning every order
+    // for each of the saga's batches (see `CUSTOM_PLANS`).
+    let store = fresh_store().await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut connection = store.pool().acquire().await.expect("a connection");
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("the setting");
+        assert_eq!(mode, shop_adapter_postgres::CUSTOM_PLANS.1);
+        sessions.push(connection);
+    }
+}

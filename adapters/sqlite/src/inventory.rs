@@ -15,7 +15,7 @@ use shop_adapter_sql::bind_product;
 impl InventoryStore for SqliteStore {
     async fn load(&self, product_ids: &[String], order_id: Option<&str>) -> Result<InventoryState, StoreError> {
         STATEMENTS
-            .inventory_state(&self.pool, json_list(product_ids), order_id)
+            .inventory_state(&self.readers, json_list(product_ids), order_id)
             .await
     }
 

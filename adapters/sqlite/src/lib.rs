@@ -8,9 +8,11 @@
 //! and dead-letter messages as they would on JetStream. Both pass the ports'
 //! contract suites.
 //!
-//! SQLite has one writer at a time: writes start with `BEGIN IMMEDIATE`,
-//! and a busy database waits (`busy_timeout`) rather than failing. New
-//! orders share commits under load (`intake.rs`).
+//! SQLite has one writer at a time: this process's writes queue for one
+//! connection and start with `BEGIN IMMEDIATE`; reads run beside them on
+//! their own connections. A database busy with another process's write
+//! waits (`busy_timeout`) rather than failing. New orders share commits
+//! under load (`intake.rs`).
 
 #![forbid(unsafe_code)]
 
@@ -45,10 +47,19 @@ pub enum SqliteError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
-/// Both contexts' stores (and the bus's tables) over one pool.
+/// Connections that read beside the writer.
+const READERS: u32 = 7;
+
+/// Both contexts' stores (and the bus's tables) over two pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Every write, on one connection. SQLite has one writer at a time; with
+    /// several connections, a writer that finds the database taken sleeps in
+    /// the busy handler (milliseconds at a time) and tries again, while
+    /// waiting here for the one connection hands it over at once, in turn.
     pool: SqlitePool,
+    /// Reads, which WAL lets run beside the writer and each other.
+    readers: SqlitePool,
     /// New orders, committed in groups (unless switched off).
     intake: Option<intake::Intake>,
     /// Rung after each commit that may have appended to an outbox.
@@ -70,22 +81,27 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| SqliteError::Open(url.to_owned(), sqlx::Error::Io(e)))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            // Each acquire's wait as a trace event (shop_db_pool_acquire_seconds).
-            .acquire_time_level(log::LevelFilter::Trace)
-            .connect_with(options)
-            .await
-            .map_err(|e| SqliteError::Open(url.to_owned(), e))?;
+        let connect = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(5))
+                // Each acquire's wait as a trace event (shop_db_pool_acquire_seconds).
+                .acquire_time_level(log::LevelFilter::Trace)
+                .connect_with(options.clone())
+        };
+        let pool = connect(1).await.map_err(|e| SqliteError::Open(url.to_owned(), e))?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(SqliteError::Migrate)?;
+        let readers = connect(READERS)
+            .await
+            .map_err(|e| SqliteError::Open(url.to_owned(), e))?;
         let signals = OutboxSignals::default();
         Ok(Self {
             intake: Some(intake::Intake::start(pool.clone(), signals.clone())),
             pool,
+            readers,
             signals,
         })
     }
@@ -116,13 +132,18 @@ impl SqliteStore {
         outbox::outbox(self.pool.clone(), context, self.signals.of(context).clone())
     }
 
+    /// The writer's pool: its one connection.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    /// The pool's connections now: (open, idle), for the process metrics.
+    /// The connections of both pools now: (open, idle), for the process
+    /// metrics.
     pub fn connections(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
+        (
+            self.pool.size() + self.readers.size(),
+            self.pool.num_idle() + self.readers.num_idle(),
+        )
     }
 }
 

@@ -97,7 +97,7 @@ async fn update_existing(
 
 impl OrderStore for SqliteStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
-        STATEMENTS.order(&self.pool, order_id).await
+        STATEMENTS.order(&self.readers, order_id).await
     }
 
     async fn write(&self, write: OrderWrite<'_>) -> Result<u64, StoreError> {
@@ -132,7 +132,7 @@ impl OrderStore for SqliteStore {
         let rows =
             sqlx::query("SELECT state, version FROM orders_orders WHERE order_id IN (SELECT value FROM json_each(?1))")
                 .bind(json_list(order_ids))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await
                 .map_err(db_error)?;
         rows.iter().map(rows::versioned_order).collect()
@@ -151,19 +151,19 @@ impl OrderStore for SqliteStore {
     }
 
     async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
-        STATEMENTS.deliveries(&self.pool, json_list(order_ids)).await
+        STATEMENTS.deliveries(&self.readers, json_list(order_ids)).await
     }
 
     async fn provenance(&self, order_ids: &[String]) -> Result<Vec<Provenance>, StoreError> {
-        STATEMENTS.provenance(&self.pool, json_list(order_ids)).await
+        STATEMENTS.provenance(&self.readers, json_list(order_ids)).await
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {
-        STATEMENTS.pending_count(&self.pool).await
+        STATEMENTS.pending_count(&self.readers).await
     }
 
     async fn confirmed_before(&self, cutoff_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
-        STATEMENTS.confirmed_before(&self.pool, cutoff_ms, limit).await
+        STATEMENTS.confirmed_before(&self.readers, cutoff_ms, limit).await
     }
 
     async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
@@ -172,14 +172,14 @@ impl OrderStore for SqliteStore {
              WHERE product_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_list(product_ids))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
         rows.iter().map(rows::catalogue_entry).collect()
     }
 
     async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {
-        STATEMENTS.customer_orders(&self.pool, query).await
+        STATEMENTS.customer_orders(&self.readers, query).await
     }
 
     async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), StoreError> {
@@ -193,7 +193,7 @@ impl CustomerKeys for SqliteStore {
     }
 
     async fn keys(&self, key_ids: &[String]) -> Result<Vec<StoredKey>, StoreError> {
-        STATEMENTS.keys(&self.pool, json_list(key_ids)).await
+        STATEMENTS.keys(&self.readers, json_list(key_ids)).await
     }
 
     async fn destroy_key(&self, customer_id: &str, audit: &AuditRecord) -> Result<bool, StoreError> {
@@ -205,7 +205,7 @@ impl CustomerKeys for SqliteStore {
     }
 
     async fn keys_not_under(&self, kek_id: &str, after: &str, limit: u32) -> Result<Vec<StoredKey>, StoreError> {
-        STATEMENTS.keys_not_under(&self.pool, kek_id, after, limit).await
+        STATEMENTS.keys_not_under(&self.readers, kek_id, after, limit).await
     }
 
     async fn rewrap_key(&self, rewrapped: &StoredKey, previous_kek: &str) -> Result<bool, StoreError> {

@@ -261,3 +261,38 @@ async fn pruning_removes_only_what_every_consumer_is_done_with() {
     assert_eq!(bus.prune(later, 100).await.expect("pruned"), 2);
     assert_eq!(stored_messages(&store).await, 0);
 }
+
+#[tokio::test]
+async fn writers_queue_for_the_writer_while_reads_go_on() {
+    use shop_rules::order::CataloguePrice;
+    use shop_runtime::ports::{CatalogueEntry, OrderStore};
+    use std::time::Duration;
+
+    let (store, _dir) = fresh().await;
+    // The writer's one connection, in the middle of a write.
+    let mut open = store.pool().begin_with("BEGIN IMMEDIATE").await.expect("the writer");
+    // Reads do not wait for it: they have connections of their own.
+    let read = tokio::time::timeout(Duration::from_secs(2), store.get("o-1")).await;
+    assert!(matches!(read, Ok(Ok(None))), "{read:?}");
+    // Another write queues for the writer, and goes through once it is free.
+    let entry = CatalogueEntry {
+        price: CataloguePrice {
+            product_id: "SKU-1".into(),
+            unit_price: 500,
+            currency: "EUR".into(),
+        },
+        source_version: 1,
+    };
+    let queued = tokio::spawn({
+        let store = store.clone();
+        async move { store.update_catalogue(&entry).await }
+    });
+    sqlx::query("SELECT 1").execute(&mut *open).await.expect("still ours");
+    open.commit().await.expect("committed");
+    queued
+        .await
+        .expect("the write ran")
+        .expect("and was stored once the writer was free");
+    let stored = store.catalogue(&["SKU-1".to_owned()]).await.expect("read");
+    assert_eq!(stored.len(), 1);
+}

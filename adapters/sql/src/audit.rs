@@ -167,11 +167,15 @@ fn entry(row: &impl StoreRow) -> Result<AuditEntry, StoreError> {
 
 /// The [`AuditLog`](shop_runtime::ports::AuditLog) methods both adapters
 /// answer alike, inside their `impl AuditLog`: through `$statements` (their
-/// [`AuditStatements`]) on `self.pool`, appending in a transaction from
-/// `$begin(&self.pool)` finished by `$commit(tx)`.
+/// [`AuditStatements`]), appending in a transaction from `$begin(&self.pool)`
+/// finished by `$commit(tx)`, and reading on `self.$readers` (`self.pool`
+/// unless named).
 #[macro_export]
 macro_rules! audit_log {
     ($statements:path, $begin:expr, $commit:expr) => {
+        $crate::audit_log!($statements, $begin, $commit, pool);
+    };
+    ($statements:path, $begin:expr, $commit:expr, $readers:ident) => {
         async fn append(
             &self,
             records: &[::shop_runtime::audit::AuditRecord],
@@ -189,11 +193,11 @@ macro_rules! audit_log {
             &self,
             query: ::shop_runtime::ports::AuditQuery<'_>,
         ) -> Result<Vec<::shop_runtime::audit::AuditEntry>, ::shop_runtime::ports::StoreError> {
-            $statements.entries(&self.pool, query).await
+            $statements.entries(&self.$readers, query).await
         }
 
         async fn head(&self) -> Result<::shop_runtime::audit::ChainHead, ::shop_runtime::ports::StoreError> {
-            $statements.head(&self.pool).await
+            $statements.head(&self.$readers).await
         }
     };
 }

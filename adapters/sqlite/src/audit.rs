@@ -1,5 +1,6 @@
 //! `AuditLog` on SQLite: the `audit_*` tables. The stores append their own
-//! entries inside their transactions; this appends what changes no table.
+//! entries inside their transactions; this appends what changes no table,
+//! and reads the log on the readers' connections, beside the writer.
 
 use shop_runtime::ports::{AuditLog, StoreError};
 use sqlx::{Sqlite, Transaction};
@@ -14,5 +15,5 @@ async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
 }
 
 impl AuditLog for SqliteStore {
-    shop_adapter_sql::audit_log!(AUDIT, begin, commit);
+    shop_adapter_sql::audit_log!(AUDIT, begin, commit, readers);
 }

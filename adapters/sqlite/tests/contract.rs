@@ -265,7 +265,7 @@ async fn pruning_removes_only_what_every_consumer_is_done_with() {
 #[tokio::test]
 async fn writers_queue_for_the_writer_while_reads_go_on() {
     use shop_rules::order::CataloguePrice;
-    use shop_runtime::ports::{CatalogueEntry, OrderStore};
+    use shop_runtime::ports::{AuditLog, CatalogueEntry, OrderStore};
     use std::time::Duration;
 
     let (store, _dir) = fresh().await;
@@ -274,6 +274,11 @@ async fn writers_queue_for_the_writer_while_reads_go_on() {
     // Reads do not wait for it: they have connections of their own.
     let read = tokio::time::timeout(Duration::from_secs(2), store.get("o-1")).await;
     assert!(matches!(read, Ok(Ok(None))), "{read:?}");
+    let head = tokio::time::timeout(Duration::from_secs(2), AuditLog::head(&store)).await;
+    assert!(
+        matches!(head, Ok(Ok(_))),
+        "the audit log reads beside the writer too: {head:?}"
+    );
     // Another write queues for the writer, and goes through once it is free.
     let entry = CatalogueEntry {
         price: CataloguePrice {

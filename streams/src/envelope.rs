@@ -138,8 +138,9 @@ impl Payload {
         self.0.get()
     }
 
-    /// The body as a JSON tree, for whoever wants to look around in it.
-    pub fn to_value(&self) -> Value {
+    /// The body as a JSON tree, for the tests to look around in.
+    #[cfg(test)]
+    fn to_value(&self) -> Value {
         serde_json::from_str(self.get()).unwrap_or(Value::Null)
     }
 }

@@ -156,20 +156,19 @@ async fn nothing_is_kept_that_the_pool_would_miss() {
 
     let (_, url) = shop_adapter_postgres::testing::fresh_database().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
+        .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
         .connect(&url)
         .await
         .expect("connect");
     // An hour's idle time: only the pool's need can have given it back.
     let kept = shop_adapter_sql::Kept::idle_for(pool.clone(), 1, Duration::from_secs(3600));
-    let connection = kept.take().await.expect("the pool's one connection");
+    let connection = kept.take().await.expect("one of the pool's two connections");
+    let mut other = pool.acquire().await.expect("the other one, busy elsewhere");
     kept.keep(connection);
-    let mut pooled = pool
-        .acquire()
-        .await
-        .expect("the pool's one connection, given back at once");
+    let mut pooled = pool.acquire().await.expect("the first connection, given back at once");
     backend(&mut pooled).await;
+    backend(&mut other).await;
 }
 
 #[tokio::test]

@@ -4,10 +4,11 @@
 //! the database (on PostgreSQL a Sync, answered by ReadyForQuery). A worker
 //! that runs a batch many times a second (an intake writer, the catalogue
 //! look-up, a relay) paid that trip after every batch: at 4,000 orders/s,
-//! 4% of the shop's CPU went to giving connections back. Such a worker takes its connection from a [`Kept`] and, when
-//! the round went well, hands it back there instead: the next round takes
-//! it again, untested, as the pool's own checkout does (the adapters do not
-//! test before checkout either).
+//! 4% of the shop's CPU went to giving connections back. Such a worker
+//! takes its connection from a [`Kept`] and, when the round went well,
+//! hands it back there instead: the next round takes it again, untested, as
+//! the pool's own checkout does (the adapters do not test before checkout
+//! either).
 //!
 //! What is kept is given back to the pool once it has lain unused for
 //! [`IDLE`], so a quiet worker holds nothing; and nothing is kept while the
@@ -54,15 +55,16 @@ impl<DB: Database> Kept<DB> {
 
     /// [`Kept::new`], giving back what lay unused for `idle`. Inside a Tokio
     /// runtime, a task does that until the last clone is dropped; outside
-    /// one, nothing is ever kept.
+    /// one, or over a pool of one connection (which never has another to
+    /// hand out), nothing is ever kept.
     pub fn idle_for(pool: Pool<DB>, most: usize, idle: Duration) -> Self {
         let spare: Arc<Spare<DB>> = Arc::default();
         let most = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
+            Ok(runtime) if most > 0 && pool.options().get_max_connections() > 1 => {
                 runtime.spawn(give_back_idle(Arc::downgrade(&spare), idle));
                 most
             }
-            Err(_) => 0,
+            _ => 0,
         };
         Self { pool, spare, most }
     }

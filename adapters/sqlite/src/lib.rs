@@ -30,6 +30,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::TryFutureExt;
 use shop_adapter_sql::OutboxSignals;
 use shop_streams::Context;
 use sqlx::SqlitePool;
@@ -88,15 +89,14 @@ impl SqliteStore {
                 // Each acquire's wait as a trace event (shop_db_pool_acquire_seconds).
                 .acquire_time_level(log::LevelFilter::Trace)
                 .connect_with(options.clone())
+                .map_err(|e| SqliteError::Open(url.to_owned(), e))
         };
-        let pool = connect(1).await.map_err(|e| SqliteError::Open(url.to_owned(), e))?;
+        let pool = connect(1).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(SqliteError::Migrate)?;
-        let readers = connect(READERS)
-            .await
-            .map_err(|e| SqliteError::Open(url.to_owned(), e))?;
+        let readers = connect(READERS).await?;
         let signals = OutboxSignals::default();
         Ok(Self {
             intake: Some(intake::Intake::start(pool.clone(), signals.clone())),

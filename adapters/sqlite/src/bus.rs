@@ -13,6 +13,7 @@
 //! disk's flush rate. The same writer keeps the stream bounded: messages
 //! every consumer is done with, older than the duplicate window, are pruned.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::error::json_rows;
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -106,8 +108,14 @@ impl SqliteBus {
             .context_of(subject)
             .ok_or_else(|| BusError::Refused(format!("{subject} is not a subject of this namespace")))?;
         let consumers = self.readers_of(context, event_type);
+        let message = Outgoing {
+            msg_id: Uuid::now_v7().to_string(),
+            subject: subject.to_owned(),
+            body: body.to_vec(),
+            consumers,
+        };
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
-        insert(&mut tx, &Uuid::now_v7().to_string(), subject, body, &consumers).await?;
+        insert(&mut tx, &[message]).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
         self.published.notify_waiters();
         Ok(())
@@ -143,36 +151,68 @@ fn durables(topology: &Topology) -> Vec<String> {
         .collect()
 }
 
-/// Stores a message once per id and queues it for each of `consumers`.
-async fn insert(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    msg_id: &str,
-    subject: &str,
-    body: &[u8],
-    consumers: &[String],
-) -> Result<(), BusError> {
-    let seq: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO bus_messages (msg_id, subject, body, published_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
+/// A message to store, with the consumers it is queued for.
+struct Outgoing {
+    msg_id: String,
+    subject: String,
+    body: Vec<u8>,
+    consumers: Vec<String>,
+}
+
+/// Stores each message once per id and queues it for its consumers, in
+/// two statements whatever the number of messages: the SQLite driver hands
+/// every statement to its connection's thread and waits for the answer, so
+/// a statement per row would pace the bus by that hand-off.
+async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[Outgoing]) -> Result<(), BusError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    // Bodies travel as hex: a body need not be text (see `publish_raw`).
+    let rows: Vec<(&str, &str, String)> = messages
+        .iter()
+        .map(|m| (m.msg_id.as_str(), m.subject.as_str(), hex(&m.body)))
+        .collect();
+    // Seen before: stored once, delivered once (the conflict returns no row).
+    let stored: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO bus_messages (msg_id, subject, body, published_at)
+         SELECT value ->> 0, value ->> 1, unhex(value ->> 2), ?2 FROM json_each(?1) WHERE true
+         ON CONFLICT (msg_id) DO NOTHING RETURNING seq, msg_id",
     )
-    .bind(msg_id)
-    .bind(subject)
-    .bind(body)
+    .bind(json_rows(&rows).map_err(|e| unavailable("publish", e))?)
     .bind(now_ms())
-    .fetch_optional(&mut **tx)
+    .fetch_all(&mut **tx)
     .await
     .map_err(|e| unavailable("publish", e))?;
-    // Seen before: stored once, delivered once.
-    let Some(seq) = seq else { return Ok(()) };
-    for consumer in consumers {
-        sqlx::query("INSERT INTO bus_pending (consumer, seq) VALUES (?1, ?2)")
-            .bind(consumer)
-            .bind(seq)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| unavailable("publish", e))?;
+    let consumers: HashMap<&str, &[String]> = messages
+        .iter()
+        .map(|m| (m.msg_id.as_str(), m.consumers.as_slice()))
+        .collect();
+    let queued: Vec<(&str, i64)> = stored
+        .iter()
+        .flat_map(|(seq, msg_id)| {
+            let readers = consumers.get(msg_id.as_str()).copied().unwrap_or_default();
+            readers.iter().map(|consumer| (consumer.as_str(), *seq))
+        })
+        .collect();
+    if queued.is_empty() {
+        return Ok(());
     }
+    sqlx::query("INSERT INTO bus_pending (consumer, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?1)")
+        .bind(json_rows(&queued).map_err(|e| unavailable("publish", e))?)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unavailable("publish", e))?;
     Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// Commits acknowledgements in groups, and prunes the stream now and then.
@@ -267,19 +307,17 @@ impl EventBus for SqliteBus {
     type Subscription = SqliteSubscription;
 
     async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
+        let messages: Vec<Outgoing> = events
+            .iter()
+            .map(|event| Outgoing {
+                msg_id: event.event_id.to_string(),
+                subject: self.topology.subject(event.context, &event.event_type),
+                body: event.to_bytes(),
+                consumers: self.readers_of(event.context, &event.event_type),
+            })
+            .collect();
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
-        for event in events {
-            let subject = self.topology.subject(event.context, &event.event_type);
-            let consumers = self.readers_of(event.context, &event.event_type);
-            insert(
-                &mut tx,
-                &event.event_id.to_string(),
-                &subject,
-                &event.to_bytes(),
-                &consumers,
-            )
-            .await?;
-        }
+        insert(&mut tx, &messages).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
         self.published.notify_waiters();
         Ok(())
@@ -333,7 +371,13 @@ impl EventBus for SqliteBus {
         let subject: String = row.try_get("subject").map_err(read)?;
         let body: Vec<u8> = row.try_get("body").map_err(read)?;
         // A fresh id: the original was stored under its own already.
-        insert(&mut tx, &Uuid::now_v7().to_string(), &subject, &body, &[consumer]).await?;
+        let message = Outgoing {
+            msg_id: Uuid::now_v7().to_string(),
+            subject,
+            body,
+            consumers: vec![consumer],
+        };
+        insert(&mut tx, &[message]).await?;
         tx.commit().await.map_err(|e| unavailable("replay", e))?;
         self.published.notify_waiters();
         Ok(())

@@ -12,7 +12,7 @@ use shop_runtime::ports::{SealedDelivery, StoreError};
 use shop_streams::{Context, Envelope};
 use sqlx::SqlitePool;
 
-use crate::orders::{NewColumns, insert_new};
+use crate::orders::{NewColumns, NewRow, insert_new};
 use crate::outbox::{append_outbox, begin, commit};
 
 /// Most orders one transaction carries.
@@ -76,21 +76,32 @@ async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrd
 
 /// One transaction; for each order, whether it was written (its id was free).
 async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
-    let mut tx = begin(pool).await?;
+    // An id twice in one batch: the first is the one written.
     let mut taken = HashSet::with_capacity(batch.len());
-    let mut written = Vec::with_capacity(batch.len());
-    for new in batch {
-        let order = &new.order;
-        if !taken.insert(order.id.as_str()) {
-            written.push(false);
-            continue;
-        }
-        let fresh = insert_new(&mut tx, order, &new.columns, new.delivery.as_ref()).await?;
-        if fresh {
-            append_outbox(&mut tx, Context::Order, &new.events).await?;
-        }
-        written.push(fresh);
-    }
+    let first: Vec<bool> = batch.iter().map(|new| taken.insert(new.order.id.as_str())).collect();
+    let rows: Vec<NewRow<'_>> = batch
+        .iter()
+        .zip(&first)
+        .filter(|(_, first)| **first)
+        .map(|(new, _)| NewRow {
+            order: &new.order,
+            columns: &new.columns,
+            delivery: new.delivery.as_ref(),
+        })
+        .collect();
+    let mut tx = begin(pool).await?;
+    let fresh = insert_new(&mut tx, &rows).await?;
+    let written: Vec<bool> = batch
+        .iter()
+        .zip(first)
+        .map(|(new, first)| first && fresh.contains(&new.order.id))
+        .collect();
+    let events = batch
+        .iter()
+        .zip(&written)
+        .filter(|(_, w)| **w)
+        .flat_map(|(new, _)| &new.events);
+    append_outbox(&mut tx, Context::Order, events).await?;
     commit(tx, committed).await?;
     Ok(written)
 }

@@ -1,5 +1,7 @@
 //! `InventoryStore` on SQLite: the `inventory_*` tables.
 
+use std::collections::HashSet;
+
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_runtime::audit::Actor;
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
@@ -7,10 +9,9 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::{corrupt, db_error, json_list, to_sql};
+use crate::error::{corrupt, db_error, json_list, json_rows, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
-use shop_adapter_sql::bind_product;
 
 impl InventoryStore for SqliteStore {
     async fn load(&self, product_ids: &[String], order_id: Option<&str>) -> Result<InventoryState, StoreError> {
@@ -22,15 +23,23 @@ impl InventoryStore for SqliteStore {
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
         let net = NetWrite::of(writes)?;
         let mut tx = begin(&self.pool).await?;
+        let mut changed = Vec::with_capacity(net.products.len());
         for (before, after) in &net.products {
             match before {
-                Some(before) => update_product(&mut tx, after, before.version).await?,
+                Some(before) => changed.push((*after, before.version)),
                 None => STATEMENTS.insert_product(&mut tx, after).await?,
             }
         }
+        update_products(&mut tx, &changed).await?;
+        let (mut new, mut changed) = (Vec::new(), Vec::new());
         for (before, after) in &net.reservations {
-            write_reservation(&mut tx, *before, after).await?;
+            match before {
+                Some(before) => changed.push((*before, *after)),
+                None => new.push(*after),
+            }
         }
+        insert_reservations(&mut tx, &new).await?;
+        update_reservations(&mut tx, &changed).await?;
         insert_movements(&mut tx, &net.movements).await?;
         AUDIT.append_in(&mut tx, &net.audit).await?;
         append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
@@ -40,88 +49,169 @@ impl InventoryStore for SqliteStore {
     shop_adapter_sql::inventory_reads!(STATEMENTS);
 }
 
-async fn update_product(
+// The SQLite driver hands every statement to its connection's thread and
+// waits for it, so each kind of row below is written in one statement, the
+// rows bound as one JSON array: a statement per row would pace the saga by
+// the hand-off, not by SQLite.
+
+/// Each product from its expected version. The version in the join is the
+/// fence: whatever a lock got wrong, a writer that read an older version
+/// changes nothing.
+async fn update_products(
     tx: &mut Transaction<'static, Sqlite>,
-    p: &ProductStock,
-    expected_version: u64,
+    products: &[(&ProductStock, u64)],
 ) -> Result<(), StoreError> {
-    // The version in the WHERE clause is the fence: whatever a lock got
-    // wrong, a writer that read an older version changes nothing.
-    let updated = bind_product(
-        sqlx::query(
-            "UPDATE inventory_products
-         SET name = ?2, unit_price = ?3, currency = ?4, available = ?5, reserved = ?6,
-             initial = ?7, restocked = ?8, adjusted = ?9, deducted = ?10, version = ?11
-         WHERE product_id = ?1 AND version = ?12",
-        ),
-        p,
-    )
-    .bind(to_sql(expected_version))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("product {}", p.product_id)));
+    if products.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let rows: Vec<_> = products
+        .iter()
+        .map(|(p, expected)| {
+            (
+                &p.product_id,
+                &p.name,
+                p.unit_price,
+                &p.currency,
+                p.available,
+                p.reserved,
+                p.initial,
+                p.restocked,
+                p.adjusted,
+                p.deducted,
+                to_sql(p.version),
+                to_sql(*expected),
+            )
+        })
+        .collect();
+    let updated: HashSet<String> = sqlx::query_scalar(
+        "UPDATE inventory_products AS p
+         SET name = u.value ->> 1, unit_price = u.value ->> 2, currency = u.value ->> 3,
+             available = u.value ->> 4, reserved = u.value ->> 5, initial = u.value ->> 6,
+             restocked = u.value ->> 7, adjusted = u.value ->> 8, deducted = u.value ->> 9,
+             version = u.value ->> 10
+         FROM json_each(?1) AS u
+         WHERE p.product_id = u.value ->> 0 AND p.version = u.value ->> 11
+         RETURNING product_id",
+    )
+    .bind(json_rows(&rows)?)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .into_iter()
+    .collect();
+    match products.iter().find(|(p, _)| !updated.contains(&p.product_id)) {
+        Some((lost, _)) => Err(StoreError::Conflict(format!("product {}", lost.product_id))),
+        None => Ok(()),
+    }
+}
+
+fn reservation_conflict(order_id: &str) -> StoreError {
+    StoreError::Conflict(format!("reservation of order {order_id}"))
+}
+
+fn lines_of(reservation: &Reservation) -> Result<String, StoreError> {
+    serde_json::to_string(&reservation.lines).map_err(|e| corrupt("reservation", e))
+}
+
+/// New reservations; one whose order has a reservation already is a conflict.
+async fn insert_reservations(
+    tx: &mut Transaction<'static, Sqlite>,
+    reservations: &[&Reservation],
+) -> Result<(), StoreError> {
+    let rows = reservations
+        .iter()
+        .map(|r| Ok((&r.order_id, r.status.as_str(), lines_of(r)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let inserted: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO inventory_reservations (order_id, status, lines)
+         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true
+         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+    )
+    .bind(json_rows(&rows)?)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .into_iter()
+    .collect();
+    match rows.iter().find(|(order_id, ..)| !inserted.contains(*order_id)) {
+        Some((lost, ..)) => Err(reservation_conflict(lost)),
+        None => Ok(()),
+    }
 }
 
 /// Reservations are fenced by their status: a write applies only to the
 /// reservation as it was read, so a reserve and a release of the same order
 /// that race cannot both win.
-async fn write_reservation(
+async fn update_reservations(
     tx: &mut Transaction<'static, Sqlite>,
-    before: Option<&Reservation>,
-    after: &Reservation,
+    reservations: &[(&Reservation, &Reservation)],
 ) -> Result<(), StoreError> {
-    let conflict = || StoreError::Conflict(format!("reservation of order {}", after.order_id));
-    let lines = serde_json::to_string(&after.lines).map_err(|e| corrupt("reservation", e))?;
-    let written = match before {
-        Some(before) => {
-            sqlx::query("UPDATE inventory_reservations SET status = ?2, lines = ?3 WHERE order_id = ?1 AND status = ?4")
-                .bind(&after.order_id)
-                .bind(after.status.as_str())
-                .bind(lines)
-                .bind(before.status.as_str())
-        }
-        None => sqlx::query(
-            "INSERT INTO inventory_reservations (order_id, status, lines) VALUES (?1, ?2, ?3)
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&after.order_id)
-        .bind(after.status.as_str())
-        .bind(lines),
+    let rows = reservations
+        .iter()
+        .map(|(before, after)| {
+            Ok((
+                &after.order_id,
+                after.status.as_str(),
+                lines_of(after)?,
+                before.status.as_str(),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    if rows.is_empty() {
+        return Ok(());
     }
-    .execute(&mut **tx)
+    let updated: HashSet<String> = sqlx::query_scalar(
+        "UPDATE inventory_reservations AS r SET status = u.value ->> 1, lines = u.value ->> 2
+         FROM json_each(?1) AS u
+         WHERE r.order_id = u.value ->> 0 AND r.status = u.value ->> 3
+         RETURNING order_id",
+    )
+    .bind(json_rows(&rows)?)
+    .fetch_all(&mut **tx)
     .await
-    .map_err(db_error)?;
-    if written.rows_affected() == 0 {
-        return Err(conflict());
+    .map_err(db_error)?
+    .into_iter()
+    .collect();
+    match rows.iter().find(|(order_id, ..)| !updated.contains(*order_id)) {
+        Some((lost, ..)) => Err(reservation_conflict(lost)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn insert_movements(
     tx: &mut Transaction<'static, Sqlite>,
     movements: &[(&Movement, &Actor)],
 ) -> Result<(), StoreError> {
-    // SQLite runs in-process: a statement per movement costs no round trip.
-    for (m, actor) in movements {
-        sqlx::query(
-            "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(&m.product_id)
-        .bind(m.kind.as_str())
-        .bind(m.quantity)
-        .bind(&m.order_id)
-        .bind(&m.reason)
-        .bind(m.at)
-        .bind(&actor.id)
-        .bind(&actor.request_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+    if movements.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<_> = movements
+        .iter()
+        .map(|(m, actor)| {
+            (
+                &m.product_id,
+                m.kind.as_str(),
+                m.quantity,
+                &m.order_id,
+                &m.reason,
+                m.at,
+                &actor.id,
+                &actor.request_id,
+            )
+        })
+        .collect();
+    // `json_each` yields the rows in order, and they are numbered as inserted.
+    sqlx::query(
+        "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
+         FROM json_each(?1)",
+    )
+    .bind(json_rows(&rows)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }

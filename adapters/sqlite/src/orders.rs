@@ -1,5 +1,7 @@
 //! `OrderStore` on SQLite: the `orders_*` tables.
 
+use std::collections::HashSet;
+
 use shop_rules::order::Order;
 use shop_runtime::audit::AuditRecord;
 use shop_runtime::ports::{
@@ -10,7 +12,7 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::{corrupt, db_error, json_list, to_sql};
+use crate::error::{corrupt, db_error, json_list, json_rows, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::rows;
@@ -35,64 +37,105 @@ impl NewColumns {
     }
 }
 
-/// Inserts `order` at version 1 with its `delivery` unless its id is
-/// taken; `true` when it was.
+/// A new order to insert at version 1: its JSON columns and its delivery.
+pub(crate) struct NewRow<'a> {
+    pub order: &'a Order,
+    pub columns: &'a NewColumns,
+    pub delivery: Option<&'a SealedDelivery>,
+}
+
+/// Inserts each order at version 1 with its delivery unless its id is
+/// taken, and answers the ids that were free. Two statements however many
+/// orders come: the SQLite driver hands every statement to its
+/// connection's thread and waits for it, so the hand-off, not SQLite,
+/// would bound a statement per row.
 pub(crate) async fn insert_new(
     tx: &mut Transaction<'static, Sqlite>,
-    order: &Order,
-    columns: &NewColumns,
-    delivery: Option<&SealedDelivery>,
-) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
+    new: &[NewRow<'_>],
+) -> Result<HashSet<String>, StoreError> {
+    let rows: Vec<_> = new
+        .iter()
+        .map(|n| {
+            let o = n.order;
+            let policy = n.columns.policy.as_deref();
+            (
+                &o.id,
+                &o.customer_id,
+                o.status.as_str(),
+                o.created_at,
+                o.confirmed_at,
+                &n.columns.state,
+                policy,
+            )
+        })
+        .collect();
+    let fresh: HashSet<String> = sqlx::query_scalar(
         "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7) ON CONFLICT (order_id) DO NOTHING",
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 1, value ->> 6
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
     )
-    .bind(&order.id)
-    .bind(&order.customer_id)
-    .bind(order.status.as_str())
-    .bind(order.created_at)
-    .bind(order.confirmed_at)
-    .bind(&columns.state)
-    .bind(columns.policy.as_deref())
-    .execute(&mut **tx)
+    .bind(json_rows(&rows)?)
+    .fetch_all(&mut **tx)
     .await
-    .map_err(db_error)?;
-    let fresh = inserted.rows_affected() == 1;
-    if let (true, Some(delivery)) = (fresh, delivery) {
-        sqlx::query("INSERT INTO orders_deliveries (order_id, key_id, sealed) VALUES (?1, ?2, ?3)")
-            .bind(&delivery.order_id)
-            .bind(&delivery.key_id)
-            .bind(&delivery.sealed)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
+    .map_err(db_error)?
+    .into_iter()
+    .collect();
+    let deliveries: Vec<_> = new
+        .iter()
+        .filter(|n| fresh.contains(&n.order.id))
+        .filter_map(|n| n.delivery)
+        .map(|d| (&d.order_id, &d.key_id, &d.sealed))
+        .collect();
+    if !deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO orders_deliveries (order_id, key_id, sealed)
+             SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
+        )
+        .bind(json_rows(&deliveries)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
     }
     Ok(fresh)
 }
 
-/// Updates `order` from version `expected`; a conflict when it is not stored at that version.
-async fn update_existing(
-    tx: &mut Transaction<'static, Sqlite>,
-    order: &Order,
-    state: &str,
-    expected: u64,
-) -> Result<(), StoreError> {
-    let updated = sqlx::query(
-        "UPDATE orders_orders SET status = ?2, confirmed_at = ?3, state = ?4, version = version + 1
-         WHERE order_id = ?1 AND version = ?5",
-    )
-    .bind(&order.id)
-    .bind(order.status.as_str())
-    .bind(order.confirmed_at)
-    .bind(state)
-    .bind(to_sql(expected))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!("order {}", order.id)));
+/// Updates each order from its expected version, in one statement; a
+/// conflict names an order not stored at that version.
+async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Order, u64)]) -> Result<(), StoreError> {
+    if orders.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let rows = orders
+        .iter()
+        .map(|(o, expected)| {
+            Ok((
+                &o.id,
+                o.status.as_str(),
+                o.confirmed_at,
+                state_of(o)?,
+                to_sql(*expected),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // The version in the join is the fence, row by row.
+    let updated: HashSet<String> = sqlx::query_scalar(
+        "UPDATE orders_orders AS o
+         SET status = u.value ->> 1, confirmed_at = u.value ->> 2, state = u.value ->> 3, version = o.version + 1
+         FROM json_each(?1) AS u
+         WHERE o.order_id = u.value ->> 0 AND o.version = u.value ->> 4
+         RETURNING order_id",
+    )
+    .bind(json_rows(&rows)?)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .into_iter()
+    .collect();
+    match orders.iter().find(|(o, _)| !updated.contains(&o.id)) {
+        Some((lost, _)) => Err(StoreError::Conflict(format!("order {}", lost.id))),
+        None => Ok(()),
+    }
 }
 
 impl OrderStore for SqliteStore {
@@ -112,13 +155,19 @@ impl OrderStore for SqliteStore {
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
         let new_version = match write.expected_version {
             None => {
-                if !insert_new(&mut tx, order, &NewColumns::of(&write)?, write.delivery).await? {
+                let columns = NewColumns::of(&write)?;
+                let new = NewRow {
+                    order,
+                    columns: &columns,
+                    delivery: write.delivery,
+                };
+                if insert_new(&mut tx, &[new]).await?.is_empty() {
                     return Err(conflict());
                 }
                 1
             }
             Some(expected) => {
-                update_existing(&mut tx, order, &state_of(order)?, expected).await?;
+                update_existing(&mut tx, &[(order, expected)]).await?;
                 expected + 1
             }
         };
@@ -141,9 +190,7 @@ impl OrderStore for SqliteStore {
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
         let orders = checked_updates(updates)?;
         let mut tx = begin(&self.pool).await?;
-        for (order, expected) in orders {
-            update_existing(&mut tx, order, &state_of(order)?, expected).await?;
-        }
+        update_existing(&mut tx, &orders).await?;
         let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
         AUDIT.append_in(&mut tx, &audit).await?;
         append_outbox(&mut tx, Context::Order, updates.iter().flat_map(|u| u.events)).await?;

@@ -10,7 +10,7 @@ use shop_streams::{Context, Envelope};
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::error::{corrupt, db_error};
+use crate::error::{corrupt, db_error, json_rows};
 use crate::now_ms;
 
 /// A `&'static str` statement with the context's table prefix between the
@@ -54,29 +54,31 @@ pub(crate) fn outbox(pool: SqlitePool, context: Context, committed: CommitSignal
     SqlOutbox::new(pool, sql, DRIVER, committed)
 }
 
-/// Appends events to the context's outbox, in order.
+/// Appends events to the context's outbox, in order, in one statement.
 pub(crate) async fn append_outbox<'e>(
     tx: &mut Transaction<'static, Sqlite>,
     context: Context,
     events: impl IntoIterator<Item = &'e Envelope>,
 ) -> Result<(), StoreError> {
-    // Collected first: an iterator held across the awaits below would make
-    // the future's lifetimes too hard for the trait's `Send` bound.
-    let events: Vec<&Envelope> = events.into_iter().collect();
-    let at = now_ms();
-    for event in events {
-        let text = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
-        sqlx::query(in_context!(
-            context,
-            "INSERT INTO ",
-            "_outbox (envelope, at) VALUES (?1, ?2)"
-        ))
-        .bind(text)
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+    let texts = events
+        .into_iter()
+        .map(|event| serde_json::to_string(event).map_err(|e| corrupt("event", e)))
+        .collect::<Result<Vec<String>, _>>()?;
+    if texts.is_empty() {
+        return Ok(());
     }
+    // `json_each` yields the array's elements in order, and the rows are
+    // numbered in the order they are inserted.
+    sqlx::query(in_context!(
+        context,
+        "INSERT INTO ",
+        "_outbox (envelope, at) SELECT value, ?2 FROM json_each(?1)"
+    ))
+    .bind(json_rows(&texts)?)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 

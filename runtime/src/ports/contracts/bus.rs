@@ -82,6 +82,12 @@ async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &m
         delivery.ack().await.expect("ack");
     }
     assert!(drain(inventory).await.is_empty(), "acked means gone");
+    // Several at once, one of them twice: each stored once, in the order given.
+    let (first, second) = (confirmed("o-2"), confirmed("o-3"));
+    bus.publish(&[first.clone(), second.clone(), first.clone()])
+        .await
+        .expect("published together");
+    assert_eq!(drain(inventory).await, [first, second], "in order, each once");
 }
 
 async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {

@@ -25,7 +25,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::error::json_rows;
+use crate::batch::json_rows;
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -160,9 +160,7 @@ struct Outgoing {
 }
 
 /// Stores each message once per id and queues it for its consumers, in
-/// two statements whatever the number of messages: the SQLite driver hands
-/// every statement to its connection's thread and waits for the answer, so
-/// a statement per row would pace the bus by that hand-off.
+/// two statements whatever the number of messages (`batch.rs`).
 async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[Outgoing]) -> Result<(), BusError> {
     if messages.is_empty() {
         return Ok(());

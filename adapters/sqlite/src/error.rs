@@ -19,9 +19,3 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
 pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
-
-/// Rows to write, bound as one JSON array of arrays and read back with
-/// `json_each` and `->>`. Fails rather than write fewer rows than given.
-pub(crate) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|e| corrupt("rows to write", e))
-}

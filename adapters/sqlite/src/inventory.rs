@@ -1,7 +1,5 @@
 //! `InventoryStore` on SQLite: the `inventory_*` tables.
 
-use std::collections::HashSet;
-
 use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
 use shop_runtime::audit::Actor;
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
@@ -9,7 +7,8 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::{corrupt, db_error, json_list, json_rows, to_sql};
+use crate::batch::{all_written, json_rows, written};
+use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
 
@@ -49,10 +48,7 @@ impl InventoryStore for SqliteStore {
     shop_adapter_sql::inventory_reads!(STATEMENTS);
 }
 
-// The SQLite driver hands every statement to its connection's thread and
-// waits for it, so each kind of row below is written in one statement, the
-// rows bound as one JSON array: a statement per row would pace the saga by
-// the hand-off, not by SQLite.
+// Each kind of row below is written in one statement (`batch.rs` says why).
 
 /// Each product from its expected version. The version in the join is the
 /// fence: whatever a lock got wrong, a writer that read an older version
@@ -83,7 +79,8 @@ async fn update_products(
             )
         })
         .collect();
-    let updated: HashSet<String> = sqlx::query_scalar(
+    let updated = written(
+        tx,
         "UPDATE inventory_products AS p
          SET name = u.value ->> 1, unit_price = u.value ->> 2, currency = u.value ->> 3,
              available = u.value ->> 4, reserved = u.value ->> 5, initial = u.value ->> 6,
@@ -92,22 +89,14 @@ async fn update_products(
          FROM json_each(?1) AS u
          WHERE p.product_id = u.value ->> 0 AND p.version = u.value ->> 11
          RETURNING product_id",
+        &rows,
     )
-    .bind(json_rows(&rows)?)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?
-    .into_iter()
-    .collect();
-    match products.iter().find(|(p, _)| !updated.contains(&p.product_id)) {
-        Some((lost, _)) => Err(StoreError::Conflict(format!("product {}", lost.product_id))),
-        None => Ok(()),
-    }
+    .await?;
+    all_written(&updated, products.iter().map(|(p, _)| p.product_id.as_str()), "product")
 }
 
-fn reservation_conflict(order_id: &str) -> StoreError {
-    StoreError::Conflict(format!("reservation of order {order_id}"))
-}
+/// What a reservation's conflict names.
+const RESERVATION: &str = "reservation of order";
 
 fn lines_of(reservation: &Reservation) -> Result<String, StoreError> {
     serde_json::to_string(&reservation.lines).map_err(|e| corrupt("reservation", e))
@@ -125,21 +114,19 @@ async fn insert_reservations(
     if rows.is_empty() {
         return Ok(());
     }
-    let inserted: HashSet<String> = sqlx::query_scalar(
+    let inserted = written(
+        tx,
         "INSERT INTO inventory_reservations (order_id, status, lines)
          SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true
          ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        &rows,
     )
-    .bind(json_rows(&rows)?)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?
-    .into_iter()
-    .collect();
-    match rows.iter().find(|(order_id, ..)| !inserted.contains(*order_id)) {
-        Some((lost, ..)) => Err(reservation_conflict(lost)),
-        None => Ok(()),
-    }
+    .await?;
+    all_written(
+        &inserted,
+        rows.iter().map(|(order_id, ..)| order_id.as_str()),
+        RESERVATION,
+    )
 }
 
 /// Reservations are fenced by their status: a write applies only to the
@@ -163,22 +150,20 @@ async fn update_reservations(
     if rows.is_empty() {
         return Ok(());
     }
-    let updated: HashSet<String> = sqlx::query_scalar(
+    let updated = written(
+        tx,
         "UPDATE inventory_reservations AS r SET status = u.value ->> 1, lines = u.value ->> 2
          FROM json_each(?1) AS u
          WHERE r.order_id = u.value ->> 0 AND r.status = u.value ->> 3
          RETURNING order_id",
+        &rows,
     )
-    .bind(json_rows(&rows)?)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?
-    .into_iter()
-    .collect();
-    match rows.iter().find(|(order_id, ..)| !updated.contains(*order_id)) {
-        Some((lost, ..)) => Err(reservation_conflict(lost)),
-        None => Ok(()),
-    }
+    .await?;
+    all_written(
+        &updated,
+        rows.iter().map(|(order_id, ..)| order_id.as_str()),
+        RESERVATION,
+    )
 }
 
 async fn insert_movements(

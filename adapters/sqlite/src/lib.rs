@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod batch;
 mod bus;
 mod error;
 mod intake;

@@ -12,7 +12,8 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::{corrupt, db_error, json_list, json_rows, to_sql};
+use crate::batch::{all_written, json_rows, written};
+use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::rows;
@@ -45,10 +46,8 @@ pub(crate) struct NewRow<'a> {
 }
 
 /// Inserts each order at version 1 with its delivery unless its id is
-/// taken, and answers the ids that were free. Two statements however many
-/// orders come: the SQLite driver hands every statement to its
-/// connection's thread and waits for it, so the hand-off, not SQLite,
-/// would bound a statement per row.
+/// taken, and answers the ids that were free: two statements however many
+/// orders come (`batch.rs`).
 pub(crate) async fn insert_new(
     tx: &mut Transaction<'static, Sqlite>,
     new: &[NewRow<'_>],
@@ -69,18 +68,15 @@ pub(crate) async fn insert_new(
             )
         })
         .collect();
-    let fresh: HashSet<String> = sqlx::query_scalar(
+    let fresh = written(
+        tx,
         "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 1, value ->> 6
          FROM json_each(?1) WHERE true
          ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        &rows,
     )
-    .bind(json_rows(&rows)?)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?
-    .into_iter()
-    .collect();
+    .await?;
     let deliveries: Vec<_> = new
         .iter()
         .filter(|n| fresh.contains(&n.order.id))
@@ -119,23 +115,17 @@ async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Orde
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     // The version in the join is the fence, row by row.
-    let updated: HashSet<String> = sqlx::query_scalar(
+    let updated = written(
+        tx,
         "UPDATE orders_orders AS o
          SET status = u.value ->> 1, confirmed_at = u.value ->> 2, state = u.value ->> 3, version = o.version + 1
          FROM json_each(?1) AS u
          WHERE o.order_id = u.value ->> 0 AND o.version = u.value ->> 4
          RETURNING order_id",
+        &rows,
     )
-    .bind(json_rows(&rows)?)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?
-    .into_iter()
-    .collect();
-    match orders.iter().find(|(o, _)| !updated.contains(&o.id)) {
-        Some((lost, _)) => Err(StoreError::Conflict(format!("order {}", lost.id))),
-        None => Ok(()),
-    }
+    .await?;
+    all_written(&updated, orders.iter().map(|(o, _)| o.id.as_str()), "order")
 }
 
 impl OrderStore for SqliteStore {

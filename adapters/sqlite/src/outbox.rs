@@ -10,7 +10,8 @@ use shop_streams::{Context, Envelope};
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::error::{corrupt, db_error, json_rows};
+use crate::batch::json_rows;
+use crate::error::{corrupt, db_error};
 use crate::now_ms;
 
 /// A `&'static str` statement with the context's table prefix between the

@@ -1,0 +1,47 @@
+//! Rows written in one statement: sqlx hands every statement to the
+//! connection's thread and waits for the answer, so the saga's batches bind
+//! their rows as one JSON array (`?1`), which the statement reads back with
+//! `json_each` and `->>`. A statement per row would pace the saga by that
+//! hand-off, not by SQLite.
+
+use std::collections::HashSet;
+
+use shop_runtime::ports::StoreError;
+use sqlx::{Sqlite, Transaction};
+
+use crate::error::{corrupt, db_error};
+
+/// `rows` as the JSON array a statement reads. Fails rather than write
+/// fewer rows than given.
+pub(crate) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| corrupt("rows to write", e))
+}
+
+/// Runs `statement` over `rows` and answers the keys it returns (its
+/// `RETURNING` column): the rows it wrote.
+pub(crate) async fn written<T: serde::Serialize>(
+    tx: &mut Transaction<'static, Sqlite>,
+    statement: &'static str,
+    rows: &[T],
+) -> Result<HashSet<String>, StoreError> {
+    Ok(sqlx::query_scalar(statement)
+        .bind(json_rows(rows)?)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .collect())
+}
+
+/// A conflict over the first of `keys` that was not `written`: its row was
+/// not as read (a version or status fence), or was there already.
+pub(crate) fn all_written<'k>(
+    written: &HashSet<String>,
+    keys: impl IntoIterator<Item = &'k str>,
+    what: &str,
+) -> Result<(), StoreError> {
+    match keys.into_iter().find(|key| !written.contains(*key)) {
+        Some(lost) => Err(StoreError::Conflict(format!("{what} {lost}"))),
+        None => Ok(()),
+    }
+}

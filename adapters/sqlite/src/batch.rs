@@ -17,13 +17,33 @@ pub(crate) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, Store
     serde_json::to_string(rows).map_err(|e| corrupt("rows to write", e))
 }
 
+/// Runs `statement` over `rows`; no rows, no statement.
+pub(crate) async fn write<T: serde::Serialize>(
+    tx: &mut Transaction<'static, Sqlite>,
+    statement: &'static str,
+    rows: &[T],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(statement)
+        .bind(json_rows(rows)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// Runs `statement` over `rows` and answers the keys it returns (its
-/// `RETURNING` column): the rows it wrote.
+/// `RETURNING` column): the rows it wrote. No rows, no statement.
 pub(crate) async fn written<T: serde::Serialize>(
     tx: &mut Transaction<'static, Sqlite>,
     statement: &'static str,
     rows: &[T],
 ) -> Result<HashSet<String>, StoreError> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
     Ok(sqlx::query_scalar(statement)
         .bind(json_rows(rows)?)
         .fetch_all(&mut **tx)

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{BusError, Cause, DeadLetter, Delivery, EventBus, Subscription};
-use shop_streams::{ConsumerSpec, Context, Envelope, Reader, Topology};
+use shop_streams::{ConsumerSpec, Context, Envelope, Reader, Topology, hex};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::batch::json_rows;
+use crate::batch::{json_rows, write};
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -168,7 +168,7 @@ async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[O
     // Bodies travel as hex: a body need not be text (see `publish_raw`).
     let rows: Vec<(&str, &str, String)> = messages
         .iter()
-        .map(|m| (m.msg_id.as_str(), m.subject.as_str(), hex(&m.body)))
+        .map(|m| (m.msg_id.as_str(), m.subject.as_str(), hex::encode(&m.body)))
         .collect();
     // Seen before: stored once, delivered once (the conflict returns no row).
     let stored: Vec<(i64, String)> = sqlx::query_as(
@@ -192,25 +192,13 @@ async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[O
             readers.iter().map(|consumer| (consumer.as_str(), *seq))
         })
         .collect();
-    if queued.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("INSERT INTO bus_pending (consumer, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?1)")
-        .bind(json_rows(&queued).map_err(|e| unavailable("publish", e))?)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| unavailable("publish", e))?;
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
+    write(
+        tx,
+        "INSERT INTO bus_pending (consumer, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
+        &queued,
+    )
+    .await
+    .map_err(|e| unavailable("publish", e))
 }
 
 /// Commits acknowledgements in groups, and prunes the stream now and then.

@@ -7,8 +7,8 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{all_written, json_rows, written};
-use crate::error::{corrupt, db_error, json_list, to_sql};
+use crate::batch::{all_written, write, written};
+use crate::error::{corrupt, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
 
@@ -57,9 +57,6 @@ async fn update_products(
     tx: &mut Transaction<'static, Sqlite>,
     products: &[(&ProductStock, u64)],
 ) -> Result<(), StoreError> {
-    if products.is_empty() {
-        return Ok(());
-    }
     let rows: Vec<_> = products
         .iter()
         .map(|(p, expected)| {
@@ -111,9 +108,6 @@ async fn insert_reservations(
         .iter()
         .map(|r| Ok((&r.order_id, r.status.as_str(), lines_of(r)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    if rows.is_empty() {
-        return Ok(());
-    }
     let inserted = written(
         tx,
         "INSERT INTO inventory_reservations (order_id, status, lines)
@@ -147,9 +141,6 @@ async fn update_reservations(
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    if rows.is_empty() {
-        return Ok(());
-    }
     let updated = written(
         tx,
         "UPDATE inventory_reservations AS r SET status = u.value ->> 1, lines = u.value ->> 2
@@ -170,9 +161,6 @@ async fn insert_movements(
     tx: &mut Transaction<'static, Sqlite>,
     movements: &[(&Movement, &Actor)],
 ) -> Result<(), StoreError> {
-    if movements.is_empty() {
-        return Ok(());
-    }
     let rows: Vec<_> = movements
         .iter()
         .map(|(m, actor)| {
@@ -189,14 +177,12 @@ async fn insert_movements(
         })
         .collect();
     // `json_each` yields the rows in order, and they are numbered as inserted.
-    sqlx::query(
+    write(
+        tx,
         "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
          FROM json_each(?1)",
+        &rows,
     )
-    .bind(json_rows(&rows)?)
-    .execute(&mut **tx)
     .await
-    .map_err(db_error)?;
-    Ok(())
 }

@@ -12,7 +12,7 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{all_written, json_rows, written};
+use crate::batch::{all_written, write, written};
 use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
@@ -83,25 +83,19 @@ pub(crate) async fn insert_new(
         .filter_map(|n| n.delivery)
         .map(|d| (&d.order_id, &d.key_id, &d.sealed))
         .collect();
-    if !deliveries.is_empty() {
-        sqlx::query(
-            "INSERT INTO orders_deliveries (order_id, key_id, sealed)
-             SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
-        )
-        .bind(json_rows(&deliveries)?)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
-    }
+    write(
+        tx,
+        "INSERT INTO orders_deliveries (order_id, key_id, sealed)
+         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
+        &deliveries,
+    )
+    .await?;
     Ok(fresh)
 }
 
 /// Updates each order from its expected version, in one statement; a
 /// conflict names an order not stored at that version.
 async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Order, u64)]) -> Result<(), StoreError> {
-    if orders.is_empty() {
-        return Ok(());
-    }
     let rows = orders
         .iter()
         .map(|(o, expected)| {

@@ -10,7 +10,7 @@ use shop_streams::{Context, Envelope};
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::batch::json_rows;
+use crate::batch::write;
 use crate::error::{corrupt, db_error};
 use crate::now_ms;
 
@@ -61,26 +61,19 @@ pub(crate) async fn append_outbox<'e>(
     context: Context,
     events: impl IntoIterator<Item = &'e Envelope>,
 ) -> Result<(), StoreError> {
-    let texts = events
+    let at = now_ms();
+    let rows = events
         .into_iter()
-        .map(|event| serde_json::to_string(event).map_err(|e| corrupt("event", e)))
-        .collect::<Result<Vec<String>, _>>()?;
-    if texts.is_empty() {
-        return Ok(());
-    }
+        .map(|event| Ok((serde_json::to_string(event).map_err(|e| corrupt("event", e))?, at)))
+        .collect::<Result<Vec<(String, i64)>, StoreError>>()?;
     // `json_each` yields the array's elements in order, and the rows are
     // numbered in the order they are inserted.
-    sqlx::query(in_context!(
+    let statement = in_context!(
         context,
         "INSERT INTO ",
-        "_outbox (envelope, at) SELECT value, ?2 FROM json_each(?1)"
-    ))
-    .bind(json_rows(&texts)?)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    Ok(())
+        "_outbox (envelope, at) SELECT value ->> 0, value ->> 1 FROM json_each(?1)"
+    );
+    write(tx, statement, &rows).await
 }
 
 /// A write transaction: takes the database's write lock at once, so two

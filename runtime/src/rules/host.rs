@@ -173,8 +173,9 @@ struct Loader {
     shadow_capabilities: Capabilities,
     limits: CallLimits,
     cache: Option<CodeCache>,
-    /// Compiled code of every source of the last load, active or overridden,
-    /// by content hash: a reload recompiles only what changed.
+    /// Compiled code of every source of the last load and of the set it
+    /// replaced, active or overridden, by content hash: a reload recompiles
+    /// only what changed, and a rollback to the previous set nothing.
     compiled: Mutex<HashMap<String, Component>>,
 }
 
@@ -588,6 +589,9 @@ impl Loader {
             shadow,
             fingerprint,
         };
+        // The set before this one stays compiled too: rolling back to it is
+        // the lever of an incident, and must not wait for the compiler.
+        hashes.extend(previous.iter().map(|c| c.info().stamp.hash.to_string()));
         if let Ok(mut compiled) = self.compiled.lock() {
             compiled.retain(|hash, _| hashes.contains(hash));
         }

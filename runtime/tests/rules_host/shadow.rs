@@ -64,6 +64,31 @@ fn published_versions_run_over_the_built_in_ones_until_withdrawn() {
 }
 
 #[test]
+fn a_rollback_to_the_set_before_compiles_nothing_and_older_sets_are_let_go() {
+    let t = common::start(common::default_settings());
+    let version = |n: u32| common::with_custom_section(shop_rules_bundle::ORDER.wasm, &format!("v{n}"));
+    let compiled_afresh = |n: u32| {
+        let report = t
+            .host
+            .install(vec![published("order", n, &version(n), RuleMode::Active)])
+            .expect("installed");
+        let order = report
+            .active
+            .iter()
+            .find(|c| c.role == ComponentKind::Order)
+            .expect("order rules");
+        assert_eq!(order.stamp.version, n, "{report:?}");
+        !order.from_cache
+    };
+    assert!(compiled_afresh(1), "a new version is compiled");
+    assert!(compiled_afresh(2), "a new version is compiled");
+    assert!(!compiled_afresh(1), "rolling back to the set before reuses its code");
+    assert!(!compiled_afresh(2), "and so does rolling forward again");
+    assert!(compiled_afresh(3), "a new version is compiled");
+    assert!(compiled_afresh(1), "two sets back, the code was let go");
+}
+
+#[test]
 fn a_policy_in_shadow_is_counted_and_reported_but_refuses_nothing_and_writes_nothing() {
     let metrics = Metrics::default();
     let t = common::start(RuleSettings {

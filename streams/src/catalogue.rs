@@ -232,8 +232,9 @@ pub fn asyncapi(topology: &Topology) -> Value {
         );
     }
     // The shop's own subscriptions, each through one durable consumer: each
-    // context reads all of the other's events, from the channel of its whole
-    // stream; payment (when the deployment has it) reads one event's channel.
+    // context reads the other's events from the channel of its whole stream
+    // (acting on those it handles); payment (when the deployment has it)
+    // reads one event's channel.
     for reader in topology.readers() {
         let source = reader.source();
         let consumer = topology.consumer(reader);
@@ -277,8 +278,10 @@ pub fn asyncapi(topology: &Topology) -> Value {
                 "title": title,
                 "description": format!(
                     "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}. \
-                     It acts on version 1 of each event and acknowledges the later versions' twins unread.",
-                    consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject
+                     It acts on version 1 of {} and acknowledges unread the later versions' twins and any \
+                     {} the filter lets through.",
+                    consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject,
+                    reader.handles().join(", "), reader.ignores().join(", ")
                 ),
                 "channel": {"$ref": format!("#/channels/{channel}")},
             }),
@@ -309,4 +312,26 @@ fn capitalised(word: &str) -> String {
         .next()
         .map(|first| first.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reader;
+
+    #[test]
+    fn each_reader_handles_or_ignores_every_event_of_its_source() {
+        let events = event_types(&mut generator());
+        for reader in [Reader::Order, Reader::Inventory, Reader::Payment] {
+            let mut published: Vec<&str> = events
+                .iter()
+                .filter(|e| e.context == reader.source() && e.version == SCHEMA_VERSION)
+                .map(|e| e.name)
+                .collect();
+            let mut decided: Vec<&str> = reader.handles().iter().chain(reader.ignores()).copied().collect();
+            published.sort_unstable();
+            decided.sort_unstable();
+            assert_eq!(decided, published, "{reader}: each event once, handled or ignored");
+        }
+    }
 }

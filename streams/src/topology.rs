@@ -81,17 +81,60 @@ impl Reader {
         }
     }
 
-    /// The one event type it reads, when it does not read its whole source.
-    pub fn only(self) -> Option<&'static str> {
+    /// The event types of its source it acts on.
+    pub fn handles(self) -> &'static [&'static str] {
         match self {
-            Self::Payment => Some("OrderConfirmed"),
-            Self::Order | Self::Inventory => None,
+            // An order hears how its reservation went, and the catalogue's prices.
+            Self::Order => &[
+                "StockReserved",
+                "InsufficientStock",
+                "ProductRegistered",
+                "PriceChanged",
+            ],
+            // Inventory reserves, releases and deducts.
+            Self::Inventory => &["OrderCreated", "OrderCancelled", "OrderCompleted"],
+            Self::Payment => &["OrderConfirmed"],
+        }
+    }
+
+    /// The event types of its source it has no business with: its handler
+    /// ignores them. A bus that can leave them out (the embedded one) does;
+    /// what one that cannot delivers (a JetStream consumer filters on one
+    /// subject) the consumer acknowledges unread. A type in neither list is
+    /// unknown to this build: it is delivered, and dead-lettered for a
+    /// person to look at.
+    pub fn ignores(self) -> &'static [&'static str] {
+        match self {
+            // Inventory's own bookkeeping.
+            Self::Order => &[
+                "StockRestocked",
+                "StockAdjusted",
+                "StockDeducted",
+                "StockRestored",
+                "ReservationVoided",
+            ],
+            // A confirmation asks nothing of inventory.
+            Self::Inventory => &["OrderConfirmed"],
+            Self::Payment => &["OrderCreated", "OrderCancelled", "OrderCompleted"],
+        }
+    }
+
+    /// The one event type it reads, when it reads only one: its consumer
+    /// then filters on that event's subject, not on the whole stream.
+    pub fn only(self) -> Option<&'static str> {
+        match self.handles() {
+            [one] => Some(one),
+            _ => None,
         }
     }
 
     /// Whether an event of `context` and `event_type` is for this reader.
     pub fn reads(self, context: Context, event_type: &str) -> bool {
-        self.source() == context && self.only().is_none_or(|only| only == event_type)
+        self.source() == context
+            && match self.only() {
+                Some(only) => only == event_type,
+                None => !self.ignores().contains(&event_type),
+            }
     }
 }
 
@@ -376,6 +419,32 @@ mod tests {
         assert!(!Reader::Payment.reads(Context::Order, "OrderCreated"));
         assert!(!Reader::Payment.reads(Context::Inventory, "OrderConfirmed"));
         assert!(Reader::Inventory.reads(Context::Order, "OrderCreated"));
+    }
+
+    #[test]
+    fn each_reader_reads_only_events_of_its_source_that_it_handles() {
+        assert!(
+            !Reader::Inventory.reads(Context::Order, "OrderConfirmed"),
+            "nothing to do there"
+        );
+        assert!(Reader::Order.reads(Context::Inventory, "StockReserved"));
+        assert!(
+            !Reader::Order.reads(Context::Inventory, "StockDeducted"),
+            "inventory's bookkeeping"
+        );
+        assert!(
+            Reader::Inventory.reads(Context::Order, "OrderTeleported"),
+            "unknown: to be dead-lettered"
+        );
+        assert!(
+            !Reader::Payment.reads(Context::Order, "OrderTeleported"),
+            "payment filters on one subject"
+        );
+        assert_eq!(
+            Reader::Inventory.only(),
+            None,
+            "several types: the whole stream's subject"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! adapters, each test on a database file of its own.
 
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
+use shop_rules::order::{OrderEvent, OrderTransition};
 use shop_runtime::ports::contracts;
 use shop_runtime::ports::{Delivery, EventBus, Subscription};
 use shop_streams::{Context, Namespace, Reader, Topology};
@@ -165,7 +166,7 @@ async fn leases_of_a_dead_process_can_be_released_at_start() {
     assert_eq!(bus.release_leases().await.expect("released"), 0);
 
     let event = shop_streams::Envelope::new(
-        &shop_streams::DomainEvent::Order(shop_rules::order::OrderEvent::Confirmed(
+        &shop_streams::DomainEvent::Order(shop_rules::order::OrderEvent::Completed(
             shop_rules::order::OrderTransition {
                 order_id: "o-1".into(),
                 at: 1,
@@ -204,12 +205,49 @@ async fn leases_of_a_dead_process_can_be_released_at_start() {
     assert_eq!(again[0].attempt(), 2);
 }
 
-fn confirmed(order_id: &str) -> shop_streams::Envelope {
-    let event = shop_rules::order::OrderEvent::Confirmed(shop_rules::order::OrderTransition {
+fn transition(event: fn(OrderTransition) -> OrderEvent, order_id: &str) -> shop_streams::Envelope {
+    let event = event(OrderTransition {
         order_id: order_id.into(),
         at: 1,
     });
     contracts::order_envelope(event, 2, shop_streams::Trace::root(uuid::Uuid::now_v7()))
+}
+
+/// An order event the inventory reader handles.
+fn completed(order_id: &str) -> shop_streams::Envelope {
+    transition(OrderEvent::Completed, order_id)
+}
+
+#[tokio::test]
+async fn a_reader_is_given_only_the_events_it_handles() {
+    let (store, _dir) = fresh().await;
+    let bus = SqliteBus::new(&store, topology());
+    let confirmed = transition(OrderEvent::Confirmed, "o-1");
+    let completed = completed("o-1");
+    bus.publish(&[confirmed.clone(), completed.clone()])
+        .await
+        .expect("published");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
+    assert_eq!(
+        inventory.lag().await.expect("lag"),
+        1,
+        "a confirmation asks nothing of inventory"
+    );
+    let taken = inventory
+        .next_batch(10, std::time::Duration::from_millis(50))
+        .await
+        .expect("pulled");
+    let types: Vec<&str> = taken.iter().map(|d| d.envelope().event_type.as_str()).collect();
+    assert_eq!(types, ["OrderCompleted"]);
+    for delivery in taken {
+        delivery.ack().await.expect("acked");
+    }
+    // Kept once all the same: a republished confirmation is still a duplicate.
+    assert_eq!(stored_messages(&store).await, 2);
+    bus.publish(std::slice::from_ref(&confirmed))
+        .await
+        .expect("published again");
+    assert_eq!(stored_messages(&store).await, 2);
 }
 
 async fn stored_messages(store: &SqliteStore) -> i64 {
@@ -223,7 +261,7 @@ async fn stored_messages(store: &SqliteStore) -> i64 {
 async fn pruning_removes_only_what_every_consumer_is_done_with() {
     let (store, _dir) = fresh().await;
     let bus = SqliteBus::new(&store, topology());
-    let events: Vec<_> = (0..5).map(|i| confirmed(&format!("o-{i}"))).collect();
+    let events: Vec<_> = (0..5).map(|i| completed(&format!("o-{i}"))).collect();
     bus.publish(&events).await.expect("published");
     let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let mut taken = inventory

@@ -81,12 +81,17 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
     let taken = batch.len();
     // An event's twins in a later schema version are for subscribers who
     // read that version: the shop acts on version 1, written beside them.
-    let (batch, twins): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .partition(|delivery| delivery.envelope().schema_version == SCHEMA_VERSION);
-    let skipped = futures::future::join_all(twins.into_iter().map(Delivery::ack)).await;
+    // And a bus that cannot filter by event type delivers the source's
+    // events this reader has no business with (`Reader::ignores`). Anything
+    // else unexpected is left to the handler, which dead-letters it.
+    let (batch, unread): (Vec<_>, Vec<_>) = batch.into_iter().partition(|delivery| {
+        let envelope = delivery.envelope();
+        let ignored = envelope.context == reader.source() && reader.ignores().contains(&envelope.event_type.as_str());
+        envelope.schema_version == SCHEMA_VERSION && !ignored
+    });
+    let skipped = futures::future::join_all(unread.into_iter().map(Delivery::ack)).await;
     if let Some(Err(error)) = skipped.into_iter().find(Result::is_err) {
-        tracing::warn!(target: "shop::consumer", %error, "a later version's twin not settled");
+        tracing::warn!(target: "shop::consumer", %error, "a message left unread not settled");
     }
     let mut sequences: Vec<Vec<S::Delivery>> = Vec::new();
     let mut by_aggregate: HashMap<String, usize> = HashMap::new();

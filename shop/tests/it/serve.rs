@@ -57,6 +57,32 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     );
     // The order side handles inventory's answers to the orders.
     assert!(value("shop_handler_seconds_count{context=\"order\",event_type=\"StockReserved\"}") >= 3.0);
+    // A confirmation asks nothing of inventory. Its consumer filters on the
+    // whole order stream (a JetStream consumer takes one subject), so the
+    // three confirmations reach it: it acknowledges them unread.
+    let topology = bus.topology();
+    let stream = bus
+        .jetstream()
+        .get_stream(topology.stream(shop_streams::Context::Order).name)
+        .await
+        .expect("the order stream");
+    let durable = topology.consumer(shop_streams::Reader::Inventory).durable;
+    shop_testkit::eventually("the inventory consumer to settle every order event", || async {
+        let mut stream = stream.clone();
+        let last = stream.info().await.expect("stream info").state.last_sequence;
+        let info = stream.consumer_info(&durable).await.expect("consumer info");
+        info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence == last
+    })
+    .await;
+    let metrics = shop.get("/metrics").await;
+    let handled = |event_type: &str| {
+        sample(
+            &metrics,
+            &format!("shop_handler_seconds_count{{context=\"inventory\",event_type=\"{event_type}\"}}"),
+        )
+    };
+    assert_eq!(handled("OrderConfirmed"), None, "{metrics}");
+    assert_eq!(handled("OrderCreated"), Some(5.0));
     assert!(value("shop_rule_call_seconds_count{rule=\"inventory\"}") >= 5.0);
     assert!(value("shop_rule_call_seconds_count{rule=\"order\"}") >= 5.0);
     // Reservations arriving together share a lock and a commit.

@@ -14,6 +14,15 @@ use crate::ports::{BusError, Delivery, EventBus, Subscription};
 const WAIT: Duration = Duration::from_millis(500);
 const QUIET: Duration = Duration::from_millis(200);
 
+/// An order event the inventory reader handles.
+fn completed(order_id: &str) -> Envelope {
+    let event = OrderEvent::Completed(OrderTransition {
+        order_id: order_id.to_owned(),
+        at: 1,
+    });
+    super::order_envelope(event, 3, Trace::root(Uuid::now_v7()))
+}
+
 fn confirmed(order_id: &str) -> Envelope {
     let event = OrderEvent::Confirmed(OrderTransition {
         order_id: order_id.to_owned(),
@@ -67,7 +76,7 @@ async fn the_payment_reader_gets_the_confirmations_only<B: EventBus>(bus: &B) {
 }
 
 async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
-    let event = confirmed("o-1");
+    let event = completed("o-1");
     bus.publish(std::slice::from_ref(&event)).await.expect("published");
     // The same event again (a relay that crashed before marking it sent).
     bus.publish(std::slice::from_ref(&event))
@@ -83,7 +92,7 @@ async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &m
     }
     assert!(drain(inventory).await.is_empty(), "acked means gone");
     // Several at once, one of them twice: each stored once, in the order given.
-    let (first, second) = (confirmed("o-2"), confirmed("o-3"));
+    let (first, second) = (completed("o-2"), completed("o-3"));
     bus.publish(&[first.clone(), second.clone(), first.clone()])
         .await
         .expect("published together");
@@ -91,7 +100,7 @@ async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &m
 }
 
 async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
-    let event = confirmed("o-2");
+    let event = completed("o-2");
     bus.publish(std::slice::from_ref(&event)).await.expect("published");
     let mut batch = inventory.next_batch(10, WAIT).await.expect("pull");
     let first = batch.pop().expect("delivered");
@@ -106,7 +115,7 @@ async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::S
 
 async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
     let mut second = bus.subscribe(Reader::Inventory).await.expect("subscribe");
-    let events: Vec<Envelope> = (0..20).map(|n| confirmed(&format!("s-{n}"))).collect();
+    let events: Vec<Envelope> = (0..20).map(|n| completed(&format!("s-{n}"))).collect();
     bus.publish(&events).await.expect("published");
     let mut ids = BTreeSet::new();
     let mut total = 0;
@@ -130,8 +139,8 @@ async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inven
 }
 
 async fn dead_letters_are_kept_listed_and_replayed<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
-    let poison = confirmed("o-poison");
-    let after = confirmed("o-after");
+    let poison = completed("o-poison");
+    let after = completed("o-after");
     bus.publish(&[poison.clone(), after.clone()]).await.expect("published");
     let batch = inventory.next_batch(10, WAIT).await.expect("pull");
     assert_eq!(batch.len(), 2);
@@ -156,7 +165,7 @@ async fn dead_letters_are_kept_listed_and_replayed<B: EventBus>(bus: &B, invento
         Some(&poison),
         "kept byte for byte"
     );
-    assert!(letter.subject.ends_with(".order.OrderConfirmed"), "{}", letter.subject);
+    assert!(letter.subject.ends_with(".order.OrderCompleted"), "{}", letter.subject);
     assert!(letter.consumer.contains("inventory"), "{}", letter.consumer);
 
     bus.replay_dead_letter(letter.id).await.expect("replayed");
@@ -182,7 +191,7 @@ async fn a_message_that_keeps_failing_becomes_a_dead_letter<B: EventBus>(
     max_deliver: u64,
 ) {
     inventory.take_dead_lettered();
-    let doomed = confirmed("o-doomed");
+    let doomed = completed("o-doomed");
     bus.publish(std::slice::from_ref(&doomed)).await.expect("published");
     let mut attempts = 0;
     loop {

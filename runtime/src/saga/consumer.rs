@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,10 +67,17 @@ pub struct Consumer<S, H> {
     pub metrics: Metrics,
 }
 
-/// Handles and settles one batch; returns how many messages it took. An
-/// error is the bus's failure to deliver a batch: what the handler makes of
-/// each message is settled with that message, never returned here.
-pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S, H>) -> Result<usize, BusError> {
+/// The settling of a batch's messages, still to be awaited.
+pub type Settling = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Handles one batch; returns how many messages it took, and the settling
+/// of those handled together, which the caller awaits while it pulls and
+/// handles the next batch. An error is the bus's failure to deliver a
+/// batch: what the handler makes of each message is settled with that
+/// message, never returned here.
+pub async fn consume_once<S: Subscription, H: Handler>(
+    consumer: &mut Consumer<S, H>,
+) -> Result<(usize, Settling), BusError> {
     let Consumer {
         reader,
         subscription,
@@ -111,24 +120,25 @@ pub async fn consume_once<S: Subscription, H: Handler>(consumer: &mut Consumer<S
     let (singles, sequences): (Vec<_>, Vec<_>) = sequences.into_iter().partition(|s| settings.together && s.len() == 1);
     let singles: Vec<S::Delivery> = singles.into_iter().flatten().collect();
     let (reader, settings, handler, metrics) = (*reader, &*settings, &**handler, &*metrics);
-    futures::future::join(
+    let (settling, ()) = futures::future::join(
         together(singles, reader, settings, handler, metrics),
         in_sequence(sequences, reader, settings, handler, metrics),
     )
     .await;
-    Ok(taken)
+    Ok((taken, settling))
 }
 
-/// Messages of different aggregates, handed to the handler at once.
+/// Messages of different aggregates, handed to the handler at once;
+/// answers their settling.
 async fn together<D: Delivery, H: Handler>(
     deliveries: Vec<D>,
     reader: Reader,
     settings: &ConsumerSettings,
     handler: &H,
     metrics: &Metrics,
-) {
+) -> Settling {
     if deliveries.is_empty() {
-        return;
+        return Box::pin(std::future::ready(()));
     }
     let span = tracing::info_span!("messages", count = deliveries.len());
     let started = Instant::now();
@@ -158,16 +168,18 @@ async fn together<D: Delivery, H: Handler>(
         Err(HandleError::Transient("the handler gave no outcome".into()))
     });
     let elapsed = started.elapsed();
-    let settling: Vec<_> = deliveries
-        .into_iter()
-        .zip(outcomes)
-        .map(|(delivery, outcome)| {
-            metrics.handled(reader, &delivery.envelope().event_type, elapsed);
-            metrics.delivered(reader, delivery.envelope().occurred_at);
-            settle(delivery, outcome, reader, settings, metrics)
-        })
-        .collect();
-    futures::future::join_all(settling).await;
+    for delivery in &deliveries {
+        metrics.handled(reader, &delivery.envelope().event_type, elapsed);
+        metrics.delivered(reader, delivery.envelope().occurred_at);
+    }
+    let (settings, metrics) = (*settings, metrics.clone());
+    Box::pin(async move {
+        let settling = deliveries
+            .into_iter()
+            .zip(outcomes)
+            .map(|(delivery, outcome)| settle(delivery, outcome, reader, &settings, &metrics));
+        futures::future::join_all(settling).await;
+    })
 }
 
 /// Each aggregate's messages in order, `concurrency` aggregates at a time.
@@ -287,13 +299,26 @@ fn backoff(settings: &ConsumerSettings, attempt: u64) -> Duration {
 }
 
 /// Consumes until `stop` turns true.
+///
+/// A batch's acknowledgements go out while the next batch is pulled and
+/// handled: waiting for them first put a commit (on SQLite, a turn at the
+/// one writer) between every two batches. Nothing is delivered twice for
+/// it: until settled, a message stays leased to this consumer. At most one
+/// batch is being settled at a time, and the last one before stopping.
 pub async fn run_consumer<S: Subscription, H: Handler>(mut consumer: Consumer<S, H>, stop: watch::Receiver<bool>) {
     let mut lag_read: Option<Instant> = None;
+    let settled = || -> Settling { Box::pin(std::future::ready(())) };
+    let mut settling = settled();
     while !*stop.borrow() {
-        if let Err(error) = consume_once(&mut consumer).await {
-            tracing::warn!(target: "shop::consumer", %error, "pull failed; retrying");
-            tokio::time::sleep(consumer.settings.backoff).await;
-        }
+        let (consumed, ()) = futures::future::join(consume_once(&mut consumer), settling).await;
+        settling = match consumed {
+            Ok((_, next)) => next,
+            Err(error) => {
+                tracing::warn!(target: "shop::consumer", %error, "pull failed; retrying");
+                tokio::time::sleep(consumer.settings.backoff).await;
+                settled()
+            }
+        };
         if lag_read.is_none_or(|at| at.elapsed() >= consumer.settings.lag_every) {
             lag_read = Some(Instant::now());
             match consumer.subscription.lag().await {
@@ -302,4 +327,5 @@ pub async fn run_consumer<S: Subscription, H: Handler>(mut consumer: Consumer<S,
             }
         }
     }
+    settling.await;
 }

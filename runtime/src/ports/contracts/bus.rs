@@ -57,8 +57,8 @@ async fn drain<S: Subscription>(subscription: &mut S) -> Vec<Envelope> {
     }
 }
 
-/// Last: the payment reader has had every confirmation the checks above
-/// published waiting for it.
+/// Last: the payment reader, subscribed after every check above, is given
+/// the confirmation and none of the order events before or beside it.
 async fn the_payment_reader_gets_the_confirmations_only<B: EventBus>(bus: &B) {
     let mut payment = bus.subscribe(Reader::Payment).await.expect("subscribe");
     let created = super::created(&super::order("o-paid"));

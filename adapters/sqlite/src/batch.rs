@@ -53,14 +53,19 @@ pub(crate) async fn written<T: serde::Serialize>(
         .collect())
 }
 
-/// A conflict over the first of `keys` that was not `written`: its row was
-/// not as read (a version or status fence), or was there already.
-pub(crate) fn all_written<'k>(
-    written: &HashSet<String>,
-    keys: impl IntoIterator<Item = &'k str>,
+/// Runs `statement` over `rows`, every one of which it must write (its
+/// `RETURNING` column naming each row as `key` does): a conflict over the
+/// first it did not, whose row was not as read (a version or status fence)
+/// or was there already.
+pub(crate) async fn write_every<T: serde::Serialize>(
+    tx: &mut Transaction<'static, Sqlite>,
+    statement: &'static str,
+    rows: &[T],
+    key: impl Fn(&T) -> &str,
     what: &str,
 ) -> Result<(), StoreError> {
-    match keys.into_iter().find(|key| !written.contains(*key)) {
+    let written = written(tx, statement, rows).await?;
+    match rows.iter().map(key).find(|key| !written.contains(*key)) {
         Some(lost) => Err(StoreError::Conflict(format!("{what} {lost}"))),
         None => Ok(()),
     }

@@ -7,7 +7,7 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{all_written, write, written};
+use crate::batch::{write, write_every};
 use crate::error::{corrupt, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
@@ -76,7 +76,7 @@ async fn update_products(
             )
         })
         .collect();
-    let updated = written(
+    write_every(
         tx,
         "UPDATE inventory_products AS p
          SET name = u.value ->> 1, unit_price = u.value ->> 2, currency = u.value ->> 3,
@@ -87,9 +87,10 @@ async fn update_products(
          WHERE p.product_id = u.value ->> 0 AND p.version = u.value ->> 11
          RETURNING product_id",
         &rows,
+        |row| row.0.as_str(),
+        "product",
     )
-    .await?;
-    all_written(&updated, products.iter().map(|(p, _)| p.product_id.as_str()), "product")
+    .await
 }
 
 /// What a reservation's conflict names.
@@ -108,19 +109,16 @@ async fn insert_reservations(
         .iter()
         .map(|r| Ok((&r.order_id, r.status.as_str(), lines_of(r)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let inserted = written(
+    write_every(
         tx,
         "INSERT INTO inventory_reservations (order_id, status, lines)
          SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true
          ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
         &rows,
-    )
-    .await?;
-    all_written(
-        &inserted,
-        rows.iter().map(|(order_id, ..)| order_id.as_str()),
+        |(order_id, ..)| order_id.as_str(),
         RESERVATION,
     )
+    .await
 }
 
 /// Reservations are fenced by their status: a write applies only to the
@@ -141,20 +139,17 @@ async fn update_reservations(
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let updated = written(
+    write_every(
         tx,
         "UPDATE inventory_reservations AS r SET status = u.value ->> 1, lines = u.value ->> 2
          FROM json_each(?1) AS u
          WHERE r.order_id = u.value ->> 0 AND r.status = u.value ->> 3
          RETURNING order_id",
         &rows,
-    )
-    .await?;
-    all_written(
-        &updated,
-        rows.iter().map(|(order_id, ..)| order_id.as_str()),
+        |(order_id, ..)| order_id.as_str(),
         RESERVATION,
     )
+    .await
 }
 
 async fn insert_movements(

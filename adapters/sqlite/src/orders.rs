@@ -12,7 +12,7 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{all_written, write, written};
+use crate::batch::{write, write_every, written};
 use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
@@ -109,7 +109,7 @@ async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Orde
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     // The version in the join is the fence, row by row.
-    let updated = written(
+    write_every(
         tx,
         "UPDATE orders_orders AS o
          SET status = u.value ->> 1, confirmed_at = u.value ->> 2, state = u.value ->> 3, version = o.version + 1
@@ -117,9 +117,10 @@ async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Orde
          WHERE o.order_id = u.value ->> 0 AND o.version = u.value ->> 4
          RETURNING order_id",
         &rows,
+        |row| row.0.as_str(),
+        "order",
     )
-    .await?;
-    all_written(&updated, orders.iter().map(|(o, _)| o.id.as_str()), "order")
+    .await
 }
 
 impl OrderStore for SqliteStore {

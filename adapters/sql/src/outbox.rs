@@ -172,6 +172,10 @@ pub struct SqlOutbox<DB: Database> {
     /// The relay's connection between rounds: it reads and advances many
     /// times a second under load.
     kept: Kept<DB>,
+    /// Where the relay reads what is pending and counts the backlog: the
+    /// same pool, unless [`SqlOutbox::reading_from`] said otherwise.
+    read_pool: Pool<DB>,
+    reads: Kept<DB>,
     sql: &'static OutboxSql,
     driver: Driver<DB>,
     committed: CommitSignal,
@@ -204,6 +208,8 @@ impl<DB: Database> Clone for SqlOutbox<DB> {
         Self {
             pool: self.pool.clone(),
             kept: self.kept.clone(),
+            read_pool: self.read_pool.clone(),
+            reads: self.reads.clone(),
             sql: self.sql,
             driver: self.driver,
             committed: self.committed.clone(),
@@ -214,13 +220,25 @@ impl<DB: Database> Clone for SqlOutbox<DB> {
 impl<DB: Database> SqlOutbox<DB> {
     /// `committed` is rung by the adapter when events were committed.
     pub fn new(pool: Pool<DB>, sql: &'static OutboxSql, driver: Driver<DB>, committed: CommitSignal) -> Self {
+        let kept = Kept::new(pool.clone(), 1);
         Self {
-            kept: Kept::new(pool.clone(), 1),
+            reads: kept.clone(),
+            read_pool: pool.clone(),
+            kept,
             pool,
             sql,
             driver,
             committed,
         }
+    }
+
+    /// Reads on `readers` instead, for a database that takes its writes on
+    /// one connection and its reads beside it (SQLite): reading a batch of
+    /// events then keeps no writer waiting.
+    pub fn reading_from(mut self, readers: Pool<DB>) -> Self {
+        self.reads = Kept::new(readers.clone(), 1);
+        self.read_pool = readers;
+        self
     }
 }
 
@@ -246,7 +264,7 @@ where
     /// now, and what is pending (events only then).
     async fn read(&self, relay: &str, limit: u32, lease: Duration) -> Result<(bool, Pending), StoreError> {
         let fresh_until = now_ms().saturating_add(millis(lease) / 2);
-        let mut connection = self.kept.take().await.map_err(self.driver.db_error)?;
+        let mut connection = self.reads.take().await.map_err(self.driver.db_error)?;
         let rows = sqlx::query::<DB>(self.sql.read)
             .bind(i64::from(limit))
             .bind(relay.to_owned())
@@ -254,7 +272,7 @@ where
             .fetch_all(&mut *connection)
             .await
             .map_err(self.driver.db_error)?;
-        self.kept.keep(connection);
+        self.reads.keep(connection);
         let Some(first) = rows.first() else {
             return Err(corrupt("the cursor row is missing"));
         };
@@ -283,7 +301,7 @@ where
         for &bind in binds {
             query = query.bind(bind);
         }
-        let row = query.fetch_one(&self.pool).await.map_err(self.driver.db_error)?;
+        let row = query.fetch_one(&self.read_pool).await.map_err(self.driver.db_error)?;
         row.try_get(0).map_err(corrupt)
     }
 }
@@ -341,7 +359,7 @@ where
 
     async fn oldest_unpublished_at(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query::<DB>(self.sql.oldest)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read_pool)
             .await
             .map_err(self.driver.db_error)?;
         row.try_get(0).map_err(corrupt)

@@ -13,7 +13,7 @@ use crate::error::{corrupt, db_error};
 
 /// `rows` as the JSON array a statement reads. Fails rather than write
 /// fewer rows than given.
-pub(crate) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| corrupt("rows to write", e))
 }
 

@@ -2,7 +2,8 @@
 //!
 //! `bus_messages` is the stream (deduplicated by event id); `bus_pending`
 //! holds, per consumer, what it has still to handle, with its delivery count
-//! and when it may be delivered (again); `bus_dead_letters` keeps what was
+//! and when it may be delivered (again): a trigger queues each message
+//! stored there for the consumers it names; `bus_dead_letters` keeps what was
 //! given up on. A pulled message is leased for the consumer's ack wait: one
 //! that is never settled comes back, as on JetStream. Publishing wakes the
 //! waiting subscriptions of this process at once.
@@ -13,7 +14,6 @@
 //! disk's flush rate. The same writer keeps the stream bounded: messages
 //! every consumer is done with, older than the duplicate window, are pruned.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::batch::{json_rows, write};
+use crate::batch::write;
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -43,6 +43,8 @@ type Ack = (Arc<str>, i64);
 #[derive(Debug, Clone)]
 pub struct SqliteBus {
     pool: SqlitePool,
+    /// Reads that change nothing (counts, dead letters), beside the writer.
+    readers: SqlitePool,
     topology: Topology,
     published: Arc<Notify>,
     acks: GroupCommit<Ack, Result<(), BusError>>,
@@ -68,6 +70,7 @@ impl SqliteBus {
         });
         Self {
             pool,
+            readers: store.readers.clone(),
             topology,
             published: Arc::new(Notify::new()),
             acks,
@@ -159,43 +162,31 @@ struct Outgoing {
     consumers: Vec<String>,
 }
 
-/// Stores each message once per id and queues it for its consumers, in
-/// two statements whatever the number of messages (`batch.rs`).
+/// Stores each message once per id, in one statement whatever the number
+/// of messages (`batch.rs`); the stream's trigger queues what is stored for
+/// its consumers (migration 0009).
 async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[Outgoing]) -> Result<(), BusError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
+    let at = now_ms();
     // Bodies travel as hex: a body need not be text (see `publish_raw`).
-    let rows: Vec<(&str, &str, String)> = messages
+    let rows: Vec<(&str, &str, String, &[String], i64)> = messages
         .iter()
-        .map(|m| (m.msg_id.as_str(), m.subject.as_str(), hex::encode(&m.body)))
-        .collect();
-    // Seen before: stored once, delivered once (the conflict returns no row).
-    let stored: Vec<(i64, String)> = sqlx::query_as(
-        "INSERT INTO bus_messages (msg_id, subject, body, published_at)
-         SELECT value ->> 0, value ->> 1, unhex(value ->> 2), ?2 FROM json_each(?1) WHERE true
-         ON CONFLICT (msg_id) DO NOTHING RETURNING seq, msg_id",
-    )
-    .bind(json_rows(&rows).map_err(|e| unavailable("publish", e))?)
-    .bind(now_ms())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(|e| unavailable("publish", e))?;
-    let consumers: HashMap<&str, &[String]> = messages
-        .iter()
-        .map(|m| (m.msg_id.as_str(), m.consumers.as_slice()))
-        .collect();
-    let queued: Vec<(&str, i64)> = stored
-        .iter()
-        .flat_map(|(seq, msg_id)| {
-            let readers = consumers.get(msg_id.as_str()).copied().unwrap_or_default();
-            readers.iter().map(|consumer| (consumer.as_str(), *seq))
+        .map(|m| {
+            (
+                m.msg_id.as_str(),
+                m.subject.as_str(),
+                hex::encode(&m.body),
+                m.consumers.as_slice(),
+                at,
+            )
         })
         .collect();
+    // Seen before: stored once, delivered once (the conflict stores nothing).
     write(
         tx,
-        "INSERT INTO bus_pending (consumer, seq) SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
-        &queued,
+        "INSERT INTO bus_messages (msg_id, subject, body, consumers, published_at)
+         SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value -> 3, value ->> 4 FROM json_each(?1) WHERE true
+         ON CONFLICT (msg_id) DO NOTHING",
+        &rows,
     )
     .await
     .map_err(|e| unavailable("publish", e))
@@ -312,6 +303,7 @@ impl EventBus for SqliteBus {
     async fn subscribe(&self, reader: Reader) -> Result<SqliteSubscription, BusError> {
         Ok(SqliteSubscription {
             pool: self.pool.clone(),
+            readers: self.readers.clone(),
             acks: self.acks.clone(),
             published: Arc::clone(&self.published),
             spec: self.topology.consumer(reader),
@@ -324,7 +316,7 @@ impl EventBus for SqliteBus {
             "SELECT id, consumer, subject, reason, deliveries, body FROM bus_dead_letters ORDER BY id LIMIT ?1",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(|e| unavailable("dead letters", e))?;
         rows.iter()
@@ -373,6 +365,7 @@ impl EventBus for SqliteBus {
 #[derive(Debug)]
 pub struct SqliteSubscription {
     pool: SqlitePool,
+    readers: SqlitePool,
     acks: GroupCommit<Ack, Result<(), BusError>>,
     published: Arc<Notify>,
     spec: ConsumerSpec,
@@ -473,7 +466,7 @@ impl Subscription for SqliteSubscription {
         let waiting: i64 =
             sqlx::query_scalar("SELECT count(*) FROM bus_pending WHERE consumer = ?1 AND deliveries = 0")
                 .bind(&self.spec.durable)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.readers)
                 .await
                 .map_err(|e| unavailable("lag", e))?;
         Ok(u64::try_from(waiting).unwrap_or(0))

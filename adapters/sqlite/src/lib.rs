@@ -86,6 +86,10 @@ impl SqliteStore {
         let connect = |connections: u32| {
             SqlitePoolOptions::new()
                 .max_connections(connections)
+                // A connection to a file in this process has no peer that
+                // could have gone away; testing it costs the writer a trip
+                // to its thread before every transaction.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
                 // Each acquire's wait as a trace event (shop_db_pool_acquire_seconds).
                 .acquire_time_level(log::LevelFilter::Trace)
@@ -130,7 +134,12 @@ impl SqliteStore {
 
     /// The outbox of one context, over the same pool.
     pub fn outbox(&self, context: Context) -> SqliteOutbox {
-        outbox::outbox(self.pool.clone(), context, self.signals.of(context).clone())
+        outbox::outbox(
+            self.pool.clone(),
+            self.readers.clone(),
+            context,
+            self.signals.of(context).clone(),
+        )
     }
 
     /// The writer's pool: its one connection.

@@ -46,13 +46,14 @@ pub(crate) fn api_keys(pool: SqlitePool) -> SqliteApiKeys {
 }
 
 /// One process writes the database, so the writers ring `committed`
-/// themselves after each commit.
-pub(crate) fn outbox(pool: SqlitePool, context: Context, committed: CommitSignal) -> SqliteOutbox {
+/// themselves after each commit. The relay reads on `readers`, beside the
+/// writer.
+pub(crate) fn outbox(pool: SqlitePool, readers: SqlitePool, context: Context, committed: CommitSignal) -> SqliteOutbox {
     let sql = match context {
         Context::Order => &ORDERS,
         Context::Inventory => &INVENTORY,
     };
-    SqlOutbox::new(pool, sql, DRIVER, committed)
+    SqlOutbox::new(pool, sql, DRIVER, committed).reading_from(readers)
 }
 
 /// Appends events to the context's outbox, in order, in one statement.

@@ -2,9 +2,9 @@
 //!
 //! `bus_messages` is the stream (deduplicated by event id); `bus_pending`
 //! holds, per consumer, what it has still to handle, with its delivery count
-//! and when it may be delivered (again): a trigger queues each message
-//! stored there for the consumers it names; `bus_dead_letters` keeps what was
-//! given up on. A pulled message is leased for the consumer's ack wait: one
+//! and when it may be delivered (again), filled by a trigger as each message
+//! is stored, for the consumers the message names; `bus_dead_letters` keeps
+//! what was given up on. A pulled message is leased for the consumer's ack wait: one
 //! that is never settled comes back, as on JetStream. Publishing wakes the
 //! waiting subscriptions of this process at once.
 //!

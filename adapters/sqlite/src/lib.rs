@@ -52,6 +52,17 @@ pub enum SqliteError {
 /// Connections that read beside the writer.
 const READERS: u32 = 7;
 
+/// Bytes a page of a new database holds.
+const PAGE_SIZE: u32 = 16 * 1024;
+
+/// The writer's page cache, in KiB (SQLite's negative `cache_size`): 64 MiB
+/// instead of SQLite's 2. The writer reaches into every table's indexes,
+/// several keyed by random ids (orders, reservations, audit targets);
+/// with the default cache it read most of those pages back from the file
+/// at each batch. The readers keep the default: a reader's cache is
+/// dropped whenever the writer has committed since its last read.
+const WRITER_CACHE: &str = "-65536";
+
 /// Both contexts' stores (and the bus's tables) over two pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -79,11 +90,16 @@ impl SqliteStore {
             // An accepted order survives a power cut, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Takes effect only when the file is created. Each commit writes
+            // every page it changed to the log, two system calls a page; the
+            // saga's batches fill pages, so larger pages write the same
+            // batch in fewer calls (a quarter of them at 3,000 orders/s).
+            .page_size(PAGE_SIZE);
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| SqliteError::Open(url.to_owned(), sqlx::Error::Io(e)))?;
         }
-        let connect = |connections: u32| {
+        let connect = |connections: u32, options: SqliteConnectOptions| {
             SqlitePoolOptions::new()
                 .max_connections(connections)
                 // A connection to a file in this process has no peer that
@@ -93,15 +109,16 @@ impl SqliteStore {
                 .acquire_timeout(Duration::from_secs(5))
                 // Each acquire's wait as a trace event (shop_db_pool_acquire_seconds).
                 .acquire_time_level(log::LevelFilter::Trace)
-                .connect_with(options.clone())
+                .connect_with(options)
                 .map_err(|e| SqliteError::Open(url.to_owned(), e))
         };
-        let pool = connect(1).await?;
+        let writer = options.clone().pragma("cache_size", WRITER_CACHE);
+        let pool = connect(1, writer).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(SqliteError::Migrate)?;
-        let readers = connect(READERS).await?;
+        let readers = connect(READERS, options).await?;
         let signals = OutboxSignals::default();
         Ok(Self {
             intake: Some(intake::Intake::start(pool.clone(), signals.clone())),

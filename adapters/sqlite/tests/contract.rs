@@ -153,6 +153,36 @@ async fn a_reopened_database_keeps_everything() {
     );
 }
 
+async fn page_size(store: &SqliteStore) -> i64 {
+    sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(store.pool())
+        .await
+        .expect("page size")
+}
+
+#[tokio::test]
+async fn a_database_made_with_smaller_pages_keeps_them_and_works() {
+    let (store, _dir) = fresh().await;
+    assert_eq!(page_size(&store).await, 16 * 1024, "a new database's pages");
+    // A file made before pages grew, as an earlier release left it.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("shop.db");
+    let earlier = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .page_size(4096)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let mut connection = sqlx::ConnectOptions::connect(&earlier).await.expect("created");
+    sqlx::query("CREATE TABLE earlier (id INTEGER PRIMARY KEY)")
+        .execute(&mut connection)
+        .await
+        .expect("written");
+    sqlx::Connection::close(connection).await.expect("closed");
+    let store = SqliteStore::open_in(dir.path()).await.expect("opened and migrated");
+    assert_eq!(page_size(&store).await, 4096, "an existing file keeps its pages");
+    contracts::order_store::run(&store, &store.outbox(Context::Order)).await;
+}
+
 #[tokio::test]
 async fn leases_of_a_dead_process_can_be_released_at_start() {
     let (store, _dir) = fresh().await;

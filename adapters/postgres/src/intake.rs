@@ -23,10 +23,11 @@
 
 use std::collections::HashSet;
 
+use shop_adapter_sql::lookups::{self, Prices};
 use shop_adapter_sql::{Kept, rows};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
-use shop_runtime::ports::{CatalogueEntry, OrderWrite, SealedDelivery, StoreError, StoredKey};
+use shop_runtime::ports::{OrderWrite, SealedDelivery, StoreError, StoredKey};
 use shop_streams::Envelope;
 use sqlx::{Connection, PgPool, Postgres, Row};
 
@@ -55,7 +56,6 @@ struct NewOrder {
     delivery: Option<SealedDelivery>,
 }
 
-type Prices = Result<Vec<CatalogueEntry>, StoreError>;
 type Key = Result<StoredKey, StoreError>;
 
 #[derive(Debug, Clone)]
@@ -114,28 +114,14 @@ impl Intake {
 }
 
 async fn look_up(kept: Kept<Postgres>, asked: Vec<Vec<String>>) -> Vec<Prices> {
-    let mut all: Vec<String> = asked.iter().flatten().cloned().collect();
-    all.sort_unstable();
-    all.dedup();
+    let all = lookups::asked_once(&asked);
     let read = async {
         let mut connection = kept.take().await.map_err(db_error)?;
         let entries = read_catalogue(&mut *connection, &all).await?;
         kept.keep(connection);
         Ok::<_, StoreError>(entries)
     };
-    match read.await {
-        Ok(entries) => asked
-            .iter()
-            .map(|ids| {
-                Ok(entries
-                    .iter()
-                    .filter(|e| ids.contains(&e.price.product_id))
-                    .cloned()
-                    .collect())
-            })
-            .collect(),
-        Err(error) => asked.iter().map(|_| Err(error.clone())).collect(),
-    }
+    lookups::answer_each(&asked, read.await)
 }
 
 /// The keys of the candidates' customers: read in one query; those who have

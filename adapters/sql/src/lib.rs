@@ -6,7 +6,8 @@
 //! outbox as its relay sees it ([`SqlOutbox`]), whose statements each
 //! adapter instantiates with its own table names ([`outbox_sql!`]), and the
 //! API keys ([`SqlApiKeys`], [`api_keys_sql!`]), the connections busy
-//! workers keep between rounds ([`Kept`]), the audit log's chain
+//! workers keep between rounds ([`Kept`]), the catalogue look-ups new
+//! orders share ([`lookups`]), the audit log's chain
 //! ([`AuditStatements`] over each adapter's [`AuditSql`], [`audit_log!`]),
 //! and the row mappers and
 //! number conversions both stores read with ([`rows`]), and the stores'
@@ -18,6 +19,7 @@
 mod api_keys;
 mod audit;
 pub mod kept;
+pub mod lookups;
 mod outbox;
 pub mod rows;
 mod statements;

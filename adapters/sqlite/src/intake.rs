@@ -2,17 +2,24 @@
 //! `GroupCommit`): with `synchronous = FULL` every SQLite commit is a flush
 //! of the write-ahead log, and there is one writer at a time, so new orders
 //! that queue while a commit is under way share the next one.
+//!
+//! The catalogue look-ups that price new orders share queries the same way:
+//! one each was nearly every statement the shop ran, each a trip to a
+//! reader's thread and back, and its connection's test on the way back
+//! to the pool.
 
 use std::collections::HashSet;
 
-use shop_adapter_sql::{CommitSignal, OutboxSignals};
+use shop_adapter_sql::lookups::{self, Prices};
+use shop_adapter_sql::{CommitSignal, Kept, OutboxSignals};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{SealedDelivery, StoreError};
 use shop_streams::{Context, Envelope};
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool};
 
-use crate::orders::{NewColumns, NewRow, insert_new};
+use crate::error::db_error;
+use crate::orders::{NewColumns, NewRow, insert_new, read_catalogue};
 use crate::outbox::{append_outbox, begin, commit};
 
 /// Most orders one transaction carries.
@@ -29,13 +36,29 @@ struct NewOrder {
 #[derive(Debug, Clone)]
 pub(crate) struct Intake {
     group: GroupCommit<NewOrder, Result<u64, StoreError>>,
+    /// The catalogue look-ups that price new orders, one query for all
+    /// the orders waiting.
+    prices: GroupCommit<Vec<String>, Prices>,
 }
 
 impl Intake {
-    /// One writer: SQLite has one anyway.
-    pub(crate) fn start(pool: SqlitePool, signals: OutboxSignals) -> Self {
+    /// One writer: SQLite has one anyway. One look-up at a time on
+    /// `readers`, kept between rounds: the orders arriving meanwhile share
+    /// the next.
+    pub(crate) fn start(pool: SqlitePool, readers: SqlitePool, signals: OutboxSignals) -> Self {
         let group = GroupCommit::start(1, BATCH, move |batch| write_batch(pool.clone(), signals.clone(), batch));
-        Self { group }
+        let lookups = Kept::new(readers, 1);
+        let prices = GroupCommit::start(1, BATCH, move |asked| look_up(lookups.clone(), asked));
+        Self { group, prices }
+    }
+
+    /// The catalogue entries of `product_ids` that are known, read with
+    /// whatever other look-ups are waiting.
+    pub(crate) async fn catalogue(&self, product_ids: &[String]) -> Prices {
+        self.prices
+            .submit(product_ids.to_vec())
+            .await
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the catalogue readers stopped".into())))
     }
 
     /// Writes `order` (version 1, stored as `columns`) and its `events` to
@@ -58,6 +81,17 @@ impl Intake {
             .await
             .unwrap_or_else(|| Err(StoreError::Unavailable("the order intake writer stopped".into())))
     }
+}
+
+async fn look_up(kept: Kept<Sqlite>, asked: Vec<Vec<String>>) -> Vec<Prices> {
+    let all = lookups::asked_once(&asked);
+    let read = async {
+        let mut connection = kept.take().await.map_err(db_error)?;
+        let entries = read_catalogue(&mut *connection, &all).await?;
+        kept.keep(connection);
+        Ok::<_, StoreError>(entries)
+    };
+    lookups::answer_each(&asked, read.await)
 }
 
 async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {

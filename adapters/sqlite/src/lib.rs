@@ -121,7 +121,7 @@ impl SqliteStore {
         let readers = connect(READERS, options).await?;
         let signals = OutboxSignals::default();
         Ok(Self {
-            intake: Some(intake::Intake::start(pool.clone(), signals.clone())),
+            intake: Some(intake::Intake::start(pool.clone(), readers.clone(), signals.clone())),
             pool,
             readers,
             signals,

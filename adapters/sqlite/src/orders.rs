@@ -9,7 +9,7 @@ use shop_runtime::ports::{
     StoredKey, Versioned, checked_updates,
 };
 use shop_streams::Context;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Executor, Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::batch::{write, write_every, written};
@@ -123,6 +123,22 @@ async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Orde
     .await
 }
 
+/// The catalogue entries of the listed products that are known.
+pub(crate) async fn read_catalogue<'e>(
+    executor: impl Executor<'e, Database = Sqlite>,
+    product_ids: &[String],
+) -> Result<Vec<CatalogueEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT product_id, unit_price, currency, source_version FROM orders_catalogue
+         WHERE product_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json_list(product_ids))
+    .fetch_all(executor)
+    .await
+    .map_err(db_error)?;
+    rows.iter().map(rows::catalogue_entry).collect()
+}
+
 impl OrderStore for SqliteStore {
     async fn get(&self, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
         STATEMENTS.order(&self.readers, order_id).await
@@ -199,15 +215,10 @@ impl OrderStore for SqliteStore {
     }
 
     async fn catalogue(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT product_id, unit_price, currency, source_version FROM orders_catalogue
-             WHERE product_id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(json_list(product_ids))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(rows::catalogue_entry).collect()
+        match &self.intake {
+            Some(intake) => intake.catalogue(product_ids).await,
+            None => read_catalogue(&self.readers, product_ids).await,
+        }
     }
 
     async fn customer_orders(&self, query: OrderQuery<'_>) -> Result<Vec<Order>, StoreError> {

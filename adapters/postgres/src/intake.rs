@@ -23,13 +23,13 @@
 
 use std::collections::HashSet;
 
-use shop_adapter_sql::lookups::{self, Prices};
+use shop_adapter_sql::lookups::{self, Prices, Reading};
 use shop_adapter_sql::{Kept, rows};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{OrderWrite, SealedDelivery, StoreError, StoredKey};
 use shop_streams::Envelope;
-use sqlx::{Connection, PgPool, Postgres, Row};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
 use crate::error::db_error;
 use crate::orders::{insert_deliveries, read_catalogue};
@@ -114,14 +114,11 @@ impl Intake {
 }
 
 async fn look_up(kept: Kept<Postgres>, asked: Vec<Vec<String>>) -> Vec<Prices> {
-    let all = lookups::asked_once(&asked);
-    let read = async {
-        let mut connection = kept.take().await.map_err(db_error)?;
-        let entries = read_catalogue(&mut *connection, &all).await?;
-        kept.keep(connection);
-        Ok::<_, StoreError>(entries)
-    };
-    lookups::answer_each(&asked, read.await)
+    lookups::look_up(&kept, &asked, db_error, catalogue_on).await
+}
+
+fn catalogue_on<'c>(connection: &'c mut PgConnection, product_ids: &'c [String]) -> Reading<'c> {
+    Box::pin(read_catalogue(connection, product_ids))
 }
 
 /// The keys of the candidates' customers: read in one query; those who have

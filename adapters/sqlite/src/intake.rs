@@ -10,13 +10,13 @@
 
 use std::collections::HashSet;
 
-use shop_adapter_sql::lookups::{self, Prices};
+use shop_adapter_sql::lookups::{self, Prices, Reading};
 use shop_adapter_sql::{CommitSignal, Kept, OutboxSignals};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{SealedDelivery, StoreError};
 use shop_streams::{Context, Envelope};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::db_error;
 use crate::orders::{NewColumns, NewRow, insert_new, read_catalogue};
@@ -84,14 +84,11 @@ impl Intake {
 }
 
 async fn look_up(kept: Kept<Sqlite>, asked: Vec<Vec<String>>) -> Vec<Prices> {
-    let all = lookups::asked_once(&asked);
-    let read = async {
-        let mut connection = kept.take().await.map_err(db_error)?;
-        let entries = read_catalogue(&mut *connection, &all).await?;
-        kept.keep(connection);
-        Ok::<_, StoreError>(entries)
-    };
-    lookups::answer_each(&asked, read.await)
+    lookups::look_up(&kept, &asked, db_error, catalogue_on).await
+}
+
+fn catalogue_on<'c>(connection: &'c mut SqliteConnection, product_ids: &'c [String]) -> Reading<'c> {
+    Box::pin(read_catalogue(connection, product_ids))
 }
 
 async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {

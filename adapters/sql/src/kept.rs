@@ -69,6 +69,11 @@ impl<DB: Database> Kept<DB> {
         Self { pool, spare, most }
     }
 
+    /// The pool the connections come from.
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
     /// A kept connection, or else one from the pool.
     pub async fn take(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
         let kept = self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop();

@@ -168,13 +168,11 @@ impl OutboxSignals {
 /// A context's outbox in a database of kind `DB`.
 #[derive(Debug)]
 pub struct SqlOutbox<DB: Database> {
-    pool: Pool<DB>,
-    /// The relay's connection between rounds: it reads and advances many
-    /// times a second under load.
+    /// The writes, and the relay's connection between rounds: it reads and
+    /// advances many times a second under load.
     kept: Kept<DB>,
     /// Where the relay reads what is pending and counts the backlog: the
     /// same pool, unless [`SqlOutbox::reading_from`] said otherwise.
-    read_pool: Pool<DB>,
     reads: Kept<DB>,
     sql: &'static OutboxSql,
     driver: Driver<DB>,
@@ -206,9 +204,7 @@ impl<DB: Database> Copy for Driver<DB> {}
 impl<DB: Database> Clone for SqlOutbox<DB> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
             kept: self.kept.clone(),
-            read_pool: self.read_pool.clone(),
             reads: self.reads.clone(),
             sql: self.sql,
             driver: self.driver,
@@ -220,12 +216,10 @@ impl<DB: Database> Clone for SqlOutbox<DB> {
 impl<DB: Database> SqlOutbox<DB> {
     /// `committed` is rung by the adapter when events were committed.
     pub fn new(pool: Pool<DB>, sql: &'static OutboxSql, driver: Driver<DB>, committed: CommitSignal) -> Self {
-        let kept = Kept::new(pool.clone(), 1);
+        let kept = Kept::new(pool, 1);
         Self {
             reads: kept.clone(),
-            read_pool: pool.clone(),
             kept,
-            pool,
             sql,
             driver,
             committed,
@@ -236,8 +230,7 @@ impl<DB: Database> SqlOutbox<DB> {
     /// one connection and its reads beside it (SQLite): reading a batch of
     /// events then keeps no writer waiting.
     pub fn reading_from(mut self, readers: Pool<DB>) -> Self {
-        self.reads = Kept::new(readers.clone(), 1);
-        self.read_pool = readers;
+        self.reads = Kept::new(readers, 1);
         self
     }
 }
@@ -301,7 +294,7 @@ where
         for &bind in binds {
             query = query.bind(bind);
         }
-        let row = query.fetch_one(&self.read_pool).await.map_err(self.driver.db_error)?;
+        let row = query.fetch_one(self.reads.pool()).await.map_err(self.driver.db_error)?;
         row.try_get(0).map_err(corrupt)
     }
 }
@@ -359,7 +352,7 @@ where
 
     async fn oldest_unpublished_at(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query::<DB>(self.sql.oldest)
-            .fetch_one(&self.read_pool)
+            .fetch_one(self.reads.pool())
             .await
             .map_err(self.driver.db_error)?;
         row.try_get(0).map_err(corrupt)
@@ -370,7 +363,7 @@ where
         loop {
             let row = sqlx::query::<DB>(self.sql.rewind_plan)
                 .bind(since_ms)
-                .fetch_one(&self.pool)
+                .fetch_one(self.kept.pool())
                 .await
                 .map_err(self.driver.db_error)?;
             let position: i64 = row.try_get(0).map_err(corrupt)?;
@@ -380,7 +373,7 @@ where
             let moved = sqlx::query::<DB>(self.sql.rewind)
                 .bind(first - 1)
                 .bind(position)
-                .execute(&self.pool)
+                .execute(self.kept.pool())
                 .await
                 .map_err(self.driver.db_error)?;
             if (self.driver.rows_affected)(&moved) == 1 {
@@ -397,7 +390,7 @@ where
         let pruned = sqlx::query::<DB>(self.sql.prune)
             .bind(before_ms)
             .bind(i64::from(limit))
-            .execute(&self.pool)
+            .execute(self.kept.pool())
             .await
             .map_err(self.driver.db_error)?;
         Ok((self.driver.rows_affected)(&pruned))

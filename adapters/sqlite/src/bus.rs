@@ -4,9 +4,9 @@
 //! holds, per consumer, what it has still to handle, with its delivery count
 //! and when it may be delivered (again), filled by a trigger as each message
 //! is stored, for the consumers the message names; `bus_dead_letters` keeps
-//! what was given up on. A pulled message is leased for the consumer's ack wait: one
-//! that is never settled comes back, as on JetStream. Publishing wakes the
-//! waiting subscriptions of this process at once.
+//! what was given up on. A pulled message is leased for the consumer's ack
+//! wait: one that is never settled comes back, as on JetStream. Publishing
+//! wakes the waiting subscriptions of this process at once.
 //!
 //! Acknowledgements share commits, as new orders do (`intake.rs`): with
 //! `synchronous = FULL` every commit flushes the log, and a consumer settles

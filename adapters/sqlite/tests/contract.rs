@@ -153,11 +153,13 @@ async fn a_reopened_database_keeps_everything() {
     );
 }
 
+/// The one number `sql` answers, read on the store's writer.
+async fn number(store: &SqliteStore, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(store.pool()).await.expect(sql)
+}
+
 async fn page_size(store: &SqliteStore) -> i64 {
-    sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(store.pool())
-        .await
-        .expect("page size")
+    number(store, "PRAGMA page_size").await
 }
 
 #[tokio::test]
@@ -281,10 +283,7 @@ async fn a_reader_is_given_only_the_events_it_handles() {
 }
 
 async fn stored_messages(store: &SqliteStore) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM bus_messages")
-        .fetch_one(store.pool())
-        .await
-        .expect("counted")
+    number(store, "SELECT count(*) FROM bus_messages").await
 }
 
 #[tokio::test]

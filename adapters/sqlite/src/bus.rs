@@ -25,7 +25,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::batch::write;
+use crate::batch::{Rows, write};
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -117,8 +117,9 @@ impl SqliteBus {
             body: body.to_vec(),
             consumers,
         };
+        let rows = encode(&[message])?;
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
-        insert(&mut tx, &[message]).await?;
+        insert(&mut tx, &rows).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
         self.published.notify_waiters();
         Ok(())
@@ -162,10 +163,9 @@ struct Outgoing {
     consumers: Vec<String>,
 }
 
-/// Stores each message once per id, in one statement whatever the number
-/// of messages (`batch.rs`); the stream's trigger queues what is stored for
-/// its consumers (migration 0009).
-async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[Outgoing]) -> Result<(), BusError> {
+/// Messages as the rows [`insert`] reads, encoded before the transaction
+/// begins (`batch.rs`).
+fn encode(messages: &[Outgoing]) -> Result<Rows, BusError> {
     let at = now_ms();
     // Bodies travel as hex: a body need not be text (see `publish_raw`).
     let rows: Vec<(&str, &str, String, &[String], i64)> = messages
@@ -180,13 +180,20 @@ async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &[O
             )
         })
         .collect();
+    Rows::of(&rows).map_err(|e| unavailable("publish", e))
+}
+
+/// Stores each message ([`encode`]) once per id, in one statement whatever
+/// the number of messages; the stream's trigger queues what is stored for
+/// its consumers (migration 0009).
+async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &Rows) -> Result<(), BusError> {
     // Seen before: stored once, delivered once (the conflict stores nothing).
     write(
         tx,
         "INSERT INTO bus_messages (msg_id, subject, body, consumers, published_at)
          SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value -> 3, value ->> 4 FROM json_each(?1) WHERE true
          ON CONFLICT (msg_id) DO NOTHING",
-        &rows,
+        messages,
     )
     .await
     .map_err(|e| unavailable("publish", e))
@@ -293,8 +300,9 @@ impl EventBus for SqliteBus {
                 consumers: self.readers_of(event.context, &event.event_type),
             })
             .collect();
+        let rows = encode(&messages)?;
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
-        insert(&mut tx, &messages).await?;
+        insert(&mut tx, &rows).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
         self.published.notify_waiters();
         Ok(())
@@ -355,7 +363,7 @@ impl EventBus for SqliteBus {
             body,
             consumers: vec![consumer],
         };
-        insert(&mut tx, &[message]).await?;
+        insert(&mut tx, &encode(&[message])?).await?;
         tx.commit().await.map_err(|e| unavailable("replay", e))?;
         self.published.notify_waiters();
         Ok(())

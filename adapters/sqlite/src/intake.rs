@@ -19,8 +19,8 @@ use shop_streams::{Context, Envelope};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::db_error;
-use crate::orders::{NewColumns, NewRow, insert_new, read_catalogue};
-use crate::outbox::{append_outbox, begin, commit};
+use crate::orders::{NewColumns, NewOrders, NewRow, read_catalogue};
+use crate::outbox::{begin, commit};
 
 /// Most orders one transaction carries.
 const BATCH: usize = 256;
@@ -108,9 +108,9 @@ async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrd
 /// One transaction; for each order, whether it was written (its id was free).
 async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
     // An id twice in one batch: the first is the one written.
-    let mut taken = HashSet::with_capacity(batch.len());
-    let first: Vec<bool> = batch.iter().map(|new| taken.insert(new.order.id.as_str())).collect();
-    let rows: Vec<NewRow<'_>> = batch
+    let mut seen = HashSet::with_capacity(batch.len());
+    let first: Vec<bool> = batch.iter().map(|new| seen.insert(new.order.id.as_str())).collect();
+    let mut rows: Vec<NewRow<'_>> = batch
         .iter()
         .zip(&first)
         .filter(|(_, first)| **first)
@@ -118,21 +118,22 @@ async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder])
             order: &new.order,
             columns: &new.columns,
             delivery: new.delivery.as_ref(),
+            events: &new.events,
         })
         .collect();
+    let mut new = NewOrders::encode(&rows)?;
     let mut tx = begin(pool).await?;
-    let fresh = insert_new(&mut tx, &rows).await?;
-    let written: Vec<bool> = batch
+    let taken = new.taken(&mut tx).await?;
+    if !taken.is_empty() {
+        // Rare (a client's retry of an order already written): encoded again.
+        rows.retain(|row| !taken.contains(&row.order.id));
+        new = NewOrders::encode(&rows)?;
+    }
+    new.insert(&mut tx).await?;
+    commit(tx, committed).await?;
+    Ok(batch
         .iter()
         .zip(first)
-        .map(|(new, first)| first && fresh.contains(&new.order.id))
-        .collect();
-    let events = batch
-        .iter()
-        .zip(&written)
-        .filter(|(_, w)| **w)
-        .flat_map(|(new, _)| &new.events);
-    append_outbox(&mut tx, Context::Order, events).await?;
-    commit(tx, committed).await?;
-    Ok(written)
+        .map(|(new, first)| first && !taken.contains(&new.order.id))
+        .collect())
 }

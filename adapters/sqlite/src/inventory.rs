@@ -7,9 +7,9 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{write, write_every};
+use crate::batch::{Rows, write, write_every};
 use crate::error::{corrupt, json_list, to_sql};
-use crate::outbox::{append_outbox, begin, commit};
+use crate::outbox::{append_outbox, begin, commit, outbox_rows};
 use crate::statements::{AUDIT, STATEMENTS};
 
 impl InventoryStore for SqliteStore {
@@ -21,42 +21,128 @@ impl InventoryStore for SqliteStore {
 
     async fn write_many(&self, writes: &[InventoryWrite<'_>]) -> Result<(), StoreError> {
         let net = NetWrite::of(writes)?;
-        let mut tx = begin(&self.pool).await?;
-        let mut changed = Vec::with_capacity(net.products.len());
+        let (mut inserted, mut changed) = (Vec::new(), Vec::new());
         for (before, after) in &net.products {
             match before {
                 Some(before) => changed.push((*after, before.version)),
-                None => STATEMENTS.insert_product(&mut tx, after).await?,
+                None => inserted.push(*after),
             }
         }
-        update_products(&mut tx, &changed).await?;
-        let (mut new, mut changed) = (Vec::new(), Vec::new());
+        let (mut new, mut updated) = (Vec::new(), Vec::new());
         for (before, after) in &net.reservations {
             match before {
-                Some(before) => changed.push((*before, *after)),
+                Some(before) => updated.push((*before, *after)),
                 None => new.push(*after),
             }
         }
-        insert_reservations(&mut tx, &new).await?;
-        update_reservations(&mut tx, &changed).await?;
-        insert_movements(&mut tx, &net.movements).await?;
+        let rows = Encoded {
+            products: products(&changed)?,
+            new_reservations: new_reservations(&new)?,
+            changed_reservations: changed_reservations(&updated)?,
+            movements: movements(&net.movements)?,
+            events: outbox_rows(net.events.iter().copied())?,
+        };
+        let mut tx = begin(&self.pool).await?;
+        for product in inserted {
+            STATEMENTS.insert_product(&mut tx, product).await?;
+        }
+        rows.write(&mut tx).await?;
         AUDIT.append_in(&mut tx, &net.audit).await?;
-        append_outbox(&mut tx, Context::Inventory, net.events.iter().copied()).await?;
         commit(tx, self.signals.of(Context::Inventory)).await
     }
 
     shop_adapter_sql::inventory_reads!(STATEMENTS);
 }
 
-// Each kind of row below is written in one statement (`batch.rs` says why).
+// Each kind of row below is written in one statement (`batch.rs` says why),
+// encoded before the transaction begins.
 
-/// Each product from its expected version. The version in the join is the
-/// fence: whatever a lock got wrong, a writer that read an older version
-/// changes nothing.
-async fn update_products(
-    tx: &mut Transaction<'static, Sqlite>,
-    products: &[(&ProductStock, u64)],
-) -> Result<(), StoreError> {
+/// Rows encoded, with the keys a fenced statement must write, in order.
+struct Keyed {
+    rows: Rows,
+    keys: Vec<String>,
+}
+
+/// A batch's rows, encoded.
+struct Encoded {
+    products: Keyed,
+    new_reservations: Keyed,
+    changed_reservations: Keyed,
+    movements: Rows,
+    events: Rows,
+}
+
+/// What a reservation's conflict names.
+const RESERVATION: &str = "reservation of order";
+
+impl Encoded {
+    async fn write(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        // The version in the join is the fence: whatever a lock got wrong,
+        // a writer that read an older version changes nothing.
+        self.products
+            .write_every(
+                tx,
+                "UPDATE inventory_products AS p
+                 SET name = u.value ->> 1, unit_price = u.value ->> 2, currency = u.value ->> 3,
+                     available = u.value ->> 4, reserved = u.value ->> 5, initial = u.value ->> 6,
+                     restocked = u.value ->> 7, adjusted = u.value ->> 8, deducted = u.value ->> 9,
+                     version = u.value ->> 10
+                 FROM json_each(?1) AS u
+                 WHERE p.product_id = u.value ->> 0 AND p.version = u.value ->> 11
+                 RETURNING product_id",
+                "product",
+            )
+            .await?;
+        // A new reservation whose order has one already is a conflict.
+        self.new_reservations
+            .write_every(
+                tx,
+                "INSERT INTO inventory_reservations (order_id, status, lines)
+                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true
+                 ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+                RESERVATION,
+            )
+            .await?;
+        // Reservations are fenced by their status: a write applies only to
+        // the reservation as it was read, so a reserve and a release of the
+        // same order that race cannot both win.
+        self.changed_reservations
+            .write_every(
+                tx,
+                "UPDATE inventory_reservations AS r SET status = u.value ->> 1, lines = u.value ->> 2
+                 FROM json_each(?1) AS u
+                 WHERE r.order_id = u.value ->> 0 AND r.status = u.value ->> 3
+                 RETURNING order_id",
+                RESERVATION,
+            )
+            .await?;
+        // `json_each` yields the rows in order, and they are numbered as inserted.
+        write(
+            tx,
+            "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
+                    value ->> 7
+             FROM json_each(?1)",
+            &self.movements,
+        )
+        .await?;
+        append_outbox(tx, Context::Inventory, &self.events).await
+    }
+}
+
+impl Keyed {
+    async fn write_every(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        statement: &'static str,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        write_every(tx, statement, &self.rows, self.keys.iter().map(String::as_str), what).await
+    }
+}
+
+/// Each product's columns from its expected version.
+fn products(products: &[(&ProductStock, u64)]) -> Result<Keyed, StoreError> {
     let rows: Vec<_> = products
         .iter()
         .map(|(p, expected)| {
@@ -76,58 +162,29 @@ async fn update_products(
             )
         })
         .collect();
-    write_every(
-        tx,
-        "UPDATE inventory_products AS p
-         SET name = u.value ->> 1, unit_price = u.value ->> 2, currency = u.value ->> 3,
-             available = u.value ->> 4, reserved = u.value ->> 5, initial = u.value ->> 6,
-             restocked = u.value ->> 7, adjusted = u.value ->> 8, deducted = u.value ->> 9,
-             version = u.value ->> 10
-         FROM json_each(?1) AS u
-         WHERE p.product_id = u.value ->> 0 AND p.version = u.value ->> 11
-         RETURNING product_id",
-        &rows,
-        |row| row.0.as_str(),
-        "product",
-    )
-    .await
+    Ok(Keyed {
+        rows: Rows::of(&rows)?,
+        keys: products.iter().map(|(p, _)| p.product_id.clone()).collect(),
+    })
 }
-
-/// What a reservation's conflict names.
-const RESERVATION: &str = "reservation of order";
 
 fn lines_of(reservation: &Reservation) -> Result<String, StoreError> {
     serde_json::to_string(&reservation.lines).map_err(|e| corrupt("reservation", e))
 }
 
-/// New reservations; one whose order has a reservation already is a conflict.
-async fn insert_reservations(
-    tx: &mut Transaction<'static, Sqlite>,
-    reservations: &[&Reservation],
-) -> Result<(), StoreError> {
+fn new_reservations(reservations: &[&Reservation]) -> Result<Keyed, StoreError> {
     let rows = reservations
         .iter()
         .map(|r| Ok((&r.order_id, r.status.as_str(), lines_of(r)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    write_every(
-        tx,
-        "INSERT INTO inventory_reservations (order_id, status, lines)
-         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true
-         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-        &rows,
-        |(order_id, ..)| order_id.as_str(),
-        RESERVATION,
-    )
-    .await
+    Ok(Keyed {
+        rows: Rows::of(&rows)?,
+        keys: reservations.iter().map(|r| r.order_id.clone()).collect(),
+    })
 }
 
-/// Reservations are fenced by their status: a write applies only to the
-/// reservation as it was read, so a reserve and a release of the same order
-/// that race cannot both win.
-async fn update_reservations(
-    tx: &mut Transaction<'static, Sqlite>,
-    reservations: &[(&Reservation, &Reservation)],
-) -> Result<(), StoreError> {
+/// Each reservation as it becomes, with the status it was read in.
+fn changed_reservations(reservations: &[(&Reservation, &Reservation)]) -> Result<Keyed, StoreError> {
     let rows = reservations
         .iter()
         .map(|(before, after)| {
@@ -139,23 +196,13 @@ async fn update_reservations(
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    write_every(
-        tx,
-        "UPDATE inventory_reservations AS r SET status = u.value ->> 1, lines = u.value ->> 2
-         FROM json_each(?1) AS u
-         WHERE r.order_id = u.value ->> 0 AND r.status = u.value ->> 3
-         RETURNING order_id",
-        &rows,
-        |(order_id, ..)| order_id.as_str(),
-        RESERVATION,
-    )
-    .await
+    Ok(Keyed {
+        rows: Rows::of(&rows)?,
+        keys: reservations.iter().map(|(_, after)| after.order_id.clone()).collect(),
+    })
 }
 
-async fn insert_movements(
-    tx: &mut Transaction<'static, Sqlite>,
-    movements: &[(&Movement, &Actor)],
-) -> Result<(), StoreError> {
+fn movements(movements: &[(&Movement, &Actor)]) -> Result<Rows, StoreError> {
     let rows: Vec<_> = movements
         .iter()
         .map(|(m, actor)| {
@@ -171,13 +218,5 @@ async fn insert_movements(
             )
         })
         .collect();
-    // `json_each` yields the rows in order, and they are numbered as inserted.
-    write(
-        tx,
-        "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
-         FROM json_each(?1)",
-        &rows,
-    )
-    .await
+    Rows::of(&rows)
 }

@@ -8,13 +8,13 @@ use shop_runtime::ports::{
     CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, StoreError,
     StoredKey, Versioned, checked_updates,
 };
-use shop_streams::Context;
+use shop_streams::{Context, Envelope};
 use sqlx::{Executor, Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{write, write_every, written};
+use crate::batch::{Rows, write_every};
 use crate::error::{corrupt, db_error, json_list, to_sql};
-use crate::outbox::{append_outbox, begin, commit};
+use crate::outbox::{append_outbox, begin, commit, outbox_rows};
 use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::rows;
 
@@ -38,89 +38,143 @@ impl NewColumns {
     }
 }
 
-/// A new order to insert at version 1: its JSON columns and its delivery.
+/// A new order to insert at version 1: its JSON columns, its delivery and
+/// the events that go to the outbox with it.
 pub(crate) struct NewRow<'a> {
     pub order: &'a Order,
     pub columns: &'a NewColumns,
     pub delivery: Option<&'a SealedDelivery>,
+    pub events: &'a [Envelope],
 }
 
-/// Inserts each order at version 1 with its delivery unless its id is
-/// taken, and answers the ids that were free: two statements however many
-/// orders come (`batch.rs`).
-pub(crate) async fn insert_new(
-    tx: &mut Transaction<'static, Sqlite>,
-    new: &[NewRow<'_>],
-) -> Result<HashSet<String>, StoreError> {
-    let rows: Vec<_> = new
-        .iter()
-        .map(|n| {
-            let o = n.order;
-            let policy = n.columns.policy.as_deref();
-            (
-                &o.id,
-                &o.customer_id,
-                o.status.as_str(),
-                o.created_at,
-                o.confirmed_at,
-                &n.columns.state,
-                policy,
-            )
-        })
-        .collect();
-    let fresh = written(
-        tx,
-        "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 1, value ->> 6
-         FROM json_each(?1) WHERE true
-         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-        &rows,
-    )
-    .await?;
-    let deliveries: Vec<_> = new
-        .iter()
-        .filter(|n| fresh.contains(&n.order.id))
-        .filter_map(|n| n.delivery)
-        .map(|d| (&d.order_id, &d.key_id, &d.sealed))
-        .collect();
-    write(
-        tx,
-        "INSERT INTO orders_deliveries (order_id, key_id, sealed)
-         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
-        &deliveries,
-    )
-    .await?;
-    Ok(fresh)
+/// New orders, their deliveries and their events, encoded before the
+/// transaction begins, and inserted in one command (three statements,
+/// one trip to SQLite's thread).
+pub(crate) struct NewOrders {
+    ids: String,
+    orders: Rows,
+    deliveries: Rows,
+    events: Rows,
 }
 
-/// Updates each order from its expected version, in one statement; a
-/// conflict names an order not stored at that version.
-async fn update_existing(tx: &mut Transaction<'static, Sqlite>, orders: &[(&Order, u64)]) -> Result<(), StoreError> {
-    let rows = orders
-        .iter()
-        .map(|(o, expected)| {
-            Ok((
-                &o.id,
-                o.status.as_str(),
-                o.confirmed_at,
-                state_of(o)?,
-                to_sql(*expected),
-            ))
+impl NewOrders {
+    pub(crate) fn encode(new: &[NewRow<'_>]) -> Result<Self, StoreError> {
+        let orders: Vec<_> = new
+            .iter()
+            .map(|n| {
+                let o = n.order;
+                (
+                    &o.id,
+                    &o.customer_id,
+                    o.status.as_str(),
+                    o.created_at,
+                    o.confirmed_at,
+                    &n.columns.state,
+                    n.columns.policy.as_deref(),
+                )
+            })
+            .collect();
+        let deliveries: Vec<_> = new
+            .iter()
+            .filter_map(|n| n.delivery)
+            .map(|d| (&d.order_id, &d.key_id, &d.sealed))
+            .collect();
+        let ids: Vec<&str> = new.iter().map(|n| n.order.id.as_str()).collect();
+        Ok(Self {
+            ids: json_list(&ids),
+            orders: Rows::of(&orders)?,
+            deliveries: Rows::of(&deliveries)?,
+            events: outbox_rows(new.iter().flat_map(|n| n.events))?,
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    // The version in the join is the fence, row by row.
-    write_every(
-        tx,
-        "UPDATE orders_orders AS o
-         SET status = u.value ->> 1, confirmed_at = u.value ->> 2, state = u.value ->> 3, version = o.version + 1
-         FROM json_each(?1) AS u
-         WHERE o.order_id = u.value ->> 0 AND o.version = u.value ->> 4
-         RETURNING order_id",
-        &rows,
-        |row| row.0.as_str(),
-        "order",
-    )
-    .await
+    }
+
+    /// Their ids that are taken already, read in `tx`: as it holds the
+    /// write lock, the rest are free until it ends.
+    pub(crate) async fn taken(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<HashSet<String>, StoreError> {
+        // One row whatever the number of orders: each row returned is a
+        // hand-off from SQLite's thread of its own.
+        let taken: String = sqlx::query_scalar(
+            "SELECT json_group_array(order_id) FROM orders_orders WHERE order_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(self.ids.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        serde_json::from_str(&taken).map_err(|e| corrupt("order ids", e))
+    }
+
+    /// Inserts them all (at version 1), their deliveries and their events;
+    /// none of their ids may be [`taken`](Self::taken).
+    pub(crate) async fn insert(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 1, value ->> 6
+             FROM json_each(?1);
+             INSERT INTO orders_deliveries (order_id, key_id, sealed)
+             SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2);
+             INSERT INTO orders_outbox (envelope, at) SELECT value ->> 0, value ->> 1 FROM json_each(?3)",
+        )
+        .bind(self.orders.json())
+        .bind(self.deliveries.json())
+        .bind(self.events.json())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let rows = self.orders.len() + self.deliveries.len() + self.events.len();
+        if usize::try_from(done.rows_affected()).ok() != Some(rows) {
+            return Err(corrupt(
+                "new orders",
+                format!("{} of {rows} rows written", done.rows_affected()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Orders to update from their expected version, encoded before the
+/// transaction begins.
+struct Updates {
+    rows: Rows,
+    ids: Vec<String>,
+}
+
+impl Updates {
+    fn encode(orders: &[(&Order, u64)]) -> Result<Self, StoreError> {
+        let rows = orders
+            .iter()
+            .map(|(o, expected)| {
+                Ok((
+                    &o.id,
+                    o.status.as_str(),
+                    o.confirmed_at,
+                    state_of(o)?,
+                    to_sql(*expected),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Self {
+            rows: Rows::of(&rows)?,
+            ids: orders.iter().map(|(o, _)| o.id.clone()).collect(),
+        })
+    }
+
+    /// Updates each order, in one statement; a conflict names an order not
+    /// stored at its expected version.
+    async fn apply(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        // The version in the join is the fence, row by row.
+        write_every(
+            tx,
+            "UPDATE orders_orders AS o
+             SET status = u.value ->> 1, confirmed_at = u.value ->> 2, state = u.value ->> 3, version = o.version + 1
+             FROM json_each(?1) AS u
+             WHERE o.order_id = u.value ->> 0 AND o.version = u.value ->> 4
+             RETURNING order_id",
+            &self.rows,
+            self.ids.iter().map(String::as_str),
+            "order",
+        )
+        .await
+    }
 }
 
 /// The catalogue entries of the listed products that are known.
@@ -152,28 +206,33 @@ impl OrderStore for SqliteStore {
                 .write(order, NewColumns::of(&write)?, write.events, write.delivery)
                 .await;
         }
-        let mut tx = begin(&self.pool).await?;
         let conflict = || StoreError::Conflict(format!("order {}", order.id));
-        let new_version = match write.expected_version {
+        let (mut tx, new_version) = match write.expected_version {
             None => {
                 let columns = NewColumns::of(&write)?;
-                let new = NewRow {
+                let new = NewOrders::encode(&[NewRow {
                     order,
                     columns: &columns,
                     delivery: write.delivery,
-                };
-                if insert_new(&mut tx, &[new]).await?.is_empty() {
+                    events: write.events,
+                }])?;
+                let mut tx = begin(&self.pool).await?;
+                if !new.taken(&mut tx).await?.is_empty() {
                     return Err(conflict());
                 }
-                1
+                new.insert(&mut tx).await?;
+                (tx, 1)
             }
             Some(expected) => {
-                update_existing(&mut tx, &[(order, expected)]).await?;
-                expected + 1
+                let update = Updates::encode(&[(order, expected)])?;
+                let events = outbox_rows(write.events)?;
+                let mut tx = begin(&self.pool).await?;
+                update.apply(&mut tx).await?;
+                append_outbox(&mut tx, Context::Order, &events).await?;
+                (tx, expected + 1)
             }
         };
         AUDIT.append_in(&mut tx, write.audit.as_slice()).await?;
-        append_outbox(&mut tx, Context::Order, write.events).await?;
         commit(tx, self.signals.of(Context::Order)).await?;
         Ok(new_version)
     }
@@ -189,12 +248,13 @@ impl OrderStore for SqliteStore {
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
-        let orders = checked_updates(updates)?;
-        let mut tx = begin(&self.pool).await?;
-        update_existing(&mut tx, &orders).await?;
+        let orders = Updates::encode(&checked_updates(updates)?)?;
+        let events = outbox_rows(updates.iter().flat_map(|u| u.events))?;
         let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
+        let mut tx = begin(&self.pool).await?;
+        orders.apply(&mut tx).await?;
         AUDIT.append_in(&mut tx, &audit).await?;
-        append_outbox(&mut tx, Context::Order, updates.iter().flat_map(|u| u.events)).await?;
+        append_outbox(&mut tx, Context::Order, &events).await?;
         commit(tx, self.signals.of(Context::Order)).await
     }
 

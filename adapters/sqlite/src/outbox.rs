@@ -10,7 +10,7 @@ use shop_streams::{Context, Envelope};
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::batch::write;
+use crate::batch::{Rows, write};
 use crate::error::{corrupt, db_error};
 use crate::now_ms;
 
@@ -56,17 +56,23 @@ pub(crate) fn outbox(pool: SqlitePool, readers: SqlitePool, context: Context, co
     SqlOutbox::new(pool, sql, DRIVER, committed).reading_from(readers)
 }
 
-/// Appends events to the context's outbox, in order, in one statement.
-pub(crate) async fn append_outbox<'e>(
-    tx: &mut Transaction<'static, Sqlite>,
-    context: Context,
-    events: impl IntoIterator<Item = &'e Envelope>,
-) -> Result<(), StoreError> {
+/// Events as the outbox's rows, encoded before the transaction begins.
+pub(crate) fn outbox_rows<'e>(events: impl IntoIterator<Item = &'e Envelope>) -> Result<Rows, StoreError> {
     let at = now_ms();
     let rows = events
         .into_iter()
         .map(|event| Ok((serde_json::to_string(event).map_err(|e| corrupt("event", e))?, at)))
         .collect::<Result<Vec<(String, i64)>, StoreError>>()?;
+    Rows::of(&rows)
+}
+
+/// Appends events ([`outbox_rows`]) to the context's outbox, in order, in
+/// one statement.
+pub(crate) async fn append_outbox(
+    tx: &mut Transaction<'static, Sqlite>,
+    context: Context,
+    events: &Rows,
+) -> Result<(), StoreError> {
     // `json_each` yields the array's elements in order, and the rows are
     // numbered in the order they are inserted.
     let statement = in_context!(
@@ -74,7 +80,7 @@ pub(crate) async fn append_outbox<'e>(
         "INSERT INTO ",
         "_outbox (envelope, at) SELECT value ->> 0, value ->> 1 FROM json_each(?1)"
     );
-    write(tx, statement, &rows).await
+    write(tx, statement, events).await
 }
 
 /// A write transaction: takes the database's write lock at once, so two

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::batch::{Rows, write};
+use crate::error::json_list;
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -391,13 +392,14 @@ impl SqliteSubscription {
     /// Leases up to `max` deliverable messages for the ack wait.
     async fn pull(&self, max: usize) -> Result<Vec<Pulled>, BusError> {
         let now = now_ms();
-        let rows = sqlx::query(
+        // The writer only leases; the messages are read beside it. Reading
+        // them in the lease (a look-up and a body copied per row) took
+        // the one writer for work a reader does as well.
+        let mut leased: Vec<(i64, i64)> = sqlx::query_as(
             "UPDATE bus_pending SET deliveries = deliveries + 1, visible_at = ?3
              WHERE consumer = ?1 AND seq IN (
                  SELECT seq FROM bus_pending WHERE consumer = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?4)
-             RETURNING seq, deliveries,
-                 (SELECT subject FROM bus_messages m WHERE m.seq = bus_pending.seq) AS subject,
-                 (SELECT body FROM bus_messages m WHERE m.seq = bus_pending.seq) AS body",
+             RETURNING seq, deliveries",
         )
         .bind(&self.spec.durable)
         .bind(now)
@@ -406,20 +408,36 @@ impl SqliteSubscription {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| unavailable("pull", e))?;
-        let mut pulled = rows
-            .iter()
-            .map(|row| {
-                let read = |e| unavailable("pulled message", e);
-                Ok(Pulled {
-                    seq: row.try_get("seq").map_err(read)?,
-                    deliveries: row.try_get("deliveries").map_err(read)?,
-                    subject: row.try_get("subject").map_err(read)?,
-                    body: row.try_get("body").map_err(read)?,
-                })
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        leased.sort_unstable();
+        let seqs: Vec<i64> = leased.iter().map(|(seq, _)| *seq).collect();
+        // A message is pruned only once no consumer has it pending, so
+        // each leased one is there to read.
+        let messages: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, subject, body FROM bus_messages WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+        )
+        .bind(json_list(&seqs))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(|e| unavailable("pulled messages", e))?;
+        if messages.len() != leased.len() {
+            return Err(unavailable(
+                "pulled messages",
+                format!("{} of {} leased messages found", messages.len(), leased.len()),
+            ));
+        }
+        Ok(leased
+            .into_iter()
+            .zip(messages)
+            .map(|((seq, deliveries), (_, subject, body))| Pulled {
+                seq,
+                deliveries,
+                subject,
+                body,
             })
-            .collect::<Result<Vec<_>, BusError>>()?;
-        pulled.sort_by_key(|p| p.seq);
-        Ok(pulled)
+            .collect())
     }
 }
 

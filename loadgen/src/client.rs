@@ -71,7 +71,12 @@ impl Api {
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the shop's header read timeout (SHOP_HEADER_READ_TIMEOUT_MS,
+            // 5 s by default), which closes a keep-alive connection that waits
+            // for its next request that long: a connection kept longer could
+            // be taken from the pool just as the server closes it, and the
+            // request on it fail (it did once, in the checks after a run).
+            .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(4096)
             .build(connector);
         Ok(Self {

@@ -59,39 +59,48 @@ pub(crate) async fn write(
     Ok(())
 }
 
-/// Runs `statement` over `rows` and answers the keys it returns (its
-/// `RETURNING` column): the rows it wrote. No rows, no statement.
-async fn written(
-    tx: &mut Transaction<'static, Sqlite>,
-    statement: &'static str,
-    rows: &Rows,
-) -> Result<HashSet<String>, StoreError> {
-    if rows.len == 0 {
-        return Ok(HashSet::new());
-    }
-    Ok(sqlx::query_scalar(statement)
-        .bind(rows.json.as_str())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .collect())
+/// Rows a fenced statement must write, every one of them, with the key
+/// that names each (in its `RETURNING` column).
+#[derive(Debug, Clone)]
+pub(crate) struct Keyed {
+    rows: Rows,
+    keys: Vec<String>,
 }
 
-/// Runs `statement` over `rows`, every one of which it must write (its
-/// `RETURNING` column naming each row, as `keys` name them in order): a
-/// conflict over the first it did not, whose row was not as read (a
-/// version or status fence) or was there already.
-pub(crate) async fn write_every<'k>(
-    tx: &mut Transaction<'static, Sqlite>,
-    statement: &'static str,
-    rows: &Rows,
-    mut keys: impl Iterator<Item = &'k str>,
-    what: &str,
-) -> Result<(), StoreError> {
-    let written = written(tx, statement, rows).await?;
-    match keys.find(|key| !written.contains(*key)) {
-        Some(lost) => Err(StoreError::Conflict(format!("{what} {lost}"))),
-        None => Ok(()),
+impl Keyed {
+    /// `rows`, each named by the key at the same place in `keys`.
+    pub(crate) fn of<T: serde::Serialize>(
+        rows: &[T],
+        keys: impl IntoIterator<Item = String>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            rows: Rows::of(rows)?,
+            keys: keys.into_iter().collect(),
+        })
+    }
+
+    /// Runs `statement` over the rows; a conflict over the first it did
+    /// not write, whose row was not as read (a version or status fence) or
+    /// was there already. No rows, no statement.
+    pub(crate) async fn write_every(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        statement: &'static str,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        if self.rows.len == 0 {
+            return Ok(());
+        }
+        let written: HashSet<String> = sqlx::query_scalar(statement)
+            .bind(self.rows.json.as_str())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .collect();
+        match self.keys.iter().find(|key| !written.contains(*key)) {
+            Some(lost) => Err(StoreError::Conflict(format!("{what} {lost}"))),
+            None => Ok(()),
+        }
     }
 }

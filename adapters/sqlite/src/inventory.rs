@@ -7,7 +7,7 @@ use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{Rows, write, write_every};
+use crate::batch::{Keyed, Rows, write};
 use crate::error::{corrupt, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit, outbox_rows};
 use crate::statements::{AUDIT, STATEMENTS};
@@ -56,12 +56,6 @@ impl InventoryStore for SqliteStore {
 
 // Each kind of row below is written in one statement (`batch.rs` says why),
 // encoded before the transaction begins.
-
-/// Rows encoded, with the keys a fenced statement must write, in order.
-struct Keyed {
-    rows: Rows,
-    keys: Vec<String>,
-}
 
 /// A batch's rows, encoded.
 struct Encoded {
@@ -130,17 +124,6 @@ impl Encoded {
     }
 }
 
-impl Keyed {
-    async fn write_every(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        statement: &'static str,
-        what: &str,
-    ) -> Result<(), StoreError> {
-        write_every(tx, statement, &self.rows, self.keys.iter().map(String::as_str), what).await
-    }
-}
-
 /// Each product's columns from its expected version.
 fn products(products: &[(&ProductStock, u64)]) -> Result<Keyed, StoreError> {
     let rows: Vec<_> = products
@@ -162,10 +145,7 @@ fn products(products: &[(&ProductStock, u64)]) -> Result<Keyed, StoreError> {
             )
         })
         .collect();
-    Ok(Keyed {
-        rows: Rows::of(&rows)?,
-        keys: products.iter().map(|(p, _)| p.product_id.clone()).collect(),
-    })
+    Keyed::of(&rows, products.iter().map(|(p, _)| p.product_id.clone()))
 }
 
 fn lines_of(reservation: &Reservation) -> Result<String, StoreError> {
@@ -177,10 +157,7 @@ fn new_reservations(reservations: &[&Reservation]) -> Result<Keyed, StoreError> 
         .iter()
         .map(|r| Ok((&r.order_id, r.status.as_str(), lines_of(r)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Keyed {
-        rows: Rows::of(&rows)?,
-        keys: reservations.iter().map(|r| r.order_id.clone()).collect(),
-    })
+    Keyed::of(&rows, reservations.iter().map(|r| r.order_id.clone()))
 }
 
 /// Each reservation as it becomes, with the status it was read in.
@@ -196,10 +173,7 @@ fn changed_reservations(reservations: &[(&Reservation, &Reservation)]) -> Result
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Keyed {
-        rows: Rows::of(&rows)?,
-        keys: reservations.iter().map(|(_, after)| after.order_id.clone()).collect(),
-    })
+    Keyed::of(&rows, reservations.iter().map(|(_, after)| after.order_id.clone()))
 }
 
 fn movements(movements: &[(&Movement, &Actor)]) -> Result<Rows, StoreError> {

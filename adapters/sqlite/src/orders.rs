@@ -12,7 +12,7 @@ use shop_streams::{Context, Envelope};
 use sqlx::{Executor, Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{Rows, write_every};
+use crate::batch::{Keyed, Rows};
 use crate::error::{corrupt, db_error, json_list, to_sql};
 use crate::outbox::{append_outbox, begin, commit, outbox_rows};
 use crate::statements::{AUDIT, STATEMENTS};
@@ -133,48 +133,37 @@ impl NewOrders {
 
 /// Orders to update from their expected version, encoded before the
 /// transaction begins.
-struct Updates {
-    rows: Rows,
-    ids: Vec<String>,
+fn updated_rows(orders: &[(&Order, u64)]) -> Result<Keyed, StoreError> {
+    let rows = orders
+        .iter()
+        .map(|(o, expected)| {
+            Ok((
+                &o.id,
+                o.status.as_str(),
+                o.confirmed_at,
+                state_of(o)?,
+                to_sql(*expected),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Keyed::of(&rows, orders.iter().map(|(o, _)| o.id.clone()))
 }
 
-impl Updates {
-    fn encode(orders: &[(&Order, u64)]) -> Result<Self, StoreError> {
-        let rows = orders
-            .iter()
-            .map(|(o, expected)| {
-                Ok((
-                    &o.id,
-                    o.status.as_str(),
-                    o.confirmed_at,
-                    state_of(o)?,
-                    to_sql(*expected),
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Self {
-            rows: Rows::of(&rows)?,
-            ids: orders.iter().map(|(o, _)| o.id.clone()).collect(),
-        })
-    }
-
-    /// Updates each order, in one statement; a conflict names an order not
-    /// stored at its expected version.
-    async fn apply(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
-        // The version in the join is the fence, row by row.
-        write_every(
+/// Updates each order ([`updated_rows`]), in one statement; a conflict names an
+/// order not stored at its expected version.
+async fn update(tx: &mut Transaction<'static, Sqlite>, orders: &Keyed) -> Result<(), StoreError> {
+    // The version in the join is the fence, row by row.
+    orders
+        .write_every(
             tx,
             "UPDATE orders_orders AS o
              SET status = u.value ->> 1, confirmed_at = u.value ->> 2, state = u.value ->> 3, version = o.version + 1
              FROM json_each(?1) AS u
              WHERE o.order_id = u.value ->> 0 AND o.version = u.value ->> 4
              RETURNING order_id",
-            &self.rows,
-            self.ids.iter().map(String::as_str),
             "order",
         )
         .await
-    }
 }
 
 /// The catalogue entries of the listed products that are known.
@@ -224,10 +213,10 @@ impl OrderStore for SqliteStore {
                 (tx, 1)
             }
             Some(expected) => {
-                let update = Updates::encode(&[(order, expected)])?;
+                let orders = updated_rows(&[(order, expected)])?;
                 let events = outbox_rows(write.events)?;
                 let mut tx = begin(&self.pool).await?;
-                update.apply(&mut tx).await?;
+                update(&mut tx, &orders).await?;
                 append_outbox(&mut tx, Context::Order, &events).await?;
                 (tx, expected + 1)
             }
@@ -248,11 +237,11 @@ impl OrderStore for SqliteStore {
     }
 
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
-        let orders = Updates::encode(&checked_updates(updates)?)?;
+        let orders = updated_rows(&checked_updates(updates)?)?;
         let events = outbox_rows(updates.iter().flat_map(|u| u.events))?;
         let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
         let mut tx = begin(&self.pool).await?;
-        orders.apply(&mut tx).await?;
+        update(&mut tx, &orders).await?;
         AUDIT.append_in(&mut tx, &audit).await?;
         append_outbox(&mut tx, Context::Order, &events).await?;
         commit(tx, self.signals.of(Context::Order)).await

@@ -71,19 +71,24 @@ fn none_match(headers: &HeaderMap, tag: &str) -> bool {
 ///
 /// Anything but `*` or one product version in quotes (`"12"`) is refused
 /// with 400, as the OpenAPI document's pattern says: a weak tag, another
-/// kind of tag, or several versions (a change applies at one).
+/// kind of tag, a list (even of one, or of none: `,`), or several headers
+/// (a change applies at one version).
 pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     let mut tags = Vec::new();
     for value in headers.get_all(header::IF_MATCH) {
         let value = value
             .to_str()
-            .map_err(|_| Problem::bad_request("If-Match must be entity tags in visible ASCII"))?;
-        tags.extend(value.split(',').map(str::trim).filter(|t| !t.is_empty()));
+            .map_err(|_| Problem::bad_request("If-Match must be entity tags in visible ASCII"))?
+            .trim();
+        if !value.is_empty() {
+            tags.push(value);
+        }
     }
+    let one_version = || Problem::bad_request("If-Match names one version: a change applies at one");
     match tags.as_slice() {
-        // Absent, or empty: no condition.
-        [] => Ok(None),
-        tags if tags.contains(&"*") => Ok(None),
+        // Absent, empty, or any version: no condition.
+        [] | ["*"] => Ok(None),
+        [tag] if tag.contains(',') => Err(one_version()),
         [tag] => {
             let version = tag
                 .strip_prefix('"')
@@ -94,9 +99,7 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
                 Problem::bad_request(format!("If-Match {tag:?} is not *, nor a product version in quotes"))
             })
         }
-        _ => Err(Problem::bad_request(
-            "If-Match names one version: a change applies at one",
-        )),
+        _ => Err(one_version()),
     }
 }
 
@@ -131,7 +134,17 @@ mod tests {
         assert_eq!(if_match(&headers(header::IF_MATCH, "*")).ok(), Some(None));
         assert_eq!(if_match(&headers(header::IF_MATCH, "\"12\"")).ok(), Some(Some(12)));
         assert_eq!(if_match(&headers(header::IF_MATCH, "")).ok(), Some(None));
-        for malformed in ["W/\"12\"", "\"abc\"", "12", "null", "\"\"", "\"99999999999999999999\""] {
+        for malformed in [
+            "W/\"12\"",
+            "\"abc\"",
+            "12",
+            "null",
+            "\"\"",
+            "\"99999999999999999999\"",
+            ",",
+            "*, \"1\"",
+            "\"12\",",
+        ] {
             let refused = if_match(&headers(header::IF_MATCH, malformed)).expect_err(malformed);
             assert_eq!(refused.status, 400, "{malformed}");
         }

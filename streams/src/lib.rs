@@ -6,6 +6,8 @@
 //!   the broker's deduplication id), type and schema version, the aggregate and
 //!   its version, causation and correlation ids, and the stamp of the rule
 //!   component that decided it; the payload is the domain event as JSON.
+//! - [`encoded`]: an envelope on its way to the broker, as the text it is
+//!   stored and sent as, with the fields a bus routes it by.
 //! - [`later`]: the event types also written in a later schema version,
 //!   beside version 1, and their payloads in it.
 //! - [`catalogue`]: the JSON Schemas of the envelope and every payload, in
@@ -24,6 +26,7 @@
 
 pub mod announcement;
 pub mod catalogue;
+pub mod encoded;
 pub mod envelope;
 pub mod hex;
 pub mod later;
@@ -31,5 +34,6 @@ pub mod topology;
 pub mod trace_parent;
 
 pub use announcement::{Announcement, AnnouncementKey, Rejected, Trust};
+pub use encoded::Encoded;
 pub use envelope::{DecodeError, DomainEvent, Envelope, LATER_VERSIONS, Payload, RuleRef, SCHEMA_VERSION, Trace};
 pub use topology::{ConsumerSpec, Context, Namespace, NamespaceError, Reader, Retention, StreamSpec, Topology};

@@ -22,7 +22,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, context::Context as JsContext, stream};
 use shop_runtime::ports::{BusError, Cause, DeadLetter, EventBus};
 use shop_streams::trace_parent;
-use shop_streams::{Context, Envelope, Reader, StreamSpec, Topology};
+use shop_streams::{Context, Encoded, Reader, StreamSpec, Topology};
 use tokio::sync::OnceCell;
 
 pub use announce::Announcer;
@@ -262,21 +262,21 @@ impl JetStreamBus {
         Ok(())
     }
 
-    async fn send(&self, event: &Envelope) -> Result<PublishAckFuture, BusError> {
+    async fn send(&self, event: &Encoded) -> Result<PublishAckFuture, BusError> {
         let subject = self
             .topology
-            .versioned_subject(event.context, &event.event_type, event.schema_version);
+            .versioned_subject(event.context(), event.event_type(), event.schema_version());
         let mut publish = jetstream::message::PublishMessage::build()
-            .payload(event.to_bytes().into())
+            .payload(event.text().as_bytes().to_vec().into())
             .message_id(event.message_id());
         // Where tools that read NATS headers (not the envelope) look for it.
-        if let Some(parent) = event.traceparent {
+        if let Some(parent) = event.traceparent() {
             publish = publish.header(trace_parent::HEADER, parent.to_string());
         }
         self.js
             .send_publish(subject, publish)
             .await
-            .map_err(|e| unavailable(format!("publish {}", event.event_id), e))
+            .map_err(|e| unavailable(format!("publish {}", event.event_id()), e))
     }
 }
 
@@ -287,12 +287,19 @@ pub(crate) fn unavailable(what: String, error: impl Into<Box<dyn std::error::Err
 impl EventBus for JetStreamBus {
     type Subscription = JetStreamSubscription;
 
-    async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
+    async fn publish(&self, events: &[Encoded]) -> Result<(), BusError> {
         self.streams().await?;
         // Subscribers may read an event in a later schema version, on its
         // own subject version: its twins go out with it.
-        let twins: Vec<Envelope> = events.iter().flat_map(Envelope::twins).collect();
-        let mut pending: Vec<&Envelope> = events.iter().chain(&twins).collect();
+        let mut twins = Vec::new();
+        for event in events {
+            twins.extend(
+                event
+                    .twins()
+                    .map_err(|e| BusError::Refused(format!("event {}: {e}", event.event_id())))?,
+            );
+        }
+        let mut pending: Vec<&Encoded> = events.iter().chain(&twins).collect();
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
             // Send them all, then wait for the acks: one round trip for the
@@ -308,7 +315,7 @@ impl EventBus for JetStreamBus {
                     Ok(ack) => ack
                         .await
                         .map(drop)
-                        .map_err(|e| unavailable(format!("ack of {}", event.event_id), e)),
+                        .map_err(|e| unavailable(format!("ack of {}", event.event_id()), e)),
                     Err(error) => Err(error),
                 }
             }))
@@ -316,7 +323,7 @@ impl EventBus for JetStreamBus {
             let mut failed = Vec::new();
             for (event, outcome) in pending.into_iter().zip(outcomes) {
                 if let Err(error) = outcome {
-                    tracing::warn!(target: "shop::bus", event_id = %event.event_id, %error, "publish not confirmed; retrying");
+                    tracing::warn!(target: "shop::bus", event_id = %event.event_id(), %error, "publish not confirmed; retrying");
                     last_error = Some(error);
                     failed.push(event);
                 }

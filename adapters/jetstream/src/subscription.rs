@@ -1,5 +1,6 @@
 //! A durable pull consumer, read in batches of what has arrived.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -20,7 +21,7 @@ pub struct JetStreamSubscription {
     /// The consumer's messages, pulled ahead in the background; opened on
     /// the first read.
     messages: Option<pull::Stream>,
-    spec: ConsumerSpec,
+    spec: Arc<ConsumerSpec>,
     dead_lettered: u64,
 }
 
@@ -83,7 +84,7 @@ impl JetStreamSubscription {
             js,
             consumer,
             messages: None,
-            spec,
+            spec: Arc::new(spec),
             dead_lettered: 0,
         })
     }
@@ -161,7 +162,7 @@ impl Subscription for JetStreamSubscription {
             }
             batch.push(JetStreamDelivery {
                 js: self.js.clone(),
-                spec: self.spec.clone(),
+                spec: Arc::clone(&self.spec),
                 message,
                 envelope,
                 attempt,
@@ -199,7 +200,7 @@ fn with_header_trace(mut envelope: Envelope, message: &Message) -> Envelope {
 #[derive(Debug)]
 pub struct JetStreamDelivery {
     js: JsContext,
-    spec: ConsumerSpec,
+    spec: Arc<ConsumerSpec>,
     message: Message,
     envelope: Envelope,
     attempt: u64,

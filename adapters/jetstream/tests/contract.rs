@@ -60,7 +60,9 @@ async fn an_unreadable_message_is_dead_lettered_without_blocking_the_next() {
             .expect("stored");
     }
     let good = completed("o-1", Trace::root(Uuid::now_v7()));
-    bus.publish(std::slice::from_ref(&good)).await.expect("published");
+    bus.publish(&contracts::encoded(std::slice::from_ref(&good)))
+        .await
+        .expect("published");
 
     let batch = inventory
         .next_batch(10, Duration::from_millis(500))
@@ -215,7 +217,7 @@ async fn a_stream_keeps_the_history_its_retention_allows() {
             Envelope::new(&event, 3, 1, rule, Trace::root(Uuid::now_v7()))
         })
         .collect();
-    bus.publish(&events).await.expect("published");
+    bus.publish(&contracts::encoded(&events)).await.expect("published");
 
     let stream_info = |bus: &JetStreamBus| {
         let js = bus.jetstream().clone();
@@ -239,7 +241,10 @@ async fn a_stream_keeps_the_history_its_retention_allows() {
     let again = JetStreamBus::connect(&url, Topology::new(namespace).retained(wider))
         .await
         .expect("NATS is reachable");
-    again.publish(&events[..1]).await.expect("published");
+    again
+        .publish(&contracts::encoded(&events[..1]))
+        .await
+        .expect("published");
     let config = stream_info(&again).await.config;
     assert_eq!((config.max_age, config.max_bytes), (Duration::from_secs(7200), -1));
     bus.delete_streams().await.expect("cleaned up");
@@ -265,7 +270,9 @@ async fn the_trace_parent_travels_in_the_traceparent_header() {
 
     // The shop's publish sets the header from the envelope.
     let traced = completed("o-1", Trace::root(Uuid::now_v7()).within(Some(parent)));
-    bus.publish(std::slice::from_ref(&traced)).await.expect("published");
+    bus.publish(&contracts::encoded(std::slice::from_ref(&traced)))
+        .await
+        .expect("published");
     let message = tokio::time::timeout(Duration::from_secs(5), raw.next())
         .await
         .expect("heard in time")

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shop_runtime::ports::{Outbox, Pending, StoreError};
-use shop_streams::Context;
+use shop_streams::{Context, Encoded};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use tokio::sync::Notify;
 
@@ -283,7 +283,7 @@ where
             let text: Option<String> = row.try_get(4).map_err(corrupt)?;
             if let (Some(seq), Some(text)) = (seq, text) {
                 pending.last = rows::version(seq);
-                pending.events.push(serde_json::from_str(&text).map_err(corrupt)?);
+                pending.events.push(Encoded::parse(text).map_err(corrupt)?);
             }
         }
         Ok((fresh, pending))

@@ -1,9 +1,10 @@
 //! The event bus in the SQLite file: a durable, in-process JetStream.
 //!
-//! `bus_messages` is the stream (deduplicated by event id); `bus_pending`
-//! holds, per consumer, what it has still to handle, with its delivery count
-//! and when it may be delivered (again), filled by a trigger as each message
-//! is stored, for the consumers the message names; `bus_dead_letters` keeps
+//! `bus_messages` is the stream (deduplicated by event id) of the messages
+//! some consumer reads; `bus_pending` holds, per consumer, what it has still
+//! to handle, with its delivery count and when it may be delivered (again),
+//! filled by a trigger as each message is stored, for the consumers the
+//! message names; `bus_dead_letters` keeps
 //! what was given up on. A pulled message is leased for the consumer's ack
 //! wait: one that is never settled comes back, as on JetStream. Publishing
 //! wakes the waiting subscriptions of this process at once.
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{BusError, Cause, DeadLetter, Delivery, EventBus, Subscription};
-use shop_streams::{ConsumerSpec, Context, Envelope, Reader, Topology, hex};
+use shop_streams::{ConsumerSpec, Context, Encoded, Envelope, Reader, Topology, hex};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -115,7 +116,7 @@ impl SqliteBus {
         let message = Outgoing {
             msg_id: Uuid::now_v7().to_string(),
             subject: subject.to_owned(),
-            body: body.to_vec(),
+            body,
             consumers,
         };
         let rows = encode(&[message])?;
@@ -157,16 +158,16 @@ fn durables(topology: &Topology) -> Vec<String> {
 }
 
 /// A message to store, with the consumers it is queued for.
-struct Outgoing {
+struct Outgoing<'b> {
     msg_id: String,
     subject: String,
-    body: Vec<u8>,
+    body: &'b [u8],
     consumers: Vec<String>,
 }
 
 /// Messages as the rows [`insert`] reads, encoded before the transaction
 /// begins (`batch.rs`).
-fn encode(messages: &[Outgoing]) -> Result<Rows, BusError> {
+fn encode(messages: &[Outgoing<'_>]) -> Result<Rows, BusError> {
     let at = now_ms();
     // Bodies travel as hex: a body need not be text (see `publish_raw`).
     let rows: Vec<(&str, &str, String, &[String], i64)> = messages
@@ -175,7 +176,7 @@ fn encode(messages: &[Outgoing]) -> Result<Rows, BusError> {
             (
                 m.msg_id.as_str(),
                 m.subject.as_str(),
-                hex::encode(&m.body),
+                hex::encode(m.body),
                 m.consumers.as_slice(),
                 at,
             )
@@ -291,16 +292,27 @@ async fn prune_in(
 impl EventBus for SqliteBus {
     type Subscription = SqliteSubscription;
 
-    async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
+    async fn publish(&self, events: &[Encoded]) -> Result<(), BusError> {
+        // A message is only ever delivered to the consumers it is queued for
+        // as it is stored, so one that no consumer reads (an order's
+        // confirmation, without payment) could never reach anyone, and a
+        // duplicate of it harms no one: storing it would cost the one writer
+        // a row, its index entry and its pruning, for nothing.
         let messages: Vec<Outgoing> = events
             .iter()
-            .map(|event| Outgoing {
-                msg_id: event.event_id.to_string(),
-                subject: self.topology.subject(event.context, &event.event_type),
-                body: event.to_bytes(),
-                consumers: self.readers_of(event.context, &event.event_type),
+            .filter_map(|event| {
+                let consumers = self.readers_of(event.context(), event.event_type());
+                (!consumers.is_empty()).then(|| Outgoing {
+                    msg_id: event.event_id().to_string(),
+                    subject: self.topology.subject(event.context(), event.event_type()),
+                    body: event.text().as_bytes(),
+                    consumers,
+                })
             })
             .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
         let rows = encode(&messages)?;
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
         insert(&mut tx, &rows).await?;
@@ -361,7 +373,7 @@ impl EventBus for SqliteBus {
         let message = Outgoing {
             msg_id: Uuid::now_v7().to_string(),
             subject,
-            body,
+            body: &body,
             consumers: vec![consumer],
         };
         insert(&mut tx, &encode(&[message])?).await?;

@@ -9,7 +9,7 @@ use shop_rules::inventory::ReservationStatus;
 use shop_rules::order::{CancelReason, OrderStatus};
 use shop_runtime::ports::{InventoryStore, OrderStore};
 use shop_runtime::saga::orders::Expiry;
-use shop_streams::{Context, Trace};
+use shop_streams::{Context, Encoded, Trace};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,7 +451,7 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_flows(
     let mut unknown = published(shop.observer.pool(), Context::Order, &first.id, "OrderCreated").await;
     unknown.event_id = Uuid::now_v7();
     unknown.event_type = "OrderTeleported".into();
-    shop.bus.publish(&[unknown.clone()]).await.expect("published");
+    shop.bus.publish(&[Encoded::of(&unknown)]).await.expect("published");
 
     // What follows them is handled as usual.
     let next = shop.place(&[("SKU-X", 2)]).await;
@@ -502,7 +502,7 @@ async fn the_shop_acts_on_version_1_and_acknowledges_later_twins_unread() {
         at: 1,
     }));
     let twin = first.twins().pop().expect("OrderCancelled has a version 2");
-    shop.bus.publish(&[twin]).await.expect("published");
+    shop.bus.publish(&[Encoded::of(&twin)]).await.expect("published");
 
     let topology = shop.bus.topology();
     let stream = shop

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use shop_streams::{Envelope, Reader};
+use shop_streams::{Encoded, Envelope, Reader};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
@@ -44,8 +44,8 @@ pub trait EventBus: Send + Sync + 'static {
     /// MUST return `Ok` only once the broker has stored every event, each
     /// under its context's subject with its event id as deduplication id, so
     /// that publishing an event again within the duplicate window stores
-    /// nothing new.
-    fn publish(&self, events: &[Envelope]) -> impl Future<Output = Result<(), BusError>> + Send;
+    /// nothing new. The message body MUST be each event's text as given.
+    fn publish(&self, events: &[Encoded]) -> impl Future<Output = Result<(), BusError>> + Send;
 
     /// The durable consumer through which `reader` reads the events it
     /// [reads](Reader::reads), and no others. Every subscription of the same

@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use shop_streams::Envelope;
+use shop_streams::Encoded;
 
 use super::store::StoreError;
 
@@ -30,8 +30,8 @@ pub struct Pending {
     /// The number of the last of `events` (`cursor` when there are none):
     /// where the cursor moves once they are published.
     pub last: u64,
-    /// Events numbered after `cursor`, in commit order.
-    pub events: Vec<Envelope>,
+    /// Events numbered after `cursor`, in commit order, as they were stored.
+    pub events: Vec<Encoded>,
 }
 
 pub trait Outbox: Send + Sync + 'static {

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use shop_streams::{Context, Envelope};
+use shop_streams::{Context, Encoded};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -132,27 +132,32 @@ pub async fn relay_once(
 /// While spans are exported, each traced event's publish is a hop of its
 /// trace, the parent of whoever handles it: a span per event, open until
 /// the broker confirmed the batch.
-fn publish_spans(events: &mut [Envelope]) -> Vec<tracing::Span> {
+fn publish_spans(events: &mut [Encoded]) -> Vec<tracing::Span> {
     if !trace_context::exporting() {
         return Vec::new();
     }
-    events
-        .iter_mut()
-        .filter(|event| event.traceparent.is_some())
-        .map(|event| {
-            let span = tracing::info_span!(
-                target: "shop::relay",
-                "publish",
-                otel.name = %format_args!("publish {}", event.event_type),
-                otel.kind = "producer",
-                event_type = event.event_type,
-                event_id = %event.event_id,
-            );
-            trace_context::adopt(&span, event.traceparent);
-            event.traceparent = trace_context::of(&span).or(event.traceparent);
-            span
-        })
-        .collect()
+    let mut spans = Vec::new();
+    for event in events.iter_mut() {
+        let Some(parent) = event.traceparent() else {
+            continue;
+        };
+        let span = tracing::info_span!(
+            target: "shop::relay",
+            "publish",
+            otel.name = %format_args!("publish {}", event.event_type()),
+            otel.kind = "producer",
+            event_type = event.event_type(),
+            event_id = %event.event_id(),
+        );
+        trace_context::adopt(&span, Some(parent));
+        if let Some(publish) = trace_context::of(&span).filter(|publish| *publish != parent)
+            && let Err(error) = event.set_traceparent(publish)
+        {
+            tracing::warn!(target: "shop::relay", event_id = %event.event_id(), %error, "sent with its own trace parent");
+        }
+        spans.push(span);
+    }
+    spans
 }
 
 /// Deletes published events older than `settings.keep`, chunk by chunk.

@@ -9,6 +9,7 @@ use shop_rules::order::{OrderEvent, OrderTransition};
 use shop_streams::{Envelope, Reader, Trace};
 use uuid::Uuid;
 
+use super::encoded;
 use crate::ports::{BusError, Delivery, EventBus, Subscription};
 
 const WAIT: Duration = Duration::from_millis(500);
@@ -63,7 +64,7 @@ async fn the_payment_reader_gets_the_confirmations_only<B: EventBus>(bus: &B) {
     let mut payment = bus.subscribe(Reader::Payment).await.expect("subscribe");
     let created = super::created(&super::order("o-paid"));
     let confirmed = confirmed("o-paid");
-    bus.publish(&[created.clone(), confirmed.clone()])
+    bus.publish(&encoded(&[created.clone(), confirmed.clone()]))
         .await
         .expect("published");
     let seen = drain(&mut payment).await;
@@ -77,9 +78,11 @@ async fn the_payment_reader_gets_the_confirmations_only<B: EventBus>(bus: &B) {
 
 async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
     let event = completed("o-1");
-    bus.publish(std::slice::from_ref(&event)).await.expect("published");
+    bus.publish(&encoded(std::slice::from_ref(&event)))
+        .await
+        .expect("published");
     // The same event again (a relay that crashed before marking it sent).
-    bus.publish(std::slice::from_ref(&event))
+    bus.publish(&encoded(std::slice::from_ref(&event)))
         .await
         .expect("published again");
     assert_eq!(inventory.lag().await.expect("lag"), 1, "one message waits, stored once");
@@ -93,7 +96,7 @@ async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &m
     assert!(drain(inventory).await.is_empty(), "acked means gone");
     // Several at once, one of them twice: each stored once, in the order given.
     let (first, second) = (completed("o-2"), completed("o-3"));
-    bus.publish(&[first.clone(), second.clone(), first.clone()])
+    bus.publish(&encoded(&[first.clone(), second.clone(), first.clone()]))
         .await
         .expect("published together");
     assert_eq!(drain(inventory).await, [first, second], "in order, each once");
@@ -101,7 +104,9 @@ async fn events_reach_the_other_context_once<B: EventBus>(bus: &B, inventory: &m
 
 async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
     let event = completed("o-2");
-    bus.publish(std::slice::from_ref(&event)).await.expect("published");
+    bus.publish(&encoded(std::slice::from_ref(&event)))
+        .await
+        .expect("published");
     let mut batch = inventory.next_batch(10, WAIT).await.expect("pull");
     let first = batch.pop().expect("delivered");
     first.retry(Duration::ZERO).await.expect("nak");
@@ -116,7 +121,7 @@ async fn a_retried_message_comes_back<B: EventBus>(bus: &B, inventory: &mut B::S
 async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
     let mut second = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     let events: Vec<Envelope> = (0..20).map(|n| completed(&format!("s-{n}"))).collect();
-    bus.publish(&events).await.expect("published");
+    bus.publish(&encoded(&events)).await.expect("published");
     let mut ids = BTreeSet::new();
     let mut total = 0;
     // Alternate, taking a few at a time: each message goes to one of them.
@@ -141,7 +146,9 @@ async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inven
 async fn dead_letters_are_kept_listed_and_replayed<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
     let poison = completed("o-poison");
     let after = completed("o-after");
-    bus.publish(&[poison.clone(), after.clone()]).await.expect("published");
+    bus.publish(&encoded(&[poison.clone(), after.clone()]))
+        .await
+        .expect("published");
     let batch = inventory.next_batch(10, WAIT).await.expect("pull");
     assert_eq!(batch.len(), 2);
     for delivery in batch {
@@ -192,7 +199,9 @@ async fn a_message_that_keeps_failing_becomes_a_dead_letter<B: EventBus>(
 ) {
     inventory.take_dead_lettered();
     let doomed = completed("o-doomed");
-    bus.publish(std::slice::from_ref(&doomed)).await.expect("published");
+    bus.publish(&encoded(std::slice::from_ref(&doomed)))
+        .await
+        .expect("published");
     let mut attempts = 0;
     loop {
         let batch = inventory.next_batch(10, WAIT).await.expect("pull");

@@ -15,7 +15,7 @@ pub mod rate_limit;
 pub mod rule_store;
 
 use shop_rules::order::{Order, OrderCreated, OrderEvent, OrderLine, OrderStatus};
-use shop_streams::{DomainEvent, Envelope, RuleRef, Trace};
+use shop_streams::{DomainEvent, Encoded, Envelope, RuleRef, Trace};
 use uuid::Uuid;
 
 pub(crate) fn order(id: &str) -> Order {
@@ -59,4 +59,10 @@ pub fn order_envelope(event: OrderEvent, version: u64, trace: Trace) -> Envelope
         hash: "0".repeat(64),
     };
     Envelope::new(&DomainEvent::Order(event), version, 1, rule, trace)
+}
+
+/// `events` as the relay hands them to a bus, for the contracts and the
+/// adapters' own tests.
+pub fn encoded(events: &[Envelope]) -> Vec<Encoded> {
+    events.iter().map(Encoded::of).collect()
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::future::join_all;
+use shop_streams::Encoded;
 use uuid::Uuid;
 
 use super::{created, order};
@@ -47,7 +48,7 @@ async fn write(store: &impl OrderStore, id: String) -> Uuid {
 }
 
 fn ids(pending: &Pending) -> Vec<Uuid> {
-    pending.events.iter().map(|e| e.event_id).collect()
+    pending.events.iter().map(Encoded::event_id).collect()
 }
 
 async fn one_relay_reads_in_order_and_advances(outbox: &impl Outbox, written: &[Uuid]) {
@@ -58,7 +59,8 @@ async fn one_relay_reads_in_order_and_advances(outbox: &impl Outbox, written: &[
         .expect("the lease was free");
     assert_eq!(ids(&first), written[..5], "the oldest five, in order");
     assert!(first.last > first.cursor);
-    assert_eq!(first.events[0].event_id, written[0], "the envelope comes back whole");
+    let whole = first.events[0].envelope().expect("the envelope comes back whole");
+    assert_eq!(whole.event_id, written[0]);
     // Not advanced: the same five again.
     let again = outbox
         .pending("relay-a", 5, LONG)
@@ -145,7 +147,7 @@ async fn concurrent_commits_are_all_read_once(store: &impl OrderStore, outbox: &
                 continue;
             }
             for event in &pending.events {
-                assert!(seen.insert(event.event_id), "{} read twice", event.event_id);
+                assert!(seen.insert(event.event_id()), "{} read twice", event.event_id());
             }
             assert_eq!(
                 outbox.advance("relay-b", pending.cursor, pending.last, LONG).await,

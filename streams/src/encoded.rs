@@ -51,7 +51,8 @@ impl Encoded {
             schema_version: envelope.schema_version,
             context: envelope.context,
             traceparent: envelope.traceparent,
-            text: String::from_utf8(envelope.to_bytes()).unwrap_or_default(),
+            // Serialising plain data with string keys cannot fail.
+            text: serde_json::to_string(envelope).unwrap_or_default(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! The outbox stores each envelope as text, and the broker is sent that
 //! text. Read whole on the way, every event built its strings and its
 //! rules' stamps only for the relay to write them out again: the relay's
-//! read and its encoding were about a tenth of the distributed shop's CPU.
+//! read and its encoding were about 7% of the distributed shop's CPU.
 //! Read from the stored text, an `Encoded` keeps it as it is and parses only
 //! its head; the whole envelope is decoded only where one is needed (an
 //! event also written in a later version, or one whose trace parent the
@@ -32,10 +32,9 @@ pub struct Encoded {
 
 /// What [`Encoded::parse`] reads of the text; the rest is skipped unread.
 #[derive(Deserialize)]
-struct Head<'a> {
+struct Head {
     event_id: Uuid,
-    #[serde(borrow)]
-    event_type: std::borrow::Cow<'a, str>,
+    event_type: String,
     schema_version: u32,
     context: Context,
     #[serde(default)]
@@ -61,7 +60,7 @@ impl Encoded {
         let head: Head = serde_json::from_str(&text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         Ok(Self {
             event_id: head.event_id,
-            event_type: head.event_type.into_owned(),
+            event_type: head.event_type,
             schema_version: head.schema_version,
             context: head.context,
             traceparent: head.traceparent,
@@ -84,13 +83,18 @@ impl Encoded {
     }
 
     /// The same event in each later version it is also written in
-    /// ([`Envelope::twins`]); none, without decoding, for most events.
-    pub fn twins(&self) -> Result<Vec<Encoded>, DecodeError> {
+    /// ([`Envelope::twins`]); none, without decoding, for most events. As
+    /// with an envelope whose payload cannot be read, text that does not
+    /// decode has none: the event itself still goes out, for its readers
+    /// to set aside.
+    pub fn twins(&self) -> Vec<Encoded> {
         let later = LATER_VERSIONS.iter().any(|(name, _)| *name == self.event_type);
         if !later || self.schema_version != SCHEMA_VERSION {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        Ok(self.envelope()?.twins().iter().map(Self::of).collect())
+        self.envelope()
+            .map(|envelope| envelope.twins().iter().map(Self::of).collect())
+            .unwrap_or_default()
     }
 
     pub fn event_id(&self) -> Uuid {
@@ -192,7 +196,7 @@ mod tests {
 
     #[test]
     fn only_events_written_in_a_later_version_have_twins() {
-        assert!(Encoded::of(&confirmed()).twins().expect("twins").is_empty());
+        assert!(Encoded::of(&confirmed()).twins().is_empty());
         let restored = DomainEvent::Inventory(InventoryEvent::StockRestored(StockRestored {
             order_id: "o-1".into(),
             lines: vec![StockLine {
@@ -202,7 +206,7 @@ mod tests {
             reason: ReleaseReason::Cancelled,
         }));
         let envelope = Envelope::new(&restored, 3, 7, rule(), Trace::root(Uuid::now_v7()));
-        let twins = Encoded::of(&envelope).twins().expect("twins");
+        let twins = Encoded::of(&envelope).twins();
         let expected: Vec<Encoded> = envelope.twins().iter().map(Encoded::of).collect();
         assert_eq!(twins.len(), 1);
         assert_eq!(twins, expected);

@@ -291,14 +291,7 @@ impl EventBus for JetStreamBus {
         self.streams().await?;
         // Subscribers may read an event in a later schema version, on its
         // own subject version: its twins go out with it.
-        let mut twins = Vec::new();
-        for event in events {
-            twins.extend(
-                event
-                    .twins()
-                    .map_err(|e| BusError::Refused(format!("event {}: {e}", event.event_id())))?,
-            );
-        }
+        let twins: Vec<Encoded> = events.iter().flat_map(Encoded::twins).collect();
         let mut pending: Vec<&Encoded> = events.iter().chain(&twins).collect();
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {

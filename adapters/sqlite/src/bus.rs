@@ -294,10 +294,13 @@ impl EventBus for SqliteBus {
 
     async fn publish(&self, events: &[Encoded]) -> Result<(), BusError> {
         // A message is only ever delivered to the consumers it is queued for
-        // as it is stored, so one that no consumer reads (an order's
-        // confirmation, without payment) could never reach anyone, and a
-        // duplicate of it harms no one: storing it would cost the one writer
-        // a row, its index entry and its pruning, for nothing.
+        // as it is stored, so one of a type no consumer reads (an order's
+        // confirmation while payment is off, inventory's own bookkeeping)
+        // could never reach anyone: storing it would cost the one writer a
+        // row, its index entry and its pruning, for nothing. Not stored, it
+        // is no duplicate either: should a deployment that turned payment on
+        // republish it, payment is given it, and payment ignores an order
+        // that is no longer confirmed.
         let messages: Vec<Outgoing> = events
             .iter()
             .filter_map(|event| {

@@ -44,7 +44,9 @@ pub trait EventBus: Send + Sync + 'static {
     /// MUST return `Ok` only once the broker has stored every event, each
     /// under its context's subject with its event id as deduplication id, so
     /// that publishing an event again within the duplicate window stores
-    /// nothing new. The message body MUST be each event's text as given.
+    /// nothing new. The message body MUST be each event's text as given;
+    /// the twins of an event also written in a later schema version
+    /// ([`Encoded::twins`]), where a broker sends them, are made from it.
     fn publish(&self, events: &[Encoded]) -> impl Future<Output = Result<(), BusError>> + Send;
 
     /// The durable consumer through which `reader` reads the events it

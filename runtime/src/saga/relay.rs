@@ -153,7 +153,7 @@ fn publish_spans(events: &mut [Encoded]) -> Vec<tracing::Span> {
         if let Some(publish) = trace_context::of(&span).filter(|publish| *publish != parent)
             && let Err(error) = event.set_traceparent(publish)
         {
-            tracing::warn!(target: "shop::relay", event_id = %event.event_id(), %error, "sent with its own trace parent");
+            tracing::warn!(target: "shop::relay", event_id = %event.event_id(), %error, "trace parent not replaced; sent with the stored one");
         }
         spans.push(span);
     }

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::envelope::{DecodeError, Envelope, LATER_VERSIONS, SCHEMA_VERSION};
+use crate::envelope::{DecodeError, Envelope, message_id, twin_version};
 use crate::topology::Context;
 use crate::trace_parent::TraceParent;
 
@@ -88,8 +88,7 @@ impl Encoded {
     /// decode has none: the event itself still goes out, for its readers
     /// to set aside.
     pub fn twins(&self) -> Vec<Encoded> {
-        let later = LATER_VERSIONS.iter().any(|(name, _)| *name == self.event_type);
-        if !later || self.schema_version != SCHEMA_VERSION {
+        if twin_version(&self.event_type, self.schema_version).is_none() {
             return Vec::new();
         }
         self.envelope()
@@ -124,10 +123,7 @@ impl Encoded {
 
     /// The broker's de-duplication id ([`Envelope::message_id`]).
     pub fn message_id(&self) -> String {
-        match self.schema_version {
-            SCHEMA_VERSION => self.event_id.to_string(),
-            version => format!("{}.v{version}", self.event_id),
-        }
+        message_id(self.event_id, self.schema_version)
     }
 }
 

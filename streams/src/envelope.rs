@@ -213,18 +213,14 @@ impl Envelope {
     /// The broker's de-duplication id: the event id, with `.v<n>` after it
     /// past version 1, since an event's twins share its id.
     pub fn message_id(&self) -> String {
-        match self.schema_version {
-            SCHEMA_VERSION => self.event_id.to_string(),
-            version => format!("{}.v{version}", self.event_id),
-        }
+        message_id(self.event_id, self.schema_version)
     }
 
     /// The same event in each later version it is also written in: the
     /// same ids and trace, another payload. Empty for most types, and for
     /// an envelope that is not version 1 or does not decode.
     pub fn twins(&self) -> Vec<Envelope> {
-        let later = LATER_VERSIONS.iter().find(|(name, _)| *name == self.event_type);
-        let (Some(&(_, version)), SCHEMA_VERSION) = (later, self.schema_version) else {
+        let Some(version) = twin_version(&self.event_type, self.schema_version) else {
             return Vec::new();
         };
         let payload = match self.event() {
@@ -260,6 +256,22 @@ impl DomainEvent {
 }
 
 /// See [`Envelope::message_name`].
+/// The broker's de-duplication id of event `event_id` in schema `version`
+/// ([`Envelope::message_id`]).
+pub(crate) fn message_id(event_id: Uuid, version: u32) -> String {
+    match version {
+        SCHEMA_VERSION => event_id.to_string(),
+        version => format!("{event_id}.v{version}"),
+    }
+}
+
+/// The later schema version an event of `event_type` written in `version`
+/// also goes out in, if any: only version 1 of the types in [`LATER_VERSIONS`].
+pub(crate) fn twin_version(event_type: &str, version: u32) -> Option<u32> {
+    let (_, later) = LATER_VERSIONS.iter().find(|(name, _)| *name == event_type)?;
+    (version == SCHEMA_VERSION).then_some(*later)
+}
+
 pub fn message_name(event_type: &str, version: u32) -> String {
     match version {
         SCHEMA_VERSION => event_type.to_owned(),

@@ -68,14 +68,20 @@ pub(crate) struct Keyed {
 }
 
 impl Keyed {
-    /// `rows`, each named by the key at the same place in `keys`.
-    pub(crate) fn of<T: serde::Serialize>(
-        rows: &[T],
-        keys: impl IntoIterator<Item = String>,
+    /// The row `row` makes of each item, named by the key it gives with it.
+    pub(crate) fn each<'i, I, T: serde::Serialize>(
+        items: &'i [I],
+        row: impl FnMut(&'i I) -> Result<(String, T), StoreError>,
     ) -> Result<Self, StoreError> {
+        let (keys, rows): (Vec<String>, Vec<T>) = items
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .unzip();
         Ok(Self {
-            rows: Rows::of(rows)?,
-            keys: keys.into_iter().collect(),
+            rows: Rows::of(&rows)?,
+            keys,
         })
     }
 

@@ -126,9 +126,9 @@ impl Encoded {
 
 /// Each product's columns from its expected version.
 fn products(products: &[(&ProductStock, u64)]) -> Result<Keyed, StoreError> {
-    let rows: Vec<_> = products
-        .iter()
-        .map(|(p, expected)| {
+    Keyed::each(products, |(p, expected)| {
+        Ok((
+            p.product_id.clone(),
             (
                 &p.product_id,
                 &p.name,
@@ -142,10 +142,9 @@ fn products(products: &[(&ProductStock, u64)]) -> Result<Keyed, StoreError> {
                 p.deducted,
                 to_sql(p.version),
                 to_sql(*expected),
-            )
-        })
-        .collect();
-    Keyed::of(&rows, products.iter().map(|(p, _)| p.product_id.clone()))
+            ),
+        ))
+    })
 }
 
 fn lines_of(reservation: &Reservation) -> Result<String, StoreError> {
@@ -153,27 +152,24 @@ fn lines_of(reservation: &Reservation) -> Result<String, StoreError> {
 }
 
 fn new_reservations(reservations: &[&Reservation]) -> Result<Keyed, StoreError> {
-    let rows = reservations
-        .iter()
-        .map(|r| Ok((&r.order_id, r.status.as_str(), lines_of(r)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Keyed::of(&rows, reservations.iter().map(|r| r.order_id.clone()))
+    Keyed::each(reservations, |r| {
+        Ok((r.order_id.clone(), (&r.order_id, r.status.as_str(), lines_of(r)?)))
+    })
 }
 
 /// Each reservation as it becomes, with the status it was read in.
 fn changed_reservations(reservations: &[(&Reservation, &Reservation)]) -> Result<Keyed, StoreError> {
-    let rows = reservations
-        .iter()
-        .map(|(before, after)| {
-            Ok((
+    Keyed::each(reservations, |(before, after)| {
+        Ok((
+            after.order_id.clone(),
+            (
                 &after.order_id,
                 after.status.as_str(),
                 lines_of(after)?,
                 before.status.as_str(),
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Keyed::of(&rows, reservations.iter().map(|(_, after)| after.order_id.clone()))
+            ),
+        ))
+    })
 }
 
 fn movements(movements: &[(&Movement, &Actor)]) -> Result<Rows, StoreError> {

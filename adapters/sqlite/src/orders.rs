@@ -134,19 +134,18 @@ impl NewOrders {
 /// Orders to update from their expected version, encoded before the
 /// transaction begins.
 fn updated_rows(orders: &[(&Order, u64)]) -> Result<Keyed, StoreError> {
-    let rows = orders
-        .iter()
-        .map(|(o, expected)| {
-            Ok((
+    Keyed::each(orders, |(o, expected)| {
+        Ok((
+            o.id.clone(),
+            (
                 &o.id,
                 o.status.as_str(),
                 o.confirmed_at,
                 state_of(o)?,
                 to_sql(*expected),
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Keyed::of(&rows, orders.iter().map(|(o, _)| o.id.clone()))
+            ),
+        ))
+    })
 }
 
 /// Updates each order ([`updated_rows`]), in one statement; a conflict names an

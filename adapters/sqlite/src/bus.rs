@@ -4,10 +4,10 @@
 //! some consumer reads; `bus_pending` holds, per consumer, what it has still
 //! to handle, with its delivery count and when it may be delivered (again),
 //! filled by a trigger as each message is stored, for the consumers the
-//! message names; `bus_dead_letters` keeps
-//! what was given up on. A pulled message is leased for the consumer's ack
-//! wait: one that is never settled comes back, as on JetStream. Publishing
-//! wakes the waiting subscriptions of this process at once.
+//! message names; `bus_dead_letters` keeps what was given up on. A pulled
+//! message is leased for the consumer's ack wait: one that is never settled
+//! comes back, as on JetStream. Publishing wakes the waiting subscriptions
+//! of this process at once.
 //!
 //! Acknowledgements share commits, as new orders do (`intake.rs`): with
 //! `synchronous = FULL` every commit flushes the log, and a consumer settles
@@ -48,6 +48,9 @@ pub struct SqliteBus {
     /// Reads that change nothing (counts, dead letters), beside the writer.
     readers: SqlitePool,
     topology: Topology,
+    /// Every consumer of the deployment, with the reader it serves, named
+    /// once: each publish asks which of them read each event.
+    consumers: Arc<[(Reader, String)]>,
     published: Arc<Notify>,
     acks: GroupCommit<Ack, Result<(), BusError>>,
 }
@@ -60,9 +63,14 @@ impl SqliteBus {
     /// Needs a Tokio runtime: the acknowledgement writer is a task of its own.
     pub fn new(store: &SqliteStore, topology: Topology) -> Self {
         let pool = store.pool().clone();
+        let consumers: Arc<[(Reader, String)]> = topology
+            .readers()
+            .into_iter()
+            .map(|reader| (reader, topology.consumer(reader).durable))
+            .collect();
         let acks = AckWriter {
             pool: pool.clone(),
-            consumers: durables(&topology),
+            consumers: durables(&consumers),
             keep: topology.stream(Context::Order).duplicate_window,
             pruned_at: Arc::new(AtomicI64::new(now_ms())),
         };
@@ -74,6 +82,7 @@ impl SqliteBus {
             pool,
             readers: store.readers.clone(),
             topology,
+            consumers,
             published: Arc::new(Notify::new()),
             acks,
         }
@@ -83,7 +92,7 @@ impl SqliteBus {
     /// published before `before_ms`; answers how many went.
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, BusError> {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("prune", e))?;
-        let pruned = prune_in(&mut tx, &durables(&self.topology), before_ms, limit).await?;
+        let pruned = prune_in(&mut tx, &durables(&self.consumers), before_ms, limit).await?;
         tx.commit().await.map_err(|e| unavailable("prune", e))?;
         Ok(pruned)
     }
@@ -139,22 +148,17 @@ impl SqliteBus {
 
     /// The consumers that an event of `context` and `event_type` is queued for.
     fn readers_of(&self, context: Context, event_type: &str) -> Vec<String> {
-        self.topology
-            .readers()
-            .into_iter()
-            .filter(|reader| reader.reads(context, event_type))
-            .map(|reader| self.topology.consumer(reader).durable)
+        self.consumers
+            .iter()
+            .filter(|(reader, _)| reader.reads(context, event_type))
+            .map(|(_, durable)| durable.clone())
             .collect()
     }
 }
 
-/// Every consumer of the deployment, by durable name.
-fn durables(topology: &Topology) -> Vec<String> {
-    topology
-        .readers()
-        .into_iter()
-        .map(|reader| topology.consumer(reader).durable)
-        .collect()
+/// The consumers' durable names.
+fn durables(consumers: &[(Reader, String)]) -> Vec<String> {
+    consumers.iter().map(|(_, durable)| durable.clone()).collect()
 }
 
 /// A message to store, with the consumers it is queued for.

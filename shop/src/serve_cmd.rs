@@ -128,6 +128,9 @@ pub(crate) async fn start(
             store = store.without_group_commit();
         }
         let bus = SqliteBus::new(&store, topology);
+        // The bus is in the same file: each change's events go straight
+        // into it, and the relays have only what an earlier release left.
+        let store = store.publishing_into(&bus);
         let released = bus.release_leases().await?;
         if released > 0 {
             tracing::info!(target: "shop::serve", released, "messages of a stopped process delivered again");

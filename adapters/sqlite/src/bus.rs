@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::batch::{Rows, write};
 use crate::error::json_list;
+use crate::events::{Routes, to_bus};
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
@@ -47,11 +48,7 @@ pub struct SqliteBus {
     pool: SqlitePool,
     /// Reads that change nothing (counts, dead letters), beside the writer.
     readers: SqlitePool,
-    topology: Topology,
-    /// Every consumer of the deployment, with the reader it serves, named
-    /// once: each publish asks which of them read each event.
-    consumers: Arc<[(Reader, String)]>,
-    published: Arc<Notify>,
+    routes: Routes,
     acks: GroupCommit<Ack, Result<(), BusError>>,
 }
 
@@ -63,15 +60,11 @@ impl SqliteBus {
     /// Needs a Tokio runtime: the acknowledgement writer is a task of its own.
     pub fn new(store: &SqliteStore, topology: Topology) -> Self {
         let pool = store.pool().clone();
-        let consumers: Arc<[(Reader, String)]> = topology
-            .readers()
-            .into_iter()
-            .map(|reader| (reader, topology.consumer(reader).durable))
-            .collect();
+        let routes = Routes::new(topology);
         let acks = AckWriter {
             pool: pool.clone(),
-            consumers: durables(&consumers),
-            keep: topology.stream(Context::Order).duplicate_window,
+            consumers: routes.durables(),
+            keep: routes.topology().stream(Context::Order).duplicate_window,
             pruned_at: Arc::new(AtomicI64::new(now_ms())),
         };
         let acks = GroupCommit::start(1, ACK_BATCH, move |batch| {
@@ -81,24 +74,28 @@ impl SqliteBus {
         Self {
             pool,
             readers: store.readers.clone(),
-            topology,
-            consumers,
-            published: Arc::new(Notify::new()),
+            routes,
             acks,
         }
+    }
+
+    /// Who reads what, and how subscriptions are woken: for a store that
+    /// publishes into this bus.
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
     }
 
     /// Removes up to `limit` messages every consumer is done with that were
     /// published before `before_ms`; answers how many went.
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, BusError> {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("prune", e))?;
-        let pruned = prune_in(&mut tx, &durables(&self.consumers), before_ms, limit).await?;
+        let pruned = prune_in(&mut tx, &self.routes.durables(), before_ms, limit).await?;
         tx.commit().await.map_err(|e| unavailable("prune", e))?;
         Ok(pruned)
     }
 
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        self.routes.topology()
     }
 
     /// Makes every leased message deliverable now, and answers how many.
@@ -121,7 +118,7 @@ impl SqliteBus {
         let (context, event_type) = self
             .context_of(subject)
             .ok_or_else(|| BusError::Refused(format!("{subject} is not a subject of this namespace")))?;
-        let consumers = self.readers_of(context, event_type);
+        let consumers = self.routes.readers_of(context, event_type);
         let message = Outgoing {
             msg_id: Uuid::now_v7().to_string(),
             subject: subject.to_owned(),
@@ -132,33 +129,19 @@ impl SqliteBus {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
         insert(&mut tx, &rows).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
-        self.published.notify_waiters();
+        self.routes.published().notify_waiters();
         Ok(())
     }
 
     /// The context and event type a subject of this namespace names.
     fn context_of<'s>(&self, subject: &'s str) -> Option<(Context, &'s str)> {
         let rest = subject
-            .strip_prefix(self.topology.namespace().as_str())?
+            .strip_prefix(self.topology().namespace().as_str())?
             .strip_prefix('.')?;
         [Context::Order, Context::Inventory]
             .into_iter()
             .find_map(|c| Some((c, rest.strip_prefix(c.as_str())?.strip_prefix('.')?)))
     }
-
-    /// The consumers that an event of `context` and `event_type` is queued for.
-    fn readers_of(&self, context: Context, event_type: &str) -> Vec<String> {
-        self.consumers
-            .iter()
-            .filter(|(reader, _)| reader.reads(context, event_type))
-            .map(|(_, durable)| durable.clone())
-            .collect()
-    }
-}
-
-/// The consumers' durable names.
-fn durables(consumers: &[(Reader, String)]) -> Vec<String> {
-    consumers.iter().map(|(_, durable)| durable.clone()).collect()
 }
 
 /// A message to store, with the consumers it is queued for.
@@ -194,15 +177,9 @@ fn encode(messages: &[Outgoing<'_>]) -> Result<Rows, BusError> {
 /// its consumers (migration 0009).
 async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &Rows) -> Result<(), BusError> {
     // Seen before: stored once, delivered once (the conflict stores nothing).
-    write(
-        tx,
-        "INSERT INTO bus_messages (msg_id, subject, body, consumers, published_at)
-         SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value -> 3, value ->> 4 FROM json_each(?1) WHERE true
-         ON CONFLICT (msg_id) DO NOTHING",
-        messages,
-    )
-    .await
-    .map_err(|e| unavailable("publish", e))
+    write(tx, to_bus!("1", hex), messages)
+        .await
+        .map_err(|e| unavailable("publish", e))
 }
 
 /// Commits acknowledgements in groups, and prunes the stream now and then.
@@ -308,10 +285,10 @@ impl EventBus for SqliteBus {
         let messages: Vec<Outgoing> = events
             .iter()
             .filter_map(|event| {
-                let consumers = self.readers_of(event.context(), event.event_type());
+                let consumers = self.routes.readers_of(event.context(), event.event_type());
                 (!consumers.is_empty()).then(|| Outgoing {
                     msg_id: event.event_id().to_string(),
-                    subject: self.topology.subject(event.context(), event.event_type()),
+                    subject: self.topology().subject(event.context(), event.event_type()),
                     body: event.text().as_bytes(),
                     consumers,
                 })
@@ -324,7 +301,7 @@ impl EventBus for SqliteBus {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("publish", e))?;
         insert(&mut tx, &rows).await?;
         tx.commit().await.map_err(|e| unavailable("publish", e))?;
-        self.published.notify_waiters();
+        self.routes.published().notify_waiters();
         Ok(())
     }
 
@@ -333,8 +310,8 @@ impl EventBus for SqliteBus {
             pool: self.pool.clone(),
             readers: self.readers.clone(),
             acks: self.acks.clone(),
-            published: Arc::clone(&self.published),
-            spec: self.topology.consumer(reader),
+            published: Arc::clone(self.routes.published()),
+            spec: self.topology().consumer(reader),
             dead_lettered: 0,
         })
     }
@@ -385,7 +362,7 @@ impl EventBus for SqliteBus {
         };
         insert(&mut tx, &encode(&[message])?).await?;
         tx.commit().await.map_err(|e| unavailable("replay", e))?;
-        self.published.notify_waiters();
+        self.routes.published().notify_waiters();
         Ok(())
     }
 }

@@ -10,8 +10,8 @@
 
 use std::collections::HashSet;
 
+use shop_adapter_sql::Kept;
 use shop_adapter_sql::lookups::{self, Prices, Reading};
-use shop_adapter_sql::{CommitSignal, Kept, OutboxSignals};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{SealedDelivery, StoreError};
@@ -19,6 +19,7 @@ use shop_streams::{Context, Envelope};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::db_error;
+use crate::events::Events;
 use crate::orders::{NewColumns, NewOrders, NewRow, read_catalogue};
 use crate::outbox::{begin, commit};
 
@@ -45,8 +46,8 @@ impl Intake {
     /// One writer: SQLite has one anyway. One look-up at a time on
     /// `readers`, kept between rounds: the orders arriving meanwhile share
     /// the next.
-    pub(crate) fn start(pool: SqlitePool, readers: SqlitePool, signals: OutboxSignals) -> Self {
-        let group = GroupCommit::start(1, BATCH, move |batch| write_batch(pool.clone(), signals.clone(), batch));
+    pub(crate) fn start(pool: SqlitePool, readers: SqlitePool, events: Events) -> Self {
+        let group = GroupCommit::start(1, BATCH, move |batch| write_batch(pool.clone(), events.clone(), batch));
         let lookups = Kept::new(readers, 1);
         let prices = GroupCommit::start(1, BATCH, move |asked| look_up(lookups.clone(), asked));
         Self { group, prices }
@@ -91,8 +92,8 @@ fn catalogue_on<'c>(connection: &'c mut SqliteConnection, product_ids: &'c [Stri
     Box::pin(read_catalogue(connection, product_ids))
 }
 
-async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
-    match insert(&pool, signals.of(Context::Order), &batch).await {
+async fn write_batch(pool: SqlitePool, events: Events, batch: Vec<NewOrder>) -> Vec<Result<u64, StoreError>> {
+    match insert(&pool, &events, &batch).await {
         Ok(written) => written
             .into_iter()
             .zip(&batch)
@@ -106,7 +107,7 @@ async fn write_batch(pool: SqlitePool, signals: OutboxSignals, batch: Vec<NewOrd
 }
 
 /// One transaction; for each order, whether it was written (its id was free).
-async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
+async fn insert(pool: &SqlitePool, events: &Events, batch: &[NewOrder]) -> Result<Vec<bool>, StoreError> {
     // An id twice in one batch: the first is the one written.
     let mut seen = HashSet::with_capacity(batch.len());
     let first: Vec<bool> = batch.iter().map(|new| seen.insert(new.order.id.as_str())).collect();
@@ -121,16 +122,16 @@ async fn insert(pool: &SqlitePool, committed: &CommitSignal, batch: &[NewOrder])
             events: &new.events,
         })
         .collect();
-    let mut new = NewOrders::encode(&rows)?;
+    let mut new = NewOrders::encode(&rows, events)?;
     let mut tx = begin(pool).await?;
     let taken = new.taken(&mut tx).await?;
     if !taken.is_empty() {
         // Rare (a client's retry of an order already written): encoded again.
         rows.retain(|row| !taken.contains(&row.order.id));
-        new = NewOrders::encode(&rows)?;
+        new = NewOrders::encode(&rows, events)?;
     }
     new.insert(&mut tx).await?;
-    commit(tx, committed).await?;
+    commit(tx, events, Context::Order).await?;
     Ok(batch
         .iter()
         .zip(first)

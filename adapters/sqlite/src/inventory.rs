@@ -9,7 +9,8 @@ use sqlx::{Sqlite, Transaction};
 use crate::SqliteStore;
 use crate::batch::{Keyed, Rows, write};
 use crate::error::{corrupt, json_list, to_sql};
-use crate::outbox::{append_outbox, begin, commit, outbox_rows};
+use crate::events::EventRows;
+use crate::outbox::{begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
 
 impl InventoryStore for SqliteStore {
@@ -40,7 +41,7 @@ impl InventoryStore for SqliteStore {
             new_reservations: new_reservations(&new)?,
             changed_reservations: changed_reservations(&updated)?,
             movements: movements(&net.movements)?,
-            events: outbox_rows(net.events.iter().copied())?,
+            events: self.events.rows(Context::Inventory, net.events.iter().copied())?,
         };
         let mut tx = begin(&self.pool).await?;
         for product in inserted {
@@ -48,7 +49,7 @@ impl InventoryStore for SqliteStore {
         }
         rows.write(&mut tx).await?;
         AUDIT.append_in(&mut tx, &net.audit).await?;
-        commit(tx, self.signals.of(Context::Inventory)).await
+        commit(tx, &self.events, Context::Inventory).await
     }
 
     shop_adapter_sql::inventory_reads!(STATEMENTS);
@@ -63,7 +64,7 @@ struct Encoded {
     new_reservations: Keyed,
     changed_reservations: Keyed,
     movements: Rows,
-    events: Rows,
+    events: EventRows,
 }
 
 /// What a reservation's conflict names.
@@ -120,7 +121,7 @@ impl Encoded {
             &self.movements,
         )
         .await?;
-        append_outbox(tx, Context::Inventory, &self.events).await
+        self.events.append(tx, Context::Inventory).await
     }
 }
 

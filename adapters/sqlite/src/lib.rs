@@ -3,10 +3,12 @@
 //! [`SqliteStore`] implements both contexts' stores and outboxes with the
 //! same guarantees as PostgreSQL (one transaction per change, version
 //! fences, CHECK constraints on stock); [`SqliteBus`] is the event bus in
-//! the same file, so the saga survives a restart without a broker: the
-//! relays publish outbox rows into it, consumers lease, acknowledge, retry
-//! and dead-letter messages as they would on JetStream. Both pass the ports'
-//! contract suites.
+//! the same file, so the saga survives a restart without a broker:
+//! consumers lease, acknowledge, retry and dead-letter messages as they
+//! would on JetStream. Both pass the ports' contract suites. The serving
+//! process's store writes each change's events straight into the bus, in
+//! the change's transaction ([`SqliteStore::publishing_into`]); the relays
+//! publish only what other processes left in the outboxes.
 //!
 //! SQLite has one writer at a time: this process's writes queue for one
 //! connection and start with `BEGIN IMMEDIATE`; reads run beside them on
@@ -20,6 +22,7 @@ mod audit;
 mod batch;
 mod bus;
 mod error;
+mod events;
 mod intake;
 mod inventory;
 mod orders;
@@ -31,6 +34,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use events::Events;
 use futures::TryFutureExt;
 use shop_adapter_sql::OutboxSignals;
 use shop_streams::Context;
@@ -75,8 +79,8 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// New orders, committed in groups (unless switched off).
     intake: Option<intake::Intake>,
-    /// Rung after each commit that may have appended to an outbox.
-    signals: OutboxSignals,
+    /// Where changes write their events, and whom a commit wakes.
+    events: Events,
 }
 
 impl SqliteStore {
@@ -119,13 +123,31 @@ impl SqliteStore {
             .await
             .map_err(SqliteError::Migrate)?;
         let readers = connect(READERS, options).await?;
-        let signals = OutboxSignals::default();
+        let events = Events::outbox(OutboxSignals::default());
         Ok(Self {
-            intake: Some(intake::Intake::start(pool.clone(), readers.clone(), signals.clone())),
+            intake: Some(intake::Intake::start(pool.clone(), readers.clone(), events.clone())),
             pool,
             readers,
-            signals,
+            events,
         })
+    }
+
+    /// Writes each change's events straight into `bus`'s stream, in the
+    /// change's transaction, instead of into the outboxes (`events.rs`):
+    /// for the process that serves on this file. `bus` MUST be a bus over
+    /// this store. Events already in the outboxes (left by an earlier
+    /// release, or written by a tool that does not publish) are still
+    /// theirs to relay.
+    pub fn publishing_into(mut self, bus: &SqliteBus) -> Self {
+        self.events = self.events.with_bus(bus.routes().clone());
+        if self.intake.is_some() {
+            self.intake = Some(intake::Intake::start(
+                self.pool.clone(),
+                self.readers.clone(),
+                self.events.clone(),
+            ));
+        }
+        self
     }
 
     /// Every new order commits alone, as any other write (for comparisons).
@@ -155,7 +177,7 @@ impl SqliteStore {
             self.pool.clone(),
             self.readers.clone(),
             context,
-            self.signals.of(context).clone(),
+            self.events.signals().of(context).clone(),
         )
     }
 

@@ -14,7 +14,8 @@ use sqlx::{Executor, Sqlite, Transaction};
 use crate::SqliteStore;
 use crate::batch::{Keyed, Rows};
 use crate::error::{corrupt, db_error, json_list, to_sql};
-use crate::outbox::{append_outbox, begin, commit, outbox_rows};
+use crate::events::{EventRows, Events, to_bus, to_outbox};
+use crate::outbox::{begin, commit};
 use crate::statements::{AUDIT, STATEMENTS};
 use shop_adapter_sql::rows;
 
@@ -39,7 +40,7 @@ impl NewColumns {
 }
 
 /// A new order to insert at version 1: its JSON columns, its delivery and
-/// the events that go to the outbox with it.
+/// the events written with it (`events.rs`).
 pub(crate) struct NewRow<'a> {
     pub order: &'a Order,
     pub columns: &'a NewColumns,
@@ -54,11 +55,27 @@ pub(crate) struct NewOrders {
     ids: String,
     orders: Rows,
     deliveries: Rows,
-    events: Rows,
+    events: EventRows,
+}
+
+/// The command [`NewOrders::insert`] runs, ending with the statement that
+/// writes their events where `events` says (`events.rs`).
+macro_rules! insert_new_orders {
+    ($events:expr) => {
+        concat!(
+            "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 1, value ->> 6
+             FROM json_each(?1);
+             INSERT INTO orders_deliveries (order_id, key_id, sealed)
+             SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2);
+             ",
+            $events
+        )
+    };
 }
 
 impl NewOrders {
-    pub(crate) fn encode(new: &[NewRow<'_>]) -> Result<Self, StoreError> {
+    pub(crate) fn encode(new: &[NewRow<'_>], events: &Events) -> Result<Self, StoreError> {
         let orders: Vec<_> = new
             .iter()
             .map(|n| {
@@ -84,7 +101,7 @@ impl NewOrders {
             ids: json_list(&ids),
             orders: Rows::of(&orders)?,
             deliveries: Rows::of(&deliveries)?,
-            events: outbox_rows(new.iter().flat_map(|n| n.events))?,
+            events: events.rows(Context::Order, new.iter().flat_map(|n| n.events))?,
         })
     }
 
@@ -106,20 +123,18 @@ impl NewOrders {
     /// Inserts them all (at version 1), their deliveries and their events;
     /// none of their ids may be [`taken`](Self::taken).
     pub(crate) async fn insert(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO orders_orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 1, value ->> 6
-             FROM json_each(?1);
-             INSERT INTO orders_deliveries (order_id, key_id, sealed)
-             SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2);
-             INSERT INTO orders_outbox (envelope, at) SELECT value ->> 0, value ->> 1 FROM json_each(?3)",
-        )
-        .bind(self.orders.json())
-        .bind(self.deliveries.json())
-        .bind(self.events.json())
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+        let command = if self.events.on_bus() {
+            insert_new_orders!(to_bus!("3"))
+        } else {
+            insert_new_orders!(to_outbox!("orders_outbox", "3"))
+        };
+        let done = sqlx::query(command)
+            .bind(self.orders.json())
+            .bind(self.deliveries.json())
+            .bind(self.events.json())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
         let rows = self.orders.len() + self.deliveries.len() + self.events.len();
         if usize::try_from(done.rows_affected()).ok() != Some(rows) {
             return Err(corrupt(
@@ -198,12 +213,15 @@ impl OrderStore for SqliteStore {
         let (mut tx, new_version) = match write.expected_version {
             None => {
                 let columns = NewColumns::of(&write)?;
-                let new = NewOrders::encode(&[NewRow {
-                    order,
-                    columns: &columns,
-                    delivery: write.delivery,
-                    events: write.events,
-                }])?;
+                let new = NewOrders::encode(
+                    &[NewRow {
+                        order,
+                        columns: &columns,
+                        delivery: write.delivery,
+                        events: write.events,
+                    }],
+                    &self.events,
+                )?;
                 let mut tx = begin(&self.pool).await?;
                 if !new.taken(&mut tx).await?.is_empty() {
                     return Err(conflict());
@@ -213,15 +231,15 @@ impl OrderStore for SqliteStore {
             }
             Some(expected) => {
                 let orders = updated_rows(&[(order, expected)])?;
-                let events = outbox_rows(write.events)?;
+                let events = self.events.rows(Context::Order, write.events)?;
                 let mut tx = begin(&self.pool).await?;
                 update(&mut tx, &orders).await?;
-                append_outbox(&mut tx, Context::Order, &events).await?;
+                events.append(&mut tx, Context::Order).await?;
                 (tx, expected + 1)
             }
         };
         AUDIT.append_in(&mut tx, write.audit.as_slice()).await?;
-        commit(tx, self.signals.of(Context::Order)).await?;
+        commit(tx, &self.events, Context::Order).await?;
         Ok(new_version)
     }
 
@@ -237,13 +255,15 @@ impl OrderStore for SqliteStore {
 
     async fn update_many(&self, updates: &[OrderWrite<'_>]) -> Result<(), StoreError> {
         let orders = updated_rows(&checked_updates(updates)?)?;
-        let events = outbox_rows(updates.iter().flat_map(|u| u.events))?;
+        let events = self
+            .events
+            .rows(Context::Order, updates.iter().flat_map(|u| u.events))?;
         let audit: Vec<_> = updates.iter().filter_map(|u| u.audit).collect();
         let mut tx = begin(&self.pool).await?;
         update(&mut tx, &orders).await?;
         AUDIT.append_in(&mut tx, &audit).await?;
-        append_outbox(&mut tx, Context::Order, &events).await?;
-        commit(tx, self.signals.of(Context::Order)).await
+        events.append(&mut tx, Context::Order).await?;
+        commit(tx, &self.events, Context::Order).await
     }
 
     async fn deliveries(&self, order_ids: &[String]) -> Result<Vec<SealedDelivery>, StoreError> {
@@ -291,7 +311,7 @@ impl CustomerKeys for SqliteStore {
         let mut tx = begin(&self.pool).await?;
         let destroyed = STATEMENTS.destroy_key(&mut tx, customer_id).await?;
         AUDIT.append_in(&mut tx, &[audit]).await?;
-        commit(tx, self.signals.of(Context::Order)).await?;
+        commit(tx, &self.events, Context::Order).await?;
         Ok(destroyed)
     }
 

@@ -7,7 +7,9 @@
 //!
 //! The order role relays the order outbox, consumes inventory events and
 //! expires reservations; the inventory role relays its outbox and consumes
-//! order events. Any number of instances of a role may run: they share the
+//! order events. (On SQLite the roles' own changes write their events
+//! straight into the bus in the same file, and the relays carry only what
+//! the command-line tools wrote to the outboxes.) Any number of instances of a role may run: they share the
 //! durable consumers, and outbox leases and aggregate versions keep them
 //! apart. Every role serves `/health/live` and `/metrics` on `--listen`,
 //! and the REST API of the contexts it runs (`/api/orders`, `/api/products`).

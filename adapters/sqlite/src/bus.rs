@@ -274,21 +274,14 @@ impl EventBus for SqliteBus {
     type Subscription = SqliteSubscription;
 
     async fn publish(&self, events: &[Encoded]) -> Result<(), BusError> {
-        // A message is only ever delivered to the consumers it is queued for
-        // as it is stored, so one of a type no consumer reads (an order's
-        // confirmation while payment is off, inventory's own bookkeeping)
-        // could never reach anyone: storing it would cost the one writer a
-        // row, its index entry and its pruning, for nothing. Not stored, it
-        // is no duplicate either: should a deployment that turned payment on
-        // republish it, payment is given it, and payment ignores an order
-        // that is no longer confirmed.
+        // Only what some consumer reads (`Routes::route` says why).
         let messages: Vec<Outgoing> = events
             .iter()
             .filter_map(|event| {
-                let consumers = self.routes.readers_of(event.context(), event.event_type());
-                (!consumers.is_empty()).then(|| Outgoing {
+                let (subject, consumers) = self.routes.route(event.context(), event.event_type())?;
+                Some(Outgoing {
                     msg_id: event.event_id().to_string(),
-                    subject: self.topology().subject(event.context(), event.event_type()),
+                    subject,
                     body: event.text().as_bytes(),
                     consumers,
                 })

@@ -107,6 +107,19 @@ impl Routes {
             .collect()
     }
 
+    /// Where an event of `context` and `event_type` is stored: its subject
+    /// and the consumers it is queued for; `None` when no consumer reads
+    /// it. Such a message could never be delivered (it is queued only as
+    /// it is stored), so storing it would cost the one writer a row, its
+    /// index entry and its pruning, for nothing. Not stored, it is no
+    /// duplicate either: should a deployment that turned payment on
+    /// republish a confirmation, payment is given it, and payment ignores
+    /// an order that is no longer confirmed.
+    pub(crate) fn route(&self, context: Context, event_type: &str) -> Option<(String, Vec<String>)> {
+        let consumers = self.readers_of(context, event_type);
+        (!consumers.is_empty()).then(|| (self.topology.subject(context, event_type), consumers))
+    }
+
     /// The consumers' durable names.
     pub(crate) fn durables(&self) -> Vec<String> {
         self.consumers.iter().map(|(_, durable)| durable.clone()).collect()
@@ -122,11 +135,12 @@ pub(crate) struct Events {
     bus: Option<Routes>,
 }
 
-/// A batch's events as the rows of where they go, encoded before the
-/// transaction begins (`batch.rs`).
+/// A batch's events of one context as the rows of where they go, encoded
+/// before the transaction begins (`batch.rs`).
 #[derive(Debug, Clone)]
 pub(crate) struct EventRows {
     rows: Rows,
+    context: Context,
     on_bus: bool,
 }
 
@@ -143,7 +157,7 @@ impl Events {
     }
 
     /// `context`'s `events` as rows; on the bus, only those some consumer
-    /// reads (`SqliteBus::publish` says why the rest are not stored).
+    /// reads ([`Routes::route`]), each as `SqliteBus::publish` stores it.
     pub(crate) fn rows<'e>(
         &self,
         context: Context,
@@ -162,27 +176,31 @@ impl Events {
             Some(routes) => {
                 let mut rows = Vec::new();
                 for event in events {
-                    let consumers = routes.readers_of(context, &event.event_type);
-                    if consumers.is_empty() {
-                        continue;
+                    // Routed by the event's own context, as the relay did.
+                    if let Some((subject, consumers)) = routes.route(event.context, &event.event_type) {
+                        rows.push((event.event_id.to_string(), subject, text(event)?, consumers, at));
                     }
-                    let subject = routes.topology.subject(context, &event.event_type);
-                    rows.push((event.event_id.to_string(), subject, text(event)?, consumers, at));
                 }
                 Rows::of(&rows)?
             }
         };
         Ok(EventRows {
             rows,
+            context,
             on_bus: self.bus.is_some(),
         })
     }
 
-    /// After a commit of `context`'s change: wakes whoever takes its events.
-    pub(crate) fn committed(&self, context: Context) {
+    /// After the commit that wrote `written`: wakes whoever takes them,
+    /// unless nothing was written (a woken subscription leases at the one
+    /// writer, a woken relay reads).
+    pub(crate) fn committed(&self, written: &EventRows) {
+        if written.is_empty() {
+            return;
+        }
         match &self.bus {
             Some(routes) => routes.published.notify_waiters(),
-            None => self.signals.of(context).ring(),
+            None => self.signals.of(written.context).ring(),
         }
     }
 
@@ -196,6 +214,10 @@ impl EventRows {
         self.rows.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.len() == 0
+    }
+
     pub(crate) fn json(&self) -> &str {
         self.rows.json()
     }
@@ -205,12 +227,8 @@ impl EventRows {
     }
 
     /// Writes them, in order, in one statement.
-    pub(crate) async fn append(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        context: Context,
-    ) -> Result<(), StoreError> {
-        let statement = match (self.on_bus, context) {
+    pub(crate) async fn append(&self, tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        let statement = match (self.on_bus, self.context) {
             (true, _) => to_bus!("1"),
             (false, Context::Order) => to_outbox!("orders_outbox", "1"),
             (false, Context::Inventory) => to_outbox!("inventory_outbox", "1"),

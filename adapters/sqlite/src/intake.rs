@@ -15,7 +15,7 @@ use shop_adapter_sql::lookups::{self, Prices, Reading};
 use shop_rules::order::Order;
 use shop_runtime::group_commit::GroupCommit;
 use shop_runtime::ports::{SealedDelivery, StoreError};
-use shop_streams::{Context, Envelope};
+use shop_streams::Envelope;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::db_error;
@@ -62,8 +62,9 @@ impl Intake {
             .unwrap_or_else(|| Err(StoreError::Unavailable("the catalogue readers stopped".into())))
     }
 
-    /// Writes `order` (version 1, stored as `columns`) and its `events` to
-    /// the outbox, with whatever other new orders are waiting.
+    /// Writes `order` (version 1, stored as `columns`) and its `events`
+    /// (where the store writes events: `events.rs`), with whatever other
+    /// new orders are waiting.
     pub(crate) async fn write(
         &self,
         order: &Order,
@@ -131,7 +132,7 @@ async fn insert(pool: &SqlitePool, events: &Events, batch: &[NewOrder]) -> Resul
         new = NewOrders::encode(&rows, events)?;
     }
     new.insert(&mut tx).await?;
-    commit(tx, events, Context::Order).await?;
+    commit(tx, events, new.events()).await?;
     Ok(batch
         .iter()
         .zip(first)

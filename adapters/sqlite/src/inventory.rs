@@ -49,7 +49,7 @@ impl InventoryStore for SqliteStore {
         }
         rows.write(&mut tx).await?;
         AUDIT.append_in(&mut tx, &net.audit).await?;
-        commit(tx, &self.events, Context::Inventory).await
+        commit(tx, &self.events, &rows.events).await
     }
 
     shop_adapter_sql::inventory_reads!(STATEMENTS);
@@ -121,7 +121,7 @@ impl Encoded {
             &self.movements,
         )
         .await?;
-        self.events.append(tx, Context::Inventory).await
+        self.events.append(tx).await
     }
 }
 

@@ -5,7 +5,9 @@
 //! fences, CHECK constraints on stock); [`SqliteBus`] is the event bus in
 //! the same file, so the saga survives a restart without a broker:
 //! consumers lease, acknowledge, retry and dead-letter messages as they
-//! would on JetStream. Both pass the ports' contract suites. The serving
+//! would on JetStream. Both pass the ports' contract suites (the stores
+//! writing their events to the outboxes; into the bus, as below, they are
+//! held to the same events by `tests/publishing.rs`). The serving
 //! process's store writes each change's events straight into the bus, in
 //! the change's transaction ([`SqliteStore::publishing_into`]); the relays
 //! publish only what other processes left in the outboxes.
@@ -72,8 +74,11 @@ const WRITER_CACHE: &str = "-65536";
 /// can be rolled back; past 64 KiB SQLite spilled that journal to a
 /// temporary file, and the saga's batches, which change many pages, wrote
 /// every page twice (5% of the shop's CPU under load; in memory, 7% less
-/// CPU for the same orders: docs/benchmarks.md). The journal is needed only until its statement ends, never after a
-/// crash, so memory loses nothing.
+/// CPU for the same orders: docs/benchmarks.md). The journal is needed
+/// only until its statement ends, never after a crash. The same setting
+/// keeps the writer's sorts and temporary tables in memory too: its
+/// statements sort batches, not tables, but a migration that builds an
+/// index on a large table sorts it in memory.
 const WRITER_TEMP_STORE: &str = "memory";
 
 /// Both contexts' stores (and the bus's tables) over two pools.

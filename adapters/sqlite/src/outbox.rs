@@ -1,5 +1,6 @@
 //! `Outbox` on SQLite: the shared SQL outbox over each context's
-//! `_outbox` and `_outbox_cursor` tables, and the writes that fill it.
+//! `_outbox` and `_outbox_cursor` tables (filled by the stores' writes,
+//! `events.rs`), and the write transactions' begin and commit.
 //!
 //! SQLite has one writer at a time, so events are numbered in the order
 //! their transactions commit: reading "after the cursor" never skips one.
@@ -11,7 +12,7 @@ use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::error::db_error;
-use crate::events::Events;
+use crate::events::{EventRows, Events};
 
 pub type SqliteOutbox = SqlOutbox<Sqlite>;
 
@@ -50,14 +51,13 @@ pub(crate) async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqli
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
 }
 
-/// Commits a transaction of `context` that may have written events, then
-/// wakes whoever takes them.
+/// Commits a transaction that wrote `written`, then wakes whoever takes them.
 pub(crate) async fn commit(
     tx: Transaction<'static, Sqlite>,
     events: &Events,
-    context: Context,
+    written: &EventRows,
 ) -> Result<(), StoreError> {
     tx.commit().await.map_err(db_error)?;
-    events.committed(context);
+    events.committed(written);
     Ok(())
 }

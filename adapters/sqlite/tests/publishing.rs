@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use shop_adapter_sqlite::{SqliteBus, SqliteStore};
 use shop_rules::inventory::{InventoryEvent, InventoryState, ProductStock, RegisterProduct, Restock};
-use shop_rules::order::{Order, OrderCreated, OrderEvent, OrderLine, OrderStatus, OrderTransition};
+use shop_rules::order::{Order, OrderEvent, OrderStatus, OrderTransition};
 use shop_runtime::audit::Actor;
+use shop_runtime::ports::contracts::{created, order};
 use shop_runtime::ports::{
     Delivery, EventBus, InventoryStore, InventoryWrite, OrderStore, OrderWrite, Outbox, StoreError, Subscription,
     contracts,
@@ -20,35 +21,6 @@ async fn publishing() -> (SqliteStore, SqliteBus, tempfile::TempDir) {
     let store = SqliteStore::open_in(dir.path()).await.expect("opened and migrated");
     let bus = SqliteBus::new(&store, Topology::new(Namespace::new("embedded").expect("valid")));
     (store.publishing_into(&bus), bus, dir)
-}
-
-fn order(id: &str) -> Order {
-    Order {
-        id: id.to_owned(),
-        customer_id: "alice".into(),
-        lines: vec![OrderLine {
-            product_id: "SKU-1".into(),
-            quantity: 2,
-            unit_price: 1200,
-        }],
-        currency: "KRW".into(),
-        status: OrderStatus::Pending,
-        cancel_reason: None,
-        created_at: 1_000,
-        confirmed_at: None,
-    }
-}
-
-fn created(order: &Order) -> Envelope {
-    let event = OrderEvent::Created(OrderCreated {
-        order_id: order.id.clone(),
-        customer_id: order.customer_id.clone(),
-        lines: order.lines.clone(),
-        currency: order.currency.clone(),
-        total: order.total(),
-        at: order.created_at,
-    });
-    contracts::order_envelope(event, 1, Trace::root(Uuid::now_v7()))
 }
 
 fn new_order<'a>(order: &'a Order, events: &'a [Envelope]) -> OrderWrite<'a> {
@@ -101,25 +73,22 @@ async fn new_orders_arriving_together_are_each_published_once_in_their_commit() 
         .chain(orders.iter().zip(&retried))
         .map(|(order, events)| OrderStore::write(&store, new_order(order, events)));
     let outcomes = futures::future::join_all(writes).await;
-    let (written, refused): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
-    assert_eq!(written.len(), orders.len());
-    assert!(
-        refused.iter().all(|r| matches!(r, Err(StoreError::Conflict(_)))),
-        "{refused:?}"
-    );
+    let (tries, retries) = outcomes.split_at(orders.len());
 
     let published = take_all(&bus, Reader::Inventory).await;
     assert_eq!(published.len(), orders.len(), "one event per order written");
-    for (order, (first, retried)) in orders.iter().zip(first.iter().zip(&retried)) {
+    for (n, order) in orders.iter().enumerate() {
+        // The event published is the one of the write that won, and only it.
+        let won = match (&tries[n], &retries[n]) {
+            (Ok(_), Err(StoreError::Conflict(_))) => &first[n][0],
+            (Err(StoreError::Conflict(_)), Ok(_)) => &retried[n][0],
+            other => panic!("{}: one write wins, the other conflicts: {other:?}", order.id),
+        };
         let event = published
             .iter()
             .find(|e| e.aggregate_id == order.id)
             .expect("published");
-        assert!(
-            event.event_id == first[0].event_id || event.event_id == retried[0].event_id,
-            "the event of the write that won"
-        );
-        assert_eq!(event.event_type, "OrderCreated");
+        assert_eq!(event, won);
     }
     assert_eq!(
         store.outbox(Context::Order).backlog().await.expect("counted"),
@@ -250,4 +219,69 @@ async fn inventory_changes_reach_the_order_side_through_the_bus() {
     assert_eq!(ids, [events[0].event_id]);
     assert_eq!(given[0], events[0], "the event as written");
     assert_eq!(store.outbox(Context::Inventory).backlog().await.expect("counted"), 0);
+}
+
+#[tokio::test]
+async fn a_change_that_fails_after_its_events_were_written_publishes_none() {
+    let (store, bus, _dir) = publishing().await;
+    // The event is written last in the new orders' command: refused there,
+    // the orders written before it in the same transaction must go too.
+    sqlx::query(
+        "CREATE TRIGGER refuse_messages AFTER INSERT ON bus_messages
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(store.pool())
+    .await
+    .expect("trigger created");
+    let placed = order("r-1");
+    let refused = OrderStore::write(&store, new_order(&placed, &[created(&placed)])).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        OrderStore::get(&store, "r-1").await,
+        Ok(None),
+        "the order went with its event"
+    );
+    sqlx::query("DROP TRIGGER refuse_messages")
+        .execute(store.pool())
+        .await
+        .expect("trigger dropped");
+    assert!(take_all(&bus, Reader::Inventory).await.is_empty());
+    assert_eq!(stored_messages(&store).await, 0);
+}
+
+/// The id of the one message in `bus_messages`.
+async fn msg_id(store: &SqliteStore) -> String {
+    sqlx::query_scalar("SELECT msg_id FROM bus_messages")
+        .fetch_one(store.pool())
+        .await
+        .expect("read")
+}
+
+/// What `bus_messages` holds for each message: subject, body, consumers.
+async fn stored(store: &SqliteStore) -> Vec<(String, Vec<u8>, String)> {
+    sqlx::query_as("SELECT subject, body, consumers FROM bus_messages ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .expect("read")
+}
+
+#[tokio::test]
+async fn an_event_is_stored_as_the_relay_would_have_published_it() {
+    let (store, _bus, _dir) = publishing().await;
+    let placed = order("same-1");
+    let events = [created(&placed)];
+    OrderStore::write(&store, new_order(&placed, &events))
+        .await
+        .expect("written");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let relayed = SqliteStore::open_in(dir.path()).await.expect("opened");
+    let bus = SqliteBus::new(&relayed, Topology::new(Namespace::new("embedded").expect("valid")));
+    bus.publish(&contracts::encoded(&events)).await.expect("published");
+
+    let written = stored(&store).await;
+    assert_eq!(written.len(), 1);
+    assert_eq!(written, stored(&relayed).await);
+    assert_eq!(msg_id(&store).await, events[0].event_id.to_string());
+    assert_eq!(msg_id(&relayed).await, events[0].event_id.to_string());
 }

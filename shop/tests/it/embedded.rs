@@ -141,4 +141,13 @@ async fn a_killed_embedded_shop_resumes_the_saga_and_loses_nothing() {
         .count();
     assert_eq!(reserves, 50, "one reserve per confirmed order, none twice");
     shop.kill();
+    // The serving shop wrote each change's events straight into the bus of
+    // its file: none of them went through an outbox.
+    let db = sqlx::SqlitePool::connect(&url).await.expect("opened");
+    let outboxed: i64 =
+        sqlx::query_scalar("SELECT (SELECT count(*) FROM orders_outbox) + (SELECT count(*) FROM inventory_outbox)")
+            .fetch_one(&db)
+            .await
+            .expect("counted");
+    assert_eq!(outboxed, 0);
 }

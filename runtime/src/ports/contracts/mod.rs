@@ -18,7 +18,9 @@ use shop_rules::order::{Order, OrderCreated, OrderEvent, OrderLine, OrderStatus}
 use shop_streams::{DomainEvent, Encoded, Envelope, RuleRef, Trace};
 use uuid::Uuid;
 
-pub(crate) fn order(id: &str) -> Order {
+/// A PENDING order of alice's for two of `SKU-1`, for the contracts and
+/// the adapters' own tests.
+pub fn order(id: &str) -> Order {
     Order {
         id: id.to_owned(),
         customer_id: "alice".into(),
@@ -35,7 +37,8 @@ pub(crate) fn order(id: &str) -> Order {
     }
 }
 
-pub(crate) fn created(order: &Order) -> Envelope {
+/// The `OrderCreated` event of `order`, at version 1.
+pub fn created(order: &Order) -> Envelope {
     let event = OrderEvent::Created(OrderCreated {
         order_id: order.id.clone(),
         customer_id: order.customer_id.clone(),

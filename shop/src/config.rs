@@ -532,8 +532,10 @@ pub struct ServiceConfig {
     /// JetStream cluster keeps (3 survives the loss of one node).
     pub nats_replicas: usize,
     /// `SHOP_RELAY_WAKE` (`on`, the default, or `off`): the outbox relays
-    /// wait for the commit (PostgreSQL NOTIFY; in-process on SQLite) instead
-    /// of polling every 10 ms.
+    /// wait for the commit (PostgreSQL NOTIFY) instead of polling every
+    /// 10 ms. On SQLite the serving process writes its events into the bus
+    /// itself, and the relays carry only what the command-line tools wrote,
+    /// found by the 250 ms poll.
     pub relay_wake: bool,
     /// `SHOP_OUTBOX_RETENTION_SECS` (default 900): how long published events
     /// stay in the outbox, for `shop outbox republish`, before they are pruned.

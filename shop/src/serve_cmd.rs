@@ -133,10 +133,6 @@ pub(crate) async fn start(
         // The bus is in the same file: each change's events go straight
         // into it, and the relays have only what an earlier release left.
         let store = store.publishing_into(&bus);
-        let released = bus.release_leases().await?;
-        if released > 0 {
-            tracing::info!(target: "shop::serve", released, "messages of a stopped process delivered again");
-        }
         let wiring = Wiring {
             api_keys: store.api_keys(),
             rule_store: store.rules(),

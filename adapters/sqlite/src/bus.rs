@@ -1,22 +1,40 @@
 //! The event bus in the SQLite file: a durable, in-process JetStream.
 //!
 //! `bus_messages` is the stream (deduplicated by event id) of the messages
-//! some consumer reads; `bus_pending` holds, per consumer, what it has still
-//! to handle, with its delivery count and when it may be delivered (again),
-//! filled by a trigger as each message is stored, for the consumers the
-//! message names; `bus_dead_letters` keeps what was given up on. A pulled
-//! message is leased for the consumer's ack wait: one that is never settled
-//! comes back, as on JetStream. Publishing wakes the waiting subscriptions
-//! of this process at once.
+//! some consumer reads, each naming the consumers it is for;
+//! `bus_dead_letters` keeps what was given up on. A consumer reads the
+//! stream in order from a cursor, as a JetStream consumer does. What it was
+//! handed and has not settled is leased, in this process's memory, for the
+//! ack wait: a message never settled comes back, one handed back comes back
+//! after its delay. `bus_cursors` keeps, per consumer, how far it has read,
+//! what it holds unsettled (with how often each was delivered) and its ack
+//! floor (every message at or below it is settled), written with each group
+//! of acknowledgements. Publishing wakes the waiting subscriptions of this
+//! process at once.
+//!
+//! Why a cursor: a queue row per message and consumer cost the one writer
+//! an insert as the message was stored, an update to lease it and a delete
+//! to acknowledge it, three of the five row writes each message took. Now
+//! handing messages out is a read beside the writer, and a batch of
+//! acknowledgements writes one row per consumer.
+//!
+//! What it asks: one process serves a file (the embedded mode runs one),
+//! since the leases live in its memory. The next process to open the file
+//! delivers at once what the stopped one held unsettled, as redeliveries,
+//! then reads on from where it had read. What was read after the last
+//! acknowledgement was stored comes again as a first delivery: an
+//! acknowledgement lost on its way.
 //!
 //! Acknowledgements share commits, as new orders do (`intake.rs`): with
 //! `synchronous = FULL` every commit flushes the log, and a consumer settles
-//! a whole batch at once, so one commit per ack would bound the saga by the
-//! disk's flush rate. The same writer keeps the stream bounded: messages
-//! every consumer is done with, older than the duplicate window, are pruned.
+//! a whole batch at once. The same writer keeps the stream bounded: messages
+//! below every consumer's floor, older than the duplicate window, are pruned.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, TryLockError};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use shop_runtime::group_commit::GroupCommit;
@@ -32,7 +50,7 @@ use crate::events::{Routes, to_bus};
 use crate::outbox::begin;
 use crate::{SqliteStore, millis, now_ms};
 
-/// How often a waiting subscription looks for messages whose retry delay ran out.
+/// How often a waiting subscription looks for messages whose lease or retry delay ran out.
 const POLL: Duration = Duration::from_millis(25);
 /// Most acknowledgements one commit carries.
 const ACK_BATCH: usize = 1024;
@@ -40,20 +58,143 @@ const ACK_BATCH: usize = 1024;
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 const PRUNE_LIMIT: i64 = 20_000;
 
-/// A consumer's acknowledgement of one message: (consumer, sequence).
-type Ack = (Arc<str>, i64);
-
 #[derive(Debug, Clone)]
 pub struct SqliteBus {
     pool: SqlitePool,
-    /// Reads that change nothing (counts, dead letters), beside the writer.
+    /// Reads that change nothing (the stream, counts, dead letters), beside the writer.
     readers: SqlitePool,
     routes: Routes,
-    acks: GroupCommit<Ack, Result<(), BusError>>,
+    /// Each consumer's cursor, by durable name, made at its first subscription.
+    cursors: Arc<Mutex<HashMap<String, Arc<Cursor>>>>,
+    /// The database file, whose consumers this bus serves alone once it
+    /// subscribes ([`SqliteBus::consume_alone`]).
+    file: PathBuf,
+    consuming: Arc<Mutex<Option<File>>>,
+    acks: GroupCommit<Arc<Cursor>, Result<(), BusError>>,
 }
 
 fn unavailable(what: &str, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BusError {
     BusError::Unavailable(Cause::context(what, error))
+}
+
+/// A lock whose holder panicked still guards consistent state: each
+/// critical section below changes it in one step.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One consumer's progress through the stream, shared by its subscriptions
+/// in this process.
+#[derive(Debug)]
+struct Cursor {
+    durable: Arc<str>,
+    /// The durable name as it appears in a message's list of consumers (a
+    /// JSON array of names): `instr` finds it there without parsing the
+    /// list, and the quotes keep one name from matching inside another.
+    quoted: String,
+    /// One pull at a time: a pull reads past the cursor, then moves it.
+    pulling: tokio::sync::Mutex<()>,
+    progress: Mutex<Progress>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// Read from `bus_cursors`; until then the fields below mean nothing.
+    loaded: bool,
+    /// Every message at or below it was handed out, or is not for this consumer.
+    read: i64,
+    /// Handed out and not settled yet, by sequence.
+    leases: BTreeMap<i64, Lease>,
+}
+
+/// Where a consumer stands, as `bus_cursors` keeps it.
+#[derive(Debug)]
+struct Stand {
+    floor: i64,
+    read: i64,
+    /// The leases as a JSON array of `[sequence, deliveries]`.
+    held: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    deliveries: i64,
+    /// When it may be handed out again: the lease's end, or a retry's delay.
+    visible_at: i64,
+}
+
+impl Progress {
+    /// Every message at or below it is settled.
+    fn floor(&self) -> i64 {
+        self.leases.keys().next().map_or(self.read, |first| first - 1)
+    }
+
+    fn stand(&self) -> Stand {
+        let held: Vec<(i64, i64)> = self
+            .leases
+            .iter()
+            .map(|(seq, lease)| (*seq, lease.deliveries))
+            .collect();
+        Stand {
+            floor: self.floor(),
+            read: self.read,
+            held: json_list(&held),
+        }
+    }
+}
+
+impl Cursor {
+    fn new(durable: &str) -> Self {
+        Self {
+            durable: Arc::from(durable),
+            quoted: json_list(&[durable]).trim_matches(['[', ']']).to_owned(),
+            pulling: tokio::sync::Mutex::new(()),
+            progress: Mutex::new(Progress::default()),
+        }
+    }
+
+    /// Reads where this consumer stands, unless already read. Call it on
+    /// the pulling turn.
+    async fn load(&self, readers: &SqlitePool) -> Result<(), BusError> {
+        if lock(&self.progress).loaded {
+            return Ok(());
+        }
+        let stored: Option<(i64, String)> =
+            sqlx::query_as("SELECT delivered, held FROM bus_cursors WHERE consumer = ?1")
+                .bind(&*self.durable)
+                .fetch_optional(readers)
+                .await
+                .map_err(|e| unavailable("cursor", e))?;
+        let (read, held) = stored.unwrap_or_else(|| (0, "[]".to_owned()));
+        let held: Vec<(i64, i64)> = serde_json::from_str(&held).map_err(|e| unavailable("cursor", e))?;
+        let mut progress = lock(&self.progress);
+        progress.read = read;
+        // Held by a process that stopped: deliverable now.
+        progress.leases = held
+            .into_iter()
+            .map(|(seq, deliveries)| {
+                let lease = Lease {
+                    deliveries,
+                    visible_at: 0,
+                };
+                (seq, lease)
+            })
+            .collect();
+        progress.loaded = true;
+        Ok(())
+    }
+
+    /// Settled: not to be handed out again.
+    fn settle(&self, seq: i64) {
+        lock(&self.progress).leases.remove(&seq);
+    }
+
+    /// Hands `seq` out again once `delay` has passed.
+    fn hand_back(&self, seq: i64, delay: Duration) {
+        if let Some(lease) = lock(&self.progress).leases.get_mut(&seq) {
+            lease.visible_at = now_ms().saturating_add(millis(delay));
+        }
+    }
 }
 
 impl SqliteBus {
@@ -63,7 +204,6 @@ impl SqliteBus {
         let routes = Routes::new(topology);
         let acks = AckWriter {
             pool: pool.clone(),
-            consumers: routes.durables(),
             keep: routes.topology().stream(Context::Order).duplicate_window,
             pruned_at: Arc::new(AtomicI64::new(now_ms())),
         };
@@ -75,6 +215,9 @@ impl SqliteBus {
             pool,
             readers: store.readers.clone(),
             routes,
+            cursors: Arc::default(),
+            file: store.file().to_path_buf(),
+            consuming: Arc::default(),
             acks,
         }
     }
@@ -89,26 +232,13 @@ impl SqliteBus {
     /// published before `before_ms`; answers how many went.
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, BusError> {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("prune", e))?;
-        let pruned = prune_in(&mut tx, &self.routes.durables(), before_ms, limit).await?;
+        let pruned = prune_in(&mut tx, before_ms, limit).await?;
         tx.commit().await.map_err(|e| unavailable("prune", e))?;
         Ok(pruned)
     }
 
     pub fn topology(&self) -> &Topology {
         self.routes.topology()
-    }
-
-    /// Makes every leased message deliverable now, and answers how many.
-    /// For a process starting on an embedded database that only it uses:
-    /// what is leased then was leased by a process that died, and need not
-    /// wait out its ack wait.
-    pub async fn release_leases(&self) -> Result<u64, BusError> {
-        let released = sqlx::query("UPDATE bus_pending SET visible_at = 0 WHERE visible_at > ?1 AND deliveries > 0")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| unavailable("release leases", e))?;
-        Ok(released.rows_affected())
     }
 
     /// Publishes `body` as it is to `subject` (`{ns}.{context}.{type}`), for
@@ -142,9 +272,51 @@ impl SqliteBus {
             .into_iter()
             .find_map(|c| Some((c, rest.strip_prefix(c.as_str())?.strip_prefix('.')?)))
     }
+
+    /// Makes sure no other process consumes from this file: the leases live
+    /// in one process's memory, and a second would deliver what the first
+    /// holds, and store its own floor over the first's. Held by an advisory
+    /// lock on `<file>-consumers` until this bus and its clones are dropped
+    /// (or the process ends); the command-line tools, which do not
+    /// subscribe, do not take it.
+    fn consume_alone(&self) -> Result<(), BusError> {
+        let mut consuming = lock(&self.consuming);
+        if consuming.is_some() {
+            return Ok(());
+        }
+        let mut name = self.file.clone().into_os_string();
+        name.push("-consumers");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&name)
+            .map_err(|e| unavailable("the consumers' lock", e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                *consuming = Some(file);
+                Ok(())
+            }
+            Err(TryLockError::WouldBlock) => Err(BusError::Refused(format!(
+                "another process consumes the events of {}: one process serves an embedded database",
+                self.file.display()
+            ))),
+            Err(TryLockError::Error(e)) => Err(unavailable("the consumers' lock", e)),
+        }
+    }
+
+    /// The cursor of `durable`, the same for every subscription of it.
+    fn cursor(&self, durable: &str) -> Arc<Cursor> {
+        let mut cursors = lock(&self.cursors);
+        Arc::clone(
+            cursors
+                .entry(durable.to_owned())
+                .or_insert_with(|| Arc::new(Cursor::new(durable))),
+        )
+    }
 }
 
-/// A message to store, with the consumers it is queued for.
+/// A message to store, with the consumers it is for.
 struct Outgoing<'b> {
     msg_id: String,
     subject: String,
@@ -173,8 +345,7 @@ fn encode(messages: &[Outgoing<'_>]) -> Result<Rows, BusError> {
 }
 
 /// Stores each message ([`encode`]) once per id, in one statement whatever
-/// the number of messages; the stream's trigger queues what is stored for
-/// its consumers (migration 0009).
+/// the number of messages.
 async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &Rows) -> Result<(), BusError> {
     // Seen before: stored once, delivered once (the conflict stores nothing).
     write(tx, to_bus!("1", hex), messages)
@@ -182,11 +353,11 @@ async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, messages: &Ro
         .map_err(|e| unavailable("publish", e))
 }
 
-/// Commits acknowledgements in groups, and prunes the stream now and then.
+/// Commits the floors of consumers that settled messages, in groups, and
+/// prunes the stream now and then.
 #[derive(Debug, Clone)]
 struct AckWriter {
     pool: SqlitePool,
-    consumers: Vec<String>,
     /// Messages are kept this long after publishing, so a republished event
     /// id is still recognised as a duplicate; beyond it, the handlers
     /// (idempotent by the state they change) make a duplicate harmless, as
@@ -196,40 +367,40 @@ struct AckWriter {
 }
 
 impl AckWriter {
-    async fn commit(&self, acks: Vec<Ack>) -> Vec<Result<(), BusError>> {
-        let outcome = self.write(&acks).await;
-        vec![outcome; acks.len()]
+    async fn commit(&self, settled: Vec<Arc<Cursor>>) -> Vec<Result<(), BusError>> {
+        let outcome = self.write(&settled).await;
+        vec![outcome; settled.len()]
     }
 
-    async fn write(&self, acks: &[Ack]) -> Result<(), BusError> {
-        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("ack", e))?;
-        // One statement per consumer, the sequences as a JSON array.
-        let mut by_consumer: Vec<(&str, Vec<i64>)> = Vec::new();
-        for (consumer, seq) in acks {
-            match by_consumer.iter_mut().find(|(c, _)| *c == &**consumer) {
-                Some((_, seqs)) => seqs.push(*seq),
-                None => by_consumer.push((consumer, vec![*seq])),
+    async fn write(&self, settled: &[Arc<Cursor>]) -> Result<(), BusError> {
+        let mut cursors: Vec<&Arc<Cursor>> = Vec::new();
+        for cursor in settled {
+            if !cursors.iter().any(|c| Arc::ptr_eq(c, cursor)) {
+                cursors.push(cursor);
             }
         }
-        for (consumer, seqs) in by_consumer {
-            let seqs = serde_json::to_string(&seqs).map_err(|e| unavailable("ack", e))?;
-            sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq IN (SELECT value FROM json_each(?2))")
-                .bind(consumer)
-                .bind(seqs)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| unavailable("ack", e))?;
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("ack", e))?;
+        for cursor in cursors {
+            // Taken now, so it covers every settling before this commit;
+            // one writer task commits them in turn, so none overtakes a newer.
+            let stand = lock(&cursor.progress).stand();
+            sqlx::query(
+                "INSERT INTO bus_cursors (consumer, acked, delivered, held) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (consumer) DO UPDATE
+                 SET acked = excluded.acked, delivered = excluded.delivered, held = excluded.held",
+            )
+            .bind(&*cursor.durable)
+            .bind(stand.floor)
+            .bind(stand.read)
+            .bind(stand.held)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unavailable("ack", e))?;
         }
         let now = now_ms();
         let due = now.saturating_sub(self.pruned_at.load(Ordering::Relaxed)) >= millis(PRUNE_EVERY);
         if due {
-            let pruned = prune_in(
-                &mut tx,
-                &self.consumers,
-                now.saturating_sub(millis(self.keep)),
-                PRUNE_LIMIT,
-            )
-            .await?;
+            let pruned = prune_in(&mut tx, now.saturating_sub(millis(self.keep)), PRUNE_LIMIT).await?;
             tracing::debug!(target: "shop::bus", pruned, "stream pruned");
         }
         tx.commit().await.map_err(|e| unavailable("ack", e))?;
@@ -240,28 +411,22 @@ impl AckWriter {
     }
 }
 
-/// Deletes up to `limit` messages published before `before_ms` that come
-/// before every consumer's oldest pending one (those are done with).
+/// Deletes up to `limit` messages published before `before_ms` that every
+/// consumer they name has settled: at or below its floor. A consumer that
+/// has settled nothing yet has its floor at 0, and keeps what is for it.
 async fn prune_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    consumers: &[String],
     before_ms: i64,
     limit: i64,
 ) -> Result<u64, BusError> {
-    let mut first_pending = i64::MAX;
-    for consumer in consumers {
-        let oldest: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM bus_pending WHERE consumer = ?1")
-            .bind(consumer)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(|e| unavailable("prune", e))?;
-        first_pending = first_pending.min(oldest.unwrap_or(i64::MAX));
-    }
     let pruned = sqlx::query(
         "DELETE FROM bus_messages WHERE seq IN (
-             SELECT seq FROM bus_messages WHERE seq < ?1 AND published_at < ?2 ORDER BY seq LIMIT ?3)",
+             SELECT seq FROM bus_messages AS m WHERE published_at < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM json_each(m.consumers) AS named
+                 LEFT JOIN bus_cursors AS cursor ON cursor.consumer = named.value
+                 WHERE m.seq > coalesce(cursor.acked, 0))
+             ORDER BY seq LIMIT ?2)",
     )
-    .bind(first_pending)
     .bind(before_ms)
     .bind(limit)
     .execute(&mut **tx)
@@ -299,12 +464,20 @@ impl EventBus for SqliteBus {
     }
 
     async fn subscribe(&self, reader: Reader) -> Result<SqliteSubscription, BusError> {
+        self.consume_alone()?;
+        let spec = self.topology().consumer(reader);
+        let cursor = self.cursor(&spec.durable);
+        {
+            let _turn = cursor.pulling.lock().await;
+            cursor.load(&self.readers).await?;
+        }
         Ok(SqliteSubscription {
             pool: self.pool.clone(),
             readers: self.readers.clone(),
             acks: self.acks.clone(),
             published: Arc::clone(self.routes.published()),
-            spec: self.topology().consumer(reader),
+            cursor,
+            spec,
             dead_lettered: 0,
         })
     }
@@ -364,8 +537,9 @@ impl EventBus for SqliteBus {
 pub struct SqliteSubscription {
     pool: SqlitePool,
     readers: SqlitePool,
-    acks: GroupCommit<Ack, Result<(), BusError>>,
+    acks: GroupCommit<Arc<Cursor>, Result<(), BusError>>,
     published: Arc<Notify>,
+    cursor: Arc<Cursor>,
     spec: ConsumerSpec,
     dead_lettered: u64,
 }
@@ -377,54 +551,97 @@ struct Pulled {
     body: Vec<u8>,
 }
 
+/// A message as a pull reads it: sequence, subject, body.
+type Stored = (i64, String, Vec<u8>);
+
 impl SqliteSubscription {
-    /// Leases up to `max` deliverable messages for the ack wait.
+    /// Leases up to `max` messages: first those whose lease or retry delay
+    /// ran out, then the next ones past the cursor. Only reads: the cursor
+    /// and the leases move in memory.
     async fn pull(&self, max: usize) -> Result<Vec<Pulled>, BusError> {
+        let cursor = &self.cursor;
+        let _turn = cursor.pulling.lock().await;
         let now = now_ms();
-        // The writer only leases; the messages are read beside it. Reading
-        // them in the lease (a look-up and a body copied per row) took
-        // the one writer for work a reader does as well.
-        let mut leased: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE bus_pending SET deliveries = deliveries + 1, visible_at = ?3
-             WHERE consumer = ?1 AND seq IN (
-                 SELECT seq FROM bus_pending WHERE consumer = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?4)
-             RETURNING seq, deliveries",
-        )
-        .bind(&self.spec.durable)
-        .bind(now)
-        .bind(now.saturating_add(millis(self.spec.ack_wait)))
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| unavailable("pull", e))?;
-        if leased.is_empty() {
-            return Ok(Vec::new());
+        let (again, from) = {
+            let progress = lock(&cursor.progress);
+            let again: Vec<i64> = progress
+                .leases
+                .iter()
+                .filter(|(_, lease)| lease.visible_at <= now)
+                .map(|(seq, _)| *seq)
+                .take(max)
+                .collect();
+            (again, progress.read)
+        };
+        let fresh = max - again.len();
+        // One snapshot: the head read with the messages, so that moving the
+        // cursor to it skips nothing stored since.
+        let read = |e| unavailable("pull", e);
+        let mut tx = self.readers.begin().await.map_err(read)?;
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM bus_messages")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(read)?;
+        let mut messages: Vec<Stored> = Vec::new();
+        if !again.is_empty() {
+            // Above the floor, so not pruned.
+            messages = sqlx::query_as(
+                "SELECT seq, subject, body FROM bus_messages WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+            )
+            .bind(json_list(&again))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(read)?;
+            if messages.len() != again.len() {
+                return Err(unavailable(
+                    "pull",
+                    format!("{} of {} leased messages found", messages.len(), again.len()),
+                ));
+            }
         }
-        leased.sort_unstable();
-        let seqs: Vec<i64> = leased.iter().map(|(seq, _)| *seq).collect();
-        // A message is pruned only once no consumer has it pending, so
-        // each leased one is there to read.
-        let messages: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, subject, body FROM bus_messages WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq",
-        )
-        .bind(json_list(&seqs))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(|e| unavailable("pulled messages", e))?;
-        if messages.len() != leased.len() {
-            return Err(unavailable(
-                "pulled messages",
-                format!("{} of {} leased messages found", messages.len(), leased.len()),
-            ));
+        let mut reached = from;
+        if fresh > 0 {
+            let new: Vec<Stored> = sqlx::query_as(
+                "SELECT seq, subject, body FROM bus_messages
+                 WHERE seq > ?1 AND seq <= ?2 AND instr(consumers, ?3) > 0 ORDER BY seq LIMIT ?4",
+            )
+            .bind(from)
+            .bind(head)
+            .bind(&cursor.quoted)
+            .bind(i64::try_from(fresh).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(read)?;
+            // Fewer than asked: nothing else of ours up to the head.
+            reached = match new.last() {
+                Some((last, _, _)) if new.len() == fresh => *last,
+                _ => head,
+            };
+            messages.extend(new);
         }
-        Ok(leased
+        tx.commit().await.map_err(read)?;
+
+        let until = now.saturating_add(millis(self.spec.ack_wait));
+        let mut progress = lock(&cursor.progress);
+        progress.read = progress.read.max(reached);
+        Ok(messages
             .into_iter()
-            .zip(messages)
-            .map(|((seq, deliveries), (_, subject, body))| Pulled {
-                seq,
-                deliveries,
-                subject,
-                body,
+            .map(|(seq, subject, body)| {
+                let lease = progress
+                    .leases
+                    .entry(seq)
+                    .and_modify(|lease| lease.deliveries += 1)
+                    .or_insert(Lease {
+                        deliveries: 1,
+                        visible_at: until,
+                    });
+                lease.visible_at = until;
+                Pulled {
+                    seq,
+                    deliveries: lease.deliveries,
+                    subject,
+                    body,
+                }
             })
             .collect())
     }
@@ -439,13 +656,12 @@ impl Subscription for SqliteSubscription {
             // Registered before looking, so a publish in between still wakes us.
             let published = self.published.notified();
             let mut batch = Vec::new();
-            let consumer: Arc<str> = Arc::from(self.spec.durable.as_str());
             for message in self.pull(max).await? {
                 let attempt = u64::try_from(message.deliveries).unwrap_or(1);
                 let key = Key {
                     pool: self.pool.clone(),
                     acks: self.acks.clone(),
-                    consumer: Arc::clone(&consumer),
+                    cursor: Arc::clone(&self.cursor),
                     seq: message.seq,
                 };
                 let reason = match Envelope::from_bytes(&message.body) {
@@ -478,9 +694,11 @@ impl Subscription for SqliteSubscription {
     }
 
     async fn lag(&mut self) -> Result<u64, BusError> {
+        let read = lock(&self.cursor.progress).read;
         let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM bus_pending WHERE consumer = ?1 AND deliveries = 0")
-                .bind(&self.spec.durable)
+            sqlx::query_scalar("SELECT count(*) FROM bus_messages WHERE seq > ?1 AND instr(consumers, ?2) > 0")
+                .bind(read)
+                .bind(&self.cursor.quoted)
                 .fetch_one(&self.readers)
                 .await
                 .map_err(|e| unavailable("lag", e))?;
@@ -492,41 +710,40 @@ impl Subscription for SqliteSubscription {
     }
 }
 
-/// Which pending message a delivery settles.
+/// Which leased message a delivery settles.
 #[derive(Debug)]
 struct Key {
     pool: SqlitePool,
-    acks: GroupCommit<Ack, Result<(), BusError>>,
-    consumer: Arc<str>,
+    acks: GroupCommit<Arc<Cursor>, Result<(), BusError>>,
+    cursor: Arc<Cursor>,
     seq: i64,
 }
 
 impl Key {
-    async fn dead_letter(&self, subject: &str, body: &[u8], attempt: u64, reason: &str) -> Result<(), BusError> {
-        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("dead letter", e))?;
+    /// Settles the message and waits until its consumer's floor is stored.
+    async fn settle(self) -> Result<(), BusError> {
+        self.cursor.settle(self.seq);
+        self.acks
+            .submit(self.cursor)
+            .await
+            .unwrap_or_else(|| Err(BusError::Unavailable("the acknowledgement writer stopped".into())))
+    }
+
+    async fn dead_letter(self, subject: &str, body: &[u8], attempt: u64, reason: &str) -> Result<(), BusError> {
         sqlx::query(
             "INSERT INTO bus_dead_letters (consumer, subject, reason, deliveries, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .bind(&*self.consumer)
+        .bind(&*self.cursor.durable)
         .bind(subject)
         .bind(reason)
         .bind(i64::try_from(attempt).unwrap_or(i64::MAX))
         .bind(body)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(|e| unavailable("dead letter", e))?;
-        self.settle_in(&mut tx).await?;
-        tx.commit().await.map_err(|e| unavailable("dead letter", e))
-    }
-
-    async fn settle_in(&self, tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), BusError> {
-        sqlx::query("DELETE FROM bus_pending WHERE consumer = ?1 AND seq = ?2")
-            .bind(&*self.consumer)
-            .bind(self.seq)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| unavailable("ack", e))?;
-        Ok(())
+        // Kept: now it may go. A stop before the floor is stored delivers
+        // it again, and it is given up on again.
+        self.settle().await
     }
 }
 
@@ -549,22 +766,11 @@ impl Delivery for SqliteDelivery {
     }
 
     async fn ack(self) -> Result<(), BusError> {
-        let Key {
-            acks, consumer, seq, ..
-        } = self.key;
-        acks.submit((consumer, seq))
-            .await
-            .unwrap_or_else(|| Err(BusError::Unavailable("the acknowledgement writer stopped".into())))
+        self.key.settle().await
     }
 
     async fn retry(self, delay: Duration) -> Result<(), BusError> {
-        sqlx::query("UPDATE bus_pending SET visible_at = ?3 WHERE consumer = ?1 AND seq = ?2")
-            .bind(&*self.key.consumer)
-            .bind(self.key.seq)
-            .bind(now_ms().saturating_add(millis(delay)))
-            .execute(&self.key.pool)
-            .await
-            .map_err(|e| unavailable("retry", e))?;
+        self.key.cursor.hand_back(self.key.seq, delay);
         Ok(())
     }
 

@@ -2,8 +2,8 @@
 //!
 //! By default into the context's outbox, for its relay to publish. A store
 //! that publishes into the bus of its own file ([`SqliteStore::publishing_into`])
-//! writes them straight into the bus's stream instead, queued for the
-//! consumers that read them: the commit that makes a change makes its events
+//! writes them straight into the bus's stream instead, for the consumers
+//! that read them: the commit that makes a change makes its events
 //! deliverable, and nothing is left for a relay to do. Through the outbox,
 //! each event cost the one writer an outbox row to write and later prune,
 //! and each relay's batch two more turns (its publish and its cursor's
@@ -40,8 +40,8 @@ macro_rules! to_outbox {
 
 /// The statement that stores messages in the bus's stream from the JSON
 /// array in parameter `?$p`, once per id (the conflict stores nothing);
-/// the stream's trigger queues each for the consumers it names
-/// (migration 0009). A body travels as text, or as `hex` where it need not
+/// each names the consumers it is for, who read it from their cursors
+/// (`bus.rs`). A body travels as text, or as `hex` where it need not
 /// be text (`SqliteBus::publish_raw`).
 macro_rules! to_bus {
     ($p:literal) => {
@@ -98,7 +98,7 @@ impl Routes {
         &self.published
     }
 
-    /// The consumers that an event of `context` and `event_type` is queued for.
+    /// The consumers that read an event of `context` and `event_type`.
     pub(crate) fn readers_of(&self, context: Context, event_type: &str) -> Vec<String> {
         self.consumers
             .iter()
@@ -108,9 +108,9 @@ impl Routes {
     }
 
     /// Where an event of `context` and `event_type` is stored: its subject
-    /// and the consumers it is queued for; `None` when no consumer reads
-    /// it. Such a message could never be delivered (it is queued only as
-    /// it is stored), so storing it would cost the one writer a row, its
+    /// and the consumers it is for; `None` when no consumer reads
+    /// it. Such a message could never be delivered (its consumers are
+    /// named as it is stored), so storing it would cost the one writer a row, its
     /// index entry and its pruning, for nothing. Not stored, it is no
     /// duplicate either: should a deployment that turned payment on
     /// republish a confirmation, payment is given it, and payment ignores
@@ -118,11 +118,6 @@ impl Routes {
     pub(crate) fn route(&self, context: Context, event_type: &str) -> Option<(String, Vec<String>)> {
         let consumers = self.readers_of(context, event_type);
         (!consumers.is_empty()).then(|| (self.topology.subject(context, event_type), consumers))
-    }
-
-    /// The consumers' durable names.
-    pub(crate) fn durables(&self) -> Vec<String> {
-        self.consumers.iter().map(|(_, durable)| durable.clone()).collect()
     }
 }
 

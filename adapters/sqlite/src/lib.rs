@@ -32,7 +32,7 @@ mod outbox;
 mod rules;
 mod statements;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -95,6 +95,8 @@ pub struct SqliteStore {
     intake: Option<intake::Intake>,
     /// Where changes write their events, and whom a commit wakes.
     events: Events,
+    /// The database file.
+    file: PathBuf,
 }
 
 impl SqliteStore {
@@ -114,7 +116,8 @@ impl SqliteStore {
             // saga's batches fill pages, so larger pages write the same
             // batch in fewer calls (a quarter of them at 3,000 orders/s).
             .page_size(PAGE_SIZE);
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        let file = options.get_filename().to_path_buf();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| SqliteError::Open(url.to_owned(), sqlx::Error::Io(e)))?;
         }
         let connect = |connections: u32, options: SqliteConnectOptions| {
@@ -146,6 +149,7 @@ impl SqliteStore {
             pool,
             readers,
             events,
+            file,
         })
     }
 
@@ -196,6 +200,11 @@ impl SqliteStore {
             context,
             self.events.signals().of(context).clone(),
         )
+    }
+
+    /// The database file.
+    pub fn file(&self) -> &Path {
+        &self.file
     }
 
     /// The writer's pool: its one connection.

@@ -4,7 +4,7 @@
 -- settled is now leased in its memory; the file keeps, per consumer, how far
 -- it has read (`delivered`), what it holds unsettled (`held`, a JSON array of
 -- [sequence, deliveries]) and its ack floor (`acked`: every message at or
--- below it is settled, so the stream is pruned up to the lowest floor).
+-- below it is settled), written with each group of acknowledgements.
 CREATE TABLE bus_cursors (
     consumer  TEXT    PRIMARY KEY,
     acked     INTEGER NOT NULL,
@@ -12,21 +12,18 @@ CREATE TABLE bus_cursors (
     held      TEXT    NOT NULL DEFAULT '[]'
 ) WITHOUT ROWID;
 
--- What is queued carries over, and nothing settled comes back: a consumer
--- has read up to the last message it was handed (or to just below its
--- oldest queued one), and holds what is queued up to there, with its
--- deliveries; what is queued above it, it reads next.
-WITH reach AS (
-    SELECT consumer, min(seq) - 1 AS acked,
-           coalesce(max(CASE WHEN deliveries > 0 THEN seq END), min(seq) - 1) AS delivered
-    FROM bus_pending GROUP BY consumer
-)
+-- Messages stored before migration 0009 name no consumers; their queue rows
+-- do, and pruning and reading now go by the names.
+UPDATE bus_messages SET consumers = (
+    SELECT json_group_array(consumer) FROM bus_pending WHERE bus_pending.seq = bus_messages.seq)
+WHERE consumers = '[]' AND seq IN (SELECT seq FROM bus_pending);
+
+-- Everything queued is held, with its deliveries (one never delivered has 0,
+-- and comes as a first delivery), and each consumer has read the whole
+-- stream: nothing queued is lost, and nothing settled comes back.
 INSERT INTO bus_cursors (consumer, acked, delivered, held)
-SELECT consumer, acked, delivered, (
-    SELECT json_group_array(json_array(seq, deliveries)) FROM (
-        SELECT seq, deliveries FROM bus_pending AS q
-        WHERE q.consumer = reach.consumer AND q.seq <= reach.delivered ORDER BY seq))
-FROM reach;
+SELECT consumer, min(seq) - 1, (SELECT max(seq) FROM bus_messages), json_group_array(json_array(seq, deliveries))
+FROM bus_pending GROUP BY consumer;
 
 -- A consumer with nothing queued is done with every message stored so far.
 INSERT INTO bus_cursors (consumer, acked, delivered)

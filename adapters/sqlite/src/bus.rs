@@ -9,7 +9,9 @@
 //! after its delay. `bus_cursors` keeps, per consumer, how far it has read,
 //! what it holds unsettled (with how often each was delivered) and its ack
 //! floor (every message at or below it is settled), written with each group
-//! of acknowledgements. Publishing wakes the waiting subscriptions of this
+//! of acknowledgements, and before a redelivery is handed out (so that a
+//! message that brings the process down is still given up on after
+//! `max_deliver` tries). Publishing wakes the waiting subscriptions of this
 //! process at once.
 //!
 //! Why a cursor: a queue row per message and consumer cost the one writer
@@ -18,8 +20,9 @@
 //! handing messages out is a read beside the writer, and a batch of
 //! acknowledgements writes one row per consumer.
 //!
-//! What it asks: one process serves a file (the embedded mode runs one),
-//! since the leases live in its memory. The next process to open the file
+//! What it asks: one process consumes a file's events (the embedded mode
+//! runs one; `SqliteBus::consume_alone` refuses a second), since the
+//! leases live in its memory. The next process to open the file
 //! delivers at once what the stopped one held unsettled, as redeliveries,
 //! then reads on from where it had read. What was read after the last
 //! acknowledgement was stored comes again as a first delivery: an
@@ -27,8 +30,9 @@
 //!
 //! Acknowledgements share commits, as new orders do (`intake.rs`): with
 //! `synchronous = FULL` every commit flushes the log, and a consumer settles
-//! a whole batch at once. The same writer keeps the stream bounded: messages
-//! below every consumer's floor, older than the duplicate window, are pruned.
+//! a whole batch at once. The same writer keeps the stream bounded: a
+//! message older than the duplicate window is pruned once every consumer it
+//! names has it below its floor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, TryLockError};
@@ -67,7 +71,7 @@ pub struct SqliteBus {
     /// Each consumer's cursor, by durable name, made at its first subscription.
     cursors: Arc<Mutex<HashMap<String, Arc<Cursor>>>>,
     /// The database file, whose consumers this bus serves alone once it
-    /// subscribes ([`SqliteBus::consume_alone`]).
+    /// subscribes (`SqliteBus::consume_alone`).
     file: PathBuf,
     consuming: Arc<Mutex<Option<File>>>,
     acks: GroupCommit<Arc<Cursor>, Result<(), BusError>>,
@@ -124,19 +128,17 @@ struct Lease {
 }
 
 impl Progress {
-    /// Every message at or below it is settled.
-    fn floor(&self) -> i64 {
-        self.leases.keys().next().map_or(self.read, |first| first - 1)
-    }
-
-    fn stand(&self) -> Stand {
+    /// Where it stands once `settling` (if any) is settled too.
+    fn stand(&self, settling: Option<i64>) -> Stand {
         let held: Vec<(i64, i64)> = self
             .leases
             .iter()
+            .filter(|(seq, _)| Some(**seq) != settling)
             .map(|(seq, lease)| (*seq, lease.deliveries))
             .collect();
         Stand {
-            floor: self.floor(),
+            // Every message at or below it is settled.
+            floor: held.first().map_or(self.read, |(first, _)| first - 1),
             read: self.read,
             held: json_list(&held),
         }
@@ -187,6 +189,23 @@ impl Cursor {
     /// Settled: not to be handed out again.
     fn settle(&self, seq: i64) {
         lock(&self.progress).leases.remove(&seq);
+    }
+
+    /// Writes where this consumer stands, in `tx`.
+    async fn store(&self, tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, stand: Stand) -> Result<(), BusError> {
+        sqlx::query(
+            "INSERT INTO bus_cursors (consumer, acked, delivered, held) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (consumer) DO UPDATE
+             SET acked = excluded.acked, delivered = excluded.delivered, held = excluded.held",
+        )
+        .bind(&*self.durable)
+        .bind(stand.floor)
+        .bind(stand.read)
+        .bind(stand.held)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unavailable("cursor", e))?;
+        Ok(())
     }
 
     /// Hands `seq` out again once `delay` has passed.
@@ -383,19 +402,8 @@ impl AckWriter {
         for cursor in cursors {
             // Taken now, so it covers every settling before this commit;
             // one writer task commits them in turn, so none overtakes a newer.
-            let stand = lock(&cursor.progress).stand();
-            sqlx::query(
-                "INSERT INTO bus_cursors (consumer, acked, delivered, held) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (consumer) DO UPDATE
-                 SET acked = excluded.acked, delivered = excluded.delivered, held = excluded.held",
-            )
-            .bind(&*cursor.durable)
-            .bind(stand.floor)
-            .bind(stand.read)
-            .bind(stand.held)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unavailable("ack", e))?;
+            let stand = lock(&cursor.progress).stand(None);
+            cursor.store(&mut tx, stand).await?;
         }
         let now = now_ms();
         let due = now.saturating_sub(self.pruned_at.load(Ordering::Relaxed)) >= millis(PRUNE_EVERY);
@@ -479,6 +487,7 @@ impl EventBus for SqliteBus {
             cursor,
             spec,
             dead_lettered: 0,
+            _consuming: Arc::clone(&self.consuming),
         })
     }
 
@@ -542,6 +551,9 @@ pub struct SqliteSubscription {
     cursor: Arc<Cursor>,
     spec: ConsumerSpec,
     dead_lettered: u64,
+    /// The consumers' lock (`SqliteBus::consume_alone`), held as long as
+    /// a subscription consumes, even past the bus that made it.
+    _consuming: Arc<Mutex<Option<File>>>,
 }
 
 struct Pulled {
@@ -582,26 +594,20 @@ impl SqliteSubscription {
             .fetch_one(&mut *tx)
             .await
             .map_err(read)?;
-        let mut messages: Vec<Stored> = Vec::new();
+        let mut held: Vec<Stored> = Vec::new();
         if !again.is_empty() {
-            // Above the floor, so not pruned.
-            messages = sqlx::query_as(
+            held = sqlx::query_as(
                 "SELECT seq, subject, body FROM bus_messages WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq",
             )
             .bind(json_list(&again))
             .fetch_all(&mut *tx)
             .await
             .map_err(read)?;
-            if messages.len() != again.len() {
-                return Err(unavailable(
-                    "pull",
-                    format!("{} of {} leased messages found", messages.len(), again.len()),
-                ));
-            }
         }
+        let mut new: Vec<Stored> = Vec::new();
         let mut reached = from;
         if fresh > 0 {
-            let new: Vec<Stored> = sqlx::query_as(
+            new = sqlx::query_as(
                 "SELECT seq, subject, body FROM bus_messages
                  WHERE seq > ?1 AND seq <= ?2 AND instr(consumers, ?3) > 0 ORDER BY seq LIMIT ?4",
             )
@@ -617,33 +623,60 @@ impl SqliteSubscription {
                 Some((last, _, _)) if new.len() == fresh => *last,
                 _ => head,
             };
-            messages.extend(new);
         }
         tx.commit().await.map_err(read)?;
 
         let until = now.saturating_add(millis(self.spec.ack_wait));
-        let mut progress = lock(&cursor.progress);
-        progress.read = progress.read.max(reached);
-        Ok(messages
-            .into_iter()
-            .map(|(seq, subject, body)| {
-                let lease = progress
-                    .leases
-                    .entry(seq)
-                    .and_modify(|lease| lease.deliveries += 1)
-                    .or_insert(Lease {
-                        deliveries: 1,
-                        visible_at: until,
-                    });
+        let mut pulled = Vec::with_capacity(held.len() + new.len());
+        {
+            let mut progress = lock(&cursor.progress);
+            progress.read = progress.read.max(reached);
+            // Pruning keeps what any consumer holds, so a held message is
+            // missing only if something else deleted it. Given up on with
+            // an error rather than asked for on every pull.
+            for seq in again.iter().filter(|seq| !held.iter().any(|(s, _, _)| s == *seq)) {
+                tracing::error!(target: "shop::bus", consumer = %cursor.durable, seq, "a held message is no longer in the stream");
+                progress.leases.remove(seq);
+            }
+            for (seq, subject, body) in held {
+                // Settled since it was found due (by its earlier delivery):
+                // it stays settled.
+                let Some(lease) = progress.leases.get_mut(&seq) else {
+                    continue;
+                };
+                lease.deliveries += 1;
                 lease.visible_at = until;
-                Pulled {
+                pulled.push(Pulled {
                     seq,
                     deliveries: lease.deliveries,
                     subject,
                     body,
-                }
-            })
-            .collect())
+                });
+            }
+            for (seq, subject, body) in new {
+                let lease = Lease {
+                    deliveries: 1,
+                    visible_at: until,
+                };
+                progress.leases.insert(seq, lease);
+                pulled.push(Pulled {
+                    seq,
+                    deliveries: 1,
+                    subject,
+                    body,
+                });
+            }
+        }
+        // A redelivery's count is stored before it is handed out, so that a
+        // message that brings the process down is still given up on after
+        // `max_deliver` restarts.
+        if pulled.iter().any(|message| message.deliveries > 1) {
+            let stored = self.acks.submit(Arc::clone(cursor)).await;
+            if let Some(Err(error)) = stored {
+                tracing::warn!(target: "shop::bus", consumer = %cursor.durable, %error, "delivery counts not stored");
+            }
+        }
+        Ok(pulled)
     }
 }
 
@@ -694,7 +727,11 @@ impl Subscription for SqliteSubscription {
     }
 
     async fn lag(&mut self) -> Result<u64, BusError> {
-        let read = lock(&self.cursor.progress).read;
+        let (read, held) = {
+            let progress = lock(&self.cursor.progress);
+            let never_delivered = progress.leases.values().filter(|lease| lease.deliveries == 0).count();
+            (progress.read, u64::try_from(never_delivered).unwrap_or(0))
+        };
         let waiting: i64 =
             sqlx::query_scalar("SELECT count(*) FROM bus_messages WHERE seq > ?1 AND instr(consumers, ?2) > 0")
                 .bind(read)
@@ -702,7 +739,8 @@ impl Subscription for SqliteSubscription {
                 .fetch_one(&self.readers)
                 .await
                 .map_err(|e| unavailable("lag", e))?;
-        Ok(u64::try_from(waiting).unwrap_or(0))
+        // Held but never delivered: queued before migration 0010.
+        Ok(u64::try_from(waiting).unwrap_or(0) + held)
     }
 
     fn take_dead_lettered(&mut self) -> u64 {
@@ -729,7 +767,10 @@ impl Key {
             .unwrap_or_else(|| Err(BusError::Unavailable("the acknowledgement writer stopped".into())))
     }
 
+    /// Keeps the message as a dead letter and settles it, in one commit:
+    /// a stop in between neither loses it nor keeps it twice.
     async fn dead_letter(self, subject: &str, body: &[u8], attempt: u64, reason: &str) -> Result<(), BusError> {
+        let mut tx = begin(&self.pool).await.map_err(|e| unavailable("dead letter", e))?;
         sqlx::query(
             "INSERT INTO bus_dead_letters (consumer, subject, reason, deliveries, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
@@ -738,12 +779,14 @@ impl Key {
         .bind(reason)
         .bind(i64::try_from(attempt).unwrap_or(i64::MAX))
         .bind(body)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| unavailable("dead letter", e))?;
-        // Kept: now it may go. A stop before the floor is stored delivers
-        // it again, and it is given up on again.
-        self.settle().await
+        let stand = lock(&self.cursor.progress).stand(Some(self.seq));
+        self.cursor.store(&mut tx, stand).await?;
+        tx.commit().await.map_err(|e| unavailable("dead letter", e))?;
+        self.cursor.settle(self.seq);
+        Ok(())
     }
 }
 

@@ -227,29 +227,52 @@ async fn the_next_process_delivers_again_what_a_stopped_one_left_unsettled() {
     assert_eq!(seen, [(events[0].event_id, 2), (events[2].event_id, 1)]);
 }
 
-#[tokio::test]
-async fn what_an_earlier_release_queued_is_delivered_after_the_upgrade() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+/// A database file as the release before `version` left it, open on one
+/// connection.
+async fn made_before(dir: &std::path::Path, version: i64) -> sqlx::SqliteConnection {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.path().join("shop.db"))
+        .filename(dir.join("shop.db"))
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
     let mut connection = sqlx::ConnectOptions::connect(&options).await.expect("created");
-    // The schema as the release before consumer cursors left it.
     let mut earlier = sqlx::migrate!("./migrations");
     earlier.migrations = earlier
         .migrations
         .iter()
-        .filter(|m| m.version < 10)
+        .filter(|m| m.version < version)
         .cloned()
         .collect::<Vec<_>>()
         .into();
     earlier.run(&mut connection).await.expect("the earlier schema");
-    // Three messages for inventory, queued by that release's trigger: the
-    // first then acknowledged, the second leased once, the third waiting.
+    connection
+}
+
+async fn run_on(connection: &mut sqlx::SqliteConnection, statements: &[&'static str]) {
+    for &statement in statements {
+        sqlx::query(statement).execute(&mut *connection).await.expect(statement);
+    }
+}
+
+/// What inventory is given at once, with each delivery's attempt.
+async fn handed_to_inventory(bus: &SqliteBus) -> Vec<(uuid::Uuid, u64)> {
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
+    let taken = inventory
+        .next_batch(10, std::time::Duration::from_millis(50))
+        .await
+        .expect("pulled");
+    taken.iter().map(|d| (d.envelope().event_id, d.attempt())).collect()
+}
+
+#[tokio::test]
+async fn what_an_earlier_release_queued_is_delivered_after_the_upgrade() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut connection = made_before(dir.path(), 10).await;
+    // Four messages for inventory, queued by that release's trigger: the
+    // first and the fourth then acknowledged, the second leased once, the
+    // third waiting (out a retry's delay, say).
     let topology = topology();
     let durable = topology.consumer(Reader::Inventory).durable;
-    let events: Vec<_> = (0..3).map(|i| completed(&format!("o-{i}"))).collect();
+    let events: Vec<_> = (0..4).map(|i| completed(&format!("o-{i}"))).collect();
     for event in &events {
         sqlx::query(
             "INSERT INTO bus_messages (msg_id, subject, body, consumers, published_at) VALUES (?1, ?2, ?3, ?4, 0)",
@@ -262,28 +285,95 @@ async fn what_an_earlier_release_queued_is_delivered_after_the_upgrade() {
         .await
         .expect("stored and queued");
     }
-    for statement in [
-        "DELETE FROM bus_pending WHERE seq = 1",
-        "UPDATE bus_pending SET deliveries = 1, visible_at = 9e15 WHERE seq = 2",
-    ] {
-        sqlx::query(statement).execute(&mut connection).await.expect(statement);
-    }
+    run_on(
+        &mut connection,
+        &[
+            "DELETE FROM bus_pending WHERE seq IN (1, 4)",
+            "UPDATE bus_pending SET deliveries = 1, visible_at = 9e15 WHERE seq = 2",
+            "UPDATE bus_pending SET visible_at = 9e15 WHERE seq = 3",
+        ],
+    )
+    .await;
     sqlx::Connection::close(connection).await.expect("closed");
 
     let store = SqliteStore::open_in(dir.path()).await.expect("opened and migrated");
     let bus = SqliteBus::new(&store, topology);
     let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
     assert_eq!(inventory.lag().await.expect("lag"), 1, "the one never delivered waits");
-    let taken = inventory
-        .next_batch(10, std::time::Duration::from_millis(50))
-        .await
-        .expect("pulled");
-    let seen: Vec<_> = taken.iter().map(|d| (d.envelope().event_id, d.attempt())).collect();
+    drop(inventory);
     assert_eq!(
-        seen,
+        handed_to_inventory(&bus).await,
         [(events[1].event_id, 2), (events[2].event_id, 1)],
-        "the leased one again, the waiting one first; the acknowledged one never"
+        "the leased one again, the waiting one first; the acknowledged ones never"
     );
+    // Pruning keeps them: they are held.
+    assert_eq!(bus.prune(i64::MAX, 100).await.expect("pruned"), 1, "the first only");
+}
+
+#[tokio::test]
+async fn what_was_queued_before_messages_named_their_consumers_is_delivered_too() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut connection = made_before(dir.path(), 9).await;
+    let topology = topology();
+    let durable = topology.consumer(Reader::Inventory).durable;
+    let event = completed("o-1");
+    sqlx::query("INSERT INTO bus_messages (msg_id, subject, body, published_at) VALUES (?1, ?2, ?3, 0)")
+        .bind(event.event_id.to_string())
+        .bind(topology.subject(Context::Order, &event.event_type))
+        .bind(serde_json::to_vec(&event).expect("encoded"))
+        .execute(&mut connection)
+        .await
+        .expect("stored");
+    sqlx::query("INSERT INTO bus_pending (consumer, seq) VALUES (?1, 1)")
+        .bind(&durable)
+        .execute(&mut connection)
+        .await
+        .expect("queued");
+    sqlx::Connection::close(connection).await.expect("closed");
+
+    let store = SqliteStore::open_in(dir.path()).await.expect("opened and migrated");
+    let bus = SqliteBus::new(&store, topology);
+    assert_eq!(
+        bus.prune(i64::MAX, 100).await.expect("pruned"),
+        0,
+        "still for inventory"
+    );
+    assert_eq!(handed_to_inventory(&bus).await, [(event.event_id, 1)]);
+}
+
+#[tokio::test]
+async fn delivery_counts_and_dead_letters_outlive_the_process() {
+    let (store, _dir) = fresh().await;
+    let (doomed, poison) = (completed("o-doomed"), completed("o-poison"));
+    let bus = SqliteBus::new(&store, topology());
+    bus.publish(&contracts::encoded(&[doomed.clone(), poison.clone()]))
+        .await
+        .expect("published");
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
+    for attempt in 1..=2 {
+        for delivery in inventory
+            .next_batch(10, std::time::Duration::from_millis(50))
+            .await
+            .expect("pulled")
+        {
+            assert_eq!(delivery.attempt(), attempt);
+            if delivery.envelope() == &poison {
+                delivery.dead_letter("no handler for this test").await.expect("kept");
+            } else {
+                // Handed back, and then the process stops: nothing acknowledged
+                // since the second delivery.
+                delivery.retry(std::time::Duration::ZERO).await.expect("handed back");
+            }
+        }
+    }
+    drop((bus, inventory));
+    let next = SqliteBus::new(&store, topology());
+    assert_eq!(
+        handed_to_inventory(&next).await,
+        [(doomed.event_id, 3)],
+        "the count goes on; the dead letter stays one"
+    );
+    assert_eq!(next.dead_letters(10).await.expect("listed").len(), 1);
 }
 
 fn transition(event: fn(OrderTransition) -> OrderEvent, order_id: &str) -> shop_streams::Envelope {

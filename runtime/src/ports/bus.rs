@@ -4,7 +4,7 @@
 //!
 //! Delivery is at least once; handlers make it exactly once in effect by
 //! being idempotent in the state they change. JetStream in the distributed
-//! mode, an in-process bus fed by the outbox in the embedded mode.
+//! mode, an in-process bus in the same SQLite file in the embedded mode.
 
 use std::future::Future;
 use std::time::Duration;

@@ -106,7 +106,7 @@ fn logged_listening_address(child: &mut Child, log: Option<Arc<std::sync::Mutex<
 /// The settings a test shop runs with, as `SHOP_*` pairs: its database and
 /// namespace, no rules cache, and the secrets a role on real services
 /// refuses to start without; `extra` comes last and may say otherwise.
-fn test_settings(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn test_settings(role: &str, database_url: &str, namespace: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars = vec![
         ("SHOP_DATABASE_URL".to_owned(), database_url.to_owned()),
         ("SHOP_NAMESPACE".to_owned(), namespace.to_owned()),

@@ -67,6 +67,40 @@ async fn with_nothing_configured_the_shop_runs_embedded_under_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_shop_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let env = [("SHOP_JWT_SECRET", TEST_SECRET)];
+    let first = RoleProcess::start("all", &url, "shop", &env);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["serve", "--role", "all"])
+        .env("SHOP_LISTEN", "127.0.0.1:0")
+        .envs(common::test_settings("all", &url, "shop", &env))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the shop binary starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("waited") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second shop on the same file kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("piped"), &mut stderr).expect("read");
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("another process consumes the events of"), "{stderr}");
+    // The first one goes on serving.
+    first.get("/health/ready").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_embedded_shop_resumes_the_saga_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("shop.db").display());

@@ -22,7 +22,8 @@ WHERE consumers = '[]' AND seq IN (SELECT seq FROM bus_pending);
 -- and comes as a first delivery), and each consumer has read the whole
 -- stream: nothing queued is lost, and nothing settled comes back.
 INSERT INTO bus_cursors (consumer, acked, delivered, held)
-SELECT consumer, min(seq) - 1, (SELECT max(seq) FROM bus_messages), json_group_array(json_array(seq, deliveries))
+SELECT consumer, min(seq) - 1, coalesce((SELECT max(seq) FROM bus_messages), max(seq)),
+       json_group_array(json_array(seq, deliveries))
 FROM bus_pending GROUP BY consumer;
 
 -- A consumer with nothing queued is done with every message stored so far.

@@ -128,12 +128,10 @@ struct Lease {
 }
 
 impl Progress {
-    /// Where it stands once `settling` (if any) is settled too.
-    fn stand(&self, settling: Option<i64>) -> Stand {
+    fn stand(&self) -> Stand {
         let held: Vec<(i64, i64)> = self
             .leases
             .iter()
-            .filter(|(seq, _)| Some(**seq) != settling)
             .map(|(seq, lease)| (*seq, lease.deliveries))
             .collect();
         Stand {
@@ -402,7 +400,7 @@ impl AckWriter {
         for cursor in cursors {
             // Taken now, so it covers every settling before this commit;
             // one writer task commits them in turn, so none overtakes a newer.
-            let stand = lock(&cursor.progress).stand(None);
+            let stand = lock(&cursor.progress).stand();
             cursor.store(&mut tx, stand).await?;
         }
         let now = now_ms();
@@ -771,6 +769,29 @@ impl Key {
     /// a stop in between neither loses it nor keeps it twice.
     async fn dead_letter(self, subject: &str, body: &[u8], attempt: u64, reason: &str) -> Result<(), BusError> {
         let mut tx = begin(&self.pool).await.map_err(|e| unavailable("dead letter", e))?;
+        // Settled while this transaction holds the one writer connection,
+        // so no group of acknowledgements stores it as held in between;
+        // handed back at once if the letter is not kept.
+        let lease = lock(&self.cursor.progress).leases.remove(&self.seq);
+        let kept = match self.keep(&mut tx, subject, body, attempt, reason).await {
+            Ok(()) => tx.commit().await.map_err(|e| unavailable("dead letter", e)),
+            Err(error) => Err(error),
+        };
+        if let (Err(_), Some(lease)) = (&kept, lease) {
+            let lease = Lease { visible_at: 0, ..lease };
+            lock(&self.cursor.progress).leases.insert(self.seq, lease);
+        }
+        kept
+    }
+
+    async fn keep(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        subject: &str,
+        body: &[u8],
+        attempt: u64,
+        reason: &str,
+    ) -> Result<(), BusError> {
         sqlx::query(
             "INSERT INTO bus_dead_letters (consumer, subject, reason, deliveries, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
@@ -779,14 +800,11 @@ impl Key {
         .bind(reason)
         .bind(i64::try_from(attempt).unwrap_or(i64::MAX))
         .bind(body)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| unavailable("dead letter", e))?;
-        let stand = lock(&self.cursor.progress).stand(Some(self.seq));
-        self.cursor.store(&mut tx, stand).await?;
-        tx.commit().await.map_err(|e| unavailable("dead letter", e))?;
-        self.cursor.settle(self.seq);
-        Ok(())
+        let stand = lock(&self.cursor.progress).stand();
+        self.cursor.store(tx, stand).await
     }
 }
 

@@ -233,7 +233,7 @@ impl SqliteBus {
             readers: store.readers.clone(),
             routes,
             cursors: Arc::default(),
-            file: store.file().to_path_buf(),
+            file: store.file.clone(),
             consuming: Arc::default(),
             acks,
         }
@@ -632,7 +632,9 @@ impl SqliteSubscription {
             // Pruning keeps what any consumer holds, so a held message is
             // missing only if something else deleted it. Given up on with
             // an error rather than asked for on every pull.
-            for seq in again.iter().filter(|seq| !held.iter().any(|(s, _, _)| s == *seq)) {
+            // `again` and `held` are both in sequence order.
+            let found = |seq: &&i64| held.binary_search_by_key(*seq, |(s, _, _)| *s).is_ok();
+            for seq in again.iter().filter(|seq| !found(seq)) {
                 tracing::error!(target: "shop::bus", consumer = %cursor.durable, seq, "a held message is no longer in the stream");
                 progress.leases.remove(seq);
             }

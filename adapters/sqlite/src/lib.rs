@@ -202,11 +202,6 @@ impl SqliteStore {
         )
     }
 
-    /// The database file.
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// The writer's pool: its one connection.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

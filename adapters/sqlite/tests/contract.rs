@@ -66,6 +66,19 @@ async fn the_audit_log_refuses_every_change_but_an_append() {
     }
 }
 
+/// The bundled SQLite is built as `.cargo/config.toml` asks: without its
+/// memory-use statistics, whose one mutex every allocation in every
+/// connection took.
+#[tokio::test]
+async fn sqlite_keeps_no_memory_statistics() {
+    let (store, _dir) = fresh().await;
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(store.pool())
+        .await
+        .expect("compile options");
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+}
+
 #[tokio::test]
 async fn api_key_store_contract() {
     let (store, _dir) = fresh().await;

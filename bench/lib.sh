@@ -35,6 +35,15 @@ scratch() {
   trap 'for step in "${on_exit[@]}"; do $step; done; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
 
+# The settings every load benchmark runs the shop and shop-load with.
+load_settings() {
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+  export SHOP_JWT_SECRET=bench-secret-of-at-least-32-bytes-long
+  export SHOP_DATA_KEY=0000000000000000000000000000000000000000000000000000000000000000
+  # The load is the point: no rate limits in the way.
+  export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
+}
+
 # Sets $bin to the directory of the release `shop` and `shop-load`: $BIN
 # when set (binaries built elsewhere: another commit's, for a before/after
 # in one session), else built here.

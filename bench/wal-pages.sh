@@ -8,6 +8,9 @@
 #   bench/wal-pages.sh                          # 3,000 orders/s for 20 s
 #   RATE=10000 DURATION=30s BIN=DIR bench/wal-pages.sh
 #
+# The log is copied from the 8th to the 15th second of the load, so a
+# DURATION under 16 s misses it.
+#
 # Needs python3 with its sqlite3 module built with dbstat (Debian's is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +18,9 @@ cd "$(dirname "$0")/.."
 RATE=${RATE:-3000}
 DURATION=${DURATION:-20s}
 PORT=${PORT:-18090}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-export SHOP_JWT_SECRET=bench-secret-of-at-least-32-bytes-long
-export SHOP_DATA_KEY=0000000000000000000000000000000000000000000000000000000000000000
-export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
 
 . bench/lib.sh
+load_settings
 release_binaries
 scratch
 

@@ -44,6 +44,15 @@ load_settings() {
   export SHOP_RATE_LIMIT_USER=off SHOP_RATE_LIMIT_IP=off SHOP_RULES_CACHE=off SHOP_LOG=${SHOP_LOG:-warn}
 }
 
+# Starts `shop serve` on 127.0.0.1:$1, logging to $2, with the environment
+# that follows (NAME=value ...); adds it to $pids and waits until ready.
+serve() {
+  local port=$1 log=$2; shift 2
+  env "$@" SHOP_LISTEN="127.0.0.1:$port" "$bin/shop" serve >"$log" 2>&1 &
+  pids+=($!)
+  wait_ready "$port" "$log"
+}
+
 # Sets $bin to the directory of the release `shop` and `shop-load`: $BIN
 # when set (binaries built elsewhere: another commit's, for a before/after
 # in one session), else built here.

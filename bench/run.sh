@@ -45,13 +45,6 @@ results=${RESULTS:-$(mktemp -d)}
 mkdir -p "$results"
 scratch
 
-# Starts `shop serve` with the given environment; waits until ready.
-serve() {
-  local port=$1 log=$2; shift 2
-  env "$@" SHOP_LISTEN="127.0.0.1:$port" "$bin/shop" serve >"$log" 2>&1 &
-  pids+=($!)
-  wait_ready "$port" "$log"
-}
 stop_all() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true

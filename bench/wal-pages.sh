@@ -24,10 +24,8 @@ load_settings
 release_binaries
 scratch
 
-SHOP_DATABASE_URL="sqlite://$work/shop.db" SHOP_LISTEN="127.0.0.1:$PORT" "$bin/shop" serve >"$work/shop.log" 2>&1 &
-shop=$!
-pids+=("$shop")
-wait_ready "$PORT" "$work/shop.log"
+serve "$PORT" "$work/shop.log" SHOP_DATABASE_URL="sqlite://$work/shop.db"
+shop=${pids[-1]}
 "$bin/shop-load" --target "http://127.0.0.1:$PORT" intake --rate "$RATE" --duration "$DURATION" >"$work/load.log" 2>&1 &
 load=$!
 pids+=("$load")

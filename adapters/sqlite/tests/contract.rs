@@ -231,13 +231,10 @@ async fn the_next_process_delivers_again_what_a_stopped_one_left_unsettled() {
         "while the first consumes, no other may"
     );
     drop((bus, inventory));
-    let mut inventory = next.subscribe(Reader::Inventory).await.expect("subscribe");
-    let again = inventory
-        .next_batch(10, std::time::Duration::from_millis(50))
-        .await
-        .expect("pulled");
-    let seen: Vec<_> = again.iter().map(|d| (d.envelope().event_id, d.attempt())).collect();
-    assert_eq!(seen, [(events[0].event_id, 2), (events[2].event_id, 1)]);
+    assert_eq!(
+        handed_to_inventory(&next).await,
+        [(events[0].event_id, 2), (events[2].event_id, 1)]
+    );
 }
 
 /// A database file as the release before `version` left it, open on one

@@ -20,6 +20,21 @@ use shop_runtime::saga::orders::{NewOrder, OrderService};
 use shop_streams::{Namespace, Topology, Trace};
 use uuid::Uuid;
 
+/// How `child` exited, once it has; killed, and the test failed with
+/// `what`, if it still runs at `deadline`.
+pub async fn exit_by(child: &mut Child, deadline: Instant, what: &str) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().expect("waitable") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A `shop serve` child process, killed when dropped.
 pub struct RoleProcess {
     pub child: Child,

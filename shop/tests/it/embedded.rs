@@ -82,16 +82,7 @@ async fn a_second_shop_on_the_same_file_is_refused() {
         .spawn()
         .expect("the shop binary starts");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = second.try_wait().expect("waited") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("a second shop on the same file kept running");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = common::exit_by(&mut second, deadline, "a second shop on the same file kept running").await;
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().expect("piped"), &mut stderr).expect("read");
     assert!(!status.success(), "{stderr}");

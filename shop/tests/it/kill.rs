@@ -105,17 +105,8 @@ async fn a_role_stopped_while_its_broker_is_silent_exits_within_its_grace() {
         .expect("kill runs");
     assert!(sent.success(), "SIGTERM delivered");
     let limit = STOP_GRACE + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = role.child.try_wait().expect("waitable") {
-            break status;
-        }
-        assert!(
-            asked.elapsed() < limit,
-            "the role still runs {:?} after SIGTERM",
-            asked.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let still_runs = format!("the role still runs {limit:?} after SIGTERM");
+    let status = common::exit_by(&mut role.child, asked + limit, &still_runs).await;
     assert!(status.success(), "a clean exit: {status}");
 
     let backlog = store.outbox(Schema::Orders).backlog().await.expect("countable");

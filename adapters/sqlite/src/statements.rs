@@ -60,12 +60,11 @@ static AUDIT_SQL: AuditSql = AuditSql {
     lock: "SELECT 1",
     head: "SELECT seq, hash FROM audit_heads ORDER BY seq DESC LIMIT 1",
     insert_head: "INSERT INTO audit_heads (seq, hash) VALUES ($1, $2)",
-    // A statement of many rows that could stop at a constraint with ABORT,
-    // SQLite's default, must undo its own rows alone, so it copies every
-    // page it changes to a statement journal first. FAIL stops without
-    // undoing them, and the transaction is rolled back whole on any error
-    // anyway. At 3,000 orders/s the shop journals a fifth fewer pages
-    // (docs/benchmarks.md, "Statement journals").
+    // FAIL, not SQLite's default ABORT: a statement of many rows that may
+    // abort journals every page it changes first (`WRITER_TEMP_STORE` in
+    // lib.rs), and one that may only fail needs no journal. Any error rolls
+    // the whole transaction back anyway. At 3,000 orders/s the shop
+    // journals a fifth fewer pages (docs/benchmarks.md, "Statement journals").
     insert_entries: "INSERT OR FAIL INTO audit_entries (seq, context, at, actor, role, action, target, request_id, detail, prev_hash, hash) ",
     entries:
         "SELECT seq, context, at, actor, role, action, target, request_id, detail, prev_hash, hash FROM audit_entries
@@ -83,30 +82,38 @@ mod tests {
     use super::AUDIT_SQL;
     use crate::SqliteStore;
 
-    /// The entries' insert stops at a broken constraint without undoing its
-    /// rows (`Halt` with P2 = 3, FAIL), so nothing in it asks SQLite for a
-    /// statement journal; ABORT would be P2 = 2.
+    /// SQLite journals a statement of many rows when it may abort: when a
+    /// constraint is checked with ABORT (`Halt` with P2 = 2) or it calls a
+    /// function, which may raise an error. The entries' insert does neither:
+    /// its constraints FAIL (P2 = 3), and its values are bound.
     #[tokio::test]
     async fn the_audit_insert_needs_no_statement_journal() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = SqliteStore::open_in(dir.path()).await.expect("opened and migrated");
         let row = "(?, 'inventory', 1, 'a', 'customer', 'stock.reserve', 'p', 'r', '{}', '', 'h')";
         let explain = format!("EXPLAIN {}VALUES {row}, {row}", AUDIT_SQL.insert_entries);
-        let program = sqlx::query(sqlx::AssertSqlSafe(explain))
+        let program: Vec<(String, i64, i64)> = sqlx::query(sqlx::AssertSqlSafe(explain))
             .bind(1_i64)
             .bind(2_i64)
             .fetch_all(store.pool())
             .await
-            .expect("explained");
-        let halts: Vec<(String, i64, i64)> = program
+            .expect("explained")
             .iter()
             .map(|op| (op.get("opcode"), op.get("p1"), op.get("p2")))
-            .filter(|(opcode, p1, _): &(String, i64, i64)| opcode.starts_with("Halt") && *p1 != 0)
             .collect();
-        assert!(!halts.is_empty(), "the program checks its constraints: {halts:?}");
+        let checks: Vec<_> = program
+            .iter()
+            .filter(|(opcode, p1, _)| opcode.starts_with("Halt") && *p1 != 0)
+            .collect();
+        assert!(!checks.is_empty(), "the program checks its constraints: {program:?}");
         assert!(
-            halts.iter().all(|(_, _, p2)| *p2 == 3),
-            "a constraint that aborts: {halts:?}"
+            checks.iter().all(|(_, _, p2)| *p2 == 3),
+            "a constraint that aborts: {checks:?}"
         );
+        let calls: Vec<_> = program
+            .iter()
+            .filter(|(opcode, _, _)| opcode.ends_with("Func") || opcode == "Function")
+            .collect();
+        assert!(calls.is_empty(), "a function call: {calls:?}");
     }
 }

@@ -15,6 +15,7 @@
 #   RUNS=tracing bench/run.sh    # intake at HIGH (4,000/s) without, then with, trace export over OTLP
 #   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow (every call, default budget)
 #   RUNS=policy bench/run.sh     # intake at HIGH without, then with, the purchase-limit policy (Redis counters)
+#   RUNS=prices bench/run.sh     # intake at HIGH with every order priced by a query, then with the price cache
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
@@ -491,6 +492,17 @@ for run in $RUNS; do
         sleep 2
       fi
       load "distributed-$HIGH-policy-$with" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
+        --duration "$DURATION" --products "$PRODUCTS"
+      costed
+    done
+    ;;
+  prices)
+    # The same intake twice: every order's prices read from the catalogue
+    # copy (grouped with other orders' reads), then reused for a second
+    # (SHOP_PRICE_CACHE_MS, the default; PRICE_CACHES lists others).
+    for cache in ${PRICE_CACHES:-0 1000}; do
+      distributed "prices-$cache" SHOP_PRICE_CACHE_MS=$cache
+      load "distributed-$HIGH-price-cache-$cache" --target http://127.0.0.1:18080 intake --rate "$HIGH" \
         --duration "$DURATION" --products "$PRODUCTS"
       costed
     done

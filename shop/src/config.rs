@@ -69,6 +69,7 @@ pub struct Settings {
     pub relay_wake: Option<Switch>,
     pub outbox_retention_secs: Option<u64>,
     pub intake_max_pending: Option<String>,
+    pub price_cache_ms: Option<u64>,
     pub stream_max_age_secs: Option<u64>,
     pub stream_max_bytes: Option<String>,
     pub request_timeout_ms: Option<u64>,
@@ -568,6 +569,14 @@ pub fn intake_max_pending(s: &Settings) -> anyhow::Result<Option<u64>> {
                 .with_context(|| format!("SHOP_INTAKE_MAX_PENDING={text:?}: expected a whole number or off"))?,
         ),
     })
+}
+
+/// `SHOP_PRICE_CACHE_MS` (default 1000; 0 turns it off): how long intake
+/// may use a price it read from the order side's catalogue copy (see
+/// [`shop_runtime::saga::prices`]). A change another order instance
+/// applied is seen within it.
+pub fn price_cache(s: &Settings) -> Duration {
+    Duration::from_millis(s.price_cache_ms.unwrap_or(1000))
 }
 
 /// An instance's id without `SHOP_INSTANCE_ID`: its host and process id.

@@ -97,7 +97,8 @@ where
             true => {
                 let mut service = OrderService::new(store.clone(), rules.clone(), clock.clone())
                     .with_metrics(metrics.clone())
-                    .with_backpressure(Backpressure::new(intake_max_pending));
+                    .with_backpressure(Backpressure::new(intake_max_pending))
+                    .with_price_cache(config::price_cache(settings));
                 if let Some(keyring) = keyring {
                     service = service.with_keyring(keyring);
                 }

@@ -8,6 +8,7 @@
 //!   provider's signed notices that complete or cancel them;
 //! - [`relay`]: the outbox relay that publishes committed events;
 //! - [`backpressure`]: intake that sheds load the saga cannot keep up with;
+//! - [`prices`]: the prices intake read, reused for a bounded time;
 //! - [`consumer`]: the loop that feeds a subscription's messages to a handler
 //!   and settles each one;
 //! - [`roles`]: the relays, consumers and expiry of each role, started and
@@ -21,6 +22,7 @@ pub mod consumer;
 pub mod inventory;
 pub mod orders;
 pub mod payment;
+pub mod prices;
 pub mod refusals;
 pub mod relay;
 pub mod roles;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::backpressure::{Backpressure, Overloaded};
+use super::prices::PriceCache;
 use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
 use crate::audit::{Actor, AuditEntry, AuditRecord};
 use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
@@ -121,6 +122,9 @@ pub struct OrderRecord {
 /// Most orders of one customer an export reads per query.
 const EXPORT_PAGE: u32 = 100;
 
+/// Most prices one query of a refresh round reads.
+const REFRESH_CHUNK: usize = 1000;
+
 pub struct OrderService<S> {
     store: S,
     /// Seals and opens delivery details; without one, orders carry none.
@@ -129,6 +133,7 @@ pub struct OrderService<S> {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     backpressure: Arc<Backpressure>,
+    prices: PriceCache,
 }
 
 impl<S: OrderStore> OrderService<S> {
@@ -140,7 +145,15 @@ impl<S: OrderStore> OrderService<S> {
             clock,
             metrics: Metrics::default(),
             backpressure: Arc::new(Backpressure::off()),
+            prices: PriceCache::off(),
         }
+    }
+
+    /// Reuses a price read from the catalogue copy for up to `lifetime`
+    /// (see [`PriceCache`]).
+    pub fn with_price_cache(mut self, lifetime: Duration) -> Self {
+        self.prices = PriceCache::new(lifetime);
+        self
     }
 
     /// Sheds intake while the saga's backlog is over `backpressure`'s bound
@@ -198,7 +211,7 @@ impl<S: OrderStore> OrderService<S> {
                 None => Ok(None),
             }
         };
-        let (sealed, catalogue) = futures::join!(sealing, self.store.catalogue(&ids));
+        let (sealed, catalogue) = futures::join!(sealing, self.prices(&ids));
         let sealed = sealed?;
         let catalogue: Vec<CataloguePrice> = catalogue?.into_iter().map(|e| e.price).collect();
         let place = PlaceOrder {
@@ -232,6 +245,38 @@ impl<S: OrderStore> OrderService<S> {
             })?;
         self.metrics.order_events(&order, &decided.value);
         Ok(order)
+    }
+
+    /// The catalogue entries of `product_ids` that the copy knows: those
+    /// held by the price cache, and the rest read (and kept).
+    async fn prices(&self, product_ids: &[String]) -> Result<Vec<CatalogueEntry>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut lookup = self.prices.look_up(product_ids, now);
+        if lookup.missing.is_empty() {
+            return Ok(lookup.held);
+        }
+        let read = self.store.catalogue(&lookup.missing).await?;
+        self.prices.keep(lookup.since, &read, now);
+        lookup.held.extend(read);
+        Ok(lookup.held)
+    }
+
+    /// Reads again the prices intake used since the last round, so that
+    /// they stay within the cache's lifetime; returns how many it read.
+    pub async fn refresh_prices(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let due = self.prices.due();
+        for chunk in due.product_ids.chunks(REFRESH_CHUNK) {
+            let read = self.store.catalogue(chunk).await?;
+            self.prices.renew(due.since, &read, now);
+        }
+        Ok(due.product_ids.len())
+    }
+
+    /// How often [`run_price_refresh`] reads prices again; `None` when
+    /// the cache keeps none.
+    pub fn price_refresh_every(&self) -> Option<Duration> {
+        self.prices.refresh_every()
     }
 
     /// Intake that a retry cannot duplicate: the caller derives the order id
@@ -650,6 +695,14 @@ impl<S: OrderStore> OrderService<S> {
         together_and_alone(self, envelopes, concurrency, &at, at_once).await
     }
 
+    /// Stores a product's new catalogue entry, and drops the price the
+    /// cache held for it.
+    async fn update_catalogue(&self, entry: &CatalogueEntry) -> Result<(), HandleError> {
+        self.store.update_catalogue(entry).await?;
+        self.prices.changed(&entry.price.product_id);
+        Ok(())
+    }
+
     /// The order side's reaction to an inventory event. Idempotent by the
     /// order's status and the catalogue entry's source version: a repeated
     /// message decides nothing.
@@ -672,11 +725,11 @@ impl<S: OrderStore> OrderService<S> {
             }
             InventoryEvent::ProductRegistered(product) => {
                 let entry = catalogue_entry(&product.product_id, product.unit_price, &product.currency, envelope);
-                return Ok(self.store.update_catalogue(&entry).await?);
+                return self.update_catalogue(&entry).await;
             }
             InventoryEvent::PriceChanged(change) => {
                 let entry = catalogue_entry(&change.product_id, change.new_price, &change.currency, envelope);
-                return Ok(self.store.update_catalogue(&entry).await?);
+                return self.update_catalogue(&entry).await;
             }
             // The rest is inventory's own bookkeeping: it asks nothing here.
             _ => return Ok(()),
@@ -718,6 +771,22 @@ impl Expiry {
         Self {
             after: timeout,
             reason: CancelReason::PaymentFailed,
+        }
+    }
+}
+
+/// Reads again the prices in use every `every`, until `stop` turns true.
+/// A failed round is logged; the prices it did not read expire, and
+/// intake reads them itself.
+pub async fn run_price_refresh<S: OrderStore>(
+    service: Arc<OrderService<S>>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let _ = tokio::time::timeout(every, stop.changed()).await;
+        if let Err(error) = service.refresh_prices().await {
+            tracing::warn!(target: "shop::intake", %error, "prices not refreshed; intake reads them");
         }
     }
 }

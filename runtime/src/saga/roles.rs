@@ -16,7 +16,7 @@ use super::Handler;
 use super::backpressure::{SAMPLE_EVERY, run_sampler};
 use super::consumer::{Consumer, ConsumerSettings, run_consumer};
 use super::inventory::InventoryService;
-use super::orders::{Expiry, OrderService, run_expiry};
+use super::orders::{Expiry, OrderService, run_expiry, run_price_refresh};
 use super::relay::{RelaySettings, run_relay};
 use crate::metrics::Metrics;
 use crate::ports::{BusError, EventBus, InventoryStore, Lock, OrderStore, Outbox};
@@ -79,8 +79,9 @@ impl Roles {
         }
     }
 
-    /// Starts the order role's relay, consumer and expiry, and the backlog
-    /// count its intake sheds by (when it has a bound).
+    /// Starts the order role's relay, consumer and expiry, the backlog
+    /// count its intake sheds by (when it has a bound), and the rounds that
+    /// refresh the prices it keeps (when it keeps any).
     pub async fn start_order<S: OrderStore, B: EventBus + Clone>(
         &mut self,
         orders: Arc<OrderService<S>>,
@@ -93,6 +94,10 @@ impl Roles {
         if orders.backpressure().is_on() {
             self.tasks
                 .spawn(run_sampler(orders.clone(), SAMPLE_EVERY, self.stop.subscribe()));
+        }
+        if let Some(every) = orders.price_refresh_every() {
+            self.tasks
+                .spawn(run_price_refresh(orders.clone(), every, self.stop.subscribe()));
         }
         self.tasks.spawn(run_expiry(
             orders,

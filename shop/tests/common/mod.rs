@@ -227,13 +227,19 @@ impl Drop for InProcess {
 /// Prices `product_id` in the order side's catalogue copy directly, as the
 /// saga would from the inventory's events: for tests that run no inventory.
 pub async fn price_directly(store: &PgStore, product_id: &str, unit_price: i64) {
+    price_directly_at(store, product_id, unit_price, 1).await;
+}
+
+/// As [`price_directly`], as of the product's `source_version` (a later
+/// version replaces the price).
+pub async fn price_directly_at(store: &PgStore, product_id: &str, unit_price: i64, source_version: u64) {
     let entry = shop_runtime::ports::CatalogueEntry {
         price: shop_rules::order::CataloguePrice {
             product_id: product_id.into(),
             unit_price,
             currency: "KRW".into(),
         },
-        source_version: 1,
+        source_version,
     };
     store.update_catalogue(&entry).await.expect("priced");
 }

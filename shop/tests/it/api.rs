@@ -96,6 +96,16 @@ async fn embedded_a_customer_orders_through_the_api_and_the_saga_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_a_new_price_prices_the_next_orders_whatever_the_cache_holds() {
+    a_new_price_prices_the_next_orders_whatever_the_cache_holds(Mode::Distributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_new_price_prices_the_next_orders_whatever_the_cache_holds() {
+    a_new_price_prices_the_next_orders_whatever_the_cache_holds(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_bad_input_gets_a_4xx_problem_and_writes_nothing() {
     bad_input_gets_a_4xx_problem_and_writes_nothing(Mode::Distributed).await;
 }
@@ -315,6 +325,43 @@ async fn a_customer_orders_through_the_api_and_the_saga_answers(mode: Mode) {
         Some(2.0),
         "{metrics}"
     );
+    shop.stop().await;
+}
+
+/// Intake keeps the prices it read (here for ten minutes), yet a price
+/// change that reaches this process's catalogue copy prices the orders
+/// after it: the change drops the kept price.
+async fn a_new_price_prices_the_next_orders_whatever_the_cache_holds(mode: Mode) {
+    let (api, shop, _dir) = start_with(mode, 'p', &[("SHOP_PRICE_CACHE_MS", "600000")]).await;
+    let admin = token("ops", "admin");
+    let alice = token("alice", "customer");
+    let cup = json!({"id": "SKU-P", "name": "Cup", "unit_price": 1200, "currency": "KRW", "stock": 1000});
+    let created = api.call("POST", "/api/products", Some(&admin), Some(&cup)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let first = api.place(&alice, &order_body("SKU-P", 1), None).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(first.json()["total"], 1200);
+
+    let price = json!({"unit_price": 1500});
+    let repriced = api
+        .call("PUT", "/api/products/SKU-P/price", Some(&admin), Some(&price))
+        .await;
+    assert_eq!(repriced.status, 200, "{}", repriced.body);
+    // The change reaches the order side through the saga, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let next = api.place(&alice, &order_body("SKU-P", 1), None).await;
+        assert_eq!(next.status, 202, "{}", next.body);
+        let total = next.json()["total"].clone();
+        if total == 1500 {
+            break;
+        }
+        assert_eq!(total, 1200, "the old price or the new one");
+        assert!(Instant::now() < deadline, "orders kept the old price");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = api.place(&alice, &order_body("SKU-P", 1), None).await;
+    assert_eq!(after.json()["total"], 1500, "{}", after.body);
     shop.stop().await;
 }
 
@@ -1107,6 +1154,49 @@ async fn identity_provider_tokens_and_api_keys_are_accepted() {
     shop.stop().await;
 }
 
+/// The order role alone on a fresh database, with `product_id` priced at
+/// `unit_price` in its catalogue copy (no inventory runs to price it) and
+/// the `extra` setting.
+async fn order_role_alone(
+    prefix: char,
+    product_id: &str,
+    unit_price: i64,
+    extra: (&str, &str),
+) -> (shop_adapter_postgres::PgStore, InProcess, Api) {
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = common::fresh_bus(prefix).await;
+    common::price_directly(&store, product_id, unit_price).await;
+    let env = [("SHOP_JWT_SECRET", TEST_SECRET), extra];
+    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
+    let api = Api { addr: shop.addr };
+    (store, shop, api)
+}
+
+/// A price changed by another order instance (here: written to the shared
+/// catalogue copy behind this one's back) prices this instance's orders
+/// within `SHOP_PRICE_CACHE_MS`, though it kept the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_a_price_changed_elsewhere_prices_orders_within_the_cache_lifetime() {
+    let (store, shop, api) = order_role_alone('e', "SKU-E", 1200, ("SHOP_PRICE_CACHE_MS", "500")).await;
+    let alice = token("alice", "customer");
+    let first = api.place(&alice, &order_body("SKU-E", 1), None).await;
+    assert_eq!(first.json()["total"], 1200, "{}", first.body);
+
+    common::price_directly_at(&store, "SKU-E", 1500, 2).await;
+    // Ten lifetimes: long enough for any scheduling, far short of forever.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = api.place(&alice, &order_body("SKU-E", 1), None).await;
+        assert_eq!(next.status, 202, "{}", next.body);
+        if next.json()["total"] == 1500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orders kept the old price: {}", next.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shop.stop().await;
+}
+
 /// Past `SHOP_INTAKE_MAX_PENDING` orders waiting for the saga, intake answers
 /// a fast 503 with `Retry-After` and writes nothing; once the backlog is
 /// worked off it takes orders again. Only the order role runs, so nothing
@@ -1114,12 +1204,7 @@ async fn identity_provider_tokens_and_api_keys_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_intake_sheds_load_past_the_saga_backlog() {
     use shop_runtime::ports::OrderStore;
-    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
-    let (namespace, _bus) = common::fresh_bus('k').await;
-    common::price_directly(&store, "SKU-K", 500).await;
-    let env = [("SHOP_JWT_SECRET", TEST_SECRET), ("SHOP_INTAKE_MAX_PENDING", "2")];
-    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
-    let api = Api { addr: shop.addr };
+    let (store, shop, api) = order_role_alone('k', "SKU-K", 500, ("SHOP_INTAKE_MAX_PENDING", "2")).await;
     let alice = token("alice", "customer");
     let mut accepted = Vec::new();
     for _ in 0..3 {

@@ -30,9 +30,11 @@ mod turns;
 pub mod use_cases;
 
 use std::future::Future;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use tokio::sync::watch;
 
 use shop_streams::{Envelope, RuleRef};
 
@@ -71,6 +73,19 @@ pub trait Handler: Send + Sync + 'static {
         concurrency: usize,
     ) -> impl Future<Output = Vec<Result<(), HandleError>>> + Send {
         one_by_one(self, envelopes, concurrency)
+    }
+}
+
+/// Runs `round` now and then every `every` after the last one ended,
+/// until `stop` turns true (a stop cuts the wait short).
+pub(crate) async fn rounds_until_stopped<F, R>(every: Duration, mut stop: watch::Receiver<bool>, mut round: F)
+where
+    F: FnMut() -> R,
+    R: Future<Output = ()>,
+{
+    while !*stop.borrow() {
+        round().await;
+        let _ = tokio::time::timeout(every, stop.changed()).await;
     }
 }
 

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::backpressure::{Backpressure, Overloaded};
 use super::prices::PriceCache;
-use super::{CONFLICT_RETRIES, HandleError, next_version, one_by_one, rule_ref, together_and_alone};
+use super::{
+    CONFLICT_RETRIES, HandleError, next_version, one_by_one, rounds_until_stopped, rule_ref, together_and_alone,
+};
 use crate::audit::{Actor, AuditEntry, AuditRecord};
 use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
 use crate::metrics::Metrics;
@@ -263,7 +265,7 @@ impl<S: OrderStore> OrderService<S> {
 
     /// Reads again the prices intake used since the last round, so that
     /// they stay within the cache's lifetime; returns how many it read.
-    pub async fn refresh_prices(&self) -> Result<usize, StoreError> {
+    async fn refresh_prices(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
         let due = self.prices.due();
         for chunk in due.product_ids.chunks(REFRESH_CHUNK) {
@@ -781,14 +783,15 @@ impl Expiry {
 pub async fn run_price_refresh<S: OrderStore>(
     service: Arc<OrderService<S>>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    while !*stop.borrow() {
-        let _ = tokio::time::timeout(every, stop.changed()).await;
+    let service = &service;
+    rounds_until_stopped(every, stop, move || async move {
         if let Err(error) = service.refresh_prices().await {
             tracing::warn!(target: "shop::intake", %error, "prices not refreshed; intake reads them");
         }
-    }
+    })
+    .await;
 }
 
 /// Expires due orders every `every` until `stop` turns true. Running it in
@@ -797,18 +800,19 @@ pub async fn run_expiry<S: OrderStore>(
     service: Arc<OrderService<S>>,
     expiry: Expiry,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    while !*stop.borrow() {
-        match service.expire_due(&expiry, 500, Trace::root(Uuid::now_v7())).await {
+    let (service, expiry) = (&service, &expiry);
+    rounds_until_stopped(every, stop, move || async move {
+        match service.expire_due(expiry, 500, Trace::root(Uuid::now_v7())).await {
             Ok(0) => {}
             Ok(expired) => {
                 tracing::info!(target: "shop::saga", expired, reason = expiry.reason.as_str(), "confirmed orders expired")
             }
             Err(error) => tracing::warn!(target: "shop::saga", %error, "expiry round failed; retrying"),
         }
-        let _ = tokio::time::timeout(every, stop.changed()).await;
-    }
+    })
+    .await;
 }
 
 impl<S: OrderStore> super::Handler for OrderService<S> {

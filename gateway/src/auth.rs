@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use shop_runtime::ports::{Clock, SystemClock};
 
 use crate::problem::Problem;
+use crate::verified_tokens::VerifiedTokens;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +93,8 @@ pub struct Auth {
     api_keys: Vec<ApiKey>,
     /// Keys from the deployment's key store, replaced as it changes.
     stored: StoredApiKeys,
+    /// Tokens that passed, so a caller's next requests skip the check.
+    verified: VerifiedTokens,
 }
 
 /// The SHA-256 of an API key, as it is stored and compared.
@@ -154,9 +157,12 @@ pub enum KeyError {
 /// The header third-party callers send their API key in.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
+/// How far a token's `exp` and `nbf` may be off this machine's clock.
+const LEEWAY_SECS: u64 = 5;
+
 fn validation(algorithm: Algorithm, checks: &TokenChecks) -> Validation {
     let mut validation = Validation::new(algorithm);
-    validation.leeway = 5;
+    validation.leeway = LEEWAY_SECS;
     validation.validate_nbf = true;
     let mut required = vec!["exp", "sub"];
     if let Some(issuer) = &checks.issuer {
@@ -187,6 +193,7 @@ impl Auth {
             rs256: None,
             api_keys: Vec::new(),
             stored: StoredApiKeys::default(),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -200,6 +207,7 @@ impl Auth {
             rs256: None,
             api_keys: Vec::new(),
             stored: StoredApiKeys::default(),
+            verified: VerifiedTokens::default(),
         }
         .with_rs256_public_key(pem)
     }
@@ -207,6 +215,7 @@ impl Auth {
     /// Checks tokens (and issues them) by `checks` instead of the defaults.
     pub fn with_token_checks(mut self, checks: TokenChecks) -> Self {
         self.checks = checks;
+        self.verified = VerifiedTokens::default();
         self
     }
 
@@ -214,6 +223,7 @@ impl Auth {
     pub fn with_rs256_public_key(mut self, pem: &[u8]) -> Result<Self, KeyError> {
         let key = DecodingKey::from_rsa_pem(pem).map_err(|e| KeyError::BadPublicKey(e.to_string()))?;
         self.rs256 = Some(key);
+        self.verified = VerifiedTokens::default();
         Ok(self)
     }
 
@@ -250,6 +260,10 @@ impl Auth {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(caller) = self.verified.get(token, now) {
+            return Ok(caller);
+        }
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| Problem::unauthorized("the token is not a valid JWT"))?;
         let (key, algorithm) = match (header.alg, &self.hs256, &self.rs256) {
@@ -284,7 +298,6 @@ impl Auth {
         if data.claims.sub.is_empty() {
             return Err(Problem::unauthorized("the token's subject is empty"));
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let lifetime = data.claims.exp.saturating_sub(data.claims.iat.min(now));
         if lifetime > self.checks.max_ttl.as_secs() {
             return Err(Problem::unauthorized(format!(
@@ -292,10 +305,13 @@ impl Auth {
                 self.checks.max_ttl.as_secs()
             )));
         }
-        Ok(Caller {
+        let caller = Caller {
             subject: data.claims.sub,
             role: data.claims.role,
-        })
+        };
+        self.verified
+            .keep(token, &caller, data.claims.exp.saturating_add(LEEWAY_SECS), now);
+        Ok(caller)
     }
 
     pub fn verify_api_key(&self, key: &str) -> Result<Caller, Problem> {
@@ -458,6 +474,30 @@ mod tests {
         let mut no_expiry = good;
         no_expiry.as_object_mut().expect("object").remove("exp");
         assert!(!refusal(&auth, &signed(no_expiry)).is_empty());
+    }
+
+    #[test]
+    fn a_token_verified_once_is_still_checked_against_its_forgeries() {
+        let auth = Auth::hs256(SECRET);
+        let t = now();
+        let token = signed(json!({"sub": "alice", "role": "customer", "iat": t, "exp": t + 600}));
+        for _ in 0..2 {
+            assert_eq!(auth.verify(&token).map(|c| c.subject).ok().as_deref(), Some("alice"));
+        }
+        // The same claims under another signature, and other claims under
+        // the kept token's signature: neither is the kept token.
+        let (body, signature) = token.rsplit_once('.').expect("three parts");
+        let mut forged_signature = signature.to_owned();
+        let last = if forged_signature.ends_with('A') { "B" } else { "A" };
+        forged_signature.replace_range(forged_signature.len() - 1.., last);
+        assert!(refusal(&auth, &format!("{body}.{forged_signature}")).contains("signature"));
+        let other = signed(json!({"sub": "mallory", "role": "admin", "iat": t, "exp": t + 600}));
+        let (other_body, _) = other.rsplit_once('.').expect("three parts");
+        assert!(refusal(&auth, &format!("{other_body}.{signature}")).contains("signature"));
+        // A token that has expired (beyond the leeway) is refused though
+        // a fresh one of the same caller was kept.
+        let expired = signed(json!({"sub": "alice", "role": "customer", "iat": t - 600, "exp": t - 60}));
+        assert!(refusal(&auth, &expired).contains("expired"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod problem;
 mod products;
 mod rules;
 mod server;
+mod verified_tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -50,7 +50,8 @@ impl<T: RateLimiter> DynLimiter for T {
 #[derive(Clone)]
 pub(crate) struct LimitState {
     limiter: Arc<dyn DynLimiter>,
-    limits: Limits,
+    // Shared: axum clones the state for every request.
+    limits: Arc<Limits>,
     auth: Arc<Auth>,
 }
 
@@ -58,7 +59,7 @@ impl LimitState {
     pub(crate) fn new(limiter: impl RateLimiter, limits: Limits, auth: Arc<Auth>) -> Self {
         Self {
             limiter: Arc::new(limiter),
-            limits,
+            limits: Arc::new(limits),
             auth,
         }
     }

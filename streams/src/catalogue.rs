@@ -231,61 +231,67 @@ pub fn asyncapi(topology: &Topology) -> Value {
             }),
         );
     }
-    // The shop's own subscriptions, each through one durable consumer: each
-    // context reads the other's events from the channel of its whole stream
-    // (acting on those it handles); payment (when the deployment has it)
-    // reads one event's channel.
+    // The shop's own subscriptions, through durable consumers: the order
+    // context reads the channel of inventory's whole stream (acting on the
+    // events it handles); inventory reads each order event it handles
+    // through a consumer of its own, and payment (when the deployment has
+    // it) the confirmations: each of those reads one event's channel.
     for reader in topology.readers() {
         let source = reader.source();
-        let consumer = topology.consumer(reader);
-        let (operation, title, channel) = match reader.only() {
-            Some(only) => (
-                format!("{reader}Reads{only}"),
-                format!("The {reader} reader reads {only}"),
-                only.to_owned(),
-            ),
-            None => {
-                let stream_channel = format!("{source}Events");
-                let read: Map<String, Value> = events
-                    .iter()
-                    .filter(|e| e.context == source)
-                    .map(|e| {
-                        let name = message_name(e.name, e.version);
-                        let reference = json!({"$ref": format!("#/components/messages/{name}")});
-                        (name, reference)
-                    })
-                    .collect();
-                channels.insert(
-                    stream_channel.clone(),
-                    json!({
-                        "address": consumer.filter_subject,
-                        "title": format!("Every {source} event"),
-                        "description": format!("The whole stream {}.", consumer.stream),
-                        "messages": read,
-                    }),
-                );
-                (
-                    format!("{reader}Reads{}Events", capitalised(source.as_str())),
-                    format!("The {reader} context reads the {source} events"),
-                    stream_channel,
-                )
-            }
-        };
-        operations.insert(
-            operation,
-            json!({
-                "action": "receive",
-                "title": title,
-                "description": format!(
-                    "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}. \
-                     It acts on version 1 of {} and acknowledges unread the later versions' twins and any \
-                     {} the filter lets through.",
-                    consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject,
-                    reader.handles().join(", "), reader.ignores().join(", ")
+        for consumer in topology.consumers(reader) {
+            let (operation, title, channel, acts_on) = match consumer.event_type {
+                Some(only) => (
+                    format!("{reader}Reads{only}"),
+                    format!("The {reader} reader reads {only}"),
+                    only.to_owned(),
+                    format!("It acts on {only}."),
                 ),
-                "channel": {"$ref": format!("#/channels/{channel}")},
-            }),
-        );
+                None => {
+                    let stream_channel = format!("{source}Events");
+                    let read: Map<String, Value> = events
+                        .iter()
+                        .filter(|e| e.context == source)
+                        .map(|e| {
+                            let name = message_name(e.name, e.version);
+                            let reference = json!({"$ref": format!("#/components/messages/{name}")});
+                            (name, reference)
+                        })
+                        .collect();
+                    channels.insert(
+                        stream_channel.clone(),
+                        json!({
+                            "address": consumer.filter_subject,
+                            "title": format!("Every {source} event"),
+                            "description": format!("The whole stream {}.", consumer.stream),
+                            "messages": read,
+                        }),
+                    );
+                    (
+                        format!("{reader}Reads{}Events", capitalised(source.as_str())),
+                        format!("The {reader} context reads the {source} events"),
+                        stream_channel,
+                        format!(
+                            "It acts on version 1 of {} and acknowledges unread the later versions' twins and \
+                             any {} the filter lets through.",
+                            reader.handles().join(", "),
+                            reader.ignores().join(", ")
+                        ),
+                    )
+                }
+            };
+            operations.insert(
+                operation,
+                json!({
+                    "action": "receive",
+                    "title": title,
+                    "description": format!(
+                        "Durable pull consumer {} on stream {} (filter {}); messages it gives up on go to {}. {acts_on}",
+                        consumer.durable, consumer.stream, consumer.filter_subject, consumer.dead_letter_subject,
+                    ),
+                    "channel": {"$ref": format!("#/channels/{channel}")},
+                }),
+            );
+        }
     }
     json!({
         "asyncapi": "3.0.0",

@@ -3,7 +3,8 @@
 //! Streams and consumers come from `shop-streams`' [`Topology`] and are
 //! created when missing, on connect or (connecting lazily) on first use. Publishes are pipelined and awaited as a
 //! batch, each with `Nats-Msg-Id` = event id. Subscriptions pull batches from
-//! a durable consumer shared by all instances of a role; what cannot be read
+//! the durable consumers shared by all instances of a role (one, or one per
+//! event type the role reads); what cannot be read
 //! or was delivered too often goes to the dead-letter stream with its reason,
 //! where operators list and replay it. Instances also announce where they
 //! serve on the same connection, for gateways to find them.
@@ -331,7 +332,10 @@ impl EventBus for JetStreamBus {
 
     async fn subscribe(&self, reader: Reader) -> Result<JetStreamSubscription, BusError> {
         self.streams().await?;
-        JetStreamSubscription::open(self.js.clone(), self.topology.consumer(reader)).await
+        // A reader that now reads by type replaces the whole-stream consumer
+        // earlier releases made (and may still read during an upgrade).
+        let replaced = reader.by_type().then(|| self.topology.consumer(reader));
+        JetStreamSubscription::open(self.js.clone(), self.topology.consumers(reader), replaced).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {

@@ -1,11 +1,11 @@
-//! A durable pull consumer, read in batches of what has arrived.
+//! Durable pull consumers, read together in batches of what has arrived.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::context::Context as JsContext;
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, Context as JsContext};
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use shop_runtime::ports::{BusError, Delivery, Subscription};
@@ -15,21 +15,31 @@ use shop_streams::{ConsumerSpec, Envelope};
 
 use crate::unavailable;
 
+/// A reader's consumers (one, or one per event type it reads), whose
+/// messages come in one batch.
 pub struct JetStreamSubscription {
     js: JsContext,
+    pulls: Vec<Pull>,
+    dead_lettered: u64,
+}
+
+struct Pull {
     consumer: PullConsumer,
     /// The consumer's messages, pulled ahead in the background; opened on
     /// the first read.
     messages: Option<pull::Stream>,
     spec: Arc<ConsumerSpec>,
-    dead_lettered: u64,
 }
 
 impl std::fmt::Debug for JetStreamSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let consumers: Vec<_> = self
+            .pulls
+            .iter()
+            .map(|pull| (&pull.spec.durable, pull.messages.is_some()))
+            .collect();
         f.debug_struct("JetStreamSubscription")
-            .field("consumer", &self.spec.durable)
-            .field("pulling", &self.messages.is_some())
+            .field("consumers", &consumers)
             .field("dead_lettered", &self.dead_lettered)
             .finish()
     }
@@ -50,43 +60,90 @@ impl JetStreamSubscription {
     /// comes again after the ack wait and is set aside then (unless that was
     /// its last delivery: it then stays in the stream, counted in the
     /// consumer's info as delivered and unacknowledged).
-    async fn set_aside(&mut self, message: &Message, attempt: u64, reason: &str) {
-        match dead_letter(&self.js, &self.spec, message, attempt, reason).await {
+    async fn set_aside(&mut self, spec: &ConsumerSpec, message: &Message, attempt: u64, reason: &str) {
+        match dead_letter(&self.js, spec, message, attempt, reason).await {
             Ok(()) => self.dead_lettered += 1,
             Err(error) => {
-                tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, %error, "dead letter not written; the message comes again")
+                tracing::warn!(target: "shop::bus", consumer = %spec.durable, %error, "dead letter not written; the message comes again")
             }
         }
     }
 
-    pub(crate) async fn open(js: JsContext, spec: ConsumerSpec) -> Result<Self, BusError> {
-        let stream = js
-            .get_stream(&spec.stream)
-            .await
-            .map_err(|e| unavailable(format!("stream {}", spec.stream), e))?;
-        let config = pull::Config {
-            durable_name: Some(spec.durable.clone()),
-            filter_subject: spec.filter_subject.clone(),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: spec.ack_wait,
-            // One delivery beyond the limit, so the last one reaches us and is
-            // dead-lettered with its reason instead of silently dropped.
-            max_deliver: spec.max_deliver + 1,
-            max_ack_pending: spec.max_ack_pending,
-            ..Default::default()
+    /// Opens the consumers of `specs`, creating those missing. A consumer
+    /// made now starts where `replaced` (the whole-stream consumer that
+    /// earlier releases read through instead) had acknowledged, when it
+    /// exists: what it has acknowledged is handled, what it has not may
+    /// come twice, which the handlers absorb. Else it starts at the
+    /// beginning of the stream.
+    pub(crate) async fn open(
+        js: JsContext,
+        specs: Vec<ConsumerSpec>,
+        replaced: Option<ConsumerSpec>,
+    ) -> Result<Self, BusError> {
+        let deliver = match &replaced {
+            Some(replaced) => match acknowledged_by(&js, replaced).await? {
+                Some(floor) => {
+                    tracing::info!(target: "shop::bus", consumer = %replaced.durable, floor,
+                        "an earlier release's consumer: consumers made now start after what it acknowledged; \
+                         delete it once no earlier release runs");
+                    DeliverPolicy::ByStartSequence {
+                        start_sequence: floor + 1,
+                    }
+                }
+                None => DeliverPolicy::All,
+            },
+            None => DeliverPolicy::All,
         };
-        let consumer = stream
-            .get_or_create_consumer(&spec.durable, config)
-            .await
-            .map_err(|e| unavailable(format!("consumer {}", spec.durable), e))?;
+        let mut pulls = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let stream = js
+                .get_stream(&spec.stream)
+                .await
+                .map_err(|e| unavailable(format!("stream {}", spec.stream), e))?;
+            let consumer = stream
+                .get_or_create_consumer(&spec.durable, config(&spec, deliver))
+                .await
+                .map_err(|e| unavailable(format!("consumer {}", spec.durable), e))?;
+            pulls.push(Pull {
+                consumer,
+                messages: None,
+                spec: Arc::new(spec),
+            });
+        }
         Ok(Self {
             js,
-            consumer,
-            messages: None,
-            spec: Arc::new(spec),
+            pulls,
             dead_lettered: 0,
         })
+    }
+}
+
+/// The stream sequence up to which `consumer` has acknowledged everything,
+/// or `None` when it does not exist.
+async fn acknowledged_by(js: &JsContext, consumer: &ConsumerSpec) -> Result<Option<u64>, BusError> {
+    let stream = js
+        .get_stream(&consumer.stream)
+        .await
+        .map_err(|e| unavailable(format!("stream {}", consumer.stream), e))?;
+    match stream.consumer_info(&consumer.durable).await {
+        Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
+        Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+        Err(error) => Err(unavailable(format!("consumer {}", consumer.durable), error)),
+    }
+}
+
+fn config(spec: &ConsumerSpec, deliver_policy: DeliverPolicy) -> pull::Config {
+    pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subject: spec.filter_subject.clone(),
+        deliver_policy,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        // One delivery beyond the limit, so the last one reaches us and is
+        // dead-lettered with its reason instead of silently dropped.
+        max_deliver: spec.max_deliver + 1,
+        max_ack_pending: spec.max_ack_pending,
+        ..Default::default()
     }
 }
 
@@ -94,10 +151,9 @@ impl Subscription for JetStreamSubscription {
     type Delivery = JetStreamDelivery;
 
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<JetStreamDelivery>, BusError> {
-        let messages = match &mut self.messages {
-            Some(messages) => messages,
-            None => {
-                let opened = self
+        for pull in &mut self.pulls {
+            if pull.messages.is_none() {
+                let opened = pull
                     .consumer
                     .stream()
                     .max_messages_per_batch(max)
@@ -105,64 +161,82 @@ impl Subscription for JetStreamSubscription {
                     .heartbeat(PULL_HEARTBEAT)
                     .messages()
                     .await
-                    .map_err(|e| unavailable(format!("pull from {}", self.spec.durable), e))?;
-                self.messages.insert(opened)
+                    .map_err(|e| unavailable(format!("pull from {}", pull.spec.durable), e))?;
+                pull.messages = Some(opened);
             }
-        };
-        // Waits up to `wait` for the first message, then up to `LINGER` for
-        // more: under load a batch fills at once, and a quiet stream costs a
-        // message no more than the linger.
-        let mut arrived = Vec::with_capacity(max);
-        let mut next = match tokio::time::timeout(wait, messages.next()).await {
-            Err(_) => return Ok(Vec::new()),
-            Ok(first) => first,
-        };
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
-        loop {
-            match next {
-                Some(Ok(message)) => arrived.push(message),
-                // A broken or ended pull ends this batch (what was read is
-                // still handled) and the next read pulls anew. Messages the
-                // client had buffered come again after the ack wait.
-                Some(Err(error)) => {
-                    tracing::warn!(target: "shop::bus", consumer = %self.spec.durable, %error, "pull interrupted");
-                    self.messages = None;
-                    break;
-                }
-                None => {
-                    self.messages = None;
-                    break;
-                }
-            }
-            if arrived.len() >= max {
-                break;
-            }
-            next = tokio::select! {
-                next = messages.next() => next,
-                () = &mut linger => break,
+        }
+        // Waits up to `wait` for the first message from any of the
+        // consumers, then up to `LINGER` for more: under load a batch fills
+        // at once, and a quiet stream costs a message no more than the linger.
+        let mut arrived: Vec<(usize, Message)> = Vec::with_capacity(max);
+        // A broken or ended pull ends this batch (what was read is still
+        // handled) and the next read pulls anew. Messages the client had
+        // buffered come again after the ack wait.
+        let mut broken: Option<(usize, Option<String>)> = None;
+        {
+            // Each consumer's messages, marked with where they came from and
+            // followed by a mark of their end.
+            let mut merged = futures::stream::select_all(self.pulls.iter_mut().enumerate().filter_map(|(at, pull)| {
+                let messages = pull.messages.as_mut()?;
+                let end = futures::stream::once(futures::future::ready((at, None)));
+                Some(messages.map(move |next| (at, Some(next))).chain(end))
+            }));
+            let mut next = match tokio::time::timeout(wait, merged.next()).await {
+                Err(_) => return Ok(Vec::new()),
+                Ok(first) => first,
             };
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            loop {
+                match next {
+                    Some((at, Some(Ok(message)))) => arrived.push((at, message)),
+                    Some((at, Some(Err(error)))) => {
+                        broken = Some((at, Some(error.to_string())));
+                        break;
+                    }
+                    Some((at, None)) => {
+                        broken = Some((at, None));
+                        break;
+                    }
+                    None => break,
+                }
+                if arrived.len() >= max {
+                    break;
+                }
+                next = tokio::select! {
+                    next = merged.next() => next,
+                    () = &mut linger => break,
+                };
+            }
+        }
+        if let Some((at, error)) = broken {
+            let pull = &mut self.pulls[at];
+            if let Some(error) = error {
+                tracing::warn!(target: "shop::bus", consumer = %pull.spec.durable, %error, "pull interrupted");
+            }
+            pull.messages = None;
         }
         let mut batch = Vec::with_capacity(arrived.len());
-        for message in arrived {
+        for (at, message) in arrived {
+            let spec = Arc::clone(&self.pulls[at].spec);
             let attempt = message
                 .info()
                 .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
             let envelope = match Envelope::from_bytes(&message.payload) {
                 Ok(envelope) => with_header_trace(envelope, &message),
                 Err(error) => {
-                    self.set_aside(&message, attempt, &error.to_string()).await;
+                    self.set_aside(&spec, &message, attempt, &error.to_string()).await;
                     continue;
                 }
             };
-            if attempt > u64::try_from(self.spec.max_deliver).unwrap_or(u64::MAX) {
-                let reason = format!("not handled after {} deliveries", self.spec.max_deliver);
-                self.set_aside(&message, attempt, &reason).await;
+            if attempt > u64::try_from(spec.max_deliver).unwrap_or(u64::MAX) {
+                let reason = format!("not handled after {} deliveries", spec.max_deliver);
+                self.set_aside(&spec, &message, attempt, &reason).await;
                 continue;
             }
             batch.push(JetStreamDelivery {
                 js: self.js.clone(),
-                spec: Arc::clone(&self.spec),
+                spec,
                 message,
                 envelope,
                 attempt,
@@ -172,12 +246,16 @@ impl Subscription for JetStreamSubscription {
     }
 
     async fn lag(&mut self) -> Result<u64, BusError> {
-        let info = self
-            .consumer
-            .info()
-            .await
-            .map_err(|e| unavailable(format!("consumer {}", self.spec.durable), e))?;
-        Ok(info.num_pending)
+        let mut pending = 0;
+        for pull in &mut self.pulls {
+            let info = pull
+                .consumer
+                .info()
+                .await
+                .map_err(|e| unavailable(format!("consumer {}", pull.spec.durable), e))?;
+            pending += info.num_pending;
+        }
+        Ok(pending)
     }
 
     fn take_dead_lettered(&mut self) -> u64 {

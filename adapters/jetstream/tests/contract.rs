@@ -312,3 +312,57 @@ async fn the_trace_parent_travels_in_the_traceparent_header() {
     assert_eq!(delivered[1].traceparent, Some(parent), "the header's trace parent");
     bus.delete_streams().await.expect("cleaned up");
 }
+
+#[tokio::test]
+async fn consumers_made_by_type_start_after_what_the_consumer_they_replace_acknowledged() {
+    use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+    use futures::StreamExt;
+    use shop_runtime::ports::Delivery;
+
+    let bus = fresh_bus().await;
+    // What an earlier release made: one consumer for the whole order stream.
+    let replaced = bus.topology().consumer(Reader::Inventory);
+    assert_eq!(
+        replaced.filter_subject,
+        format!("{}.order.>", bus.topology().namespace())
+    );
+    let stream = bus
+        .jetstream()
+        .get_stream(&replaced.stream)
+        .await
+        .expect("the order stream");
+    let earlier: PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(replaced.durable.clone()),
+            filter_subject: replaced.filter_subject.clone(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("the earlier release's consumer");
+    let trace = Trace::root(Uuid::now_v7());
+    let (handled, waiting) = (completed("o-handled", trace), completed("o-waiting", trace));
+    bus.publish(&contracts::encoded(std::slice::from_ref(&handled)))
+        .await
+        .expect("published");
+    // The earlier release handled the first event and acknowledged it.
+    let mut fetched = earlier.fetch().max_messages(1).messages().await.expect("fetched");
+    let message = fetched.next().await.expect("one").expect("a message");
+    message.double_ack().await.expect("acknowledged");
+    bus.publish(&contracts::encoded(std::slice::from_ref(&waiting)))
+        .await
+        .expect("published");
+
+    let mut inventory = bus.subscribe(Reader::Inventory).await.expect("subscribe");
+    let batch = inventory
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .expect("pull");
+    let seen: Vec<Envelope> = batch.iter().map(|d| d.envelope().clone()).collect();
+    assert_eq!(
+        seen,
+        [waiting],
+        "what the replaced consumer acknowledged is not read again"
+    );
+    bus.delete_streams().await.expect("cleaned up");
+}

@@ -57,23 +57,36 @@ async fn a_serving_process_runs_the_saga_and_exposes_its_metrics() {
     );
     // The order side handles inventory's answers to the orders.
     assert!(value("shop_handler_seconds_count{context=\"order\",event_type=\"StockReserved\"}") >= 3.0);
-    // A confirmation asks nothing of inventory. Its consumer filters on the
-    // whole order stream (a JetStream consumer takes one subject), so the
-    // three confirmations reach it: it acknowledges them unread.
+    // A confirmation asks nothing of inventory, and none reaches it: it
+    // reads each order event it handles through a consumer of its own.
     let topology = bus.topology();
     let stream = bus
         .jetstream()
         .get_stream(topology.stream(shop_streams::Context::Order).name)
         .await
         .expect("the order stream");
-    let durable = topology.consumer(shop_streams::Reader::Inventory).durable;
-    shop_testkit::eventually("the inventory consumer to settle every order event", || async {
-        let mut stream = stream.clone();
-        let last = stream.info().await.expect("stream info").state.last_sequence;
-        let info = stream.consumer_info(&durable).await.expect("consumer info");
-        info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence == last
-    })
-    .await;
+    let consumers = topology.consumers(shop_streams::Reader::Inventory);
+    let expected = [("OrderCreated", 5), ("OrderCancelled", 2), ("OrderCompleted", 0)];
+    assert_eq!(consumers.len(), expected.len());
+    for (consumer, (event_type, orders)) in consumers.iter().zip(expected) {
+        assert_eq!(consumer.event_type, Some(event_type));
+        shop_testkit::eventually("the inventory consumers to settle every event they read", || async {
+            let info = stream
+                .clone()
+                .consumer_info(&consumer.durable)
+                .await
+                .expect("consumer info");
+            info.num_pending == 0 && info.num_ack_pending == 0
+        })
+        .await;
+        let info = stream
+            .clone()
+            .consumer_info(&consumer.durable)
+            .await
+            .expect("consumer info");
+        let delivered = info.delivered.consumer_sequence - info.num_redelivered as u64;
+        assert_eq!(delivered, orders, "{event_type}: one delivery per order, nothing else");
+    }
     let metrics = shop.get("/metrics").await;
     let handled = |event_type: &str| {
         sample(

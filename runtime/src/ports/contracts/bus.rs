@@ -38,6 +38,7 @@ pub async fn run<B: EventBus>(bus: &B, max_deliver: u64) {
     events_reach_the_other_context_once(bus, &mut inventory).await;
     a_retried_message_comes_back(bus, &mut inventory).await;
     subscriptions_of_one_context_share_the_work(bus, &mut inventory).await;
+    the_inventory_reader_is_not_given_the_confirmations(bus, &mut inventory).await;
     dead_letters_are_kept_listed_and_replayed(bus, &mut inventory).await;
     a_message_that_keeps_failing_becomes_a_dead_letter(bus, &mut inventory, max_deliver).await;
     the_payment_reader_gets_the_confirmations_only(bus).await;
@@ -141,6 +142,17 @@ async fn subscriptions_of_one_context_share_the_work<B: EventBus>(bus: &B, inven
     // The other context's consumer saw none of this: order events are not for it.
     let mut order_side = bus.subscribe(Reader::Order).await.expect("subscribe");
     assert!(order_side.next_batch(10, QUIET).await.expect("pull").is_empty());
+}
+
+/// Every order is confirmed, and inventory has nothing to do then: a bus
+/// that delivered it the confirmations would make it acknowledge one
+/// message per order for nothing.
+async fn the_inventory_reader_is_not_given_the_confirmations<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {
+    let (confirmation, completion) = (confirmed("o-c"), completed("o-c"));
+    bus.publish(&encoded(&[confirmation, completion.clone()]))
+        .await
+        .expect("published");
+    assert_eq!(drain(inventory).await, [completion], "the completion alone");
 }
 
 async fn dead_letters_are_kept_listed_and_replayed<B: EventBus>(bus: &B, inventory: &mut B::Subscription) {

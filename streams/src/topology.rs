@@ -102,9 +102,10 @@ impl Reader {
     /// The event types of its source it has no business with: its handler
     /// ignores them. A bus that can leave them out (the embedded one) does;
     /// what one that cannot delivers (a JetStream consumer filters on one
-    /// subject) the consumer acknowledges unread. A type in neither list is
-    /// unknown to this build: it is delivered, and dead-lettered for a
-    /// person to look at.
+    /// subject) the consumer acknowledges unread. To a reader of the whole
+    /// stream, a type in neither list is unknown to this build: it is
+    /// delivered, and dead-lettered for a person to look at. A reader that
+    /// filters (by one type, or [by type](Self::by_type)) never sees it.
     pub fn ignores(self) -> &'static [&'static str] {
         match self {
             // Inventory's own bookkeeping.

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use shop_e2e::catalogue::Catalogue;
-use shop_streams::{Context, Namespace, Topology, catalogue};
+use shop_streams::{Context, Namespace, Reader, Topology, catalogue};
 
 fn topology() -> Topology {
     Topology::new(Namespace::new("shop").expect("a valid namespace"))
@@ -87,17 +87,26 @@ fn the_asyncapi_document_names_every_subject_and_consumer() {
         document["channels"]["OrderCancelledV2"]["address"],
         "shop.order.OrderCancelled.v2"
     );
-    for (reader, operation) in [
-        (Context::Inventory, "inventoryReadsOrderEvents"),
-        (Context::Order, "orderReadsInventoryEvents"),
-    ] {
-        let description = document["operations"][operation]["description"]
+    // Inventory reads each order event it acts on through a consumer of
+    // its own; the order side reads inventory's whole stream through one.
+    let mut readers: Vec<(String, String)> = topology
+        .consumers(Reader::Inventory)
+        .into_iter()
+        .map(|consumer| {
+            let event_type = consumer.event_type.expect("one type each");
+            (format!("inventoryReads{event_type}"), consumer.durable)
+        })
+        .collect();
+    assert_eq!(readers.len(), 3);
+    readers.push((
+        "orderReadsInventoryEvents".into(),
+        topology.consumer(Context::Order).durable,
+    ));
+    for (operation, durable) in readers {
+        let description = document["operations"][&operation]["description"]
             .as_str()
-            .expect("described");
-        assert!(
-            description.contains(&topology.consumer(reader).durable),
-            "{description}"
-        );
+            .unwrap_or_else(|| panic!("{operation} described"));
+        assert!(description.contains(&durable), "{description}");
     }
 }
 

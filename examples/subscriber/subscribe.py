@@ -40,9 +40,11 @@ def validators(document):
 
 
 def subjects(document):
-    """The subjects of the streams the shop's own consumers read."""
+    """The subject tree of each stream the shop publishes to: an event's
+    channel address is <namespace>.<context>.<EventType>[.v<n>], and
+    <namespace>.<context>.> holds the whole stream."""
     channels = document["channels"].values()
-    return sorted({c["address"] for c in channels if c["address"].endswith(".>")})
+    return sorted({".".join(c["address"].split(".")[:2]) + ".>" for c in channels})
 
 
 async def main():

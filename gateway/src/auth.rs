@@ -487,9 +487,11 @@ mod tests {
         // The same claims under another signature, and other claims under
         // the kept token's signature: neither is the kept token.
         let (body, signature) = token.rsplit_once('.').expect("three parts");
-        let mut forged_signature = signature.to_owned();
-        let last = if forged_signature.ends_with('A') { "B" } else { "A" };
-        forged_signature.replace_range(forged_signature.len() - 1.., last);
+        // Its first character changed: all six of its bits count, so the
+        // signature stays valid base64 (the last character's spare bits
+        // would not) and only fails to match.
+        let first = if signature.starts_with('A') { "B" } else { "A" };
+        let forged_signature = format!("{first}{}", &signature[1..]);
         assert!(refusal(&auth, &format!("{body}.{forged_signature}")).contains("signature"));
         let other = signed(json!({"sub": "mallory", "role": "admin", "iat": t, "exp": t + 600}));
         let (other_body, _) = other.rsplit_once('.').expect("three parts");

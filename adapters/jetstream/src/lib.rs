@@ -335,7 +335,8 @@ impl EventBus for JetStreamBus {
         // A reader that now reads by type replaces the whole-stream consumer
         // earlier releases made (and may still read during an upgrade).
         let replaced = reader.by_type().then(|| self.topology.consumer(reader));
-        JetStreamSubscription::open(self.js.clone(), self.topology.consumers(reader), replaced).await
+        let stream = self.topology.stream(reader.source()).name;
+        JetStreamSubscription::open(self.js.clone(), &stream, self.topology.consumers(reader), replaced).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {

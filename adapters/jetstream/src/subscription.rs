@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, Context as JsContext};
+use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use shop_runtime::ports::{BusError, Delivery, Subscription};
@@ -69,19 +70,24 @@ impl JetStreamSubscription {
         }
     }
 
-    /// Opens the consumers of `specs`, creating those missing. A consumer
-    /// made now starts where `replaced` (the whole-stream consumer that
-    /// earlier releases read through instead) had acknowledged, when it
-    /// exists: what it has acknowledged is handled, what it has not may
-    /// come twice, which the handlers absorb. Else it starts at the
-    /// beginning of the stream.
+    /// Opens the consumers of `specs` on `stream` (a reader's, all on its
+    /// source's stream), creating those missing. A consumer made now starts
+    /// where `replaced` (the whole-stream consumer that earlier releases
+    /// read through instead) had acknowledged, when it exists: what it has
+    /// acknowledged is handled, what it has not may come twice, which the
+    /// handlers absorb. Else it starts at the beginning of the stream.
     pub(crate) async fn open(
         js: JsContext,
+        stream: &str,
         specs: Vec<ConsumerSpec>,
         replaced: Option<ConsumerSpec>,
     ) -> Result<Self, BusError> {
+        let stream = js
+            .get_stream(stream)
+            .await
+            .map_err(|e| unavailable(format!("stream {stream}"), e))?;
         let deliver = match &replaced {
-            Some(replaced) => match acknowledged_by(&js, replaced).await? {
+            Some(replaced) => match acknowledged_by(&stream, replaced).await? {
                 Some(floor) => {
                     tracing::info!(target: "shop::bus", consumer = %replaced.durable, floor,
                         "an earlier release's consumer: consumers made now start after what it acknowledged; \
@@ -96,10 +102,6 @@ impl JetStreamSubscription {
         };
         let mut pulls = Vec::with_capacity(specs.len());
         for spec in specs {
-            let stream = js
-                .get_stream(&spec.stream)
-                .await
-                .map_err(|e| unavailable(format!("stream {}", spec.stream), e))?;
             let consumer = stream
                 .get_or_create_consumer(&spec.durable, config(&spec, deliver))
                 .await
@@ -120,11 +122,7 @@ impl JetStreamSubscription {
 
 /// The stream sequence up to which `consumer` has acknowledged everything,
 /// or `None` when it does not exist.
-async fn acknowledged_by(js: &JsContext, consumer: &ConsumerSpec) -> Result<Option<u64>, BusError> {
-    let stream = js
-        .get_stream(&consumer.stream)
-        .await
-        .map_err(|e| unavailable(format!("stream {}", consumer.stream), e))?;
+async fn acknowledged_by(stream: &Stream, consumer: &ConsumerSpec) -> Result<Option<u64>, BusError> {
     match stream.consumer_info(&consumer.durable).await {
         Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
         Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),

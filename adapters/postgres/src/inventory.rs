@@ -1,7 +1,6 @@
 //! `InventoryStore` on PostgreSQL: schema `inventory`.
 
-use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
-use shop_runtime::audit::Actor;
+use shop_rules::inventory::{InventoryState, ProductStock, Reservation};
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
 use sqlx::{Connection, Postgres, Transaction};
 
@@ -35,8 +34,8 @@ impl InventoryStore for PgStore {
             }
         }
         insert_reservations(&mut tx, &new).await?;
-        insert_movements(&mut tx, &net.movements).await?;
         // The audit chain's lock, then the outbox's: both held to the commit.
+        // The movements are kept as audit entries (`movement_record`).
         AUDIT.append_in(&mut tx, &net.audit).await?;
         append_outbox(&mut tx, Schema::Inventory, net.events.iter().copied()).await?;
         tx.commit().await.map_err(db_error)?;
@@ -165,36 +164,5 @@ async fn insert_reservations(
         let taken = ids.iter().find(|id| !inserted.iter().any(|i| i == *id)).unwrap_or(&"?");
         return Err(StoreError::Conflict(format!("reservation of order {taken}")));
     }
-    Ok(())
-}
-
-async fn insert_movements(
-    tx: &mut Transaction<'_, Postgres>,
-    movements: &[(&Movement, &Actor)],
-) -> Result<(), StoreError> {
-    if movements.is_empty() {
-        return Ok(());
-    }
-    // One round trip for the whole batch.
-    let column = |f: fn(&Movement) -> String| movements.iter().map(|(m, _)| f(m)).collect::<Vec<_>>();
-    let optional = |f: fn(&Movement) -> Option<String>| movements.iter().map(|(m, _)| f(m)).collect::<Vec<_>>();
-    let number = |f: fn(&Movement) -> i64| movements.iter().map(|(m, _)| f(m)).collect::<Vec<_>>();
-    let actor = |f: fn(&Actor) -> &str| movements.iter().map(|(_, a)| f(a)).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO inventory.movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[],
-                              $8::text[])",
-    )
-    .bind(column(|m| m.product_id.clone()))
-    .bind(column(|m| m.kind.as_str().to_owned()))
-    .bind(number(|m| m.quantity))
-    .bind(optional(|m| m.order_id.clone()))
-    .bind(optional(|m| m.reason.clone()))
-    .bind(number(|m| m.at))
-    .bind(actor(|a| &a.id))
-    .bind(actor(|a| &a.request_id))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
     Ok(())
 }

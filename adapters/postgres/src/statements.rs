@@ -23,9 +23,21 @@ static SQL: StoreSql = StoreSql {
                        SET unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency,
                            source_version = EXCLUDED.source_version
                        WHERE orders.catalogue.source_version < EXCLUDED.source_version",
-    movements:
-        "SELECT seq, product_id, kind, quantity, order_id, reason, at, actor, request_id FROM inventory.movements
-                WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    // The movements kept apart before the audit log, then the audit
+    // entries that keep them since (0010_movements_in_audit.sql), numbered
+    // after the last of those.
+    movements: "WITH before_audit AS (SELECT coalesce(max(seq), 0) AS last FROM inventory.movements_before_audit)
+                SELECT seq, product_id, kind, quantity, order_id, reason, at, actor, request_id FROM (
+                    SELECT seq, product_id, kind, quantity, order_id, reason, at,
+                           NULL::text AS actor, NULL::text AS request_id
+                      FROM inventory.movements_before_audit WHERE product_id = $1 AND seq > $2
+                    UNION ALL
+                    SELECT e.seq + b.last, $1::text, substr(e.action, 7), (e.detail::json ->> 'quantity')::bigint,
+                           e.detail::json ->> 'order_id', e.detail::json ->> 'reason', e.at, e.actor, e.request_id
+                      FROM audit.entries e, before_audit b
+                     WHERE e.target = 'product:' || $1 AND e.seq > $2 - b.last
+                       AND e.context = 'inventory' AND e.action LIKE 'stock.%'
+                ) trail ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory.reservations WHERE order_id = $1",
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version

@@ -7,6 +7,8 @@
 //! append: the serving roles may insert and read audit rows, nothing else,
 //! and deleting the newest entries leaves a head that points past them.
 
+use std::borrow::Borrow;
+
 use shop_runtime::audit::{AuditEntry, AuditRecord, ChainHead};
 use shop_runtime::ports::{AuditQuery, StoreError};
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, QueryBuilder, Type};
@@ -68,7 +70,11 @@ where
     i64: Type<DB> + for<'q> Encode<'q, DB>,
 {
     /// Seals `records` onto the chain inside the transaction `tx` is in.
-    pub async fn append_in(&self, tx: &mut DB::Connection, records: &[&AuditRecord]) -> Result<(), StoreError> {
+    pub async fn append_in<R: Borrow<AuditRecord> + Sync>(
+        &self,
+        tx: &mut DB::Connection,
+        records: &[R],
+    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -85,7 +91,7 @@ where
             Some(row) => chain_head(&row)?,
             None => ChainHead::default(),
         };
-        let entries = head.seal(records.iter().copied());
+        let entries = head.seal(records.iter().map(Borrow::borrow));
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<DB>::new(self.sql.insert_entries);
             insert.push_values(chunk, |mut row, e| {

@@ -1,13 +1,12 @@
 //! `InventoryStore` on SQLite: the `inventory_*` tables.
 
-use shop_rules::inventory::{InventoryState, Movement, ProductStock, Reservation};
-use shop_runtime::audit::Actor;
+use shop_rules::inventory::{InventoryState, ProductStock, Reservation};
 use shop_runtime::ports::{InventoryStore, InventoryWrite, NetWrite, StoreError};
 use shop_streams::Context;
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::batch::{Keyed, Rows, write};
+use crate::batch::Keyed;
 use crate::error::{corrupt, json_list, to_sql};
 use crate::events::EventRows;
 use crate::outbox::{begin, commit};
@@ -40,7 +39,6 @@ impl InventoryStore for SqliteStore {
             products: products(&changed)?,
             new_reservations: new_reservations(&new)?,
             changed_reservations: changed_reservations(&updated)?,
-            movements: movements(&net.movements)?,
             events: self.events.rows(Context::Inventory, net.events.iter().copied())?,
         };
         let mut tx = begin(&self.pool).await?;
@@ -63,7 +61,6 @@ struct Encoded {
     products: Keyed,
     new_reservations: Keyed,
     changed_reservations: Keyed,
-    movements: Rows,
     events: EventRows,
 }
 
@@ -111,16 +108,6 @@ impl Encoded {
                 RESERVATION,
             )
             .await?;
-        // `json_each` yields the rows in order, and they are numbered as inserted.
-        write(
-            tx,
-            "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
-                    value ->> 7
-             FROM json_each(?1)",
-            &self.movements,
-        )
-        .await?;
         self.events.append(tx).await
     }
 }
@@ -171,23 +158,4 @@ fn changed_reservations(reservations: &[(&Reservation, &Reservation)]) -> Result
             ),
         ))
     })
-}
-
-fn movements(movements: &[(&Movement, &Actor)]) -> Result<Rows, StoreError> {
-    let rows: Vec<_> = movements
-        .iter()
-        .map(|(m, actor)| {
-            (
-                &m.product_id,
-                m.kind.as_str(),
-                m.quantity,
-                &m.order_id,
-                &m.reason,
-                m.at,
-                &actor.id,
-                &actor.request_id,
-            )
-        })
-        .collect();
-    Rows::of(&rows)
 }

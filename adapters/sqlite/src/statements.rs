@@ -22,9 +22,20 @@ static SQL: StoreSql = StoreSql {
                        SET unit_price = excluded.unit_price, currency = excluded.currency,
                            source_version = excluded.source_version
                        WHERE orders_catalogue.source_version < excluded.source_version",
-    movements:
-        "SELECT seq, product_id, kind, quantity, order_id, reason, at, actor, request_id FROM inventory_movements
-                WHERE product_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    // The movements kept apart before the audit log, then the audit
+    // entries that keep them since (0011_movements_in_audit.sql), numbered
+    // after the last of those.
+    movements: "WITH before_audit AS (SELECT coalesce(max(seq), 0) AS last FROM inventory_movements_before_audit)
+                SELECT seq, product_id, kind, quantity, order_id, reason, at, actor, request_id FROM (
+                    SELECT seq, product_id, kind, quantity, order_id, reason, at, NULL AS actor, NULL AS request_id
+                      FROM inventory_movements_before_audit WHERE product_id = $1 AND seq > $2
+                    UNION ALL
+                    SELECT e.seq + b.last, $1, substr(e.action, 7), e.detail ->> '$.quantity',
+                           e.detail ->> '$.order_id', e.detail ->> '$.reason', e.at, e.actor, e.request_id
+                      FROM audit_entries e, before_audit b
+                     WHERE e.target = 'product:' || $1 AND e.seq > $2 - b.last
+                       AND e.context = 'inventory' AND e.action LIKE 'stock.%'
+                ) ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory_reservations WHERE order_id = $1",
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version

@@ -129,7 +129,7 @@ async fn flash_sale(shop: Shop) {
         "exactly the stock, never more"
     );
     let reserves: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM inventory.movements WHERE product_id = 'SKU-HOT' AND kind = 'reserve'",
+        "SELECT count(*) FROM audit.entries WHERE target = 'product:SKU-HOT' AND action = 'stock.reserve'",
     )
     .fetch_one(shop.store.pool())
     .await

@@ -1,5 +1,9 @@
 //! The inventory context's store: product stock, reservations, the stock
 //! movement audit trail, its outbox.
+//!
+//! A stock movement is kept once, as its entry in the audit log
+//! ([`movement_record`]): the trail the movements endpoint pages through is
+//! the audit chain's `stock.*` entries on the product.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,12 +22,46 @@ pub struct InventoryWrite<'a> {
     pub before: &'a InventoryState,
     /// The state to store. A product here and not in `before` is new.
     pub after: &'a InventoryState,
+    /// Each is sealed onto the audit chain as [`movement_record`] says.
     pub movements: &'a [Movement],
     pub events: &'a [Envelope],
     /// Who asked for the change: each movement names them.
     pub actor: &'a Actor,
-    /// The audit log's account of the change, appended in its transaction.
+    /// The audit log's account of the rest of the change (a product
+    /// registered, a price changed), appended in its transaction ahead of
+    /// the movements' records.
     pub audit: &'a [AuditRecord],
+}
+
+/// The context of the audit entries a movement is kept as.
+const MOVEMENTS_CONTEXT: &str = "inventory";
+
+/// The audit record that keeps `movement`, by `actor`: action
+/// `stock.<kind>` on target `product:<id>`, at the movement's time, with
+/// its quantity, order and reason as the detail. Adapters read movements
+/// back from these records' columns, so its shape is part of the schema.
+pub fn movement_record(movement: &Movement, actor: &Actor) -> AuditRecord {
+    /// The detail's fields in key order, as earlier releases wrote them.
+    #[derive(serde::Serialize)]
+    struct Detail<'m> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        order_id: Option<&'m str>,
+        quantity: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'m str>,
+    }
+    let detail = Detail {
+        order_id: movement.order_id.as_deref(),
+        quantity: movement.quantity,
+        reason: movement.reason.as_deref(),
+    };
+    actor.did(
+        MOVEMENTS_CONTEXT,
+        &format!("stock.{}", movement.kind.as_str()),
+        format!("product:{}", movement.product_id),
+        movement.at,
+        &detail,
+    )
 }
 
 /// A stored movement: its number, and who caused it through which request
@@ -45,9 +83,9 @@ pub trait InventoryStore: AuditLog + Send + Sync + 'static {
         order_id: Option<&str>,
     ) -> impl Future<Output = Result<InventoryState, StoreError>> + Send;
 
-    /// MUST write every changed product, the reservation, the movements
-    /// (each with the write's actor and request id), the outbox events and
-    /// the audit records (sealed onto the audit chain as
+    /// MUST write every changed product, the reservation, the outbox events,
+    /// the audit records and then each movement's [`movement_record`] by
+    /// the write's actor (all sealed onto the audit chain as
     /// [`AuditLog::append`](super::AuditLog::append) does) in one transaction.
     /// MUST return [`StoreError::Conflict`] when any product's stored version
     /// is not the one in `before` (or a new product exists already), or the
@@ -68,7 +106,9 @@ pub trait InventoryStore: AuditLog + Send + Sync + 'static {
 
     /// MUST return the product's movements oldest first, `limit` at most,
     /// starting after the movement numbered `after` (0 for the first page),
-    /// each with its number, actor and request id.
+    /// each with its number, actor and request id: the audit chain's
+    /// [`movement_record`]s on the product, after any movements an earlier
+    /// release kept apart (which name no actor).
     fn movements(
         &self,
         product_id: &str,
@@ -105,10 +145,9 @@ pub struct NetWrite<'a> {
     pub products: Vec<(Option<&'a ProductStock>, &'a ProductStock)>,
     /// Changed reservations, with the state they were read at (`None` for a new one).
     pub reservations: Vec<(Option<&'a Reservation>, &'a Reservation)>,
-    /// Each movement with the actor of its write.
-    pub movements: Vec<(&'a Movement, &'a Actor)>,
     pub events: Vec<&'a Envelope>,
-    pub audit: Vec<&'a AuditRecord>,
+    /// Each write's audit records, then its movements' records, in order.
+    pub audit: Vec<AuditRecord>,
 }
 
 impl<'a> NetWrite<'a> {
@@ -139,9 +178,10 @@ impl<'a> NetWrite<'a> {
                     after,
                 )?;
             }
-            net.movements.extend(write.movements.iter().map(|m| (m, write.actor)));
             net.events.extend(write.events);
-            net.audit.extend(write.audit);
+            net.audit.extend_from_slice(write.audit);
+            net.audit
+                .extend(write.movements.iter().map(|m| movement_record(m, write.actor)));
         }
         net.products.retain(|(before, after)| *before != Some(*after));
         net.products.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));

@@ -27,7 +27,7 @@ pub use cause::Cause;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer_keys::{CustomerKeys, StoredKey};
 pub use fallback::WithFallback;
-pub use inventory_store::{InventoryStore, InventoryWrite, MovementEntry, NetWrite};
+pub use inventory_store::{InventoryStore, InventoryWrite, MovementEntry, NetWrite, movement_record};
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{

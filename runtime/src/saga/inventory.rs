@@ -523,15 +523,18 @@ fn saga_actor(command: &InventoryCommand, trace: &Trace) -> Actor {
     Actor::saga(step, trace.correlation_id)
 }
 
-/// The audit log's account of a decision: each stock movement, each
-/// product registered and each price changed, as `actor` did it.
+/// The audit log's account of a decision besides its stock movements
+/// (which the store keeps as audit records of their own,
+/// [`movement_record`](crate::ports::movement_record)): each product
+/// registered and each price changed, as `actor` did it.
 fn audit_of(actor: &Actor, decision: &Decision, at: i64) -> Vec<AuditRecord> {
     const CONTEXT: &str = "inventory";
     let product = |id: &str| format!("product:{id}");
-    let mut records = Vec::with_capacity(decision.movements.len() + 1);
-    for event in &decision.events {
-        match event {
-            InventoryEvent::ProductRegistered(p) => records.push(actor.did(
+    decision
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            InventoryEvent::ProductRegistered(p) => Some(actor.did(
                 CONTEXT,
                 "product.register",
                 product(&p.product_id),
@@ -540,29 +543,16 @@ fn audit_of(actor: &Actor, decision: &Decision, at: i64) -> Vec<AuditRecord> {
                     "name": p.name, "unit_price": p.unit_price, "currency": p.currency, "stock": p.initial_stock,
                 }),
             )),
-            InventoryEvent::PriceChanged(p) => records.push(actor.did(
+            InventoryEvent::PriceChanged(p) => Some(actor.did(
                 CONTEXT,
                 "price.change",
                 product(&p.product_id),
                 at,
                 &serde_json::json!({ "from": p.old_price, "to": p.new_price, "currency": p.currency }),
             )),
-            _ => {}
-        }
-    }
-    for m in &decision.movements {
-        let mut detail = serde_json::Map::new();
-        detail.insert("quantity".into(), m.quantity.into());
-        if let Some(order_id) = &m.order_id {
-            detail.insert("order_id".into(), order_id.as_str().into());
-        }
-        if let Some(reason) = &m.reason {
-            detail.insert("reason".into(), reason.as_str().into());
-        }
-        let action = format!("stock.{}", m.kind.as_str());
-        records.push(actor.did(CONTEXT, &action, product(&m.product_id), at, &detail));
-    }
-    records
+            _ => None,
+        })
+        .collect()
 }
 
 fn reserve_lines(created: &OrderCreated) -> Vec<StockLine> {

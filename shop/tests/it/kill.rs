@@ -67,11 +67,12 @@ async fn a_killed_inventory_role_loses_nothing_after_restart() {
         (1000 - ORDERS as i64, ORDERS as i64),
         "no unit lost or counted twice"
     );
-    let reserves: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM inventory.movements WHERE product_id = 'SKU-K' AND kind = 'reserve'")
-            .fetch_one(store.pool())
-            .await
-            .expect("countable");
+    let reserves: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.entries WHERE target = 'product:SKU-K' AND action = 'stock.reserve'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("countable");
     assert_eq!(reserves, ORDERS as i64, "one reserve per order in the audit trail");
     let _ = bus.delete_streams().await;
 }

@@ -7,7 +7,7 @@ use shop_rules::inventory::{
 use std::sync::LazyLock;
 
 use crate::audit::{Actor, ChainHead};
-use crate::ports::{AuditQuery, InventoryStore, InventoryWrite, StoreError};
+use crate::ports::{AuditQuery, InventoryStore, InventoryWrite, StoreError, movement_record};
 
 static OPS: LazyLock<Actor> = LazyLock::new(|| Actor::new("ops", "admin", "req-ops"));
 
@@ -158,14 +158,13 @@ async fn a_stale_version_conflicts_and_writes_nothing(store: &impl InventoryStor
         reservation: None,
     };
     let movements = [movement("A", MovementKind::Reserve, 1, Some("o-x"))];
-    let audit = [OPS.did("inventory", "stock.reserve", "product:A".into(), 5, &"o-x")];
     let write = InventoryWrite {
         before: &before,
         after: &after,
         movements: &movements,
         events: &[],
         actor: &OPS,
-        audit: &audit,
+        audit: &[],
     };
     store.write(write).await.expect("first writer wins");
     let head = store.head().await.expect("head");
@@ -291,16 +290,19 @@ async fn movements_page_oldest_first(store: &impl InventoryStore) {
             reservation: None,
         };
         let order = format!("o-{n}");
-        let movements = [movement("P", MovementKind::Reserve, 1, Some(&order))];
+        let reason = (n == 2).then(|| "a \"quoted\" reason".to_owned());
+        let movements = [Movement {
+            reason,
+            ..movement("P", MovementKind::Reserve, 1, Some(&order))
+        }];
         let actor = Actor::saga("reserve", format!("corr-{n}"));
-        let audit = [actor.did("inventory", "stock.reserve", "product:P".into(), 5, &order)];
         let write = InventoryWrite {
             before: &before,
             after: &after,
             movements: &movements,
             events: &[],
             actor: &actor,
-            audit: &audit,
+            audit: &[],
         };
         store.write(write).await.expect("reserved");
         before = after;
@@ -322,15 +324,33 @@ async fn movements_page_oldest_first(store: &impl InventoryStore) {
         .map(|m| m.movement.order_id.clone().unwrap_or_default())
         .collect();
     assert_eq!(orders, ["o-1", "o-2"]);
+    assert_eq!(rest[1].movement.reason.as_deref(), Some("a \"quoted\" reason"));
     assert!(rest[0].seq > first[1].seq, "numbers grow");
+    // The movements are the audit chain's entries, each as `movement_record` writes it.
     let query = AuditQuery {
         target: Some("product:P"),
         limit: 10,
         ..AuditQuery::default()
     };
     let audited = store.entries(query).await.expect("audit entries");
-    let requests: Vec<_> = audited.iter().map(|e| e.record.request_id.as_str()).collect();
-    assert_eq!(requests, ["corr-0", "corr-1", "corr-2"], "audited with the write");
+    let records: Vec<_> = audited.iter().map(|e| e.record.clone()).collect();
+    let trail = store.movements("P", 0, 10).await.expect("page");
+    let kept: Vec<_> = trail
+        .iter()
+        .zip(&records)
+        .map(|(m, record)| {
+            let (actor, request) = (m.actor.clone(), m.request_id.clone());
+            let actor = Actor::new(actor.unwrap_or_default(), &record.role, request.unwrap_or_default());
+            movement_record(&m.movement, &actor)
+        })
+        .collect();
+    assert_eq!(records, kept, "one audit entry per movement, and nothing else");
+    let numbers: Vec<_> = audited.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        numbers,
+        trail.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        "numbered as the chain is"
+    );
     assert!(store.movements("GHOST", 0, 10).await.expect("page").is_empty());
 }
 

@@ -55,14 +55,15 @@ load() { # name, then shop-load arguments
   local name=$1; shift
   echo "==> $name"
   last_run=$name
-  rm -f "$work/settled" "$work/settled.ticks"
+  rm -f "$work/settled" "$work/settled.ticks" "$work/settled.wal"
   SHOP_LOAD_SETTLED_FILE="$work/settled" /usr/bin/time -f '%U %S' -o "$work/load.time" \
     "$bin/shop-load" --name "$name" --json "$results/$name.json" "$@" &
   local timed=$!
   # The CPU time by process when the saga has settled, before the check's
   # reads (the costs below are the orders', not the checker's).
   ( while [ ! -e "$work/settled" ]; do sleep 0.05; done
-    cost_snapshot "$(pgrep -P "$timed" -x shop-load)" >"$work/settled.ticks" ) &
+    cost_snapshot "$(pgrep -P "$timed" -x shop-load)" >"$work/settled.ticks"
+    wal_bytes >"$work/settled.wal" ) &
   local watcher=$!
   wait "$timed" || echo "    ($name ended with status $?: see above)"
   # Settled: let the snapshot finish. Never settled: stop waiting for it.
@@ -103,19 +104,27 @@ nats_pids=()
 cost_snapshot() {
   echo "$(sum_ticks "${cost_pids[@]}") $(pg_ticks) $(nats_ticks) $(ticks "${1:-}")"
 }
+# Bytes PostgreSQL has written to its WAL so far: what the writes cost in
+# the log, whatever else the machine is doing (CPU time is noisier).
+wal_bytes() {
+  psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+}
 cost_begin() { # after the shop is ready: the shops' pids
   cost_pids=("$@")
   read -r cost_shop0 cost_pg0 cost_nats0 _ < <(cost_snapshot)
+  cost_wal0=$(wal_bytes)
 }
 cost_end() { # after the load, before stop_all
   cost_pg1='' cost_load1=0
   if [ -s "$work/settled.ticks" ]; then
     read -r cost_shop1 cost_pg1 cost_nats1 cost_load1 <"$work/settled.ticks"
+    cost_wal1=$(cat "$work/settled.wal" 2>/dev/null || wal_bytes)
     echo "    costs: CPU time counted to the moment the saga settled"
     return
   fi
   echo "    costs: CPU time counted to the end of the check (the saga never settled)"
   read -r cost_shop1 _ cost_nats1 _ < <(cost_snapshot)
+  cost_wal1=$(wal_bytes)
 }
 cost_report() { # after stop_all: database URL
   local db=$1 hz; hz=$(getconf CLK_TCK)
@@ -134,14 +143,14 @@ cost_report() { # after stop_all: database URL
   if [ "${cost_load1:-0}" -gt 0 ]; then lu=$(python3 -c "print($cost_load1 / $hz)") ls=0; fi
   python3 - "$last_run" "$rows" "$confirmed" "$messages" "$hz" \
     $((cost_shop1 - cost_shop0)) $((pg1 - cost_pg0)) $((cost_nats1 - cost_nats0)) "$lu" "$ls" "$tables" \
-    >>"$results/costs.md" <<'PY'
+    $((cost_wal1 - cost_wal0)) >>"$results/costs.md" <<'PY'
 import sys
-name, rows, confirmed, messages, hz, shop, pg, nats, lu, ls, tables = sys.argv[1:]
+name, rows, confirmed, messages, hz, shop, pg, nats, lu, ls, tables, wal = sys.argv[1:]
 n = max(int(confirmed or 0), 1)
 us = lambda ticks: f"{float(ticks) / float(hz) * 1e6 / n:,.0f}"
-print(f"| {name} | {int(confirmed or 0):,} | {int(rows or 0) / n:.1f} | {int(messages or 0) / n:.1f} | "
-      f"{us(shop)} | {us(pg)} | {us(nats)} | {(float(lu) + float(ls)) * 1e6 / n:,.0f} |")
-print(f"|  | tables (ins/upd/del): {tables} | | | | | | |", file=sys.stderr)
+print(f"| {name} | {int(confirmed or 0):,} | {int(rows or 0) / n:.1f} | {int(wal) / n:,.0f} | "
+      f"{int(messages or 0) / n:.1f} | {us(shop)} | {us(pg)} | {us(nats)} | {(float(lu) + float(ls)) * 1e6 / n:,.0f} |")
+print(f"|  | tables (ins/upd/del): {tables} | | | | | | | |", file=sys.stderr)
 PY
 }
 
@@ -556,11 +565,12 @@ echo "==> writing docs/benchmarks.md"
   if [ -s "$results/costs.md" ]; then
     echo
     echo "Per confirmed order (runs on PostgreSQL): row writes from pg_stat_user_tables"
-    echo "(inserts + updates + deletes), NATS messages (events the outboxes numbered),"
-    echo "and CPU time by process from the start of the load until the saga settled (the check's reads after it are not counted)."
+    echo "(inserts + updates + deletes), bytes of PostgreSQL's WAL (the whole server's),"
+    echo "NATS messages (events the outboxes numbered), and CPU time by process from the"
+    echo "start of the load until the saga settled (the check's reads after it are not counted)."
     echo
-    echo "| run | confirmed | row writes | NATS messages | shop CPU µs | postgres CPU µs | nats-server CPU µs | load generator CPU µs |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| run | confirmed | row writes | WAL bytes | NATS messages | shop CPU µs | postgres CPU µs | nats-server CPU µs | load generator CPU µs |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     cat "$results/costs.md"
   fi
   if [ -s "$results/balancing.md" ]; then

@@ -188,15 +188,12 @@ async fn every_session_plans_each_execution_with_its_arguments() {
     }
 }
 
-/// The upgrade that moves movements into the audit log
-/// (0010_movements_in_audit.sql): what only the old table held comes
-/// first, each movement comes once, and the numbers keep growing.
+/// The upgrade that keeps movements in the audit log
+/// (0010_movements_in_audit.sql), from a database of the release before.
 #[tokio::test]
 async fn movements_from_before_the_audit_log_stay_first_in_the_trail() {
     use shop_adapter_postgres::{PgSettings, PgStore};
-    use shop_rules::inventory::{Movement, MovementKind};
-    use shop_runtime::audit::Actor;
-    use shop_runtime::ports::{AuditLog, InventoryStore, movement_record};
+    use shop_runtime::ports::contracts::inventory_store::{MOVEMENTS_BEFORE_THE_UPGRADE, trail_after_the_upgrade};
 
     let url = shop_adapter_postgres::testing::empty_database().await;
     let store = PgStore::connect(&PgSettings::new(url)).await.expect("connect");
@@ -204,41 +201,14 @@ async fn movements_from_before_the_audit_log_stay_first_in_the_trail() {
         .run_to(9, store.pool())
         .await
         .expect("the migrations before it");
-    // One movement from before the audit log, one from after it.
-    sqlx::raw_sql(
+    let insert = format!(
         "INSERT INTO inventory.movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
-         VALUES ('SKU-L', 'initial', 5, NULL, NULL, 1, NULL, NULL),
-                ('SKU-L', 'reserve', 1, 'o-1', NULL, 2, 'saga:reserve', 'corr-1')",
-    )
-    .execute(store.pool())
-    .await
-    .expect("movements of an earlier release");
-    let reserve = Movement {
-        product_id: "SKU-L".into(),
-        kind: MovementKind::Reserve,
-        quantity: 1,
-        order_id: Some("o-1".into()),
-        reason: None,
-        at: 2,
-    };
-    let audited = movement_record(&reserve, &Actor::saga("reserve", "corr-1"));
-    store.append(&[audited]).await.expect("the second's audit entry");
-    store.migrate().await.expect("the upgrade");
-
-    let trail = store.movements("SKU-L", 0, 10).await.expect("the trail");
-    let seen: Vec<_> = trail
-        .iter()
-        .map(|m| (m.seq, m.movement.kind, m.actor.as_deref()))
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            (1, MovementKind::Initial, None),
-            (2, MovementKind::Reserve, Some("saga:reserve"))
-        ],
-        "the old one first, then the audited one, once"
+         VALUES {MOVEMENTS_BEFORE_THE_UPGRADE}"
     );
-    assert_eq!(trail[1].movement, reserve);
-    assert_eq!(store.movements("SKU-L", 1, 10).await.expect("page").len(), 1);
-    assert!(store.movements("SKU-L", 2, 10).await.expect("page").is_empty());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(insert))
+        .execute(store.pool())
+        .await
+        .expect("movements of an earlier release");
+    store.migrate().await.expect("the upgrade");
+    trail_after_the_upgrade(&store).await;
 }

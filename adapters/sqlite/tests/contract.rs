@@ -527,14 +527,11 @@ async fn writers_queue_for_the_writer_while_reads_go_on() {
     assert_eq!(stored.len(), 1);
 }
 
-/// The upgrade that moves movements into the audit log
-/// (0011_movements_in_audit.sql): what only the old table held comes
-/// first, each movement comes once, and the numbers keep growing.
+/// The upgrade that keeps movements in the audit log
+/// (0011_movements_in_audit.sql), from a database of the release before.
 #[tokio::test]
 async fn movements_from_before_the_audit_log_stay_first_in_the_trail() {
-    use shop_rules::inventory::{Movement, MovementKind};
-    use shop_runtime::audit::Actor;
-    use shop_runtime::ports::{AuditLog, InventoryStore, movement_record};
+    use shop_runtime::ports::contracts::inventory_store::{MOVEMENTS_BEFORE_THE_UPGRADE, trail_after_the_upgrade};
     use sqlx::sqlite::SqliteConnectOptions;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -546,42 +543,15 @@ async fn movements_from_before_the_audit_log_stay_first_in_the_trail() {
         .run_to(10, &earlier)
         .await
         .expect("the migrations before it");
-    // One movement from before the audit log, one from after it.
-    sqlx::raw_sql(
+    let insert = format!(
         "INSERT INTO inventory_movements (product_id, kind, quantity, order_id, reason, at, actor, request_id)
-         VALUES ('SKU-L', 'initial', 5, NULL, NULL, 1, NULL, NULL),
-                ('SKU-L', 'reserve', 1, 'o-1', NULL, 2, 'saga:reserve', 'corr-1')",
-    )
-    .execute(&earlier)
-    .await
-    .expect("movements of an earlier release");
+         VALUES {MOVEMENTS_BEFORE_THE_UPGRADE}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(insert))
+        .execute(&earlier)
+        .await
+        .expect("movements of an earlier release");
     earlier.close().await;
     let store = SqliteStore::open_in(dir.path()).await.expect("the upgrade");
-    let reserve = Movement {
-        product_id: "SKU-L".into(),
-        kind: MovementKind::Reserve,
-        quantity: 1,
-        order_id: Some("o-1".into()),
-        reason: None,
-        at: 2,
-    };
-    let audited = movement_record(&reserve, &Actor::saga("reserve", "corr-1"));
-    store.append(&[audited]).await.expect("the second's audit entry");
-
-    let trail = store.movements("SKU-L", 0, 10).await.expect("the trail");
-    let seen: Vec<_> = trail
-        .iter()
-        .map(|m| (m.seq, m.movement.kind, m.actor.as_deref()))
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            (1, MovementKind::Initial, None),
-            (2, MovementKind::Reserve, Some("saga:reserve"))
-        ],
-        "the old one first, then the audited one, once"
-    );
-    assert_eq!(trail[1].movement, reserve);
-    assert_eq!(store.movements("SKU-L", 1, 10).await.expect("page").len(), 1);
-    assert!(store.movements("SKU-L", 2, 10).await.expect("page").is_empty());
+    trail_after_the_upgrade(&store).await;
 }

@@ -442,3 +442,45 @@ async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) 
     }
     assert_eq!(store.reservation("o-m1").await, Ok(first.after.reservation.clone()));
 }
+
+/// Two movements as an earlier release kept them in a table of their own,
+/// as SQL `VALUES` rows of `(product_id, kind, quantity, order_id, reason,
+/// at, actor, request_id)`: one from before the audit log (no actor), one
+/// from after it (its audit entry [`trail_after_the_upgrade`] appends).
+/// A store's upgrade test inserts them before running the migration that
+/// keeps movements in the audit log.
+pub const MOVEMENTS_BEFORE_THE_UPGRADE: &str = "('SKU-L', 'initial', 5, NULL, NULL, 1, NULL, NULL),
+     ('SKU-L', 'reserve', 1, 'o-1', NULL, 2, 'saga:reserve', 'corr-1')";
+
+/// Checks the trail of a store upgraded from one that held
+/// [`MOVEMENTS_BEFORE_THE_UPGRADE`]: what only the old table held comes
+/// first, each movement comes once, and the numbers keep growing.
+pub async fn trail_after_the_upgrade(store: &impl InventoryStore) {
+    let reserve = Movement {
+        product_id: "SKU-L".into(),
+        kind: MovementKind::Reserve,
+        quantity: 1,
+        order_id: Some("o-1".into()),
+        reason: None,
+        at: 2,
+    };
+    let audited = movement_record(&reserve, &Actor::saga("reserve", "corr-1"));
+    store.append(&[audited]).await.expect("the second's audit entry");
+
+    let trail = store.movements("SKU-L", 0, 10).await.expect("the trail");
+    let seen: Vec<_> = trail
+        .iter()
+        .map(|m| (m.seq, m.movement.kind, m.actor.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, MovementKind::Initial, None),
+            (2, MovementKind::Reserve, Some("saga:reserve"))
+        ],
+        "the old one first, then the audited one, once"
+    );
+    assert_eq!(trail[1].movement, reserve);
+    assert_eq!(store.movements("SKU-L", 1, 10).await.expect("page").len(), 1);
+    assert!(store.movements("SKU-L", 2, 10).await.expect("page").is_empty());
+}

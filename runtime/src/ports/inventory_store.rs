@@ -33,8 +33,14 @@ pub struct InventoryWrite<'a> {
     pub audit: &'a [AuditRecord],
 }
 
-/// The context of the audit entries a movement is kept as.
-const MOVEMENTS_CONTEXT: &str = "inventory";
+/// The context of the inventory's audit entries, movements among them.
+pub(crate) const AUDIT_CONTEXT: &str = "inventory";
+
+/// The target that names product `product_id` in the audit log: the
+/// movements are read back by it.
+pub(crate) fn product_target(product_id: &str) -> String {
+    format!("product:{product_id}")
+}
 
 /// The audit record that keeps `movement`, by `actor`: action
 /// `stock.<kind>` on target `product:<id>`, at the movement's time, with
@@ -56,9 +62,9 @@ pub fn movement_record(movement: &Movement, actor: &Actor) -> AuditRecord {
         reason: movement.reason.as_deref(),
     };
     actor.did(
-        MOVEMENTS_CONTEXT,
+        AUDIT_CONTEXT,
         &format!("stock.{}", movement.kind.as_str()),
-        format!("product:{}", movement.product_id),
+        product_target(&movement.product_id),
         movement.at,
         &detail,
     )

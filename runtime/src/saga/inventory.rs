@@ -15,6 +15,7 @@ use super::turns::{Turn, Turns};
 use super::{CONFLICT_RETRIES, HandleError, one_by_one, rule_ref, together_and_alone};
 use crate::audit::{Actor, AuditRecord};
 use crate::metrics::Metrics;
+use crate::ports::inventory_store::{AUDIT_CONTEXT, product_target};
 use crate::ports::{Clock, InventoryStore, InventoryWrite, Lease, Lock, LockError, MovementEntry, StoreError};
 use crate::rules::{Decided, RuleError, RuleFault, RuleHost};
 
@@ -528,25 +529,23 @@ fn saga_actor(command: &InventoryCommand, trace: &Trace) -> Actor {
 /// [`movement_record`](crate::ports::movement_record)): each product
 /// registered and each price changed, as `actor` did it.
 fn audit_of(actor: &Actor, decision: &Decision, at: i64) -> Vec<AuditRecord> {
-    const CONTEXT: &str = "inventory";
-    let product = |id: &str| format!("product:{id}");
     decision
         .events
         .iter()
         .filter_map(|event| match event {
             InventoryEvent::ProductRegistered(p) => Some(actor.did(
-                CONTEXT,
+                AUDIT_CONTEXT,
                 "product.register",
-                product(&p.product_id),
+                product_target(&p.product_id),
                 at,
                 &serde_json::json!({
                     "name": p.name, "unit_price": p.unit_price, "currency": p.currency, "stock": p.initial_stock,
                 }),
             )),
             InventoryEvent::PriceChanged(p) => Some(actor.did(
-                CONTEXT,
+                AUDIT_CONTEXT,
                 "price.change",
-                product(&p.product_id),
+                product_target(&p.product_id),
                 at,
                 &serde_json::json!({ "from": p.old_price, "to": p.new_price, "currency": p.currency }),
             )),

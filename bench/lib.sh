@@ -27,12 +27,27 @@ fresh_db() { # name prefix, [port: 5432]
 # A scratch directory ($work) and the list of background processes the
 # script starts ($pids): the processes are stopped and the directory
 # removed when the script exits, however it exits. Commands in $on_exit
-# run first (a server the script stops its own way).
+# run first (a server the script stops its own way). The streams of the
+# namespaces in $namespaces (see new_namespace) are deleted once the
+# processes are stopped.
 scratch() {
   work=$(mktemp -d)
   pids=()
   on_exit=()
-  trap 'for step in "${on_exit[@]}"; do $step; done; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+  namespaces=()
+  trap 'for step in "${on_exit[@]}"; do $step; done; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; drop_namespaces; rm -rf "$work"' EXIT
+}
+
+# A new namespace for a shop on the local NATS server, in $namespace, named
+# $1 and digits; its streams are dropped when the script exits. Each stream
+# reserves its retention's bytes on the server, and reservations left
+# behind by earlier runs soon leave no room for new streams.
+new_namespace() { # prefix
+  namespace="$1$(date +%s%N | tail -c 9)"
+  namespaces+=("$namespace")
+}
+drop_namespaces() {
+  [ "${#namespaces[@]}" -eq 0 ] || python3 bench/jetstream.py drop "${namespaces[@]}" || true
 }
 
 # The settings every load benchmark runs the shop and shop-load with.

@@ -19,7 +19,8 @@
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
-# process the script starts is stopped when it ends.
+# process the script starts is stopped when it ends, and the streams of its
+# namespaces are deleted (bench/jetstream.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -163,31 +164,15 @@ sizes() {
     SELECT string_agg(schemaname || '.' || relname || ' ' || n_live_tup || '/' ||
                       pg_size_pretty(pg_total_relation_size(relid)), ', ' ORDER BY schemaname, relname)
     FROM pg_stat_user_tables WHERE schemaname IN ('orders', 'inventory')")
-  local streams; streams=$(python3 - "$ns" <<'PY'
-import json, socket, sys
-ns = sys.argv[1]
-s = socket.create_connection(("127.0.0.1", 4222), timeout=5)
-f = s.makefile("rb")
-f.readline()  # INFO
-s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.sizes 1\r\n')
-out = []
-for name in (f"{ns}_order", f"{ns}_inventory", f"{ns}_dead_letters"):
-    s.sendall(f"PUB $JS.API.STREAM.INFO.{name} _INBOX.sizes 0\r\n\r\n".encode())
-    while not (line := f.readline()).startswith(b"MSG"):
-        pass
-    info = json.loads(f.read(int(line.split()[-1]) + 2))
-    state = info.get("state", {})
-    out.append(f"{name} {state.get('messages', '?')}/{state.get('bytes', 0) // 1024} KiB")
-print(", ".join(out))
-PY
-)
+  local streams; streams=$(python3 bench/jetstream.py sizes "$ns")
   echo "$minute: $tables; $streams"
 }
 # Each run gets a shop of its own, so no run inherits another's backlog.
 distributed() { # log name, then more environment
   local log=$1; shift
   current_db=$(fresh_db bench)
-  current_ns="b$(date +%s%N | tail -c 9)"
+  new_namespace b
+  current_ns=$namespace
   serve 18080 "$work/$log.log" SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$current_ns" SHOP_DB_POOL=32 "$@"
   cost_begin "${pids[@]}"
 }
@@ -202,7 +187,8 @@ costed() {
 four_instances() {
   local name=$1 urls=$2 replicas=$3 first=${#pids[@]}
   current_db=$(fresh_db bench)
-  local common=(SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="c$(date +%s%N | tail -c 9)" SHOP_DB_POOL=16
+  new_namespace c
+  local common=(SHOP_DATABASE_URL="$current_db" SHOP_NAMESPACE="$namespace" SHOP_DB_POOL=16
     SHOP_NATS_URL="$urls" SHOP_NATS_REPLICAS="$replicas")
   serve 18081 "$work/$name-inventory-1.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
   serve 18083 "$work/$name-inventory-2.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-2
@@ -314,7 +300,7 @@ for run in $RUNS; do
     # default intake bound may leave unread, reached within two minutes).
     distributed bounded SHOP_OUTBOX_RETENTION_SECS="${BOUNDED_RETENTION:-120}" \
       SHOP_STREAM_MAX_BYTES="${BOUNDED_STREAM_BYTES:-268435456}"
-    ns=$(tr '\0' '\n' <"/proc/${pids[0]}/environ" | sed -n 's/^SHOP_NAMESPACE=//p')
+    ns=$current_ns
     (
       for minute in $(seq 0 $(( ${BOUNDED_DURATION_S:-600} / 60 + 2 ))); do
         sizes "$current_db" "$ns" "$minute"
@@ -363,7 +349,8 @@ for run in $RUNS; do
     ;;
   separate)
     db=$(fresh_db bench)
-    ns="p$(date +%s)"
+    new_namespace p
+    ns=$namespace
     common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$ns" SHOP_DB_POOL=32)
     serve 18081 "$work/inventory.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
     serve 18082 "$work/order.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1

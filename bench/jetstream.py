@@ -24,8 +24,13 @@ class JetStream:
 
     def request(self, subject, body=b""):
         self.socket.sendall(f"PUB {subject} _INBOX.bench {len(body)}\r\n".encode() + body + b"\r\n")
+        # The answer, past anything else the server sends (its PINGs): a
+        # closed connection ends the wait instead of spinning on no lines.
         while not (line := self.file.readline()).startswith(b"MSG"):
-            pass
+            if not line:
+                raise ConnectionError(f"NATS closed the connection before answering {subject}")
+            if line.startswith(b"PING"):
+                self.socket.sendall(b"PONG\r\n")
         return json.loads(self.file.read(int(line.split()[-1]) + 2))
 
     def stream_names(self):

@@ -300,10 +300,9 @@ for run in $RUNS; do
     # default intake bound may leave unread, reached within two minutes).
     distributed bounded SHOP_OUTBOX_RETENTION_SECS="${BOUNDED_RETENTION:-120}" \
       SHOP_STREAM_MAX_BYTES="${BOUNDED_STREAM_BYTES:-268435456}"
-    ns=$current_ns
     (
       for minute in $(seq 0 $(( ${BOUNDED_DURATION_S:-600} / 60 + 2 ))); do
-        sizes "$current_db" "$ns" "$minute"
+        sizes "$current_db" "$current_ns" "$minute"
         sleep 60
       done
     ) >"$results/bounded.txt" 2>&1 &
@@ -311,7 +310,7 @@ for run in $RUNS; do
     load "bounded-state-${BOUNDED_RATE:-$SUSTAINED}-per-s" --target http://127.0.0.1:18080 intake \
       --rate "${BOUNDED_RATE:-$SUSTAINED}" --duration "${BOUNDED_DURATION_S:-600}s" --products "$PRODUCTS" --settle 120s
     sleep 5
-    sizes "$current_db" "$ns" end >>"$results/bounded.txt"
+    sizes "$current_db" "$current_ns" end >>"$results/bounded.txt"
     kill "$sampler" 2>/dev/null || true
     echo "==> table and stream sizes (minute: rows/bytes per table; messages/bytes per stream)"
     cat "$results/bounded.txt"
@@ -350,8 +349,7 @@ for run in $RUNS; do
   separate)
     db=$(fresh_db bench)
     new_namespace p
-    ns=$namespace
-    common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$ns" SHOP_DB_POOL=32)
+    common=(SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$namespace" SHOP_DB_POOL=32)
     serve 18081 "$work/inventory.log" "${common[@]}" SHOP_ROLE=inventory SHOP_INSTANCE_ID=inventory-1
     serve 18082 "$work/order.log" "${common[@]}" SHOP_ROLE=order SHOP_INSTANCE_ID=order-1
     serve 18080 "$work/gateway.log" "${common[@]}" SHOP_ROLE=gateway SHOP_DISCOVERY=off \

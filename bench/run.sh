@@ -16,11 +16,12 @@
 #   RUNS=shadow bench/run.sh     # intake at HIGH without, then with, rule candidates in shadow (every call, default budget)
 #   RUNS=policy bench/run.sh     # intake at HIGH without, then with, the purchase-limit policy (Redis counters)
 #   RUNS=prices bench/run.sh     # intake at HIGH with every order priced by a query, then with the price cache
+#   KEEP_DATABASES=1 bench/run.sh   # keep each run's database (dropped at exit otherwise)
 #
 # Needs PostgreSQL, NATS JetStream and Redis on 127.0.0.1 (as .ci/run starts
 # them). Each run gets a fresh database, namespace and data directory; every
 # process the script starts is stopped when it ends, and the streams of its
-# namespaces are deleted (bench/jetstream.py).
+# namespaces (bench/jetstream.py) and its databases are deleted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -49,6 +49,7 @@ pid=
 cleanup() {
   [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
   wait 2>/dev/null || true
+  drop_databases
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -208,28 +208,62 @@ async fn commit(kept: Kept<Postgres>, batch: Vec<NewOrder>) -> Vec<Result<u64, S
         .collect()
 }
 
+/// The batch's orders, from arrays; `$tail` settles what an id already
+/// taken does.
+macro_rules! insert_orders {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
+             SELECT id, customer, status, created, confirmed, state::json, 1, policy::json
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
+                 AS new (id, customer, status, created, confirmed, state, policy) ",
+            $tail,
+            " RETURNING order_id"
+        )
+    };
+}
+
 /// One transaction: the orders whose ids are free, and the deliveries and
 /// outbox rows of those. Returns the ids written.
-async fn insert(connection: &mut sqlx::PgConnection, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
+///
+/// An id is nearly always free, so the batch is first written by a plain
+/// insert: `ON CONFLICT` costs every row a probe of the key and a second
+/// record in the log (its speculative insertion confirmed). Should an id be
+/// taken, that transaction fails whole and the batch is written again,
+/// skipping the ids taken.
+async fn insert(connection: &mut PgConnection, batch: &[&NewOrder]) -> Result<HashSet<String>, StoreError> {
+    match write(connection, batch, insert_orders!("")).await? {
+        Some(inserted) => Ok(inserted),
+        None => {
+            let skipping = insert_orders!("ON CONFLICT (order_id) DO NOTHING");
+            let inserted = write(connection, batch, skipping).await?;
+            inserted.ok_or_else(|| StoreError::Conflict("a new order's unique key was taken".into()))
+        }
+    }
+}
+
+/// The batch written in one transaction with `insert_orders`; `None` when
+/// that found an id taken (and so wrote nothing).
+async fn write(
+    connection: &mut PgConnection,
+    batch: &[&NewOrder],
+    insert_orders: &'static str,
+) -> Result<Option<HashSet<String>>, StoreError> {
     let mut tx = connection.begin().await.map_err(db_error)?;
-    let rows = sqlx::query(
-        "INSERT INTO orders.orders (order_id, customer_id, status, created_at, confirmed_at, state, version, policy)
-         SELECT id, customer, status, created, confirmed, state::json, 1, policy::json
-           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
-             AS new (id, customer, status, created, confirmed, state, policy)
-         ON CONFLICT (order_id) DO NOTHING
-         RETURNING order_id",
-    )
-    .bind(batch.iter().map(|n| n.order.id.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|n| n.order.customer_id.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|n| n.order.status.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|n| n.order.created_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|n| n.order.confirmed_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|n| json(&n.order)).collect::<Result<Vec<_>, _>>()?)
-    .bind(batch.iter().map(|n| n.policy.as_deref()).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    let rows = sqlx::query(insert_orders)
+        .bind(batch.iter().map(|n| n.order.id.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|n| n.order.customer_id.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|n| n.order.status.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|n| n.order.created_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|n| n.order.confirmed_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|n| json(&n.order)).collect::<Result<Vec<_>, _>>()?)
+        .bind(batch.iter().map(|n| n.policy.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await;
+    let rows = match rows {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(None),
+        rows => rows.map_err(db_error)?,
+    };
     let inserted = rows
         .iter()
         .map(|row| row.try_get::<String, _>("order_id"))
@@ -241,5 +275,5 @@ async fn insert(connection: &mut sqlx::PgConnection, batch: &[&NewOrder]) -> Res
     let events: Vec<&Envelope> = written().flat_map(|n| &n.events).collect();
     append_outbox(&mut tx, Schema::Orders, events).await?;
     tx.commit().await.map_err(db_error)?;
-    Ok(inserted)
+    Ok(Some(inserted))
 }

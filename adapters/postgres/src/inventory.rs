@@ -135,7 +135,10 @@ async fn update_reservation(
     Ok(())
 }
 
-/// New reservations, in one round trip; any that exists already is a conflict.
+/// New reservations, in one round trip; any that exists already is a
+/// conflict. That is rare (two instances racing for one order), so a plain
+/// insert finds it: `ON CONFLICT` would cost every row a probe of the key
+/// and a second record in the log.
 async fn insert_reservations(
     tx: &mut Transaction<'_, Postgres>,
     reservations: &[&Reservation],
@@ -149,20 +152,26 @@ async fn insert_reservations(
         .iter()
         .map(|r| json(&r.lines))
         .collect::<Result<Vec<_>, _>>()?;
-    let inserted: Vec<String> = sqlx::query_scalar(
+    let inserted = sqlx::query(
         "INSERT INTO inventory.reservations (order_id, status, lines)
-         SELECT id, status, lines::json FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, status, lines)
-         ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+         SELECT id, status, lines::json FROM UNNEST($1::text[], $2::text[], $3::text[]) AS new (id, status, lines)",
     )
     .bind(&ids)
     .bind(&statuses)
     .bind(&lines)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    if inserted.len() < ids.len() {
-        let taken = ids.iter().find(|id| !inserted.iter().any(|i| i == *id)).unwrap_or(&"?");
-        return Err(StoreError::Conflict(format!("reservation of order {taken}")));
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            // PostgreSQL's detail names the key: "Key (order_id)=(...) already exists."
+            let detail = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|e| e.detail());
+            Err(StoreError::Conflict(format!(
+                "a reservation exists already: {}",
+                detail.unwrap_or(db.message())
+            )))
+        }
+        inserted => inserted.map(drop).map_err(db_error),
     }
-    Ok(())
 }

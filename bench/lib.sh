@@ -56,12 +56,41 @@ drop_namespaces() {
 # Drops the databases fresh_db listed in $work (none with KEEP_DATABASES=1).
 # A server the script has stopped already takes its databases with it.
 drop_databases() {
-  [ -z "${KEEP_DATABASES:-}" ] && [ -s "$work/databases" ] || return 0
+  [ "${KEEP_DATABASES:-}" != 1 ] && [ -s "$work/databases" ] || return 0
   local port name
   while read -r port name; do
     psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
       -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
   done <"$work/databases"
+}
+
+# Runs statement $2 in database $1 (a name) on 127.0.0.1: bare values out,
+# stopping at the first error.
+pg_sql() { psql -h 127.0.0.1 -U postgres -d "$1" -v ON_ERROR_STOP=1 -tAq -c "$2"; }
+
+# Starts `shop-load intake` against the shop on 127.0.0.1:$1 in the
+# background (RATE, DURATION, PRODUCTS: 4,000 orders/s for 30 s over 1,000
+# products unless set), its pid in $load; returns once the saga has settled
+# (shop-load creates the file before its check) or shop-load has ended.
+intake_until_settled() { # port
+  SHOP_LOAD_SETTLED_FILE="$work/settled" "$bin/shop-load" --target "http://127.0.0.1:$1" intake \
+    --rate "${RATE:-4000}" --duration "${DURATION:-30s}" --products "${PRODUCTS:-1000}" >"$work/load.log" 2>&1 &
+  load=$!
+  pids+=("$load")
+  until [ -e "$work/settled" ] || ! kill -0 "$load" 2>/dev/null; do sleep 0.2; done
+}
+# Waits for that run's check and prints its summary (its whole log, and
+# exits, when it failed).
+intake_checked() {
+  wait "$load" || { cat "$work/load.log"; exit 1; }
+  grep -E 'accepted/s|confirmations/s|invariants' "$work/load.log"
+}
+# The confirmed (or completed) orders in database $1; exits when there is none.
+confirmed_orders() { # database name
+  local orders
+  orders=$(pg_sql "$1" "SELECT count(*) FROM orders.orders WHERE status IN ('CONFIRMED', 'COMPLETED')")
+  [ "$orders" -gt 0 ] || { echo "no order was confirmed" >&2; exit 1; }
+  echo "$orders"
 }
 
 # The settings every load benchmark runs the shop and shop-load with.

@@ -16,13 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RATE=${RATE:-4000}
-DURATION=${DURATION:-30s}
-PRODUCTS=${PRODUCTS:-1000}
 PORT=${PORT:-18096}
 
-sql() { psql -h 127.0.0.1 -U postgres -d "$1" -v ON_ERROR_STOP=1 -tAq -c "$2"; }
-if ! sql postgres "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
+. bench/lib.sh
+if ! pg_sql postgres "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
   cat >&2 <<'EOF'
 pg_stat_statements is not loaded. Load it, run this again, then undo it:
   psql -h 127.0.0.1 -U postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
@@ -36,7 +33,6 @@ EOF
   exit 2
 fi
 
-. bench/lib.sh
 load_settings
 release_binaries
 scratch
@@ -45,31 +41,24 @@ db=$(fresh_db statements)
 name=${db##*/}
 new_namespace s
 serve "$PORT" "$work/shop.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$namespace" SHOP_DB_POOL=32
-sql "$name" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
-dbid=$(sql "$name" "SELECT oid FROM pg_database WHERE datname = current_database()")
+pg_sql "$name" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+dbid=$(pg_sql "$name" "SELECT oid FROM pg_database WHERE datname = current_database()")
 # Only this database's statements, and only from now on.
-sql "$name" "SELECT pg_stat_statements_reset(0, $dbid, 0)" >/dev/null
-# shop-load creates this file once the saga has settled, before its check.
-SHOP_LOAD_SETTLED_FILE="$work/settled" "$bin/shop-load" --target "http://127.0.0.1:$PORT" intake \
-  --rate "$RATE" --duration "$DURATION" --products "$PRODUCTS" >"$work/load.log" 2>&1 &
-load=$!
-pids+=("$load")
-until [ -e "$work/settled" ] || ! kill -0 "$load" 2>/dev/null; do sleep 0.2; done
-sql "$name" "CREATE TABLE public.settled_statements AS
+pg_sql "$name" "SELECT pg_stat_statements_reset(0, $dbid, 0)" >/dev/null
+intake_until_settled "$PORT"
+pg_sql "$name" "CREATE TABLE public.settled_statements AS
   SELECT queryid, query, calls, rows, total_exec_time, total_plan_time, shared_blks_hit, shared_blks_read,
          wal_records, wal_bytes
     FROM pg_stat_statements WHERE dbid = $dbid"
-wait "$load" || { cat "$work/load.log"; exit 1; }
-grep -E 'accepted/s|confirmations/s|invariants' "$work/load.log"
+intake_checked
 
-orders=$(sql "$name" "SELECT count(*) FROM orders.orders WHERE status IN ('CONFIRMED', 'COMPLETED')")
-[ "$orders" -gt 0 ] || { echo "no order was confirmed" >&2; exit 1; }
+orders=$(confirmed_orders "$name")
 echo "$orders confirmed orders; per confirmed order:"
 echo
 echo "| statement | calls | rows a call | exec µs | plan µs | buffers | WAL records | WAL bytes |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 # A statement is named by its first 70 characters, blanks folded.
-sql "$name" "
+pg_sql "$name" "
   SELECT format('| \`%s\` | %s | %s | %s | %s | %s | %s | %s |',
            left(regexp_replace(query, '\s+', ' ', 'g'), 70),
            round(calls::numeric / $orders, 3), round(rows::numeric / greatest(calls, 1), 1),
@@ -80,7 +69,7 @@ sql "$name" "
    WHERE total_exec_time + total_plan_time >= 0.5 * $orders / 1000
    ORDER BY total_exec_time + total_plan_time DESC"
 echo
-sql "$name" "
+pg_sql "$name" "
   SELECT format('all: %s statements, %s µs executing and %s µs planning, %s buffers, %s WAL records per confirmed order',
            round(sum(calls)::numeric / $orders, 2), round((sum(total_exec_time) * 1000 / $orders)::numeric),
            round((sum(total_plan_time) * 1000 / $orders)::numeric),

@@ -16,9 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RATE=${RATE:-4000}
-DURATION=${DURATION:-30s}
-PRODUCTS=${PRODUCTS:-1000}
 PORT=${PORT:-18095}
 SLOT=shop_wal_tables_$$
 
@@ -27,37 +24,29 @@ load_settings
 release_binaries
 scratch
 
-sql() { psql -h 127.0.0.1 -U postgres -d "$1" -v ON_ERROR_STOP=1 -tAq -c "$2"; }
-drop_slot() { sql postgres "SELECT pg_drop_replication_slot('$SLOT')" >/dev/null 2>&1 || true; }
+drop_slot() { pg_sql postgres "SELECT pg_drop_replication_slot('$SLOT')" >/dev/null 2>&1 || true; }
 on_exit+=(drop_slot)
 
 db=$(fresh_db wal)
 new_namespace w
 serve "$PORT" "$work/shop.log" SHOP_DATABASE_URL="$db" SHOP_NAMESPACE="$namespace" SHOP_DB_POOL=32
-sql postgres "SELECT pg_create_physical_replication_slot('$SLOT', true)" >/dev/null
-start=$(sql postgres "SELECT pg_current_wal_lsn()")
-# shop-load creates this file once the saga has settled, before its check.
-SHOP_LOAD_SETTLED_FILE="$work/settled" "$bin/shop-load" --target "http://127.0.0.1:$PORT" intake \
-  --rate "$RATE" --duration "$DURATION" --products "$PRODUCTS" >"$work/load.log" 2>&1 &
-load=$!
-pids+=("$load")
-until [ -e "$work/settled" ] || ! kill -0 "$load" 2>/dev/null; do sleep 0.2; done
-end=$(sql postgres "SELECT pg_current_wal_lsn()")
-wait "$load" || { cat "$work/load.log"; exit 1; }
-grep -E 'accepted/s|confirmations/s|invariants' "$work/load.log"
+pg_sql postgres "SELECT pg_create_physical_replication_slot('$SLOT', true)" >/dev/null
+start=$(pg_sql postgres "SELECT pg_current_wal_lsn()")
+intake_until_settled "$PORT"
+end=$(pg_sql postgres "SELECT pg_current_wal_lsn()")
+intake_checked
 
 name=${db##*/}
-sql "$name" "CREATE EXTENSION IF NOT EXISTS pg_walinspect"
-orders=$(sql "$name" "SELECT count(*) FROM orders.orders WHERE status IN ('CONFIRMED', 'COMPLETED')")
-[ "$orders" -gt 0 ] || { echo "no order was confirmed" >&2; exit 1; }
-echo "$orders confirmed orders; log from $start to $end: $(sql postgres "SELECT pg_size_pretty(pg_wal_lsn_diff('$end', '$start'))")"
+pg_sql "$name" "CREATE EXTENSION IF NOT EXISTS pg_walinspect"
+orders=$(confirmed_orders "$name")
+echo "$orders confirmed orders; log from $start to $end: $(pg_sql postgres "SELECT pg_size_pretty(pg_wal_lsn_diff('$end', '$start'))")"
 echo
 echo "| table or index | records | bytes per order | of which full-page images |"
 echo "|---|---:|---:|---:|"
 # A record names its blocks as "rel <tablespace>/<database>/<filenode>";
 # the first block names the relation. Records of no relation (commits,
 # the sequences' own) are "(none)".
-sql "$name" "
+pg_sql "$name" "
   WITH r AS (
     SELECT record_length, fpi_length, substring(block_ref FROM 'rel \d+/\d+/(\d+)')::oid AS node
       FROM pg_get_wal_records_info('$start', '$end')),
@@ -72,9 +61,9 @@ sql "$name" "
 echo
 echo "| record | count | bytes per order |"
 echo "|---|---:|---:|"
-sql "$name" "
+pg_sql "$name" "
   SELECT format('| %s | %s | %s |', \"resource_manager/record_type\", count, round(combined_size::numeric / $orders))
     FROM pg_get_wal_stats('$start', '$end', true)
    WHERE combined_size >= $orders ORDER BY combined_size DESC"
 echo
-echo "total: $(sql postgres "SELECT round(pg_wal_lsn_diff('$end', '$start') / $orders)") bytes per confirmed order"
+echo "total: $(pg_sql postgres "SELECT round(pg_wal_lsn_diff('$end', '$start') / $orders)") bytes per confirmed order"

@@ -82,6 +82,10 @@ pub fn check_text(field: &str, text: &str) -> Result<(), FieldError> {
     if text.trim().is_empty() {
         return Err(FieldError::new(field, "must not be blank"));
     }
+    // No store keeps a NUL in text (PostgreSQL refuses it, even escaped in JSON).
+    if text.contains('\0') {
+        return Err(FieldError::new(field, "must not contain a NUL character"));
+    }
     if text.chars().count() > MAX_TEXT_LEN {
         return Err(FieldError::new(
             field,
@@ -139,6 +143,7 @@ mod tests {
     fn text_is_neither_blank_nor_overlong() {
         assert!(check_text("name", "Mug").is_ok());
         assert!(check_text("name", "   ").is_err());
+        assert!(check_text("name", "Mu\0g").is_err());
         assert!(check_text("name", &"é".repeat(MAX_TEXT_LEN)).is_ok());
         assert!(check_text("name", &"é".repeat(MAX_TEXT_LEN + 1)).is_err());
     }

@@ -255,6 +255,11 @@ mod tests {
         for (pointer, value) in expected {
             assert_eq!(at(&doc, &format!("{schemas}{pointer}")), &value, "{pointer}");
         }
+        // Free text follows one rule (`shop_rules::common::check_text`), so one pattern.
+        assert_eq!(
+            at(&doc, &format!("{schemas}/RegisterBody/properties/name/pattern")),
+            at(&doc, &format!("{schemas}/AdjustBody/properties/reason/pattern")),
+        );
     }
 
     #[test]

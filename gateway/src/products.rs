@@ -44,7 +44,8 @@ pub fn router<I: InventoryUseCases>(inventory: Arc<I>) -> Router {
 // The limits in the schemas below are the built-in rule book's
 // (`shop_rules::common`, `shop_rules::inventory`); a test in openapi.rs
 // keeps them equal. Text must hold a character that is not Unicode
-// White_Space, which is what the rules' `trim()` leaves.
+// White_Space, which is what the rules' `trim()` leaves, and no NUL, which
+// the rules refuse.
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -102,7 +102,7 @@ where
                 if let Some(keyring) = keyring {
                     service = service.with_keyring(keyring);
                 }
-                Some(Arc::new(service))
+                Some(service.shared())
             }
             false => None,
         };

@@ -1,7 +1,7 @@
 //! The order context's use cases.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use shop_rules::inventory::InventoryEvent;
@@ -19,6 +19,7 @@ use super::{
 };
 use crate::audit::{Actor, AuditEntry, AuditRecord};
 use crate::customer_data::{Delivery, DeliveryRead, InvalidDelivery, Keyring, SealError};
+use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::ports::{
     AuditLog, AuditQuery, CatalogueEntry, Clock, OrderQuery, OrderStore, OrderWrite, SealedDelivery, StoreError,
@@ -127,8 +128,31 @@ const EXPORT_PAGE: u32 = 100;
 /// Most prices one query of a refresh round reads.
 const REFRESH_CHUNK: usize = 1000;
 
+/// Tasks committing the commands asked for at once, and most commands a
+/// commit carries.
+const COMMAND_WRITERS: usize = 2;
+const COMMAND_BATCH: usize = 256;
+
+/// An order command someone asked for: a customer's cancel, an operator's
+/// completion, a payment notice, a reservation's outcome.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub order_id: String,
+    pub command: OrderCommand,
+    pub trace: Trace,
+    /// Who asked, when the change is audited as theirs.
+    pub by: Option<Actor>,
+}
+
 pub struct OrderService<S> {
     store: S,
+    /// The service itself, once [`Self::shared`]: what the command writers
+    /// hold, so that they stop with it.
+    me: Weak<Self>,
+    /// Commands asked for at once, decided and committed together: each
+    /// audited change alone would hold the audit chain's lock through its
+    /// own commit, one after another. Started on the first command.
+    commands: OnceLock<GroupCommit<Asked, Result<Commanded, OrderError>>>,
     /// Seals and opens delivery details; without one, orders carry none.
     keyring: Option<Arc<Keyring>>,
     rules: Arc<RuleHost>,
@@ -142,6 +166,8 @@ impl<S: OrderStore> OrderService<S> {
     pub fn new(store: S, rules: Arc<RuleHost>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            me: Weak::new(),
+            commands: OnceLock::new(),
             keyring: None,
             rules,
             clock,
@@ -149,6 +175,13 @@ impl<S: OrderStore> OrderService<S> {
             backpressure: Arc::new(Backpressure::off()),
             prices: PriceCache::off(),
         }
+    }
+
+    /// The service as the entry points share it. Its commands (see
+    /// [`Self::command`]) are then committed together with those asked for
+    /// at the same time; a service not shared this way commits each alone.
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self { me: me.clone(), ..self })
     }
 
     /// Reuses a price read from the catalogue copy for up to `lifetime`
@@ -487,7 +520,8 @@ impl<S: OrderStore> OrderService<S> {
         Ok(expired)
     }
 
-    /// Decides `command` on the stored order and commits the outcome, again
+    /// Decides `command` on the stored order and commits the outcome (with
+    /// the commands asked for meanwhile, see [`Self::command_asked`]), again
     /// from a fresh read when another writer got there first. A command whose
     /// effect already holds (a repeated message) decides nothing and writes
     /// nothing. A command `by` a caller is audited with its change.
@@ -498,32 +532,59 @@ impl<S: OrderStore> OrderService<S> {
         trace: Trace,
         by: Option<&Actor>,
     ) -> Result<Order, OrderError> {
-        Ok(self.command_once(order_id, command, trace, by).await?.into_order())
+        let asked = Asked {
+            order_id: order_id.to_owned(),
+            command: command.clone(),
+            trace,
+            by: by.cloned(),
+        };
+        Ok(self.command_asked(asked).await?.into_order())
     }
 
-    /// Commands for different orders, each decided on its order as stored
-    /// and all committed at once; each answered as [`Self::command`] would,
-    /// and with whether it changed anything. Should the commit fail (an
-    /// order changed meanwhile, or was named twice), each is done alone.
-    pub async fn command_many(&self, commands: &[(String, OrderCommand, Trace)]) -> Vec<Result<Commanded, OrderError>> {
+    /// Does what `asked` asks, committed with the other commands asked for
+    /// meanwhile (when the service is [`Self::shared`]), and says whether it
+    /// changed the order.
+    pub async fn command_asked(&self, asked: Asked) -> Result<Commanded, OrderError> {
+        if self.me.strong_count() == 0 {
+            return self
+                .command_once(&asked.order_id, &asked.command, asked.trace, asked.by.as_ref())
+                .await;
+        }
+        let writers = self.commands.get_or_init(|| {
+            let me = self.me.clone();
+            GroupCommit::start(COMMAND_WRITERS, COMMAND_BATCH, move |batch: Vec<Asked>| {
+                let me = me.upgrade();
+                async move {
+                    match me {
+                        Some(service) => service.command_many(&batch).await,
+                        None => batch.iter().map(|_| Err(writers_stopped())).collect(),
+                    }
+                }
+            })
+        });
+        writers.submit(asked).await.unwrap_or_else(|| Err(writers_stopped()))
+    }
+
+    /// Commands, each decided on its order as stored and all committed at
+    /// once; each answered as [`Self::command_asked`] would. Should the
+    /// commit fail (an order changed meanwhile, or was named twice), each is
+    /// done alone.
+    async fn command_many(&self, commands: &[Asked]) -> Vec<Result<Commanded, OrderError>> {
         match self.command_together(commands).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::debug!(target: "shop::saga", %error, count = commands.len(), "commanding together failed; one by one");
                 let each = commands
                     .iter()
-                    .map(|(order_id, command, trace)| self.command_once(order_id, command, *trace, None))
+                    .map(|asked| self.command_once(&asked.order_id, &asked.command, asked.trace, asked.by.as_ref()))
                     .collect();
                 super::at_most(8, each).await
             }
         }
     }
 
-    async fn command_together(
-        &self,
-        commands: &[(String, OrderCommand, Trace)],
-    ) -> Result<Vec<Result<Commanded, OrderError>>, OrderError> {
-        let ids: Vec<String> = commands.iter().map(|(id, ..)| id.clone()).collect();
+    async fn command_together(&self, commands: &[Asked]) -> Result<Vec<Result<Commanded, OrderError>>, OrderError> {
+        let ids: Vec<String> = commands.iter().map(|asked| asked.order_id.clone()).collect();
         let stored: HashMap<String, Versioned<Order>> = self
             .store
             .get_many(&ids)
@@ -533,21 +594,25 @@ impl<S: OrderStore> OrderService<S> {
             .collect();
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();
-        for (order_id, command, trace) in commands {
-            let Some(current) = stored.get(order_id) else {
-                outcomes.push(Err(OrderError::NotFound(order_id.clone())));
+        for asked in commands {
+            let Some(current) = stored.get(&asked.order_id) else {
+                outcomes.push(Err(OrderError::NotFound(asked.order_id.clone())));
                 continue;
             };
-            match self.rules.decide_order(Some(&current.value), command) {
+            match self.rules.decide_order(Some(&current.value), &asked.command) {
                 Ok(decided) if decided.value.is_empty() => {
                     outcomes.push(Ok(Commanded::Unchanged(current.value.clone())))
                 }
                 Ok(decided) => {
                     let (order, envelopes) =
-                        self.apply(Some(current), &decided.value, &rule_ref(&decided.rule), *trace)?;
-                    let order = order.ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
+                        self.apply(Some(current), &decided.value, &rule_ref(&decided.rule), asked.trace)?;
+                    let order = order.ok_or_else(|| OrderError::NotFound(asked.order_id.clone()))?;
+                    let audit = asked
+                        .by
+                        .as_ref()
+                        .map(|actor| audit_of(actor, &asked.order_id, &asked.command, self.clock.now_ms()));
                     outcomes.push(Ok(Commanded::Changed(order.clone())));
-                    changes.push((order, current.version, envelopes, decided.value));
+                    changes.push((order, current.version, envelopes, audit, decided.value));
                 }
                 Err(RuleError::Rejected(rejection)) => outcomes.push(Err(OrderError::Rejected(rejection))),
                 Err(RuleError::Fault(fault)) => return Err(fault.into()),
@@ -555,18 +620,18 @@ impl<S: OrderStore> OrderService<S> {
         }
         let updates: Vec<OrderWrite<'_>> = changes
             .iter()
-            .map(|(order, version, events, _)| OrderWrite {
+            .map(|(order, version, events, audit, _)| OrderWrite {
                 order,
                 expected_version: Some(*version),
                 events,
                 delivery: None,
-                audit: None,
+                audit: audit.as_ref(),
             })
             .collect();
         if !updates.is_empty() {
             self.store.update_many(&updates).await?;
         }
-        for (order, _, _, decided) in &changes {
+        for (order, .., decided) in &changes {
             self.metrics.order_events(order, decided);
         }
         Ok(outcomes)
@@ -667,14 +732,19 @@ impl<S: OrderStore> OrderService<S> {
         }
         let at = together.iter().map(|t| t.at).collect::<Vec<_>>();
         let at_once = async {
-            let commands: Vec<(String, OrderCommand, Trace)> = together
+            let commands: Vec<Asked> = together
                 .iter()
                 .map(
                     |Settling {
                          order: (id, command),
                          trace,
                          ..
-                     }| (id.clone(), command.clone(), *trace),
+                     }| Asked {
+                        order_id: id.clone(),
+                        command: command.clone(),
+                        trace: *trace,
+                        by: None,
+                    },
                 )
                 .collect();
             let outcomes = self
@@ -858,6 +928,10 @@ fn catalogue_entry(product_id: &str, unit_price: i64, currency: &str, envelope: 
         },
         source_version: envelope.aggregate_version,
     }
+}
+
+fn writers_stopped() -> OrderError {
+    OrderError::Store(StoreError::Unavailable("the order command writers stopped".into()))
 }
 
 /// The audit record of `command`, done on `order_id` as `actor` asked.

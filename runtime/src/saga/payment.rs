@@ -13,7 +13,7 @@
 //! `failed` after a `succeeded`, changes nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,9 +21,8 @@ use shop_rules::order::{CancelReason, Order, OrderCommand, OrderEvent, OrderReje
 use shop_streams::{DomainEvent, Envelope, Trace};
 
 use super::HandleError;
-use super::orders::{Commanded, OrderError, OrderService};
+use super::orders::{Asked, Commanded, OrderError, OrderService};
 use super::refusals::{REFUSAL_WINDOW, Refusals};
-use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::ports::payment::{SignatureError, verify};
 use crate::ports::{Clock, KeyValue, OrderStore, PaymentError, PaymentIntent, PaymentProvider};
@@ -150,18 +149,10 @@ impl ReplayGuard {
     }
 }
 
-/// An order command a notice asks for, with its trace.
-type Settling = (String, OrderCommand, Trace);
-
-/// Tasks committing notices' order changes, and most notices per commit.
-const SETTLE_WRITERS: usize = 2;
-const SETTLE_BATCH: usize = 256;
-
 pub struct PaymentService<S, P> {
+    /// Notices arriving together have their order changes committed
+    /// together, when this is [`OrderService::shared`].
     orders: Arc<OrderService<S>>,
-    /// Notices' order changes, committed together; started on first use
-    /// (it needs the runtime the webhook runs on).
-    settling: OnceLock<GroupCommit<Settling, Result<Commanded, OrderError>>>,
     provider: P,
     secret: WebhookSecret,
     replays: ReplayGuard,
@@ -181,7 +172,6 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
     ) -> Self {
         Self {
             orders,
-            settling: OnceLock::new(),
             provider,
             secret,
             replays,
@@ -343,18 +333,13 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
             NoticeStatus::Succeeded => OrderCommand::Complete,
             NoticeStatus::Failed => OrderCommand::Cancel(CancelReason::PaymentFailed),
         };
-        let settling = self.settling.get_or_init(|| {
-            let orders = Arc::clone(&self.orders);
-            GroupCommit::start(SETTLE_WRITERS, SETTLE_BATCH, move |commands: Vec<Settling>| {
-                let orders = Arc::clone(&orders);
-                async move { orders.command_many(&commands).await }
-            })
-        });
-        let outcome = settling
-            .submit((notice.order_id.clone(), command, trace))
-            .await
-            .ok_or_else(|| WebhookError::Unavailable("the order writer stopped".into()))?;
-        match outcome {
+        let asked = Asked {
+            order_id: notice.order_id.clone(),
+            command,
+            trace,
+            by: None,
+        };
+        match self.orders.command_asked(asked).await {
             Ok(Commanded::Changed(_)) => Ok(Settled::Applied),
             Ok(Commanded::Unchanged(_)) => Ok(Settled::Duplicate),
             Err(OrderError::Rejected(OrderRejection::InvalidTransition(_) | OrderRejection::NotCancellable(_))) => {

@@ -287,7 +287,7 @@ impl Desk {
             ..RuleSettings::default()
         };
         let rules = Arc::new(RuleHost::start(settings, capabilities).expect("rules load"));
-        let orders = Arc::new(OrderService::new(store.clone(), rules.clone(), clock.clone()));
+        let orders = OrderService::new(store.clone(), rules.clone(), clock.clone()).shared();
         let lock = RedisLock::connect("redis://127.0.0.1:6379")
             .await
             .expect("Redis is reachable");

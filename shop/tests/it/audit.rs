@@ -425,3 +425,100 @@ async fn as_owner(mode: Mode, url: &str, sql: &str) -> Result<(), sqlx::Error> {
         }
     }
 }
+
+/// Cancels asked for at once are decided and committed together (one
+/// holder of the audit chain's lock for many), yet each order changes once,
+/// with one event and one audit entry naming its own caller and request,
+/// however many times it was asked; a customer cannot cancel another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancels_asked_at_once_each_change_their_order_once_audited_as_their_callers() {
+    // The order role alone: nothing reserves, so every order stays PENDING
+    // until its customer cancels it.
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = common::fresh_bus('c').await;
+    common::price_directly(&store, "SKU-C", 1000).await;
+    let env = [("SHOP_JWT_SECRET", TEST_SECRET)];
+    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
+    let addr = shop.addr;
+
+    let customers = ["ann", "bob", "cho"];
+    let one = json!({"items": [{"product_id": "SKU-C", "quantity": 1}]});
+    let mut orders = Vec::new();
+    for customer in customers {
+        let caller = token(customer, "customer");
+        for n in 0..8 {
+            let placed = call(
+                addr,
+                "POST",
+                "/api/orders",
+                &caller,
+                &format!("place-{customer}-{n}"),
+                Some(one.clone()),
+            )
+            .await;
+            assert_eq!(placed.status, 202, "{}", placed.body);
+            orders.push((
+                customer,
+                placed.json()["order_id"].as_str().expect("an order id").to_owned(),
+            ));
+        }
+    }
+
+    // Every order cancelled twice by its customer, and tried once by the
+    // next customer, all at once.
+    let asked = orders.iter().enumerate().flat_map(|(n, (customer, id))| {
+        let stranger = customers[(customers.iter().position(|c| c == customer).unwrap_or(0) + 1) % customers.len()];
+        [
+            (*customer, id.clone(), format!("cancel-{n}-a")),
+            (*customer, id.clone(), format!("cancel-{n}-b")),
+            (stranger, id.clone(), format!("stranger-{n}")),
+        ]
+    });
+    let answers = futures::future::join_all(asked.map(|(caller, id, request)| async move {
+        let path = format!("/api/orders/{id}/cancel");
+        let answer = call(addr, "POST", &path, &token(caller, "customer"), &request, None).await;
+        (id, request, answer)
+    }))
+    .await;
+    for (id, request, answer) in &answers {
+        if request.starts_with("stranger") {
+            assert_eq!(answer.status, 404, "{request} on {id}: {}", answer.body);
+        } else {
+            assert_eq!(answer.status, 200, "{request} on {id}: {}", answer.body);
+            assert_eq!(answer.json()["status"], "CANCELLED", "{}", answer.body);
+        }
+    }
+
+    let entries = everything(addr, "&action=order.cancel").await;
+    assert_eq!(entries.len(), orders.len(), "one entry per order: {entries:#?}");
+    for (n, (customer, id)) in orders.iter().enumerate() {
+        let entry = find(&entries, "order.cancel", &format!("order:{id}"));
+        assert_eq!(
+            (entry["actor"].as_str(), entry["role"].as_str()),
+            (Some(*customer), Some("customer"))
+        );
+        let request = entry["request_id"].as_str().unwrap_or_default();
+        assert!(
+            [format!("cancel-{n}-a"), format!("cancel-{n}-b")]
+                .iter()
+                .any(|r| r == request),
+            "{entry}"
+        );
+    }
+    let chain = everything(addr, "").await;
+    for (n, pair) in chain.windows(2).enumerate() {
+        assert_eq!(pair[0]["seq"].as_u64(), Some(n as u64 + 1));
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "{pair:#?}");
+    }
+
+    let cancelled: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT envelope->>'aggregate_id', count(*) FROM orders.outbox
+         WHERE envelope->>'event_type' = 'OrderCancelled' GROUP BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("the outbox reads");
+    assert_eq!(cancelled.len(), orders.len(), "{cancelled:?}");
+    assert!(cancelled.iter().all(|(_, events)| *events == 1), "{cancelled:?}");
+    shop.stop().await;
+}

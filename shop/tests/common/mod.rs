@@ -244,6 +244,25 @@ pub async fn price_directly_at(store: &PgStore, product_id: &str, unit_price: i6
     store.update_catalogue(&entry).await.expect("priced");
 }
 
+/// The order role alone on a fresh database and namespace, with
+/// `product_id` priced at `unit_price` in its catalogue copy (no inventory
+/// runs to price it, nor to reserve: its orders stay PENDING), the test
+/// secret and the `extra` settings.
+pub async fn order_role_alone(
+    prefix: char,
+    product_id: &str,
+    unit_price: i64,
+    extra: &[(&str, &str)],
+) -> (PgStore, InProcess) {
+    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
+    let (namespace, _bus) = fresh_bus(prefix).await;
+    price_directly(&store, product_id, unit_price).await;
+    let mut env = vec![("SHOP_JWT_SECRET", TEST_SECRET)];
+    env.extend_from_slice(extra);
+    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
+    (store, shop)
+}
+
 /// A namespace no other run uses, and the bus on it.
 pub async fn fresh_bus(prefix: char) -> (Namespace, JetStreamBus) {
     let namespace = shop_testkit::fresh_namespace(prefix);

@@ -1172,30 +1172,13 @@ async fn identity_provider_tokens_and_api_keys_are_accepted() {
     shop.stop().await;
 }
 
-/// The order role alone on a fresh database, with `product_id` priced at
-/// `unit_price` in its catalogue copy (no inventory runs to price it) and
-/// the `extra` setting.
-async fn order_role_alone(
-    prefix: char,
-    product_id: &str,
-    unit_price: i64,
-    extra: (&str, &str),
-) -> (shop_adapter_postgres::PgStore, InProcess, Api) {
-    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
-    let (namespace, _bus) = common::fresh_bus(prefix).await;
-    common::price_directly(&store, product_id, unit_price).await;
-    let env = [("SHOP_JWT_SECRET", TEST_SECRET), extra];
-    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
-    let api = Api { addr: shop.addr };
-    (store, shop, api)
-}
-
 /// A price changed by another order instance (here: written to the shared
 /// catalogue copy behind this one's back) prices this instance's orders
 /// within `SHOP_PRICE_CACHE_MS`, though it kept the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_a_price_changed_elsewhere_prices_orders_within_the_cache_lifetime() {
-    let (store, shop, api) = order_role_alone('e', "SKU-E", 1200, ("SHOP_PRICE_CACHE_MS", "500")).await;
+    let (store, shop) = common::order_role_alone('e', "SKU-E", 1200, &[("SHOP_PRICE_CACHE_MS", "500")]).await;
+    let api = Api { addr: shop.addr };
     let alice = token("alice", "customer");
     let first = api.place(&alice, &order_body("SKU-E", 1), None).await;
     assert_eq!(first.json()["total"], 1200, "{}", first.body);
@@ -1222,7 +1205,8 @@ async fn distributed_a_price_changed_elsewhere_prices_orders_within_the_cache_li
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_intake_sheds_load_past_the_saga_backlog() {
     use shop_runtime::ports::OrderStore;
-    let (store, shop, api) = order_role_alone('k', "SKU-K", 500, ("SHOP_INTAKE_MAX_PENDING", "2")).await;
+    let (store, shop) = common::order_role_alone('k', "SKU-K", 500, &[("SHOP_INTAKE_MAX_PENDING", "2")]).await;
+    let api = Api { addr: shop.addr };
     let alice = token("alice", "customer");
     let mut accepted = Vec::new();
     for _ in 0..3 {

@@ -70,6 +70,15 @@ async fn everything(addr: SocketAddr, query: &str) -> Vec<Value> {
     }
 }
 
+/// One chain: numbered from 1 without gaps, each entry sealed onto the one before.
+fn assert_one_chain(entries: &[Value]) {
+    for (n, pair) in entries.windows(2).enumerate() {
+        assert_eq!(pair[0]["seq"].as_u64(), Some(n as u64 + 1));
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "{pair:#?}");
+    }
+    assert_eq!(entries[0]["prev_hash"], "0".repeat(64));
+}
+
 fn find<'a>(entries: &'a [Value], action: &str, target: &str) -> &'a Value {
     entries
         .iter()
@@ -250,12 +259,7 @@ async fn changes_are_audited_with_actor_and_request(mode: Mode) {
         (Some("req-erase"), Some("order"))
     );
 
-    // One chain: numbered from 1 without gaps, each entry sealed onto the one before.
-    for (n, pair) in entries.windows(2).enumerate() {
-        assert_eq!(pair[0]["seq"].as_u64(), Some(n as u64 + 1));
-        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "{pair:#?}");
-    }
-    assert_eq!(entries[0]["prev_hash"], "0".repeat(64));
+    assert_one_chain(&entries);
 
     // Filters.
     let by_ops = everything(addr, "&actor=ops").await;
@@ -434,17 +438,14 @@ async fn as_owner(mode: Mode, url: &str, sql: &str) -> Result<(), sqlx::Error> {
 async fn cancels_asked_at_once_each_change_their_order_once_audited_as_their_callers() {
     // The order role alone: nothing reserves, so every order stays PENDING
     // until its customer cancels it.
-    let (store, url) = shop_adapter_postgres::testing::fresh_database().await;
-    let (namespace, _bus) = common::fresh_bus('c').await;
-    common::price_directly(&store, "SKU-C", 1000).await;
-    let env = [("SHOP_JWT_SECRET", TEST_SECRET)];
-    let shop = InProcess::start(shop::ProcessRole::Order, &url, namespace.as_str(), &env).await;
+    let (store, shop) = common::order_role_alone('c', "SKU-C", 1000, &[]).await;
     let addr = shop.addr;
 
     let customers = ["ann", "bob", "cho"];
     let one = json!({"items": [{"product_id": "SKU-C", "quantity": 1}]});
     let mut orders = Vec::new();
-    for customer in customers {
+    for (at, customer) in customers.iter().enumerate() {
+        let stranger = customers[(at + 1) % customers.len()];
         let caller = token(customer, "customer");
         for n in 0..8 {
             let placed = call(
@@ -457,21 +458,18 @@ async fn cancels_asked_at_once_each_change_their_order_once_audited_as_their_cal
             )
             .await;
             assert_eq!(placed.status, 202, "{}", placed.body);
-            orders.push((
-                customer,
-                placed.json()["order_id"].as_str().expect("an order id").to_owned(),
-            ));
+            let id = placed.json()["order_id"].as_str().expect("an order id").to_owned();
+            orders.push((*customer, stranger, id));
         }
     }
 
     // Every order cancelled twice by its customer, and tried once by the
     // next customer, all at once.
-    let asked = orders.iter().enumerate().flat_map(|(n, (customer, id))| {
-        let stranger = customers[(customers.iter().position(|c| c == customer).unwrap_or(0) + 1) % customers.len()];
+    let asked = orders.iter().enumerate().flat_map(|(n, (customer, stranger, id))| {
         [
             (*customer, id.clone(), format!("cancel-{n}-a")),
             (*customer, id.clone(), format!("cancel-{n}-b")),
-            (stranger, id.clone(), format!("stranger-{n}")),
+            (*stranger, id.clone(), format!("stranger-{n}")),
         ]
     });
     let answers = futures::future::join_all(asked.map(|(caller, id, request)| async move {
@@ -491,7 +489,7 @@ async fn cancels_asked_at_once_each_change_their_order_once_audited_as_their_cal
 
     let entries = everything(addr, "&action=order.cancel").await;
     assert_eq!(entries.len(), orders.len(), "one entry per order: {entries:#?}");
-    for (n, (customer, id)) in orders.iter().enumerate() {
+    for (n, (customer, _, id)) in orders.iter().enumerate() {
         let entry = find(&entries, "order.cancel", &format!("order:{id}"));
         assert_eq!(
             (entry["actor"].as_str(), entry["role"].as_str()),
@@ -505,11 +503,7 @@ async fn cancels_asked_at_once_each_change_their_order_once_audited_as_their_cal
             "{entry}"
         );
     }
-    let chain = everything(addr, "").await;
-    for (n, pair) in chain.windows(2).enumerate() {
-        assert_eq!(pair[0]["seq"].as_u64(), Some(n as u64 + 1));
-        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "{pair:#?}");
-    }
+    assert_one_chain(&everything(addr, "").await);
 
     let cancelled: Vec<(String, i64)> = sqlx::query_as(
         "SELECT envelope->>'aggregate_id', count(*) FROM orders.outbox

@@ -473,14 +473,16 @@ pub(crate) async fn cancel<O: OrderUseCases>(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     caller.require(&[CallerRole::Customer, CallerRole::Admin])?;
-    visible(orders.as_ref(), &caller, &id).await?;
-    let reason = if caller.role == CallerRole::Admin {
-        CancelReason::Admin
+    // Customers cancel only their own orders. The service checks that on
+    // the order it reads to cancel (no read of its own here), and someone
+    // else's order is a 404, as `visible` makes it.
+    let (reason, owner) = if caller.role == CallerRole::Admin {
+        (CancelReason::Admin, None)
     } else {
-        CancelReason::Customer
+        (CancelReason::Customer, Some(caller.subject.as_str()))
     };
     let order = orders
-        .cancel(&id, reason, &caller.actor(&request_id), trace)
+        .cancel(&id, reason, &caller.actor(&request_id), owner, trace)
         .await
         .map_err(order_problem)?;
     Ok(reply(StatusCode::OK, &OrderView::from(&order)))

@@ -525,9 +525,9 @@ pub struct ServiceConfig {
     /// together share one transaction, and their catalogue lookups one query.
     pub group_commit: bool,
     /// `SHOP_HANDLE_TOGETHER` (`on`, the default, or `off`): the saga's
-    /// consumers hand the messages of a batch whose order has no other
-    /// message in it to their handler at once (inventory reserves them in
-    /// one transaction).
+    /// consumers hand a batch's messages to their handler at once, in
+    /// rounds (each order's first message, then each one's second, ...),
+    /// and inventory reserves or releases a round in one transaction.
     pub handle_together: bool,
     /// `SHOP_NATS_REPLICAS` (1 to 5, default 1): copies of each stream a
     /// JetStream cluster keeps (3 survives the loss of one node).

@@ -44,6 +44,10 @@ impl InventoryStore for PgStore {
     }
 
     shop_adapter_sql::inventory_reads!(STATEMENTS);
+
+    async fn reservations(&self, order_ids: &[String]) -> Result<Vec<Reservation>, StoreError> {
+        STATEMENTS.reservations(&self.pool, order_ids).await
+    }
 }
 
 /// Changed products, each fenced by the version it was read at, in two

@@ -6,7 +6,7 @@ use shop_rules::order::Order;
 use shop_runtime::audit::AuditRecord;
 use shop_runtime::ports::{
     CatalogueEntry, CustomerKeys, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, StoreError,
-    StoredKey, Versioned, checked_updates,
+    StoredKey, StoredRecord, Versioned, checked_updates,
 };
 use sqlx::Connection;
 
@@ -132,6 +132,10 @@ impl OrderStore for PgStore {
 
     async fn provenance(&self, order_ids: &[String]) -> Result<Vec<Provenance>, StoreError> {
         STATEMENTS.provenance(&self.pool, order_ids).await
+    }
+
+    async fn record(&self, order_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        STATEMENTS.order_record(&self.pool, order_id).await
     }
 
     async fn pending_count(&self) -> Result<u64, StoreError> {

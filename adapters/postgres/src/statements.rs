@@ -7,6 +7,9 @@ use crate::outbox::DRIVER;
 
 static SQL: StoreSql = StoreSql {
     order: "SELECT state, version FROM orders.orders WHERE order_id = $1",
+    order_record: "SELECT o.order_id, o.state, o.version, o.policy::text AS policy, d.key_id, d.sealed
+                   FROM orders.orders o LEFT JOIN orders.deliveries d ON d.order_id = o.order_id
+                   WHERE o.order_id = $1",
     // An index-only count over the partial index of PENDING orders.
     pending_count: "SELECT count(*) AS count FROM orders.orders WHERE status = 'PENDING'",
     confirmed_before: "SELECT order_id FROM orders.orders WHERE status = 'CONFIRMED' AND confirmed_at < $1
@@ -39,6 +42,7 @@ static SQL: StoreSql = StoreSql {
                        AND e.context = 'inventory' AND e.action LIKE 'stock.%'
                 ) trail ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory.reservations WHERE order_id = $1",
+    reservations: "SELECT order_id, status, lines FROM inventory.reservations WHERE order_id = ANY($1)",
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version
                FROM inventory.products WHERE product_id = ANY($1) ORDER BY product_id",

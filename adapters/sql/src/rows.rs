@@ -5,7 +5,7 @@
 use shop_rules::inventory::{Movement, MovementKind, ProductStock, Reservation, ReservationStatus, StockLine};
 use shop_rules::order::{CataloguePrice, Order};
 use shop_runtime::ports::{
-    CatalogueEntry, MovementEntry, Provenance, SealedDelivery, StoreError, StoredKey, Versioned,
+    CatalogueEntry, MovementEntry, Provenance, SealedDelivery, StoreError, StoredKey, StoredRecord, Versioned,
 };
 use shop_streams::RuleRef;
 use sqlx::types::Json;
@@ -79,14 +79,41 @@ pub fn provenance_column(rules: &[RuleRef]) -> Result<Option<String>, StoreError
 
 /// An order's provenance: its `order_id` and `policy` columns, the latter as text.
 pub fn provenance(row: &impl StoreRow) -> Result<Provenance, StoreError> {
-    let read = |e: sqlx::Error| corrupt("provenance", e);
-    let policy = row.maybe_text("policy").map_err(read)?.unwrap_or_default();
     Ok(Provenance {
-        order_id: row.text("order_id").map_err(read)?,
-        rules: match policy.as_str() {
-            "" => Vec::new(),
-            json => serde_json::from_str(json).map_err(|e| corrupt("provenance", e))?,
-        },
+        order_id: row.text("order_id").map_err(|e| corrupt("provenance", e))?,
+        rules: policy(row)?,
+    })
+}
+
+/// The rules of a `policy` column read as text: none when it is NULL.
+fn policy(row: &impl StoreRow) -> Result<Vec<RuleRef>, StoreError> {
+    match row.maybe_text("policy").map_err(|e| corrupt("provenance", e))? {
+        None => Ok(Vec::new()),
+        Some(json) if json.is_empty() => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json).map_err(|e| corrupt("provenance", e)),
+    }
+}
+
+/// An order with its version and provenance, and its delivery's `key_id`
+/// and `sealed` columns (NULL when it has none).
+pub fn order_record(row: &impl StoreRow) -> Result<StoredRecord, StoreError> {
+    let order = versioned_order(row)?;
+    let read = |e| corrupt("delivery", e);
+    let delivery = match (
+        row.maybe_text("key_id").map_err(read)?,
+        row.maybe_text("sealed").map_err(read)?,
+    ) {
+        (Some(key_id), Some(sealed)) => Some(SealedDelivery {
+            order_id: order.value.id.clone(),
+            key_id,
+            sealed,
+        }),
+        _ => None,
+    };
+    Ok(StoredRecord {
+        provenance: policy(row)?,
+        delivery,
+        order,
     })
 }
 
@@ -159,6 +186,12 @@ pub fn reservation(order_id: &str, row: &impl StoreRow) -> Result<Reservation, S
         status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservation status", &status))?,
         lines: row.stock_lines("lines").map_err(read)?,
     })
+}
+
+/// A reservation with its `order_id` column.
+pub fn order_reservation(row: &impl StoreRow) -> Result<Reservation, StoreError> {
+    let order_id = row.text("order_id").map_err(|e| corrupt("reservation", e))?;
+    reservation(&order_id, row)
 }
 
 /// An order from its `state` column.

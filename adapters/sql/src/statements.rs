@@ -6,7 +6,8 @@
 use shop_rules::inventory::{InventoryState, ProductStock, Reservation};
 use shop_rules::order::Order;
 use shop_runtime::ports::{
-    CatalogueEntry, MovementEntry, OrderQuery, Provenance, SealedDelivery, StoreError, StoredKey, Versioned,
+    CatalogueEntry, MovementEntry, OrderQuery, Provenance, SealedDelivery, StoreError, StoredKey, StoredRecord,
+    Versioned,
 };
 use sqlx::query::Query;
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
@@ -19,6 +20,9 @@ use crate::rows::{self, StoreRow, corrupt, to_sql};
 pub struct StoreSql {
     /// `$1` order id: its `state` and `version`.
     pub order: &'static str,
+    /// `$1` order id: its `order_id`, `state`, `version` and `policy` (as
+    /// text), with its delivery's `key_id` and `sealed` or NULLs.
+    pub order_record: &'static str,
     /// The number of PENDING orders, as `count`.
     pub pending_count: &'static str,
     /// `$1` cutoff, `$2` limit: ids (`order_id`) of orders confirmed before the cutoff, oldest first.
@@ -34,6 +38,9 @@ pub struct StoreSql {
     pub movements: &'static str,
     /// `$1` order id: the reservation's `status` and `lines`.
     pub reservation: &'static str,
+    /// `$1` the order ids, as the adapter binds a list: their reservations'
+    /// `order_id`, `status` and `lines`.
+    pub reservations: &'static str,
     /// `$1` the product ids, as the adapter binds a list: their columns
     /// in table order, by product id.
     pub products: &'static str,
@@ -98,6 +105,15 @@ where
             .await
             .map_err(self.driver.db_error)?;
         row.as_ref().map(rows::versioned_order).transpose()
+    }
+
+    pub async fn order_record(&self, pool: &Pool<DB>, order_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let row = sqlx::query::<DB>(self.sql.order_record)
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        row.as_ref().map(rows::order_record).transpose()
     }
 
     pub async fn pending_count(&self, pool: &Pool<DB>) -> Result<u64, StoreError> {
@@ -221,6 +237,14 @@ where
             .await
             .map_err(self.driver.db_error)?;
         rows.iter().map(rows::product).collect()
+    }
+
+    pub async fn reservations<'q, P>(&self, pool: &Pool<DB>, order_ids: P) -> Result<Vec<Reservation>, StoreError>
+    where
+        P: Encode<'q, DB> + Type<DB> + Send + 'q,
+    {
+        self.of_orders(pool, self.sql.reservations, order_ids, rows::order_reservation)
+            .await
     }
 
     pub async fn deliveries<'q, P>(&self, pool: &Pool<DB>, order_ids: P) -> Result<Vec<SealedDelivery>, StoreError>

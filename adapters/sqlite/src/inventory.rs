@@ -51,6 +51,10 @@ impl InventoryStore for SqliteStore {
     }
 
     shop_adapter_sql::inventory_reads!(STATEMENTS);
+
+    async fn reservations(&self, order_ids: &[String]) -> Result<Vec<Reservation>, StoreError> {
+        STATEMENTS.reservations(&self.pool, json_list(order_ids)).await
+    }
 }
 
 // Each kind of row below is written in one statement (`batch.rs` says why),

@@ -7,6 +7,9 @@ use crate::outbox::DRIVER;
 
 static SQL: StoreSql = StoreSql {
     order: "SELECT state, version FROM orders_orders WHERE order_id = $1",
+    order_record: "SELECT o.order_id, o.state, o.version, o.policy, d.key_id, d.sealed
+                   FROM orders_orders o LEFT JOIN orders_deliveries d ON d.order_id = o.order_id
+                   WHERE o.order_id = $1",
     pending_count: "SELECT count(*) AS count FROM orders_orders WHERE status = 'PENDING'",
     confirmed_before: "SELECT order_id FROM orders_orders WHERE status = 'CONFIRMED' AND confirmed_at < $1
                        ORDER BY confirmed_at LIMIT $2",
@@ -37,6 +40,8 @@ static SQL: StoreSql = StoreSql {
                        AND e.context = 'inventory' AND e.action LIKE 'stock.%'
                 ) ORDER BY seq LIMIT $3",
     reservation: "SELECT status, lines FROM inventory_reservations WHERE order_id = $1",
+    reservations: "SELECT order_id, status, lines FROM inventory_reservations
+                   WHERE order_id IN (SELECT value FROM json_each($1))",
     products: "SELECT product_id, name, unit_price, currency, available, reserved, initial, restocked, adjusted,
                       deducted, version
                FROM inventory_products WHERE product_id IN (SELECT value FROM json_each($1)) ORDER BY product_id",

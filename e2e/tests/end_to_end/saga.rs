@@ -296,8 +296,9 @@ async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries
     assert_eq!(commits, 1, "the four reservations were committed together");
 
     // A redelivery beside a new order, and an operator's republish (the
-    // same event under a new id) beside another: taking them together
-    // fails, one by one sorts them out.
+    // same event under a new id) beside another: read with their
+    // reservations, they are refused by the rules and the new ones still
+    // committed together.
     let mut republished = batch[1].clone();
     republished.event_id = Uuid::now_v7();
     let again = [
@@ -311,6 +312,24 @@ async fn reservations_taken_together_decide_as_one_by_one_would_and_redeliveries
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     assert_eq!(shop.stock("SKU-G").await, (0, 3, 0), "only o-g6 reserved more of G");
     assert_eq!(shop.stock("SKU-H").await, (1, 4, 0), "only o-g5 reserved more of H");
+    // Rows written by one transaction carry its id.
+    let again: Vec<(String, String)> = sqlx::query_as(
+        "SELECT envelope->>'aggregate_id', xmin::text FROM inventory.outbox
+         WHERE envelope->>'aggregate_id' IN ('o-g1', 'o-g2', 'o-g5', 'o-g6') ORDER BY seq",
+    )
+    .fetch_all(shop.store.pool())
+    .await
+    .expect("outbox");
+    let (old, new) = again.split_at(2);
+    assert_eq!(
+        old.iter()
+            .chain(new)
+            .map(|(order, _)| order.as_str())
+            .collect::<Vec<_>>(),
+        ["o-g1", "o-g2", "o-g5", "o-g6"],
+        "nothing published again for the orders reserved before"
+    );
+    assert_eq!(new[0].1, new[1].1, "the two new reservations committed together");
     shop.shutdown().await;
 }
 

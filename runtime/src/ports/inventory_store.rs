@@ -138,6 +138,10 @@ pub trait InventoryStore: AuditLog + Send + Sync + 'static {
 
     /// MUST return the order's reservation, or `None`.
     fn reservation(&self, order_id: &str) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+
+    /// MUST return the reservations of those of `order_ids` that have one,
+    /// in any order.
+    fn reservations(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<Reservation>, StoreError>> + Send;
 }
 
 /// What a run of writes changes in all, for adapters that commit it at once:

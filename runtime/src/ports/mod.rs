@@ -31,7 +31,8 @@ pub use inventory_store::{InventoryStore, InventoryWrite, MovementEntry, NetWrit
 pub use kv::{KeyValue, KvError};
 pub use lock::{Lease, Lock, LockError};
 pub use order_store::{
-    CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, checked_updates,
+    CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Provenance, SealedDelivery, StoredRecord,
+    checked_updates,
 };
 pub use outbox::{Outbox, Pending};
 pub use payment::{PaymentError, PaymentIntent, PaymentProvider};

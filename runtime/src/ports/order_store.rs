@@ -55,6 +55,17 @@ pub struct SealedDelivery {
     pub sealed: String,
 }
 
+/// An order as stored with what is kept beside it: all that a read of one
+/// order shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub order: Versioned<Order>,
+    /// Its delivery details, sealed, when it has them.
+    pub delivery: Option<SealedDelivery>,
+    /// The rules that placed it; empty when none were kept.
+    pub provenance: Vec<RuleRef>,
+}
+
 /// A product as the order side knows it: enough to price a new order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogueEntry {
@@ -120,6 +131,12 @@ pub trait OrderStore: CustomerKeys + AuditLog + Send + Sync + 'static {
     /// MUST return, for those of `order_ids` whose creating write had a
     /// [`OrderWrite::provenance`], that provenance, in any order.
     fn provenance(&self, order_ids: &[String]) -> impl Future<Output = Result<Vec<Provenance>, StoreError>> + Send;
+
+    /// MUST return the order with its version, its sealed delivery details
+    /// and its provenance, as [`Self::get`], [`Self::deliveries`] and
+    /// [`Self::provenance`] would each return them, or `None` when it does
+    /// not exist: one read where those are three.
+    fn record(&self, order_id: &str) -> impl Future<Output = Result<Option<StoredRecord>, StoreError>> + Send;
 
     /// MUST return how many orders are PENDING: accepted, and neither
     /// confirmed nor cancelled yet by the saga. Intake sheds load by it.

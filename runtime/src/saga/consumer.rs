@@ -2,13 +2,14 @@
 //! handled -> ack; transient failure -> redelivery after a backoff;
 //! permanent failure -> dead letter.
 //!
-//! A batch is handled concurrently, one sequence per aggregate: the events
-//! of one order are handled in the order they came, those of different
-//! orders side by side (they meet, if at all, at a product, where the lock
-//! and the product's version keep them apart). Handlers mostly wait on the
-//! database, so this is what lets one consumer keep up with intake. The
-//! aggregates with a single message in the batch (most of them, under load)
-//! are handed over together, so a handler can commit them in one go.
+//! A batch is handled in rounds: every aggregate's first message together,
+//! then every second one, and so on, so the events of one order are handled
+//! in the order they came and those of different orders side by side (they
+//! meet, if at all, at a product, where the lock and the product's version
+//! keep them apart). Each round goes to the handler at once, so a handler
+//! can commit it in one go: what lets one consumer keep up with intake.
+//! With `together` off, each aggregate's messages are handled one by one,
+//! `concurrency` aggregates at a time.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -17,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use shop_streams::{Envelope, Reader, SCHEMA_VERSION};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -38,8 +40,8 @@ pub struct ConsumerSettings {
     pub lag_every: Duration,
     /// Aggregates whose messages are handled at once.
     pub concurrency: usize,
-    /// Whether the messages of aggregates with one message in the batch go
-    /// to [`Handler::handle_many`] together (else each to [`Handler::handle`]).
+    /// Whether a batch's messages go to [`Handler::handle_many`] together,
+    /// in rounds (else each to [`Handler::handle`]).
     pub together: bool,
 }
 
@@ -115,17 +117,35 @@ pub async fn consume_once<S: Subscription, H: Handler>(
             }
         }
     }
-    // An aggregate with one message in the batch needs no sequence of its
-    // own: those go to the handler together, which may commit them at once.
-    let (singles, sequences): (Vec<_>, Vec<_>) = sequences.into_iter().partition(|s| settings.together && s.len() == 1);
-    let singles: Vec<S::Delivery> = singles.into_iter().flatten().collect();
     let (reader, settings, handler, metrics) = (*reader, &*settings, &**handler, &*metrics);
-    let (settling, ()) = futures::future::join(
-        together(singles, reader, settings, handler, metrics),
-        in_sequence(sequences, reader, settings, handler, metrics),
-    )
-    .await;
-    Ok((taken, settling))
+    if !settings.together {
+        in_sequence(sequences, reader, settings, handler, metrics).await;
+        return Ok((taken, Box::pin(std::future::ready(()))));
+    }
+    // Every aggregate's first message goes to the handler together with
+    // the others' firsts, which it may commit at once; then the seconds,
+    // and so on. An order created and cancelled within one batch is then
+    // reserved with the other new orders and released with the other
+    // cancels, not in a transaction of its own for each.
+    let mut settlings = Vec::new();
+    for round in rounds(sequences) {
+        settlings.push(together(round, reader, settings, handler, metrics).await);
+    }
+    Ok((taken, Box::pin(futures::future::join_all(settlings).map(drop))))
+}
+
+/// Each sequence's first message, then each one's second, and so on.
+fn rounds<D>(sequences: Vec<Vec<D>>) -> Vec<Vec<D>> {
+    let mut rounds: Vec<Vec<D>> = Vec::new();
+    for sequence in sequences {
+        for (at, delivery) in sequence.into_iter().enumerate() {
+            match rounds.get_mut(at) {
+                Some(round) => round.push(delivery),
+                None => rounds.push(vec![delivery]),
+            }
+        }
+    }
+    rounds
 }
 
 /// Messages of different aggregates, handed to the handler at once;
@@ -328,4 +348,113 @@ pub async fn run_consumer<S: Subscription, H: Handler>(mut consumer: Consumer<S,
         }
     }
     settling.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::ports::contracts::{created, order};
+
+    /// What happened to the messages: handler calls and settlements.
+    #[derive(Default)]
+    struct Log {
+        /// The event ids of each `handle_many` call, in call order.
+        together: Vec<Vec<Uuid>>,
+        one_by_one: Vec<Uuid>,
+        acked: Vec<Uuid>,
+    }
+
+    struct Recorder(Arc<Mutex<Log>>);
+
+    impl Handler for Recorder {
+        async fn handle(&self, envelope: &Envelope) -> Result<(), HandleError> {
+            self.0.lock().expect("log").one_by_one.push(envelope.event_id);
+            Ok(())
+        }
+
+        async fn handle_many(&self, envelopes: &[&Envelope], _: usize) -> Vec<Result<(), HandleError>> {
+            let ids = envelopes.iter().map(|e| e.event_id).collect();
+            self.0.lock().expect("log").together.push(ids);
+            envelopes.iter().map(|_| Ok(())).collect()
+        }
+    }
+
+    struct Scripted(Envelope, Arc<Mutex<Log>>);
+
+    impl Delivery for Scripted {
+        fn envelope(&self) -> &Envelope {
+            &self.0
+        }
+
+        fn attempt(&self) -> u64 {
+            1
+        }
+
+        async fn ack(self) -> Result<(), BusError> {
+            self.1.lock().expect("log").acked.push(self.0.event_id);
+            Ok(())
+        }
+
+        async fn retry(self, _: Duration) -> Result<(), BusError> {
+            Err(BusError::Unavailable("not expected".into()))
+        }
+
+        async fn dead_letter(self, _: &str) -> Result<(), BusError> {
+            Err(BusError::Unavailable("not expected".into()))
+        }
+    }
+
+    /// One batch, then nothing.
+    struct OneBatch(Vec<Scripted>);
+
+    impl Subscription for OneBatch {
+        type Delivery = Scripted;
+
+        async fn next_batch(&mut self, _: usize, _: Duration) -> Result<Vec<Scripted>, BusError> {
+            Ok(std::mem::take(&mut self.0))
+        }
+
+        async fn lag(&mut self) -> Result<u64, BusError> {
+            Ok(0)
+        }
+
+        fn take_dead_lettered(&mut self) -> u64 {
+            0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_to_the_handler_in_rounds_each_order_in_its_own_order() {
+        let log = Arc::new(Mutex::new(Log::default()));
+        // Orders a, b and c with two, one and three messages, interleaved.
+        let batch: Vec<Envelope> = ["a", "b", "a", "c", "c", "c"].map(|id| created(&order(id))).into();
+        let id = |at: usize| batch[at].event_id;
+        let expected = vec![vec![id(0), id(1), id(3)], vec![id(2), id(4)], vec![id(5)]];
+        let deliveries = batch.iter().map(|e| Scripted(e.clone(), Arc::clone(&log))).collect();
+        let mut consumer = Consumer {
+            reader: Reader::Inventory,
+            subscription: OneBatch(deliveries),
+            handler: Arc::new(Recorder(Arc::clone(&log))),
+            settings: ConsumerSettings::default(),
+            metrics: Metrics::default(),
+        };
+        let (taken, settling) = consume_once(&mut consumer).await.expect("consumed");
+        settling.await;
+        assert_eq!(taken, 6);
+        let log = log.lock().expect("log");
+        assert_eq!(
+            log.together, expected,
+            "every order's first, then every second, then the third"
+        );
+        assert_eq!(log.one_by_one, Vec::<Uuid>::new());
+        let mut acked = log.acked.clone();
+        acked.sort();
+        let mut all: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
+        all.sort();
+        assert_eq!(acked, all, "each message acked once");
+    }
 }

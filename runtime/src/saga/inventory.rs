@@ -292,40 +292,44 @@ impl<S: InventoryStore, L: Lock> InventoryService<S, L> {
     /// deductions and releases that completions and cancellations ask for,
     /// with one lock of all their products, one load of the products, the
     /// rules asked order after order on the running stock, and one commit.
-    /// A deduction or release is decided on the order's reservation as read
-    /// before the lock; should the commit fail (a reservation that moved
-    /// meanwhile, one made before: a redelivery; a store hiccup) they are
-    /// handled one by one after all, which sorts out each case exactly.
+    /// Each is decided on its order's reservation as read (all in one
+    /// query) before the lock; should the commit fail (a reservation that
+    /// moved or was made meanwhile; a store hiccup) they are handled one by
+    /// one after all, which sorts out each case exactly.
     pub async fn handle_many(&self, envelopes: &[&Envelope], concurrency: usize) -> Vec<Result<(), HandleError>> {
-        let mut batch = Vec::new();
-        let mut settling = Vec::new();
+        let mut asked = Vec::new();
         for (at, envelope) in envelopes.iter().enumerate() {
             let Ok(DomainEvent::Order(event)) = envelope.event() else {
                 continue;
             };
-            match command_for(event) {
-                Some((order_id, command @ InventoryCommand::Reserve(_))) => {
-                    batch.push(Batched::reserving(at, envelope, order_id, command));
-                }
-                Some((order_id, command)) => settling.push((at, envelope, order_id, command)),
-                None => {}
+            if let Some((order_id, command)) = command_for(event) {
+                asked.push((at, envelope, order_id, command));
             }
         }
-        // Deductions and releases touch what each reservation holds: read
-        // them side by side (a read that fails leaves its message alone).
-        let reads = settling
-            .iter()
-            .map(|(_, _, order_id, _)| self.store.reservation(order_id));
-        let reservations = futures::future::join_all(reads).await;
-        for ((at, envelope, order_id, command), reservation) in settling.into_iter().zip(reservations) {
-            if let Ok(reservation) = reservation {
-                batch.push(Batched::settling(at, envelope, order_id, command, reservation));
+        // Every order's reservation, in one read: a release or deduction
+        // touches what it holds, and a reservation to make may meet one
+        // made already (the order's cancel, read by another consumer
+        // first, leaves a released one), which the rules then refuse.
+        let ids: Vec<String> = asked.iter().map(|(_, _, order_id, _)| order_id.clone()).collect();
+        let reservations = match self.store.reservations(&ids).await {
+            Ok(reservations) => reservations,
+            Err(error) => {
+                tracing::debug!(target: "shop::saga", %error, "reservations not read; one by one");
+                return one_by_one(self, envelopes, concurrency).await;
             }
-        }
+        };
+        let reservations: HashMap<String, Reservation> =
+            reservations.into_iter().map(|r| (r.order_id.clone(), r)).collect();
+        let batch: Vec<Batched> = asked
+            .into_iter()
+            .map(|(at, envelope, order_id, command)| {
+                let reservation = reservations.get(&order_id).cloned();
+                Batched::new(at, envelope, order_id, command, reservation)
+            })
+            .collect();
         if batch.len() < 2 {
             return one_by_one(self, envelopes, concurrency).await;
         }
-        batch.sort_by_key(|b| b.at);
         let together: Vec<usize> = batch.iter().map(|b| b.at).collect();
         let at_once = async {
             let outcome = self.write_together(&batch).await;
@@ -468,37 +472,23 @@ struct Batched {
 }
 
 impl Batched {
-    /// A reservation to make: the order has none yet (one it has makes the
-    /// commit fail, and the message is handled alone).
-    fn reserving(at: usize, envelope: &Envelope, order_id: String, command: InventoryCommand) -> Self {
-        let products = match &command {
-            InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
-            _ => Vec::new(),
-        };
-        let trace = Trace::follows(envelope);
-        Self {
-            at,
-            order_id,
-            actor: saga_actor(&command, &trace),
-            command,
-            products,
-            reservation: None,
-            trace,
-        }
-    }
-
-    /// A deduction or release of what `reservation` holds.
-    fn settling(
+    /// `command` for an order, on its `reservation` as read: a reservation
+    /// to make touches the products of its lines, a release or deduction
+    /// what the reservation holds.
+    fn new(
         at: usize,
         envelope: &Envelope,
         order_id: String,
         command: InventoryCommand,
         reservation: Option<Reservation>,
     ) -> Self {
-        let products = reservation
-            .iter()
-            .flat_map(|r| r.lines.iter().map(|l| l.product_id.clone()))
-            .collect();
+        let products = match &command {
+            InventoryCommand::Reserve(lines) => lines.lines.iter().map(|l| l.product_id.clone()).collect(),
+            _ => reservation
+                .iter()
+                .flat_map(|r| r.lines.iter().map(|l| l.product_id.clone()))
+                .collect(),
+        };
         let trace = Trace::follows(envelope);
         Self {
             at,

@@ -142,6 +142,17 @@ pub struct Asked {
     pub trace: Trace,
     /// Who asked, when the change is audited as theirs.
     pub by: Option<Actor>,
+    /// The customer whose order it must be, when a customer asked: any
+    /// other's order is as absent to them as one that does not exist.
+    pub owner: Option<String>,
+}
+
+impl Asked {
+    /// `order` as this command finds it: `None` when a customer asked and
+    /// it is not theirs.
+    fn reaching<'o>(&self, order: Option<&'o Versioned<Order>>) -> Option<&'o Versioned<Order>> {
+        order.filter(|o| self.owner.as_ref().is_none_or(|owner| *owner == o.value.customer_id))
+    }
 }
 
 pub struct OrderService<S> {
@@ -352,7 +363,12 @@ impl<S: OrderStore> OrderService<S> {
     /// The delivery details of those of `orders` that have them, by order id.
     pub async fn deliveries(&self, orders: &[Order]) -> Result<HashMap<String, DeliveryRead>, OrderError> {
         let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-        let sealed = self.store.deliveries(&ids).await?;
+        self.open(self.store.deliveries(&ids).await?).await
+    }
+
+    /// `sealed` delivery details opened with their customers' keys, by
+    /// order id: erased where the key is gone.
+    async fn open(&self, sealed: Vec<SealedDelivery>) -> Result<HashMap<String, DeliveryRead>, OrderError> {
         if sealed.is_empty() {
             return Ok(HashMap::new());
         }
@@ -382,10 +398,15 @@ impl<S: OrderStore> OrderService<S> {
     /// The order with its delivery details and provenance, or `None` when
     /// it does not exist.
     pub async fn record(&self, order_id: &str) -> Result<Option<OrderRecord>, OrderError> {
-        let Some(order) = self.get(order_id).await? else {
+        let Some(stored) = self.store.record(order_id).await? else {
             return Ok(None);
         };
-        Ok(self.records(vec![order]).await?.pop())
+        let mut opened = self.open(stored.delivery.into_iter().collect()).await?;
+        Ok(Some(OrderRecord {
+            delivery: opened.remove(order_id),
+            policy: stored.provenance,
+            order: stored.order.value,
+        }))
     }
 
     /// `orders` with their delivery details and provenance, in their order.
@@ -537,6 +558,7 @@ impl<S: OrderStore> OrderService<S> {
             command: command.clone(),
             trace,
             by: by.cloned(),
+            owner: None,
         };
         Ok(self.command_asked(asked).await?.into_order())
     }
@@ -546,9 +568,7 @@ impl<S: OrderStore> OrderService<S> {
     /// changed the order.
     pub async fn command_asked(&self, asked: Asked) -> Result<Commanded, OrderError> {
         if self.me.strong_count() == 0 {
-            return self
-                .command_once(&asked.order_id, &asked.command, asked.trace, asked.by.as_ref())
-                .await;
+            return self.command_once(&asked).await;
         }
         let writers = self.commands.get_or_init(|| {
             let me = self.me.clone();
@@ -574,10 +594,7 @@ impl<S: OrderStore> OrderService<S> {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::debug!(target: "shop::saga", %error, count = commands.len(), "commanding together failed; one by one");
-                let each = commands
-                    .iter()
-                    .map(|asked| self.command_once(&asked.order_id, &asked.command, asked.trace, asked.by.as_ref()))
-                    .collect();
+                let each = commands.iter().map(|asked| self.command_once(asked)).collect();
                 super::at_most(8, each).await
             }
         }
@@ -595,7 +612,7 @@ impl<S: OrderStore> OrderService<S> {
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut changes = Vec::new();
         for asked in commands {
-            let Some(current) = stored.get(&asked.order_id) else {
+            let Some(current) = asked.reaching(stored.get(&asked.order_id)) else {
                 outcomes.push(Err(OrderError::NotFound(asked.order_id.clone())));
                 continue;
             };
@@ -637,17 +654,14 @@ impl<S: OrderStore> OrderService<S> {
         Ok(outcomes)
     }
 
-    async fn command_once(
-        &self,
-        order_id: &str,
-        command: &OrderCommand,
-        trace: Trace,
-        by: Option<&Actor>,
-    ) -> Result<Commanded, OrderError> {
+    /// `asked` decided and committed alone, from a fresh read again when
+    /// another writer got there first.
+    async fn command_once(&self, asked: &Asked) -> Result<Commanded, OrderError> {
+        let (order_id, command, trace) = (asked.order_id.as_str(), &asked.command, asked.trace);
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let stored = self.store.get(order_id).await?;
-            let Some(current) = stored.as_ref() else {
+            let Some(current) = asked.reaching(stored.as_ref()) else {
                 return Err(OrderError::NotFound(order_id.to_owned()));
             };
             let decided = self.rules.decide_order(Some(&current.value), command)?;
@@ -656,7 +670,10 @@ impl<S: OrderStore> OrderService<S> {
             }
             let (order, envelopes) = self.apply(stored.as_ref(), &decided.value, &rule_ref(&decided.rule), trace)?;
             let order = order.ok_or_else(|| OrderError::NotFound(order_id.to_owned()))?;
-            let audit = by.map(|actor| audit_of(actor, order_id, command, self.clock.now_ms()));
+            let audit = asked
+                .by
+                .as_ref()
+                .map(|actor| audit_of(actor, order_id, command, self.clock.now_ms()));
             let write = OrderWrite {
                 order: &order,
                 expected_version: Some(current.version),
@@ -744,6 +761,7 @@ impl<S: OrderStore> OrderService<S> {
                         command: command.clone(),
                         trace: *trace,
                         by: None,
+                        owner: None,
                     },
                 )
                 .collect();

@@ -338,6 +338,7 @@ impl<S: OrderStore, P: PaymentProvider> PaymentService<S, P> {
             command,
             trace,
             by: None,
+            owner: None,
         };
         match self.orders.command_asked(asked).await {
             Ok(Commanded::Changed(_)) => Ok(Settled::Applied),

@@ -6,11 +6,11 @@
 use std::future::Future;
 
 use shop_rules::inventory::{Decision, InventoryCommand, ProductStock};
-use shop_rules::order::{CancelReason, Order};
+use shop_rules::order::{CancelReason, Order, OrderCommand};
 use shop_streams::Trace;
 
 use super::inventory::{InventoryError, InventoryService};
-use super::orders::{CustomerData, NewOrder, OrderError, OrderRecord, OrderService};
+use super::orders::{Asked, CustomerData, NewOrder, OrderError, OrderRecord, OrderService};
 use super::payment::{PaymentService, Settled, WebhookError};
 use crate::audit::{Actor, AuditEntry};
 use crate::ports::{
@@ -48,12 +48,14 @@ pub trait OrderUseCases: Send + Sync + 'static {
     fn customer_orders(&self, query: OrderQuery<'_>) -> impl Future<Output = Result<Vec<Order>, OrderError>> + Send;
 
     /// MUST cancel the order as the rules allow, audited as `actor`'s with
-    /// the change, or say why not.
+    /// the change, or say why not. With an `owner`, MUST treat an order of
+    /// any other customer as one that does not exist.
     fn cancel(
         &self,
         order_id: &str,
         reason: CancelReason,
         actor: &Actor,
+        owner: Option<&str>,
         trace: Trace,
     ) -> impl Future<Output = Result<Order, OrderError>> + Send;
 
@@ -218,9 +220,17 @@ impl<S: OrderStore> OrderUseCases for OrderService<S> {
         order_id: &str,
         reason: CancelReason,
         actor: &Actor,
+        owner: Option<&str>,
         trace: Trace,
     ) -> impl Future<Output = Result<Order, OrderError>> + Send {
-        OrderService::cancel(self, order_id, reason, trace, Some(actor))
+        let asked = Asked {
+            order_id: order_id.to_owned(),
+            command: OrderCommand::Cancel(reason),
+            trace,
+            by: Some(actor.clone()),
+            owner: owner.map(str::to_owned),
+        };
+        async move { Ok(self.command_asked(asked).await?.into_order()) }
     }
 
     fn complete(

@@ -419,6 +419,15 @@ async fn many_writes_commit_together_or_not_at_all(store: &impl InventoryStore) 
     for (step, order) in [(&first, "o-m1"), (&second, "o-m2")] {
         assert_eq!(store.reservation(order).await, Ok(step.after.reservation.clone()));
     }
+    let asked = ["o-m2", "absent", "o-m1"].map(String::from);
+    let mut found = store.reservations(&asked).await.expect("read");
+    found.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    let made = [&first, &second].map(|step| step.after.reservation.clone());
+    assert_eq!(
+        found,
+        made.into_iter().flatten().collect::<Vec<_>>(),
+        "those that exist, at once"
+    );
     let moved = store.movements("M", 0, 10).await.expect("page");
     let orders: Vec<_> = moved.iter().filter_map(|m| m.movement.order_id.clone()).collect();
     assert_eq!(orders, ["o-m1", "o-m2"], "movements in order");

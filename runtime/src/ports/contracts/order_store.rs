@@ -9,7 +9,7 @@ use super::{created, order, order_envelope};
 use crate::audit::Actor;
 use crate::ports::{
     AuditQuery, CatalogueEntry, OrderCursor, OrderQuery, OrderStore, OrderWrite, Outbox, Provenance, SealedDelivery,
-    StoreError,
+    StoreError, StoredRecord, Versioned,
 };
 
 /// Every check, against a store and the outbox its writes feed.
@@ -23,6 +23,7 @@ pub async fn run(store: &impl OrderStore, outbox: &impl Outbox) {
     many_updates_commit_together_or_not_at_all(store, outbox).await;
     audited_changes_are_sealed_with_them(store).await;
     the_rules_that_placed_an_order_are_kept(store).await;
+    an_order_is_read_with_what_is_kept_beside_it(store).await;
 }
 
 /// MUST count the PENDING orders, and only those.
@@ -468,6 +469,64 @@ async fn the_rules_that_placed_an_order_are_kept(store: &impl OrderStore) {
         vec![kept("prov-1"), kept("prov-2")],
         "none for an order created without events"
     );
+}
+
+/// MUST read an order with its version, its delivery details and the rules
+/// that placed it at once, as the reads of each return them, and `None`
+/// for an order that does not exist.
+async fn an_order_is_read_with_what_is_kept_beside_it(store: &impl OrderStore) {
+    let limit = RuleRef {
+        name: "purchase-limit".into(),
+        version: 1,
+        hash: "ef".repeat(32),
+    };
+    let (full, bare) = (order("rec-1"), order("rec-2"));
+    let placing = created(&full).with_policies(std::slice::from_ref(&limit));
+    let delivery = SealedDelivery {
+        order_id: full.id.clone(),
+        key_id: "rec-key".into(),
+        sealed: "nonce:ciphertext".into(),
+    };
+    let placed = OrderWrite {
+        events: std::slice::from_ref(&placing),
+        delivery: Some(&delivery),
+        ..new_order(&full)
+    };
+    assert_eq!(store.write(placed).await, Ok(1));
+    assert_eq!(store.write(new_order(&bare)).await, Ok(1));
+    let mut confirmed = full.clone();
+    confirmed.status = OrderStatus::Confirmed;
+    confirmed.confirmed_at = Some(2_000);
+    let confirming = OrderWrite {
+        expected_version: Some(1),
+        ..new_order(&confirmed)
+    };
+    assert_eq!(store.write(confirming).await, Ok(2));
+
+    assert_eq!(
+        store.record(&full.id).await,
+        Ok(Some(StoredRecord {
+            order: Versioned {
+                value: confirmed,
+                version: 2,
+            },
+            delivery: Some(delivery),
+            provenance: placing.policy.clone(),
+        }))
+    );
+    assert_eq!(
+        store.record(&bare.id).await,
+        Ok(Some(StoredRecord {
+            order: Versioned {
+                value: bare,
+                version: 1
+            },
+            delivery: None,
+            provenance: Vec::new(),
+        })),
+        "an order with neither delivery details nor kept rules"
+    );
+    assert_eq!(store.record("absent").await, Ok(None));
 }
 
 /// The write that creates `order` and nothing else.

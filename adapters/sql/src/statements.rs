@@ -99,21 +99,12 @@ where
     Option<i64>: Type<DB> + for<'q> Encode<'q, DB>,
 {
     pub async fn order(&self, pool: &Pool<DB>, order_id: &str) -> Result<Option<Versioned<Order>>, StoreError> {
-        let row = sqlx::query::<DB>(self.sql.order)
-            .bind(order_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(self.driver.db_error)?;
-        row.as_ref().map(rows::versioned_order).transpose()
+        self.of_one(pool, self.sql.order, order_id, rows::versioned_order).await
     }
 
     pub async fn order_record(&self, pool: &Pool<DB>, order_id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        let row = sqlx::query::<DB>(self.sql.order_record)
-            .bind(order_id)
-            .fetch_optional(pool)
+        self.of_one(pool, self.sql.order_record, order_id, rows::order_record)
             .await
-            .map_err(self.driver.db_error)?;
-        row.as_ref().map(rows::order_record).transpose()
     }
 
     pub async fn pending_count(&self, pool: &Pool<DB>) -> Result<u64, StoreError> {
@@ -189,12 +180,10 @@ where
     }
 
     pub async fn reservation(&self, pool: &Pool<DB>, order_id: &str) -> Result<Option<Reservation>, StoreError> {
-        let row = sqlx::query::<DB>(self.sql.reservation)
-            .bind(order_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(self.driver.db_error)?;
-        row.map(|row| rows::reservation(order_id, &row)).transpose()
+        self.of_one(pool, self.sql.reservation, order_id, |row| {
+            rows::reservation(order_id, row)
+        })
+        .await
     }
 
     /// The stock of `product_ids` (bound as `ids`, the list the adapter's
@@ -263,6 +252,22 @@ where
             .await
     }
 
+    /// `sql`, which takes one id, its row (if any) read by `read`.
+    async fn of_one<T>(
+        &self,
+        pool: &Pool<DB>,
+        sql: &'static str,
+        id: &str,
+        read: impl Fn(&DB::Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = sqlx::query::<DB>(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.driver.db_error)?;
+        row.as_ref().map(read).transpose()
+    }
+
     /// `sql`, which takes a list of order ids, its rows read by `read`.
     async fn of_orders<'q, P, T>(
         &self,
@@ -304,12 +309,8 @@ where
     }
 
     async fn customer_key(&self, pool: &Pool<DB>, customer_id: &str) -> Result<Option<StoredKey>, StoreError> {
-        let row = sqlx::query::<DB>(self.sql.customer_key)
-            .bind(customer_id)
-            .fetch_optional(pool)
+        self.of_one(pool, self.sql.customer_key, customer_id, rows::stored_key)
             .await
-            .map_err(self.driver.db_error)?;
-        row.as_ref().map(rows::stored_key).transpose()
     }
 
     pub async fn keys<'q, P>(&self, pool: &Pool<DB>, key_ids: P) -> Result<Vec<StoredKey>, StoreError>

@@ -354,10 +354,29 @@ pub async fn run_consumer<S: Subscription, H: Handler>(mut consumer: Consumer<S,
 mod tests {
     use std::sync::Mutex;
 
+    use shop_rules::order::{OrderCreated, OrderEvent};
+    use shop_streams::{DomainEvent, RuleRef, Trace};
     use uuid::Uuid;
 
     use super::*;
-    use crate::ports::contracts::{created, order};
+
+    /// An `OrderCreated` of `order_id`, as the order rules would stamp it.
+    fn created(order_id: &str) -> Envelope {
+        let event = OrderEvent::Created(OrderCreated {
+            order_id: order_id.into(),
+            customer_id: "alice".into(),
+            lines: Vec::new(),
+            currency: "KRW".into(),
+            total: 0,
+            at: 0,
+        });
+        let rule = RuleRef {
+            name: "order".into(),
+            version: 0,
+            hash: "0".repeat(64),
+        };
+        Envelope::new(&DomainEvent::Order(event), 1, 0, rule, Trace::root(Uuid::now_v7()))
+    }
 
     /// What happened to the messages: handler calls and settlements.
     #[derive(Default)]
@@ -431,7 +450,7 @@ mod tests {
     async fn a_batch_goes_to_the_handler_in_rounds_each_order_in_its_own_order() {
         let log = Arc::new(Mutex::new(Log::default()));
         // Orders a, b and c with two, one and three messages, interleaved.
-        let batch: Vec<Envelope> = ["a", "b", "a", "c", "c", "c"].map(|id| created(&order(id))).into();
+        let batch: Vec<Envelope> = ["a", "b", "a", "c", "c", "c"].map(created).into();
         let id = |at: usize| batch[at].event_id;
         let expected = vec![vec![id(0), id(1), id(3)], vec![id(2), id(4)], vec![id(5)]];
         let deliveries = batch.iter().map(|e| Scripted(e.clone(), Arc::clone(&log))).collect();

@@ -360,12 +360,6 @@ impl<S: OrderStore> OrderService<S> {
         Ok(keyring.seal(&key, order_id, delivery)?)
     }
 
-    /// The delivery details of those of `orders` that have them, by order id.
-    pub async fn deliveries(&self, orders: &[Order]) -> Result<HashMap<String, DeliveryRead>, OrderError> {
-        let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-        self.open(self.store.deliveries(&ids).await?).await
-    }
-
     /// `sealed` delivery details opened with their customers' keys, by
     /// order id: erased where the key is gone.
     async fn open(&self, sealed: Vec<SealedDelivery>) -> Result<HashMap<String, DeliveryRead>, OrderError> {
@@ -412,7 +406,8 @@ impl<S: OrderStore> OrderService<S> {
     /// `orders` with their delivery details and provenance, in their order.
     async fn records(&self, orders: Vec<Order>) -> Result<Vec<OrderRecord>, OrderError> {
         let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-        let (deliveries, provenance) = futures::join!(self.deliveries(&orders), self.store.provenance(&ids));
+        let deliveries = async { self.open(self.store.deliveries(&ids).await?).await };
+        let (deliveries, provenance) = futures::join!(deliveries, self.store.provenance(&ids));
         let mut deliveries = deliveries?;
         let mut provenance: HashMap<String, Vec<RuleRef>> =
             provenance?.into_iter().map(|p| (p.order_id, p.rules)).collect();
